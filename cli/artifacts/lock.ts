@@ -1,0 +1,59 @@
+// resin.lock.json pins every Debian package a build takes to one version and sha256,
+// so that the same checkout builds the same bytes and an offline build needs no apt.
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { z } from "zod";
+import { writeFileAtomic } from "../util/files.js";
+import { canonicalJson } from "../util/hash.js";
+import { ResinError } from "../util/errors.js";
+
+export const LockedDebSchema = z
+  .object({
+    /** The concrete package (a kernel metapackage resolves to its versioned image package). */
+    package: z.string(),
+    version: z.string(),
+    suite: z.string(),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    size: z.number().int().nonnegative(),
+  })
+  .strict();
+
+export const LockSchema = z
+  .object({
+    lockfileVersion: z.literal(1),
+    /** Keyed by "<suite>/<requested package>". */
+    debian: z.record(z.string(), LockedDebSchema),
+  })
+  .strict();
+
+export type LockedDeb = z.infer<typeof LockedDebSchema>;
+export type Lock = z.infer<typeof LockSchema>;
+
+export const emptyLock = (): Lock => ({ lockfileVersion: 1, debian: {} });
+
+export const lockKey = (suite: string, name: string) => `${suite}/${name}`;
+
+export async function readLock(path: string): Promise<Lock> {
+  if (!existsSync(path)) return emptyLock();
+  let data: unknown;
+  try {
+    data = JSON.parse(await readFile(path, "utf8"));
+  } catch (e) {
+    throw new ResinError(`${path}: not valid JSON (${(e as Error).message})`, "restore it from version control (git checkout -- resin.lock.json)");
+  }
+  const parsed = LockSchema.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ResinError(`${path}: ${issue.path.join(".")}: ${issue.message}`, "restore it from version control (git checkout -- resin.lock.json)");
+  }
+  return parsed.data;
+}
+
+export async function writeLock(path: string, lock: Lock): Promise<void> {
+  await writeFileAtomic(path, `${canonicalJson(lock)}\n`);
+}
+
+/** Upstream version from a Debian version: "1.8.7+dfsg1-2+b3" → "1.8.7", "1:1.35.0-4" → "1.35.0". */
+export function upstreamVersion(debianVersion: string): string {
+  return debianVersion.replace(/^\d+:/, "").replace(/[+~-].*$/, "");
+}

@@ -1,0 +1,260 @@
+// The image stage: turn a role (spec) and its locked packages (artifacts) into a kernel,
+// an initramfs holding the whole root filesystem, and a manifest naming the origin of
+// every file. Builds are skipped when nothing that goes into them changed.
+import { existsSync } from "node:fs";
+import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
+import { execa } from "execa";
+import type { Role, Service } from "../spec/load.js";
+import { renderTemplate } from "../spec/template.js";
+import { lockKey, upstreamVersion, type Lock, type LockedDeb } from "../artifacts/lock.js";
+import { unpackedDeb } from "../artifacts/cache.js";
+import { hostCodename } from "../artifacts/apt.js";
+import { canonicalJson, sha256 } from "../util/hash.js";
+import { ResinError } from "../util/errors.js";
+import type { Log } from "../util/log.js";
+import { Rootfs, type ManifestFile } from "./rootfs.js";
+import { kernelFiles } from "./kernel.js";
+import { readElfDeps } from "./elf.js";
+import { modeInside, readInside } from "./package-files.js";
+import { writeCpio } from "./cpio.js";
+import type { TreeEntry } from "./tree.js";
+
+/** Bump when the image layout changes in a way the inputs below do not capture. */
+const IMAGE_FORMAT = 1;
+
+/** Where a dynamic linker finds libraries without an ld.so.cache (Debian's system search path). */
+const LIBRARY_DIRS = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "lib", "usr/lib"];
+
+export interface ServiceVersion {
+  name: string;
+  version?: string;
+  ports: Record<string, number>;
+}
+
+export interface ImageManifest {
+  role: string;
+  inputDigest: string;
+  digest: string;
+  kernel: { file: string; version: string; sha256: string; size: number; modules: string[] };
+  initrd: { file: string; sha256: string; size: number };
+  services: ServiceVersion[];
+  packages: LockedDeb[];
+  files: ManifestFile[];
+}
+
+export interface BuiltImage {
+  dir: string;
+  manifest: ImageManifest;
+  /** True when the image on disk was already up to date. */
+  cached: boolean;
+}
+
+export function imagesDir(project: string): string {
+  return join(project, "out", "images");
+}
+
+/** Locked package entries a role uses, keyed by the name the service asks for. */
+async function lockedFor(role: Role, lock: Lock): Promise<Map<string, LockedDeb>> {
+  const host = await hostCodename();
+  const map = new Map<string, LockedDeb>();
+  const take = (name: string, suite?: string) => {
+    const entry = lock.debian[lockKey(suite ?? host, name)];
+    if (!entry) throw new ResinError(`resin.lock.json has no entry for ${lockKey(suite ?? host, name)}`, "run `resin build` once with network access to resolve it");
+    map.set(name, entry);
+  };
+  for (const s of role.services) {
+    if (s.kernel) take(s.kernel.package);
+    for (const p of s.packages) take(p.name, p.suite);
+    for (const l of s.libraries) take(l);
+  }
+  return map;
+}
+
+export function serviceVersion(service: Service, debs: Map<string, LockedDeb>): string | undefined {
+  const first = service.packages[0];
+  return first ? upstreamVersion(debs.get(first.name)!.version) : undefined;
+}
+
+async function builderFingerprint(): Promise<string> {
+  // The image stage's own code is an input too: a fix to the builder must rebuild images.
+  const here = dirname(fileURLToPath(import.meta.url));
+  const names = (await readdir(here)).filter((n) => n.endsWith(".js") || n.endsWith(".ts")).sort();
+  const parts = await Promise.all(names.map(async (n) => `${n}:${sha256(await readFile(join(here, n)))}`));
+  return sha256(parts.join("\n"));
+}
+
+async function inputDigest(role: Role, debs: Map<string, LockedDeb>): Promise<string> {
+  const services = await Promise.all(
+    role.services.map(async (s) => {
+      const sources = [...s.files, ...s.templates.image].map((f) => f.src).sort();
+      const contents = await Promise.all(sources.map(async (src) => [src, sha256(await readFile(join(s.dir, src)))]));
+      return { spec: { ...s, dir: undefined, file: undefined }, contents };
+    }),
+  );
+  return sha256(
+    canonicalJson({
+      format: IMAGE_FORMAT,
+      builder: await builderFingerprint(),
+      role: role.spec,
+      options: role.options,
+      services,
+      debs: [...debs.entries()].sort(([a], [b]) => a.localeCompare(b)),
+    }),
+  );
+}
+
+export async function readManifest(dir: string): Promise<ImageManifest | undefined> {
+  const path = join(dir, "manifest.json");
+  if (!existsSync(path)) return undefined;
+  return JSON.parse(await readFile(path, "utf8")) as ImageManifest;
+}
+
+export async function buildImage(project: string, role: Role, lock: Lock, log: Log): Promise<BuiltImage> {
+  const name = role.spec.role;
+  const dir = join(imagesDir(project), name);
+  const debs = await lockedFor(role, lock);
+  const digestOfInputs = await inputDigest(role, debs);
+  const previous = await readManifest(dir);
+  if (
+    previous?.inputDigest === digestOfInputs &&
+    existsSync(join(dir, previous.initrd.file)) &&
+    existsSync(join(dir, previous.kernel.file))
+  ) {
+    return { dir, manifest: previous, cached: true };
+  }
+
+  log(`  assemble ${name}`);
+  const rootfs = new Rootfs();
+  for (const d of ["dev", "proc", "sys", "run", "var/lib", "etc", "mnt"]) rootfs.dir(d);
+  rootfs.dir("tmp", 0o1777);
+  rootfs.dir("root", 0o700);
+
+  const unpacked = new Map<string, string>();
+  for (const [requested, deb] of debs) unpacked.set(requested, await unpackedDeb(deb.sha256, `${deb.package} ${deb.version}`));
+  const debLabel = (requested: string) => `${debs.get(requested)!.package} ${debs.get(requested)!.version}`;
+
+  // Kernel and the chosen modules.
+  const kernelService = role.services.find((s) => s.kernel)!;
+  const kernel = await kernelFiles(unpacked.get(kernelService.kernel!.package)!, kernelService.kernel!.modules);
+  for (const [path, data] of kernel.files) rootfs.file(path, data, 0o644, { kind: "deb", source: debLabel(kernelService.kernel!.package) });
+  // The boot script loads these in order; their dependencies come from modules.dep.
+  rootfs.file("etc/modules", Buffer.from(kernelService.kernel!.modules.join("\n") + "\n"), 0o644, { kind: "service", source: `${kernelService.name}/service.yml` });
+
+  // Files taken from packages, then the shared libraries they load.
+  const appletBinaries: { path: string; root: string }[] = [];
+  for (const service of role.services) {
+    for (const pkg of service.packages) {
+      const root = unpacked.get(pkg.name)!;
+      for (const path of pkg.paths) {
+        const data = await readInside(root, path);
+        if (!data) throw new ResinError(`${relative(process.cwd(), service.file)}: packages: ${pkg.name} has no file '${path}'`, `list the package's files with: dpkg-deb -c <the .deb>, or look in ${root}`);
+        rootfs.file(path, data, await modeInside(root, path), { kind: "deb", source: debLabel(pkg.name) });
+      }
+      if (pkg.applets) appletBinaries.push({ path: pkg.paths[0]!, root });
+    }
+  }
+  await addLibraryClosure(rootfs, role, unpacked, debLabel);
+
+  // Users, service files and image-time templates.
+  const users = role.services.flatMap((s) => (s.user ? [s.user] : []));
+  rootfs.file("etc/passwd", Buffer.from(["root:x:0:0:root:/root:/bin/sh", ...users.map((u) => `${u.name}:x:${u.uid}:${u.uid}:${u.name}:/var/lib/${u.name}:/bin/false`)].join("\n") + "\n"), 0o644, { kind: "generated", source: "users" });
+  rootfs.file("etc/group", Buffer.from(["root:x:0:", ...users.map((u) => `${u.name}:x:${u.uid}:`)].join("\n") + "\n"), 0o644, { kind: "generated", source: "users" });
+
+  const versions = Object.fromEntries(role.services.map((s) => [s.name, { version: serviceVersion(s, debs) ?? "", options: role.options[s.name] }]));
+  for (const service of role.services) {
+    for (const f of service.files) {
+      rootfs.file(f.dst, await readFile(join(service.dir, f.src)), parseInt(f.mode, 8), { kind: "service", source: `${service.name}/${f.src}` });
+    }
+    for (const t of service.templates.image) {
+      const context = { role: name, service: { name: service.name, ...versions[service.name] }, options: role.options[service.name], services: versions };
+      const text = renderTemplate(await readFile(join(service.dir, t.src), "utf8"), context, `${service.name}/${t.src}`);
+      rootfs.file(t.dst, Buffer.from(text), parseInt(t.mode, 8), { kind: "template", source: `${service.name}/${t.src}` });
+    }
+  }
+
+  // runsv keeps its state beside each service; point it at /run so the image itself stays read-only.
+  for (const entry of rootfs.list()) {
+    const m = entry.path.match(/^etc\/service\/([^/]+)\/run$/);
+    if (m) rootfs.symlink(`etc/service/${m[1]}/supervise`, `/run/runit/supervise.${m[1]}`, { kind: "generated", source: "runit" });
+  }
+
+  // busybox applets fill in whatever no package provides.
+  // An applet never shadows a real program of the same name elsewhere on PATH (mke2fs).
+  const programs = new Set(rootfs.list().filter((e) => e.type === "file" && /^(usr\/)?s?bin\//.test(e.path)).map((e) => e.path.split("/").pop()));
+  for (const { path, root } of appletBinaries) {
+    const { stdout } = await execa(join(root, path), ["--list-full"]);
+    for (const applet of stdout.split("\n").filter(Boolean).sort()) {
+      if (programs.has(applet.split("/").pop())) continue;
+      rootfs.symlink(applet.replace(/^\/+/, ""), `/${path}`, { kind: "deb", source: `applet of ${path}` }, true);
+    }
+  }
+
+  // Pack. gzip from zlib writes no timestamp or name, so equal trees give equal bytes.
+  const initrd = gzipSync(writeCpio(rootfs.list()), { level: 6 });
+  const manifest: ImageManifest = {
+    role: name,
+    inputDigest: digestOfInputs,
+    digest: `sha256:${sha256(`${sha256(kernel.vmlinuz)} vmlinuz\n${sha256(initrd)} initrd.img\n`)}`,
+    kernel: { file: "vmlinuz", version: kernel.version, sha256: sha256(kernel.vmlinuz), size: kernel.vmlinuz.length, modules: kernel.modules },
+    initrd: { file: "initrd.img", sha256: sha256(initrd), size: initrd.length },
+    services: role.services.map((s) => ({ name: s.name, version: serviceVersion(s, debs), ports: s.ports })),
+    packages: [...new Map([...debs.values()].map((d) => [d.package, d])).values()].sort((a, b) => a.package.localeCompare(b.package)),
+    files: rootfs.manifest(),
+  };
+
+  // Replace the old image only once the new one is complete.
+  const tmp = `${dir}.tmp-${process.pid}`;
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp, { recursive: true });
+  await writeFile(join(tmp, "vmlinuz"), kernel.vmlinuz);
+  await writeFile(join(tmp, "initrd.img"), initrd);
+  await writeFile(join(tmp, "manifest.json"), `${canonicalJson(manifest)}\n`);
+  await rm(dir, { recursive: true, force: true });
+  await rename(tmp, dir);
+  return { dir, manifest, cached: false };
+}
+
+async function addLibraryClosure(
+  rootfs: Rootfs,
+  role: Role,
+  unpacked: Map<string, string>,
+  debLabel: (requested: string) => string,
+): Promise<void> {
+  const searchRoots = role.services.flatMap((s) => [...s.libraries, ...s.packages.map((p) => p.name)]).map((n) => ({ name: n, root: unpacked.get(n)! }));
+  const queue: TreeEntry[] = rootfs.list().filter((e) => e.type === "file");
+  const seen = new Set<string>();
+  while (queue.length > 0) {
+    const entry = queue.shift()!;
+    if (entry.type !== "file" || seen.has(entry.path)) continue;
+    seen.add(entry.path);
+    const deps = readElfDeps(entry.data);
+    if (!deps) continue;
+    const wanted = [...(deps.interpreter ? [deps.interpreter.replace(/^\/+/, "")] : []), ...deps.needed.map((soname) => LIBRARY_DIRS.map((d) => `${d}/${soname}`))];
+    for (const want of wanted) {
+      const candidates = Array.isArray(want) ? want : [want];
+      if (candidates.some((c) => rootfs.has(c))) continue;
+      let found = false;
+      for (const candidate of candidates) {
+        for (const { name, root } of searchRoots) {
+          const data = await readInside(root, candidate);
+          if (!data) continue;
+          rootfs.file(candidate, data, 0o755, { kind: "deb", source: debLabel(name) });
+          queue.push(rootfs.get(candidate)!);
+          found = true;
+          break;
+        }
+        if (found) break;
+      }
+      if (!found) {
+        const soname = candidates[0]!.split("/").pop();
+        throw new ResinError(
+          `${entry.path} needs ${soname}, which none of the packages listed under 'libraries' provides (searched: ${searchRoots.map((r) => r.name).join(", ")})`,
+          `add the Debian package that ships it to the service's libraries (find it with: dpkg -S ${soname})`,
+        );
+      }
+    }
+  }
+}

@@ -1,0 +1,119 @@
+// One QEMU process per node. The command line is built by a pure function so that
+// tests can read it; starting and stopping go by the pid QEMU writes itself.
+import { existsSync } from "node:fs";
+import { readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { execa } from "execa";
+import { ResinError } from "../../util/errors.js";
+import { accelArgs, QEMU, type Accel } from "./accel.js";
+import { isOurs, readPid, stopProcess, waitForExit } from "./process.js";
+import { ctrlAltDelete } from "./qmp.js";
+
+export interface VmSpec {
+  name: string;
+  dir: string;
+  kernel: string;
+  initrd: string;
+  append: string;
+  memoryMib: number;
+  cpus: number;
+  accel: Accel;
+  switchSocket: string;
+  clusterMac: string;
+  hostMac: string;
+  /** Guest TCP ports reachable from the host, each on its own 127.0.0.1 port. */
+  forwards: { hostPort: number; guestPort: number }[];
+  configDrive: string;
+  persistDisk: string;
+}
+
+export function vmPaths(dir: string) {
+  return {
+    pidFile: join(dir, "qemu.pid"),
+    console: join(dir, "console.log"),
+    qmp: join(dir, "qmp.sock"),
+    stderr: join(dir, "qemu.log"),
+  };
+}
+
+export function qemuArgs(spec: VmSpec): string[] {
+  const paths = vmPaths(spec.dir);
+  const forwards = spec.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`).join("");
+  return [
+    "-name", spec.name,
+    ...accelArgs(spec.accel),
+    "-machine", "q35",
+    "-m", String(spec.memoryMib),
+    "-smp", String(spec.cpus),
+    "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+    "-kernel", spec.kernel,
+    "-initrd", spec.initrd,
+    "-append", spec.append,
+    "-serial", `file:${paths.console}`,
+    "-device", "virtio-rng-pci",
+    // Disks are told apart in the guest by their serial, not by probe order.
+    "-drive", `if=none,id=cidata,file=${spec.configDrive},format=raw,readonly=on`,
+    "-device", "virtio-blk-pci,drive=cidata,serial=cidata",
+    "-drive", `if=none,id=persist,file=${spec.persistDisk},format=qcow2`,
+    "-device", "virtio-blk-pci,drive=persist,serial=persist",
+    // The cluster segment: a private L2 switch shared by the cluster's VMs only.
+    "-netdev", `vde,id=cluster,sock=${spec.switchSocket}`,
+    "-device", `virtio-net-pci,netdev=cluster,mac=${spec.clusterMac}`,
+    // The host's way in: user-mode NIC, no route out (restrict=on), forwards on loopback only.
+    "-netdev", `user,id=host,restrict=on${forwards}`,
+    "-device", `virtio-net-pci,netdev=host,mac=${spec.hostMac}`,
+    "-qmp", `unix:${paths.qmp},server=on,wait=off`,
+    "-pidfile", paths.pidFile,
+    "-daemonize",
+  ];
+}
+
+export const KERNEL_APPEND = "console=ttyS0 panic=-1 loglevel=4";
+
+export async function createPersistDisk(path: string, gib: number): Promise<boolean> {
+  if (existsSync(path)) return false; // never replace a node's data
+  await execa("qemu-img", ["create", "-q", "-f", "qcow2", path, `${gib}G`]);
+  return true;
+}
+
+/** Start QEMU; it daemonises only after the devices and forwards are set up, so errors surface here. */
+export async function startVm(spec: VmSpec): Promise<number> {
+  const paths = vmPaths(spec.dir);
+  await rm(paths.pidFile, { force: true });
+  await rm(paths.console, { force: true });
+  const result = await execa(QEMU, qemuArgs(spec), { reject: false, stdin: "ignore" });
+  const pid = await readPid(paths.pidFile);
+  if (result.exitCode !== 0 || !pid) {
+    const message = (result.stderr || result.stdout || "").trim() || `exit ${result.exitCode}`;
+    throw new ResinError(`QEMU did not start node ${spec.name}: ${message}`);
+  }
+  return pid;
+}
+
+export async function vmPid(dir: string): Promise<number | undefined> {
+  const paths = vmPaths(dir);
+  const pid = await readPid(paths.pidFile);
+  return isOurs(pid, paths.pidFile) ? pid : undefined;
+}
+
+/** Ask the guest to shut down (ctrl-alt-del → runit stage 3), then make sure QEMU is gone. */
+export async function stopVm(dir: string, opts: { graceMs?: number } = {}): Promise<void> {
+  const paths = vmPaths(dir);
+  const pid = await vmPid(dir);
+  if (!pid) return;
+  const grace = opts.graceMs ?? 15_000;
+  if (grace > 0) {
+    try {
+      await ctrlAltDelete(paths.qmp);
+      if (await waitForExit(pid, paths.pidFile, grace)) return;
+    } catch {
+      // No QMP answer: fall through to signals.
+    }
+  }
+  await stopProcess(pid, paths.pidFile, 5000);
+}
+
+export async function consoleTail(dir: string, lines = 15): Promise<string> {
+  const text = await readFile(vmPaths(dir).console, "utf8").catch(() => "");
+  return text.split("\n").slice(-lines).join("\n");
+}

@@ -1,0 +1,180 @@
+// Load YAML specs, validate them with zod, and report every problem with the file,
+// the line, the field and what would fix it.
+import { readFile, readdir } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { join, relative } from "node:path";
+import { LineCounter, parseDocument, isNode } from "yaml";
+import type { z, ZodIssue } from "zod";
+import { SpecError } from "../util/errors.js";
+import { MachineSchema, ServiceSchema, type MachineSpec, type OptionValue, type ServiceSpec } from "./schema.js";
+
+export interface Service extends ServiceSpec {
+  /** Directory holding service.yml and the files it names. */
+  dir: string;
+  file: string;
+}
+
+export interface Role {
+  spec: MachineSpec;
+  file: string;
+  /** Services in the order the role lists them. */
+  services: Service[];
+  /** Option values per service, defaults filled in. */
+  options: Record<string, Record<string, OptionValue>>;
+}
+
+/** Parse one YAML file against a schema; syntax and schema problems become a SpecError. */
+export async function loadYaml<S extends z.ZodTypeAny>(file: string, schema: S, shownAs = file): Promise<z.infer<S>> {
+  const text = await readFile(file, "utf8");
+  return parseYaml(text, schema, shownAs);
+}
+
+export function parseYaml<S extends z.ZodTypeAny>(text: string, schema: S, shownAs: string): z.infer<S> {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new SpecError(
+      shownAs,
+      doc.errors.map((e) => ({
+        field: "",
+        line: lineCounter.linePos(e.pos[0]).line,
+        message: `YAML syntax error: ${e.message.split("\n")[0]}`,
+      })),
+    );
+  }
+  const result = schema.safeParse(doc.toJS() ?? {});
+  if (result.success) return result.data;
+  throw new SpecError(
+    shownAs,
+    result.error.issues.map((issue: ZodIssue) => {
+      const node = doc.getIn(issue.path, true);
+      const parentNode = issue.path.length > 0 ? doc.getIn(issue.path.slice(0, -1), true) : doc.contents;
+      const at = isNode(node) ? node : isNode(parentNode) ? parentNode : undefined;
+      const line = at?.range ? lineCounter.linePos(at.range[0]).line : undefined;
+      return { field: fieldName(issue.path), line, message: explain(issue) };
+    }),
+  );
+}
+
+function fieldName(path: (string | number)[]): string {
+  return path.map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`)).join("");
+}
+
+function explain(issue: ZodIssue): string {
+  switch (issue.code) {
+    case "unrecognized_keys":
+      return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `'${k}'`).join(", ")}: remove or correct ${issue.keys.length > 1 ? "them" : "it"} (check the spelling against the documented keys)`;
+    case "invalid_type":
+      return issue.received === "undefined"
+        ? `is required (expected ${issue.expected})`
+        : `expected ${issue.expected}, got ${issue.received}`;
+    case "invalid_enum_value":
+      return `'${String(issue.received)}' is not allowed; use one of: ${issue.options.join(", ")}`;
+    default:
+      return issue.message;
+  }
+}
+
+export async function listRoles(project: string): Promise<string[]> {
+  const dir = join(project, "machines");
+  if (!existsSync(dir)) return [];
+  return (await readdir(dir))
+    .filter((f) => f.endsWith(".yml"))
+    .map((f) => f.slice(0, -".yml".length))
+    .sort();
+}
+
+export async function listServices(project: string): Promise<string[]> {
+  const dir = join(project, "services");
+  if (!existsSync(dir)) return [];
+  const names = await readdir(dir);
+  return names.filter((n) => existsSync(join(dir, n, "service.yml"))).sort();
+}
+
+export async function loadService(project: string, name: string): Promise<Service> {
+  const dir = join(project, "services", name);
+  const file = join(dir, "service.yml");
+  const shown = relative(process.cwd(), file) || file;
+  const spec = await loadYaml(file, ServiceSchema, shown);
+  if (spec.name !== name) {
+    throw new SpecError(shown, [{ field: "name", message: `is '${spec.name}' but the directory is '${name}': make them equal` }]);
+  }
+  for (const [key, option] of Object.entries(spec.options)) {
+    if (!matchesType(option.default, option.type)) {
+      throw new SpecError(shown, [{ field: `options.${key}.default`, message: `must be a ${option.type}` }]);
+    }
+  }
+  for (const f of [...spec.files, ...spec.templates.image, ...spec.templates.node]) {
+    if (!existsSync(join(dir, f.src))) {
+      throw new SpecError(shown, [{ field: "files", message: `'${f.src}' does not exist in ${relative(process.cwd(), dir) || dir}/` }]);
+    }
+  }
+  return { ...spec, dir, file };
+}
+
+/** Load machines/<role>.yml with the services it includes, and check how they fit together. */
+export async function loadRole(project: string, role: string): Promise<Role> {
+  const roles = await listRoles(project);
+  if (!roles.includes(role)) {
+    throw new SpecError(join("machines", `${role}.yml`), [
+      { field: "", message: `no such role; the roles are: ${roles.join(", ") || "(none)"}` },
+    ]);
+  }
+  const file = join(project, "machines", `${role}.yml`);
+  const shown = relative(process.cwd(), file) || file;
+  const spec = await loadYaml(file, MachineSchema, shown);
+  if (spec.role !== role) {
+    throw new SpecError(shown, [{ field: "role", message: `is '${spec.role}' but the file is named '${role}.yml': make them equal` }]);
+  }
+
+  const available = await listServices(project);
+  const problems: { field: string; message: string }[] = [];
+  spec.services.forEach((s, i) => {
+    if (!available.includes(s)) problems.push({ field: `services[${i}]`, message: `unknown service '${s}'; the services are: ${available.join(", ")}` });
+  });
+  if (problems.length) throw new SpecError(shown, problems);
+  if (new Set(spec.services).size !== spec.services.length) {
+    throw new SpecError(shown, [{ field: "services", message: "lists a service twice: remove the repeat" }]);
+  }
+
+  const services = await Promise.all(spec.services.map((s) => loadService(project, s)));
+  const kernels = services.filter((s) => s.kernel);
+  if (kernels.length !== 1) {
+    throw new SpecError(shown, [
+      {
+        field: "services",
+        message: `exactly one service must provide the kernel (has ${kernels.map((s) => s.name).join(", ") || "none"}); include 'base'`,
+      },
+    ]);
+  }
+
+  const options: Record<string, Record<string, OptionValue>> = {};
+  for (const service of services) {
+    options[service.name] = Object.fromEntries(Object.entries(service.options).map(([k, o]) => [k, o.default]));
+  }
+  for (const [serviceName, values] of Object.entries(spec.config)) {
+    const service = services.find((s) => s.name === serviceName);
+    if (!service) {
+      problems.push({ field: `config.${serviceName}`, message: `the role does not include service '${serviceName}'; configurable here: ${services.map((s) => s.name).join(", ")}` });
+      continue;
+    }
+    for (const [key, value] of Object.entries(values)) {
+      const option = service.options[key];
+      if (!option) {
+        const known = Object.keys(service.options);
+        problems.push({ field: `config.${serviceName}.${key}`, message: `unknown option; '${serviceName}' has: ${known.join(", ") || "no options"}` });
+      } else if (!matchesType(value, option.type)) {
+        problems.push({ field: `config.${serviceName}.${key}`, message: `must be a ${option.type} (${option.description})` });
+      } else {
+        options[serviceName]![key] = value as OptionValue;
+      }
+    }
+  }
+  if (problems.length) throw new SpecError(shown, problems);
+  return { spec, file, services, options };
+}
+
+function matchesType(value: unknown, type: "boolean" | "string" | "integer"): boolean {
+  if (type === "integer") return Number.isInteger(value);
+  return typeof value === type;
+}

@@ -1,0 +1,86 @@
+// The shapes of machines/*.yml (roles) and services/*/service.yml (service images).
+// Unknown keys are errors everywhere: a typo must fail the build, not be ignored.
+import { z } from "zod";
+
+const name = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,38}$/, "must be lowercase letters, digits and '-', starting with a letter (at most 39 characters)");
+
+const debianPackage = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9+.-]+$/, "must be a Debian package name such as 'busybox-static'");
+
+const relativePath = z
+  .string()
+  .regex(/^[A-Za-z0-9_.+-][A-Za-z0-9_.+\/-]*$/, "must be a relative path without a leading '/'")
+  .refine((p) => !p.split("/").includes(".."), "must not contain '..'");
+
+const mode = z.string().regex(/^0[0-7]{3}$/, "must be an octal mode string such as \"0755\"");
+
+export const PackageSchema = z
+  .object({
+    name: debianPackage,
+    suite: z.string().regex(/^[a-z]+$/, "must be a Debian suite name such as 'bullseye'").optional(),
+    paths: z.array(relativePath).min(1, "list the files to take from the package"),
+    /** For busybox: link every applet it lists to the first path, where no package provides that file. */
+    applets: z.boolean().default(false),
+  })
+  .strict();
+
+export const FileSchema = z.object({ src: relativePath, dst: relativePath, mode: mode.default("0644") }).strict();
+
+export const TemplateSchema = z.object({ src: relativePath, dst: relativePath, mode: mode.default("0644") }).strict();
+
+export const OptionSchema = z
+  .object({
+    type: z.enum(["boolean", "string", "integer"]),
+    default: z.union([z.boolean(), z.string(), z.number().int()]),
+    description: z.string().min(1),
+  })
+  .strict();
+
+export const ServiceSchema = z
+  .object({
+    name,
+    description: z.string().min(1),
+    kernel: z
+      .object({
+        package: debianPackage,
+        modules: z.array(z.string().regex(/^[a-z0-9_]+$/, "must be a kernel module name such as 'virtio_net'")).min(1),
+      })
+      .strict()
+      .optional(),
+    packages: z.array(PackageSchema).default([]),
+    libraries: z.array(debianPackage).default([]),
+    user: z.object({ name, uid: z.number().int().min(1).max(65533) }).strict().optional(),
+    files: z.array(FileSchema).default([]),
+    templates: z
+      .object({ image: z.array(TemplateSchema).default([]), node: z.array(TemplateSchema).default([]) })
+      .strict()
+      .default({}),
+    options: z.record(z.string().regex(/^[a-z][a-z0-9_]*$/, "option names are snake_case"), OptionSchema).default({}),
+    ports: z.record(z.string(), z.number().int().min(1).max(65535)).default({}),
+  })
+  .strict();
+
+export const MachineSchema = z
+  .object({
+    role: name,
+    description: z.string().min(1),
+    services: z.array(name).min(1, "a role needs at least the 'base' service"),
+    config: z.record(name, z.record(z.string(), z.unknown())).default({}),
+    vm: z
+      .object({
+        memory_mib: z.number().int().min(256).max(65536).default(1024),
+        cpus: z.number().int().min(1).max(64).default(1),
+        persist_disk_gib: z.number().int().min(1).max(4096).default(2),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export type ServiceSpec = z.infer<typeof ServiceSchema>;
+export type MachineSpec = z.infer<typeof MachineSchema>;
+export type PackageSpec = z.infer<typeof PackageSchema>;
+export type OptionValue = boolean | string | number;
