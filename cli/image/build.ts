@@ -3,11 +3,11 @@
 // every file. Builds are skipped when nothing that goes into them changed.
 import { existsSync } from "node:fs";
 import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
-import { dirname, join, relative } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { execa } from "execa";
-import type { Role, Service } from "../spec/load.js";
+import { shownPath, type Role, type Service } from "../spec/load.js";
 import { renderTemplate } from "../spec/template.js";
 import { lockKey, upstreamVersion, type Lock, type LockedDeb } from "../artifacts/lock.js";
 import { unpackedDeb } from "../artifacts/cache.js";
@@ -150,7 +150,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
       const root = unpacked.get(pkg.name)!;
       for (const path of pkg.paths) {
         const data = await readInside(root, path);
-        if (!data) throw new ResinError(`${relative(process.cwd(), service.file)}: packages: ${pkg.name} has no file '${path}'`, `list the package's files with: dpkg-deb -c <the .deb>, or look in ${root}`);
+        if (!data) throw new ResinError(`${shownPath(service.file)}: packages: ${pkg.name} has no file '${path}'`, `list the package's files with: dpkg-deb -c <the .deb>, or look in ${root}`);
         rootfs.file(path, data, await modeInside(root, path), { kind: "deb", source: debLabel(pkg.name) });
       }
       if (pkg.applets) appletBinaries.push({ path: pkg.paths[0]!, root });

@@ -3,8 +3,8 @@
 import { readFile, readdir } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join, relative } from "node:path";
-import { LineCounter, parseDocument, isNode } from "yaml";
-import type { z, ZodIssue } from "zod";
+import { LineCounter, parseDocument, isMap, isNode, isScalar } from "yaml";
+import { ZodArray, ZodDefault, ZodObject, ZodOptional, ZodRecord, type z, type ZodIssue } from "zod";
 import { SpecError } from "../util/errors.js";
 import { MachineSchema, ServiceSchema, type MachineSpec, type OptionValue, type ServiceSpec } from "./schema.js";
 
@@ -44,16 +44,51 @@ export function parseYaml<S extends z.ZodTypeAny>(text: string, schema: S, shown
   }
   const result = schema.safeParse(doc.toJS() ?? {});
   if (result.success) return result.data;
+  const lineOf = (node: unknown) => (isNode(node) && node.range ? lineCounter.linePos(node.range[0]).line : undefined);
   throw new SpecError(
     shownAs,
-    result.error.issues.map((issue: ZodIssue) => {
+    result.error.issues.flatMap((issue: ZodIssue) => {
+      if (issue.code === "unrecognized_keys") {
+        // Point at each unknown key itself, and say which keys are allowed there.
+        const map = issue.path.length > 0 ? doc.getIn(issue.path, true) : doc.contents;
+        const allowed = allowedKeys(schema, issue.path);
+        return issue.keys.map((key) => {
+          const pair = isMap(map) ? map.items.find((p) => isScalar(p.key) && p.key.value === key) : undefined;
+          return {
+            field: fieldName([...issue.path, key]),
+            line: lineOf(pair?.key) ?? lineOf(map),
+            message: `unknown key: remove it or use one of: ${allowed.join(", ")}`,
+          };
+        });
+      }
       const node = doc.getIn(issue.path, true);
       const parentNode = issue.path.length > 0 ? doc.getIn(issue.path.slice(0, -1), true) : doc.contents;
-      const at = isNode(node) ? node : isNode(parentNode) ? parentNode : undefined;
-      const line = at?.range ? lineCounter.linePos(at.range[0]).line : undefined;
-      return { field: fieldName(issue.path), line, message: explain(issue) };
+      return [{ field: fieldName(issue.path), line: lineOf(node) ?? lineOf(parentNode), message: explain(issue) }];
     }),
   );
+}
+
+/** The keys an object schema accepts at `path` (through arrays, records, defaults and optionals). */
+function allowedKeys(schema: z.ZodTypeAny, path: (string | number)[]): string[] {
+  let current: z.ZodTypeAny | undefined = schema;
+  const unwrap = (s: z.ZodTypeAny): z.ZodTypeAny =>
+    s instanceof ZodDefault || s instanceof ZodOptional ? unwrap(s._def.innerType as z.ZodTypeAny) : s;
+  for (const part of path) {
+    if (!current) return [];
+    current = unwrap(current);
+    if (current instanceof ZodObject) current = (current.shape as Record<string, z.ZodTypeAny>)[String(part)];
+    else if (current instanceof ZodArray) current = current.element as z.ZodTypeAny;
+    else if (current instanceof ZodRecord) current = current.valueSchema as z.ZodTypeAny;
+    else return [];
+  }
+  const target = current ? unwrap(current) : undefined;
+  return target instanceof ZodObject ? Object.keys(target.shape as object) : [];
+}
+
+/** A path as the user would type it: relative to the working directory when inside it. */
+export function shownPath(file: string): string {
+  const rel = relative(process.cwd(), file);
+  return rel && !rel.startsWith("..") ? rel : file;
 }
 
 function fieldName(path: (string | number)[]): string {
@@ -62,8 +97,6 @@ function fieldName(path: (string | number)[]): string {
 
 function explain(issue: ZodIssue): string {
   switch (issue.code) {
-    case "unrecognized_keys":
-      return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `'${k}'`).join(", ")}: remove or correct ${issue.keys.length > 1 ? "them" : "it"} (check the spelling against the documented keys)`;
     case "invalid_type":
       return issue.received === "undefined"
         ? `is required (expected ${issue.expected})`
@@ -94,7 +127,7 @@ export async function listServices(project: string): Promise<string[]> {
 export async function loadService(project: string, name: string): Promise<Service> {
   const dir = join(project, "services", name);
   const file = join(dir, "service.yml");
-  const shown = relative(process.cwd(), file) || file;
+  const shown = shownPath(file);
   const spec = await loadYaml(file, ServiceSchema, shown);
   if (spec.name !== name) {
     throw new SpecError(shown, [{ field: "name", message: `is '${spec.name}' but the directory is '${name}': make them equal` }]);
@@ -106,7 +139,7 @@ export async function loadService(project: string, name: string): Promise<Servic
   }
   for (const f of [...spec.files, ...spec.templates.image, ...spec.templates.node]) {
     if (!existsSync(join(dir, f.src))) {
-      throw new SpecError(shown, [{ field: "files", message: `'${f.src}' does not exist in ${relative(process.cwd(), dir) || dir}/` }]);
+      throw new SpecError(shown, [{ field: "files", message: `'${f.src}' does not exist in ${shownPath(dir)}/` }]);
     }
   }
   return { ...spec, dir, file };
@@ -121,7 +154,7 @@ export async function loadRole(project: string, role: string): Promise<Role> {
     ]);
   }
   const file = join(project, "machines", `${role}.yml`);
-  const shown = relative(process.cwd(), file) || file;
+  const shown = shownPath(file);
   const spec = await loadYaml(file, MachineSchema, shown);
   if (spec.role !== role) {
     throw new SpecError(shown, [{ field: "role", message: `is '${spec.role}' but the file is named '${role}.yml': make them equal` }]);

@@ -1,0 +1,90 @@
+// `npm run bench`: time from `resin up` to Consul quorum (warm cache) and image
+// sizes, as medians over several runs. Prints a table and writes out/bench/latest.json.
+// It reports numbers; it never fails on them. A step that fails exits non-zero.
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { join, resolve } from "node:path";
+
+const root = resolve(import.meta.dirname, "..", "..");
+const cli = join(root, "dist", "cli", "main.js");
+const runs = Number(process.env.BENCH_RUNS ?? 3);
+
+function resin(args: string[], env: Record<string, string> = {}) {
+  const started = process.hrtime.bigint();
+  const r = spawnSync(process.execPath, [cli, ...args], { cwd: root, env: { ...process.env, ...env }, encoding: "utf8" });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  if (r.status !== 0) {
+    process.stderr.write(r.stderr);
+    throw new Error(`resin ${args.join(" ")} failed (exit ${r.status})`);
+  }
+  return { seconds, stderr: r.stderr };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+function main(): void {
+  process.stderr.write(`bench: ${runs} runs; building images (warm cache expected)\n`);
+  const build = resin(["build", "consul-server"]);
+  const noop = resin(["build", "consul-server"]);
+  const manifest = JSON.parse(readFileSync(join(root, "out", "images", "consul-server", "manifest.json"), "utf8"));
+
+  const upSeconds: number[] = [];
+  const quorumSeconds: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const state = mkdtempSync(join(tmpdir(), "resin-bench-"));
+    const env = { RESIN_STATE_HOME: state };
+    try {
+      const up = resin(["up", "--name", "bench", "--nodes", "3"], env);
+      const ready = up.stderr.match(/ready in ([\d.]+)s/);
+      upSeconds.push(up.seconds);
+      if (ready) quorumSeconds.push(Number(ready[1]));
+      process.stderr.write(`bench: run ${i + 1}: resin up → quorum ${up.seconds.toFixed(1)}s (after VM launch ${ready?.[1]}s)\n`);
+    } finally {
+      spawnSync(process.execPath, [cli, "down", "--name", "bench", "--purge"], { env: { ...process.env, ...env } });
+      rmSync(state, { recursive: true, force: true });
+    }
+  }
+
+  const results = {
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+    runs,
+    upToQuorumSeconds: { median: median(upSeconds), all: upSeconds },
+    launchToQuorumSeconds: { median: median(quorumSeconds), all: quorumSeconds },
+    image: {
+      role: "consul-server",
+      initrdBytes: manifest.initrd.size,
+      kernelBytes: manifest.kernel.size,
+      rootfsBytes: manifest.files.reduce((n: number, f: { size?: number }) => n + (f.size ?? 0), 0),
+      consulBinaryBytes: manifest.files.find((f: { path: string }) => f.path === "usr/bin/consul")?.size,
+    },
+    buildSeconds: { first: build.seconds, noop: noop.seconds },
+  };
+
+  const rows: [string, string][] = [
+    ["resin up → 3-peer quorum (median, s)", results.upToQuorumSeconds.median.toFixed(1)],
+    ["VM launch → quorum (median, s)", results.launchToQuorumSeconds.median.toFixed(1)],
+    ["initramfs, gzip (MB)", (results.image.initrdBytes / 1e6).toFixed(1)],
+    ["root filesystem, uncompressed (MB)", (results.image.rootfsBytes / 1e6).toFixed(1)],
+    ["  of which the consul binary (MB)", ((results.image.consulBinaryBytes ?? 0) / 1e6).toFixed(1)],
+    ["kernel (MB)", (results.image.kernelBytes / 1e6).toFixed(1)],
+    ["resin build, no-op (s)", results.buildSeconds.noop.toFixed(2)],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  process.stdout.write(rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n") + "\n");
+  mkdirSync(join(root, "out", "bench"), { recursive: true });
+  writeFileSync(join(root, "out", "bench", "latest.json"), JSON.stringify(results, null, 2) + "\n");
+  process.stderr.write(`bench: results in out/bench/latest.json\n`);
+}
+
+try {
+  main();
+} catch (e) {
+  process.stderr.write(`bench: ${(e as Error).message}\n`);
+  process.exit(1);
+}

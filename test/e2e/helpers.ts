@@ -1,0 +1,68 @@
+// Shared by the e2e suites: run the real resin CLI, and make sure no VM or switch
+// outlives a test.
+import { execFileSync, spawnSync } from "node:child_process";
+import { readFileSync, readdirSync, existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { inject } from "vitest";
+
+export const repoRoot = resolve(import.meta.dirname, "..", "..");
+export const cliPath = join(repoRoot, "dist", "cli", "main.js");
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    /** The image set built once for the whole e2e run. */
+    imageDigests: Record<string, string>;
+  }
+}
+
+export interface CliResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function resin(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 10 * 60_000): CliResult {
+  const result = spawnSync(process.execPath, [cliPath, ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, ...env },
+    encoding: "utf8",
+    timeout: timeoutMs,
+  });
+  return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** Pids of QEMU or vde_switch processes whose command line mentions `dir`. */
+export function processesUnder(dir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8");
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const zombie = stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+      if (!zombie && cmdline.includes(dir) && /qemu-system|vde_switch/.test(cmdline)) pids.push(Number(entry));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return pids;
+}
+
+/** Last resort after a failed test: stop, by pid, anything still running from `dir`. */
+export function killLeftovers(dir: string): void {
+  for (const pid of processesUnder(dir)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+}
+
+export function clusterJson(stateHome: string, name: string): { nodes: { name: string; ports: Record<string, number> }[] } {
+  return JSON.parse(readFileSync(join(stateHome, "clusters", name, "cluster.json"), "utf8"));
+}
+
+export function fileBytes(path: string): string | undefined {
+  return existsSync(path) ? execFileSync("sha256sum", [path], { encoding: "utf8" }).split(" ")[0] : undefined;
+}
