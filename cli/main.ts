@@ -6,6 +6,7 @@ import { buildRoles } from "./commands/build.js";
 import { up } from "./commands/up.js";
 import { clusterStatus, formatStatus } from "./commands/status.js";
 import { down } from "./commands/down.js";
+import { registerArtifactsCommand } from "./commands/artifacts.js";
 import { ResinError } from "./util/errors.js";
 import { projectRoot } from "./util/paths.js";
 import { stderrLog } from "./util/log.js";
@@ -70,6 +71,8 @@ program
   .action(async (opts: { name: string; purge?: boolean }) => {
     await down({ name: opts.name, purge: !!opts.purge, log: stderrLog });
   });
+
+registerArtifactsCommand(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   if (e instanceof ResinError) {

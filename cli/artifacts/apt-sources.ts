@@ -24,8 +24,8 @@ function parseOneLine(text: string): Entry[] {
   const entries: Entry[] = [];
   for (const raw of text.split("\n")) {
     const line = raw.replace(/#.*/, "").trim();
-    if (!line.startsWith("deb ")) continue;
-    let rest = line.slice(4).trim();
+    if (!/^deb\s/.test(line)) continue;
+    let rest = line.slice(3).trim();
     let signedBy: string | undefined;
     const options = rest.match(/^\[([^\]]*)\]\s*/);
     if (options) {

@@ -43,7 +43,8 @@ function parseSubnet(subnet: string): { base: number[]; prefix: number } {
 }
 
 function mac(seed: string, nic: number, index: number): string {
-  // Locally administered, derived from the cluster name so two clusters never share MACs.
+  // Locally administered and derived from the cluster name: stable across restarts, and
+  // unlikely to repeat between clusters (which are on separate switches anyway).
   const h = createHash("sha256").update(seed).digest();
   const bytes = [0x52, 0x54, h[0]!, h[1]!, nic, index];
   return bytes.map((b) => b.toString(16).padStart(2, "0")).join(":");

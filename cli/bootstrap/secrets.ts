@@ -10,7 +10,8 @@ import { ResinError } from "../util/errors.js";
 export const SecretsSchema = z
   .object({
     /** Consul gossip encryption key: 32 random bytes, base64. */
-    gossipKey: z.string().refine((k) => Buffer.from(k, "base64").length === 32, "must be 32 bytes of base64"),
+    // Strict: Consul rejects anything but canonical base64 of 32 bytes, and would only say so on the VM console.
+    gossipKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "must be 32 bytes in base64"),
   })
   .strict();
 

@@ -19,7 +19,7 @@ export async function buildRoles(opts: BuildOptions): Promise<BuiltImage[]> {
   // Load every spec first: a mistake in any of them stops the build before any download.
   const roles: Role[] = [];
   for (const name of names) roles.push(await loadRole(opts.project, name));
-  requireTools(["depmod", "dpkg-deb", "apt-get"]);
+  requireTools(["depmod", "mksquashfs", "dpkg-deb", "apt-get"]);
 
   const lockPath = join(opts.project, "resin.lock.json");
   const lock = await readLock(lockPath);

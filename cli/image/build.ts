@@ -15,7 +15,8 @@ import { hostCodename } from "../artifacts/apt.js";
 import { canonicalJson, sha256 } from "../util/hash.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
-import { Rootfs, type ManifestFile } from "./rootfs.js";
+import { Rootfs, type ManifestFile, type Provenance } from "./rootfs.js";
+import { writeSquashfs } from "./squashfs.js";
 import { kernelFiles } from "./kernel.js";
 import { readElfDeps } from "./elf.js";
 import { modeInside, readInside } from "./package-files.js";
@@ -34,15 +35,27 @@ export interface ServiceVersion {
   ports: Record<string, number>;
 }
 
+export interface ImageFile {
+  file: string;
+  sha256: string;
+  size: number;
+}
+
 export interface ImageManifest {
   role: string;
   inputDigest: string;
+  /** Identity of the image: a digest over its kernel, initramfs and root filesystem. */
   digest: string;
-  kernel: { file: string; version: string; sha256: string; size: number; modules: string[] };
-  initrd: { file: string; sha256: string; size: number };
+  kernel: ImageFile & { version: string; modules: string[] };
+  /** Small: busybox, the modules to reach the root disk, and /init. */
+  initrd: ImageFile;
+  /** The whole root filesystem, read-only squashfs, attached as a disk. */
+  rootfs: ImageFile;
   services: ServiceVersion[];
   packages: LockedDeb[];
+  /** Every file of the root filesystem with its sha256 and origin. */
   files: ManifestFile[];
+  initramfsFiles: ManifestFile[];
 }
 
 export interface BuiltImage {
@@ -120,8 +133,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const previous = await readManifest(dir);
   if (
     previous?.inputDigest === digestOfInputs &&
-    existsSync(join(dir, previous.initrd.file)) &&
-    existsSync(join(dir, previous.kernel.file))
+    [previous.kernel, previous.initrd, previous.rootfs].every((f) => f && existsSync(join(dir, f.file)))
   ) {
     return { dir, manifest: previous, cached: true };
   }
@@ -136,12 +148,15 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   for (const [requested, deb] of debs) unpacked.set(requested, await unpackedDeb(deb.sha256, `${deb.package} ${deb.version}`));
   const debLabel = (requested: string) => `${debs.get(requested)!.package} ${debs.get(requested)!.version}`;
 
-  // Kernel and the chosen modules.
-  const kernelService = role.services.find((s) => s.kernel)!;
-  const kernel = await kernelFiles(unpacked.get(kernelService.kernel!.package)!, kernelService.kernel!.modules);
-  for (const [path, data] of kernel.files) rootfs.file(path, data, 0o644, { kind: "deb", source: debLabel(kernelService.kernel!.package) });
+  // Kernel and the chosen modules: all of them in the root filesystem, the few that
+  // reach the root disk also in the initramfs.
+  const base = role.services.find((s) => s.kernel)!;
+  const kernelRoot = unpacked.get(base.kernel!.package)!;
+  const kernelLabel = { kind: "deb", source: debLabel(base.kernel!.package) };
+  const kernel = await kernelFiles(kernelRoot, [...base.initramfs!.modules, ...base.kernel!.modules]);
+  for (const [path, data] of kernel.files) rootfs.file(path, data, 0o644, kernelLabel);
   // The boot script loads these in order; their dependencies come from modules.dep.
-  rootfs.file("etc/modules", Buffer.from(kernelService.kernel!.modules.join("\n") + "\n"), 0o644, { kind: "service", source: `${kernelService.name}/service.yml` });
+  rootfs.file("etc/modules", Buffer.from(base.kernel!.modules.join("\n") + "\n"), 0o644, { kind: "service", source: `${base.name}/service.yml` });
 
   // Files taken from packages, then the shared libraries they load.
   const appletBinaries: { path: string; root: string }[] = [];
@@ -192,29 +207,59 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
     }
   }
 
+  const initramfs = await assembleInitramfs(base, kernelRoot, kernelLabel, appletBinaries[0]!);
+
   // Pack. gzip from zlib writes no timestamp or name, so equal trees give equal bytes.
-  const initrd = gzipSync(writeCpio(rootfs.list()), { level: 6 });
+  const initrd = gzipSync(writeCpio(initramfs.list()), { level: 9 });
+  const scratch = `${dir}.tmp-${process.pid}`;
+  await rm(scratch, { recursive: true, force: true });
+  await mkdir(scratch, { recursive: true });
+  await writeSquashfs(rootfs.list(), join(scratch, "rootfs.squashfs"));
+  const squashfs = await readFile(join(scratch, "rootfs.squashfs"));
+  const described = (file: string, data: Buffer): ImageFile => ({ file, sha256: sha256(data), size: data.length });
+  const parts = [described("vmlinuz", kernel.vmlinuz), described("initrd.img", initrd), described("rootfs.squashfs", squashfs)];
   const manifest: ImageManifest = {
     role: name,
     inputDigest: digestOfInputs,
-    digest: `sha256:${sha256(`${sha256(kernel.vmlinuz)} vmlinuz\n${sha256(initrd)} initrd.img\n`)}`,
-    kernel: { file: "vmlinuz", version: kernel.version, sha256: sha256(kernel.vmlinuz), size: kernel.vmlinuz.length, modules: kernel.modules },
-    initrd: { file: "initrd.img", sha256: sha256(initrd), size: initrd.length },
+    digest: `sha256:${sha256(parts.map((p) => `${p.sha256} ${p.file}\n`).join(""))}`,
+    kernel: { ...parts[0]!, version: kernel.version, modules: kernel.modules },
+    initrd: parts[1]!,
+    rootfs: parts[2]!,
     services: role.services.map((s) => ({ name: s.name, version: serviceVersion(s, debs), ports: s.ports })),
     packages: [...new Map([...debs.values()].map((d) => [d.package, d])).values()].sort((a, b) => a.package.localeCompare(b.package)),
     files: rootfs.manifest(),
+    initramfsFiles: initramfs.manifest(),
   };
 
   // Replace the old image only once the new one is complete.
-  const tmp = `${dir}.tmp-${process.pid}`;
-  await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp, { recursive: true });
-  await writeFile(join(tmp, "vmlinuz"), kernel.vmlinuz);
-  await writeFile(join(tmp, "initrd.img"), initrd);
-  await writeFile(join(tmp, "manifest.json"), `${canonicalJson(manifest)}\n`);
+  await writeFile(join(scratch, "vmlinuz"), kernel.vmlinuz);
+  await writeFile(join(scratch, "initrd.img"), initrd);
+  await writeFile(join(scratch, "manifest.json"), `${canonicalJson(manifest)}\n`);
   await rm(dir, { recursive: true, force: true });
-  await rename(tmp, dir);
+  await rename(scratch, dir);
   return { dir, manifest, cached: false };
+}
+
+/** busybox, the modules that reach the root disk (with their own modules.dep), and /init. */
+async function assembleInitramfs(
+  base: Service,
+  kernelRoot: string,
+  kernelLabel: Provenance,
+  busybox: { path: string; root: string },
+): Promise<Rootfs> {
+  const tree = new Rootfs();
+  for (const d of ["dev", "proc", "sys", "run", "mnt"]) tree.dir(d);
+  const kernel = await kernelFiles(kernelRoot, base.initramfs!.modules);
+  for (const [path, data] of kernel.files) tree.file(path, data, 0o644, kernelLabel);
+  tree.file("etc/modules", Buffer.from(base.initramfs!.modules.join("\n") + "\n"), 0o644, { kind: "service", source: `${base.name}/service.yml` });
+  const data = await readInside(busybox.root, busybox.path);
+  tree.file(busybox.path, data!, 0o755, { kind: "deb", source: `busybox (${base.name})` });
+  const { stdout } = await execa(join(busybox.root, busybox.path), ["--list-full"]);
+  for (const applet of stdout.split("\n").filter(Boolean).sort()) tree.symlink(applet.replace(/^\/+/, ""), `/${busybox.path}`, { kind: "deb", source: `applet of ${busybox.path}` }, true);
+  for (const f of base.initramfs!.files) {
+    tree.file(f.dst, await readFile(join(base.dir, f.src)), parseInt(f.mode, 8), { kind: "service", source: `${base.name}/${f.src}` });
+  }
+  return tree;
 }
 
 async function addLibraryClosure(
@@ -230,7 +275,12 @@ async function addLibraryClosure(
     const entry = queue.shift()!;
     if (entry.type !== "file" || seen.has(entry.path)) continue;
     seen.add(entry.path);
-    const deps = readElfDeps(entry.data);
+    let deps;
+    try {
+      deps = readElfDeps(entry.data);
+    } catch (e) {
+      throw new ResinError(`${entry.path}: ${(e as Error).message}`, "the package file is damaged; delete it from the cache and build again");
+    }
     if (!deps) continue;
     const wanted = [...(deps.interpreter ? [deps.interpreter.replace(/^\/+/, "")] : []), ...deps.needed.map((soname) => LIBRARY_DIRS.map((d) => `${d}/${soname}`))];
     for (const want of wanted) {

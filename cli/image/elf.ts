@@ -15,7 +15,18 @@ export interface ElfDeps {
 
 /** Returns undefined for files that are not ELF (shell scripts and data pass through). */
 export function readElfDeps(data: Buffer): ElfDeps | undefined {
-  if (data.length < 64 || data.readUInt32BE(0) !== 0x7f454c46) return undefined;
+  if (data.length < 4 || data.readUInt32BE(0) !== 0x7f454c46) return undefined;
+  try {
+    return parse(data);
+  } catch (e) {
+    // Buffer reads past the end throw RangeError: that is a cut-off or corrupt file.
+    if (e instanceof RangeError) throw new Error("truncated or corrupt ELF file");
+    throw e;
+  }
+}
+
+function parse(data: Buffer): ElfDeps {
+  if (data.length < 64) throw new RangeError("ELF header cut short");
   if (data[4] !== 2 || data[5] !== 1) throw new Error("only 64-bit little-endian ELF files are supported");
   const phoff = Number(data.readBigUInt64LE(0x20));
   const phentsize = data.readUInt16LE(0x36);
@@ -40,6 +51,7 @@ export function readElfDeps(data: Buffer): ElfDeps | undefined {
   const toOffset = (vaddr: bigint): number => {
     const seg = loads.find((l) => vaddr >= l.vaddr && vaddr < l.vaddr + l.filesz);
     if (!seg) throw new Error("ELF string table is outside every loaded segment");
+    if (seg.offset + seg.filesz > BigInt(data.length)) throw new RangeError("segment beyond the end of the file");
     return Number(vaddr - seg.vaddr + seg.offset);
   };
   const neededOffsets: bigint[] = [];
@@ -57,6 +69,7 @@ export function readElfDeps(data: Buffer): ElfDeps | undefined {
 }
 
 function cString(data: Buffer, offset: number): string {
+  if (offset >= data.length) throw new RangeError("string beyond the end of the file");
   const end = data.indexOf(0, offset);
   return data.toString("utf8", offset, end < 0 ? data.length : end);
 }

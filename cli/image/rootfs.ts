@@ -74,7 +74,11 @@ export class Rootfs {
     const parts = path.split("/");
     for (let i = 1; i < parts.length; i++) {
       const parent = parts.slice(0, i).join("/");
-      if (!this.entries.has(parent)) this.entries.set(parent, { entry: { type: "dir", path: parent, mode: 0o755 }, from: { kind: "generated", source: "resin" } });
+      const existing = this.entries.get(parent);
+      if (existing && existing.entry.type !== "dir") {
+        throw new Error(`${path}: its parent ${parent} is a ${existing.entry.type} from ${describe(existing.from)}`);
+      }
+      if (!existing) this.entries.set(parent, { entry: { type: "dir", path: parent, mode: 0o755 }, from: { kind: "generated", source: "resin" } });
     }
   }
 }

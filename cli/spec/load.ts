@@ -23,28 +23,49 @@ export interface Role {
   options: Record<string, Record<string, OptionValue>>;
 }
 
+export interface Parsed<T> {
+  data: T;
+  /** Line of the value at `path` (or of its nearest parent) in the source, for later checks. */
+  lineAt: (path: (string | number)[]) => number | undefined;
+}
+
 /** Parse one YAML file against a schema; syntax and schema problems become a SpecError. */
-export async function loadYaml<S extends z.ZodTypeAny>(file: string, schema: S, shownAs = file): Promise<z.infer<S>> {
+export async function loadYaml<S extends z.ZodTypeAny>(file: string, schema: S, shownAs = file): Promise<Parsed<z.infer<S>>> {
   const text = await readFile(file, "utf8");
   return parseYaml(text, schema, shownAs);
 }
 
-export function parseYaml<S extends z.ZodTypeAny>(text: string, schema: S, shownAs: string): z.infer<S> {
+export function parseYaml<S extends z.ZodTypeAny>(text: string, schema: S, shownAs: string): Parsed<z.infer<S>> {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new SpecError(
-      shownAs,
-      doc.errors.map((e) => ({
-        field: "",
-        line: lineCounter.linePos(e.pos[0]).line,
-        message: `YAML syntax error: ${e.message.split("\n")[0]}`,
-      })),
-    );
+    const e = doc.errors[0]!;
+    let at = e.pos[0];
+    let field = "";
+    if (e.code === "MISSING_CHAR" && /quote/.test(e.message)) {
+      // The parser notices at end of input; the user needs the line where the quote opened.
+      const quote = e.message.includes("'") ? "'" : '"';
+      at = Math.max(0, text.lastIndexOf(quote, at - 1));
+    }
+    if (e.code === "DUPLICATE_KEY") field = text.slice(at).match(/^\s*([^:\s]+)/)?.[1] ?? "";
+    throw new SpecError(shownAs, [
+      { field, line: lineCounter.linePos(at).line, message: `YAML syntax error: ${e.message.split("\n")[0]}` },
+    ]);
   }
-  const result = schema.safeParse(doc.toJS() ?? {});
-  if (result.success) return result.data;
   const lineOf = (node: unknown) => (isNode(node) && node.range ? lineCounter.linePos(node.range[0]).line : undefined);
+  const lineAt = (path: (string | number)[]): number | undefined => {
+    for (let n = path.length; n >= 0; n--) {
+      // For a map entry, the line of its key: that is where the user wrote the name.
+      const parent = n <= 1 ? doc.contents : doc.getIn(path.slice(0, n - 1), true);
+      const key = path[n - 1];
+      const pair = n > 0 && isMap(parent) ? parent.items.find((p) => isScalar(p.key) && p.key.value === key) : undefined;
+      const line = lineOf(pair?.key) ?? lineOf(n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true));
+      if (line) return line;
+    }
+    return undefined;
+  };
+  const result = schema.safeParse(doc.toJS() ?? {});
+  if (result.success) return { data: result.data, lineAt };
   throw new SpecError(
     shownAs,
     result.error.issues.flatMap((issue: ZodIssue) => {
@@ -128,16 +149,16 @@ export async function loadService(project: string, name: string): Promise<Servic
   const dir = join(project, "services", name);
   const file = join(dir, "service.yml");
   const shown = shownPath(file);
-  const spec = await loadYaml(file, ServiceSchema, shown);
+  const { data: spec, lineAt } = await loadYaml(file, ServiceSchema, shown);
   if (spec.name !== name) {
-    throw new SpecError(shown, [{ field: "name", message: `is '${spec.name}' but the directory is '${name}': make them equal` }]);
+    throw new SpecError(shown, [{ field: "name", line: lineAt(["name"]), message: `is '${spec.name}' but the directory is '${name}': make them equal` }]);
   }
   for (const [key, option] of Object.entries(spec.options)) {
     if (!matchesType(option.default, option.type)) {
-      throw new SpecError(shown, [{ field: `options.${key}.default`, message: `must be a ${option.type}` }]);
+      throw new SpecError(shown, [{ field: `options.${key}.default`, line: lineAt(["options", key, "default"]), message: `must be a ${option.type}` }]);
     }
   }
-  for (const f of [...spec.files, ...spec.templates.image, ...spec.templates.node]) {
+  for (const f of [...spec.files, ...(spec.initramfs?.files ?? []), ...spec.templates.image, ...spec.templates.node]) {
     if (!existsSync(join(dir, f.src))) {
       throw new SpecError(shown, [{ field: "files", message: `'${f.src}' does not exist in ${shownPath(dir)}/` }]);
     }
@@ -155,29 +176,33 @@ export async function loadRole(project: string, role: string): Promise<Role> {
   }
   const file = join(project, "machines", `${role}.yml`);
   const shown = shownPath(file);
-  const spec = await loadYaml(file, MachineSchema, shown);
+  const { data: spec, lineAt } = await loadYaml(file, MachineSchema, shown);
   if (spec.role !== role) {
-    throw new SpecError(shown, [{ field: "role", message: `is '${spec.role}' but the file is named '${role}.yml': make them equal` }]);
+    throw new SpecError(shown, [{ field: "role", line: lineAt(["role"]), message: `is '${spec.role}' but the file is named '${role}.yml': make them equal` }]);
   }
 
   const available = await listServices(project);
-  const problems: { field: string; message: string }[] = [];
+  const problems: { field: string; line?: number; message: string }[] = [];
   spec.services.forEach((s, i) => {
-    if (!available.includes(s)) problems.push({ field: `services[${i}]`, message: `unknown service '${s}'; the services are: ${available.join(", ")}` });
+    if (!available.includes(s)) problems.push({ field: `services[${i}]`, line: lineAt(["services", i]), message: `unknown service '${s}'; the services are: ${available.join(", ")}` });
   });
   if (problems.length) throw new SpecError(shown, problems);
   if (new Set(spec.services).size !== spec.services.length) {
-    throw new SpecError(shown, [{ field: "services", message: "lists a service twice: remove the repeat" }]);
+    const repeat = spec.services.findIndex((s, i) => spec.services.indexOf(s) !== i);
+    throw new SpecError(shown, [{ field: `services[${repeat}]`, line: lineAt(["services", repeat]), message: `lists '${spec.services[repeat]}' twice: remove the repeat` }]);
   }
 
   const services = await Promise.all(spec.services.map((s) => loadService(project, s)));
   const kernels = services.filter((s) => s.kernel);
   if (kernels.length !== 1) {
     throw new SpecError(shown, [
-      {
-        field: "services",
-        message: `exactly one service must provide the kernel (has ${kernels.map((s) => s.name).join(", ") || "none"}); include 'base'`,
-      },
+      { field: "services", line: lineAt(["services"]), message: `exactly one service must provide the kernel (has ${kernels.map((s) => s.name).join(", ") || "none"}); include 'base'` },
+    ]);
+  }
+  const base = kernels[0]!;
+  if (!base.initramfs || !base.packages.some((p) => p.applets)) {
+    throw new SpecError(shownPath(base.file), [
+      { field: "initramfs", message: "the service that provides the kernel must also define the initramfs and a busybox package with 'applets: true'" },
     ]);
   }
 
@@ -188,16 +213,18 @@ export async function loadRole(project: string, role: string): Promise<Role> {
   for (const [serviceName, values] of Object.entries(spec.config)) {
     const service = services.find((s) => s.name === serviceName);
     if (!service) {
-      problems.push({ field: `config.${serviceName}`, message: `the role does not include service '${serviceName}'; configurable here: ${services.map((s) => s.name).join(", ")}` });
+      problems.push({ field: `config.${serviceName}`, line: lineAt(["config", serviceName]), message: `the role does not include service '${serviceName}'; configurable here: ${services.map((s) => s.name).join(", ")}` });
       continue;
     }
     for (const [key, value] of Object.entries(values)) {
       const option = service.options[key];
       if (!option) {
         const known = Object.keys(service.options);
-        problems.push({ field: `config.${serviceName}.${key}`, message: `unknown option; '${serviceName}' has: ${known.join(", ") || "no options"}` });
+        problems.push({ field: `config.${serviceName}.${key}`, line: lineAt(["config", serviceName, key]), message: `unknown option; '${serviceName}' has: ${known.join(", ") || "no options"}` });
       } else if (!matchesType(value, option.type)) {
-        problems.push({ field: `config.${serviceName}.${key}`, message: `must be a ${option.type} (${option.description})` });
+        problems.push({ field: `config.${serviceName}.${key}`, line: lineAt(["config", serviceName, key]), message: `must be a ${option.type} (${option.description})` });
+      } else if (option.values && !option.values.includes(String(value))) {
+        problems.push({ field: `config.${serviceName}.${key}`, line: lineAt(["config", serviceName, key]), message: `'${String(value)}' is not allowed; use one of: ${option.values.join(", ")}` });
       } else {
         options[serviceName]![key] = value as OptionValue;
       }

@@ -35,6 +35,8 @@ export const OptionSchema = z
   .object({
     type: z.enum(["boolean", "string", "integer"]),
     default: z.union([z.boolean(), z.string(), z.number().int()]),
+    /** For string options: the only values allowed. */
+    values: z.array(z.string()).min(1).optional(),
     description: z.string().min(1),
   })
   .strict();
@@ -47,6 +49,17 @@ export const ServiceSchema = z
       .object({
         package: debianPackage,
         modules: z.array(z.string().regex(/^[a-z0-9_]+$/, "must be a kernel module name such as 'virtio_net'")).min(1),
+      })
+      .strict()
+      .optional(),
+    /**
+     * What the initramfs holds besides the busybox of this service: just enough to
+     * mount the read-only root filesystem image and switch to it.
+     */
+    initramfs: z
+      .object({
+        modules: z.array(z.string().regex(/^[a-z0-9_]+$/, "must be a kernel module name such as 'squashfs'")).min(1),
+        files: z.array(FileSchema).min(1, "the initramfs needs at least its /init"),
       })
       .strict()
       .optional(),

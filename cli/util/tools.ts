@@ -9,6 +9,7 @@ export const HOST_TOOLS = {
   "qemu-img": "qemu-utils",
   vde_switch: "vde2",
   depmod: "kmod",
+  mksquashfs: "squashfs-tools",
   "dpkg-deb": "dpkg",
   "apt-get": "apt",
 } as const;

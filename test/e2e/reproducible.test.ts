@@ -16,7 +16,7 @@ function buildInFreshProject(): Record<string, string | undefined> {
   if (r.status !== 0) throw new Error(`build failed:\n${r.stderr}`);
   expect(r.stderr).toContain("built: consul-server");
   const out = join(dir, "out", "images", "consul-server");
-  return Object.fromEntries(["vmlinuz", "initrd.img", "manifest.json"].map((f) => [f, fileBytes(join(out, f))]));
+  return Object.fromEntries(["vmlinuz", "initrd.img", "rootfs.squashfs", "manifest.json"].map((f) => [f, fileBytes(join(out, f))]));
 }
 
 describe("reproducible images", () => {

@@ -14,6 +14,8 @@ export interface VmSpec {
   dir: string;
   kernel: string;
   initrd: string;
+  /** The image's read-only root filesystem, shared by every node that boots the image. */
+  rootDisk: string;
   append: string;
   memoryMib: number;
   cpus: number;
@@ -36,6 +38,9 @@ export function vmPaths(dir: string) {
   };
 }
 
+/** QEMU splits option values at commas; a literal comma in a path is written twice. */
+const q = (path: string) => path.replaceAll(",", ",,");
+
 export function qemuArgs(spec: VmSpec): string[] {
   const paths = vmPaths(spec.dir);
   const forwards = spec.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`).join("");
@@ -49,20 +54,22 @@ export function qemuArgs(spec: VmSpec): string[] {
     "-kernel", spec.kernel,
     "-initrd", spec.initrd,
     "-append", spec.append,
-    "-serial", `file:${paths.console}`,
+    "-serial", `file:${q(paths.console)}`,
     "-device", "virtio-rng-pci",
     // Disks are told apart in the guest by their serial, not by probe order.
-    "-drive", `if=none,id=cidata,file=${spec.configDrive},format=raw,readonly=on`,
+    "-drive", `if=none,id=root,file=${q(spec.rootDisk)},format=raw,readonly=on`,
+    "-device", "virtio-blk-pci,drive=root,serial=root",
+    "-drive", `if=none,id=cidata,file=${q(spec.configDrive)},format=raw,readonly=on`,
     "-device", "virtio-blk-pci,drive=cidata,serial=cidata",
-    "-drive", `if=none,id=persist,file=${spec.persistDisk},format=qcow2`,
+    "-drive", `if=none,id=persist,file=${q(spec.persistDisk)},format=qcow2`,
     "-device", "virtio-blk-pci,drive=persist,serial=persist",
     // The cluster segment: a private L2 switch shared by the cluster's VMs only.
-    "-netdev", `vde,id=cluster,sock=${spec.switchSocket}`,
+    "-netdev", `vde,id=cluster,sock=${q(spec.switchSocket)}`,
     "-device", `virtio-net-pci,netdev=cluster,mac=${spec.clusterMac}`,
     // The host's way in: user-mode NIC, no route out (restrict=on), forwards on loopback only.
     "-netdev", `user,id=host,restrict=on${forwards}`,
     "-device", `virtio-net-pci,netdev=host,mac=${spec.hostMac}`,
-    "-qmp", `unix:${paths.qmp},server=on,wait=off`,
+    "-qmp", `unix:${q(paths.qmp)},server=on,wait=off`,
     "-pidfile", paths.pidFile,
     "-daemonize",
   ];

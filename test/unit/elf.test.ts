@@ -1,0 +1,270 @@
+import { describe, it, expect, afterAll } from "vitest";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { readElfDeps } from "../../cli/image/elf.js";
+
+// readElfDeps finds what a binary needs loaded: its program interpreter (PT_INTERP)
+// and DT_NEEDED sonames. It is checked on hand-made ELF files (every branch) and on
+// real binaries of this host, against readelf where that is installed.
+
+// ---- hand-made ELF files -------------------------------------------------------------
+
+const PT_LOAD = 1;
+const PT_DYNAMIC = 2;
+const PT_INTERP = 3;
+const BASE = 0x400000n;
+
+interface Synth {
+  interpreter?: string;
+  needed?: string[];
+  /** Leave out PT_DYNAMIC (a static binary). */
+  static?: boolean;
+  /** Put DT_STRTAB at an address no PT_LOAD covers. */
+  strtabOutside?: boolean;
+  /** Dynamic entries written after DT_NULL (must be ignored). */
+  afterNull?: string[];
+  elfClass?: number;
+  dataEncoding?: number;
+}
+
+/** A 64-bit little-endian ELF: header, program headers, interp, strtab, dynamic; one PT_LOAD maps it all at BASE. */
+function synthElf(o: Synth): Buffer {
+  const needed = o.needed ?? [];
+  const after = o.afterNull ?? [];
+  const names = [...needed, ...after];
+  const strtab = Buffer.concat([Buffer.from([0]), ...names.map((n) => Buffer.from(`${n}\0`))]);
+  const nameOffset = (i: number) => 1 + names.slice(0, i).reduce((sum, n) => sum + n.length + 1, 0);
+
+  const phdrs: { type: number; offset: number; size: number }[] = [];
+  const headerSize = 64;
+  const phCount = 1 + (o.interpreter ? 1 : 0) + (o.static ? 0 : 1);
+  let at = headerSize + phCount * 56;
+  const interp = o.interpreter ? Buffer.from(`${o.interpreter}\0`) : Buffer.alloc(0);
+  const interpAt = at;
+  at += interp.length;
+  const strtabAt = at;
+  at += strtab.length;
+  at = (at + 7) & ~7;
+  const dynEntries: [bigint, bigint][] = [
+    ...needed.map((_, i) => [1n, BigInt(nameOffset(i))] as [bigint, bigint]),
+    [5n, o.strtabOutside ? 0x7f000000n : BASE + BigInt(strtabAt)],
+    [0n, 0n],
+    ...after.map((_, i) => [1n, BigInt(nameOffset(needed.length + i))] as [bigint, bigint]),
+  ];
+  const dynAt = at;
+  const dynSize = dynEntries.length * 16;
+  const total = o.static ? strtabAt + strtab.length : dynAt + dynSize;
+
+  phdrs.push({ type: PT_LOAD, offset: 0, size: total });
+  if (o.interpreter) phdrs.push({ type: PT_INTERP, offset: interpAt, size: interp.length });
+  if (!o.static) phdrs.push({ type: PT_DYNAMIC, offset: dynAt, size: dynSize });
+
+  const buf = Buffer.alloc(total);
+  buf.writeUInt32BE(0x7f454c46, 0);
+  buf[4] = o.elfClass ?? 2; // ELFCLASS64
+  buf[5] = o.dataEncoding ?? 1; // ELFDATA2LSB
+  buf[6] = 1;
+  buf.writeUInt16LE(3, 0x10); // ET_DYN
+  buf.writeUInt16LE(62, 0x12); // EM_X86_64
+  buf.writeBigUInt64LE(BigInt(headerSize), 0x20); // e_phoff
+  buf.writeUInt16LE(headerSize, 0x34);
+  buf.writeUInt16LE(56, 0x36); // e_phentsize
+  buf.writeUInt16LE(phdrs.length, 0x38); // e_phnum
+  phdrs.forEach((p, i) => {
+    const ph = headerSize + i * 56;
+    buf.writeUInt32LE(p.type, ph);
+    buf.writeBigUInt64LE(BigInt(p.offset), ph + 0x08);
+    buf.writeBigUInt64LE(BASE + BigInt(p.offset), ph + 0x10);
+    buf.writeBigUInt64LE(BASE + BigInt(p.offset), ph + 0x18);
+    buf.writeBigUInt64LE(BigInt(p.size), ph + 0x20);
+    buf.writeBigUInt64LE(BigInt(p.size), ph + 0x28);
+  });
+  interp.copy(buf, interpAt);
+  strtab.copy(buf, strtabAt);
+  if (!o.static) dynEntries.forEach(([tag, value], i) => {
+    buf.writeBigInt64LE(tag, dynAt + i * 16);
+    buf.writeBigUInt64LE(value, dynAt + i * 16 + 8);
+  });
+  return buf;
+}
+
+describe("readElfDeps on hand-made ELF files", () => {
+  it("reads the interpreter and the needed sonames in order, mapping DT_STRTAB through PT_LOAD", () => {
+    const elf = synthElf({ interpreter: "/lib64/ld-linux-x86-64.so.2", needed: ["libfoo.so.1", "libc.so.6"] });
+    expect(readElfDeps(elf)).toEqual({ interpreter: "/lib64/ld-linux-x86-64.so.2", needed: ["libfoo.so.1", "libc.so.6"] });
+  });
+
+  it("gives no needed libraries and no interpreter for a static binary", () => {
+    expect(readElfDeps(synthElf({ static: true }))).toEqual({ interpreter: undefined, needed: [] });
+  });
+
+  it("reads a shared library (dynamic, no interpreter)", () => {
+    expect(readElfDeps(synthElf({ needed: ["libc.so.6"] }))).toEqual({ interpreter: undefined, needed: ["libc.so.6"] });
+  });
+
+  it("stops at DT_NULL", () => {
+    const elf = synthElf({ interpreter: "/lib/ld.so", needed: ["liba.so.1"], afterNull: ["libghost.so.9"] });
+    expect(readElfDeps(elf)?.needed).toEqual(["liba.so.1"]);
+  });
+
+  it("throws when DT_STRTAB lies outside every loaded segment", () => {
+    expect(() => readElfDeps(synthElf({ needed: ["libc.so.6"], strtabOutside: true }))).toThrow(/outside every loaded segment/);
+  });
+
+  it("refuses 32-bit and big-endian ELF files with a clear message", () => {
+    expect(() => readElfDeps(synthElf({ static: true, elfClass: 1 }))).toThrow(/64-bit little-endian/);
+    expect(() => readElfDeps(synthElf({ static: true, dataEncoding: 2 }))).toThrow(/64-bit little-endian/);
+  });
+});
+
+describe("readElfDeps on files that are not ELF", () => {
+  it("returns undefined for a shell script, text, an empty file and a near-miss magic", () => {
+    expect(readElfDeps(Buffer.from("#!/bin/sh\nexec consul agent\n".repeat(4)))).toBeUndefined();
+    expect(readElfDeps(Buffer.from("x".repeat(200)))).toBeUndefined();
+    expect(readElfDeps(Buffer.alloc(0))).toBeUndefined();
+    const almost = synthElf({ static: true });
+    almost[3] = 0x47; // "\x7fELG"
+    expect(readElfDeps(almost)).toBeUndefined();
+  });
+
+  it("returns undefined for the real shell scripts Resin puts in images", () => {
+    const script = new URL("../../services/consul/run", import.meta.url);
+    expect(readElfDeps(readFileSync(script))).toBeUndefined();
+  });
+});
+
+// ---- real binaries -------------------------------------------------------------------
+
+const hasReadelf = spawnSync("readelf", ["--version"]).status === 0;
+
+/** What readelf says: interpreter and NEEDED, or undefined when readelf is missing. */
+function readelf(path: string): { interpreter?: string; needed: string[]; dynamic: boolean } | undefined {
+  if (!hasReadelf) return undefined;
+  const headers = spawnSync("readelf", ["-lW", path], { encoding: "utf8" }).stdout;
+  const dynamicSection = spawnSync("readelf", ["-dW", path], { encoding: "utf8" }).stdout;
+  return {
+    interpreter: headers.match(/Requesting program interpreter: ([^\]]+)\]/)?.[1],
+    needed: [...dynamicSection.matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1]!),
+    dynamic: /^\s+DYNAMIC\s/m.test(headers),
+  };
+}
+
+const LS = "/bin/ls";
+const LIBC = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6"].find(existsSync);
+const LOADER = "/lib64/ld-linux-x86-64.so.2";
+const onX86_64 = process.arch === "x64" && process.platform === "linux";
+
+describe.runIf(onX86_64 && existsSync(LS))("readElfDeps on /bin/ls", () => {
+  const deps = readElfDeps(readFileSync(LS));
+
+  it("finds the x86-64 loader and libc", () => {
+    expect(deps?.interpreter).toBe("/lib64/ld-linux-x86-64.so.2");
+    expect(deps?.needed).toContain("libc.so.6");
+  });
+
+  it.runIf(hasReadelf)("agrees with readelf", () => {
+    const want = readelf(LS)!;
+    expect(deps).toEqual({ interpreter: want.interpreter, needed: want.needed });
+  });
+});
+
+describe.runIf(onX86_64 && existsSync(LOADER))("readElfDeps on shared libraries", () => {
+  it("finds nothing needed by the loader itself", () => {
+    expect(readElfDeps(readFileSync(LOADER))).toEqual({ interpreter: undefined, needed: [] });
+  });
+
+  it.runIf(!!LIBC && hasReadelf)("agrees with readelf on libc", () => {
+    const want = readelf(LIBC!)!;
+    expect(readElfDeps(readFileSync(LIBC!))).toEqual({ interpreter: want.interpreter, needed: want.needed });
+    expect(want.needed).toContain("ld-linux-x86-64.so.2");
+  });
+});
+
+// Debian's busybox package is dynamically linked (busybox-static is the static one),
+// so /bin/busybox is compared with readelf whatever it is; a static binary is looked
+// for separately, and compiled with `gcc -static` if none is found.
+describe.runIf(onX86_64 && existsSync("/bin/busybox") && hasReadelf)("readElfDeps on /bin/busybox", () => {
+  it("agrees with readelf", () => {
+    const want = readelf("/bin/busybox")!;
+    expect(readElfDeps(readFileSync("/bin/busybox"))).toEqual({ interpreter: want.interpreter, needed: want.needed });
+  });
+});
+
+const scratch: string[] = [];
+afterAll(() => {
+  for (const d of scratch) rmSync(d, { recursive: true, force: true });
+});
+
+function findStaticBinary(): string | undefined {
+  if (!hasReadelf || !onX86_64) return undefined;
+  const candidates = [
+    "/bin/busybox",
+    "/usr/bin/busybox",
+    "/bin/busybox.static",
+    "/usr/libexec/valgrind/memcheck-amd64-linux",
+    "/usr/libexec/valgrind/cachegrind-amd64-linux",
+  ];
+  for (const c of candidates) {
+    if (!existsSync(c)) continue;
+    const r = readelf(c)!;
+    const isElf64 = spawnSync("readelf", ["-hW", c], { encoding: "utf8" }).stdout.includes("ELF64");
+    if (isElf64 && !r.dynamic && !r.interpreter) return c;
+  }
+  // Build one: a static C program, if gcc and a static libc are installed.
+  if (spawnSync("gcc", ["--version"]).status !== 0) return undefined;
+  const dir = mkdtempSync(join(tmpdir(), "resin-elf-"));
+  scratch.push(dir);
+  writeFileSync(join(dir, "hello.c"), "int main(void) { return 0; }\n");
+  const out = join(dir, "hello");
+  return spawnSync("gcc", ["-static", "-o", out, join(dir, "hello.c")]).status === 0 ? out : undefined;
+}
+
+const staticBinary = findStaticBinary();
+describe.runIf(!!staticBinary)(`readElfDeps on a real static binary (${staticBinary ?? "none found"})`, () => {
+  it("finds no interpreter and no libraries", () => {
+    expect(readElfDeps(readFileSync(staticBinary!))).toEqual({ interpreter: undefined, needed: [] });
+  });
+});
+
+describe.runIf(onX86_64 && existsSync("/usr/libexec/valgrind/cachegrind-x86-linux"))("readElfDeps on a real 32-bit binary", () => {
+  it("refuses it with a clear message", () => {
+    expect(() => readElfDeps(readFileSync("/usr/libexec/valgrind/cachegrind-x86-linux"))).toThrow(/64-bit little-endian/);
+  });
+});
+
+// A truncated ELF (a damaged download, a short read) is an error, never a silent
+// "no dependencies". What the reader does today:
+//   - shorter than the 64-byte ELF header: undefined, as if it were not ELF;
+//   - header present, program headers or dynamic section cut off: it throws Node's
+//     RangeError (ERR_OUT_OF_RANGE / ERR_BUFFER_OUT_OF_BOUNDS) from Buffer.read*, which
+//     names neither the file nor the problem (see the report).
+describe.runIf(onX86_64 && existsSync(LS))("readElfDeps on a truncated /bin/ls", () => {
+  const ls = readFileSync(LS);
+
+  it("reports a file cut inside the ELF header as truncated", () => {
+    expect(() => readElfDeps(ls.subarray(0, 32))).toThrow(/truncated or corrupt ELF/);
+  });
+
+  it("throws when cut after the ELF header (program headers missing)", () => {
+    expect(() => readElfDeps(ls.subarray(0, 64))).toThrow();
+    expect(() => readElfDeps(ls.subarray(0, 100))).toThrow();
+  });
+
+  it("throws when cut before the dynamic section", () => {
+    const dynamicAt = (() => {
+      const phoff = Number(ls.readBigUInt64LE(0x20));
+      for (let i = 0; i < ls.readUInt16LE(0x38); i++) {
+        const ph = phoff + i * ls.readUInt16LE(0x36);
+        if (ls.readUInt32LE(ph) === PT_DYNAMIC) return Number(ls.readBigUInt64LE(ph + 8));
+      }
+      throw new Error("/bin/ls has no PT_DYNAMIC");
+    })();
+    expect(() => readElfDeps(ls.subarray(0, dynamicAt + 8))).toThrow();
+  });
+
+  it("says the file is truncated, not just that an offset is out of range", () => {
+    expect(() => readElfDeps(ls.subarray(0, 100))).toThrow(/truncated|too short|outside the file/i);
+  });
+});

@@ -1,0 +1,158 @@
+import { describe, it, expect } from "vitest";
+import { join } from "node:path";
+import { accelArgs, probeBootSector } from "../../cli/provider/qemu/accel.js";
+import { KERNEL_APPEND, qemuArgs, vmPaths, type VmSpec } from "../../cli/provider/qemu/vm.js";
+
+// The QEMU command line is built by a pure function; these tests read it the way
+// QEMU would and check the isolation promises: the cluster NIC is a private VDE
+// switch, the host NIC has no route out and forwards only on loopback.
+
+const DIR = "/state/resin/clusters/demo/nodes/demo-1";
+
+function spec(over: Partial<VmSpec> = {}): VmSpec {
+  return {
+    name: "demo-1",
+    dir: DIR,
+    kernel: "/images/abc/vmlinuz",
+    initrd: "/images/abc/initrd.img",
+    rootDisk: "/images/abc/root.img",
+    append: KERNEL_APPEND,
+    memoryMib: 1024,
+    cpus: 2,
+    accel: "tcg",
+    switchSocket: "/state/resin/clusters/demo/switch.ctl",
+    clusterMac: "52:54:2a:97:01:01",
+    hostMac: "52:54:2a:97:02:01",
+    forwards: [
+      { hostPort: 41001, guestPort: 8500 },
+      { hostPort: 41002, guestPort: 22 },
+    ],
+    configDrive: join(DIR, "cidata.iso"),
+    persistDisk: join(DIR, "persist.qcow2"),
+    ...over,
+  };
+}
+
+/** Every value following `flag` (QEMU options may repeat). */
+function values(args: string[], flag: string): string[] {
+  const out: string[] = [];
+  args.forEach((a, i) => {
+    if (a === flag) out.push(args[i + 1]!);
+  });
+  return out;
+}
+
+const hostfwds = (args: string[]) => [...args.join(" ").matchAll(/hostfwd=(tcp|udp):([^:,]*):(\d+)-([^:,]*):(\d+)/g)];
+
+describe("accelArgs", () => {
+  it("uses multi-threaded TCG with the max CPU model", () => {
+    expect(accelArgs("tcg")).toEqual(["-accel", "tcg,thread=multi", "-cpu", "max"]);
+  });
+
+  it("uses KVM with the host CPU", () => {
+    expect(accelArgs("kvm")).toEqual(["-accel", "kvm", "-cpu", "host"]);
+  });
+});
+
+describe("probeBootSector", () => {
+  it("is one 512-byte sector ending in the 55 AA boot signature", () => {
+    const sector = probeBootSector();
+    expect(sector.length).toBe(512);
+    expect(sector[510]).toBe(0x55);
+    expect(sector[511]).toBe(0xaa);
+  });
+
+  it("writes 'K' to COM1 (port 0x3f8) and halts", () => {
+    const sector = probeBootSector();
+    // mov dx,0x3f8; mov al,'K'; out dx,al; cli; hlt
+    expect([...sector.subarray(0, 8)]).toEqual([0xba, 0xf8, 0x03, 0xb0, "K".charCodeAt(0), 0xee, 0xfa, 0xf4]);
+    expect(sector.subarray(8, 510).every((b) => b === 0)).toBe(true);
+  });
+});
+
+describe("qemuArgs", () => {
+  const args = qemuArgs(spec());
+
+  it("is a flat list of defined strings", () => {
+    for (const a of args) {
+      expect(typeof a).toBe("string");
+      expect(a).not.toMatch(/undefined|NaN|\[object Object\]/);
+    }
+  });
+
+  it("passes the machine, accelerator, memory, CPUs, kernel and command line", () => {
+    expect(values(args, "-name")).toEqual(["demo-1"]);
+    expect(values(args, "-accel")).toEqual(["tcg,thread=multi"]);
+    expect(values(args, "-cpu")).toEqual(["max"]);
+    expect(values(args, "-m")).toEqual(["1024"]);
+    expect(values(args, "-smp")).toEqual(["2"]);
+    expect(values(args, "-kernel")).toEqual(["/images/abc/vmlinuz"]);
+    expect(values(args, "-initrd")).toEqual(["/images/abc/initrd.img"]);
+    expect(values(args, "-append")).toEqual([KERNEL_APPEND]);
+    expect(KERNEL_APPEND).toContain("console=ttyS0");
+    expect(args).toContain("-nodefaults");
+    expect(args).toContain("-no-reboot");
+    expect(values(args, "-display")).toEqual(["none"]);
+  });
+
+  it("uses KVM arguments when asked", () => {
+    const kvm = qemuArgs(spec({ accel: "kvm" }));
+    expect(values(kvm, "-accel")).toEqual(["kvm"]);
+    expect(values(kvm, "-cpu")).toEqual(["host"]);
+  });
+
+  it("puts the cluster NIC on the VDE switch socket", () => {
+    const netdevs = values(args, "-netdev");
+    expect(netdevs).toContain("vde,id=cluster,sock=/state/resin/clusters/demo/switch.ctl");
+    expect(values(args, "-device")).toContain("virtio-net-pci,netdev=cluster,mac=52:54:2a:97:01:01");
+  });
+
+  it("gives the host NIC no route out (restrict=on)", () => {
+    const user = values(args, "-netdev").filter((n) => n.startsWith("user,"));
+    expect(user).toHaveLength(1);
+    expect(user[0]!.split(",")).toContain("restrict=on");
+    expect(user[0]!.split(",")).toContain("id=host");
+    expect(values(args, "-device")).toContain("virtio-net-pci,netdev=host,mac=52:54:2a:97:02:01");
+  });
+
+  it("forwards each port on 127.0.0.1 only, never on all interfaces", () => {
+    const fwds = hostfwds(args);
+    expect(fwds.map((m) => [m[1], m[2], Number(m[3]), Number(m[5])])).toEqual([
+      ["tcp", "127.0.0.1", 41001, 8500],
+      ["tcp", "127.0.0.1", 41002, 22],
+    ]);
+    const all = args.join(" ");
+    expect(all).not.toMatch(/hostfwd=[a-z]*:0\.0\.0\.0/);
+    expect(all).not.toMatch(/hostfwd=[a-z]*::/); // an empty address means every interface
+    // The forwards belong to the restricted user NIC, not the VDE one.
+    for (const n of values(args, "-netdev")) if (n.includes("hostfwd")) expect(n.startsWith("user,")).toBe(true);
+  });
+
+  it("has no forwards when none are asked for", () => {
+    const none = qemuArgs(spec({ forwards: [] }));
+    expect(none.join(" ")).not.toContain("hostfwd");
+    expect(values(none, "-netdev").find((n) => n.startsWith("user,"))).toBe("user,id=host,restrict=on");
+  });
+
+  it("attaches the root disk and config drive read-only and the persist disk, told apart by serial", () => {
+    const drives = values(args, "-drive");
+    expect(drives).toContain("if=none,id=root,file=/images/abc/root.img,format=raw,readonly=on");
+    expect(values(args, "-device")).toContain("virtio-blk-pci,drive=root,serial=root");
+    // Only the persist disk is writable.
+    expect(drives.filter((d) => !d.split(",").includes("readonly=on")).map((d) => d.split(",")[1])).toEqual(["id=persist"]);
+    expect(drives).toContain(`if=none,id=cidata,file=${join(DIR, "cidata.iso")},format=raw,readonly=on`);
+    expect(drives).toContain(`if=none,id=persist,file=${join(DIR, "persist.qcow2")},format=qcow2`);
+    const devices = values(args, "-device");
+    expect(devices).toContain("virtio-blk-pci,drive=cidata,serial=cidata");
+    expect(devices).toContain("virtio-blk-pci,drive=persist,serial=persist");
+  });
+
+  it("daemonizes, writing its pid file and console log in the node directory", () => {
+    const paths = vmPaths(DIR);
+    expect(args).toContain("-daemonize");
+    expect(values(args, "-pidfile")).toEqual([paths.pidFile]);
+    expect(paths.pidFile).toBe(join(DIR, "qemu.pid"));
+    expect(values(args, "-serial")).toEqual([`file:${paths.console}`]);
+    expect(values(args, "-qmp")).toEqual([`unix:${paths.qmp},server=on,wait=off`]);
+  });
+});
