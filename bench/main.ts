@@ -29,9 +29,9 @@ const median = (xs: number[]) => {
 
 function main(): void {
   process.stderr.write(`bench: ${runs} runs; building images (warm cache expected)\n`);
-  const build = resin(["build", "consul-server"]);
-  const noop = resin(["build", "consul-server"]);
-  const manifest = JSON.parse(readFileSync(join(root, "out", "images", "consul-server", "manifest.json"), "utf8"));
+  const build = resin(["build", "consul-server", "--channel", "debian"]);
+  const noop = resin(["build", "consul-server", "--channel", "debian"]);
+  const manifest = JSON.parse(readFileSync(join(root, "out", "images", "debian", "consul-server", "manifest.json"), "utf8"));
 
   const upSeconds: number[] = [];
   const quorumSeconds: number[] = [];
@@ -39,7 +39,7 @@ function main(): void {
     const state = mkdtempSync(join(tmpdir(), "resin-bench-"));
     const env = { RESIN_STATE_HOME: state };
     try {
-      const up = resin(["up", "--name", "bench", "--nodes", "3"], env);
+      const up = resin(["up", "--name", "bench", "--nodes", "3", "--role", "consul-server", "--channel", "debian"], env);
       const ready = up.stderr.match(/ready in ([\d.]+)s/);
       upSeconds.push(up.seconds);
       if (ready) quorumSeconds.push(Number(ready[1]));

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // The resin command line: argument parsing and error reporting only; each command's
 // work is in cli/commands/, which wires the pipeline stages together.
-import { Command, InvalidArgumentError } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { CHANNELS, type Channel } from "./spec/schema.js";
+import { offlineByDefault } from "./commands/build.js";
 import { buildRoles } from "./commands/build.js";
 import { up } from "./commands/up.js";
 import { clusterStatus, formatStatus } from "./commands/status.js";
@@ -12,6 +14,12 @@ import { projectRoot } from "./util/paths.js";
 import { stderrLog } from "./util/log.js";
 
 const DEFAULT_CLUSTER = "resin";
+
+const channelOption = () =>
+  new Option("--channel <channel>", "where Consul, Nomad and Vault come from: verified official releases, or Debian's packages (Consul 1.8.7 only)")
+    .choices(CHANNELS)
+    .default("official");
+const offlineOption = () => new Option("--offline", "never download; use only cached artifacts (also RESIN_OFFLINE=1)");
 
 function integer(value: string): number {
   const n = Number(value);
@@ -28,9 +36,11 @@ program
   .command("build")
   .description("build bootable images (kernel + initramfs + manifest) for roles; all roles when none are named")
   .argument("[roles...]", "role names from machines/*.yml")
+  .addOption(channelOption())
+  .addOption(offlineOption())
   .option("--update-lock", "re-resolve every Debian package to the newest version and rewrite resin.lock.json")
-  .action(async (roles: string[], opts: { updateLock?: boolean }) => {
-    await buildRoles({ project: projectRoot(), roles, updateLock: opts.updateLock, log: stderrLog });
+  .action(async (roles: string[], opts: { updateLock?: boolean; channel: Channel; offline?: boolean }) => {
+    await buildRoles({ project: projectRoot(), roles, channel: opts.channel, offline: opts.offline || offlineByDefault(), updateLock: opts.updateLock, log: stderrLog });
   });
 
 program
@@ -39,12 +49,16 @@ program
   .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
   .option("--nodes <n>", "number of nodes for a new cluster", integer)
   .option("--role <role>", "role of every node of a new cluster", "consul-server")
+  .addOption(channelOption())
+  .addOption(offlineOption())
   .option("--timeout <seconds>", "give up waiting for quorum after this long", integer, 300)
-  .action(async (opts: { name: string; nodes?: number; role: string; timeout: number }) => {
+  .action(async (opts: { name: string; nodes?: number; role: string; timeout: number; channel: Channel; offline?: boolean }) => {
     await up({
       project: projectRoot(),
       name: opts.name,
       role: opts.role,
+      channel: opts.channel,
+      offline: opts.offline || offlineByDefault(),
       nodes: opts.nodes ?? 3,
       nodesGiven: opts.nodes !== undefined,
       timeoutMs: opts.timeout * 1000,

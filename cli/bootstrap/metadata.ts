@@ -37,13 +37,25 @@ export interface NodeContext {
   secrets: Secrets;
   role: Role;
   versions: ServiceVersions;
-  /** The cluster's Consul servers: the nodes whose role runs Consul with server = true. */
-  servers: NodePlan[];
+  /** Per service, the nodes that run it as a server (the role sets its `server` option). */
+  servers: Record<string, NodePlan[]>;
+}
+
+/** Which nodes serve which service: a node serves S when its role includes S with option server = true. */
+export function serversByService(nodes: NodePlan[], roleOf: (node: NodePlan) => Role): Record<string, NodePlan[]> {
+  const servers: Record<string, NodePlan[]> = {};
+  for (const node of nodes) {
+    const role = roleOf(node);
+    for (const service of role.services) {
+      if (role.options[service.name]?.server === true) (servers[service.name] ??= []).push(node);
+    }
+  }
+  return servers;
 }
 
 /** The template context: what a node template may refer to. */
 export function templateContext(ctx: NodeContext, serviceName: string) {
-  const servers = ctx.servers;
+  const servers = ctx.servers[serviceName] ?? [];
   return {
     node: { name: ctx.node.name, address: ctx.node.address, index: ctx.node.index, role: ctx.node.role },
     cluster: {
@@ -51,6 +63,7 @@ export function templateContext(ctx: NodeContext, serviceName: string) {
       datacenter: ctx.plan.datacenter,
       serverAddresses: servers.map((n) => n.address),
       serverCount: servers.length,
+      servers: Object.fromEntries(Object.entries(ctx.servers).map(([name, nodes]) => [name, nodes.map((n) => n.address)])),
     },
     secrets: ctx.secrets,
     service: { name: serviceName, version: ctx.versions[serviceName]?.version ?? "" },

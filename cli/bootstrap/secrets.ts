@@ -12,13 +12,15 @@ export const SecretsSchema = z
     /** Consul gossip encryption key: 32 random bytes, base64. */
     // Strict: Consul rejects anything but canonical base64 of 32 bytes, and would only say so on the VM console.
     gossipKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "must be 32 bytes in base64"),
+    /** Nomad's serf encryption key, same form. */
+    nomadGossipKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "must be 32 bytes in base64"),
   })
   .strict();
 
 export type Secrets = z.infer<typeof SecretsSchema>;
 
 export function generateSecrets(): Secrets {
-  return { gossipKey: randomBytes(32).toString("base64") };
+  return { gossipKey: randomBytes(32).toString("base64"), nomadGossipKey: randomBytes(32).toString("base64") };
 }
 
 export async function readSecrets(path: string): Promise<Secrets> {

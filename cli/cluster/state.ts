@@ -8,6 +8,7 @@ import { z } from "zod";
 import { stateHome } from "../util/paths.js";
 import { writeFileAtomic } from "../util/files.js";
 import { ResinError } from "../util/errors.js";
+import { CHANNELS } from "../spec/schema.js";
 
 export const NodeStateSchema = z.object({
   name: z.string(),
@@ -29,6 +30,8 @@ export const NodeStateSchema = z.object({
 export const ClusterStateSchema = z.object({
   version: z.literal(1),
   name: z.string(),
+  /** Where the nodes' programs come from: official releases or Debian packages. */
+  channel: z.enum(CHANNELS),
   datacenter: z.string(),
   subnet: z.string(),
   accel: z.enum(["kvm", "tcg"]).optional(),

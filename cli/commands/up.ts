@@ -3,9 +3,10 @@
 import { existsSync } from "node:fs";
 import { cp, mkdir, rename, rm } from "node:fs/promises";
 import { loadRole } from "../spec/load.js";
+import type { Channel } from "../spec/schema.js";
 import { planCluster, validateClusterName } from "../bootstrap/plan.js";
 import { createSecrets, readSecrets } from "../bootstrap/secrets.js";
-import { nodeMetadata, serialiseMetadata } from "../bootstrap/metadata.js";
+import { nodeMetadata, serialiseMetadata, serversByService } from "../bootstrap/metadata.js";
 import { writeIso9660 } from "../image/iso9660.js";
 import { readManifest } from "../image/build.js";
 import { clusterPaths, imageDirFor, readClusterState, writeClusterState, type ClusterState } from "../cluster/state.js";
@@ -22,6 +23,8 @@ export interface UpOptions {
   project: string;
   name: string;
   role: string;
+  channel: Channel;
+  offline?: boolean;
   nodes: number;
   /** Whether --nodes was given (an existing cluster keeps its size otherwise). */
   nodesGiven: boolean;
@@ -49,8 +52,8 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   } else {
     if (opts.nodes < 1 || opts.nodes > 9) throw new ResinError(`--nodes ${opts.nodes} is out of range`, "use 1 to 9 nodes locally");
     opts.log(`cluster ${opts.name}: building image for role ${opts.role}`);
-    const [image] = await buildRoles({ project: opts.project, roles: [opts.role], log: opts.log });
-    const role = await loadRole(opts.project, opts.role);
+    const [image] = await buildRoles({ project: opts.project, roles: [opts.role], channel: opts.channel, offline: opts.offline, log: opts.log });
+    const role = await loadRole(opts.project, opts.role, opts.channel);
     const plan = planCluster(opts.name, Array.from({ length: opts.nodes }, () => opts.role));
     // Copy the image into the cluster: later rebuilds must not change what its nodes boot.
     const imageDir = imageDirFor(opts.name, image!.manifest.digest);
@@ -63,6 +66,7 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     state = {
       version: 1,
       name: opts.name,
+      channel: opts.channel,
       datacenter: plan.datacenter,
       subnet: plan.subnet,
       nodes: plan.nodes.map((n) => ({
@@ -88,8 +92,8 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   const secrets = await readSecrets(paths.secrets);
   const guestPorts = new Map<string, GuestPorts>();
   const roles = new Map<string, Awaited<ReturnType<typeof loadRole>>>();
-  for (const node of state.nodes) if (!roles.has(node.role)) roles.set(node.role, await loadRole(opts.project, node.role));
-  const servers = state.nodes.filter((n) => roles.get(n.role)!.options.consul?.server === true);
+  for (const node of state.nodes) if (!roles.has(node.role)) roles.set(node.role, await loadRole(opts.project, node.role, state.channel));
+  const servers = serversByService(state.nodes, (n) => roles.get(n.role)!);
 
   for (const node of state.nodes) {
     const imageDir = imageDirFor(state.name, node.image);

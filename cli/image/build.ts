@@ -12,6 +12,8 @@ import { renderTemplate } from "../spec/template.js";
 import { lockKey, upstreamVersion, type Lock, type LockedDeb } from "../artifacts/lock.js";
 import { unpackedDeb } from "../artifacts/cache.js";
 import { hostCodename } from "../artifacts/apt.js";
+import { cachedRelease, missingReleaseError, releaseEntries, type ReleaseIndex } from "../artifacts/official.js";
+import type { Channel } from "../spec/schema.js";
 import { canonicalJson, sha256 } from "../util/hash.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
@@ -43,6 +45,7 @@ export interface ImageFile {
 
 export interface ImageManifest {
   role: string;
+  channel: Channel;
   inputDigest: string;
   /** Identity of the image: a digest over its kernel, initramfs and root filesystem. */
   digest: string;
@@ -53,6 +56,7 @@ export interface ImageManifest {
   rootfs: ImageFile;
   services: ServiceVersion[];
   packages: LockedDeb[];
+  releases: ReleaseIndex[];
   /** Every file of the root filesystem with its sha256 and origin. */
   files: ManifestFile[];
   initramfsFiles: ManifestFile[];
@@ -65,8 +69,8 @@ export interface BuiltImage {
   cached: boolean;
 }
 
-export function imagesDir(project: string): string {
-  return join(project, "out", "images");
+export function imagesDir(project: string, channel: Channel): string {
+  return join(project, "out", "images", channel);
 }
 
 /** Locked package entries a role uses, keyed by the name the service asks for. */
@@ -86,9 +90,23 @@ async function lockedFor(role: Role, lock: Lock): Promise<Map<string, LockedDeb>
   return map;
 }
 
+/** The version templates see: the release's, else the upstream version of the service's first package. */
 export function serviceVersion(service: Service, debs: Map<string, LockedDeb>): string | undefined {
+  if (service.release) return service.release.version;
   const first = service.packages[0];
   return first ? upstreamVersion(debs.get(first.name)!.version) : undefined;
+}
+
+/** The verified release archives a role uses, by product, from the cache index. */
+async function releasesFor(role: Role): Promise<Map<string, ReleaseIndex>> {
+  const map = new Map<string, ReleaseIndex>();
+  for (const s of role.services) {
+    if (!s.release) continue;
+    const entry = await cachedRelease(s.release);
+    if (!entry) throw missingReleaseError([s.release]);
+    map.set(s.name, entry);
+  }
+  return map;
 }
 
 async function builderFingerprint(): Promise<string> {
@@ -99,7 +117,7 @@ async function builderFingerprint(): Promise<string> {
   return sha256(parts.join("\n"));
 }
 
-async function inputDigest(role: Role, debs: Map<string, LockedDeb>): Promise<string> {
+async function inputDigest(role: Role, debs: Map<string, LockedDeb>, releases: Map<string, ReleaseIndex>): Promise<string> {
   const services = await Promise.all(
     role.services.map(async (s) => {
       const sources = [...s.files, ...s.templates.image].map((f) => f.src).sort();
@@ -115,6 +133,7 @@ async function inputDigest(role: Role, debs: Map<string, LockedDeb>): Promise<st
       options: role.options,
       services,
       debs: [...debs.entries()].sort(([a], [b]) => a.localeCompare(b)),
+      releases: [...releases.entries()].sort(([a], [b]) => a.localeCompare(b)),
     }),
   );
 }
@@ -127,9 +146,10 @@ export async function readManifest(dir: string): Promise<ImageManifest | undefin
 
 export async function buildImage(project: string, role: Role, lock: Lock, log: Log): Promise<BuiltImage> {
   const name = role.spec.role;
-  const dir = join(imagesDir(project), name);
+  const dir = join(imagesDir(project, role.channel), name);
   const debs = await lockedFor(role, lock);
-  const digestOfInputs = await inputDigest(role, debs);
+  const releases = await releasesFor(role);
+  const digestOfInputs = await inputDigest(role, debs, releases);
   const previous = await readManifest(dir);
   if (
     previous?.inputDigest === digestOfInputs &&
@@ -153,10 +173,11 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const base = role.services.find((s) => s.kernel)!;
   const kernelRoot = unpacked.get(base.kernel!.package)!;
   const kernelLabel = { kind: "deb", source: debLabel(base.kernel!.package) };
-  const kernel = await kernelFiles(kernelRoot, [...base.initramfs!.modules, ...base.kernel!.modules]);
+  const bootModules = [...new Set([...base.kernel!.modules, ...role.services.flatMap((s) => s.modules)])];
+  const kernel = await kernelFiles(kernelRoot, [...base.initramfs!.modules, ...bootModules]);
   for (const [path, data] of kernel.files) rootfs.file(path, data, 0o644, kernelLabel);
   // The boot script loads these in order; their dependencies come from modules.dep.
-  rootfs.file("etc/modules", Buffer.from(base.kernel!.modules.join("\n") + "\n"), 0o644, { kind: "service", source: `${base.name}/service.yml` });
+  rootfs.file("etc/modules", Buffer.from(bootModules.join("\n") + "\n"), 0o644, { kind: "service", source: `${base.name}/service.yml` });
 
   // Files taken from packages, then the shared libraries they load.
   const appletBinaries: { path: string; root: string }[] = [];
@@ -166,9 +187,21 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
       for (const path of pkg.paths) {
         const data = await readInside(root, path);
         if (!data) throw new ResinError(`${shownPath(service.file)}: packages: ${pkg.name} has no file '${path}'`, `list the package's files with: dpkg-deb -c <the .deb>, or look in ${root}`);
-        rootfs.file(path, data, await modeInside(root, path), { kind: "deb", source: debLabel(pkg.name) });
+        const target = pkg.install_to ? `${pkg.install_to}/${path.split("/").pop()}` : path;
+        rootfs.file(target, data, await modeInside(root, path), { kind: "deb", source: debLabel(pkg.name) });
       }
       if (pkg.applets) appletBinaries.push({ path: pkg.paths[0]!, root });
+    }
+  }
+  // Programs from official releases (verified when they entered the cache, re-hashed here).
+  for (const service of role.services) {
+    const release = service.release;
+    if (!release) continue;
+    const entries = await releaseEntries(release, (name) => name in release.files);
+    for (const [inZip, path] of Object.entries(release.files)) {
+      const data = entries.get(inZip);
+      if (!data) throw new ResinError(`${shownPath(service.file)}: the ${release.product} ${release.version} release has no file '${inZip}'`, `its files are: ${[...entries.keys()].join(", ") || "(none matched)"}`);
+      rootfs.file(path, data, 0o755, { kind: "release", source: `${release.product} ${release.version} (${releases.get(service.name)!.file})` });
     }
   }
   await addLibraryClosure(rootfs, role, unpacked, debLabel);
@@ -220,6 +253,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const parts = [described("vmlinuz", kernel.vmlinuz), described("initrd.img", initrd), described("rootfs.squashfs", squashfs)];
   const manifest: ImageManifest = {
     role: name,
+    channel: role.channel,
     inputDigest: digestOfInputs,
     digest: `sha256:${sha256(parts.map((p) => `${p.sha256} ${p.file}\n`).join(""))}`,
     kernel: { ...parts[0]!, version: kernel.version, modules: kernel.modules },
@@ -227,6 +261,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
     rootfs: parts[2]!,
     services: role.services.map((s) => ({ name: s.name, version: serviceVersion(s, debs), ports: s.ports })),
     packages: [...new Map([...debs.values()].map((d) => [d.package, d])).values()].sort((a, b) => a.package.localeCompare(b.package)),
+    releases: [...releases.values()].sort((a, b) => a.product.localeCompare(b.product)),
     files: rootfs.manifest(),
     initramfsFiles: initramfs.manifest(),
   };

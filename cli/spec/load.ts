@@ -5,18 +5,21 @@ import { existsSync } from "node:fs";
 import { join, relative } from "node:path";
 import { LineCounter, parseDocument, isMap, isNode, isScalar } from "yaml";
 import { ZodArray, ZodDefault, ZodObject, ZodOptional, ZodRecord, type z, type ZodIssue } from "zod";
-import { SpecError } from "../util/errors.js";
-import { MachineSchema, ServiceSchema, type MachineSpec, type OptionValue, type ServiceSpec } from "./schema.js";
+import { ResinError, SpecError } from "../util/errors.js";
+import { MachineSchema, ServiceSchema, type Channel, type MachineSpec, type OptionValue, type ReleaseSpec, type ServiceSpec } from "./schema.js";
 
 export interface Service extends ServiceSpec {
   /** Directory holding service.yml and the files it names. */
   dir: string;
   file: string;
+  /** The official release the chosen channel takes the program from, if any. */
+  release?: ReleaseSpec;
 }
 
 export interface Role {
   spec: MachineSpec;
   file: string;
+  channel: Channel;
   /** Services in the order the role lists them. */
   services: Service[];
   /** Option values per service, defaults filled in. */
@@ -166,8 +169,30 @@ export async function loadService(project: string, name: string): Promise<Servic
   return { ...spec, dir, file };
 }
 
+/**
+ * A service as built on one channel: the channel's packages and libraries join the
+ * service's own, and its release (if any) is where the program comes from.
+ */
+export function onChannel(service: Service, channel: Channel): Service {
+  if (!service.channels) return service;
+  const chosen = service.channels[channel];
+  if (!chosen) {
+    const offered = Object.keys(service.channels).join(", ");
+    throw new ResinError(
+      `service '${service.name}' has no '${channel}' channel (it offers: ${offered})`,
+      `build with --channel ${Object.keys(service.channels)[0]}, or choose a role without ${service.name}`,
+    );
+  }
+  return {
+    ...service,
+    packages: [...service.packages, ...chosen.packages],
+    libraries: [...service.libraries, ...chosen.libraries],
+    release: chosen.release,
+  };
+}
+
 /** Load machines/<role>.yml with the services it includes, and check how they fit together. */
-export async function loadRole(project: string, role: string): Promise<Role> {
+export async function loadRole(project: string, role: string, channel: Channel = "official"): Promise<Role> {
   const roles = await listRoles(project);
   if (!roles.includes(role)) {
     throw new SpecError(join("machines", `${role}.yml`), [
@@ -192,7 +217,7 @@ export async function loadRole(project: string, role: string): Promise<Role> {
     throw new SpecError(shown, [{ field: `services[${repeat}]`, line: lineAt(["services", repeat]), message: `lists '${spec.services[repeat]}' twice: remove the repeat` }]);
   }
 
-  const services = await Promise.all(spec.services.map((s) => loadService(project, s)));
+  const services = (await Promise.all(spec.services.map((s) => loadService(project, s)))).map((s) => onChannel(s, channel));
   const kernels = services.filter((s) => s.kernel);
   if (kernels.length !== 1) {
     throw new SpecError(shown, [
@@ -231,7 +256,7 @@ export async function loadRole(project: string, role: string): Promise<Role> {
     }
   }
   if (problems.length) throw new SpecError(shown, problems);
-  return { spec, file, services, options };
+  return { spec, file, channel, services, options };
 }
 
 function matchesType(value: unknown, type: "boolean" | "string" | "integer"): boolean {

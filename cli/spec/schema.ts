@@ -24,6 +24,8 @@ export const PackageSchema = z
     paths: z.array(relativePath).min(1, "list the files to take from the package"),
     /** For busybox: link every applet it lists to the first path, where no package provides that file. */
     applets: z.boolean().default(false),
+    /** Put the listed files in this directory (by their base name) instead of their path in the package. */
+    install_to: relativePath.optional(),
   })
   .strict();
 
@@ -40,6 +42,27 @@ export const OptionSchema = z
     description: z.string().min(1),
   })
   .strict();
+
+export const ReleaseSchema = z
+  .object({
+    product: z.enum(["consul", "nomad", "vault"]),
+    version: z.string().regex(/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/, "must be a release version such as 1.11.0"),
+    /** Files of the release zip → where they go in the image. */
+    files: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "a file name inside the release zip"), relativePath),
+  })
+  .strict();
+
+/** Where a service's program comes from. Roles pick one per build (`--channel`). */
+export const ChannelSchema = z
+  .object({
+    packages: z.array(PackageSchema).default([]),
+    libraries: z.array(debianPackage).default([]),
+    release: ReleaseSchema.optional(),
+  })
+  .strict();
+
+export const CHANNELS = ["official", "debian"] as const;
+export type Channel = (typeof CHANNELS)[number];
 
 export const ServiceSchema = z
   .object({
@@ -63,8 +86,12 @@ export const ServiceSchema = z
       })
       .strict()
       .optional(),
+    /** Extra kernel modules this service needs loaded at boot (e.g. br_netfilter). */
+    modules: z.array(z.string().regex(/^[a-z0-9_]+$/, "must be a kernel module name such as 'br_netfilter'")).default([]),
     packages: z.array(PackageSchema).default([]),
     libraries: z.array(debianPackage).default([]),
+    /** Sources per channel; a service without channels is the same on every channel. */
+    channels: z.object({ official: ChannelSchema.optional(), debian: ChannelSchema.optional() }).strict().optional(),
     user: z.object({ name, uid: z.number().int().min(1).max(65533) }).strict().optional(),
     files: z.array(FileSchema).default([]),
     templates: z
@@ -96,4 +123,5 @@ export const MachineSchema = z
 export type ServiceSpec = z.infer<typeof ServiceSchema>;
 export type MachineSpec = z.infer<typeof MachineSchema>;
 export type PackageSpec = z.infer<typeof PackageSchema>;
+export type ReleaseSpec = z.infer<typeof ReleaseSchema>;
 export type OptionValue = boolean | string | number;

@@ -24,7 +24,7 @@ function status(): StatusJson {
 
 describe("three-node Consul cluster in QEMU", () => {
   beforeAll(() => {
-    const result = resin(["up", "--name", name, "--nodes", "3", "--timeout", "420"], env);
+    const result = resin(["up", "--name", name, "--nodes", "3", "--role", "consul-server", "--channel", "debian", "--timeout", "420"], env);
     if (result.status !== 0) throw new Error(`resin up failed (exit ${result.status}):\n${result.stderr}`);
   });
 

@@ -8,9 +8,9 @@ import type { GlobalSetupContext } from "vitest/node";
 export default function setup({ provide }: GlobalSetupContext): void {
   const root = resolve(import.meta.dirname, "..", "..");
   const started = Date.now();
-  const result = spawnSync(process.execPath, [join(root, "dist", "cli", "main.js"), "build", "consul-server"], { cwd: root, encoding: "utf8", stdio: ["ignore", "inherit", "inherit"] });
+  const result = spawnSync(process.execPath, [join(root, "dist", "cli", "main.js"), "build", "consul-server", "--channel", "debian"], { cwd: root, encoding: "utf8", stdio: ["ignore", "inherit", "inherit"] });
   if (result.status !== 0) throw new Error(`resin build failed (exit ${result.status}); see the output above`);
-  const manifest = JSON.parse(readFileSync(join(root, "out", "images", "consul-server", "manifest.json"), "utf8"));
+  const manifest = JSON.parse(readFileSync(join(root, "out", "images", "debian", "consul-server", "manifest.json"), "utf8"));
   process.stderr.write(`e2e: image set ready in ${((Date.now() - started) / 1000).toFixed(1)}s (consul-server ${manifest.digest})\n`);
   provide("imageDigests", { "consul-server": manifest.digest });
 }

@@ -12,10 +12,10 @@ function buildInFreshProject(): Record<string, string | undefined> {
   const dir = mkdtempSync(join(tmpdir(), "resin-repro-"));
   projects.push(dir);
   for (const part of ["machines", "services", "resin.lock.json"]) cpSync(join(repoRoot, part), join(dir, part), { recursive: true });
-  const r = resin(["build", "consul-server"], { RESIN_PROJECT: dir });
+  const r = resin(["build", "consul-server", "--channel", "debian"], { RESIN_PROJECT: dir });
   if (r.status !== 0) throw new Error(`build failed:\n${r.stderr}`);
   expect(r.stderr).toContain("built: consul-server");
-  const out = join(dir, "out", "images", "consul-server");
+  const out = join(dir, "out", "images", "debian", "consul-server");
   return Object.fromEntries(["vmlinuz", "initrd.img", "rootfs.squashfs", "manifest.json"].map((f) => [f, fileBytes(join(out, f))]));
 }
 

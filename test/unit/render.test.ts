@@ -27,7 +27,7 @@ const CONSUL = join(REPO, "services", "consul");
 const ROLE_TEMPLATE = readFileSync(join(CONSUL, "role.hcl.hbs"), "utf8");
 const NODE_TEMPLATE = readFileSync(join(CONSUL, "node.hcl.hbs"), "utf8");
 const VERSIONS = ["1.8.7", "1.22.0"] as const;
-const SECRETS: Secrets = { gossipKey: Buffer.alloc(32, 7).toString("base64") };
+const SECRETS: Secrets = { gossipKey: Buffer.alloc(32, 7).toString("base64"), nomadGossipKey: Buffer.alloc(32, 9).toString("base64") };
 
 // ---- an HCL check ------------------------------------------------------------------
 //
@@ -132,7 +132,7 @@ function nodeContext(plan: ClusterPlan, index: number, role: Role, serverCount: 
     secrets: SECRETS,
     role,
     versions: { consul: { version }, base: { version: "" } },
-    servers: plan.nodes.slice(0, serverCount),
+    servers: { consul: plan.nodes.slice(0, serverCount) },
   };
 }
 
@@ -237,7 +237,7 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
     const ctx = templateContext(nodeContext(plan, 0, serverRole, 3), "consul");
     expect(ctx).toEqual({
       node: { name: "demo-1", address: "10.88.0.11", index: 1, role: "consul-server" },
-      cluster: { name: "demo", datacenter: "dc1", serverAddresses, serverCount: 3 },
+      cluster: { name: "demo", datacenter: "dc1", serverAddresses, serverCount: 3, servers: { consul: serverAddresses } },
       secrets: SECRETS,
       service: { name: "consul", version: "1.8.7" },
       options: { server: true, ui: true, log_level: "INFO" },

@@ -94,9 +94,9 @@ describe("readSecrets", () => {
   it("reads a good file", async () => {
     const dir = tempDir();
     const path = join(dir, "secrets.json");
-    const gossipKey = key();
-    writeFileSync(path, JSON.stringify({ gossipKey }));
-    expect(await readSecrets(path)).toEqual({ gossipKey });
+    const good = { gossipKey: key(), nomadGossipKey: key() };
+    writeFileSync(path, JSON.stringify(good));
+    expect(await readSecrets(path)).toEqual(good);
   });
 
   it("is a ResinError for a missing file, and does not create one", async () => {
