@@ -9,6 +9,12 @@ import { up } from "./commands/up.js";
 import { clusterStatus, formatStatus } from "./commands/status.js";
 import { down } from "./commands/down.js";
 import { registerArtifactsCommand } from "./commands/artifacts.js";
+import { destroyCommand, listCommand, logsCommand, restartCommand, startNodeCommand, stopNodeCommand } from "./commands/lifecycle.js";
+import { withClusterLock } from "./cluster/lock.js";
+import { validateClusterName } from "./bootstrap/plan.js";
+import { requireTools } from "./util/tools.js";
+import { formatValidity, validateRoles } from "./commands/validate.js";
+import { findImage, formatManifest } from "./commands/inspect.js";
 import { ResinError } from "./util/errors.js";
 import { projectRoot } from "./util/paths.js";
 import { stderrLog } from "./util/log.js";
@@ -34,7 +40,7 @@ const program = new Command()
 
 program
   .command("build")
-  .description("build bootable images (kernel + initramfs + manifest) for roles; all roles when none are named")
+  .description("build bootable images (kernel, initramfs, squashfs root, manifest) for roles; all roles when none are named")
   .argument("[roles...]", "role names from machines/*.yml")
   .addOption(channelOption())
   .addOption(offlineOption())
@@ -48,12 +54,15 @@ program
   .description("start a local cluster in QEMU (created on first use, restarted as it was afterwards) and wait for quorum")
   .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
   .option("--nodes <n>", "number of nodes for a new cluster", integer)
-  .option("--role <role>", "role of every node of a new cluster", "consul-server")
+  .option("--role <role>", "role of every node of a new cluster", "control-plane")
   .addOption(channelOption())
   .addOption(offlineOption())
   .option("--timeout <seconds>", "give up waiting for quorum after this long", integer, 300)
   .action(async (opts: { name: string; nodes?: number; role: string; timeout: number; channel: Channel; offline?: boolean }) => {
-    await up({
+    // Checked before the lock is taken, so that bad input writes nothing at all.
+    validateClusterName(opts.name);
+    requireTools(["qemu-system-x86_64", "qemu-img", "vde_switch"]);
+    await withClusterLock(opts.name, "up", () => up({
       project: projectRoot(),
       name: opts.name,
       role: opts.role,
@@ -63,12 +72,12 @@ program
       nodesGiven: opts.nodes !== undefined,
       timeoutMs: opts.timeout * 1000,
       log: stderrLog,
-    });
+    }));
   });
 
 program
   .command("status")
-  .description("show each node's VM state and Consul leader and raft peers")
+  .description("show each node's VM state, its supervised services, Consul leader, raft peers and failure tolerance")
   .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
   .option("--json", "print machine-readable JSON on stdout")
   .action(async (opts: { name: string; json?: boolean }) => {
@@ -79,11 +88,87 @@ program
 
 program
   .command("down")
-  .description("stop every VM and the network switch of a cluster; its disks and secrets are kept")
+  .description("stop every VM and the network switch of a cluster; its disks, secrets and logs are kept")
   .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
-  .option("--purge", "also delete the cluster's state: persist disks, secrets, logs")
-  .action(async (opts: { name: string; purge?: boolean }) => {
-    await down({ name: opts.name, purge: !!opts.purge, log: stderrLog });
+  .action(async (opts: { name: string }) => {
+    await withClusterLock(opts.name, "down", () => down({ name: opts.name, log: stderrLog }));
+  });
+
+program
+  .command("stop")
+  .description("stop one node cleanly (its disk is kept)")
+  .argument("<node>", "node name, e.g. resin-2")
+  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
+  .action(async (node: string, opts: { name: string }) => {
+    await withClusterLock(opts.name, `stop ${node}`, () => stopNodeCommand(opts.name, node, stderrLog));
+  });
+
+program
+  .command("start")
+  .description("boot one stopped or crashed node again, with its disk and metadata")
+  .argument("<node>", "node name")
+  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
+  .action(async (node: string, opts: { name: string }) => {
+    await withClusterLock(opts.name, `start ${node}`, () => startNodeCommand(opts.name, node, stderrLog));
+  });
+
+program
+  .command("restart")
+  .description("reboot one node's VM, or with --service restart one supervised service inside it")
+  .argument("<node>", "node name")
+  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
+  .option("--service <service>", "restart only this service (runit restarts it inside the running node)")
+  .action(async (node: string, opts: { name: string; service?: string }) => {
+    await withClusterLock(opts.name, `restart ${node}`, () => restartCommand(opts.name, node, opts.service, stderrLog));
+  });
+
+program
+  .command("logs")
+  .description("print a node's console log, or with --service that service's log from the node")
+  .argument("<node>", "node name")
+  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
+  .option("--service <service>", "a supervised service's own log, read from the running node")
+  .option("-f, --follow", "keep printing the console log as it grows")
+  .option("-n, --lines <n>", "how many lines", integer, 200)
+  .action(async (node: string, opts: { name: string; service?: string; follow?: boolean; lines: number }) => {
+    await logsCommand(opts.name, node, opts);
+  });
+
+program
+  .command("ls")
+  .description("list clusters with how many of their nodes run")
+  .action(async () => {
+    process.stdout.write(`${await listCommand()}\n`);
+  });
+
+program
+  .command("destroy")
+  .description("stop a cluster and delete its state: persist disks, secrets, logs (asks first)")
+  .argument("<name>", "cluster name")
+  .option("--yes", "do not ask")
+  .action(async (name: string, opts: { yes?: boolean }) => {
+    await withClusterLock(name, "destroy", () => destroyCommand(name, !!opts.yes, stderrLog));
+  });
+
+program
+  .command("validate")
+  .description("check role and service specs; every mistake is reported with file, line, field and fix")
+  .argument("[roles...]", "role names (default: all)")
+  .action(async (roles: string[]) => {
+    const results = await validateRoles(projectRoot(), roles);
+    process.stdout.write(`${formatValidity(results)}\n`);
+    if (results.some((r) => r.errors.length)) process.exitCode = 1;
+  });
+
+program
+  .command("inspect")
+  .description("print an image's manifest: digests, packages, releases and every file with its origin")
+  .argument("<image>", "a role name (its latest build) or an image directory")
+  .addOption(channelOption())
+  .option("--json", "print the manifest as JSON")
+  .action(async (image: string, opts: { channel: Channel; json?: boolean }) => {
+    const { dir, manifest } = await findImage(projectRoot(), image, opts.channel);
+    process.stdout.write(opts.json ? `${JSON.stringify(manifest, null, 2)}\n` : `${formatManifest(dir, manifest)}\n`);
   });
 
 registerArtifactsCommand(program);

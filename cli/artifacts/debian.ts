@@ -38,16 +38,19 @@ export async function debRequests(services: Service[]): Promise<DebRequest[]> {
  * Fill in missing lock entries (when `updateLock` or absent) and fetch missing blobs.
  * Returns the lock, changed in place where entries were added.
  */
-export async function ensureDebs(requests: DebRequest[], lock: Lock, log: Log, opts: { updateLock?: boolean } = {}): Promise<{ changed: boolean }> {
+export async function ensureDebs(requests: DebRequest[], lock: Lock, log: Log, opts: { updateLock?: boolean; offline?: boolean } = {}): Promise<{ changed: boolean }> {
   let apt: Apt | undefined;
-  const openApt = async () => (apt ??= await Apt.open(requests.map((r) => r.suite)));
+  const openApt = async (why: string) => {
+    if (opts.offline) throw new ResinError(`offline, but ${why}`, "run the build once without --offline (and without RESIN_OFFLINE=1) to fetch it");
+    return (apt ??= await Apt.open(requests.map((r) => r.suite)));
+  };
   let changed = false;
 
   for (const request of requests) {
     const key = lockKey(request.suite, request.name);
     let locked = lock.debian[key];
     if (!locked || opts.updateLock) {
-      const a = await openApt();
+      const a = await openApt(`resin.lock.json has no entry for ${key}`);
       let name = request.name;
       let version = await a.candidate(name, request.suite);
       if (request.kernel) {
@@ -69,7 +72,7 @@ export async function ensureDebs(requests: DebRequest[], lock: Lock, log: Log, o
       locked = next;
     }
     if (!hasBlob(locked.sha256)) {
-      const a = await openApt();
+      const a = await openApt(`${locked.package} ${locked.version} is not in the cache`);
       log(`  fetch ${locked.package} ${locked.version} (${locked.suite}, ${(locked.size / 1e6).toFixed(1)} MB)`);
       const tmp = await mkdtemp(join(cacheHome(), "download-"));
       try {

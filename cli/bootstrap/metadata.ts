@@ -1,6 +1,7 @@
 // A node's metadata: the last per-cluster facts, as a LinuxKit metadata tree
 // ({"name": {"content": …}} files, {"name": {"entries": …}} directories) that the
 // boot script writes out under /run/config.
+import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Role } from "../spec/load.js";
@@ -53,11 +54,20 @@ export function serversByService(nodes: NodePlan[], roleOf: (node: NodePlan) => 
   return servers;
 }
 
+/**
+ * A node's stable UUID, derived from the cluster's secret and the node's name: the same
+ * across reboots and image replacements, so an agent never has to keep one on disk.
+ */
+export function nodeId(secrets: Secrets, nodeName: string): string {
+  const h = createHash("sha256").update(`${secrets.gossipKey}\0${nodeName}`).digest("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+}
+
 /** The template context: what a node template may refer to. */
 export function templateContext(ctx: NodeContext, serviceName: string) {
   const servers = ctx.servers[serviceName] ?? [];
   return {
-    node: { name: ctx.node.name, address: ctx.node.address, index: ctx.node.index, role: ctx.node.role },
+    node: { name: ctx.node.name, id: nodeId(ctx.secrets, ctx.node.name), address: ctx.node.address, index: ctx.node.index, role: ctx.node.role },
     cluster: {
       name: ctx.plan.name,
       datacenter: ctx.plan.datacenter,
@@ -77,7 +87,7 @@ export async function nodeMetadata(ctx: NodeContext): Promise<MetadataTree> {
   addFile(
     tree,
     "resin/network",
-    `${ctx.node.clusterMac} ${ctx.node.address}/${ctx.node.prefix}\n${ctx.node.hostMac} ${ctx.node.hostAddress}\n`,
+    `${ctx.node.clusterMac} ${ctx.node.address}/${ctx.node.prefix} cluster\n${ctx.node.hostMac} ${ctx.node.hostAddress} host\n`,
   );
   for (const service of ctx.role.services) {
     for (const t of service.templates.node) {

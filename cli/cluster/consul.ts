@@ -47,3 +47,39 @@ export async function kvGet(httpPort: number, key: string): Promise<string | und
   if (res.statusCode !== 200) throw new Error(`GET ${key}: ${res.statusCode} ${text}`);
   return text;
 }
+
+export interface AutopilotHealth {
+  healthy: boolean;
+  failureTolerance: number;
+  servers: { name: string; address: string; leader: boolean; voter: boolean; healthy: boolean }[];
+}
+
+/** Autopilot's view (answered by the leader): 200 when healthy, 429 when not; both carry the body. */
+export async function autopilotHealth(httpPort: number, timeoutMs = 3000): Promise<AutopilotHealth | undefined> {
+  try {
+    const res = await request(`http://127.0.0.1:${httpPort}/v1/operator/autopilot/health`, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+    const text = await res.body.text();
+    if (res.statusCode !== 200 && res.statusCode !== 429) return undefined;
+    const body = JSON.parse(text) as {
+      Healthy: boolean;
+      FailureTolerance: number;
+      Servers: { Name: string; Address: string; Leader: boolean; Voter: boolean; Healthy: boolean }[];
+    };
+    return {
+      healthy: body.Healthy,
+      failureTolerance: body.FailureTolerance,
+      servers: body.Servers.map((s) => ({ name: s.Name, address: s.Address, leader: s.Leader, voter: s.Voter, healthy: s.Healthy })),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Keys under a prefix. `stale` answers from the node's own copy, showing whether it has caught up. */
+export async function kvKeys(httpPort: number, prefix: string, opts: { stale?: boolean } = {}): Promise<string[]> {
+  const res = await request(`http://127.0.0.1:${httpPort}/v1/kv/${encodeURI(prefix)}?keys${opts.stale ? "&stale" : ""}`, { headersTimeout: 5000, bodyTimeout: 5000 });
+  const text = await res.body.text();
+  if (res.statusCode === 404) return [];
+  if (res.statusCode !== 200) throw new Error(`GET keys ${prefix}: ${res.statusCode} ${text}`);
+  return JSON.parse(text) as string[];
+}

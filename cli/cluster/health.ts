@@ -4,7 +4,7 @@ import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { nodeFiles, vmState } from "../provider/qemu/provider.js";
 import { consoleTail, vmPaths } from "../provider/qemu/vm.js";
-import { consulView, hasQuorum, type ConsulView } from "./consul.js";
+import { autopilotHealth, consulView, hasQuorum, type ConsulView } from "./consul.js";
 import type { ClusterState } from "./state.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -15,8 +15,16 @@ export function describeView(v: ConsulView): string {
   return `leader ${v.leader.replace(/:\d+$/, "")}, ${v.peers?.length ?? 0} peers`;
 }
 
-export async function waitForQuorum(state: ClusterState, opts: { timeoutMs: number; log: Log }): Promise<{ seconds: number; leader: string }> {
+/**
+ * Ready means: every node agrees on one leader with all servers as raft peers (quorum),
+ * and then Consul's autopilot calls every server healthy (stable, caught up).
+ */
+export async function waitForQuorum(
+  state: ClusterState,
+  opts: { timeoutMs: number; log: Log },
+): Promise<{ seconds: number; quorumSeconds: number; leader: string }> {
   const started = Date.now();
+  let quorumSeconds: number | undefined;
   const servers = state.nodes.filter((n) => n.ports["consul.http"]);
   let lastReport = "";
   let lastReportAt = 0;
@@ -32,8 +40,13 @@ export async function waitForQuorum(state: ClusterState, opts: { timeoutMs: numb
     }
     const views = await Promise.all(servers.map((n) => consulView(n.ports["consul.http"]!)));
     const seconds = (Date.now() - started) / 1000;
-    if (hasQuorum(views, servers.length)) return { seconds, leader: views[0]!.leader! };
-    const report = servers.map((n, i) => `${n.name}: ${describeView(views[i]!)}`).join("; ");
+    let report = servers.map((n, i) => `${n.name}: ${describeView(views[i]!)}`).join("; ");
+    if (hasQuorum(views, servers.length)) {
+      quorumSeconds ??= seconds;
+      const autopilot = await autopilotHealth(servers[0]!.ports["consul.http"]!);
+      if (autopilot?.healthy) return { seconds, quorumSeconds, leader: views[0]!.leader! };
+      report = `quorum after ${quorumSeconds.toFixed(1)}s, waiting for autopilot to call every server healthy`;
+    }
     if (report !== lastReport || Date.now() - lastReportAt > 15_000) {
       opts.log(`  [${seconds.toFixed(0).padStart(3)}s] ${report}`);
       lastReport = report;

@@ -1,6 +1,6 @@
 // A cluster's state directory: the plan, which image each node runs, the host ports
 // forwarded to it, secrets (0600) and the per-node disks and logs. Nothing here is
-// deleted except by `resin down --purge`.
+// deleted except by `resin destroy`.
 import { existsSync } from "node:fs";
 import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
@@ -67,7 +67,7 @@ export async function readClusterState(name: string): Promise<ClusterState | und
   try {
     data = JSON.parse(await readFile(stateFile, "utf8"));
   } catch (e) {
-    throw new ResinError(`cluster state ${stateFile} is not valid JSON: ${(e as Error).message}`, "restore it from a backup, or remove the cluster with `resin down --purge` (this deletes its data)");
+    throw new ResinError(`cluster state ${stateFile} is not valid JSON: ${(e as Error).message}`, "restore it from a backup, or stop its VMs and delete the directory by hand (this deletes its data)");
   }
   const parsed = ClusterStateSchema.safeParse(data);
   if (!parsed.success) {

@@ -1,7 +1,7 @@
 // `resin build`: spec → artifacts → image for each named role.
 import { join } from "node:path";
 import { listRoles, loadRole, type Role } from "../spec/load.js";
-import type { Channel } from "../spec/schema.js";
+import { CHANNELS, type Channel } from "../spec/schema.js";
 import { debRequests, ensureDebs } from "../artifacts/debian.js";
 import { readLock, writeLock } from "../artifacts/lock.js";
 import { cachedRelease, fetchRelease, missingReleaseError } from "../artifacts/official.js";
@@ -55,28 +55,53 @@ async function ensureReleases(roles: Role[], opts: BuildOptions): Promise<void> 
     }
   }
   if (missing.length === 0) return;
-  const blocked = new Set(missing.flatMap((m) => m.roles));
-  const buildable = roles.map((r) => r.spec.role).filter((r) => !blocked.has(r));
   const base = missingReleaseError(missing.map((m) => m.ref));
   const reasons = missing.map((m) => `  ${m.ref.product} ${m.ref.version} (needed by ${m.roles.join(", ")}): ${m.why}`).join("\n");
-  const alternative = buildable.length
-    ? `or build only the roles whose artifacts are here: resin build ${buildable.join(" ")} --channel ${opts.channel}`
-    : `or use the Debian channel where the roles allow it: resin build consul-server --channel debian`;
-  throw new ResinError(`${base.message}\n${reasons}`, `${base.hint}\n${alternative}`);
+  throw new ResinError(`${base.message}\n${reasons}`, `${base.hint}\n${await buildableNow(opts.project)}`);
+}
+
+/** Which roles could be built right now, without the missing releases: the way forward. */
+async function buildableNow(project: string): Promise<string> {
+  const ready: Record<Channel, string[]> = { official: [], debian: [] };
+  for (const name of await listRoles(project)) {
+    for (const channel of CHANNELS) {
+      const role = await loadRole(project, name, channel).catch(() => undefined);
+      if (!role) continue;
+      const cached = await Promise.all(role.services.filter((s) => s.release).map((s) => cachedRelease(s.release!)));
+      if (cached.every(Boolean)) ready[channel].push(name);
+    }
+  }
+  const options = CHANNELS.filter((c) => ready[c].length).map((c) => `resin build ${ready[c].join(" ")} --channel ${c}`);
+  return options.length
+    ? `or build only roles whose artifacts are here: ${options.join("  |  ")}`
+    : "no role can be built without them";
 }
 
 export async function buildRoles(opts: BuildOptions): Promise<BuiltImage[]> {
-  const names = opts.roles?.length ? opts.roles : await listRoles(opts.project);
   // Load every spec first: a mistake in any of them stops the build before any download.
   const roles: Role[] = [];
-  for (const name of names) roles.push(await loadRole(opts.project, name, opts.channel));
+  if (opts.roles?.length) {
+    for (const name of opts.roles) roles.push(await loadRole(opts.project, name, opts.channel));
+  } else {
+    // All roles: those that include a service without this channel are skipped, not errors.
+    for (const name of await listRoles(opts.project)) {
+      try {
+        roles.push(await loadRole(opts.project, name, opts.channel));
+      } catch (e) {
+        if (!(e instanceof ResinError) || !/has no '\w+' channel/.test(e.message)) throw e;
+        opts.log(`skip ${name}: ${e.message}`);
+      }
+    }
+  }
   requireTools(["depmod", "mksquashfs", "dpkg-deb", "apt-get"]);
 
+  // Official releases first: they are what a machine without internet access lacks, and
+  // saying so should not wait for Debian downloads. Either stops before any image is made.
   await ensureReleases(roles, opts);
   const lockPath = join(opts.project, "resin.lock.json");
   const lock = await readLock(lockPath);
   const requests = await debRequests(roles.flatMap((r) => r.services));
-  const { changed } = await ensureDebs(requests, lock, opts.log, { updateLock: opts.updateLock });
+  const { changed } = await ensureDebs(requests, lock, opts.log, { updateLock: opts.updateLock, offline: opts.offline });
   if (changed) {
     await writeLock(lockPath, lock);
     opts.log(`  updated ${lockPath}`);

@@ -11,7 +11,7 @@ import { writeIso9660 } from "../image/iso9660.js";
 import { readManifest } from "../image/build.js";
 import { clusterPaths, imageDirFor, readClusterState, writeClusterState, type ClusterState } from "../cluster/state.js";
 import { waitForQuorum } from "../cluster/health.js";
-import { anythingRunning, nodeFiles, startCluster, stopCluster, type GuestPorts } from "../provider/qemu/provider.js";
+import { anythingRunning, nodeFiles, startCluster, stopCluster } from "../provider/qemu/provider.js";
 import { createPersistDisk } from "../provider/qemu/vm.js";
 import { writeFileAtomic } from "../util/files.js";
 import { ResinError } from "../util/errors.js";
@@ -90,11 +90,11 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   }
 
   const secrets = await readSecrets(paths.secrets);
-  const guestPorts = new Map<string, GuestPorts>();
   const roles = new Map<string, Awaited<ReturnType<typeof loadRole>>>();
   for (const node of state.nodes) if (!roles.has(node.role)) roles.set(node.role, await loadRole(opts.project, node.role, state.channel));
   const servers = serversByService(state.nodes, (n) => roles.get(n.role)!);
 
+  // Each node's config drive is rendered anew from the cluster's state and secrets.
   for (const node of state.nodes) {
     const imageDir = imageDirFor(state.name, node.image);
     const manifest = await readManifest(imageDir);
@@ -108,16 +108,15 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     // The config drive carries secrets: readable by its owner only.
     await writeFileAtomic(files.configDrive, writeIso9660({ volumeId: "cidata", files: [{ name: "user-data", data: serialiseMetadata(metadata) }] }), 0o600);
     if (await createPersistDisk(files.persistDisk, role.spec.vm.persist_disk_gib)) opts.log(`  new persist disk for ${node.name}`);
-    guestPorts.set(node.name, Object.fromEntries(manifest.services.flatMap((s) => Object.entries(s.ports).map(([k, p]) => [`${s.name}.${k}`, p]))));
   }
 
-  const { accel } = await startCluster(state, guestPorts, opts.log);
+  const { accel } = await startCluster(state, opts.log);
   state.accel = accel;
   await writeClusterState(state);
   try {
     opts.log(`cluster ${opts.name}: waiting for Consul quorum (timeout ${opts.timeoutMs / 1000}s)`);
-    const { seconds, leader } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: opts.log });
-    opts.log(`cluster ${opts.name}: ready in ${seconds.toFixed(1)}s, leader ${leader}`);
+    const { seconds, quorumSeconds, leader } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: opts.log });
+    opts.log(`cluster ${opts.name}: quorum in ${quorumSeconds.toFixed(1)}s, ready (autopilot healthy) in ${seconds.toFixed(1)}s, leader ${leader}`);
   } catch (e) {
     opts.log(`cluster ${opts.name}: did not come up; stopping its VMs (state and logs are kept in ${paths.dir})`);
     await stopCluster(state, { graceMs: 0 });

@@ -109,6 +109,15 @@ async function releasesFor(role: Role): Promise<Map<string, ReleaseIndex>> {
   return map;
 }
 
+/**
+ * What an image-time template may refer to: the role, its own service (version and
+ * options), and every service of the role by name.
+ */
+export function imageTemplateContext(role: Role, serviceName: string, versions: Record<string, string>) {
+  const services = Object.fromEntries(role.services.map((s) => [s.name, { version: versions[s.name] ?? "", options: role.options[s.name] }]));
+  return { role: role.spec.role, service: { name: serviceName, ...services[serviceName] }, options: role.options[serviceName], services };
+}
+
 async function builderFingerprint(): Promise<string> {
   // The image stage's own code is an input too: a fix to the builder must rebuild images.
   const here = dirname(fileURLToPath(import.meta.url));
@@ -211,22 +220,28 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   rootfs.file("etc/passwd", Buffer.from(["root:x:0:0:root:/root:/bin/sh", ...users.map((u) => `${u.name}:x:${u.uid}:${u.uid}:${u.name}:/var/lib/${u.name}:/bin/false`)].join("\n") + "\n"), 0o644, { kind: "generated", source: "users" });
   rootfs.file("etc/group", Buffer.from(["root:x:0:", ...users.map((u) => `${u.name}:x:${u.uid}:`)].join("\n") + "\n"), 0o644, { kind: "generated", source: "users" });
 
-  const versions = Object.fromEntries(role.services.map((s) => [s.name, { version: serviceVersion(s, debs) ?? "", options: role.options[s.name] }]));
+  const versions = Object.fromEntries(role.services.map((s) => [s.name, serviceVersion(s, debs) ?? ""]));
   for (const service of role.services) {
     for (const f of service.files) {
       rootfs.file(f.dst, await readFile(join(service.dir, f.src)), parseInt(f.mode, 8), { kind: "service", source: `${service.name}/${f.src}` });
     }
     for (const t of service.templates.image) {
-      const context = { role: name, service: { name: service.name, ...versions[service.name] }, options: role.options[service.name], services: versions };
+      const context = imageTemplateContext(role, service.name, versions);
       const text = renderTemplate(await readFile(join(service.dir, t.src), "utf8"), context, `${service.name}/${t.src}`);
       rootfs.file(t.dst, Buffer.from(text), parseInt(t.mode, 8), { kind: "template", source: `${service.name}/${t.src}` });
     }
   }
 
-  // runsv keeps its state beside each service; point it at /run so the image itself stays read-only.
+  // Every supervised service gets the same plumbing: runsv's state on /run (the image
+  // stays read-only), a finish script that counts restarts, and a logger.
+  const runit = { kind: "generated", source: "runit" };
   for (const entry of rootfs.list()) {
-    const m = entry.path.match(/^etc\/service\/([^/]+)\/run$/);
-    if (m) rootfs.symlink(`etc/service/${m[1]}/supervise`, `/run/runit/supervise.${m[1]}`, { kind: "generated", source: "runit" });
+    const name = entry.path.match(/^etc\/service\/([^/]+)\/run$/)?.[1];
+    if (!name) continue;
+    rootfs.symlink(`etc/service/${name}/supervise`, `/run/runit/supervise.${name}`, runit);
+    rootfs.symlink(`etc/service/${name}/finish`, "/usr/lib/resin/finish", runit, true);
+    rootfs.symlink(`etc/service/${name}/log/run`, "/usr/lib/resin/log-run", runit, true);
+    rootfs.symlink(`etc/service/${name}/log/supervise`, `/run/runit/supervise.${name}.log`, runit);
   }
 
   // busybox applets fill in whatever no package provides.

@@ -87,7 +87,7 @@ export const ServiceSchema = z
       .strict()
       .optional(),
     /** Extra kernel modules this service needs loaded at boot (e.g. br_netfilter). */
-    modules: z.array(z.string().regex(/^[a-z0-9_]+$/, "must be a kernel module name such as 'br_netfilter'")).default([]),
+    modules: z.array(z.string().regex(/^[A-Za-z0-9_]+$/, "must be a kernel module name such as 'br_netfilter'")).default([]),
     packages: z.array(PackageSchema).default([]),
     libraries: z.array(debianPackage).default([]),
     /** Sources per channel; a service without channels is the same on every channel. */

@@ -12,7 +12,7 @@ export function cacheHome(): string {
   return join(xdg, "resin");
 }
 
-/** Cluster state (secrets, persist disks, pids): never deleted except by `down --purge`. */
+/** Cluster state (secrets, persist disks, pids): never deleted except by `resin destroy`. */
 export function stateHome(): string {
   if (process.env.RESIN_STATE_HOME) return resolve(process.env.RESIN_STATE_HOME);
   const xdg = process.env.XDG_STATE_HOME || join(homedir(), ".local", "state");

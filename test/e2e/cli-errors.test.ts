@@ -3,7 +3,7 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { repoRoot, resin } from "./helpers.js";
+import { processesUnder, repoRoot, resin } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-errors-"));
 afterAll(() => rmSync(stateHome, { recursive: true, force: true }));
@@ -48,12 +48,32 @@ describe("bad input", () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toContain("missing host programs: qemu-system-x86_64, qemu-img, vde_switch");
     expect(r.stderr).toContain("apt-get install qemu-system-x86 qemu-utils vde2");
-    expect(readdirSync(stateHome)).toEqual([]);
+    // Nothing written for any cluster, and no lock left behind by the earlier failures.
+    const clusters = join(stateHome, "clusters");
+    expect(existsSync(clusters) ? readdirSync(clusters) : []).toEqual([]);
   });
 
   it("status of an unknown cluster says so", () => {
     const r = resin(["status", "--name", "nothing-here"], { RESIN_STATE_HOME: stateHome });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain("no cluster named 'nothing-here'");
+  });
+});
+
+describe("artifacts that cannot be had", () => {
+  it("the default control-plane cluster stops before booting, naming each missing release and the fix", () => {
+    const state = mkdtempSync(join(tmpdir(), "resin-e2e-missing-"));
+    // Offline: Nomad and Vault releases cannot be obtained on this machine, and the
+    // test must not try the network. Nothing may be booted or written for the cluster.
+    const r = resin(["up", "--name", "cp"], { RESIN_STATE_HOME: state, RESIN_OFFLINE: "1" });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("official releases not in the cache");
+    for (const release of ["consul 1.22.6", "nomad 1.11.0", "vault 1.21.0"]) expect(r.stderr).toContain(release);
+    expect(r.stderr).toContain("resin artifacts fetch consul@1.22.6 nomad@1.11.0 vault@1.21.0");
+    expect(r.stderr).toContain("resin artifacts import <dir>/nomad_1.11.0_linux_amd64.zip");
+    expect(r.stderr).toContain("resin build consul-server --channel debian");
+    expect(existsSync(join(state, "clusters", "cp"))).toBe(false);
+    expect(processesUnder(state)).toEqual([]);
+    rmSync(state, { recursive: true, force: true });
   });
 });

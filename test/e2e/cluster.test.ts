@@ -14,7 +14,7 @@ const clusterDir = join(stateHome, "clusters", name);
 interface StatusJson {
   healthy: boolean;
   leader?: string;
-  nodes: { name: string; vm: string; image: string; consul?: { leader?: string; peers?: string[] } }[];
+  nodes: { name: string; vm: { state: string }; image: string; consul: { leader: string | null; peers: string[] | null } | null }[];
 }
 
 function status(): StatusJson {
@@ -29,7 +29,7 @@ describe("three-node Consul cluster in QEMU", () => {
   });
 
   afterAll(() => {
-    resin(["down", "--name", name], env);
+    resin(["destroy", name, "--yes"], env);
     killLeftovers(stateHome);
     rmSync(stateHome, { recursive: true, force: true });
   });
@@ -41,7 +41,7 @@ describe("three-node Consul cluster in QEMU", () => {
 
   it("all three nodes report the same leader and three raft peers", () => {
     const s = status();
-    expect(s.nodes.map((n) => n.vm)).toEqual(["running", "running", "running"]);
+    expect(s.nodes.map((n) => n.vm.state)).toEqual(["running", "running", "running"]);
     const leaders = new Set(s.nodes.map((n) => n.consul?.leader));
     expect(leaders.size).toBe(1);
     expect(s.leader).toMatch(/^10\.88\.0\.1[123]:8300$/);
@@ -71,7 +71,7 @@ describe("three-node Consul cluster in QEMU", () => {
     expect(result.status).toBe(0);
     expect(processesUnder(stateHome)).toEqual([]);
     expect(fileBytes(join(clusterDir, "secrets.json"))).toBeDefined();
-    expect(status().nodes.map((n) => n.vm)).toEqual(["stopped", "stopped", "stopped"]);
+    expect(status().nodes.map((n) => n.vm.state)).toEqual(["stopped", "stopped", "stopped"]);
   });
 
   it("`up` again brings back the same cluster with its data", async () => {

@@ -13,6 +13,7 @@ import {
   type MetadataNode,
   type MetadataTree,
   type NodeContext,
+  nodeId,
 } from "../../cli/bootstrap/metadata.js";
 import { planCluster, type ClusterPlan } from "../../cli/bootstrap/plan.js";
 import type { Secrets } from "../../cli/bootstrap/secrets.js";
@@ -136,6 +137,16 @@ function nodeContext(plan: ClusterPlan, index: number, role: Role, serverCount: 
   };
 }
 
+describe("nodeId", () => {
+  it("is a UUID, stable for a node and different between nodes and clusters", () => {
+    const id = nodeId(SECRETS, "demo-1");
+    expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    expect(nodeId(SECRETS, "demo-1")).toBe(id);
+    expect(nodeId(SECRETS, "demo-2")).not.toBe(id);
+    expect(nodeId({ ...SECRETS, gossipKey: Buffer.alloc(32, 1).toString("base64") }, "demo-1")).not.toBe(id);
+  });
+});
+
 describe("compareVersions", () => {
   it("orders dotted versions numerically", () => {
     expect(compareVersions("1.10.0", "1.9.3")).toBe(1);
@@ -213,6 +224,7 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
     const hcl = await parseHcl(file.content, `10-node.hcl (${version})`);
     expect(hcl.attrs).toEqual({
       node_name: "demo-2",
+      node_id: nodeId(SECRETS, "demo-2"),
       datacenter: "dc1",
       bind_addr: "10.88.0.12",
       advertise_addr: "10.88.0.12",
@@ -236,7 +248,7 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
   it("gives the template context the node, cluster, secrets, service and options", () => {
     const ctx = templateContext(nodeContext(plan, 0, serverRole, 3), "consul");
     expect(ctx).toEqual({
-      node: { name: "demo-1", address: "10.88.0.11", index: 1, role: "consul-server" },
+      node: { name: "demo-1", id: nodeId(SECRETS, "demo-1"), address: "10.88.0.11", index: 1, role: "consul-server" },
       cluster: { name: "demo", datacenter: "dc1", serverAddresses, serverCount: 3, servers: { consul: serverAddresses } },
       secrets: SECRETS,
       service: { name: "consul", version: "1.8.7" },
@@ -252,9 +264,9 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
     const resin = tree.resin as { entries: Record<string, MetadataNode> };
     expect(Object.keys(resin.entries)).toEqual(["network"]);
     const network = resin.entries.network as { content: string; perm?: string };
-    expect(network.content).toBe(`${node.clusterMac} 10.88.0.11/24\n${node.hostMac} 10.0.2.15/24\n`);
+    expect(network.content).toBe(`${node.clusterMac} 10.88.0.11/24 cluster\n${node.hostMac} 10.0.2.15/24 host\n`);
     for (const line of network.content.trimEnd().split("\n")) {
-      expect(line).toMatch(/^[0-9a-f]{2}(:[0-9a-f]{2}){5} \d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/);
+      expect(line).toMatch(/^[0-9a-f]{2}(:[0-9a-f]{2}){5} \d{1,3}(\.\d{1,3}){3}\/\d{1,2} (cluster|host)$/);
     }
     expect(Object.keys((tree.consul as { entries: object }).entries)).toEqual(["10-node.hcl"]);
   });

@@ -1,0 +1,47 @@
+// `resin inspect`: an image's manifest — what it is made of, file by file.
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { imagesDir, readManifest, type ImageManifest } from "../image/build.js";
+import type { Channel } from "../spec/schema.js";
+import { ResinError } from "../util/errors.js";
+
+/** An image directory, given as a path or as a role name built on `channel`. */
+export async function findImage(project: string, image: string, channel: Channel): Promise<{ dir: string; manifest: ImageManifest }> {
+  const candidates = [resolve(image), join(imagesDir(project, channel), image)];
+  for (const dir of candidates) {
+    if (!existsSync(join(dir, "manifest.json"))) continue;
+    const manifest = await readManifest(dir);
+    if (manifest) return { dir, manifest };
+  }
+  throw new ResinError(`no image '${image}' (looked in ${candidates.join(" and ")})`, `build it with: resin build ${image} --channel ${channel}`);
+}
+
+const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+
+export function formatManifest(dir: string, m: ImageManifest): string {
+  const lines = [
+    `image     ${m.role} (${m.channel}) ${m.digest}`,
+    `directory ${dir}`,
+    `kernel    ${m.kernel.file} ${m.kernel.version} ${mb(m.kernel.size)} sha256:${m.kernel.sha256}`,
+    `initrd    ${m.initrd.file} ${mb(m.initrd.size)} sha256:${m.initrd.sha256}`,
+    `rootfs    ${m.rootfs.file} ${mb(m.rootfs.size)} sha256:${m.rootfs.sha256}`,
+    `services  ${m.services.map((s) => `${s.name}${s.version ? ` ${s.version}` : ""}`).join(", ")}`,
+    "",
+    "packages and releases:",
+    ...m.packages.map((p) => `  deb     ${p.package} ${p.version} (${p.suite}) sha256:${p.sha256}`),
+    ...m.releases.map((r) => `  release ${r.product} ${r.version} ${r.file} sha256:${r.sha256} signed by ${r.signer}`),
+    "",
+    "root filesystem:",
+  ];
+  const rows = m.files.map((f) => [
+    f.type === "dir" ? "d" : f.type === "symlink" ? "l" : "-",
+    f.mode ?? "",
+    f.size !== undefined ? String(f.size) : "",
+    f.type === "symlink" ? `${f.path} -> ${f.target}` : f.path,
+    f.sha256 ? f.sha256.slice(0, 12) : "",
+    f.from,
+  ]);
+  const widths = [1, 4, Math.max(...rows.map((r) => r[2]!.length)), Math.max(...rows.map((r) => r[3]!.length)), 12];
+  for (const r of rows) lines.push(`  ${r.slice(0, 5).map((c, i) => c.padEnd(widths[i]!)).join("  ")}  ${r[5]}`.trimEnd());
+  return lines.join("\n");
+}

@@ -1,0 +1,134 @@
+// Node and cluster lifecycle: stop, start and restart one node; list clusters;
+// destroy a cluster (the only command that deletes persist disks and secrets).
+import { existsSync } from "node:fs";
+import { open, readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { createInterface } from "node:readline/promises";
+import { clusterPaths, listClusters, requireCluster, writeClusterState, type ClusterState, type NodeState } from "../cluster/state.js";
+import { guestLog, guestSv } from "../cluster/guest.js";
+import { chooseAccel } from "../provider/qemu/accel.js";
+import { nodeFiles, startNode, stopCluster, stopNode, vmState } from "../provider/qemu/provider.js";
+import { consoleTail, stopVm, vmPaths } from "../provider/qemu/vm.js";
+import { stopSwitch, switchPaths } from "../provider/qemu/vde.js";
+import { ResinError } from "../util/errors.js";
+import type { Log } from "../util/log.js";
+
+function findNode(state: ClusterState, name: string): NodeState {
+  const node = state.nodes.find((n) => n.name === name);
+  if (!node) throw new ResinError(`cluster '${state.name}' has no node '${name}'`, `its nodes: ${state.nodes.map((n) => n.name).join(", ")}`);
+  return node;
+}
+
+export async function stopNodeCommand(cluster: string, nodeName: string, log: Log): Promise<void> {
+  const state = await requireCluster(cluster);
+  const node = findNode(state, nodeName);
+  await stopNode(state, node);
+  log(`node ${nodeName}: stopped (its disk is kept; \`resin start ${nodeName}\` boots it again)`);
+}
+
+export async function startNodeCommand(cluster: string, nodeName: string, log: Log): Promise<void> {
+  const state = await requireCluster(cluster);
+  const node = findNode(state, nodeName);
+  if ((await vmState(state.name, node)).state === "running") throw new ResinError(`node ${nodeName} is already running`);
+  await startNode(state, node, await chooseAccel(), log);
+  await writeClusterState(state);
+}
+
+/** Restart a node's VM, or (with `service`) one supervised service inside it. */
+export async function restartCommand(cluster: string, nodeName: string, service: string | undefined, log: Log): Promise<void> {
+  const state = await requireCluster(cluster);
+  const node = findNode(state, nodeName);
+  if (service) {
+    const port = node.ports["base.status"];
+    if ((await vmState(state.name, node)).state !== "running" || !port) throw new ResinError(`node ${nodeName} is not running`);
+    await guestSv(port, service, "restart");
+    log(`node ${nodeName}: asked runit to restart ${service}`);
+    return;
+  }
+  await stopNode(state, node);
+  await startNode(state, node, await chooseAccel(), log);
+  await writeClusterState(state);
+}
+
+export async function listCommand(): Promise<string> {
+  const rows = [["CLUSTER", "CHANNEL", "NODES", "RUNNING", "CRASHED", "STATE DIRECTORY"]];
+  for (const name of await listClusters()) {
+    const state = await requireCluster(name);
+    const states = await Promise.all(state.nodes.map((n) => vmState(name, n)));
+    rows.push([
+      name,
+      state.channel,
+      String(state.nodes.length),
+      String(states.filter((s) => s.state === "running").length),
+      String(states.filter((s) => s.state === "crashed").length),
+      clusterPaths(name).dir,
+    ]);
+  }
+  if (rows.length === 1) return "no clusters (start one with `resin up`)";
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+}
+
+/** Stop whatever still runs from a cluster directory whose state file cannot be read. */
+async function stopByPidFiles(dir: string): Promise<void> {
+  const nodesDir = join(dir, "nodes");
+  const nodes = existsSync(nodesDir) ? await readdir(nodesDir) : [];
+  await Promise.all(nodes.map((n) => stopVm(join(nodesDir, n), { graceMs: 0 })));
+  await stopSwitch(switchPaths(dir));
+}
+
+export async function destroyCommand(cluster: string, yes: boolean, log: Log): Promise<void> {
+  const { dir } = clusterPaths(cluster);
+  let state: ClusterState | undefined;
+  try {
+    state = await requireCluster(cluster);
+  } catch (e) {
+    // A damaged state file must not make a cluster impossible to remove.
+    if (!existsSync(dir)) throw e;
+  }
+  if (!yes) {
+    if (!process.stdin.isTTY) {
+      throw new ResinError(`refusing to destroy cluster '${cluster}' without confirmation`, "run it in a terminal to be asked, or pass --yes");
+    }
+    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    const answer = await rl.question(`Destroy cluster '${cluster}' and delete its persist disks, secrets and logs in ${dir}? [y/N] `);
+    rl.close();
+    if (!/^y(es)?$/i.test(answer.trim())) throw new ResinError("not destroyed");
+  }
+  if (state) await stopCluster(state, { graceMs: 0 });
+  else await stopByPidFiles(dir);
+  await rm(dir, { recursive: true, force: true });
+  log(`cluster ${cluster}: destroyed (disks, secrets and logs deleted)`);
+}
+
+export async function logsCommand(cluster: string, nodeName: string, opts: { service?: string; follow?: boolean; lines: number }): Promise<void> {
+  const state = await requireCluster(cluster);
+  const node = findNode(state, nodeName);
+  if (opts.service) {
+    const port = node.ports["base.status"];
+    if ((await vmState(state.name, node)).state !== "running" || !port) {
+      throw new ResinError(`node ${nodeName} is not running`, "service logs live on its persist disk; the console log is still readable: resin logs " + nodeName);
+    }
+    process.stdout.write(await guestLog(port, opts.service, opts.lines));
+    return;
+  }
+  const dir = nodeFiles(state.name, node.name).dir;
+  process.stdout.write(`${await consoleTail(dir, opts.lines)}\n`);
+  if (opts.follow) await followFile(vmPaths(dir).console);
+}
+
+/** Print what is appended to a file until interrupted. */
+async function followFile(path: string): Promise<never> {
+  const handle = await open(path, "r");
+  let position = (await handle.stat()).size;
+  for (;;) {
+    const { size } = await handle.stat();
+    if (size > position) {
+      const buffer = Buffer.alloc(size - position);
+      await handle.read(buffer, 0, buffer.length, position);
+      process.stdout.write(buffer);
+      position = size;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}

@@ -1,0 +1,172 @@
+// Fault tolerance with real Consul 1.8.7 on three QEMU nodes: the leader's VM is
+// SIGKILLed, a follower is lost while writes go on, the cluster is stopped and started,
+// and a Consul process is killed inside a node. Each step prints what it measured.
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { kvGet, kvKeys, kvPut } from "../../cli/cluster/consul.js";
+import { guestSv } from "../../cli/cluster/guest.js";
+import { StatusSchema, type ClusterStatus } from "../../cli/commands/status.js";
+import { clusterJson, killLeftovers, processesUnder, resin } from "./helpers.js";
+
+const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-faults-"));
+const env = { RESIN_STATE_HOME: stateHome };
+const name = "faults";
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Keys whose write Consul acknowledged; every one must survive every fault. */
+const acked = new Map<string, string>();
+
+function status(): ClusterStatus {
+  return StatusSchema.parse(JSON.parse(resin(["status", "--name", name, "--json"], env).stdout));
+}
+
+function httpPort(node: string): number {
+  return clusterJson(stateHome, name).nodes.find((n) => n.name === node)!.ports["consul.http"]!;
+}
+
+function nodeByAddress(s: ClusterStatus, leader: string): string {
+  return s.nodes.find((n) => leader.startsWith(`${n.address}:`))!.name;
+}
+
+function qemuPid(node: string): number {
+  return Number(readFileSync(join(stateHome, "clusters", name, "nodes", node, "qemu.pid"), "utf8"));
+}
+
+async function writeKeys(prefix: string, count: number, via: string[]): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const key = `${prefix}/${String(i).padStart(4, "0")}`;
+    const value = `${key}@${Date.now()}`;
+    await kvPut(httpPort(via[i % via.length]!), key, value);
+    acked.set(key, value);
+  }
+}
+
+/** Acknowledged keys that a consistent read through `node` cannot find (must be none). */
+async function lostKeys(node: string): Promise<string[]> {
+  const lost: string[] = [];
+  for (const [key, value] of acked) if ((await kvGet(httpPort(node), key)) !== value) lost.push(key);
+  return lost;
+}
+
+async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}`);
+    await sleep(250);
+  }
+}
+
+function report(line: string): void {
+  process.stderr.write(`faults: ${line}\n`);
+}
+
+describe("fault tolerance of a three-node Consul cluster", () => {
+  beforeAll(() => {
+    const r = resin(["up", "--name", name, "--role", "consul-server", "--channel", "debian", "--timeout", "420"], env);
+    if (r.status !== 0) throw new Error(`resin up failed:\n${r.stderr}`);
+  });
+
+  afterAll(() => {
+    resin(["destroy", name, "--yes"], env);
+    killLeftovers(stateHome);
+    rmSync(stateHome, { recursive: true, force: true });
+  });
+
+  it("status --json follows the documented schema", () => {
+    const s = status();
+    expect(s.healthy).toBe(true);
+    expect(s.failureTolerance).toBe(1);
+    for (const n of s.nodes) {
+      expect(n.vm.state).toBe("running");
+      expect(n.boot).toBe("ready");
+      expect(n.services?.find((x) => x.name === "consul")?.state).toBe("up");
+    }
+  });
+
+  it("survives SIGKILL of the leader's VM without losing an acknowledged write", async () => {
+    await writeKeys("faults/leader", 200, ["faults-1", "faults-2", "faults-3"]);
+    const before = status();
+    const leader = nodeByAddress(before, before.leader!);
+    const survivors = before.nodes.map((n) => n.name).filter((n) => n !== leader);
+
+    const killedAt = Date.now();
+    process.kill(qemuPid(leader), "SIGKILL");
+    // Failover ends when a survivor accepts a write again (a new leader serves writes).
+    const newLeaderAt = await until("a new leader that serves writes", 120_000, async () => {
+      for (const node of survivors) {
+        try {
+          await kvPut(httpPort(node), "faults/probe", String(Date.now()));
+          return Date.now();
+        } catch {
+          // no leader yet
+        }
+      }
+      return undefined;
+    });
+    const failover = (newLeaderAt - killedAt) / 1000;
+    const lost = await lostKeys(survivors[0]!);
+    report(`leader ${leader} SIGKILLed: new leader served writes after ${failover.toFixed(1)}s; acknowledged keys lost: ${lost.length} of ${acked.size}`);
+    expect(lost).toEqual([]);
+
+    const crashed = status().nodes.find((n) => n.name === leader)!;
+    expect(crashed.vm.state).toBe("crashed");
+    expect(crashed.vm.reason).toContain("without a guest shutdown");
+
+    const restartedAt = Date.now();
+    expect(resin(["start", leader, "--name", name], env).status).toBe(0);
+    await until(`${leader} to rejoin with 3 raft peers`, 240_000, async () => {
+      const n = status().nodes.find((x) => x.name === leader)!;
+      return n.consul?.peers?.length === 3 && n.consul.leader ? true : undefined;
+    });
+    // A stale read answers from the node's own copy: it has every key once it caught up.
+    await until(`${leader} to hold every key`, 60_000, async () => ((await kvKeys(httpPort(leader), "faults/leader", { stale: true })).length === 200 ? true : undefined));
+    report(`${leader} rejoined with its data ${((Date.now() - restartedAt) / 1000).toFixed(1)}s after resin start`);
+  });
+
+  it("a follower lost during writes catches up when it comes back", async () => {
+    const before = status();
+    const follower = before.nodes.find((n) => !before.leader!.startsWith(`${n.address}:`))!.name;
+    const others = before.nodes.map((n) => n.name).filter((n) => n !== follower);
+    process.kill(qemuPid(follower), "SIGKILL");
+    await writeKeys("faults/follower", 50, others);
+    expect(await lostKeys(others[0]!)).toEqual([]);
+
+    const startedAt = Date.now();
+    expect(resin(["start", follower, "--name", name], env).status).toBe(0);
+    await until(`${follower} to catch up`, 240_000, async () => ((await kvKeys(httpPort(follower), "faults/follower", { stale: true })).length === 50 ? true : undefined));
+    report(`follower ${follower} caught up on 50 writes made while it was down, ${((Date.now() - startedAt) / 1000).toFixed(1)}s after resin start`);
+  });
+
+  it("down and up bring back every key", async () => {
+    expect(resin(["down", "--name", name], env).status).toBe(0);
+    expect(processesUnder(stateHome)).toEqual([]);
+    const startedAt = Date.now();
+    const r = resin(["up", "--name", name, "--timeout", "420"], env);
+    if (r.status !== 0) throw new Error(`resin up (restart) failed:\n${r.stderr}`);
+    const lost = await lostKeys("faults-2");
+    report(`down/up: ready again after ${((Date.now() - startedAt) / 1000).toFixed(1)}s; acknowledged keys lost: ${lost.length} of ${acked.size}`);
+    expect(lost).toEqual([]);
+  });
+
+  it("runit restarts a Consul process killed inside a node, and status shows it", async () => {
+    const node = "faults-3";
+    const port = clusterJson(stateHome, name).nodes.find((n) => n.name === node)!.ports["base.status"]!;
+    const before = status().nodes.find((n) => n.name === node)!.services!.find((s) => s.name === "consul")!;
+    await guestSv(port, "consul", "kill");
+    const after = await until("consul to be up again with one more restart", 60_000, async () => {
+      const consul = status().nodes.find((n) => n.name === node)?.services?.find((s) => s.name === "consul");
+      return consul && consul.state === "up" && consul.restarts === before.restarts + 1 ? consul : undefined;
+    });
+    expect(after.pid).not.toBe(before.pid);
+    await until("the cluster to be healthy again", 120_000, async () => (status().healthy ? true : undefined));
+    report(`consul killed on ${node}: runit restarted it (restarts ${before.restarts} → ${after.restarts}), cluster healthy again`);
+  });
+});

@@ -1,0 +1,9 @@
+# This node's place in cluster "resin", rendered by resin at bootstrap.
+node_name      = "resin-1"
+node_id        = "d8f697d1-7980-edae-b54b-44db1e103e5e"
+datacenter     = "dc1"
+bind_addr      = "10.88.0.11"
+advertise_addr = "10.88.0.11"
+encrypt        = "ERERERERERERERERERERERERERERERERERERERERERE="
+retry_join     = ["10.88.0.11","10.88.0.12","10.88.0.13"]
+bootstrap_expect = 3

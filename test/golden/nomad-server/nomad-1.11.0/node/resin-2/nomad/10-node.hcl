@@ -1,0 +1,18 @@
+# This node's place in cluster "resin", rendered by resin at bootstrap.
+name       = "resin-2"
+datacenter = "dc1"
+
+advertise {
+  http = "10.88.0.12"
+  rpc  = "10.88.0.12"
+  serf = "10.88.0.12"
+}
+
+server {
+  bootstrap_expect = 3
+  encrypt          = "IiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiI="
+
+  server_join {
+    retry_join = ["10.88.0.11","10.88.0.12","10.88.0.13"]
+  }
+}
