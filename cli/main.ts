@@ -11,6 +11,8 @@ import { down } from "./commands/down.js";
 import { registerArtifactsCommand } from "./commands/artifacts.js";
 import { destroyCommand, listCommand, logsCommand, restartCommand, startNodeCommand, stopNodeCommand } from "./commands/lifecycle.js";
 import { withClusterLock } from "./cluster/lock.js";
+import { rollbackCommand, upgradeCommand } from "./commands/upgrade.js";
+import { envCommand } from "./commands/env.js";
 import { validateClusterName } from "./bootstrap/plan.js";
 import { requireTools } from "./util/tools.js";
 import { formatValidity, validateRoles } from "./commands/validate.js";
@@ -135,6 +137,14 @@ program
   });
 
 program
+  .command("env")
+  .description("print export lines for the consul, nomad and vault CLIs: eval \"$(resin env)\"")
+  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
+  .action(async (opts: { name: string }) => {
+    process.stdout.write(await envCommand(opts.name));
+  });
+
+program
   .command("ls")
   .description("list clusters with how many of their nodes run")
   .action(async () => {
@@ -148,6 +158,42 @@ program
   .option("--yes", "do not ask")
   .action(async (name: string, opts: { yes?: boolean }) => {
     await withClusterLock(name, "destroy", () => destroyCommand(name, !!opts.yes, stderrLog));
+  });
+
+program
+  .command("upgrade")
+  .description("replace every node with its role's new image, one at a time, gated on cluster health")
+  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
+  .option("--image-set <dir>", "take images from DIR/<role>/ (e.g. another checkout's out/images/<channel>) instead of building")
+  .option("--dry-run", "show the plan and change nothing")
+  .option("--resume", "continue an upgrade that stopped at a failed gate")
+  .option("--gate-timeout <seconds>", "how long one node may take to become healthy", integer, 300)
+  .addOption(offlineOption())
+  .action(async (opts: { name: string; imageSet?: string; dryRun?: boolean; resume?: boolean; gateTimeout: number; offline?: boolean }) => {
+    const run = () =>
+      upgradeCommand({
+        project: projectRoot(),
+        name: opts.name,
+        imageSet: opts.imageSet,
+        dryRun: opts.dryRun,
+        resume: opts.resume,
+        gateTimeoutMs: opts.gateTimeout * 1000,
+        offline: opts.offline || offlineByDefault(),
+        log: stderrLog,
+      });
+    await withClusterLock(opts.name, "upgrade", run);
+  });
+
+program
+  .command("rollback")
+  .description("boot a node an unfinished upgrade replaced on the image it ran before")
+  .argument("<node>", "node name")
+  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
+  .option("--gate-timeout <seconds>", "how long the node may take to become healthy", integer, 300)
+  .action(async (node: string, opts: { name: string; gateTimeout: number }) => {
+    await withClusterLock(opts.name, `rollback ${node}`, () =>
+      rollbackCommand({ project: projectRoot(), name: opts.name, node, gateTimeoutMs: opts.gateTimeout * 1000, log: stderrLog }),
+    );
   });
 
 program

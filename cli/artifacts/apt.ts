@@ -30,10 +30,7 @@ async function readHostSources(): Promise<AptSourceFile[]> {
 
 export class Apt {
   private updated = false;
-  private constructor(
-    private readonly root: string,
-    private readonly options: string[],
-  ) {}
+  private constructor(private readonly options: string[]) {}
 
   /** Prepare the private apt root for these suites (the lists are fetched lazily). */
   static async open(suites: string[], root = join(cacheHome(), "apt")): Promise<Apt> {
@@ -63,7 +60,7 @@ export class Apt {
       "APT::Architecture=amd64",
       "APT::Sandbox::User=root",
     ].flatMap((o) => ["-o", o]);
-    return new Apt(root, options);
+    return new Apt(options);
   }
 
   private async update(): Promise<void> {

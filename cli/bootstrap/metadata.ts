@@ -9,6 +9,7 @@ import { renderTemplate } from "../spec/template.js";
 import { canonicalJson } from "../util/hash.js";
 import type { ClusterPlan, NodePlan } from "./plan.js";
 import type { Secrets } from "./secrets.js";
+import { nodeSecretFiles, serviceRolesOf } from "./node-secrets.js";
 
 export type MetadataNode = { content: string; perm?: string } | { entries: Record<string, MetadataNode>; perm?: string };
 export type MetadataTree = Record<string, MetadataNode>;
@@ -89,6 +90,8 @@ export async function nodeMetadata(ctx: NodeContext): Promise<MetadataTree> {
     "resin/network",
     `${ctx.node.clusterMac} ${ctx.node.address}/${ctx.node.prefix} cluster\n${ctx.node.hostMac} ${ctx.node.hostAddress} host\n`,
   );
+  // Certificates and keys: only those of the services this node's role runs.
+  for (const file of nodeSecretFiles(ctx.secrets, ctx.node, serviceRolesOf(ctx.role))) addFile(tree, file.path, file.content, file.perm);
   for (const service of ctx.role.services) {
     for (const t of service.templates.node) {
       const source = await readFile(join(service.dir, t.src), "utf8");

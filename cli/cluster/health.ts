@@ -4,7 +4,7 @@ import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { nodeFiles, vmState } from "../provider/qemu/provider.js";
 import { consoleTail, vmPaths } from "../provider/qemu/vm.js";
-import { autopilotHealth, consulView, hasQuorum, type ConsulView } from "./consul.js";
+import { autopilotHealth, consulEndpoint, consulView, hasQuorum, type ConsulAccess, type ConsulView } from "./consul.js";
 import type { ClusterState } from "./state.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -21,11 +21,11 @@ export function describeView(v: ConsulView): string {
  */
 export async function waitForQuorum(
   state: ClusterState,
-  opts: { timeoutMs: number; log: Log },
+  opts: { timeoutMs: number; log: Log; access?: ConsulAccess },
 ): Promise<{ seconds: number; quorumSeconds: number; leader: string }> {
   const started = Date.now();
   let quorumSeconds: number | undefined;
-  const servers = state.nodes.filter((n) => n.ports["consul.http"]);
+  const servers = state.nodes.filter((n) => consulEndpoint(n));
   let lastReport = "";
   let lastReportAt = 0;
   for (;;) {
@@ -38,12 +38,12 @@ export async function waitForQuorum(
         );
       }
     }
-    const views = await Promise.all(servers.map((n) => consulView(n.ports["consul.http"]!)));
+    const views = await Promise.all(servers.map((n) => consulView(consulEndpoint(n, opts.access)!)));
     const seconds = (Date.now() - started) / 1000;
     let report = servers.map((n, i) => `${n.name}: ${describeView(views[i]!)}`).join("; ");
     if (hasQuorum(views, servers.length)) {
       quorumSeconds ??= seconds;
-      const autopilot = await autopilotHealth(servers[0]!.ports["consul.http"]!);
+      const autopilot = await autopilotHealth(consulEndpoint(servers[0]!, opts.access)!);
       if (autopilot?.healthy) return { seconds, quorumSeconds, leader: views[0]!.leader! };
       report = `quorum after ${quorumSeconds.toFixed(1)}s, waiting for autopilot to call every server healthy`;
     }

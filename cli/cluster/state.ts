@@ -36,6 +36,13 @@ export const ClusterStateSchema = z.object({
   subnet: z.string(),
   accel: z.enum(["kvm", "tcg"]).optional(),
   nodes: z.array(NodeStateSchema),
+  /** A rolling upgrade under way: what each role moves to, and what each node ran before. */
+  upgrade: z
+    .object({
+      target: z.record(z.string(), z.string()),
+      previous: z.record(z.string(), z.string()),
+    })
+    .optional(),
 });
 
 export type NodeState = z.infer<typeof NodeStateSchema>;

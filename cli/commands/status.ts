@@ -2,10 +2,11 @@
 // services, and Consul's view of the cluster (leader, raft peers, autopilot).
 // The JSON form (--json) follows StatusSchema and is kept stable.
 import { z } from "zod";
-import { autopilotHealth, consulView } from "../cluster/consul.js";
+import { autopilotHealth, consulAccess, consulEndpoint, consulView } from "../cluster/consul.js";
+import { readSecrets } from "../bootstrap/secrets.js";
 import { describeView } from "../cluster/health.js";
 import { guestStatus } from "../cluster/guest.js";
-import { requireCluster } from "../cluster/state.js";
+import { clusterPaths, requireCluster } from "../cluster/state.js";
 import { vmState } from "../provider/qemu/provider.js";
 
 const GuestServiceSchema = z.object({
@@ -54,14 +55,15 @@ export type ClusterStatus = z.infer<typeof StatusSchema>;
 
 export async function clusterStatus(name: string): Promise<ClusterStatus> {
   const state = await requireCluster(name);
+  const access = consulAccess(await readSecrets(clusterPaths(name).secrets));
   const nodes = await Promise.all(
     state.nodes.map(async (node): Promise<NodeStatus> => {
       const vm = await vmState(state.name, node);
       const running = vm.state === "running";
-      const httpPort = node.ports["consul.http"];
+      const endpoint = consulEndpoint(node, access);
       const statusPort = node.ports["base.status"];
       const guest = running && statusPort ? await guestStatus(statusPort) : undefined;
-      const consul = running && httpPort ? await consulView(httpPort) : undefined;
+      const consul = running && endpoint ? await consulView(endpoint) : undefined;
       return {
         name: node.name,
         role: node.role,
@@ -79,8 +81,8 @@ export async function clusterStatus(name: string): Promise<ClusterStatus> {
   // through any node that knows the leader) reports every server healthy.
   const leaders = new Set(nodes.filter((n) => n.consul).map((n) => n.consul!.leader));
   const leader = leaders.size === 1 ? [...leaders][0] || null : null;
-  const answering = nodes.find((n) => n.consul?.leader);
-  const autopilot = answering ? await autopilotHealth(answering.ports["consul.http"]!) : undefined;
+  const answering = state.nodes.find((_, i) => nodes[i]!.consul?.leader);
+  const autopilot = answering ? await autopilotHealth(consulEndpoint(answering, access)!) : undefined;
   const healthy = nodes.every((n) => n.vm.state === "running") && !!leader && autopilot?.healthy === true;
   return { name: state.name, channel: state.channel, healthy, leader, failureTolerance: autopilot?.failureTolerance ?? null, nodes };
 }

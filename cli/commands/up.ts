@@ -1,19 +1,18 @@
 // `resin up`: build (or reuse) the role's image, create or reload the cluster's
 // state, write each node's config drive, boot the VMs and wait for quorum.
-import { existsSync } from "node:fs";
-import { cp, mkdir, rename, rm } from "node:fs/promises";
 import { loadRole } from "../spec/load.js";
 import type { Channel } from "../spec/schema.js";
 import { planCluster, validateClusterName } from "../bootstrap/plan.js";
 import { createSecrets, readSecrets } from "../bootstrap/secrets.js";
-import { nodeMetadata, serialiseMetadata, serversByService } from "../bootstrap/metadata.js";
-import { writeIso9660 } from "../image/iso9660.js";
-import { readManifest } from "../image/build.js";
-import { clusterPaths, imageDirFor, readClusterState, writeClusterState, type ClusterState } from "../cluster/state.js";
+import { consulAccess } from "../cluster/consul.js";
+import { bootstrapConsulAcl } from "../cluster/bootstrap.js";
+import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
+import { serviceRolesOf } from "../bootstrap/node-secrets.js";
+import { installImage } from "../cluster/images.js";
+import { clusterPaths, readClusterState, writeClusterState, type ClusterState } from "../cluster/state.js";
 import { waitForQuorum } from "../cluster/health.js";
 import { anythingRunning, nodeFiles, startCluster, stopCluster } from "../provider/qemu/provider.js";
 import { createPersistDisk } from "../provider/qemu/vm.js";
-import { writeFileAtomic } from "../util/files.js";
 import { ResinError } from "../util/errors.js";
 import { requireTools } from "../util/tools.js";
 import type { Log } from "../util/log.js";
@@ -55,14 +54,7 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     const [image] = await buildRoles({ project: opts.project, roles: [opts.role], channel: opts.channel, offline: opts.offline, log: opts.log });
     const role = await loadRole(opts.project, opts.role, opts.channel);
     const plan = planCluster(opts.name, Array.from({ length: opts.nodes }, () => opts.role));
-    // Copy the image into the cluster: later rebuilds must not change what its nodes boot.
-    const imageDir = imageDirFor(opts.name, image!.manifest.digest);
-    if (!existsSync(imageDir)) {
-      await mkdir(paths.images, { recursive: true });
-      await rm(`${imageDir}.tmp`, { recursive: true, force: true });
-      await cp(image!.dir, `${imageDir}.tmp`, { recursive: true });
-      await rename(`${imageDir}.tmp`, imageDir);
-    }
+    await installImage(opts.name, image!.dir, image!.manifest.digest);
     state = {
       version: 1,
       name: opts.name,
@@ -84,30 +76,16 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
         ports: {},
       })),
     };
-    await createSecrets(paths.secrets);
+    await createSecrets(paths.secrets, plan, () => serviceRolesOf(role));
     await writeClusterState(state);
     opts.log(`cluster ${opts.name}: created (${opts.nodes} × ${opts.role}, state in ${paths.dir})`);
   }
 
-  const secrets = await readSecrets(paths.secrets);
-  const roles = new Map<string, Awaited<ReturnType<typeof loadRole>>>();
-  for (const node of state.nodes) if (!roles.has(node.role)) roles.set(node.role, await loadRole(opts.project, node.role, state.channel));
-  const servers = serversByService(state.nodes, (n) => roles.get(n.role)!);
-
-  // Each node's config drive is rendered anew from the cluster's state and secrets.
+  await writeConfigDrives(opts.project, state);
+  const roles = await loadClusterRoles(opts.project, state);
   for (const node of state.nodes) {
-    const imageDir = imageDirFor(state.name, node.image);
-    const manifest = await readManifest(imageDir);
-    if (!manifest) throw new ResinError(`node ${node.name} boots image ${node.image}, which is missing from ${imageDir}`, "the cluster's state directory was changed by hand; restore it or recreate the cluster");
-    const versions = Object.fromEntries(manifest.services.map((s) => [s.name, { version: s.version ?? "" }]));
-    const role = roles.get(node.role)!;
-    const plan = { name: state.name, datacenter: state.datacenter, subnet: state.subnet, nodes: state.nodes };
-    const metadata = await nodeMetadata({ plan, node, secrets, role, versions, servers });
     const files = nodeFiles(state.name, node.name);
-    await mkdir(files.dir, { recursive: true, mode: 0o700 });
-    // The config drive carries secrets: readable by its owner only.
-    await writeFileAtomic(files.configDrive, writeIso9660({ volumeId: "cidata", files: [{ name: "user-data", data: serialiseMetadata(metadata) }] }), 0o600);
-    if (await createPersistDisk(files.persistDisk, role.spec.vm.persist_disk_gib)) opts.log(`  new persist disk for ${node.name}`);
+    if (await createPersistDisk(files.persistDisk, roles.get(node.role)!.spec.vm.persist_disk_gib)) opts.log(`  new persist disk for ${node.name}`);
   }
 
   const { accel } = await startCluster(state, opts.log);
@@ -115,7 +93,10 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   await writeClusterState(state);
   try {
     opts.log(`cluster ${opts.name}: waiting for Consul quorum (timeout ${opts.timeoutMs / 1000}s)`);
-    const { seconds, quorumSeconds, leader } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: opts.log });
+    const secrets = await readSecrets(paths.secrets);
+    const access = consulAccess(secrets);
+    const { seconds, quorumSeconds, leader } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: opts.log, access });
+    await bootstrapConsulAcl(state, secrets, access, opts.log);
     opts.log(`cluster ${opts.name}: quorum in ${quorumSeconds.toFixed(1)}s, ready (autopilot healthy) in ${seconds.toFixed(1)}s, leader ${leader}`);
   } catch (e) {
     opts.log(`cluster ${opts.name}: did not come up; stopping its VMs (state and logs are kept in ${paths.dir})`);

@@ -3,8 +3,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
-import { kvGet, kvPut } from "../../cli/cluster/consul.js";
-import { clusterJson, fileBytes, killLeftovers, processesUnder, resin } from "./helpers.js";
+import { request } from "undici";
+import { kvGet, kvPut, rawStatus } from "../../cli/cluster/consul.js";
+import { consulAt, fileBytes, killLeftovers, processesUnder, resin } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-state-"));
 const env = { RESIN_STATE_HOME: stateHome };
@@ -50,11 +51,21 @@ describe("three-node Consul cluster in QEMU", () => {
   });
 
   it("a key written through node 1 is read through node 3", async () => {
-    const nodes = clusterJson(stateHome, name).nodes;
-    const value = `written-through-${nodes[0]!.name}`;
-    await kvPut(nodes[0]!.ports["consul.http"]!, "e2e/skeleton", value);
+    const value = "written-through-e2e-1";
+    await kvPut(consulAt(stateHome, name, "e2e-1"), "e2e/skeleton", value);
     // Consul's default reads go through the leader, so node 3 sees the committed write.
-    expect(await kvGet(nodes[2]!.ports["consul.http"]!, "e2e/skeleton")).toBe(value);
+    expect(await kvGet(consulAt(stateHome, name, "e2e-3"), "e2e/skeleton")).toBe(value);
+  });
+
+  it("serves its API only over TLS with the cluster CA, and only with a token", async () => {
+    const ep = consulAt(stateHome, name, "e2e-2");
+    // Without the cluster CA the server's certificate is not trusted.
+    await expect(request(`https://127.0.0.1:${ep.port}/v1/status/leader`)).rejects.toThrow(/certificate/);
+    // Plain HTTP is not served on the API port at all.
+    await expect(request(`http://127.0.0.1:${ep.port}/v1/status/leader`, { headersTimeout: 5000 }).then((r) => r.statusCode)).resolves.toBe(400);
+    // With TLS but no token, ACLs deny (default_policy = deny); the management token may.
+    expect(await rawStatus(ep, "/v1/kv/e2e/skeleton")).toBe(403);
+    expect(await rawStatus(ep, "/v1/kv/e2e/skeleton", ep.access!.token)).toBe(200);
   });
 
   it("a second `up` of the running cluster fails and changes no state", () => {
@@ -80,8 +91,7 @@ describe("three-node Consul cluster in QEMU", () => {
     if (result.status !== 0) throw new Error(`resin up (restart) failed:\n${result.stderr}`);
     expect(result.stderr).toContain("starting again");
     expect(fileBytes(join(clusterDir, "secrets.json"))).toBe(secretsBefore);
-    const nodes = clusterJson(stateHome, name).nodes;
-    expect(await kvGet(nodes[1]!.ports["consul.http"]!, "e2e/skeleton")).toBe(`written-through-${nodes[0]!.name}`);
+    expect(await kvGet(consulAt(stateHome, name, "e2e-2"), "e2e/skeleton")).toBe("written-through-e2e-1");
     const down = resin(["down", "--name", name], env);
     expect(down.status).toBe(0);
     expect(processesUnder(stateHome)).toEqual([]);

@@ -5,10 +5,10 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { kvGet, kvKeys, kvPut } from "../../cli/cluster/consul.js";
+import { kvGet, kvKeys, kvPut, type ConsulEndpoint } from "../../cli/cluster/consul.js";
 import { guestSv } from "../../cli/cluster/guest.js";
 import { StatusSchema, type ClusterStatus } from "../../cli/commands/status.js";
-import { clusterJson, killLeftovers, processesUnder, resin } from "./helpers.js";
+import { clusterJson, consulAt, killLeftovers, processesUnder, resin } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-faults-"));
 const env = { RESIN_STATE_HOME: stateHome };
@@ -22,8 +22,8 @@ function status(): ClusterStatus {
   return StatusSchema.parse(JSON.parse(resin(["status", "--name", name, "--json"], env).stdout));
 }
 
-function httpPort(node: string): number {
-  return clusterJson(stateHome, name).nodes.find((n) => n.name === node)!.ports["consul.http"]!;
+function consulOf(node: string): ConsulEndpoint {
+  return consulAt(stateHome, name, node);
 }
 
 function nodeByAddress(s: ClusterStatus, leader: string): string {
@@ -38,7 +38,7 @@ async function writeKeys(prefix: string, count: number, via: string[]): Promise<
   for (let i = 0; i < count; i++) {
     const key = `${prefix}/${String(i).padStart(4, "0")}`;
     const value = `${key}@${Date.now()}`;
-    await kvPut(httpPort(via[i % via.length]!), key, value);
+    await kvPut(consulOf(via[i % via.length]!), key, value);
     acked.set(key, value);
   }
 }
@@ -46,7 +46,7 @@ async function writeKeys(prefix: string, count: number, via: string[]): Promise<
 /** Acknowledged keys that a consistent read through `node` cannot find (must be none). */
 async function lostKeys(node: string): Promise<string[]> {
   const lost: string[] = [];
-  for (const [key, value] of acked) if ((await kvGet(httpPort(node), key)) !== value) lost.push(key);
+  for (const [key, value] of acked) if ((await kvGet(consulOf(node), key)) !== value) lost.push(key);
   return lost;
 }
 
@@ -103,7 +103,7 @@ describe("fault tolerance of a three-node Consul cluster", () => {
     const newLeaderAt = await until("a new leader that serves writes", 120_000, async () => {
       for (const node of survivors) {
         try {
-          await kvPut(httpPort(node), "faults/probe", String(Date.now()));
+          await kvPut(consulOf(node), "faults/probe", String(Date.now()));
           return Date.now();
         } catch {
           // no leader yet
@@ -127,7 +127,7 @@ describe("fault tolerance of a three-node Consul cluster", () => {
       return n.consul?.peers?.length === 3 && n.consul.leader ? true : undefined;
     });
     // A stale read answers from the node's own copy: it has every key once it caught up.
-    await until(`${leader} to hold every key`, 60_000, async () => ((await kvKeys(httpPort(leader), "faults/leader", { stale: true })).length === 200 ? true : undefined));
+    await until(`${leader} to hold every key`, 60_000, async () => ((await kvKeys(consulOf(leader), "faults/leader", { stale: true })).length === 200 ? true : undefined));
     report(`${leader} rejoined with its data ${((Date.now() - restartedAt) / 1000).toFixed(1)}s after resin start`);
   });
 
@@ -141,7 +141,7 @@ describe("fault tolerance of a three-node Consul cluster", () => {
 
     const startedAt = Date.now();
     expect(resin(["start", follower, "--name", name], env).status).toBe(0);
-    await until(`${follower} to catch up`, 240_000, async () => ((await kvKeys(httpPort(follower), "faults/follower", { stale: true })).length === 50 ? true : undefined));
+    await until(`${follower} to catch up`, 240_000, async () => ((await kvKeys(consulOf(follower), "faults/follower", { stale: true })).length === 50 ? true : undefined));
     report(`follower ${follower} caught up on 50 writes made while it was down, ${((Date.now() - startedAt) / 1000).toFixed(1)}s after resin start`);
   });
 

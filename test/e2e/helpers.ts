@@ -3,7 +3,8 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { readFileSync, readdirSync, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { inject } from "vitest";
+import { consulAccess, type ConsulEndpoint } from "../../cli/cluster/consul.js";
+import type { Secrets } from "../../cli/bootstrap/secrets.js";
 
 export const repoRoot = resolve(import.meta.dirname, "..", "..");
 export const cliPath = join(repoRoot, "dist", "cli", "main.js");
@@ -61,6 +62,13 @@ export function killLeftovers(dir: string): void {
 
 export function clusterJson(stateHome: string, name: string): { nodes: { name: string; ports: Record<string, number> }[] } {
   return JSON.parse(readFileSync(join(stateHome, "clusters", name, "cluster.json"), "utf8"));
+}
+
+/** How the host reaches a node's Consul API: HTTPS port, cluster CA, CLI cert, management token. */
+export function consulAt(stateHome: string, name: string, node: string): ConsulEndpoint {
+  const secrets = JSON.parse(readFileSync(join(stateHome, "clusters", name, "secrets.json"), "utf8")) as Secrets;
+  const port = clusterJson(stateHome, name).nodes.find((n) => n.name === node)!.ports["consul.https"]!;
+  return { port, access: consulAccess(secrets) };
 }
 
 export function fileBytes(path: string): string | undefined {

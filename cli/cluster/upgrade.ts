@@ -1,0 +1,155 @@
+// Health-gated rolling upgrade: replace one node at a time with its role's new image,
+// followers first and the leader last, and go on only while the cluster can lose a
+// node without losing quorum. A failed gate stops with the cluster as it is.
+import type { Log } from "../util/log.js";
+import { ResinError } from "../util/errors.js";
+import { chooseAccel } from "../provider/qemu/accel.js";
+import { startNode, stopNode, vmState } from "../provider/qemu/provider.js";
+import { agentLeave, autopilotHealth, consulEndpoint, consulView, type AutopilotHealth, type ConsulAccess } from "./consul.js";
+import { writeClusterState, type ClusterState, type NodeState } from "./state.js";
+import { pruneImages } from "./images.js";
+
+export interface UpgradeStep {
+  node: string;
+  from: string;
+  to: string;
+}
+
+/** Which nodes change and in what order: followers by index, the leader last. Pure. */
+export function planUpgrade(state: ClusterState, target: Record<string, string>, leaderAddress?: string): UpgradeStep[] {
+  const pending = state.nodes.filter((n) => target[n.role] && target[n.role] !== n.image);
+  const isLeader = (n: NodeState) => !!leaderAddress && leaderAddress.startsWith(`${n.address}:`);
+  return [...pending.filter((n) => !isLeader(n)), ...pending.filter(isLeader)].map((n) => ({ node: n.name, from: n.image, to: target[n.role]! }));
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class GateError extends ResinError {}
+
+interface ClusterHealth {
+  leader?: string;
+  autopilot?: AutopilotHealth;
+  running: number;
+}
+
+async function health(state: ClusterState, access?: ConsulAccess): Promise<ClusterHealth> {
+  let leader: string | undefined;
+  let autopilot: AutopilotHealth | undefined;
+  let running = 0;
+  for (const node of state.nodes) {
+    if ((await vmState(state.name, node)).state !== "running") continue;
+    running++;
+    const ep = consulEndpoint(node, access);
+    if (!ep) continue;
+    const view = await consulView(ep);
+    if (view.leader && !leader) {
+      leader = view.leader;
+      autopilot = await autopilotHealth(ep);
+    }
+  }
+  return { leader, autopilot, running };
+}
+
+/** Gate before touching a node: all VMs run, autopilot healthy, and one node may fail. */
+async function gateBefore(state: ClusterState, node: NodeState, opts: UpgradeOptions): Promise<ClusterHealth> {
+  const deadline = Date.now() + opts.gateTimeoutMs;
+  let last: ClusterHealth = { running: 0 };
+  for (;;) {
+    last = await health(state, opts.access);
+    const ok = last.running === state.nodes.length && last.autopilot?.healthy && (last.autopilot.failureTolerance >= 1 || state.nodes.length === 1);
+    if (ok) return last;
+    if (Date.now() > deadline) {
+      const why = last.running !== state.nodes.length
+        ? `${state.nodes.length - last.running} node(s) are not running`
+        : !last.leader
+          ? "the cluster has no leader"
+          : !last.autopilot?.healthy
+            ? "autopilot does not call every server healthy"
+            : `failure tolerance is ${last.autopilot.failureTolerance}: replacing a node now would risk quorum`;
+      throw new GateError(`upgrade stopped before ${node.name}: ${why}`);
+    }
+    await sleep(1000);
+  }
+}
+
+/** Gate after booting a node: it is back as a raft peer, and autopilot calls every server healthy. */
+async function gateAfter(state: ClusterState, node: NodeState, opts: UpgradeOptions): Promise<void> {
+  const timeoutMs = opts.gateTimeoutMs;
+  const deadline = Date.now() + timeoutMs;
+  let why = "it did not answer";
+  for (;;) {
+    const vm = await vmState(state.name, node);
+    if (vm.state !== "running") throw new GateError(`node ${node.name} did not stay up on its new image: ${vm.reason ?? vm.state}`);
+    const ep = consulEndpoint(node, opts.access)!;
+    const view = await consulView(ep);
+    if (view.leader && view.peers?.includes(`${node.address}:8300`)) {
+      const autopilot = await autopilotHealth(ep);
+      if (autopilot?.healthy && autopilot.servers.length === opts.consulServers) return;
+      why = "it rejoined, but autopilot does not yet call every server healthy";
+    } else {
+      why = view.error ? `its Consul is ${view.error}` : "it has not rejoined the raft peers";
+    }
+    if (Date.now() > deadline) throw new GateError(`node ${node.name} failed its health gate after ${timeoutMs / 1000}s on the new image: ${why}`);
+    await sleep(1000);
+  }
+}
+
+export interface UpgradeOptions {
+  /** Re-renders the node's config drive for the image it is about to boot. */
+  writeConfig: (node: NodeState) => Promise<void>;
+  gateTimeoutMs: number;
+  /** How many Consul servers autopilot must count healthy. */
+  consulServers: number;
+  access?: ConsulAccess;
+  log: Log;
+}
+
+/** Boot `node` on `image` in place of what it runs: graceful leave, stop, swap, start. */
+async function replace(state: ClusterState, node: NodeState, image: string, opts: UpgradeOptions): Promise<void> {
+  const ep = consulEndpoint(node, opts.access);
+  if (ep && (await vmState(state.name, node)).state === "running") {
+    await agentLeave(ep).catch((e: Error) => opts.log(`  ${node.name}: leave failed (${e.message}); stopping anyway`));
+  }
+  await stopNode(state, node);
+  node.image = image;
+  await opts.writeConfig(node);
+  await startNode(state, node, await chooseAccel(), opts.log);
+  await writeClusterState(state);
+}
+
+export async function runUpgrade(state: ClusterState, opts: UpgradeOptions): Promise<{ steps: UpgradeStep[] }> {
+  const target = state.upgrade!.target;
+  const done: UpgradeStep[] = [];
+  for (;;) {
+    const before = await health(state, opts.access);
+    const [step] = planUpgrade(state, target, before.leader);
+    if (!step) break;
+    const node = state.nodes.find((n) => n.name === step.node)!;
+    const started = Date.now();
+    await gateBefore(state, node, opts);
+    opts.log(`  ${node.name}: ${step.from.slice(7, 19)} → ${step.to.slice(7, 19)}`);
+    await replace(state, node, step.to, opts);
+    await gateAfter(state, node, opts);
+    opts.log(`  ${node.name}: healthy on the new image after ${((Date.now() - started) / 1000).toFixed(1)}s`);
+    done.push(step);
+  }
+  state.upgrade = undefined;
+  await writeClusterState(state);
+  const removed = await pruneImages(state);
+  if (removed.length) opts.log(`  removed ${removed.length} image(s) no node boots any more`);
+  return { steps: done };
+}
+
+/** Boot a node on the image it ran before the unfinished upgrade. */
+export async function rollbackNode(state: ClusterState, nodeName: string, opts: UpgradeOptions): Promise<void> {
+  const node = state.nodes.find((n) => n.name === nodeName);
+  if (!node) throw new ResinError(`cluster '${state.name}' has no node '${nodeName}'`);
+  const previous = state.upgrade?.previous[nodeName];
+  if (!previous || previous === node.image) {
+    throw new ResinError(`node ${nodeName} has no earlier image to go back to`, "rollback works on a node an unfinished upgrade has replaced");
+  }
+  opts.log(`  ${node.name}: back to ${previous.slice(7, 19)}`);
+  await replace(state, node, previous, opts);
+  await gateAfter(state, node, opts);
+  opts.log(`  ${node.name}: healthy on its previous image`);
+}

@@ -1,0 +1,124 @@
+// `resin upgrade` and `resin rollback`: wiring for the rolling replacement in
+// cli/cluster/upgrade.ts. New images come from a fresh build of the cluster's roles
+// or from an image set someone else built (--image-set DIR with DIR/<role>/).
+import { join } from "node:path";
+import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
+import { consulAccess, consulEndpoint, consulView, type ConsulAccess } from "../cluster/consul.js";
+import { readSecrets } from "../bootstrap/secrets.js";
+import { installImage } from "../cluster/images.js";
+import { clusterPaths, requireCluster, writeClusterState, type ClusterState } from "../cluster/state.js";
+import { GateError, planUpgrade, rollbackNode, runUpgrade, type UpgradeOptions } from "../cluster/upgrade.js";
+import { readManifest } from "../image/build.js";
+import { anythingRunning, vmState } from "../provider/qemu/provider.js";
+import { ResinError } from "../util/errors.js";
+import type { Log } from "../util/log.js";
+import { buildRoles } from "./build.js";
+
+export interface UpgradeCommandOptions {
+  project: string;
+  name: string;
+  imageSet?: string;
+  dryRun?: boolean;
+  resume?: boolean;
+  gateTimeoutMs: number;
+  offline?: boolean;
+  log: Log;
+}
+
+async function newImages(state: ClusterState, opts: UpgradeCommandOptions): Promise<Record<string, string>> {
+  const roles = [...new Set(state.nodes.map((n) => n.role))];
+  const target: Record<string, string> = {};
+  if (opts.imageSet) {
+    for (const role of roles) {
+      const dir = join(opts.imageSet, role);
+      const manifest = await readManifest(dir);
+      if (!manifest) throw new ResinError(`image set ${opts.imageSet} has no image for role ${role} (no ${join(dir, "manifest.json")})`);
+      if (manifest.channel !== state.channel) throw new ResinError(`image ${dir} is for the ${manifest.channel} channel; cluster '${state.name}' runs ${state.channel}`);
+      await installImage(state.name, dir, manifest.digest);
+      target[role] = manifest.digest;
+    }
+  } else {
+    for (const image of await buildRoles({ project: opts.project, roles, channel: state.channel, offline: opts.offline, log: opts.log })) {
+      await installImage(state.name, image.dir, image.manifest.digest);
+      target[image.manifest.role] = image.manifest.digest;
+    }
+  }
+  return target;
+}
+
+async function leaderOf(state: ClusterState, access: ConsulAccess): Promise<string | undefined> {
+  for (const node of state.nodes) {
+    const ep = consulEndpoint(node, access);
+    if (ep && (await vmState(state.name, node)).state === "running") {
+      const view = await consulView(ep);
+      if (view.leader) return view.leader;
+    }
+  }
+  return undefined;
+}
+
+async function upgradeOptions(opts: { project: string; gateTimeoutMs: number; log: Log }, state: ClusterState): Promise<UpgradeOptions> {
+  const roles = await loadClusterRoles(opts.project, state);
+  return {
+    access: consulAccess(await readSecrets(clusterPaths(state.name).secrets)),
+    writeConfig: (node) => writeConfigDrives(opts.project, state, [node]),
+    gateTimeoutMs: opts.gateTimeoutMs,
+    consulServers: state.nodes.filter((n) => roles.get(n.role)!.options.consul?.server === true).length,
+    log: opts.log,
+  };
+}
+
+function gateFailure(e: GateError, state: ClusterState): ResinError {
+  const replaced = state.nodes.filter((n) => state.upgrade?.previous[n.name] && state.upgrade.previous[n.name] !== n.image).map((n) => n.name);
+  return new ResinError(
+    `${e.message}\nthe cluster is left as it is: ${replaced.length ? `${replaced.join(", ")} on the new image, ` : ""}the other nodes on their old one`,
+    [
+      `when the cause is fixed, continue:   resin upgrade --resume --name ${state.name}`,
+      ...replaced.map((n) => `or put ${n} back on its previous image:   resin rollback ${n} --name ${state.name}`),
+    ].join("\n"),
+  );
+}
+
+export async function upgradeCommand(opts: UpgradeCommandOptions): Promise<void> {
+  const state = await requireCluster(opts.name);
+  if (!(await anythingRunning(state))) throw new ResinError(`cluster '${opts.name}' is not running`, `start it first: resin up --name ${opts.name}`);
+  if (opts.resume && !state.upgrade) throw new ResinError(`cluster '${opts.name}' has no unfinished upgrade to resume`);
+
+  const target = opts.resume ? state.upgrade!.target : await newImages(state, opts);
+  const access = consulAccess(await readSecrets(clusterPaths(state.name).secrets));
+  const steps = planUpgrade(state, target, await leaderOf(state, access));
+  opts.log(`upgrade plan for ${opts.name} (followers first, leader last):`);
+  for (const s of steps) opts.log(`  ${s.node}: ${s.from.slice(0, 19)} → ${s.to.slice(0, 19)}`);
+  if (steps.length === 0) {
+    opts.log("  nothing to do: every node runs its role's image");
+    if (state.upgrade) {
+      state.upgrade = undefined;
+      await writeClusterState(state);
+    }
+    return;
+  }
+  if (opts.dryRun) return;
+
+  // The images nodes run now stay in the cluster until the upgrade completes (rollback).
+  const previous = Object.fromEntries(state.nodes.map((n) => [n.name, state.upgrade?.previous[n.name] ?? n.image]));
+  state.upgrade = { target, previous };
+  await writeClusterState(state);
+  const started = Date.now();
+  try {
+    await runUpgrade(state, await upgradeOptions(opts, state));
+  } catch (e) {
+    if (e instanceof GateError) throw gateFailure(e, state);
+    throw e;
+  }
+  opts.log(`upgrade of ${opts.name} complete: ${steps.length} node(s) replaced in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+}
+
+export async function rollbackCommand(opts: { project: string; name: string; node: string; gateTimeoutMs: number; log: Log }): Promise<void> {
+  const state = await requireCluster(opts.name);
+  try {
+    await rollbackNode(state, opts.node, await upgradeOptions(opts, state));
+  } catch (e) {
+    if (e instanceof GateError) throw new ResinError(e.message, `see its console: resin logs ${opts.node} --name ${opts.name}`);
+    throw e;
+  }
+}

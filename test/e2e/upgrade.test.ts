@@ -1,0 +1,160 @@
+// Rolling upgrade with real Consul 1.8.7: image set A (the shared build) → B (a role
+// setting changed) under a writer loop, then a deliberately broken image set C whose
+// gate failure stops the upgrade, and a rollback. Prints what it measured.
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { agentConfig, consulView, kvGet, kvPut } from "../../cli/cluster/consul.js";
+import { StatusSchema, type ClusterStatus } from "../../cli/commands/status.js";
+import { cliPath, consulAt, killLeftovers, repoRoot, resin } from "./helpers.js";
+
+const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-upgrade-"));
+const env = { RESIN_STATE_HOME: stateHome };
+const name = "upgrade";
+const nodes = ["upgrade-1", "upgrade-2", "upgrade-3"];
+const scratch: string[] = [];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function status(): ClusterStatus {
+  return StatusSchema.parse(JSON.parse(resin(["status", "--name", name, "--json"], env).stdout));
+}
+
+/** Build consul-server in a copy of the project changed by `edit`; returns the image set directory. */
+function imageSet(edit: (project: string) => void): { dir: string; digest: string } {
+  const project = mkdtempSync(join(tmpdir(), "resin-e2e-imageset-"));
+  scratch.push(project);
+  for (const part of ["machines", "services", "resin.lock.json"]) cpSync(join(repoRoot, part), join(project, part), { recursive: true });
+  edit(project);
+  const r = resin(["build", "consul-server", "--channel", "debian"], { RESIN_PROJECT: project });
+  if (r.status !== 0) throw new Error(`build failed:\n${r.stderr}`);
+  const dir = join(project, "out", "images", "debian");
+  return { dir, digest: JSON.parse(readFileSync(join(dir, "consul-server", "manifest.json"), "utf8")).digest };
+}
+
+function report(line: string): void {
+  process.stderr.write(`upgrade: ${line}\n`);
+}
+
+describe("health-gated rolling upgrade", () => {
+  let setB: { dir: string; digest: string };
+  let setC: { dir: string; digest: string };
+
+  beforeAll(() => {
+    // B: a baked setting that the API shows (the agent's log level).
+    setB = imageSet((p) => {
+      const role = join(p, "machines", "consul-server.yml");
+      writeFileSync(role, readFileSync(role, "utf8").replace("    ui: true\n", "    ui: true\n    log_level: DEBUG\n"));
+    });
+    // C: broken on purpose — a key Consul rejects, so the agent never starts.
+    setC = imageSet((p) => {
+      const template = join(p, "services", "consul", "role.hcl.hbs");
+      writeFileSync(template, `${readFileSync(template, "utf8")}\nresin_not_a_consul_key = true\n`);
+    });
+    const r = resin(["up", "--name", name, "--role", "consul-server", "--channel", "debian", "--timeout", "420"], env);
+    if (r.status !== 0) throw new Error(`resin up failed:\n${r.stderr}`);
+  });
+
+  afterAll(() => {
+    resin(["destroy", name, "--yes"], env);
+    killLeftovers(stateHome);
+    for (const dir of [stateHome, ...scratch]) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("--dry-run shows the plan and changes nothing", () => {
+    const before = readFileSync(join(stateHome, "clusters", name, "cluster.json"), "utf8");
+    const r = resin(["upgrade", "--name", name, "--image-set", setB.dir, "--dry-run"], env);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toContain("followers first, leader last");
+    for (const n of nodes) expect(r.stderr).toContain(`${n}: sha256:`);
+    expect(readFileSync(join(stateHome, "clusters", name, "cluster.json"), "utf8")).toBe(before);
+  });
+
+  it("replaces every node with image set B while writes go on, losing none", async () => {
+    const acked = new Map<string, string>();
+    let writing = true;
+    let failedWrites = 0;
+    const writer = (async () => {
+      for (let i = 0; writing; i++) {
+        const key = `upgrade/${String(i).padStart(5, "0")}`;
+        let ok = false;
+        for (const n of nodes) {
+          try {
+            await kvPut(consulAt(stateHome, name, n), key, key);
+            acked.set(key, key);
+            ok = true;
+            break;
+          } catch {
+            // that node is down or has no leader: try the next
+          }
+        }
+        if (!ok) failedWrites++;
+        await sleep(100);
+      }
+    })();
+    let longestGap = 0;
+    let gapStart: number | undefined;
+    const watcher = (async () => {
+      while (writing) {
+        const views = await Promise.all(nodes.map((n) => consulView(consulAt(stateHome, name, n), 1000).catch(() => ({ leader: undefined }))));
+        const now = Date.now();
+        if (views.some((v) => v.leader)) {
+          if (gapStart !== undefined) longestGap = Math.max(longestGap, now - gapStart);
+          gapStart = undefined;
+        } else gapStart ??= now;
+        await sleep(250);
+      }
+    })();
+
+    const started = Date.now();
+    const upgrade = await execa(process.execPath, [cliPath, "upgrade", "--name", name, "--image-set", setB.dir], { env: { ...process.env, ...env }, reject: false });
+    const seconds = (Date.now() - started) / 1000;
+    await sleep(2000);
+    writing = false;
+    await Promise.all([writer, watcher]);
+    if (upgrade.exitCode !== 0) throw new Error(`upgrade failed:\n${upgrade.stderr}`);
+
+    const lost: string[] = [];
+    for (const [key, value] of acked) if ((await kvGet(consulAt(stateHome, name, "upgrade-1"), key)) !== value) lost.push(key);
+    report(`3 nodes replaced in ${seconds.toFixed(1)}s; longest window without a leader ${(longestGap / 1000).toFixed(1)}s; writes acknowledged ${acked.size}, refused ${failedWrites}, lost ${lost.length}`);
+    expect(lost).toEqual([]);
+    expect(acked.size).toBeGreaterThan(0);
+
+    const s = status();
+    expect(s.healthy).toBe(true);
+    expect(s.nodes.map((n) => n.image)).toEqual([setB.digest, setB.digest, setB.digest]);
+    for (const n of nodes) expect((await agentConfig(consulAt(stateHome, name, n))).LogLevel).toBe("DEBUG");
+    expect(upgrade.stderr).toContain("upgrade of upgrade complete: 3 node(s) replaced");
+  });
+
+  it("stops at a node whose new image fails its gate, and rollback restores it", async () => {
+    const r = resin(["upgrade", "--name", name, "--image-set", setC.dir, "--gate-timeout", "90"], env);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/failed its health gate|did not stay up/);
+    const broken = r.stderr.match(/resin rollback (\S+) --name/)?.[1];
+    expect(nodes).toContain(broken);
+    expect(r.stderr).toContain(`resin upgrade --resume --name ${name}`);
+
+    // Only that node was touched; the other two still form a cluster that serves writes.
+    const s = status();
+    const others = nodes.filter((n) => n !== broken);
+    for (const n of others) expect(s.nodes.find((x) => x.name === n)!.image).toBe(setB.digest);
+    expect(s.nodes.find((x) => x.name === broken)!.image).toBe(setC.digest);
+    await kvPut(consulAt(stateHome, name, others[0]!), "upgrade/during-failure", "ok");
+
+    const back = resin(["rollback", broken!, "--name", name], env);
+    if (back.status !== 0) throw new Error(`rollback failed:\n${back.stderr}`);
+    const after = status();
+    expect(after.healthy).toBe(true);
+    expect(after.nodes.map((n) => n.image)).toEqual([setB.digest, setB.digest, setB.digest]);
+    expect(await kvGet(consulAt(stateHome, name, broken!), "upgrade/during-failure")).toBe("ok");
+    report(`broken image stopped the upgrade at ${broken}; rollback brought it back healthy`);
+
+    // Going "up" to what every node runs ends the unfinished upgrade.
+    const done = resin(["upgrade", "--name", name, "--image-set", setB.dir], env);
+    expect(done.status).toBe(0);
+    expect(done.stderr).toContain("nothing to do");
+    expect(JSON.parse(readFileSync(join(stateHome, "clusters", name, "cluster.json"), "utf8")).upgrade).toBeUndefined();
+  });
+});
