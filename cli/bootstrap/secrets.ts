@@ -1,26 +1,130 @@
 // Per-cluster secrets, generated once. A cluster that has secrets keeps them: a
 // missing or broken secrets file is an error, never a reason to make new ones.
-import { randomBytes } from "node:crypto";
+//
+// The bundle (secrets.json, mode 0600, in the cluster's 0700 state directory) holds:
+//   gossipKey, nomadGossipKey   Consul's and Nomad's serf encryption keys
+//   ca                          the cluster CA's certificate and key (the key never leaves the host)
+//   cli                         the host's client certificate for the agents' HTTPS APIs
+//   nodes.<name>.<service>      each node's certificate and key per service it runs
+//   consul                      ACL tokens: management (pre-seeded on the servers), agent, nomad
+//   nomad                       the secret Nomad's ACL bootstrap creates its management token with
+//   vault                       Vault's unseal keys and root token, once Vault is initialised
+//                               (recordVaultInit adds them; they never reach a node)
+import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
-import { readFile, writeFile, mkdir } from "node:fs/promises";
+import { mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { z } from "zod";
 import { ResinError } from "../util/errors.js";
+import type { ClusterPlan, NodePlan } from "./plan.js";
+import type { CertifiedKey } from "./pki.js";
+
+// The PKI (WebCrypto + @peculiar/x509) is loaded only to make a bundle, not to read one.
+const pki = () => import("./pki.js");
+
+const gossip = z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "must be 32 bytes in base64");
+const uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, "must be a lowercase UUID");
+const pemBlock = (label: string) =>
+  z.string().regex(new RegExp(`^-----BEGIN ${label}-----\\n([A-Za-z0-9+/=]{1,64}\\n)+-----END ${label}-----\\n$`), `must be one PEM ${label}`);
+const certPem = pemBlock("CERTIFICATE");
+const keyPem = pemBlock("PRIVATE KEY");
+const certifiedKey = z.object({ cert: certPem, key: keyPem }).strict();
+const agentCert = z.object({ role: z.enum(["server", "client"]), cert: certPem, key: keyPem }).strict();
+
+export const VaultInitSchema = z
+  .object({
+    shares: z.number().int().min(1).max(255),
+    threshold: z.number().int().min(1).max(255),
+    /** The unseal key shares, as Vault's init returned them (`keys`, hex). */
+    unsealKeys: z.array(z.string().regex(/^[A-Za-z0-9+/=]+$/, "must be a hex or base64 key share")).min(1),
+    rootToken: z.string().regex(/^[A-Za-z0-9._-]+$/, "must be a Vault token"),
+    initializedAt: z.string().datetime(),
+  })
+  .strict()
+  .refine((v) => v.threshold <= v.shares && v.unsealKeys.length === v.shares, "needs threshold <= shares and one key per share");
 
 export const SecretsSchema = z
   .object({
     /** Consul gossip encryption key: 32 random bytes, base64. */
     // Strict: Consul rejects anything but canonical base64 of 32 bytes, and would only say so on the VM console.
-    gossipKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "must be 32 bytes in base64"),
+    gossipKey: gossip,
     /** Nomad's serf encryption key, same form. */
-    nomadGossipKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "must be 32 bytes in base64"),
+    nomadGossipKey: gossip,
+    ca: certifiedKey,
+    cli: certifiedKey,
+    nodes: z.record(
+      z.string().regex(/^[a-z][a-z0-9-]*$/, "must be a node name"),
+      z.object({ consul: agentCert.optional(), nomad: agentCert.optional(), vault: certifiedKey.optional() }).strict(),
+    ),
+    consul: z
+      .object({
+        /** Pre-seeded on the servers (acl.tokens.master / initial_management); the host's Consul token. */
+        managementToken: uuid,
+        /** Every agent's own token (acl.tokens.agent); the host creates it with a node-write policy. */
+        agentToken: uuid,
+        /** What Nomad agents use to register in Consul; the host creates it with CONSUL_NOMAD_POLICY. */
+        nomadToken: uuid,
+      })
+      .strict(),
+    nomad: z.object({ bootstrapSecret: uuid }).strict(),
+    vault: VaultInitSchema.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((s, ctx) => {
+    const tokens = [s.consul.managementToken, s.consul.agentToken, s.consul.nomadToken, s.nomad.bootstrapSecret];
+    if (new Set(tokens).size !== tokens.length) ctx.addIssue({ code: "custom", path: ["consul"], message: "every token must be different" });
+  });
 
 export type Secrets = z.infer<typeof SecretsSchema>;
+export type VaultInit = z.infer<typeof VaultInitSchema>;
+export type NodeCertificates = Secrets["nodes"][string];
 
-export function generateSecrets(): Secrets {
-  return { gossipKey: randomBytes(32).toString("base64"), nomadGossipKey: randomBytes(32).toString("base64") };
+/** Which services a node runs, and as what. */
+export interface ServiceRoles {
+  consul?: "server" | "client";
+  nomad?: "server" | "client";
+  vault?: boolean;
+}
+
+/** Policies the host gives the tokens it pre-seeds, once Consul has a leader (rules in Consul's ACL language). */
+export const CONSUL_AGENT_POLICY = `node_prefix "" {\n  policy = "write"\n}\nservice_prefix "" {\n  policy = "read"\n}\n`;
+export const CONSUL_NOMAD_POLICY = `agent_prefix "" {\n  policy = "read"\n}\nnode_prefix "" {\n  policy = "read"\n}\nservice_prefix "" {\n  policy = "write"\n}\n`;
+
+const HINT = "restore the file from your backup; Resin will not replace a cluster's secrets";
+
+/** A node's certificates for the services it runs. */
+export async function issueNodeCertificates(ca: CertifiedKey, plan: ClusterPlan, node: NodePlan, roles: ServiceRoles): Promise<NodeCertificates> {
+  const { consulCertSpec, issueCertificate, nomadCertSpec, vaultCertSpec } = await pki();
+  const out: NodeCertificates = {};
+  if (roles.consul) out.consul = { role: roles.consul, ...(await issueCertificate(ca, consulCertSpec(node, plan.datacenter, roles.consul))) };
+  if (roles.nomad) out.nomad = { role: roles.nomad, ...(await issueCertificate(ca, nomadCertSpec(node, roles.nomad))) };
+  if (roles.vault) out.vault = await issueCertificate(ca, vaultCertSpec(node));
+  return out;
+}
+
+/** A new bundle for the plan: fresh keys, CA, certificates and tokens. Pure (no I/O). */
+export async function generateSecrets(plan: ClusterPlan, serviceRoles: (node: NodePlan) => ServiceRoles): Promise<Secrets> {
+  const { cliCertSpec, createCa, issueCertificate } = await pki();
+  const ca = await createCa(plan.name);
+  const nodes: Secrets["nodes"] = {};
+  for (const node of plan.nodes) nodes[node.name] = await issueNodeCertificates(ca, plan, node, serviceRoles(node));
+  const secrets: Secrets = {
+    gossipKey: randomBytes(32).toString("base64"),
+    nomadGossipKey: randomBytes(32).toString("base64"),
+    ca,
+    cli: await issueCertificate(ca, cliCertSpec(plan.name)),
+    nodes,
+    consul: { managementToken: randomUUID(), agentToken: randomUUID(), nomadToken: randomUUID() },
+    nomad: { bootstrapSecret: randomUUID() },
+  };
+  return SecretsSchema.parse(secrets);
+}
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 3)
+    .map((i) => `${i.path.join(".") || "(the whole file)"}: ${i.message}`)
+    .join("; ");
 }
 
 export async function readSecrets(path: string): Promise<Secrets> {
@@ -28,20 +132,64 @@ export async function readSecrets(path: string): Promise<Secrets> {
   try {
     data = JSON.parse(await readFile(path, "utf8"));
   } catch (e) {
-    throw new ResinError(`cluster secrets ${path} cannot be read: ${(e as Error).message}`, "restore the file from your backup; Resin will not replace a cluster's secrets");
+    throw new ResinError(`cluster secrets ${path} cannot be read: ${(e as Error).message}`, HINT);
   }
   const parsed = SecretsSchema.safeParse(data);
   if (!parsed.success) {
-    throw new ResinError(`cluster secrets ${path} are damaged (${parsed.error.issues[0]!.path.join(".")}: ${parsed.error.issues[0]!.message})`, "restore the file from your backup; Resin will not replace a cluster's secrets");
+    const keys = data && typeof data === "object" && !Array.isArray(data) ? Object.keys(data) : [];
+    if (keys.includes("gossipKey") && keys.every((k) => k === "gossipKey" || k === "nomadGossipKey") && gossip.safeParse((data as { gossipKey: unknown }).gossipKey).success) {
+      throw new ResinError(
+        `cluster secrets ${path} are from an older Resin: they have no CA, certificates or ACL tokens`,
+        "a cluster made before TLS and ACLs cannot be upgraded in place: `resin destroy` it and `resin up` a new one",
+      );
+    }
+    throw new ResinError(`cluster secrets ${path} are damaged (${describeIssues(parsed.error)})`, HINT);
   }
   return parsed.data;
 }
 
-/** Write new secrets, refusing to replace a file that exists (flag "wx"), mode 0600. */
-export async function createSecrets(path: string): Promise<Secrets> {
+/** Write new secrets, refusing to replace a file that exists (flag "wx"), mode 0600 in a 0700 directory. */
+export async function createSecrets(path: string, plan: ClusterPlan, serviceRoles: (node: NodePlan) => ServiceRoles): Promise<Secrets> {
   if (existsSync(path)) throw new ResinError(`cluster secrets ${path} already exist`);
-  const secrets = generateSecrets();
+  const secrets = await generateSecrets(plan, serviceRoles);
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  await writeFile(path, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600, flag: "wx" });
+  await writeFile(path, serialise(secrets), { mode: 0o600, flag: "wx" });
   return secrets;
+}
+
+function serialise(secrets: Secrets): string {
+  return `${JSON.stringify(secrets, null, 2)}\n`;
+}
+
+/**
+ * Add Vault's init results to the bundle, once: the file is rewritten atomically (a
+ * 0600 sibling, synced, renamed over it). Refuses when the bundle already holds them,
+ * since replacing unseal keys would lock Vault's data away for good.
+ */
+export async function recordVaultInit(path: string, init: Omit<VaultInit, "initializedAt"> & { initializedAt?: string }): Promise<Secrets> {
+  const secrets = await readSecrets(path);
+  if (secrets.vault) {
+    throw new ResinError(`cluster secrets ${path} already hold Vault's unseal keys`, "Vault is initialised once per cluster; Resin will not replace its keys");
+  }
+  const vault = VaultInitSchema.safeParse({ ...init, initializedAt: init.initializedAt ?? new Date().toISOString() });
+  if (!vault.success) throw new Error(`Vault init results are not as expected (${describeIssues(vault.error)})`);
+  const updated = SecretsSchema.parse({ ...secrets, vault: vault.data });
+  const tmp = `${path}.tmp-${process.pid}`;
+  await rm(tmp, { force: true });
+  const file = await open(tmp, "wx", 0o600);
+  try {
+    await file.writeFile(serialise(updated));
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(tmp, path);
+  // The rename itself must reach the disk before anyone relies on the keys being kept.
+  const dir = await open(dirname(path), "r");
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+  return updated;
 }

@@ -1,7 +1,13 @@
-// Bring-up after boot, once Consul has a leader: the tokens the agents were given in
-// their config start to work only when they exist in Consul's ACL system, so the host
-// creates them (with the SecretIDs it generated) and their policies. Idempotent.
-import { CONSUL_AGENT_POLICY, CONSUL_NOMAD_POLICY, type Secrets } from "../bootstrap/secrets.js";
+// Bring-up after boot, once Consul has a leader. Consul: the tokens the agents were
+// given in their config start to work only when they exist in Consul's ACL system, so
+// the host creates them (with the SecretIDs it generated) and their policies. Nomad: ACL
+// bootstrap with the pre-generated secret. Vault: init once, unseal every node. All
+// idempotent, so `resin up` of an existing cluster runs them again safely.
+import { CONSUL_AGENT_POLICY, CONSUL_NOMAD_POLICY, recordVaultInit, type Secrets } from "../bootstrap/secrets.js";
+import { cliTls } from "../bootstrap/node-secrets.js";
+import { bootstrapNomadAcl } from "./nomad.js";
+import { ensureVaultReady } from "./vault.js";
+import { clusterPaths } from "./state.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { consulEndpoint, ensureToken, type ConsulAccess } from "./consul.js";
@@ -31,4 +37,20 @@ export async function bootstrapConsulAcl(state: ClusterState, secrets: Secrets, 
       await sleep(1000);
     }
   }
+}
+
+/** Nomad's ACL bootstrap through any node that serves Nomad's API (a no-op without Nomad). */
+export async function bootstrapNomad(state: ClusterState, secrets: Secrets, log: Log, timeoutMs = 300_000): Promise<void> {
+  const port = state.nodes.map((n) => n.ports["nomad.https"]).find(Boolean);
+  if (!port) return;
+  const result = await bootstrapNomadAcl(`https://127.0.0.1:${port}`, secrets.nomad.bootstrapSecret, { ...cliTls(secrets), timeoutMs, log });
+  log(`  Nomad ACL: ${result.created ? "bootstrapped" : "already bootstrapped"} (management token accessor ${result.accessorId})`);
+}
+
+/** Vault: initialise once (keys and root token kept in the bundle, 0600), unseal every node. */
+export async function bringUpVault(state: ClusterState, secrets: Secrets, log: Log, timeoutMs = 300_000): Promise<void> {
+  const nodes = state.nodes.filter((n) => n.ports["vault.https"]).map((n) => ({ name: n.name, url: `https://127.0.0.1:${n.ports["vault.https"]}` }));
+  if (nodes.length === 0) return;
+  await ensureVaultReady(nodes, secrets, (init) => recordVaultInit(clusterPaths(state.name).secrets, init), { timeoutMs, log });
+  log(`  Vault: initialised and unsealed on ${nodes.length} node(s)`);
 }

@@ -141,7 +141,7 @@ export async function unsealVault(url: string, keys: string[], opts: VaultClient
   });
 }
 
-export interface EnsureVaultOptions extends TlsClient {
+export interface EnsureVaultOptions {
   timeoutMs: number;
   log?: Log;
   /** Shamir split for a new Vault. All shares are kept in the same file on the host, so the default is 1 of 1. */
@@ -154,7 +154,8 @@ export interface EnsureVaultOptions extends TlsClient {
  * Make every Vault node initialised and unsealed. The first node (in plan order) is
  * initialised when the bundle holds no Vault keys yet; `record` must store the result
  * durably (recordVaultInit) before anything else happens, and returns the updated
- * bundle. Returns the bundle with the keys.
+ * bundle. The host's TLS material (cluster CA, CLI certificate) comes from the bundle.
+ * Returns the bundle with the keys.
  */
 export async function ensureVaultReady(
   nodes: VaultNode[],
@@ -165,8 +166,10 @@ export async function ensureVaultReady(
   if (nodes.length === 0) return bundle;
   const deadline = Date.now() + opts.timeoutMs;
   const interval = opts.intervalMs ?? 1000;
-  const dispatcher = tlsDispatcher(opts);
-  const client: VaultClientOptions = { ...opts, dispatcher, timeoutMs: 10_000 };
+  // The host speaks to Vault as it does to every agent: the cluster CA, the CLI's certificate.
+  const tls: TlsClient = { ca: bundle.ca.cert, clientCert: bundle.cli.cert, clientKey: bundle.cli.key };
+  const dispatcher = tlsDispatcher(tls);
+  const client: VaultClientOptions = { ...tls, dispatcher, timeoutMs: 10_000 };
   const log = opts.log ?? (() => {});
   const waitOr = async (what: string) => {
     if (Date.now() + interval > deadline) {

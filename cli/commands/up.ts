@@ -5,7 +5,7 @@ import type { Channel } from "../spec/schema.js";
 import { planCluster, validateClusterName } from "../bootstrap/plan.js";
 import { createSecrets, readSecrets } from "../bootstrap/secrets.js";
 import { consulAccess } from "../cluster/consul.js";
-import { bootstrapConsulAcl } from "../cluster/bootstrap.js";
+import { bootstrapConsulAcl, bootstrapNomad, bringUpVault } from "../cluster/bootstrap.js";
 import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
 import { serviceRolesOf } from "../bootstrap/node-secrets.js";
 import { installImage } from "../cluster/images.js";
@@ -97,6 +97,8 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     const access = consulAccess(secrets);
     const { seconds, quorumSeconds, leader } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: opts.log, access });
     await bootstrapConsulAcl(state, secrets, access, opts.log);
+    await bootstrapNomad(state, secrets, opts.log);
+    await bringUpVault(state, secrets, opts.log);
     opts.log(`cluster ${opts.name}: quorum in ${quorumSeconds.toFixed(1)}s, ready (autopilot healthy) in ${seconds.toFixed(1)}s, leader ${leader}`);
   } catch (e) {
     opts.log(`cluster ${opts.name}: did not come up; stopping its VMs (state and logs are kept in ${paths.dir})`);

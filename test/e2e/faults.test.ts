@@ -1,7 +1,8 @@
 // Fault tolerance with real Consul 1.8.7 on three QEMU nodes: the leader's VM is
 // SIGKILLed, a follower is lost while writes go on, the cluster is stopped and started,
 // and a Consul process is killed inside a node. Each step prints what it measured.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { writeIso9660 } from "../../cli/image/iso9660.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -34,13 +35,31 @@ function qemuPid(node: string): number {
   return Number(readFileSync(join(stateHome, "clusters", name, "nodes", node, "qemu.pid"), "utf8"));
 }
 
-async function writeKeys(prefix: string, count: number, via: string[]): Promise<void> {
+/** Write keys like a careful client: retry each until Consul acknowledges it, and count refusals. */
+async function writeKeys(prefix: string, count: number, via: string[]): Promise<number> {
+  let refused = 0;
   for (let i = 0; i < count; i++) {
     const key = `${prefix}/${String(i).padStart(4, "0")}`;
     const value = `${key}@${Date.now()}`;
-    await kvPut(consulOf(via[i % via.length]!), key, value);
+    await until(`an acknowledged write of ${key}`, 60_000, async () => {
+      try {
+        await kvPut(consulOf(via[(i + refused) % via.length]!), key, value);
+        return true;
+      } catch (e) {
+        refused++;
+        throw e;
+      }
+    });
     acked.set(key, value);
   }
+  return refused;
+}
+
+async function healthy(): Promise<void> {
+  await until("the cluster to be healthy with failure tolerance 1", 180_000, async () => {
+    const s = status();
+    return s.healthy && s.failureTolerance === 1 ? true : undefined;
+  });
 }
 
 /** Acknowledged keys that a consistent read through `node` cannot find (must be none). */
@@ -92,6 +111,7 @@ describe("fault tolerance of a three-node Consul cluster", () => {
   });
 
   it("survives SIGKILL of the leader's VM without losing an acknowledged write", async () => {
+    await healthy();
     await writeKeys("faults/leader", 200, ["faults-1", "faults-2", "faults-3"]);
     const before = status();
     const leader = nodeByAddress(before, before.leader!);
@@ -132,17 +152,18 @@ describe("fault tolerance of a three-node Consul cluster", () => {
   });
 
   it("a follower lost during writes catches up when it comes back", async () => {
+    await healthy();
     const before = status();
     const follower = before.nodes.find((n) => !before.leader!.startsWith(`${n.address}:`))!.name;
     const others = before.nodes.map((n) => n.name).filter((n) => n !== follower);
     process.kill(qemuPid(follower), "SIGKILL");
-    await writeKeys("faults/follower", 50, others);
+    const refused = await writeKeys("faults/follower", 50, others);
     expect(await lostKeys(others[0]!)).toEqual([]);
 
     const startedAt = Date.now();
     expect(resin(["start", follower, "--name", name], env).status).toBe(0);
     await until(`${follower} to catch up`, 240_000, async () => ((await kvKeys(consulOf(follower), "faults/follower", { stale: true })).length === 50 ? true : undefined));
-    report(`follower ${follower} caught up on 50 writes made while it was down, ${((Date.now() - startedAt) / 1000).toFixed(1)}s after resin start`);
+    report(`follower ${follower} caught up on 50 writes made while it was down (${refused} refused and retried), ${((Date.now() - startedAt) / 1000).toFixed(1)}s after resin start`);
   });
 
   it("down and up bring back every key", async () => {
@@ -157,6 +178,7 @@ describe("fault tolerance of a three-node Consul cluster", () => {
   });
 
   it("runit restarts a Consul process killed inside a node, and status shows it", async () => {
+    await healthy();
     const node = "faults-3";
     const port = clusterJson(stateHome, name).nodes.find((n) => n.name === node)!.ports["base.status"]!;
     const before = status().nodes.find((n) => n.name === node)!.services!.find((s) => s.name === "consul")!;
@@ -168,5 +190,21 @@ describe("fault tolerance of a three-node Consul cluster", () => {
     expect(after.pid).not.toBe(before.pid);
     await until("the cluster to be healthy again", 120_000, async () => (status().healthy ? true : undefined));
     report(`consul killed on ${node}: runit restarted it (restarts ${before.restarts} → ${after.restarts}), cluster healthy again`);
+  });
+
+  it("a node whose metadata is malformed says so on its console and in status, instead of hanging", async () => {
+    const node = "faults-2";
+    expect(resin(["stop", node, "--name", name], env).status).toBe(0);
+    // Replace its config drive with one whose user-data is not valid JSON.
+    const drive = join(stateHome, "clusters", name, "nodes", node, "cidata.iso");
+    writeFileSync(drive, writeIso9660({ volumeId: "cidata", files: [{ name: "user-data", data: Buffer.from('{"hostname": {"content": "faults-2"') }] }));
+    expect(resin(["start", node, "--name", name], env).status).toBe(0);
+    const crashed = await until(`${node} to report its bad metadata`, 120_000, async () => {
+      const vm = status().nodes.find((n) => n.name === node)!.vm;
+      return vm.state === "crashed" ? vm : undefined;
+    });
+    report(`${node} with malformed metadata: ${crashed.reason}`);
+    expect(crashed.reason).toContain("is malformed");
+    expect(resin(["logs", node, "--name", name], env).stdout).toContain("metadata: ");
   });
 });

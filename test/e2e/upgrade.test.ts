@@ -124,7 +124,11 @@ describe("health-gated rolling upgrade", () => {
     const s = status();
     expect(s.healthy).toBe(true);
     expect(s.nodes.map((n) => n.image)).toEqual([setB.digest, setB.digest, setB.digest]);
-    for (const n of nodes) expect((await agentConfig(consulAt(stateHome, name, n))).LogLevel).toBe("DEBUG");
+    for (const n of nodes) {
+      // Consul ≥ 1.7 reports it under DebugConfig.Logging.LogLevel.
+      const config = (await agentConfig(consulAt(stateHome, name, n))) as { Logging?: { LogLevel?: string }; LogLevel?: string };
+      expect(config.Logging?.LogLevel ?? config.LogLevel).toBe("DEBUG");
+    }
     expect(upgrade.stderr).toContain("upgrade of upgrade complete: 3 node(s) replaced");
   });
 

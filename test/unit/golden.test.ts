@@ -12,7 +12,9 @@ import { imageTemplateContext, serviceVersion } from "../../cli/image/build.js";
 import { lockKey, readLock, type LockedDeb } from "../../cli/artifacts/lock.js";
 import { nodeMetadata, serversByService, type MetadataNode, type MetadataTree, type ServiceVersions } from "../../cli/bootstrap/metadata.js";
 import { planCluster, type ClusterPlan, type NodePlan } from "../../cli/bootstrap/plan.js";
-import type { Secrets } from "../../cli/bootstrap/secrets.js";
+import { generateSecrets, type Secrets } from "../../cli/bootstrap/secrets.js";
+import { serviceRolesOf } from "../../cli/bootstrap/node-secrets.js";
+import { VAULT_TLS_SERVER_NAME } from "../../cli/bootstrap/pki.js";
 
 // Golden files for every template of every role, at every release Resin supports.
 //
@@ -41,10 +43,22 @@ const UPDATE = process.env.UPDATE_GOLDEN === "1";
 const HOST_SUITE = "bookworm";
 const CLUSTER = "resin";
 const NODES = 3;
-const SECRETS: Secrets = {
+/** What the templates render from the secrets is fixed, so the golden files stay the same. */
+const FIXED = {
   gossipKey: Buffer.alloc(32, 0x11).toString("base64"),
   nomadGossipKey: Buffer.alloc(32, 0x22).toString("base64"),
+  consul: {
+    managementToken: "11111111-1111-4111-8111-111111111111",
+    agentToken: "22222222-2222-4222-8222-222222222222",
+    nomadToken: "33333333-3333-4333-8333-333333333333",
+  },
+  nomad: { bootstrapSecret: "44444444-4444-4444-8444-444444444444" },
 };
+
+/** A real bundle for the plan (certificates for every node, as nodeMetadata needs), with FIXED's values. */
+async function secretsFor(plan: ClusterPlan, roleOf: (n: NodePlan) => Role): Promise<Secrets> {
+  return { ...(await generateSecrets(plan, (n) => serviceRolesOf(roleOf(n)))), ...FIXED };
+}
 
 interface Case {
   role: string;
@@ -129,9 +143,10 @@ async function render(c: Case): Promise<Rendered> {
   // Boot time: a three-node cluster of this role, rendered by nodeMetadata as `resin up` does.
   const plan = planCluster(CLUSTER, Array.from({ length: NODES }, () => name));
   const servers = serversByService(plan.nodes, () => role);
+  const secrets = await secretsFor(plan, () => role);
   const nodeVersions: ServiceVersions = Object.fromEntries(role.services.map((s) => [s.name, { version: serviceVersions[s.name] ?? "" }]));
   for (const n of plan.nodes) {
-    const tree = await nodeMetadata({ plan, node: n, secrets: SECRETS, role, versions: nodeVersions, servers });
+    const tree = await nodeMetadata({ plan, node: n, secrets, role, versions: nodeVersions, servers });
     for (const service of role.services) {
       for (const t of service.templates.node) {
         const file = fileAt(tree, t.dst);
@@ -204,23 +219,45 @@ function checkKeys(body: Body, keys: Keys, where: string): void {
 
 // Only keys checked against each agent's configuration reference (and, for Nomad, its
 // config struct tags) belong here; adding a key to a template means adding it here.
-const CONSUL_KEYS: Keys = {
-  data_dir: true,
-  disable_update_check: true,
-  client_addr: true,
-  server: true,
-  log_level: true,
-  ui: true,
-  ui_config: { enabled: true },
-  node_name: true,
-  node_id: true,
-  datacenter: true,
-  bind_addr: true,
-  advertise_addr: true,
-  encrypt: true,
-  retry_join: true,
-  bootstrap_expect: true,
-};
+// Consul's depend on the release: it refuses keys it does not know ("invalid config key"),
+// so 1.8.7 must not see `tls {}`, `initial_management` or `grpc_tls`, and from 1.12 the TLS
+// settings belong in `tls {}` (verify_server_hostname only in tls.internal_rpc).
+function consulKeys(version: string): Keys {
+  const since = (v: string) => compareVersions(version, v) >= 0;
+  const keys: Keys = {
+    data_dir: true,
+    disable_update_check: true,
+    client_addr: true,
+    server: true,
+    log_level: true,
+    ...(since("1.9") ? { ui_config: { enabled: true } } : { ui: true }),
+    node_name: true,
+    node_id: true,
+    datacenter: true,
+    primary_datacenter: true,
+    bind_addr: true,
+    advertise_addr: true,
+    encrypt: true,
+    retry_join: true,
+    bootstrap_expect: true,
+    ports: { http: true, https: true, grpc: true, ...(since("1.14") ? { grpc_tls: true } : {}) },
+    acl: {
+      enabled: true,
+      default_policy: true,
+      enable_token_persistence: true,
+      tokens: { agent: true, ...(since("1.11") ? { initial_management: true } : { master: true }) },
+    },
+  };
+  if (since("1.12")) {
+    keys.tls = {
+      defaults: { ca_file: true, cert_file: true, key_file: true, verify_incoming: true, verify_outgoing: true },
+      internal_rpc: { verify_server_hostname: true },
+    };
+  } else {
+    Object.assign(keys, { ca_file: true, cert_file: true, key_file: true, verify_incoming: true, verify_outgoing: true, verify_server_hostname: true });
+  }
+  return keys;
+}
 const NOMAD_JOIN: Keys = { retry_join: true };
 const NOMAD_KEYS: Keys = {
   name: true,
@@ -232,7 +269,9 @@ const NOMAD_KEYS: Keys = {
   advertise: { http: true, rpc: true, serf: true },
   server: { enabled: true, bootstrap_expect: true, encrypt: true, server_join: NOMAD_JOIN },
   client: { enabled: true, cni_path: true, options: true, server_join: NOMAD_JOIN },
-  consul: { address: true },
+  tls: { http: true, rpc: true, ca_file: true, cert_file: true, key_file: true, verify_server_hostname: true, verify_https_client: true },
+  acl: { enabled: true },
+  consul: { address: true, ssl: true, ca_file: true, cert_file: true, key_file: true, token: true },
 };
 const VAULT_KEYS: Keys = {
   ui: true,
@@ -241,10 +280,12 @@ const VAULT_KEYS: Keys = {
   cluster_name: true,
   api_addr: true,
   cluster_addr: true,
-  listener: { labels: { tcp: { address: true, cluster_address: true, tls_disable: true } } },
-  storage: { labels: { raft: { path: true, node_id: true, retry_join: { repeated: { leader_api_addr: true } } } } },
+  listener: { labels: { tcp: { address: true, cluster_address: true, tls_cert_file: true, tls_key_file: true } } },
+  storage: {
+    labels: { raft: { path: true, node_id: true, retry_join: { repeated: { leader_api_addr: true, leader_ca_cert_file: true, leader_tls_servername: true } } } },
+  },
 };
-const KEYS: Record<string, Keys> = { consul: CONSUL_KEYS, nomad: NOMAD_KEYS, vault: VAULT_KEYS };
+const keysFor = (service: string, version: string): Keys => (service === "consul" ? consulKeys(version) : service === "nomad" ? NOMAD_KEYS : VAULT_KEYS);
 
 const block = (body: Body, key: string): Body | undefined => (body[key] as Body[] | undefined)?.[0];
 const labelled = (body: Body, key: string, label: string): Body[] => ((body[key] as Record<string, Body[]> | undefined)?.[label] ?? []);
@@ -316,10 +357,10 @@ describe.each(CASES)("$role on the $channel channel", (c) => {
 
   it("renders HCL every agent accepts, and scripts sh accepts", async () => {
     for (const [key, text] of r().files) {
-      const service = key.split("/")[1]!.replace(/-[0-9].*$/, "");
+      const [service, version] = key.split("/")[1]!.split(/-(?=[0-9])/) as [string, string];
       if (key.endsWith(".hcl")) {
         const body = await parseHcl(text, key);
-        checkKeys(body, KEYS[service]!, key);
+        checkKeys(body, keysFor(service, version), key);
       } else if (/\/etc\/service\/[^/]+\/run$/.test(key)) {
         checkShell(text, key);
       } else {
@@ -364,15 +405,41 @@ describe.each(CASES)("$role on the $channel channel", (c) => {
         expect(hcl.ui).toBeUndefined();
         expect(hcl.ui_config).toBeUndefined();
       }
+
+      // Mutual TLS with the node's files, verified both ways and by server name.
+      const files = { ca_file: "/run/consul/ca.pem", cert_file: "/run/consul/cert.pem", key_file: "/run/consul/key.pem" };
+      if (compareVersions(consul, "1.12") >= 0) {
+        expect(block(hcl, "tls")).toEqual({
+          defaults: [{ ...files, verify_incoming: true, verify_outgoing: true }],
+          internal_rpc: [{ verify_server_hostname: true }],
+        });
+        expect(hcl.verify_incoming).toBeUndefined();
+      } else {
+        expect(hcl).toMatchObject({ ...files, verify_incoming: true, verify_outgoing: true, verify_server_hostname: true });
+        expect(hcl.tls).toBeUndefined();
+      }
+      // The API on HTTPS 8501 only (service.yml forwards the port named https).
+      expect(block(hcl, "ports")).toEqual(
+        compareVersions(consul, "1.14") >= 0 ? { http: -1, https: 8501, grpc: -1, grpc_tls: 8503 } : { http: -1, https: 8501, grpc: 8502 },
+      );
+      expect(role.services.find((s) => s.name === "consul")!.ports).toEqual({ https: 8501 });
+      expect(block(hcl, "acl")).toEqual({ enabled: true, default_policy: "deny", enable_token_persistence: true });
+
       const consulServers = (servers.consul ?? []).map((n) => n.address);
+      const management = compareVersions(consul, "1.11") >= 0 ? "initial_management" : "master";
       for (const f of node.get("consul")!) {
         const n = await parseHcl(r().files.get(f.key)!, f.key);
         expect(n.node_name).toBe(f.node.name);
         expect(n.bind_addr).toBe(f.node.address);
         expect(n.advertise_addr).toBe(f.node.address);
-        expect(n.encrypt).toBe(SECRETS.gossipKey);
+        expect(n.encrypt).toBe(FIXED.gossipKey);
         expect(n.retry_join).toEqual(consulServers);
+        expect(n.primary_datacenter).toBe("dc1");
         expect(n.bootstrap_expect).toBe(options.server ? NODES : undefined);
+        // Servers pre-seed the management token; every agent has its own token, and only that.
+        expect(block(n, "acl")).toEqual({
+          tokens: [options.server ? { [management]: FIXED.consul.managementToken, agent: FIXED.consul.agentToken } : { agent: FIXED.consul.agentToken }],
+        });
       }
     });
   }
@@ -387,7 +454,12 @@ describe.each(CASES)("$role on the $channel channel", (c) => {
       expect(hcl.disable_update_check).toBe(true);
       expect(hcl.data_dir).toBe("/var/lib/nomad");
       expect(hcl.bind_addr).toBe("0.0.0.0");
-      expect(block(hcl, "consul")).toEqual({ address: "127.0.0.1:8500" });
+      const files = { ca_file: "/run/nomad/ca.pem", cert_file: "/run/nomad/cert.pem", key_file: "/run/nomad/key.pem" };
+      expect(block(hcl, "tls")).toEqual({ http: true, rpc: true, ...files, verify_server_hostname: true, verify_https_client: false });
+      expect(block(hcl, "acl")).toEqual({ enabled: true });
+      // The local Consul agent over mutual TLS, with the node's Nomad certificate.
+      expect(block(hcl, "consul")).toEqual({ address: "127.0.0.1:8501", ssl: true, ...files });
+      expect(role.services.find((s) => s.name === "nomad")!.ports).toEqual({ https: 4646 });
       expect(block(hcl, "server")).toEqual(options.server ? { enabled: true } : undefined);
       if (options.client) {
         expect(block(hcl, "client")).toMatchObject({ enabled: true, cni_path: "/opt/cni/bin" });
@@ -408,7 +480,7 @@ describe.each(CASES)("$role on the $channel channel", (c) => {
         expect(n.datacenter).toBe("dc1");
         expect(block(n, "advertise")).toEqual({ http: f.node.address, rpc: f.node.address, serf: f.node.address });
         if (options.server) {
-          expect(block(n, "server")).toEqual({ bootstrap_expect: NODES, encrypt: SECRETS.nomadGossipKey, server_join: [{ retry_join: nomadServers }] });
+          expect(block(n, "server")).toEqual({ bootstrap_expect: NODES, encrypt: FIXED.nomadGossipKey, server_join: [{ retry_join: nomadServers }] });
           expect(nomadServers).toHaveLength(NODES);
         } else {
           expect(block(n, "server")).toBeUndefined();
@@ -418,6 +490,7 @@ describe.each(CASES)("$role on the $channel channel", (c) => {
         } else {
           expect(block(n, "client")).toBeUndefined();
         }
+        expect(block(n, "consul")).toEqual({ token: FIXED.consul.nomadToken });
       }
     });
   }
@@ -432,18 +505,25 @@ describe.each(CASES)("$role on the $channel channel", (c) => {
       const hcl = await parseHcl(r().files.get(roleFile!.key)!, roleFile!.key);
       expect(hcl.disable_mlock).toBe(true);
       expect(hcl.ui).toBe(options.ui);
-      expect(labelled(hcl, "listener", "tcp")).toEqual([{ address: "0.0.0.0:8200", cluster_address: "0.0.0.0:8201", tls_disable: true }]);
+      expect(labelled(hcl, "listener", "tcp")).toEqual([
+        { address: "0.0.0.0:8200", cluster_address: "0.0.0.0:8201", tls_cert_file: "/run/vault/cert.pem", tls_key_file: "/run/vault/key.pem" },
+      ]);
+      expect(hcl.seal, "auto-unseal is documented, not enabled").toBeUndefined();
+      expect(r().files.get(roleFile!.key)).toMatch(/^# seal "transit" \{$/m);
+      expect(role.services.find((s) => s.name === "vault")!.ports).toEqual({ https: 8200 });
       const vaultServers = (servers.vault ?? []).map((n) => n.address);
       expect(vaultServers).toHaveLength(NODES);
       for (const f of node.get("vault")!) {
         const n = await parseHcl(r().files.get(f.key)!, f.key);
-        expect(n.api_addr).toBe(`http://${f.node.address}:8200`);
+        expect(n.api_addr).toBe(`https://${f.node.address}:8200`);
         expect(n.cluster_addr).toBe(`https://${f.node.address}:8201`);
         const raft = labelled(n, "storage", "raft");
         expect(raft).toHaveLength(1);
         expect(raft[0]!.path).toBe("/var/lib/vault/raft");
         expect(raft[0]!.node_id).toBe(f.node.name);
-        expect(raft[0]!.retry_join).toEqual(vaultServers.map((a) => ({ leader_api_addr: `http://${a}:8200` })));
+        expect(raft[0]!.retry_join).toEqual(
+          vaultServers.map((a) => ({ leader_api_addr: `https://${a}:8200`, leader_ca_cert_file: "/run/vault/ca.pem", leader_tls_servername: VAULT_TLS_SERVER_NAME })),
+        );
       }
     });
   }
@@ -457,11 +537,13 @@ describe("a mixed cluster", () => {
   let plan: ClusterPlan;
   let roles: Map<string, Role>;
   let servers: Record<string, NodePlan[]>;
+  let secrets: Secrets;
   beforeAll(async () => {
     roles = new Map();
     for (const name of new Set(roleNames)) roles.set(name, await loadRole(REPO, name, "official"));
     plan = planCluster(CLUSTER, roleNames);
     servers = serversByService(plan.nodes, (n) => roles.get(n.role)!);
+    secrets = await secretsFor(plan, (n) => roles.get(n.role)!);
   });
 
   async function nodeFiles(index: number): Promise<Record<string, Body>> {
@@ -471,7 +553,7 @@ describe("a mixed cluster", () => {
     const tree = await nodeMetadata({
       plan,
       node,
-      secrets: SECRETS,
+      secrets,
       role,
       versions: Object.fromEntries(Object.entries(versions).map(([s, v]) => [s, { version: v }])),
       servers,
@@ -480,7 +562,7 @@ describe("a mixed cluster", () => {
     for (const service of role.services) {
       for (const t of service.templates.node) {
         const body = await parseHcl(fileAt(tree, t.dst)!.content, `${node.name}/${t.dst}`);
-        checkKeys(body, KEYS[service.name]!, `${node.name}/${t.dst}`);
+        checkKeys(body, keysFor(service.name, versions[service.name] ?? ""), `${node.name}/${t.dst}`);
         out[service.name] = body;
       }
     }
@@ -502,6 +584,8 @@ describe("a mixed cluster", () => {
     expect(files.consul!.bootstrap_expect).toBeUndefined();
     expect(block(files.nomad!, "server")).toBeUndefined();
     expect(block(files.nomad!, "client")).toEqual({ server_join: [{ retry_join: controlPlane }] });
+    // A Consul client agent: its own agent token, never the management token.
+    expect(block(files.consul!, "acl")).toEqual({ tokens: [{ agent: FIXED.consul.agentToken }] });
   });
 
   it("joins a separate Vault server to every Vault server's raft", async () => {
@@ -510,7 +594,9 @@ describe("a mixed cluster", () => {
     expect(files.consul!.retry_join).toEqual(controlPlane);
     const raft = labelled(files.vault!, "storage", "raft")[0]!;
     expect(raft.node_id).toBe("resin-5");
-    expect(raft.retry_join).toEqual([...controlPlane, "10.88.0.15"].map((a) => ({ leader_api_addr: `http://${a}:8200` })));
+    expect(raft.retry_join).toEqual(
+      [...controlPlane, "10.88.0.15"].map((a) => ({ leader_api_addr: `https://${a}:8200`, leader_ca_cert_file: "/run/vault/ca.pem", leader_tls_servername: VAULT_TLS_SERVER_NAME })),
+    );
   });
 
   it("keeps bootstrap_expect at the number of servers of each service", async () => {

@@ -16,7 +16,7 @@ import {
   nodeId,
 } from "../../cli/bootstrap/metadata.js";
 import { planCluster, type ClusterPlan } from "../../cli/bootstrap/plan.js";
-import type { Secrets } from "../../cli/bootstrap/secrets.js";
+import { generateSecrets, type Secrets } from "../../cli/bootstrap/secrets.js";
 
 // The Consul templates rendered the way Resin renders them: role.hcl.hbs at image
 // build time (the context cli/image/build.ts gives it), node.hcl.hbs per node through
@@ -28,7 +28,20 @@ const CONSUL = join(REPO, "services", "consul");
 const ROLE_TEMPLATE = readFileSync(join(CONSUL, "role.hcl.hbs"), "utf8");
 const NODE_TEMPLATE = readFileSync(join(CONSUL, "node.hcl.hbs"), "utf8");
 const VERSIONS = ["1.8.7", "1.22.0"] as const;
-const SECRETS: Secrets = { gossipKey: Buffer.alloc(32, 7).toString("base64"), nomadGossipKey: Buffer.alloc(32, 9).toString("base64") };
+/** The secrets of the "demo" clusters below: real certificates (nodeMetadata puts each node's on its drive), fixed keys and tokens. */
+let SECRETS: Secrets;
+const MANAGEMENT = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa";
+const AGENT = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb";
+beforeAll(async () => {
+  const plan = planCluster("demo", ["consul-server", "consul-server", "consul-server", "consul-client"]);
+  const generated = await generateSecrets(plan, (n) => ({ consul: n.role === "consul-server" ? "server" : "client" }));
+  SECRETS = {
+    ...generated,
+    gossipKey: Buffer.alloc(32, 7).toString("base64"),
+    nomadGossipKey: Buffer.alloc(32, 9).toString("base64"),
+    consul: { ...generated.consul, managementToken: MANAGEMENT, agentToken: AGENT },
+  };
+});
 
 // ---- an HCL check ------------------------------------------------------------------
 //
@@ -195,6 +208,36 @@ describe("services/consul/role.hcl.hbs", () => {
     });
   });
 
+  it("turns on mutual TLS with top-level keys before 1.12, and in a tls block from 1.12", async () => {
+    const files = { ca_file: "/run/consul/ca.pem", cert_file: "/run/consul/cert.pem", key_file: "/run/consul/key.pem" };
+    for (const version of ["1.8.7", "1.11.9"]) {
+      const hcl = await parseHcl(renderRoleHcl(serverRole, version), `00-role.hcl (${version})`);
+      expect(hcl.attrs, version).toMatchObject({ ...files, verify_incoming: true, verify_outgoing: true, verify_server_hostname: true });
+      expect(hcl.blocks.tls, version).toBeUndefined();
+    }
+    for (const version of ["1.12.0", "1.22.0"]) {
+      const hcl = await parseHcl(renderRoleHcl(serverRole, version), `00-role.hcl (${version})`);
+      expect(hcl.attrs.verify_incoming, version).toBeUndefined();
+      expect(hcl.attrs.ca_file, version).toBeUndefined();
+      expect(hcl.blocks.tls?.blocks.defaults?.attrs, version).toEqual({ ...files, verify_incoming: true, verify_outgoing: true });
+      expect(hcl.blocks.tls?.blocks.internal_rpc?.attrs, version).toEqual({ verify_server_hostname: true });
+    }
+  });
+
+  it("serves the API on HTTPS 8501 only, and gRPC with TLS on grpc_tls from 1.14", async () => {
+    const ports = async (version: string) => (await parseHcl(renderRoleHcl(serverRole, version), `00-role.hcl (${version})`)).blocks.ports?.attrs;
+    expect(await ports("1.8.7")).toEqual({ http: -1, https: 8501, grpc: 8502 });
+    expect(await ports("1.13.9")).toEqual({ http: -1, https: 8501, grpc: 8502 });
+    expect(await ports("1.14.0")).toEqual({ http: -1, https: 8501, grpc: -1, grpc_tls: 8503 });
+    expect(await ports("1.22.0")).toEqual({ http: -1, https: 8501, grpc: -1, grpc_tls: 8503 });
+  });
+
+  it.each(VERSIONS)("turns ACLs on, denying by default (Consul %s)", async (version) => {
+    const hcl = await parseHcl(renderRoleHcl(withConsul(serverRole, { server: false }), version), `00-role.hcl (${version})`);
+    expect(hcl.blocks.acl?.attrs).toEqual({ enabled: true, default_policy: "deny", enable_token_persistence: true });
+    expect(hcl.blocks.acl?.blocks).toEqual({});
+  });
+
   it.each(VERSIONS)("leaves the UI off when ui is false (Consul %s)", async (version) => {
     const text = renderRoleHcl(withConsul(serverRole, { ui: false, server: false, log_level: "DEBUG" }), version);
     expect(text).not.toMatch(/\bui(_config)?\b\s*(=|\{)/);
@@ -220,18 +263,30 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
     const tree = await nodeMetadata(nodeContext(plan, 1, serverRole, 3, version));
     const file = nodeHcl(tree);
     expect(file.perm).toBe("0600");
-    expect(file.content).toContain(`retry_join     = ${JSON.stringify(serverAddresses)}`);
+    expect(file.content).toContain(`retry_join         = ${JSON.stringify(serverAddresses)}`);
     const hcl = await parseHcl(file.content, `10-node.hcl (${version})`);
     expect(hcl.attrs).toEqual({
       node_name: "demo-2",
       node_id: nodeId(SECRETS, "demo-2"),
       datacenter: "dc1",
+      primary_datacenter: "dc1",
       bind_addr: "10.88.0.12",
       advertise_addr: "10.88.0.12",
       encrypt: SECRETS.gossipKey,
       retry_join: serverAddresses,
       bootstrap_expect: 3,
     });
+    // The management token a server bootstraps ACLs with: `master` before 1.11, `initial_management` from 1.11.
+    const management = compareVersions(version, "1.11") >= 0 ? "initial_management" : "master";
+    expect(hcl.blocks.acl?.blocks.tokens?.attrs).toEqual({ [management]: MANAGEMENT, agent: AGENT });
+  });
+
+  it("names the management token by the release: master up to 1.10, initial_management from 1.11", async () => {
+    for (const [version, key] of [["1.10.12", "master"], ["1.11.0", "initial_management"]] as const) {
+      const tree = await nodeMetadata(nodeContext(plan, 0, serverRole, 3, version));
+      const hcl = await parseHcl(nodeHcl(tree).content, `10-node.hcl (${version})`);
+      expect(Object.keys(hcl.blocks.acl!.blocks.tokens!.attrs).sort(), version).toEqual(["agent", key].sort());
+    }
   });
 
   it("leaves bootstrap_expect out for a client, which still joins the servers", async () => {
@@ -243,6 +298,9 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
     expect(hcl.attrs.bind_addr).toBe("10.88.0.14");
     expect(hcl.attrs.retry_join).toEqual(serverAddresses);
     expect(hcl.attrs.bootstrap_expect).toBeUndefined();
+    // A client agent holds its own token, never the management token.
+    expect(hcl.blocks.acl?.blocks.tokens?.attrs).toEqual({ agent: AGENT });
+    expect(file.content).not.toContain(MANAGEMENT);
   });
 
   it("gives the template context the node, cluster, secrets, service and options", () => {
@@ -268,7 +326,12 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
     for (const line of network.content.trimEnd().split("\n")) {
       expect(line).toMatch(/^[0-9a-f]{2}(:[0-9a-f]{2}){5} \d{1,3}(\.\d{1,3}){3}\/\d{1,2} (cluster|host)$/);
     }
-    expect(Object.keys((tree.consul as { entries: object }).entries)).toEqual(["10-node.hcl"]);
+    // The node config, and the node's TLS files (the CA certificate and its own pair, 0600).
+    const consul = (tree.consul as { entries: Record<string, MetadataNode> }).entries;
+    expect(Object.keys(consul).sort()).toEqual(["10-node.hcl", "ca.pem", "cert.pem", "key.pem"]);
+    expect(consul["ca.pem"]).toEqual({ content: SECRETS.ca.cert, perm: "0600" });
+    expect(consul["cert.pem"]).toEqual({ content: SECRETS.nodes["demo-1"]!.consul!.cert, perm: "0600" });
+    expect(consul["key.pem"]).toEqual({ content: SECRETS.nodes["demo-1"]!.consul!.key, perm: "0600" });
   });
 });
 

@@ -1,13 +1,15 @@
-import { describe, it, expect, afterEach } from "vitest";
-import { randomBytes } from "node:crypto";
+import { describe, it, expect, afterEach, beforeAll } from "vitest";
+import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { createSecrets, generateSecrets, readSecrets } from "../../cli/bootstrap/secrets.js";
+import { createSecrets, generateSecrets, readSecrets, recordVaultInit, SecretsSchema, type Secrets, type ServiceRoles } from "../../cli/bootstrap/secrets.js";
+import { planCluster, type ClusterPlan, type NodePlan } from "../../cli/bootstrap/plan.js";
 import { ResinError } from "../../cli/util/errors.js";
 
-// A cluster's secrets are made once: createSecrets never replaces a file, and
-// readSecrets never makes new ones, whatever state the file is in.
+// A cluster's secrets are made once: createSecrets never replaces a file, readSecrets
+// never makes new ones, whatever state the file is in, and recordVaultInit adds Vault's
+// keys once, atomically, never replacing them.
 
 const scratch: string[] = [];
 afterEach(() => {
@@ -28,6 +30,15 @@ async function rejection(p: Promise<unknown>): Promise<ResinError> {
   return err as ResinError;
 }
 
+const PLAN: ClusterPlan = planCluster("demo", ["control-plane", "control-plane", "control-plane", "nomad-client", "vault-server"]);
+const ROLES = (n: NodePlan): ServiceRoles =>
+  n.role === "control-plane" ? { consul: "server", nomad: "server", vault: true } : n.role === "nomad-client" ? { consul: "client", nomad: "client" } : { consul: "client", vault: true };
+
+let good: Secrets;
+beforeAll(async () => {
+  good = await generateSecrets(PLAN, ROLES);
+});
+
 /** Write `text` as the secrets file, read it, and check nothing was created or changed. */
 async function readBroken(text: string): Promise<ResinError> {
   const dir = tempDir();
@@ -37,38 +48,63 @@ async function readBroken(text: string): Promise<ResinError> {
   expect(readFileSync(path, "utf8")).toBe(text);
   expect(readdirSync(dir)).toEqual(["secrets.json"]);
   expect(err.message).toContain(path);
-  expect(err.hint).toMatch(/will not replace/);
+  expect(err.hint).toMatch(/will not replace|cannot be upgraded/);
   return err;
 }
 
 const key = () => randomBytes(32).toString("base64");
+const mutate = (f: (s: Record<string, any>) => void): string => {
+  const copy = JSON.parse(JSON.stringify(good)) as Record<string, any>;
+  f(copy);
+  return JSON.stringify(copy);
+};
 
 describe("generateSecrets", () => {
-  it("makes a 32-byte base64 gossip key, different each time", () => {
-    const a = generateSecrets();
-    const b = generateSecrets();
-    expect(Buffer.from(a.gossipKey, "base64")).toHaveLength(32);
-    expect(a.gossipKey).toMatch(/^[A-Za-z0-9+/]{43}=$/);
-    expect(a.gossipKey).not.toBe(b.gossipKey);
+  it("makes 32-byte base64 gossip keys and distinct UUID tokens, different each time", async () => {
+    const other = await generateSecrets(PLAN, ROLES);
+    for (const s of [good, other]) {
+      expect(Buffer.from(s.gossipKey, "base64")).toHaveLength(32);
+      expect(s.gossipKey).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+      expect(s.nomadGossipKey).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+      const tokens = [s.consul.managementToken, s.consul.agentToken, s.consul.nomadToken, s.nomad.bootstrapSecret];
+      for (const t of tokens) expect(t).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(new Set(tokens).size).toBe(4);
+      expect(s.vault).toBeUndefined();
+    }
+    expect(other.gossipKey).not.toBe(good.gossipKey);
+    expect(other.ca.key).not.toBe(good.ca.key);
+    expect(other.consul.managementToken).not.toBe(good.consul.managementToken);
+  });
+
+  it("gives each node the certificates of the services it runs, as what it runs them", () => {
+    expect(Object.keys(good.nodes)).toEqual(PLAN.nodes.map((n) => n.name));
+    expect(good.nodes["demo-1"]).toMatchObject({ consul: { role: "server" }, nomad: { role: "server" } });
+    expect(good.nodes["demo-1"]!.vault).toBeDefined();
+    expect(good.nodes["demo-4"]).toMatchObject({ consul: { role: "client" }, nomad: { role: "client" } });
+    expect(good.nodes["demo-4"]!.vault).toBeUndefined();
+    expect(good.nodes["demo-5"]).toMatchObject({ consul: { role: "client" } });
+    expect(good.nodes["demo-5"]!.nomad).toBeUndefined();
+    expect(good.nodes["demo-5"]!.vault).toBeDefined();
+    expect(SecretsSchema.safeParse(good).success).toBe(true);
   });
 });
 
 describe("createSecrets", () => {
   it("writes the file with mode 0600 in a 0700 directory it creates", async () => {
     const path = join(tempDir(), "clusters", "demo", "secrets.json");
-    const secrets = await createSecrets(path);
+    const secrets = await createSecrets(path, PLAN, ROLES);
     expect(statSync(path).mode & 0o777).toBe(0o600);
     expect(statSync(dirname(path)).mode & 0o777).toBe(0o700);
     expect(JSON.parse(readFileSync(path, "utf8"))).toEqual(secrets);
     expect(await readSecrets(path)).toEqual(secrets);
-    expect(Buffer.from(secrets.gossipKey, "base64")).toHaveLength(32);
+    expect(Object.keys(secrets.nodes)).toHaveLength(5);
   });
 
   it("refuses to overwrite an existing file and leaves its bytes and mode unchanged", async () => {
     const path = join(tempDir(), "secrets.json");
     const original = Buffer.from(`{"gossipKey":"${key()}"}\n`);
     writeFileSync(path, original, { mode: 0o640 });
-    const err = await rejection(createSecrets(path));
+    const err = await rejection(createSecrets(path, PLAN, ROLES));
     expect(err.message).toContain(path);
     expect(err.message).toContain("already exist");
     expect(readFileSync(path).equals(original)).toBe(true);
@@ -77,24 +113,22 @@ describe("createSecrets", () => {
 
   it("refuses a second call and keeps the first secrets", async () => {
     const path = join(tempDir(), "secrets.json");
-    const first = await createSecrets(path);
-    await rejection(createSecrets(path));
+    const first = await createSecrets(path, PLAN, ROLES);
+    await rejection(createSecrets(path, PLAN, ROLES));
     expect(await readSecrets(path)).toEqual(first);
   });
 
   it("refuses to replace even an empty or broken file", async () => {
     const path = join(tempDir(), "secrets.json");
     writeFileSync(path, "");
-    await rejection(createSecrets(path));
+    await rejection(createSecrets(path, PLAN, ROLES));
     expect(readFileSync(path, "utf8")).toBe("");
   });
 });
 
 describe("readSecrets", () => {
   it("reads a good file", async () => {
-    const dir = tempDir();
-    const path = join(dir, "secrets.json");
-    const good = { gossipKey: key(), nomadGossipKey: key() };
+    const path = join(tempDir(), "secrets.json");
     writeFileSync(path, JSON.stringify(good));
     expect(await readSecrets(path)).toEqual(good);
   });
@@ -115,25 +149,36 @@ describe("readSecrets", () => {
   });
 
   it.each([
-    ["truncated JSON", '{"gossipKey": "abc'],
-    ["an empty file", ""],
-    ["text", "not json at all\n"],
+    ["truncated JSON", () => JSON.stringify(good).slice(0, 200)],
+    ["an empty file", () => ""],
+    ["text", () => "not json at all\n"],
   ])("is a ResinError for %s", async (_what, text) => {
-    const err = await readBroken(text);
+    const err = await readBroken(text());
     expect(err.message).toContain("cannot be read");
   });
 
   it.each([
-    ["a short key", JSON.stringify({ gossipKey: Buffer.alloc(16).toString("base64") })],
-    ["a long key", JSON.stringify({ gossipKey: Buffer.alloc(64).toString("base64") })],
-    ["a key that is a number", JSON.stringify({ gossipKey: 42 })],
-    ["no key", JSON.stringify({})],
-    ["an extra field", JSON.stringify({ gossipKey: key(), token: "x" })],
-    ["an array", JSON.stringify([key()])],
-    ["null", "null"],
-  ])("is a ResinError for %s", async (_what, text) => {
-    const err = await readBroken(text);
+    ["a short gossip key", () => mutate((s) => (s.gossipKey = Buffer.alloc(16).toString("base64"))), "gossipKey"],
+    ["a long gossip key", () => mutate((s) => (s.nomadGossipKey = Buffer.alloc(64).toString("base64"))), "nomadGossipKey"],
+    ["a key that is a number", () => mutate((s) => (s.gossipKey = 42)), "gossipKey"],
+    ["no CA", () => mutate((s) => delete s.ca), "ca"],
+    ["a CA key that is not PEM", () => mutate((s) => (s.ca.key = "MIGHAgEAMBMGByqGSM49")), "ca.key"],
+    ["a certificate cut short", () => mutate((s) => (s.nodes["demo-1"].consul.cert = s.nodes["demo-1"].consul.cert.slice(0, 100))), "nodes.demo-1.consul.cert"],
+    ["a certificate in place of a key", () => mutate((s) => (s.cli.key = s.cli.cert)), "cli.key"],
+    ["an unknown role", () => mutate((s) => (s.nodes["demo-4"].nomad.role = "both")), "nodes.demo-4.nomad.role"],
+    ["a token that is not a UUID", () => mutate((s) => (s.consul.agentToken = "root")), "consul.agentToken"],
+    ["the same token twice", () => mutate((s) => (s.consul.agentToken = s.consul.managementToken)), "different"],
+    ["no Nomad bootstrap secret", () => mutate((s) => (s.nomad = {})), "nomad.bootstrapSecret"],
+    ["Vault keys fewer than shares", () => mutate((s) => (s.vault = { shares: 3, threshold: 2, unsealKeys: ["aa"], rootToken: "hvs.x", initializedAt: new Date().toISOString() })), "vault"],
+    ["an extra field", () => mutate((s) => (s.token = "x")), "token"],
+    ["an extra field in a node", () => mutate((s) => (s.nodes["demo-1"].ssh = { cert: "", key: "" })), "ssh"],
+    ["an array", () => JSON.stringify([key()]), "whole file"],
+    ["null", () => "null", "whole file"],
+    ["{}", () => "{}", "gossipKey"],
+  ])("is a ResinError for %s", async (_what, text, field) => {
+    const err = await readBroken(text());
     expect(err.message).toContain("damaged");
+    expect(err.message).toContain(field);
   });
 
   it.each([
@@ -141,7 +186,67 @@ describe("readSecrets", () => {
     ["junk before the key", (k: string) => `!!${k}`],
     ["a key split by a newline", (k: string) => `${k.slice(0, 20)}\n${k.slice(20)}`],
   ])("is a ResinError for %s (Consul would refuse the key)", async (_what, mangle) => {
-    const err = await readBroken(JSON.stringify({ gossipKey: mangle(key()) }));
+    const err = await readBroken(mutate((s) => (s.gossipKey = mangle(key()))));
     expect(err.message).toContain("gossipKey");
+  });
+
+  it("says plainly that a bundle from before TLS and ACLs cannot be used", async () => {
+    const err = await readBroken(JSON.stringify({ gossipKey: key(), nomadGossipKey: key() }));
+    expect(err.message).toMatch(/older Resin: they have no CA, certificates or ACL tokens/);
+    expect(err.hint).toMatch(/resin destroy/);
+  });
+});
+
+describe("recordVaultInit", () => {
+  const init = () => ({ shares: 5, threshold: 3, unsealKeys: Array.from({ length: 5 }, () => randomBytes(33).toString("hex")), rootToken: `hvs.${randomBytes(18).toString("base64url")}` });
+
+  it("adds Vault's keys and root token, rewriting the file atomically with mode 0600", async () => {
+    const dir = tempDir();
+    const path = join(dir, "secrets.json");
+    const created = await createSecrets(path, PLAN, ROLES);
+    const result = init();
+    const updated = await recordVaultInit(path, result);
+    expect(updated).toEqual({ ...created, vault: { ...result, initializedAt: updated.vault!.initializedAt } });
+    expect(Date.parse(updated.vault!.initializedAt)).toBeGreaterThan(Date.now() - 60_000);
+    expect(await readSecrets(path)).toEqual(updated);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(readdirSync(dir)).toEqual(["secrets.json"]);
+  });
+
+  it("never replaces keys it recorded", async () => {
+    const path = join(tempDir(), "secrets.json");
+    await createSecrets(path, PLAN, ROLES);
+    await recordVaultInit(path, init());
+    const before = readFileSync(path);
+    const err = await rejection(recordVaultInit(path, init()));
+    expect(err.message).toContain("already hold Vault's unseal keys");
+    expect(readFileSync(path).equals(before)).toBe(true);
+  });
+
+  it("does not touch a damaged file", async () => {
+    const dir = tempDir();
+    const path = join(dir, "secrets.json");
+    writeFileSync(path, "{", { mode: 0o600 });
+    await rejection(recordVaultInit(path, init()));
+    expect(readFileSync(path, "utf8")).toBe("{");
+    expect(readdirSync(dir)).toEqual(["secrets.json"]);
+  });
+
+  it("refuses init results that do not fit together, leaving the file as it was", async () => {
+    const path = join(tempDir(), "secrets.json");
+    await createSecrets(path, PLAN, ROLES);
+    const before = readFileSync(path);
+    await expect(recordVaultInit(path, { ...init(), threshold: 6 })).rejects.toThrow(/Vault init results/);
+    await expect(recordVaultInit(path, { ...init(), unsealKeys: ["zz zz"] })).rejects.toThrow(/Vault init results/);
+    expect(readFileSync(path).equals(before)).toBe(true);
+  });
+
+  it("keeps the secret a node id is derived from", async () => {
+    const path = join(tempDir(), "secrets.json");
+    const created = await createSecrets(path, PLAN, ROLES);
+    const updated = await recordVaultInit(path, init());
+    expect(updated.gossipKey).toBe(created.gossipKey);
+    expect(updated.consul).toEqual(created.consul);
+    expect(randomUUID()).not.toBe(updated.nomad.bootstrapSecret);
   });
 });
