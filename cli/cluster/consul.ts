@@ -76,7 +76,7 @@ export interface ConsulView {
 
 const NOT_YET = ["ECONNREFUSED", "ECONNRESET", "UND_ERR_SOCKET", "UND_ERR_HEADERS_TIMEOUT", "ECONNABORTED"];
 
-export async function consulView(ep: ConsulEndpoint, timeoutMs = 2000): Promise<ConsulView> {
+export async function consulView(ep: ConsulEndpoint, timeoutMs = 5000): Promise<ConsulView> {
   try {
     const leader = (await getJson(ep, "/v1/status/leader", timeoutMs)) as string;
     const peers = (await getJson(ep, "/v1/status/peers", timeoutMs)) as string[];
@@ -178,4 +178,9 @@ export async function ensureToken(ep: ConsulEndpoint, name: string, rules: strin
 export async function agentConfig(ep: ConsulEndpoint): Promise<Record<string, unknown>> {
   const self = (await getJson(ep, "/v1/agent/self", 5000)) as { DebugConfig?: Record<string, unknown> };
   return self.DebugConfig ?? {};
+}
+
+/** Names of the members the agent sees in the LAN gossip pool. */
+export async function lanMembers(ep: ConsulEndpoint): Promise<string[]> {
+  return ((await getJson(ep, "/v1/agent/members", 5000)) as { Name: string }[]).map((m) => m.Name);
 }

@@ -1,11 +1,20 @@
 // The walking skeleton end to end: three real Consul 1.8.7 servers in QEMU.
-import { mkdtempSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { request } from "undici";
-import { kvGet, kvPut, rawStatus } from "../../cli/cluster/consul.js";
-import { consulAt, fileBytes, killLeftovers, processesUnder, resin } from "./helpers.js";
+import { kvGet, kvPut, lanMembers, rawStatus } from "../../cli/cluster/consul.js";
+import type { ClusterState } from "../../cli/cluster/state.js";
+import { planCluster } from "../../cli/bootstrap/plan.js";
+import { nodeMetadata, serialiseMetadata } from "../../cli/bootstrap/metadata.js";
+import { issueNodeCertificates, type Secrets } from "../../cli/bootstrap/secrets.js";
+import { writeIso9660 } from "../../cli/image/iso9660.js";
+import { loadRole } from "../../cli/spec/load.js";
+import { chooseAccel } from "../../cli/provider/qemu/accel.js";
+import { createPersistDisk, KERNEL_APPEND, startVm, stopVm } from "../../cli/provider/qemu/vm.js";
+import { consulAt, fileBytes, killLeftovers, processesUnder, repoRoot, resin } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-state-"));
 const env = { RESIN_STATE_HOME: stateHome };
@@ -66,6 +75,65 @@ describe("three-node Consul cluster in QEMU", () => {
     // With TLS but no token, ACLs deny (default_policy = deny); the management token may.
     expect(await rawStatus(ep, "/v1/kv/e2e/skeleton")).toBe(403);
     expect(await rawStatus(ep, "/v1/kv/e2e/skeleton", ep.access!.token)).toBe(200);
+  });
+
+  it("a fourth VM with the wrong gossip key cannot join", async () => {
+    // Everything right but the gossip key: a certificate from the cluster CA, the same
+    // image, the cluster's own switch. Only the key keeps it out.
+    const stateFile = JSON.parse(readFileSync(join(clusterDir, "cluster.json"), "utf8")) as ClusterState;
+    const secrets = JSON.parse(readFileSync(join(clusterDir, "secrets.json"), "utf8")) as Secrets;
+    const plan = planCluster(name, ["consul-server", "consul-server", "consul-server", "consul-server"]);
+    const intruder = plan.nodes[3]!;
+    const wrong: Secrets = {
+      ...secrets,
+      gossipKey: randomBytes(32).toString("base64"),
+      nodes: { ...secrets.nodes, [intruder.name]: await issueNodeCertificates(secrets.ca, plan, intruder, { consul: "server" }) },
+    };
+    const imageDir = join(clusterDir, "images", stateFile.nodes[0]!.image.replace("sha256:", ""));
+    const manifest = JSON.parse(readFileSync(join(imageDir, "manifest.json"), "utf8")) as { services: { name: string; version?: string }[] };
+    const role = await loadRole(repoRoot, "consul-server", "debian");
+    const tree = await nodeMetadata({
+      plan,
+      node: intruder,
+      secrets: wrong,
+      role,
+      versions: Object.fromEntries(manifest.services.map((x) => [x.name, { version: x.version ?? "" }])),
+      servers: { consul: plan.nodes.slice(0, 3) },
+    });
+    const dir = mkdtempSync(join(tmpdir(), "resin-e2e-intruder-"));
+    try {
+      writeFileSync(join(dir, "cidata.iso"), writeIso9660({ volumeId: "cidata", files: [{ name: "user-data", data: serialiseMetadata(tree) }] }));
+      await createPersistDisk(join(dir, "persist.qcow2"), 1);
+      await startVm({
+        name: intruder.name,
+        dir,
+        kernel: join(imageDir, "vmlinuz"),
+        initrd: join(imageDir, "initrd.img"),
+        rootDisk: join(imageDir, "rootfs.squashfs"),
+        append: KERNEL_APPEND,
+        memoryMib: 1024,
+        cpus: 1,
+        accel: await chooseAccel(),
+        switchSocket: join(clusterDir, "switch", "ctl"),
+        clusterMac: intruder.clusterMac,
+        hostMac: intruder.hostMac,
+        forwards: [],
+        configDrive: join(dir, "cidata.iso"),
+        persistDisk: join(dir, "persist.qcow2"),
+      });
+      const consoleLog = join(dir, "console.log");
+      // It must get as far as trying: its agent starts and its join attempts are refused.
+      const deadline = Date.now() + 180_000;
+      while (!/couldn't join|decrypt/i.test(existsSync(consoleLog) ? readFileSync(consoleLog, "utf8") : "")) {
+        if (Date.now() > deadline) throw new Error(`the intruder never tried to join; console:\n${readFileSync(consoleLog, "utf8").slice(-2000)}`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      expect(await lanMembers(consulAt(stateHome, name, "e2e-1"))).toEqual(expect.not.arrayContaining([intruder.name]));
+      expect((await lanMembers(consulAt(stateHome, name, "e2e-1"))).sort()).toEqual(["e2e-1", "e2e-2", "e2e-3"]);
+    } finally {
+      await stopVm(dir, { graceMs: 0 });
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("a second `up` of the running cluster fails and changes no state", () => {

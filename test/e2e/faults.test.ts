@@ -99,7 +99,8 @@ describe("fault tolerance of a three-node Consul cluster", () => {
     rmSync(stateHome, { recursive: true, force: true });
   });
 
-  it("status --json follows the documented schema", () => {
+  it("status --json follows the documented schema", async () => {
+    await healthy();
     const s = status();
     expect(s.healthy).toBe(true);
     expect(s.failureTolerance).toBe(1);

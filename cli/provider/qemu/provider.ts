@@ -11,7 +11,7 @@ import type { Log } from "../../util/log.js";
 import { chooseAccel, type Accel } from "./accel.js";
 import { freeLoopbackPort } from "./ports.js";
 import { startSwitch, stopSwitch, switchPaths, switchRunning } from "./vde.js";
-import { consoleTail, KERNEL_APPEND, startVm, stopVm, vmPaths, vmPid } from "./vm.js";
+import { consoleTail, KERNEL_APPEND, startVm, stopVm, vmPid } from "./vm.js";
 
 export type VmState = "running" | "stopped" | "crashed";
 
@@ -23,6 +23,8 @@ export function nodeFiles(cluster: string, node: string) {
     persistDisk: join(dir, "persist.qcow2"),
     /** Present while the node is stopped on purpose (by resin); absent while it should run. */
     stoppedMarker: join(dir, "stopped"),
+    /** Written at each start: QEMU removes its own pid file when it exits, so this is what remembers a VM was meant to run. */
+    startedMarker: join(dir, "started"),
   };
 }
 
@@ -69,6 +71,7 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
     configDrive: files.configDrive,
     persistDisk: files.persistDisk,
   });
+  await writeFile(files.startedMarker, `${pid}\n`);
   log(`  started ${node.name} (${node.address}, pid ${pid}, ${Object.entries(node.ports).map(([k, p]) => `${k} → 127.0.0.1:${p}`).join(", ")})`);
   return pid;
 }
@@ -112,7 +115,7 @@ export async function vmState(cluster: string, node: NodeState): Promise<{ state
   const files = nodeFiles(cluster, node.name);
   const pid = await vmPid(files.dir);
   if (pid) return { state: "running", pid };
-  if (existsSync(files.stoppedMarker) || !existsSync(vmPaths(files.dir).pidFile)) return { state: "stopped" };
+  if (existsSync(files.stoppedMarker) || !existsSync(files.startedMarker)) return { state: "stopped" };
   return { state: "crashed", reason: await crashReason(files.dir) };
 }
 
