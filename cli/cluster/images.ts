@@ -10,7 +10,9 @@ export async function installImage(cluster: string, builtDir: string, digest: st
   if (existsSync(dir)) return;
   await mkdir(clusterPaths(cluster).images, { recursive: true });
   await rm(`${dir}.tmp`, { recursive: true, force: true });
-  await cp(builtDir, `${dir}.tmp`, { recursive: true });
+  // What a local VM boots: kernel, initramfs, squashfs root, manifest. The disk images
+  // (disk.raw, disk.qcow2) are for other hypervisors and stay in out/.
+  await cp(builtDir, `${dir}.tmp`, { recursive: true, filter: (src) => !/\/disk\.(raw|qcow2)$/.test(src) });
   await rename(`${dir}.tmp`, dir);
 }
 

@@ -25,6 +25,13 @@ export function formatManifest(dir: string, m: ImageManifest): string {
     `kernel    ${m.kernel.file} ${m.kernel.version} ${mb(m.kernel.size)} sha256:${m.kernel.sha256}`,
     `initrd    ${m.initrd.file} ${mb(m.initrd.size)} sha256:${m.initrd.sha256}`,
     `rootfs    ${m.rootfs.file} ${mb(m.rootfs.size)} sha256:${m.rootfs.sha256}`,
+    ...(m.disk
+      ? [
+          `disk      ${m.disk.raw.file} ${mb(m.disk.raw.size)} sha256:${m.disk.raw.sha256} (UEFI, GPT: ${m.disk.partitions.map((p) => p.name).join(" + ")})`,
+          `          ${m.disk.qcow2.file} ${mb(m.disk.qcow2.size)} sha256:${m.disk.qcow2.sha256}`,
+          `          kernel command line: ${m.disk.cmdline}`,
+        ]
+      : []),
     `services  ${m.services.map((s) => `${s.name}${s.version ? ` ${s.version}` : ""}`).join(", ")}`,
     "",
     "packages and releases:",

@@ -23,10 +23,11 @@ import { kernelFiles } from "./kernel.js";
 import { readElfDeps } from "./elf.js";
 import { modeInside, readInside } from "./package-files.js";
 import { writeCpio } from "./cpio.js";
+import { EFI_STUB_PATH, writeDisks, type DiskManifest } from "./disk.js";
 import type { TreeEntry } from "./tree.js";
 
 /** Bump when the image layout changes in a way the inputs below do not capture. */
-const IMAGE_FORMAT = 1;
+const IMAGE_FORMAT = 2;
 
 /** Where a dynamic linker finds libraries without an ld.so.cache (Debian's system search path). */
 const LIBRARY_DIRS = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "lib", "usr/lib"];
@@ -54,6 +55,11 @@ export interface ImageManifest {
   initrd: ImageFile;
   /** The whole root filesystem, read-only squashfs, attached as a disk. */
   rootfs: ImageFile;
+  /**
+   * The same image as one UEFI-bootable GPT disk (raw and qcow2) for other hypervisors
+   * and clouds. Not part of `digest`, which names what Resin's own VMs boot.
+   */
+  disk: DiskManifest;
   services: ServiceVersion[];
   packages: LockedDeb[];
   releases: ReleaseIndex[];
@@ -129,7 +135,8 @@ async function builderFingerprint(): Promise<string> {
 async function inputDigest(role: Role, debs: Map<string, LockedDeb>, releases: Map<string, ReleaseIndex>): Promise<string> {
   const services = await Promise.all(
     role.services.map(async (s) => {
-      const sources = [...s.files, ...s.templates.image].map((f) => f.src).sort();
+      // The initramfs files (/init) count too: a change to one must rebuild the image.
+      const sources = [...new Set([...s.files, ...(s.initramfs?.files ?? []), ...s.templates.image].map((f) => f.src))].sort();
       const contents = await Promise.all(sources.map(async (src) => [src, sha256(await readFile(join(s.dir, src)))]));
       return { spec: { ...s, dir: undefined, file: undefined }, contents };
     }),
@@ -162,7 +169,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const previous = await readManifest(dir);
   if (
     previous?.inputDigest === digestOfInputs &&
-    [previous.kernel, previous.initrd, previous.rootfs].every((f) => f && existsSync(join(dir, f.file)))
+    [previous.kernel, previous.initrd, previous.rootfs, previous.disk?.raw, previous.disk?.qcow2].every((f) => f && existsSync(join(dir, f.file)))
   ) {
     return { dir, manifest: previous, cached: true };
   }
@@ -190,17 +197,31 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
 
   // Files taken from packages, then the shared libraries they load.
   const appletBinaries: { path: string; root: string }[] = [];
+  // Files the builder itself uses (the UEFI stub), kept out of the root filesystem.
+  const buildOnly = new Map<string, { data: Buffer; from: string }>();
   for (const service of role.services) {
     for (const pkg of service.packages) {
       const root = unpacked.get(pkg.name)!;
       for (const path of pkg.paths) {
         const data = await readInside(root, path);
         if (!data) throw new ResinError(`${shownPath(service.file)}: packages: ${pkg.name} has no file '${path}'`, `list the package's files with: dpkg-deb -c <the .deb>, or look in ${root}`);
+        if (pkg.build_only) {
+          buildOnly.set(path, { data, from: `deb:${debLabel(pkg.name)}` });
+          continue;
+        }
         const target = pkg.install_to ? `${pkg.install_to}/${path.split("/").pop()}` : path;
         rootfs.file(target, data, await modeInside(root, path), { kind: "deb", source: debLabel(pkg.name) });
       }
       if (pkg.applets) appletBinaries.push({ path: pkg.paths[0]!, root });
     }
+  }
+  // The disk image's UKI is made from this stub; without it there is no disk image.
+  const stub = buildOnly.get(EFI_STUB_PATH);
+  if (!stub) {
+    throw new ResinError(
+      `${shownPath(base.file)}: no package provides the UEFI stub '${EFI_STUB_PATH}' the disk image boots with`,
+      `add to its packages: { name: systemd-boot-efi, paths: [${EFI_STUB_PATH}], build_only: true }`,
+    );
   }
   // Programs from official releases (verified when they entered the cache, re-hashed here).
   for (const service of role.services) {
@@ -266,14 +287,17 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const squashfs = await readFile(join(scratch, "rootfs.squashfs"));
   const described = (file: string, data: Buffer): ImageFile => ({ file, sha256: sha256(data), size: data.length });
   const parts = [described("vmlinuz", kernel.vmlinuz), described("initrd.img", initrd), described("rootfs.squashfs", squashfs)];
+  const digest = `sha256:${sha256(parts.map((p) => `${p.sha256} ${p.file}\n`).join(""))}`;
+  const disk = await writeDisks({ dir: scratch, digest, role: name, channel: role.channel, kernel: kernel.vmlinuz, initrd, rootfs: squashfs, stub });
   const manifest: ImageManifest = {
     role: name,
     channel: role.channel,
     inputDigest: digestOfInputs,
-    digest: `sha256:${sha256(parts.map((p) => `${p.sha256} ${p.file}\n`).join(""))}`,
+    digest,
     kernel: { ...parts[0]!, version: kernel.version, modules: kernel.modules },
     initrd: parts[1]!,
     rootfs: parts[2]!,
+    disk,
     services: role.services.map((s) => ({ name: s.name, version: serviceVersion(s, debs), ports: s.ports })),
     packages: [...new Map([...debs.values()].map((d) => [d.package, d])).values()].sort((a, b) => a.package.localeCompare(b.package)),
     releases: [...releases.values()].sort((a, b) => a.product.localeCompare(b.product)),

@@ -26,6 +26,11 @@ export const PackageSchema = z
     applets: z.boolean().default(false),
     /** Put the listed files in this directory (by their base name) instead of their path in the package. */
     install_to: relativePath.optional(),
+    /**
+     * Files the image builder uses but the root filesystem must not hold (the UEFI stub
+     * a disk image's unified kernel image is made from). Listed in the manifest's packages.
+     */
+    build_only: z.boolean().default(false),
   })
   .strict();
 

@@ -9,10 +9,26 @@ disk_with_serial() {
   return 1
 }
 
-# Wait up to $2 tenths of a second for the disk with serial $1 to appear.
+# The partition whose GPT name is $1 (the kernel reports it as PARTNAME in uevent).
+partition_named() {
+  for uevent in /sys/class/block/*/uevent; do
+    if grep -qx "PARTNAME=$1" "$uevent"; then block=${uevent%/uevent}; echo "/dev/${block##*/}"; return 0; fi
+  done
+  return 1
+}
+
+# $1 is "PARTLABEL=<name>" (a GPT partition) or a virtio serial.
+find_disk() {
+  case $1 in
+    PARTLABEL=*) partition_named "${1#PARTLABEL=}" ;;
+    *) disk_with_serial "$1" ;;
+  esac
+}
+
+# Wait up to $2 tenths of a second for the disk $1 (as find_disk takes it) to appear.
 wait_for_disk() {
   tries=0
-  until disk_with_serial "$1"; do
+  until find_disk "$1"; do
     tries=$((tries + 1))
     [ "$tries" -ge "$2" ] && return 1
     sleep 0.1

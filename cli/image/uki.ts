@@ -1,0 +1,138 @@
+// Unified kernel image: systemd's EFI stub (Debian's systemd-boot-efi) with the kernel,
+// initramfs, command line and os-release appended as PE sections (.linux, .initrd,
+// .cmdline, .osrel), as the UAPI UKI specification describes. The firmware loads it
+// as an ordinary EFI application; the stub finds its sections and boots the kernel.
+//
+// This is what `objcopy --add-section … --change-section-vma …` does, written here
+// because objcopy stamps the current time into the PE header (binutils 2.40 ignores
+// SOURCE_DATE_EPOCH for PE output) and needs the section addresses worked out anyway.
+
+export interface UkiSection {
+  /** At most 8 bytes: ".linux", ".initrd", ".cmdline", ".osrel". */
+  name: string;
+  data: Buffer;
+}
+
+export interface UkiParts {
+  stub: Buffer;
+  kernel: Buffer;
+  initrd: Buffer;
+  cmdline: string;
+  osRelease: string;
+}
+
+/** Where new sections start in memory: page aligned, as ukify places them. */
+const SECTION_VA_ALIGN = 0x1000;
+/** IMAGE_SCN_CNT_INITIALIZED_DATA | IMAGE_SCN_MEM_READ */
+const DATA_SECTION = 0x40000040;
+const SECTION_HEADER = 40;
+const PE32_PLUS = 0x20b;
+
+const alignUp = (value: number, to: number) => Math.ceil(value / to) * to;
+
+interface PeHeaders {
+  coff: number;
+  optional: number;
+  sectionTable: number;
+  sections: number;
+  sectionAlignment: number;
+  fileAlignment: number;
+  sizeOfImage: number;
+  sizeOfHeaders: number;
+}
+
+function parse(pe: Buffer): PeHeaders {
+  if (pe.length < 0x40 || pe.toString("ascii", 0, 2) !== "MZ") throw new Error("uki: the stub is not a PE image (no MZ header)");
+  const peOffset = pe.readUInt32LE(0x3c);
+  if (pe.toString("latin1", peOffset, peOffset + 4) !== "PE\0\0") throw new Error("uki: the stub has no PE signature");
+  const coff = peOffset + 4;
+  const optional = coff + 20;
+  if (pe.readUInt16LE(optional) !== PE32_PLUS) throw new Error("uki: the stub is not PE32+ (x86-64)");
+  return {
+    coff,
+    optional,
+    sectionTable: optional + pe.readUInt16LE(coff + 16),
+    sections: pe.readUInt16LE(coff + 2),
+    sectionAlignment: pe.readUInt32LE(optional + 32),
+    fileAlignment: pe.readUInt32LE(optional + 36),
+    sizeOfImage: pe.readUInt32LE(optional + 56),
+    sizeOfHeaders: pe.readUInt32LE(optional + 60),
+  };
+}
+
+/** The PE image checksum (as ImageHlp's CheckSumMappedFile): 16-bit one's-complement-style sum plus the length. */
+export function peChecksum(pe: Buffer, checksumOffset: number): number {
+  let sum = 0;
+  const padded = pe.length % 2 ? Buffer.concat([pe, Buffer.alloc(1)]) : pe;
+  for (let i = 0; i < padded.length; i += 2) {
+    if (i === checksumOffset || i === checksumOffset + 2) continue;
+    sum += padded.readUInt16LE(i);
+    sum = (sum & 0xffff) + (sum >>> 16);
+  }
+  sum = (sum & 0xffff) + (sum >>> 16);
+  return (sum + pe.length) >>> 0;
+}
+
+/** Names of a PE image's sections, in table order (for tests and checks). */
+export function peSections(pe: Buffer): { name: string; virtualAddress: number; virtualSize: number; rawOffset: number; rawSize: number }[] {
+  const h = parse(pe);
+  return Array.from({ length: h.sections }, (_, i) => {
+    const s = h.sectionTable + i * SECTION_HEADER;
+    return {
+      name: pe.toString("latin1", s, s + 8).replace(/\0+$/, ""),
+      virtualSize: pe.readUInt32LE(s + 8),
+      virtualAddress: pe.readUInt32LE(s + 12),
+      rawSize: pe.readUInt32LE(s + 16),
+      rawOffset: pe.readUInt32LE(s + 20),
+    };
+  });
+}
+
+/** Append initialised, read-only data sections to a PE32+ image. */
+export function addPeSections(stub: Buffer, sections: UkiSection[]): Buffer {
+  const h = parse(stub);
+  const tableEnd = h.sectionTable + (h.sections + sections.length) * SECTION_HEADER;
+  const existing = peSections(stub);
+  const firstRaw = Math.min(h.sizeOfHeaders, ...existing.filter((s) => s.rawSize > 0).map((s) => s.rawOffset));
+  if (tableEnd > firstRaw) throw new Error(`uki: no room in the stub's headers for ${sections.length} more section headers`);
+  const fileEnd = Math.max(stub.length, ...existing.map((s) => s.rawOffset + s.rawSize));
+
+  const out: Buffer[] = [Buffer.from(stub), Buffer.alloc(alignUp(fileEnd, h.fileAlignment) - stub.length)];
+  let rawOffset = alignUp(fileEnd, h.fileAlignment);
+  let va = alignUp(h.sizeOfImage, Math.max(SECTION_VA_ALIGN, h.sectionAlignment));
+  let addedRaw = 0;
+  const headers: Buffer[] = [];
+  for (const { name, data } of sections) {
+    if (Buffer.byteLength(name, "latin1") > 8) throw new Error(`uki: section name ${name} is longer than 8 bytes`);
+    const rawSize = alignUp(data.length, h.fileAlignment);
+    const header = Buffer.alloc(SECTION_HEADER);
+    header.write(name, 0, 8, "latin1");
+    header.writeUInt32LE(data.length, 8);
+    header.writeUInt32LE(va, 12);
+    header.writeUInt32LE(rawSize, 16);
+    header.writeUInt32LE(rawOffset, 20);
+    header.writeUInt32LE(DATA_SECTION, 36);
+    headers.push(header);
+    out.push(data, Buffer.alloc(rawSize - data.length));
+    rawOffset += rawSize;
+    addedRaw += rawSize;
+    va = alignUp(va + data.length, Math.max(SECTION_VA_ALIGN, h.sectionAlignment));
+  }
+  const image = Buffer.concat(out);
+  Buffer.concat(headers).copy(image, h.sectionTable + h.sections * SECTION_HEADER);
+  image.writeUInt16LE(h.sections + sections.length, h.coff + 2);
+  image.writeUInt32LE((image.readUInt32LE(h.optional + 8) + addedRaw) >>> 0, h.optional + 8); // SizeOfInitializedData
+  image.writeUInt32LE(alignUp(va, h.sectionAlignment), h.optional + 56); // SizeOfImage
+  image.writeUInt32LE(peChecksum(image, h.optional + 64), h.optional + 64);
+  return image;
+}
+
+/** The UKI: the stub with os-release, command line, initramfs and kernel (last, as ukify orders them). */
+export function buildUki(parts: UkiParts): Buffer {
+  return addPeSections(parts.stub, [
+    { name: ".osrel", data: Buffer.from(parts.osRelease, "utf8") },
+    { name: ".cmdline", data: Buffer.from(parts.cmdline, "utf8") },
+    { name: ".initrd", data: parts.initrd },
+    { name: ".linux", data: parts.kernel },
+  ]);
+}

@@ -1,0 +1,162 @@
+// The disk images boot on their own: QEMU with UEFI firmware (OVMF) and nothing but
+// the disk, plus the config drive and persist disk Resin attaches to every node. No
+// -kernel, -initrd or -append: the firmware finds /EFI/BOOT/BOOTX64.EFI on the ESP,
+// the unified kernel image boots, and the initramfs finds the root partition by its label.
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { loadRole, type Role } from "../../cli/spec/load.js";
+import { readManifest, type ImageManifest } from "../../cli/image/build.js";
+import { writeIso9660 } from "../../cli/image/iso9660.js";
+import { planCluster } from "../../cli/bootstrap/plan.js";
+import { generateSecrets } from "../../cli/bootstrap/secrets.js";
+import { serviceRolesOf } from "../../cli/bootstrap/node-secrets.js";
+import { nodeMetadata, serialiseMetadata, serversByService } from "../../cli/bootstrap/metadata.js";
+import { chooseAccel, QEMU } from "../../cli/provider/qemu/accel.js";
+import { readPid } from "../../cli/provider/qemu/process.js";
+import { startSwitch, stopSwitch, switchPaths } from "../../cli/provider/qemu/vde.js";
+import { createPersistDisk, qemuArgs, stopVm, vmPaths, vmPid, type VmSpec } from "../../cli/provider/qemu/vm.js";
+import { killLeftovers, processesUnder, repoRoot } from "./helpers.js";
+
+/** Debian's ovmf package: UEFI firmware for q35 without secure boot, and its variable store template. */
+const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+const STAGE_2 = "runit: enter stage: /etc/runit/2";
+
+const work = mkdtempSync(join(tmpdir(), "resin-e2e-disk-"));
+const imageDir = join(repoRoot, "out", "images", "debian", "consul-server");
+let manifest: ImageManifest;
+let role: Role;
+
+/**
+ * The node's QEMU command line as Resin builds it, with the direct kernel boot and the
+ * squashfs disk replaced by UEFI firmware (code read-only, a private copy of the
+ * variable store) and the disk image as the boot disk.
+ */
+function uefiDiskArgs(spec: VmSpec, disk: string, format: "raw" | "qcow2", vars: string): string[] {
+  const args = qemuArgs(spec);
+  const out: string[] = [];
+  const dropped: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const [arg, value] = [args[i]!, args[i + 1] ?? ""];
+    const directBoot = ["-kernel", "-initrd", "-append"].includes(arg);
+    const rootDisk = (arg === "-drive" && value.includes("id=root,")) || (arg === "-device" && value.includes("drive=root,"));
+    if (directBoot || rootDisk) {
+      dropped.push(arg);
+      i++;
+      continue;
+    }
+    out.push(arg);
+  }
+  expect(dropped.sort()).toEqual(["-append", "-device", "-drive", "-initrd", "-kernel"]);
+  return [
+    ...out,
+    "-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
+    "-drive", `if=pflash,format=raw,unit=1,file=${vars}`,
+    "-drive", `if=none,id=disk,file=${disk},format=${format},readonly=on`,
+    "-device", "virtio-blk-pci,drive=disk,bootindex=0",
+  ];
+}
+
+async function configDrive(path: string, nodeName: string): Promise<void> {
+  const plan = planCluster(nodeName, ["consul-server"]);
+  const secrets = await generateSecrets(plan, () => serviceRolesOf(role));
+  const tree = await nodeMetadata({
+    plan,
+    node: plan.nodes[0]!,
+    secrets,
+    role,
+    versions: Object.fromEntries(manifest.services.map((s) => [s.name, { version: s.version ?? "" }])),
+    servers: serversByService(plan.nodes, () => role),
+  });
+  writeFileSync(path, writeIso9660({ volumeId: "cidata", files: [{ name: "user-data", data: serialiseMetadata(tree) }] }), { mode: 0o600 });
+}
+
+async function bootFromDisk(format: "raw" | "qcow2"): Promise<string> {
+  const dir = join(work, format);
+  mkdirSync(dir, { recursive: true });
+  const sw = switchPaths(dir);
+  await startSwitch(sw);
+  try {
+    const vars = join(dir, "OVMF_VARS.fd");
+    copyFileSync(OVMF_VARS, vars);
+    const configDrivePath = join(dir, "cidata.iso");
+    await configDrive(configDrivePath, `disk-${format}`);
+    const persistDisk = join(dir, "persist.qcow2");
+    await createPersistDisk(persistDisk, 1);
+    const plan = planCluster(`disk-${format}`, ["consul-server"]).nodes[0]!;
+    const spec: VmSpec = {
+      name: plan.name,
+      dir,
+      // Only to satisfy the spec: uefiDiskArgs drops the direct kernel boot.
+      kernel: "unused",
+      initrd: "unused",
+      rootDisk: "unused",
+      append: "unused",
+      memoryMib: 1024,
+      cpus: 1,
+      accel: await chooseAccel(),
+      switchSocket: sw.socket,
+      clusterMac: plan.clusterMac,
+      hostMac: plan.hostMac,
+      forwards: [],
+      configDrive: configDrivePath,
+      persistDisk,
+    };
+    const disk = join(imageDir, manifest.disk[format].file);
+    const result = await execa(QEMU, uefiDiskArgs(spec, disk, format, vars), { reject: false, stdin: "ignore" });
+    const pid = await readPid(vmPaths(dir).pidFile);
+    if (result.exitCode !== 0 || !pid) throw new Error(`QEMU did not start: ${result.stderr || result.stdout}`);
+
+    const consoleLog = vmPaths(dir).console;
+    const read = () => (existsSync(consoleLog) ? readFileSync(consoleLog, "latin1") : "");
+    const deadline = Date.now() + 300_000;
+    while (!read().includes(STAGE_2)) {
+      if (/resin: FATAL|Kernel panic/.test(read()) || !(await vmPid(dir)) || Date.now() > deadline) {
+        throw new Error(`the node booted from disk.${format} did not reach runit stage 2; console:\n${read().slice(-3000)}`);
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    return read();
+  } finally {
+    // By pid: ctrl-alt-del for runit's stage 3, then signals if it does not end in time.
+    await stopVm(dir);
+    await stopSwitch(sw);
+  }
+}
+
+describe("disk images boot under UEFI with nothing but the disk, the config drive and the persist disk", () => {
+  beforeAll(async () => {
+    if (!existsSync(OVMF_CODE)) throw new Error(`no UEFI firmware at ${OVMF_CODE}: install the ovmf package (apt-get install ovmf)`);
+    manifest = (await readManifest(imageDir))!;
+    expect(manifest.digest).toBe(inject("imageDigests")["consul-server"]);
+    role = await loadRole(repoRoot, "consul-server", "debian");
+  });
+
+  afterAll(() => {
+    killLeftovers(work);
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it("the image lists both disks, and the UEFI stub is not in its root filesystem", () => {
+    expect(manifest.disk.raw.file).toBe("disk.raw");
+    expect(manifest.disk.qcow2.file).toBe("disk.qcow2");
+    expect(manifest.disk.cmdline).toContain("resin.root=PARTLABEL=resin-root");
+    expect(manifest.disk.uki.stub).toMatch(/^deb:systemd-boot-efi /);
+    expect(manifest.files.filter((f) => /systemd|\.efi/.test(f.path))).toEqual([]);
+    expect(manifest.packages.map((p) => p.package)).toContain("systemd-boot-efi");
+  });
+
+  for (const format of ["raw", "qcow2"] as const) {
+    it(`boots disk.${format} to runit stage 2, root found by partition label, and stops leaving no process`, async () => {
+      const log = await bootFromDisk(format);
+      expect(log).toMatch(/resin: root filesystem \/dev\/vd[a-z]2 \(PARTLABEL=resin-root\)/);
+      expect(log).toContain("resin: metadata from");
+      expect(log).toMatch(/resin: persist disk \/dev\/vd[a-z] on \/var\/lib/);
+      expect(log).toContain(STAGE_2);
+      expect(processesUnder(work)).toEqual([]);
+    });
+  }
+});

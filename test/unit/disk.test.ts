@@ -1,0 +1,85 @@
+import { describe, it, expect, afterAll } from "vitest";
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DISK_CMDLINE, diskLayout, writeDisks } from "../../cli/image/disk.js";
+import { GPT_TYPE, readGpt } from "../../cli/image/gpt.js";
+import { peSections } from "../../cli/image/uki.js";
+import { tinyStub } from "./tiny-pe.js";
+
+const work = mkdtempSync(join(tmpdir(), "resin-disk-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const inputs = {
+  digest: "sha256:" + "ab".repeat(32),
+  role: "consul-server",
+  channel: "debian",
+  kernel: Buffer.alloc(700_000, 0x4b),
+  initrd: Buffer.alloc(300_001, 0x49),
+  rootfs: Buffer.alloc(1_500_000, 0x52),
+  stub: { data: tinyStub(), from: "deb:systemd-boot-efi test" },
+};
+
+function assemble(layout: ReturnType<typeof diskLayout>): Buffer {
+  const disk = Buffer.alloc(layout.size);
+  for (const { offset, data } of layout.pieces) data.copy(disk, offset);
+  return disk;
+}
+
+describe("disk image", () => {
+  const layout = diskLayout(inputs);
+  const disk = assemble(layout);
+
+  it("has an ESP and a read-only root partition holding the squashfs, on 1 MiB boundaries", () => {
+    const gpt = readGpt(disk);
+    expect(gpt.backupMatches).toBe(true);
+    expect(gpt.partitions.map((p) => [p.name, p.type])).toEqual([["resin-esp", GPT_TYPE.esp], ["resin-root", GPT_TYPE.rootX86_64]]);
+    for (const p of gpt.partitions) expect(p.firstLba % 2048).toBe(0);
+    const root = gpt.partitions[1]!;
+    expect(disk.subarray(root.firstLba * 512, root.firstLba * 512 + inputs.rootfs.length).equals(inputs.rootfs)).toBe(true);
+    expect(root.attributes).toBe(1n << 60n);
+    expect(disk.length % (1024 * 1024)).toBe(0);
+    expect(spawnSync("sgdisk", ["--verify", writeFile("disk.img", disk)], { encoding: "utf8" }).stdout).toContain("No problems found");
+  });
+
+  it("boots BOOTX64.EFI from a FAT ESP: the UKI with the kernel, initramfs and the fixed command line", () => {
+    const esp = readGpt(disk).partitions[0]!;
+    const path = writeFile("esp.img", disk.subarray(esp.firstLba * 512, (esp.lastLba + 1) * 512));
+    expect(spawnSync("fsck.fat", ["-n", path]).status).toBe(0);
+    const uki = execFileSync("mtype", ["-i", path, "::/EFI/BOOT/BOOTX64.EFI"], { env: { ...process.env, MTOOLS_SKIP_CHECK: "1" }, maxBuffer: 64 << 20 });
+    expect(uki.equals(layout.uki)).toBe(true);
+    const cmdline = peSections(uki).find((s) => s.name === ".cmdline")!;
+    expect(uki.toString("utf8", cmdline.rawOffset, cmdline.rawOffset + cmdline.virtualSize)).toBe(DISK_CMDLINE);
+    expect(DISK_CMDLINE).toContain("resin.root=PARTLABEL=resin-root");
+  });
+
+  it("takes every GUID from the digest: the same image gives the same disk, another image other GUIDs", () => {
+    expect(assemble(diskLayout(inputs)).equals(disk)).toBe(true);
+    const other = diskLayout({ ...inputs, digest: "sha256:" + "cd".repeat(32) });
+    expect(other.diskGuid).not.toBe(layout.diskGuid);
+    expect(other.partitions.map((p) => p.guid)).not.toEqual(layout.partitions.map((p) => p.guid));
+  });
+
+  it("writes disk.raw and a qcow2 of it, both byte-reproducible", async () => {
+    const runs = [];
+    for (const name of ["a", "b"]) {
+      const dir = mkdtempSync(join(work, `${name}-`));
+      runs.push({ dir, manifest: await writeDisks({ ...inputs, dir }) });
+    }
+    const [a, b] = runs as [(typeof runs)[0], (typeof runs)[0]];
+    expect(b.manifest).toEqual(a.manifest);
+    expect(readFileSync(join(a.dir, "disk.raw")).equals(disk)).toBe(true);
+    expect(readFileSync(join(b.dir, "disk.qcow2")).equals(readFileSync(join(a.dir, "disk.qcow2")))).toBe(true);
+    // The qcow2 holds the same disk.
+    const back = join(a.dir, "back.raw");
+    execFileSync("qemu-img", ["convert", "-f", "qcow2", "-O", "raw", join(a.dir, "disk.qcow2"), back]);
+    expect(readFileSync(back).equals(disk)).toBe(true);
+  });
+});
+
+function writeFile(name: string, data: Buffer): string {
+  const path = join(work, name);
+  writeFileSync(path, data);
+  return path;
+}

@@ -1,0 +1,66 @@
+import { describe, it, expect, afterAll } from "vitest";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { addPeSections, buildUki, peChecksum, peSections } from "../../cli/image/uki.js";
+import { tinyStub } from "./tiny-pe.js";
+
+const work = mkdtempSync(join(tmpdir(), "resin-uki-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const parts = {
+  stub: tinyStub(),
+  kernel: Buffer.alloc(5000, 0x4b),
+  initrd: Buffer.alloc(3001, 0x49),
+  cmdline: "console=ttyS0 resin.root=PARTLABEL=resin-root",
+  osRelease: "ID=resin\n",
+};
+
+describe("unified kernel image", () => {
+  it("appends .osrel, .cmdline, .initrd and .linux after the stub's sections, page aligned in memory", () => {
+    const uki = buildUki(parts);
+    const sections = peSections(uki);
+    expect(sections.map((s) => s.name)).toEqual([".text", ".osrel", ".cmdline", ".initrd", ".linux"]);
+    for (const s of sections.slice(1)) {
+      expect(s.virtualAddress % 0x1000).toBe(0);
+      expect(s.rawOffset % 0x200).toBe(0);
+    }
+    const linux = sections.find((s) => s.name === ".linux")!;
+    expect(linux.virtualSize).toBe(5000);
+    expect(uki.subarray(linux.rawOffset, linux.rawOffset + 5000).equals(parts.kernel)).toBe(true);
+    // SizeOfImage covers the last section.
+    expect(uki.readUInt32LE(0x44 + 20 + 56)).toBe(Math.ceil((linux.virtualAddress + 5000) / 0x1000) * 0x1000);
+  });
+
+  it("is deterministic: no timestamp, equal inputs give equal bytes", () => {
+    expect(buildUki(parts).equals(buildUki(parts))).toBe(true);
+    expect(buildUki(parts).readUInt32LE(0x44 + 4)).toBe(0);
+  });
+
+  it("is read by binutils as the sections objcopy would have added, with a correct checksum", () => {
+    const path = join(work, "uki.efi");
+    writeFileSync(path, buildUki(parts));
+    const headers = execFileSync("objdump", ["-h", "-p", path], { encoding: "utf8" });
+    expect(headers).toContain("pei-x86-64");
+    for (const [name, size] of [[".osrel", 9], [".cmdline", parts.cmdline.length], [".initrd", 3001], [".linux", 5000]] as const) {
+      expect(headers).toMatch(new RegExp(`\\d+ \\${name}\\s+${size.toString(16).padStart(8, "0")}\\s`));
+    }
+    for (const [name, data] of [[".cmdline", Buffer.from(parts.cmdline)], [".initrd", parts.initrd], [".linux", parts.kernel]] as const) {
+      const out = join(work, `${name.slice(1)}.bin`);
+      execFileSync("objcopy", [`--dump-section`, `${name}=${out}`, path, join(work, "scratch.efi")]);
+      expect(readFileSync(out).equals(data), name).toBe(true);
+    }
+    // objcopy writes the PE checksum: ours must agree with it on objcopy's own output.
+    const copied = join(work, "copied.efi");
+    execFileSync("objcopy", ["--add-section", `.extra=${join(work, "linux.bin")}`, "--change-section-vma", ".extra=0x100000", path, copied]);
+    const bytes = readFileSync(copied);
+    const checksumAt = bytes.readUInt32LE(0x3c) + 4 + 20 + 64;
+    expect(peChecksum(bytes, checksumAt)).toBe(bytes.readUInt32LE(checksumAt));
+  });
+
+  it("refuses what is not a PE32+ image, and section names over 8 bytes", () => {
+    expect(() => buildUki({ ...parts, stub: Buffer.alloc(512) })).toThrow(/not a PE image/);
+    expect(() => addPeSections(tinyStub(), [{ name: ".toolongname", data: Buffer.alloc(1) }])).toThrow(/longer than 8 bytes/);
+  });
+});
