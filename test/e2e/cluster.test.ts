@@ -14,7 +14,7 @@ import { writeIso9660 } from "../../cli/image/iso9660.js";
 import { loadRole } from "../../cli/spec/load.js";
 import { chooseAccel } from "../../cli/provider/qemu/accel.js";
 import { createPersistDisk, KERNEL_APPEND, startVm, stopVm } from "../../cli/provider/qemu/vm.js";
-import { consulAt, fileBytes, killLeftovers, processesUnder, repoRoot, resin } from "./helpers.js";
+import { consulAt, fileBytes, killLeftovers, processesUnder, repoRoot, resin, resinAsync } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-state-"));
 const env = { RESIN_STATE_HOME: stateHome };
@@ -33,13 +33,13 @@ function status(): StatusJson {
 }
 
 describe("three-node Consul cluster in QEMU", () => {
-  beforeAll(() => {
-    const result = resin(["up", "--name", name, "--nodes", "3", "--role", "consul-server", "--channel", "debian", "--timeout", "420"], env);
+  beforeAll(async () => {
+    const result = await resinAsync(["up", "--name", name, "--nodes", "3", "--role", "consul-server", "--channel", "debian", "--timeout", "420"], env);
     if (result.status !== 0) throw new Error(`resin up failed (exit ${result.status}):\n${result.stderr}`);
   });
 
-  afterAll(() => {
-    resin(["destroy", name, "--yes"], env);
+  afterAll(async () => {
+    await resinAsync(["destroy", name, "--yes"], env);
     killLeftovers(stateHome);
     rmSync(stateHome, { recursive: true, force: true });
   });
@@ -136,17 +136,17 @@ describe("three-node Consul cluster in QEMU", () => {
     }
   });
 
-  it("a second `up` of the running cluster fails and changes no state", () => {
+  it("a second `up` of the running cluster fails and changes no state", async () => {
     const before = ["cluster.json", "secrets.json"].map((f) => fileBytes(join(clusterDir, f)));
-    const result = resin(["up", "--name", name], env);
+    const result = await resinAsync(["up", "--name", name], env);
     expect(result.status).toBe(1);
     expect(result.stderr).toContain(`cluster '${name}' is already running`);
     expect(["cluster.json", "secrets.json"].map((f) => fileBytes(join(clusterDir, f)))).toEqual(before);
   });
 
-  it("`down` stops every VM and the switch, and keeps the state", () => {
+  it("`down` stops every VM and the switch, and keeps the state", async () => {
     expect(processesUnder(stateHome).length).toBe(4); // three VMs and one switch
-    const result = resin(["down", "--name", name], env);
+    const result = await resinAsync(["down", "--name", name], env);
     expect(result.status).toBe(0);
     expect(processesUnder(stateHome)).toEqual([]);
     expect(fileBytes(join(clusterDir, "secrets.json"))).toBeDefined();
@@ -155,12 +155,12 @@ describe("three-node Consul cluster in QEMU", () => {
 
   it("`up` again brings back the same cluster with its data", async () => {
     const secretsBefore = fileBytes(join(clusterDir, "secrets.json"));
-    const result = resin(["up", "--name", name, "--timeout", "420"], env);
+    const result = await resinAsync(["up", "--name", name, "--timeout", "420"], env);
     if (result.status !== 0) throw new Error(`resin up (restart) failed:\n${result.stderr}`);
     expect(result.stderr).toContain("starting again");
     expect(fileBytes(join(clusterDir, "secrets.json"))).toBe(secretsBefore);
     expect(await kvGet(consulAt(stateHome, name, "e2e-2"), "e2e/skeleton")).toBe("written-through-e2e-1");
-    const down = resin(["down", "--name", name], env);
+    const down = await resinAsync(["down", "--name", name], env);
     expect(down.status).toBe(0);
     expect(processesUnder(stateHome)).toEqual([]);
   });

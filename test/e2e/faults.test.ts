@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kvGet, kvKeys, kvPut, type ConsulEndpoint } from "../../cli/cluster/consul.js";
 import { guestSv } from "../../cli/cluster/guest.js";
 import { StatusSchema, type ClusterStatus } from "../../cli/commands/status.js";
-import { clusterJson, consulAt, killLeftovers, processesUnder, resin } from "./helpers.js";
+import { clusterJson, consulAt, killLeftovers, processesUnder, resin, resinAsync } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-faults-"));
 const env = { RESIN_STATE_HOME: stateHome };
@@ -88,13 +88,13 @@ function report(line: string): void {
 }
 
 describe("fault tolerance of a three-node Consul cluster", () => {
-  beforeAll(() => {
-    const r = resin(["up", "--name", name, "--role", "consul-server", "--channel", "debian", "--timeout", "420"], env);
+  beforeAll(async () => {
+    const r = await resinAsync(["up", "--name", name, "--role", "consul-server", "--channel", "debian", "--timeout", "420"], env);
     if (r.status !== 0) throw new Error(`resin up failed:\n${r.stderr}`);
   });
 
-  afterAll(() => {
-    resin(["destroy", name, "--yes"], env);
+  afterAll(async () => {
+    await resinAsync(["destroy", name, "--yes"], env);
     killLeftovers(stateHome);
     rmSync(stateHome, { recursive: true, force: true });
   });
@@ -142,7 +142,7 @@ describe("fault tolerance of a three-node Consul cluster", () => {
     expect(crashed.vm.reason).toContain("without a guest shutdown");
 
     const restartedAt = Date.now();
-    expect(resin(["start", leader, "--name", name], env).status).toBe(0);
+    expect((await resinAsync(["start", leader, "--name", name], env)).status).toBe(0);
     await until(`${leader} to rejoin with 3 raft peers`, 240_000, async () => {
       const n = status().nodes.find((x) => x.name === leader)!;
       return n.consul?.peers?.length === 3 && n.consul.leader ? true : undefined;
@@ -162,16 +162,16 @@ describe("fault tolerance of a three-node Consul cluster", () => {
     expect(await lostKeys(others[0]!)).toEqual([]);
 
     const startedAt = Date.now();
-    expect(resin(["start", follower, "--name", name], env).status).toBe(0);
+    expect((await resinAsync(["start", follower, "--name", name], env)).status).toBe(0);
     await until(`${follower} to catch up`, 240_000, async () => ((await kvKeys(consulOf(follower), "faults/follower", { stale: true })).length === 50 ? true : undefined));
     report(`follower ${follower} caught up on 50 writes made while it was down (${refused} refused and retried), ${((Date.now() - startedAt) / 1000).toFixed(1)}s after resin start`);
   });
 
   it("down and up bring back every key", async () => {
-    expect(resin(["down", "--name", name], env).status).toBe(0);
+    expect((await resinAsync(["down", "--name", name], env)).status).toBe(0);
     expect(processesUnder(stateHome)).toEqual([]);
     const startedAt = Date.now();
-    const r = resin(["up", "--name", name, "--timeout", "420"], env);
+    const r = await resinAsync(["up", "--name", name, "--timeout", "420"], env);
     if (r.status !== 0) throw new Error(`resin up (restart) failed:\n${r.stderr}`);
     const lost = await lostKeys("faults-2");
     report(`down/up: ready again after ${((Date.now() - startedAt) / 1000).toFixed(1)}s; acknowledged keys lost: ${lost.length} of ${acked.size}`);
@@ -195,11 +195,11 @@ describe("fault tolerance of a three-node Consul cluster", () => {
 
   it("a node whose metadata is malformed says so on its console and in status, instead of hanging", async () => {
     const node = "faults-2";
-    expect(resin(["stop", node, "--name", name], env).status).toBe(0);
+    expect((await resinAsync(["stop", node, "--name", name], env)).status).toBe(0);
     // Replace its config drive with one whose user-data is not valid JSON.
     const drive = join(stateHome, "clusters", name, "nodes", node, "cidata.iso");
     writeFileSync(drive, writeIso9660({ volumeId: "cidata", files: [{ name: "user-data", data: Buffer.from('{"hostname": {"content": "faults-2"') }] }));
-    expect(resin(["start", node, "--name", name], env).status).toBe(0);
+    expect((await resinAsync(["start", node, "--name", name], env)).status).toBe(0);
     const crashed = await until(`${node} to report its bad metadata`, 120_000, async () => {
       const vm = status().nodes.find((n) => n.name === node)!.vm;
       return vm.state === "crashed" ? vm : undefined;

@@ -1,6 +1,7 @@
 // Shared by the e2e suites: run the real resin CLI, and make sure no VM or switch
 // outlives a test.
 import { execFileSync, spawnSync } from "node:child_process";
+import { execa } from "execa";
 import { readFileSync, readdirSync, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { consulAccess, type ConsulEndpoint } from "../../cli/cluster/consul.js";
@@ -22,6 +23,16 @@ export interface CliResult {
   stderr: string;
 }
 
+/**
+ * Run a command that takes long (up, down, start, stop, build, upgrade …) without
+ * blocking the test worker: vitest's worker must keep answering its own heartbeat.
+ */
+export async function resinAsync(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 15 * 60_000): Promise<CliResult> {
+  const r = await execa(process.execPath, [cliPath, ...args], { cwd: repoRoot, env: { ...process.env, ...env }, timeout: timeoutMs, reject: false });
+  return { status: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
+
+/** Run a quick command (status, ls, a bad-input check) and wait for it. */
 export function resin(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 10 * 60_000): CliResult {
   const result = spawnSync(process.execPath, [cliPath, ...args], {
     cwd: repoRoot,

@@ -8,7 +8,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { agentConfig, consulView, kvGet, kvPut } from "../../cli/cluster/consul.js";
 import { StatusSchema, type ClusterStatus } from "../../cli/commands/status.js";
-import { cliPath, consulAt, killLeftovers, repoRoot, resin } from "./helpers.js";
+import { cliPath, consulAt, killLeftovers, repoRoot, resin, resinAsync } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-upgrade-"));
 const env = { RESIN_STATE_HOME: stateHome };
@@ -22,12 +22,12 @@ function status(): ClusterStatus {
 }
 
 /** Build consul-server in a copy of the project changed by `edit`; returns the image set directory. */
-function imageSet(edit: (project: string) => void): { dir: string; digest: string } {
+async function imageSet(edit: (project: string) => void): Promise<{ dir: string; digest: string }> {
   const project = mkdtempSync(join(tmpdir(), "resin-e2e-imageset-"));
   scratch.push(project);
   for (const part of ["machines", "services", "resin.lock.json"]) cpSync(join(repoRoot, part), join(project, part), { recursive: true });
   edit(project);
-  const r = resin(["build", "consul-server", "--channel", "debian"], { RESIN_PROJECT: project });
+  const r = await resinAsync(["build", "consul-server", "--channel", "debian"], { RESIN_PROJECT: project });
   if (r.status !== 0) throw new Error(`build failed:\n${r.stderr}`);
   const dir = join(project, "out", "images", "debian");
   return { dir, digest: JSON.parse(readFileSync(join(dir, "consul-server", "manifest.json"), "utf8")).digest };
@@ -41,30 +41,30 @@ describe("health-gated rolling upgrade", () => {
   let setB: { dir: string; digest: string };
   let setC: { dir: string; digest: string };
 
-  beforeAll(() => {
+  beforeAll(async () => {
     // B: a baked setting that the API shows (the agent's log level).
-    setB = imageSet((p) => {
+    setB = await imageSet((p) => {
       const role = join(p, "machines", "consul-server.yml");
       writeFileSync(role, readFileSync(role, "utf8").replace("    ui: true\n", "    ui: true\n    log_level: DEBUG\n"));
     });
     // C: broken on purpose — a key Consul rejects, so the agent never starts.
-    setC = imageSet((p) => {
+    setC = await imageSet((p) => {
       const template = join(p, "services", "consul", "role.hcl.hbs");
       writeFileSync(template, `${readFileSync(template, "utf8")}\nresin_not_a_consul_key = true\n`);
     });
-    const r = resin(["up", "--name", name, "--role", "consul-server", "--channel", "debian", "--timeout", "420"], env);
+    const r = await resinAsync(["up", "--name", name, "--role", "consul-server", "--channel", "debian", "--timeout", "420"], env);
     if (r.status !== 0) throw new Error(`resin up failed:\n${r.stderr}`);
   });
 
-  afterAll(() => {
-    resin(["destroy", name, "--yes"], env);
+  afterAll(async () => {
+    await resinAsync(["destroy", name, "--yes"], env);
     killLeftovers(stateHome);
     for (const dir of [stateHome, ...scratch]) rmSync(dir, { recursive: true, force: true });
   });
 
-  it("--dry-run shows the plan and changes nothing", () => {
+  it("--dry-run shows the plan and changes nothing", async () => {
     const before = readFileSync(join(stateHome, "clusters", name, "cluster.json"), "utf8");
-    const r = resin(["upgrade", "--name", name, "--image-set", setB.dir, "--dry-run"], env);
+    const r = await resinAsync(["upgrade", "--name", name, "--image-set", setB.dir, "--dry-run"], env);
     expect(r.status).toBe(0);
     expect(r.stderr).toContain("followers first, leader last");
     for (const n of nodes) expect(r.stderr).toContain(`${n}: sha256:`);
@@ -133,7 +133,7 @@ describe("health-gated rolling upgrade", () => {
   });
 
   it("stops at a node whose new image fails its gate, and rollback restores it", async () => {
-    const r = resin(["upgrade", "--name", name, "--image-set", setC.dir, "--gate-timeout", "90"], env);
+    const r = await resinAsync(["upgrade", "--name", name, "--image-set", setC.dir, "--gate-timeout", "90"], env);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/failed its health gate|did not stay up/);
     const broken = r.stderr.match(/resin rollback (\S+) --name/)?.[1];
@@ -147,7 +147,7 @@ describe("health-gated rolling upgrade", () => {
     expect(s.nodes.find((x) => x.name === broken)!.image).toBe(setC.digest);
     await kvPut(consulAt(stateHome, name, others[0]!), "upgrade/during-failure", "ok");
 
-    const back = resin(["rollback", broken!, "--name", name], env);
+    const back = await resinAsync(["rollback", broken!, "--name", name], env);
     if (back.status !== 0) throw new Error(`rollback failed:\n${back.stderr}`);
     const after = status();
     expect(after.healthy).toBe(true);
@@ -156,7 +156,7 @@ describe("health-gated rolling upgrade", () => {
     report(`broken image stopped the upgrade at ${broken}; rollback brought it back healthy`);
 
     // Going "up" to what every node runs ends the unfinished upgrade.
-    const done = resin(["upgrade", "--name", name, "--image-set", setB.dir], env);
+    const done = await resinAsync(["upgrade", "--name", name, "--image-set", setB.dir], env);
     expect(done.status).toBe(0);
     expect(done.stderr).toContain("nothing to do");
     expect(JSON.parse(readFileSync(join(stateHome, "clusters", name, "cluster.json"), "utf8")).upgrade).toBeUndefined();
