@@ -1,101 +1,364 @@
-// `npm run bench`: time from `resin up` to Consul quorum (warm cache) and image
-// sizes, as medians over several runs. Prints a table and writes out/bench/latest.json.
-// It reports numbers; it never fails on them. A step that fails exits non-zero.
-import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir, totalmem } from "node:os";
-import { join, resolve } from "node:path";
+// `npm run bench`: Resin images against a generic-distro image (Debian bookworm minbase
+// + systemd, same kernel, same Consul .deb, same config drive), side by side in one run:
+// boot to quorum, memory once ready, image size and build time. Each number is the
+// median of BENCH_RUNS runs (default 3), with generic ÷ Resin measured in the same run.
+// It prints a table, writes out/bench/latest.json and a dated copy, and never fails on
+// a number; a step that fails exits non-zero. Every VM and temporary directory is
+// cleaned up, on failure and on SIGINT/SIGTERM too. See bench/README.md.
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, release, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import type { ImageManifest } from "../cli/image/build.js";
+import { chooseAccel } from "../cli/provider/qemu/accel.js";
+import { loadRole } from "../cli/spec/load.js";
+import { bootGenericCluster, GENERIC_APPEND, type GenericBoot } from "./generic/cluster.js";
+import { buildGenericImage } from "./generic/image.js";
+import { bootResinCluster, measureBuilds, SECOND_ROLE, type BuildRun, type ResinBoot } from "./resin-side.js";
+import { log, ratio, repoRoot, resin, runCleanups, sample, stopChildren, tempDirCleanup, waitForChildren, type Sample, type VmMemory } from "./util.js";
 
-const root = resolve(import.meta.dirname, "..", "..");
-const cli = join(root, "dist", "cli", "main.js");
-const runs = Number(process.env.BENCH_RUNS ?? 3);
+const SCHEMA = 2;
+const CLUSTER = "bench";
 
-function resin(args: string[], env: Record<string, string> = {}) {
-  const started = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, [cli, ...args], { cwd: root, env: { ...process.env, ...env }, encoding: "utf8" });
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  if (r.status !== 0) {
-    process.stderr.write(r.stderr);
-    throw new Error(`resin ${args.join(" ")} failed (exit ${r.status})`);
-  }
-  return { seconds, stderr: r.stderr };
+function positiveInt(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name}=${raw}: want a positive integer`);
+  return n;
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
+function machine(accel: string) {
+  const thp = readFileSync("/sys/kernel/mm/transparent_hugepage/enabled", "utf8").match(/\[(\w+)\]/)?.[1];
+  let qemu = "";
+  try {
+    qemu = execFileSync("qemu-system-x86_64", ["--version"], { encoding: "utf8" }).split("\n")[0]!;
+  } catch {
+    // reported as empty
+  }
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? "",
+    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    accelerator: accel,
+    hostKernel: release(),
+    qemu,
+    transparentHugepages: thp ?? "",
+  };
+}
 
-function main(): void {
-  process.stderr.write(`bench: ${runs} runs; building images (warm cache expected)\n`);
-  const build = resin(["build", "consul-server", "--channel", "debian"]);
-  const noop = resin(["build", "consul-server", "--channel", "debian"]);
-  const manifest = JSON.parse(readFileSync(join(root, "out", "images", "debian", "consul-server", "manifest.json"), "utf8"));
+interface ImageSizes {
+  kernelBytes: number;
+  initrdBytes: number;
+  /** Resin: the squashfs root; generic: the ext4 disk's allocated blocks. */
+  rootfsAsShippedBytes: number;
+  rootfsSquashfsBytes: number;
+  rootfsUncompressedBytes: number;
+  consulBinaryBytes: number;
+  /** Uncompressed root filesystem minus the consul binary: what the image adds around the service. */
+  overheadBytes: number;
+  /** kernel + initrd + root as shipped. */
+  totalAsShippedBytes: number;
+  /** kernel + initrd + squashfs (zstd) root: the same packing for both. */
+  totalSquashfsBytes: number;
+  packages: number;
+}
 
-  const upSeconds: number[] = [];
-  const quorumSeconds: number[] = [];
-  const readySeconds: number[] = [];
+function resinSizes(m: ImageManifest): ImageSizes {
+  const rootfsUncompressedBytes = m.files.reduce((n, f) => n + ((f as { size?: number }).size ?? 0), 0);
+  const consulBinaryBytes = (m.files.find((f) => f.path === "usr/bin/consul") as { size?: number } | undefined)?.size ?? 0;
+  const total = m.kernel.size + m.initrd.size + m.rootfs.size;
+  return {
+    kernelBytes: m.kernel.size,
+    initrdBytes: m.initrd.size,
+    rootfsAsShippedBytes: m.rootfs.size,
+    rootfsSquashfsBytes: m.rootfs.size,
+    rootfsUncompressedBytes,
+    consulBinaryBytes,
+    overheadBytes: rootfsUncompressedBytes - consulBinaryBytes,
+    totalAsShippedBytes: total,
+    totalSquashfsBytes: total,
+    packages: m.packages.length,
+  };
+}
+
+const mib = (kib: number | undefined) => (kib === undefined ? NaN : kib / 1024);
+function memorySamples(boots: { memory: VmMemory[] }[]) {
+  const nodes = boots.flatMap((b) => b.memory);
+  return {
+    qemuRssMiB: sample(nodes.map((m) => mib(m.qemuRssKiB)).filter(Number.isFinite)),
+    guestRamResidentMiB: sample(nodes.map((m) => mib(m.guestRamResidentKiB)).filter(Number.isFinite)),
+  };
+}
+
+async function main(): Promise<void> {
+  const runs = positiveInt("BENCH_RUNS", 3);
+  const timeoutS = positiveInt("BENCH_TIMEOUT", 600);
+  const keep = process.env.BENCH_KEEP === "1";
+  const accel = await chooseAccel();
+  const started = new Date();
+  log(`${runs} runs, accelerator ${accel}; Resin's consul-server image first (fetches what the cache lacks)`);
+
+  // The image both sides are measured against: Resin's consul-server on the debian channel.
+  await resin(["build", "consul-server", "--channel", "debian"], {}, { echo: true });
+  // A private copy of what the bench reads from it later, so a concurrent rebuild of
+  // out/images (someone else's `resin build`) cannot change it under the bench.
+  const work = mkdtempSync(join(tmpdir(), "resin-bench-generic-image-"));
+  tempDirCleanup(work);
+  const imageDir = join(work, "resin-image");
+  mkdirSync(imageDir);
+  const repoImage = join(repoRoot, "out", "images", "debian", "consul-server");
+  const manifest = JSON.parse(readFileSync(join(repoImage, "manifest.json"), "utf8")) as ImageManifest;
+  copyFileSync(join(repoImage, "rootfs.squashfs"), join(imageDir, "rootfs.squashfs"));
+  if (createHash("sha256").update(readFileSync(join(imageDir, "rootfs.squashfs"))).digest("hex") !== manifest.rootfs.sha256) {
+    throw new Error(`out/images/debian/consul-server changed while the bench read it (another build?): run the bench again`);
+  }
+  const guestPorts = Object.fromEntries(manifest.services.flatMap((s) => Object.entries(s.ports).map(([k, p]) => [`${s.name}.${k}`, p])));
+  const persistGib = (await loadRole(repoRoot, "consul-server", "debian")).spec.vm.persist_disk_gib;
+
+  // Build times: a fresh project copy per run (artifacts cached, no image built yet).
+  const builds: BuildRun[] = [];
   for (let i = 0; i < runs; i++) {
-    const state = mkdtempSync(join(tmpdir(), "resin-bench-"));
-    const env = { RESIN_STATE_HOME: state };
-    try {
-      const up = resin(["up", "--name", "bench", "--nodes", "3", "--role", "consul-server", "--channel", "debian"], env);
-      // up prints seconds from VM launch to quorum and to autopilot-healthy; what came
-      // before launch (image check, config drives, disks) is the rest of its wall time.
-      const m = up.stderr.match(/quorum in ([\d.]+)s, ready \(autopilot healthy\) in ([\d.]+)s/);
-      if (!m) throw new Error(`resin up did not report its timings:\n${up.stderr}`);
-      const [quorum, ready] = [Number(m[1]), Number(m[2])];
-      const toQuorum = up.seconds - ready + quorum;
-      upSeconds.push(toQuorum);
-      quorumSeconds.push(quorum);
-      readySeconds.push(up.seconds);
-      process.stderr.write(`bench: run ${i + 1}: resin up → quorum ${toQuorum.toFixed(1)}s, → autopilot healthy ${up.seconds.toFixed(1)}s\n`);
-    } finally {
-      spawnSync(process.execPath, [cli, "destroy", "bench", "--yes"], { env: { ...process.env, ...env } });
-      rmSync(state, { recursive: true, force: true });
-    }
+    const b = await measureBuilds(keep);
+    builds.push(b);
+    log(
+      `build run ${i + 1}/${runs}: cold ${b.coldSeconds.toFixed(1)}s, no-op ${b.noopSeconds.toFixed(2)}s, ` +
+        `after edit ${b.afterEditSeconds.toFixed(1)}s (built: ${b.afterEdit.built.join(", ") || "none"}; up to date: ${b.afterEdit.upToDate.join(", ") || "none"})`,
+    );
   }
 
-  const results = {
-    date: new Date().toISOString(),
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
-    runs,
-    upToQuorumSeconds: { median: median(upSeconds), all: upSeconds },
-    launchToQuorumSeconds: { median: median(quorumSeconds), all: quorumSeconds },
-    upToAutopilotHealthySeconds: { median: median(readySeconds), all: readySeconds },
-    image: {
-      role: "consul-server",
-      initrdBytes: manifest.initrd.size,
-      rootfsSquashfsBytes: manifest.rootfs.size,
-      kernelBytes: manifest.kernel.size,
-      rootfsBytes: manifest.files.reduce((n: number, f: { size?: number }) => n + (f.size ?? 0), 0),
-      consulBinaryBytes: manifest.files.find((f: { path: string }) => f.path === "usr/bin/consul")?.size,
+  // The generic image, once (its cold build time is one sample; see bench/README.md).
+  const generic = await buildGenericImage({ work, resinImageDir: imageDir, manifest });
+
+  // Boots: per run a fresh Resin cluster, then the generic cluster on its config drives.
+  const resinBoots: ResinBoot[] = [];
+  const genericBoots: GenericBoot[] = [];
+  const bootedDigests = new Set<string>();
+  for (let i = 0; i < runs; i++) {
+    log(`boot run ${i + 1}/${runs}: Resin (resin up --role consul-server --channel debian)`);
+    const r = await bootResinCluster({ name: CLUSTER, timeoutS, keepOnFailure: keep });
+    resinBoots.push(r.boot);
+    const state = JSON.parse(readFileSync(join(r.stateHome, "clusters", CLUSTER, "cluster.json"), "utf8")) as { accel?: string; nodes: { image: string }[] };
+    for (const n of state.nodes) bootedDigests.add(n.image);
+    log(`boot run ${i + 1}/${runs}: generic (same plan, secrets, config drives, QEMU flags)`);
+    const g = await bootGenericCluster({
+      resinStateHome: r.stateHome,
+      name: CLUSTER,
+      image: generic,
+      accel: state.accel === "kvm" ? "kvm" : state.accel === "tcg" ? "tcg" : accel,
+      guestPorts,
+      persistGib,
+      timeoutMs: timeoutS * 1000,
+      keepOnFailure: keep,
+    });
+    genericBoots.push(g);
+    await r.release();
+    log(
+      `boot run ${i + 1}/${runs}: launch → quorum Resin ${r.boot.quorumSeconds.toFixed(1)}s, generic ${g.quorumSeconds.toFixed(1)}s; ` +
+        `→ autopilot healthy Resin ${r.boot.healthySeconds.toFixed(1)}s, generic ${g.healthySeconds.toFixed(1)}s`,
+    );
+  }
+
+  // ---- results
+  // Specs edited while the bench ran make `resin up` rebuild: say so, the sizes are step 1's.
+  const changedDuringRun = [...bootedDigests].some((d) => d !== manifest.digest);
+  if (changedDuringRun) log(`note: the Resin clusters booted ${[...bootedDigests].join(", ")}, not the image measured in step 1 (${manifest.digest}): the specs changed during the run`);
+  const resinImage = resinSizes(manifest);
+  const genericImage: ImageSizes = {
+    kernelBytes: generic.sizes.kernelBytes,
+    initrdBytes: generic.sizes.initrdBytes,
+    rootfsAsShippedBytes: generic.sizes.diskAllocatedBytes,
+    rootfsSquashfsBytes: generic.sizes.rootfsSquashfsBytes,
+    rootfsUncompressedBytes: generic.sizes.rootfsUncompressedBytes,
+    consulBinaryBytes: generic.sizes.consulBinaryBytes,
+    overheadBytes: generic.sizes.rootfsUncompressedBytes - generic.sizes.consulBinaryBytes,
+    // The ext4 disk holds /boot, so kernel and initrd are already in it.
+    totalAsShippedBytes: generic.sizes.diskAllocatedBytes,
+    totalSquashfsBytes: generic.sizes.kernelBytes + generic.sizes.initrdBytes + generic.sizes.rootfsSquashfsBytes,
+    packages: generic.packages,
+  };
+  const secondRole = resinSizes(builds[builds.length - 1]!.secondRoleManifest);
+  const boot = {
+    resin: {
+      launchToQuorumSeconds: sample(resinBoots.map((b) => b.quorumSeconds)),
+      launchToHealthySeconds: sample(resinBoots.map((b) => b.healthySeconds)),
+      upToQuorumSeconds: sample(resinBoots.map((b) => b.upToQuorumSeconds)),
     },
-    buildSeconds: { first: build.seconds, noop: noop.seconds },
+    generic: {
+      launchToQuorumSeconds: sample(genericBoots.map((b) => b.quorumSeconds)),
+      launchToHealthySeconds: sample(genericBoots.map((b) => b.healthySeconds)),
+    },
+  };
+  const memory = { resin: memorySamples(resinBoots), generic: memorySamples(genericBoots) };
+  const build = {
+    resin: {
+      coldSeconds: sample(builds.map((b) => b.coldSeconds)),
+      noopSeconds: sample(builds.map((b) => b.noopSeconds)),
+      afterEditSeconds: sample(builds.map((b) => b.afterEditSeconds)),
+      secondRoleColdSeconds: sample(builds.map((b) => b.secondRoleColdSeconds)),
+      edit: builds[0]!.edit,
+      afterEdit: builds.map((b) => b.afterEdit),
+      onlyEditedRoleRebuilt: builds.every((b) => b.afterEdit.built.join() === "consul-server" && b.afterEdit.upToDate.includes(SECOND_ROLE)),
+    },
+    generic: { coldSeconds: sample([generic.buildSeconds]), cachedDebs: generic.cachedDebs },
+  };
+  const results = {
+    schema: SCHEMA,
+    date: started.toISOString(),
+    finished: new Date().toISOString(),
+    machine: machine(accel),
+    runs,
+    role: "consul-server",
+    channel: "debian",
+    resinImage: { digest: manifest.digest, bootedDigests: [...bootedDigests], changedDuringRun, kernelSha256: manifest.kernel.sha256 },
+    genericImage: {
+      description: "Debian bookworm --variant=minbase (mmdebstrap) + systemd-sysv, udev, iproute2, e2fsprogs, initramfs-tools, the locked kernel and consul .debs",
+      kernelAppend: GENERIC_APPEND,
+      sameKernel: generic.kernelSha256 === manifest.kernel.sha256,
+    },
+    boot,
+    memory,
+    image: { resin: resinImage, generic: genericImage, resinSecondRole: { role: SECOND_ROLE, ...secondRole } },
+    build,
+    ratios: {
+      launchToQuorum: ratio(boot.generic.launchToQuorumSeconds.median, boot.resin.launchToQuorumSeconds.median),
+      launchToHealthy: ratio(boot.generic.launchToHealthySeconds.median, boot.resin.launchToHealthySeconds.median),
+      qemuRss: ratio(memory.generic.qemuRssMiB.median, memory.resin.qemuRssMiB.median),
+      guestRamResident: ratio(memory.generic.guestRamResidentMiB.median, memory.resin.guestRamResidentMiB.median),
+      totalAsShipped: ratio(genericImage.totalAsShippedBytes, resinImage.totalAsShippedBytes),
+      totalSquashfs: ratio(genericImage.totalSquashfsBytes, resinImage.totalSquashfsBytes),
+      rootfsUncompressed: ratio(genericImage.rootfsUncompressedBytes, resinImage.rootfsUncompressedBytes),
+      overhead: ratio(genericImage.overheadBytes, resinImage.overheadBytes),
+      coldBuild: ratio(build.generic.coldSeconds.median, build.resin.coldSeconds.median),
+    },
   };
 
-  const rows: [string, string][] = [
-    ["resin up → 3-peer quorum (median, s)", results.upToQuorumSeconds.median.toFixed(1)],
-    ["VM launch → quorum (median, s)", results.launchToQuorumSeconds.median.toFixed(1)],
-    ["resin up → autopilot healthy (median, s)", results.upToAutopilotHealthySeconds.median.toFixed(1)],
-    ["initramfs, gzip (MB)", (results.image.initrdBytes / 1e6).toFixed(1)],
-    ["root filesystem, squashfs zstd (MB)", (results.image.rootfsSquashfsBytes / 1e6).toFixed(1)],
-    ["root filesystem, uncompressed (MB)", (results.image.rootfsBytes / 1e6).toFixed(1)],
-    ["  of which the consul binary (MB)", ((results.image.consulBinaryBytes ?? 0) / 1e6).toFixed(1)],
-    ["kernel (MB)", (results.image.kernelBytes / 1e6).toFixed(1)],
-    ["resin build, no-op (s)", results.buildSeconds.noop.toFixed(2)],
-  ];
-  const width = Math.max(...rows.map(([k]) => k.length));
-  process.stdout.write(rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n") + "\n");
-  mkdirSync(join(root, "out", "bench"), { recursive: true });
-  writeFileSync(join(root, "out", "bench", "latest.json"), JSON.stringify(results, null, 2) + "\n");
-  process.stderr.write(`bench: results in out/bench/latest.json\n`);
+  const latest = join(repoRoot, "out", "bench", "latest.json");
+  let previous: Partial<typeof results> | undefined;
+  try {
+    previous = existsSync(latest) ? (JSON.parse(readFileSync(latest, "utf8")) as Partial<typeof results>) : undefined;
+  } catch {
+    log("note: the previous out/bench/latest.json is not valid JSON; not comparing against it");
+  }
+  process.stdout.write(table(results, previous?.schema === SCHEMA ? (previous as typeof results) : undefined));
+  mkdirSync(join(repoRoot, "out", "bench"), { recursive: true });
+  const text = JSON.stringify(results, null, 2) + "\n";
+  const dated = join(repoRoot, "out", "bench", `${results.date.replace(/[:]/g, "-").replace(/\.\d+Z$/, "Z")}.json`);
+  writeFileSync(dated, text);
+  writeFileSync(latest, text);
+  log(`results in out/bench/latest.json and ${dated.slice(repoRoot.length + 1)}`);
 }
 
-try {
-  main();
-} catch (e) {
-  process.stderr.write(`bench: ${(e as Error).message}\n`);
-  process.exit(1);
+// ---- the table
+
+type Results = {
+  date: string;
+  runs: number;
+  machine: ReturnType<typeof machine>;
+  boot: { resin: Record<string, Sample>; generic: Record<string, Sample> };
+  memory: Record<"resin" | "generic", Record<"qemuRssMiB" | "guestRamResidentMiB", Sample>>;
+  image: { resin: ImageSizes; generic: ImageSizes; resinSecondRole: ImageSizes & { role: string } };
+  build: {
+    resin: Record<"coldSeconds" | "noopSeconds" | "afterEditSeconds" | "secondRoleColdSeconds", Sample> & {
+      edit: string;
+      afterEdit: { built: string[]; upToDate: string[] }[];
+      onlyEditedRoleRebuilt: boolean;
+    };
+    generic: { coldSeconds: Sample; cachedDebs: { before: number; after: number } };
+  };
+  genericImage: { sameKernel: boolean };
+  resinImage: { digest: string; bootedDigests: string[]; changedDuringRun: boolean };
+};
+
+function table(r: Results, previous?: Results): string {
+  const s = (x: number | undefined, digits = 1) => (x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(digits));
+  const mb = (bytes: number | undefined) => s(bytes === undefined ? undefined : bytes / 1e6, 1);
+  const times = (g: number | undefined, res: number | undefined) => {
+    const q = ratio(g, res);
+    return q === undefined ? "" : `${q.toFixed(2)}×`;
+  };
+  const rows: string[][] = [];
+  const head = (title: string) => rows.push([title]);
+  const row = (label: string, resinValue: number | undefined, genericValue: number | undefined, fmt: (x: number | undefined) => string) =>
+    rows.push([`  ${label}`, fmt(resinValue), fmt(genericValue), times(genericValue, resinValue)]);
+  const sec = (x: number | undefined) => s(x, 1);
+  const sec2 = (x: number | undefined) => s(x, 2);
+
+  head(`Boot: 3 × consul-server, seconds from VM launch (median of ${r.runs})`);
+  row("→ 3-peer quorum", r.boot.resin.launchToQuorumSeconds!.median, r.boot.generic.launchToQuorumSeconds!.median, sec);
+  row("→ autopilot healthy", r.boot.resin.launchToHealthySeconds!.median, r.boot.generic.launchToHealthySeconds!.median, sec);
+  row("resin up (whole command) → quorum", r.boot.resin.upToQuorumSeconds!.median, undefined, sec);
+  head(`Memory per node once ready, MiB (median of ${r.runs * 3} nodes; host view, see bench/README.md)`);
+  row("QEMU RSS on the host (VmRSS)", r.memory.resin.qemuRssMiB.median, r.memory.generic.qemuRssMiB.median, (x) => s(x, 0));
+  row("guest RAM resident on the host", r.memory.resin.guestRamResidentMiB.median, r.memory.generic.guestRamResidentMiB.median, (x) => s(x, 0));
+  const [ri, gi] = [r.image.resin, r.image.generic];
+  head("Image size, consul-server role, MB (10^6 bytes)");
+  row("kernel", ri.kernelBytes, gi.kernelBytes, mb);
+  row("initrd", ri.initrdBytes, gi.initrdBytes, mb);
+  row("root fs as shipped (squashfs | ext4 used)", ri.rootfsAsShippedBytes, gi.rootfsAsShippedBytes, mb);
+  row("total as shipped (kernel+initrd+root)", ri.totalAsShippedBytes, gi.totalAsShippedBytes, mb);
+  row("total, root as squashfs zstd (same packing)", ri.totalSquashfsBytes, gi.totalSquashfsBytes, mb);
+  row("root fs uncompressed", ri.rootfsUncompressedBytes, gi.rootfsUncompressedBytes, mb);
+  row("  of which the consul binary", ri.consulBinaryBytes, gi.consulBinaryBytes, mb);
+  row("  overhead beyond the consul binary", ri.overheadBytes, gi.overheadBytes, mb);
+  row("Debian packages used", ri.packages, gi.packages, (x) => s(x, 0));
+  row(`${r.image.resinSecondRole.role} total (bench-only role)`, r.image.resinSecondRole.totalAsShippedBytes, undefined, mb);
+  head(`Build time, seconds (Resin: median of ${r.runs}; generic: 1 run)`);
+  row("cold, artifacts cached (one role)", r.build.resin.coldSeconds.median, r.build.generic.coldSeconds.median, sec);
+  row("warm no-op (all debian roles)", r.build.resin.noopSeconds.median, undefined, sec2);
+  row("after a one-line edit of consul-server.yml", r.build.resin.afterEditSeconds.median, undefined, sec);
+  row(`cold ${r.image.resinSecondRole.role} (second role)`, r.build.resin.secondRoleColdSeconds.median, undefined, sec);
+
+  const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.filter((x) => x.length > 1).map((x) => (x[c] ?? "").length), ["", "Resin", "generic", "generic/Resin"][c]!.length));
+  const line = (cells: string[]) =>
+    cells.length === 1 ? cells[0]! : [cells[0]!.padEnd(widths[0]!), ...cells.slice(1).map((c, i) => c.padStart(widths[i + 1]!))].join("   ").trimEnd();
+  const m = r.machine;
+  const out = [
+    `Resin vs generic distro (Debian bookworm minbase + systemd), ${r.date}`,
+    `machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, node ${m.node}, accelerator ${m.accelerator}, ${m.qemu}`,
+    "",
+    line(["", "Resin", "generic", "generic/Resin"]),
+    ...rows.map(line),
+    "",
+    `after the edit (${r.build.resin.edit}): ` +
+      r.build.resin.afterEdit.map((a, i) => `run ${i + 1} built ${a.built.join(", ") || "nothing"}, up to date ${a.upToDate.join(", ") || "nothing"}`).join("; ") +
+      (r.build.resin.onlyEditedRoleRebuilt ? " — only the edited role rebuilt" : " — NOT only the edited role"),
+    `same kernel bytes on both sides: ${r.genericImage.sameKernel ? "yes" : "no"}; generic .debs cached before its build: ${r.build.generic.cachedDebs.before}`,
+  ];
+  if (r.resinImage.changedDuringRun) {
+    out.push(`note: Resin's specs changed during the run: sizes are of ${r.resinImage.digest.slice(0, 19)}, clusters booted ${r.resinImage.bootedDigests.map((d) => d.slice(0, 19)).join(", ")}`);
+  }
+  if (previous) {
+    const d = (before: number | undefined) => (before === undefined ? "" : ` (was ${before.toFixed(1)})`);
+    out.push(
+      `vs previous run ${previous.date}: quorum Resin ${sec(r.boot.resin.launchToQuorumSeconds!.median)}s${d(previous.boot.resin.launchToQuorumSeconds?.median)}, ` +
+        `generic ${sec(r.boot.generic.launchToQuorumSeconds!.median)}s${d(previous.boot.generic.launchToQuorumSeconds?.median)}; ` +
+        `Resin total image ${mb(ri.totalAsShippedBytes)} MB${d(previous.image.resin.totalAsShippedBytes / 1e6)}; ` +
+        `Resin cold build ${sec(r.build.resin.coldSeconds.median)}s${d(previous.build.resin.coldSeconds.median)}`,
+    );
+  }
+  return out.join("\n") + "\n";
 }
+
+let interrupted = false;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${signal}: stopping every VM and removing temporary files`);
+    stopChildren();
+    void waitForChildren(10_000)
+      .then(runCleanups)
+      .finally(() => process.exit(130));
+  });
+}
+
+main()
+  .then(runCleanups)
+  .catch(async (e: unknown) => {
+    log(`FAILED: ${(e as Error).message}`);
+    await runCleanups();
+    process.exit(1);
+  });
