@@ -19,7 +19,7 @@ export interface GuestStatus {
 
 const base = (port: number) => `http://127.0.0.1:${port}/cgi-bin`;
 
-export async function guestStatus(port: number, timeoutMs = 3000): Promise<GuestStatus | { error: string }> {
+export async function guestStatus(port: number, timeoutMs = 10_000): Promise<GuestStatus | { error: string }> {
   try {
     const res = await request(`${base(port)}/status`, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
     const text = await res.body.text();
