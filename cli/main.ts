@@ -55,7 +55,7 @@ program
   .command("up")
   .description("start a local cluster in QEMU (created on first use, restarted as it was afterwards) and wait for quorum")
   .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
-  .option("--nodes <n>", "number of nodes for a new cluster", integer)
+  .option("--nodes <n>", "number of nodes for a new cluster (default: 3)", integer)
   .option("--role <role>", "role of every node of a new cluster", "control-plane")
   .addOption(channelOption())
   .addOption(offlineOption())
