@@ -26,13 +26,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class GateError extends ResinError {}
 
-interface ClusterHealth {
+export interface ClusterHealth {
   leader?: string;
   autopilot?: AutopilotHealth;
   running: number;
 }
 
-async function health(state: ClusterState, access?: ConsulAccess): Promise<ClusterHealth> {
+/** Running VMs, the leader and autopilot's view, asked through the first node that knows a leader. */
+export async function clusterHealth(state: ClusterState, access?: ConsulAccess): Promise<ClusterHealth> {
   let leader: string | undefined;
   let autopilot: AutopilotHealth | undefined;
   let running = 0;
@@ -55,7 +56,7 @@ async function gateBefore(state: ClusterState, node: NodeState, opts: UpgradeOpt
   const deadline = Date.now() + opts.gateTimeoutMs;
   let last: ClusterHealth = { running: 0 };
   for (;;) {
-    last = await health(state, opts.access);
+    last = await clusterHealth(state, opts.access);
     const ok = last.running === state.nodes.length && last.autopilot?.healthy && (last.autopilot.failureTolerance >= 1 || state.nodes.length === 1);
     if (ok) return last;
     if (Date.now() > deadline) {
@@ -121,7 +122,7 @@ export async function runUpgrade(state: ClusterState, opts: UpgradeOptions): Pro
   const target = state.upgrade!.target;
   const done: UpgradeStep[] = [];
   for (;;) {
-    const before = await health(state, opts.access);
+    const before = await clusterHealth(state, opts.access);
     const [step] = planUpgrade(state, target, before.leader);
     if (!step) break;
     const node = state.nodes.find((n) => n.name === step.node)!;

@@ -11,6 +11,7 @@ import { nodeFiles, startNode, stopCluster, stopNode, vmState } from "../provide
 import { consoleTail, stopVm, vmPaths } from "../provider/qemu/vm.js";
 import { stopSwitch, switchPaths } from "../provider/qemu/vde.js";
 import { ResinError } from "../util/errors.js";
+import { formatTable } from "../util/table.js";
 import type { Log } from "../util/log.js";
 
 function findNode(state: ClusterState, name: string): NodeState {
@@ -65,8 +66,7 @@ export async function listCommand(): Promise<string> {
     ]);
   }
   if (rows.length === 1) return "no clusters (start one with `resin up`)";
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+  return formatTable(rows);
 }
 
 /** Stop whatever still runs from a cluster directory whose state file cannot be read. */

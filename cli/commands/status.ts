@@ -8,6 +8,7 @@ import { describeView } from "../cluster/health.js";
 import { guestStatus } from "../cluster/guest.js";
 import { clusterPaths, requireCluster } from "../cluster/state.js";
 import { vmState } from "../provider/qemu/provider.js";
+import { formatTable } from "../util/table.js";
 
 const GuestServiceSchema = z.object({
   name: z.string(),
@@ -102,8 +103,7 @@ export function formatStatus(status: ClusterStatus): string {
     const consul = n.consul ? describeView({ leader: n.consul.leader ?? undefined, peers: n.consul.peers ?? undefined, error: n.consul.error ?? undefined }) : "-";
     rows.push([n.name, n.role, n.address, n.vm.state, servicesColumn(n), consul]);
   }
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const table = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+  const table = formatTable(rows);
   const tolerance = status.failureTolerance !== null ? `, failure tolerance ${status.failureTolerance}` : "";
   const summary = status.healthy ? `cluster ${status.name}: healthy, leader ${status.leader}${tolerance}` : `cluster ${status.name}: NOT healthy${tolerance}`;
   return `${table}\n${summary}`;

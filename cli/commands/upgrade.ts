@@ -3,13 +3,13 @@
 // or from an image set someone else built (--image-set DIR with DIR/<role>/).
 import { join } from "node:path";
 import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
-import { consulAccess, consulEndpoint, consulView, type ConsulAccess } from "../cluster/consul.js";
+import { consulAccess } from "../cluster/consul.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { installImage } from "../cluster/images.js";
 import { clusterPaths, requireCluster, writeClusterState, type ClusterState } from "../cluster/state.js";
-import { GateError, planUpgrade, rollbackNode, runUpgrade, type UpgradeOptions } from "../cluster/upgrade.js";
+import { clusterHealth, GateError, planUpgrade, rollbackNode, runUpgrade, type UpgradeOptions } from "../cluster/upgrade.js";
 import { readManifest } from "../image/build.js";
-import { anythingRunning, vmState } from "../provider/qemu/provider.js";
+import { anythingRunning } from "../provider/qemu/provider.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { buildRoles } from "./build.js";
@@ -46,17 +46,6 @@ async function newImages(state: ClusterState, opts: UpgradeCommandOptions): Prom
   return target;
 }
 
-async function leaderOf(state: ClusterState, access: ConsulAccess): Promise<string | undefined> {
-  for (const node of state.nodes) {
-    const ep = consulEndpoint(node, access);
-    if (ep && (await vmState(state.name, node)).state === "running") {
-      const view = await consulView(ep);
-      if (view.leader) return view.leader;
-    }
-  }
-  return undefined;
-}
-
 async function upgradeOptions(opts: { project: string; gateTimeoutMs: number; log: Log }, state: ClusterState): Promise<UpgradeOptions> {
   const roles = await loadClusterRoles(opts.project, state);
   return {
@@ -86,7 +75,7 @@ export async function upgradeCommand(opts: UpgradeCommandOptions): Promise<void>
 
   const target = opts.resume ? state.upgrade!.target : await newImages(state, opts);
   const access = consulAccess(await readSecrets(clusterPaths(state.name).secrets));
-  const steps = planUpgrade(state, target, await leaderOf(state, access));
+  const steps = planUpgrade(state, target, (await clusterHealth(state, access)).leader);
   opts.log(`upgrade plan for ${opts.name} (followers first, leader last):`);
   for (const s of steps) opts.log(`  ${s.node}: ${s.from.slice(0, 19)} → ${s.to.slice(0, 19)}`);
   if (steps.length === 0) {
