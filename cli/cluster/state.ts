@@ -34,7 +34,6 @@ export const ClusterStateSchema = z.object({
   channel: z.enum(CHANNELS),
   datacenter: z.string(),
   subnet: z.string(),
-  accel: z.enum(["kvm", "tcg"]).optional(),
   nodes: z.array(NodeStateSchema),
   /** A rolling upgrade under way: what each role moves to, and what each node ran before. */
   upgrade: z

@@ -88,8 +88,7 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     if (await createPersistDisk(files.persistDisk, roles.get(node.role)!.spec.vm.persist_disk_gib)) opts.log(`  new persist disk for ${node.name}`);
   }
 
-  const { accel } = await startCluster(state, opts.log);
-  state.accel = accel;
+  await startCluster(state, opts.log);
   await writeClusterState(state);
   try {
     opts.log(`cluster ${opts.name}: waiting for Consul quorum (timeout ${opts.timeoutMs / 1000}s)`);

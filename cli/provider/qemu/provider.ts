@@ -83,7 +83,7 @@ export async function stopNode(state: ClusterState, node: NodeState, opts: { gra
   await stopVm(files.dir, opts);
 }
 
-export async function startCluster(state: ClusterState, log: Log): Promise<{ accel: Accel }> {
+export async function startCluster(state: ClusterState, log: Log): Promise<void> {
   const accel = await chooseAccel();
   log(`  accelerator: ${accel}${accel === "tcg" ? " (KVM is absent or did not pass the probe)" : ""}`);
   try {
@@ -92,7 +92,6 @@ export async function startCluster(state: ClusterState, log: Log): Promise<{ acc
     await stopCluster(state, { graceMs: 0 });
     throw e;
   }
-  return { accel };
 }
 
 /** Stop every VM (cleanly when graceMs > 0) and then the switch. */
