@@ -13,7 +13,10 @@ import { destroyCommand, listCommand, logsCommand, restartCommand, startNodeComm
 import { withClusterLock } from "./cluster/lock.js";
 import { rollbackCommand, upgradeCommand } from "./commands/upgrade.js";
 import { envCommand } from "./commands/env.js";
-import { validateClusterName } from "./bootstrap/plan.js";
+import { defaultJoin, validateClusterName, type Network } from "./bootstrap/plan.js";
+import { planCommand } from "./commands/plan.js";
+import { writeFileAtomic } from "./util/files.js";
+import { resolve } from "node:path";
 import { requireTools } from "./util/tools.js";
 import { formatValidity, validateRoles } from "./commands/validate.js";
 import { findImage, formatManifest } from "./commands/inspect.js";
@@ -75,6 +78,39 @@ program
       timeoutMs: opts.timeout * 1000,
       log: stderrLog,
     }));
+  });
+
+program
+  .command("plan")
+  .description("create a cluster's images, secrets and per-node metadata without booting anything, and write the manifest a provisioner (Terraform) deploys it from")
+  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
+  .option("--nodes <n>", "number of nodes for a new cluster (default: 3)", integer)
+  .option("--role <role>", "role of every node of a new cluster", "control-plane")
+  .addOption(channelOption())
+  .addOption(offlineOption())
+  .addOption(new Option("--network <mode>", "static: addresses from the plan (libvirt, metal); dhcp: the network assigns them and agents find each other by cloud auto-join (clouds)").choices(["static", "dhcp"]))
+  .option("--join <spec>", "cloud auto-join for --network dhcp (default: provider=aws tag_key=resin-cluster tag_value=<name>)")
+  .option("--json", "print the manifest on stdout")
+  .option("--out <file>", "also write the manifest to this file")
+  .action(async (opts: { name: string; nodes?: number; role: string; channel: Channel; offline?: boolean; network?: "static" | "dhcp"; join?: string; json?: boolean; out?: string }) => {
+    validateClusterName(opts.name);
+    if (opts.join && opts.network !== "dhcp") throw new ResinError("--join is for --network dhcp", "add --network dhcp, or drop --join: a static cluster joins by the plan's addresses");
+    const network: Network = opts.network === "dhcp" ? { mode: "dhcp", join: opts.join ?? defaultJoin(opts.name) } : { mode: "static" };
+    const manifest = await withClusterLock(opts.name, "plan", () => planCommand({
+      project: projectRoot(),
+      name: opts.name,
+      role: opts.role,
+      channel: opts.channel,
+      offline: opts.offline || offlineByDefault(),
+      nodes: opts.nodes ?? 3,
+      nodesGiven: opts.nodes !== undefined,
+      network,
+      networkGiven: opts.network !== undefined,
+      log: stderrLog,
+    }));
+    const text = `${JSON.stringify(manifest, null, 2)}\n`;
+    if (opts.out) await writeFileAtomic(resolve(opts.out), text);
+    if (opts.json) process.stdout.write(text);
   });
 
 program

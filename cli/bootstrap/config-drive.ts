@@ -21,7 +21,7 @@ export async function writeConfigDrives(project: string, state: ClusterState, on
   const secrets = await readSecrets(clusterPaths(state.name).secrets);
   const roles = await loadClusterRoles(project, state);
   const servers = serversByService(state.nodes, (n) => roles.get(n.role)!);
-  const plan = { name: state.name, datacenter: state.datacenter, subnet: state.subnet, nodes: state.nodes };
+  const plan = { name: state.name, datacenter: state.datacenter, subnet: state.subnet, network: state.network, nodes: state.nodes };
   for (const node of only ?? state.nodes) {
     const imageDir = imageDirFor(state.name, node.image);
     const manifest = await readManifest(imageDir);
@@ -33,6 +33,8 @@ export async function writeConfigDrives(project: string, state: ClusterState, on
     const files = nodeFiles(state.name, node.name);
     await mkdir(files.dir, { recursive: true, mode: 0o700 });
     // The config drive carries secrets: readable by its owner only.
-    await writeFileAtomic(files.configDrive, writeIso9660({ volumeId: "cidata", files: [{ name: "user-data", data: serialiseMetadata(metadata) }] }), 0o600);
+    const userData = serialiseMetadata(metadata);
+    await writeFileAtomic(files.configDrive, writeIso9660({ volumeId: "cidata", files: [{ name: "user-data", data: userData }] }), 0o600);
+    await writeFileAtomic(files.userData, userData, 0o600);
   }
 }

@@ -64,17 +64,35 @@ export function nodeId(secrets: Secrets, nodeName: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
 
+/**
+ * On a dhcp cluster an agent learns its address when it starts: go-sockaddr's template
+ * (which Consul and Nomad evaluate in their config) names the private address of the
+ * NIC with the default route.
+ */
+export const DHCP_BIND_ADDRESS = "{{ GetPrivateIP }}";
+
 /** The template context: what a node template may refer to. */
 export function templateContext(ctx: NodeContext, serviceName: string) {
   const servers = ctx.servers[serviceName] ?? [];
+  const network = ctx.plan.network;
+  // Where an agent finds its servers: their planned addresses, or the cloud auto-join string.
+  const joinTargets = (nodes: NodePlan[]) => (network.mode === "dhcp" ? [network.join] : nodes.map((n) => n.address));
   return {
-    node: { name: ctx.node.name, id: nodeId(ctx.secrets, ctx.node.name), address: ctx.node.address, index: ctx.node.index, role: ctx.node.role },
+    node: {
+      name: ctx.node.name,
+      id: nodeId(ctx.secrets, ctx.node.name),
+      address: network.mode === "dhcp" ? DHCP_BIND_ADDRESS : ctx.node.address,
+      index: ctx.node.index,
+      role: ctx.node.role,
+    },
     cluster: {
       name: ctx.plan.name,
       datacenter: ctx.plan.datacenter,
-      serverAddresses: servers.map((n) => n.address),
+      serverAddresses: joinTargets(servers),
       serverCount: servers.length,
-      servers: Object.fromEntries(Object.entries(ctx.servers).map(([name, nodes]) => [name, nodes.map((n) => n.address)])),
+      servers: Object.fromEntries(Object.entries(ctx.servers).map(([name, nodes]) => [name, joinTargets(nodes)])),
+      /** The cloud auto-join string on a dhcp cluster, else empty. */
+      autoJoin: network.mode === "dhcp" ? network.join : "",
     },
     secrets: ctx.secrets,
     service: { name: serviceName, version: ctx.versions[serviceName]?.version ?? "" },
@@ -82,14 +100,20 @@ export function templateContext(ctx: NodeContext, serviceName: string) {
   };
 }
 
+/**
+ * What the boot script does with each NIC: "MAC ADDRESS/PREFIX PURPOSES" lines. A static
+ * node has a cluster NIC and a host NIC (QEMU's user-mode NIC, for the status endpoint);
+ * a dhcp node has one NIC, the first, which serves both.
+ */
+export function networkFile(plan: ClusterPlan, node: NodePlan): string {
+  if (plan.network.mode === "dhcp") return "* dhcp cluster,host\n";
+  return `${node.clusterMac} ${node.address}/${node.prefix} cluster\n${node.hostMac} ${node.hostAddress} host\n`;
+}
+
 export async function nodeMetadata(ctx: NodeContext): Promise<MetadataTree> {
   const tree: MetadataTree = {};
   addFile(tree, "hostname", `${ctx.node.name}\n`);
-  addFile(
-    tree,
-    "resin/network",
-    `${ctx.node.clusterMac} ${ctx.node.address}/${ctx.node.prefix} cluster\n${ctx.node.hostMac} ${ctx.node.hostAddress} host\n`,
-  );
+  addFile(tree, "resin/network", networkFile(ctx.plan, ctx.node));
   // Certificates and keys: only those of the services this node's role runs.
   for (const file of nodeSecretFiles(ctx.secrets, ctx.node, serviceRolesOf(ctx.role))) addFile(tree, file.path, file.content, file.perm);
   for (const service of ctx.role.services) {

@@ -14,6 +14,7 @@
 // Every agent certificate also names the node, its cluster address, `localhost` and
 // 127.0.0.1: the host reaches each node through a port forward on 127.0.0.1, and agents
 // on a node talk to each other over loopback.
+import { isIPv4 } from "node:net";
 import "reflect-metadata";
 import { webcrypto } from "node:crypto";
 import * as x509 from "@peculiar/x509";
@@ -148,7 +149,8 @@ function unique(values: string[]): string[] {
 
 const AGENT_USAGES: Usage[] = ["serverAuth", "clientAuth"];
 const nodeDns = (node: NodeNames, name: string) => [name, node.name, "localhost"];
-const nodeIps = (node: NodeNames) => [node.address, "127.0.0.1"];
+// A node whose address comes from DHCP is named by its DNS names only.
+const nodeIps = (node: NodeNames) => [node.address, "127.0.0.1"].filter((a) => isIPv4(a));
 
 /** What a Consul agent's certificate says: `server.<dc>.consul` for a server, `client.<dc>.consul` for a client agent. */
 export function consulCertSpec(node: NodeNames, datacenter: string, role: "server" | "client"): LeafSpec {

@@ -1,13 +1,33 @@
 // The node plan: names, addresses and MACs of a cluster's nodes. Pure and
 // deterministic in its inputs, so the same cluster always gets the same plan.
 import { createHash } from "node:crypto";
+import { z } from "zod";
 import { ResinError } from "../util/errors.js";
+
+/**
+ * How nodes get their addresses. `static`: from the plan (local QEMU clusters, libvirt,
+ * metal). `dhcp`: from the network they boot on (clouds), and agents find each other by
+ * cloud auto-join (`join`, e.g. "provider=aws tag_key=resin-cluster tag_value=prod").
+ */
+export const NetworkSchema = z.discriminatedUnion("mode", [
+  z.object({ mode: z.literal("static") }),
+  z.object({ mode: z.literal("dhcp"), join: z.string().min(1) }),
+]);
+export type Network = z.infer<typeof NetworkSchema>;
+
+/** A node's address on a `dhcp` cluster: not known until it boots. */
+export const DHCP_ADDRESS = "dhcp";
+
+/** The cloud auto-join string a dhcp cluster uses unless told otherwise: instances tagged with the cluster's name. */
+export function defaultJoin(cluster: string): string {
+  return `provider=aws tag_key=resin-cluster tag_value=${cluster}`;
+}
 
 export interface NodePlan {
   name: string;
   index: number;
   role: string;
-  /** Address on the cluster segment. */
+  /** Address on the cluster segment, or DHCP_ADDRESS. */
   address: string;
   prefix: number;
   clusterMac: string;
@@ -20,6 +40,7 @@ export interface ClusterPlan {
   name: string;
   datacenter: string;
   subnet: string;
+  network: Network;
   nodes: NodePlan[];
 }
 
@@ -50,7 +71,7 @@ function mac(seed: string, nic: number, index: number): string {
   return bytes.map((b) => b.toString(16).padStart(2, "0")).join(":");
 }
 
-export function planCluster(name: string, roles: string[], subnet = DEFAULT_SUBNET): ClusterPlan {
+export function planCluster(name: string, roles: string[], subnet = DEFAULT_SUBNET, network: Network = { mode: "static" }): ClusterPlan {
   validateClusterName(name);
   const { base, prefix } = parseSubnet(subnet);
   const hostCount = 2 ** (32 - prefix) - 2;
@@ -58,10 +79,10 @@ export function planCluster(name: string, roles: string[], subnet = DEFAULT_SUBN
     throw new ResinError(`cannot place ${roles.length} nodes in ${subnet}`, "use 1 to 200 nodes and a subnet large enough for them");
   }
   const baseValue = ((base[0]! << 24) | (base[1]! << 16) | (base[2]! << 8) | base[3]!) >>> 0;
-  const network = (baseValue & ~((1 << (32 - prefix)) - 1)) >>> 0;
+  const networkBase = (baseValue & ~((1 << (32 - prefix)) - 1)) >>> 0;
   const nodes = roles.map((role, i) => {
-    const value = network + 11 + i; // .11, .12, … leaves the low addresses free
-    const address = [24, 16, 8, 0].map((s) => (value >>> s) & 255).join(".");
+    const value = networkBase + 11 + i; // .11, .12, … leaves the low addresses free
+    const address = network.mode === "dhcp" ? DHCP_ADDRESS : [24, 16, 8, 0].map((s) => (value >>> s) & 255).join(".");
     return {
       name: `${name}-${i + 1}`,
       index: i + 1,
@@ -73,5 +94,5 @@ export function planCluster(name: string, roles: string[], subnet = DEFAULT_SUBN
       hostAddress: HOST_NIC_ADDRESS,
     };
   });
-  return { name, datacenter: "dc1", subnet, nodes };
+  return { name, datacenter: "dc1", subnet, network, nodes };
 }

@@ -2,18 +2,39 @@
 // digest: a later build never changes what a running node boots, and the image a node
 // ran before an upgrade stays there until the upgrade is complete.
 import { existsSync } from "node:fs";
-import { cp, mkdir, readdir, rename, rm } from "node:fs/promises";
+import { copyFile, cp, mkdir, readdir, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { clusterPaths, imageDirFor, type ClusterState } from "./state.js";
 
-export async function installImage(cluster: string, builtDir: string, digest: string): Promise<void> {
+const DISK_FILES = ["disk.raw", "disk.qcow2"];
+
+/**
+ * Copy a built image into the cluster, by digest. What a local VM boots: kernel,
+ * initramfs, squashfs root, manifest. The disk images (disk.raw, disk.qcow2) are for
+ * other hypervisors and clouds: copied only when asked (`resin plan`), never replaced.
+ * Returns the disk files still missing (with checkOnly, nothing is copied).
+ */
+export async function installImage(
+  cluster: string,
+  builtDir: string,
+  digest: string,
+  opts: { disks?: boolean; checkOnly?: boolean } = {},
+): Promise<string[]> {
   const dir = imageDirFor(cluster, digest);
-  if (existsSync(dir)) return;
-  await mkdir(clusterPaths(cluster).images, { recursive: true });
-  await rm(`${dir}.tmp`, { recursive: true, force: true });
-  // What a local VM boots: kernel, initramfs, squashfs root, manifest. The disk images
-  // (disk.raw, disk.qcow2) are for other hypervisors and stay in out/.
-  await cp(builtDir, `${dir}.tmp`, { recursive: true, filter: (src) => !/\/disk\.(raw|qcow2)$/.test(src) });
-  await rename(`${dir}.tmp`, dir);
+  if (!existsSync(dir) && !opts.checkOnly) {
+    await mkdir(clusterPaths(cluster).images, { recursive: true });
+    await rm(`${dir}.tmp`, { recursive: true, force: true });
+    await cp(builtDir, `${dir}.tmp`, { recursive: true, filter: (src) => !DISK_FILES.some((f) => src.endsWith(`/${f}`)) });
+    await rename(`${dir}.tmp`, dir);
+  }
+  if (!opts.disks) return [];
+  const missing = DISK_FILES.filter((f) => !existsSync(join(dir, f)));
+  if (opts.checkOnly) return missing;
+  for (const file of missing) {
+    await copyFile(join(builtDir, file), join(dir, `${file}.tmp`));
+    await rename(join(dir, `${file}.tmp`), join(dir, file));
+  }
+  return [];
 }
 
 /** Delete images no node boots and no unfinished upgrade may roll back to. */

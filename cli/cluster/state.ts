@@ -9,11 +9,13 @@ import { stateHome } from "../util/paths.js";
 import { writeFileAtomic } from "../util/files.js";
 import { ResinError } from "../util/errors.js";
 import { CHANNELS } from "../spec/schema.js";
+import { NetworkSchema } from "../bootstrap/plan.js";
 
 export const NodeStateSchema = z.object({
   name: z.string(),
   role: z.string(),
   index: z.number().int(),
+  /** Its planned address, or "dhcp". */
   address: z.string(),
   clusterMac: z.string(),
   hostMac: z.string(),
@@ -34,6 +36,7 @@ export const ClusterStateSchema = z.object({
   channel: z.enum(CHANNELS),
   datacenter: z.string(),
   subnet: z.string(),
+  network: NetworkSchema.default({ mode: "static" }),
   nodes: z.array(NodeStateSchema),
   /** A rolling upgrade under way: what each role moves to, and what each node ran before. */
   upgrade: z

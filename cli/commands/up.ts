@@ -1,14 +1,11 @@
 // `resin up`: build (or reuse) the role's image, create or reload the cluster's
 // state, write each node's config drive, boot the VMs and wait for quorum.
-import { loadRole } from "../spec/load.js";
 import type { Channel } from "../spec/schema.js";
-import { planCluster, validateClusterName } from "../bootstrap/plan.js";
-import { createSecrets, readSecrets } from "../bootstrap/secrets.js";
+import { validateClusterName } from "../bootstrap/plan.js";
+import { readSecrets } from "../bootstrap/secrets.js";
 import { consulAccess } from "../cluster/consul.js";
 import { bootstrapConsulAcl, bootstrapNomad, bringUpVault } from "../cluster/bootstrap.js";
 import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
-import { serviceRolesOf } from "../bootstrap/node-secrets.js";
-import { installImage } from "../cluster/images.js";
 import { clusterPaths, readClusterState, writeClusterState, type ClusterState } from "../cluster/state.js";
 import { waitForQuorum } from "../cluster/health.js";
 import { anythingRunning, nodeFiles, startCluster, stopCluster } from "../provider/qemu/provider.js";
@@ -16,7 +13,7 @@ import { createPersistDisk } from "../provider/qemu/vm.js";
 import { ResinError } from "../util/errors.js";
 import { requireTools } from "../util/tools.js";
 import type { Log } from "../util/log.js";
-import { buildRoles } from "./build.js";
+import { createCluster } from "./plan.js";
 
 export interface UpOptions {
   project: string;
@@ -50,35 +47,10 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     opts.log(`cluster ${opts.name}: starting again (${state.nodes.length} nodes, state in ${paths.dir})`);
   } else {
     if (opts.nodes < 1 || opts.nodes > 9) throw new ResinError(`--nodes ${opts.nodes} is out of range`, "use 1 to 9 nodes locally");
-    opts.log(`cluster ${opts.name}: building image for role ${opts.role}`);
-    const [image] = await buildRoles({ project: opts.project, roles: [opts.role], channel: opts.channel, offline: opts.offline, log: opts.log });
-    const role = await loadRole(opts.project, opts.role, opts.channel);
-    const plan = planCluster(opts.name, Array.from({ length: opts.nodes }, () => opts.role));
-    await installImage(opts.name, image!.dir, image!.manifest.digest);
-    state = {
-      version: 1,
-      name: opts.name,
-      channel: opts.channel,
-      datacenter: plan.datacenter,
-      subnet: plan.subnet,
-      nodes: plan.nodes.map((n) => ({
-        name: n.name,
-        role: n.role,
-        index: n.index,
-        address: n.address,
-        prefix: n.prefix,
-        clusterMac: n.clusterMac,
-        hostMac: n.hostMac,
-        hostAddress: n.hostAddress,
-        image: image!.manifest.digest,
-        memoryMib: role.spec.vm.memory_mib,
-        cpus: role.spec.vm.cpus,
-        ports: {},
-      })),
-    };
-    await createSecrets(paths.secrets, plan, () => serviceRolesOf(role));
-    await writeClusterState(state);
-    opts.log(`cluster ${opts.name}: created (${opts.nodes} × ${opts.role}, state in ${paths.dir})`);
+    state = await createCluster(opts);
+  }
+  if (state.network.mode !== "static") {
+    throw new ResinError(`cluster '${opts.name}' takes its addresses from DHCP, which local clusters do not have`, "deploy it with its manifest (resin plan --name … --json, then Terraform), or plan a local cluster without --network dhcp");
   }
 
   await writeConfigDrives(opts.project, state);

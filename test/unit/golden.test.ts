@@ -10,8 +10,8 @@ import { compareVersions, renderTemplate } from "../../cli/spec/template.js";
 import type { Channel } from "../../cli/spec/schema.js";
 import { imageTemplateContext, serviceVersion } from "../../cli/image/build.js";
 import { lockKey, readLock, type LockedDeb } from "../../cli/artifacts/lock.js";
-import { nodeMetadata, serversByService, type MetadataNode, type MetadataTree, type ServiceVersions } from "../../cli/bootstrap/metadata.js";
-import { planCluster, type ClusterPlan, type NodePlan } from "../../cli/bootstrap/plan.js";
+import { DHCP_BIND_ADDRESS, nodeMetadata, serversByService, type MetadataNode, type MetadataTree, type ServiceVersions } from "../../cli/bootstrap/metadata.js";
+import { defaultJoin, planCluster, type ClusterPlan, type NodePlan } from "../../cli/bootstrap/plan.js";
 import { generateSecrets, type Secrets } from "../../cli/bootstrap/secrets.js";
 import { serviceRolesOf } from "../../cli/bootstrap/node-secrets.js";
 import { VAULT_TLS_SERVER_NAME } from "../../cli/bootstrap/pki.js";
@@ -65,6 +65,8 @@ interface Case {
   channel: Channel;
   /** The release of each templated service this case renders: the golden directories' names. */
   versions: Record<string, string>;
+  /** A cluster whose addresses come from DHCP (cloud auto-join); its files go under <role>+dhcp/. */
+  dhcp?: boolean;
 }
 
 /** Every role on every channel it supports. A role or channel missing here fails the coverage test below. */
@@ -75,9 +77,11 @@ const CASES: Case[] = [
   { role: "vault-server", channel: "official", versions: { consul: "1.22.6", vault: "1.21.0" } },
   { role: "nomad-client", channel: "official", versions: { consul: "1.22.6", nomad: "1.11.0" } },
   { role: "control-plane", channel: "official", versions: { consul: "1.22.6", nomad: "1.11.0", vault: "1.21.0" } },
+  { role: "consul-server", channel: "debian", versions: { consul: "1.8.7" }, dhcp: true },
+  { role: "control-plane", channel: "official", versions: { consul: "1.22.6", nomad: "1.11.0", vault: "1.21.0" }, dhcp: true },
 ];
 
-const caseName = (c: Case) => `${c.role} (${c.channel}: ${Object.entries(c.versions).map(([s, v]) => `${s} ${v}`).join(", ")})`;
+const caseName = (c: Case) => `${c.role}${c.dhcp ? " with DHCP addresses" : ""} (${c.channel}: ${Object.entries(c.versions).map(([s, v]) => `${s} ${v}`).join(", ")})`;
 
 // ---- rendering, the way Resin renders ------------------------------------------------
 
@@ -127,7 +131,7 @@ async function render(c: Case): Promise<Rendered> {
   const files = new Map<string, string>();
   const image = new Map<string, { dst: string; key: string }[]>();
   const node = new Map<string, { node: NodePlan; dst: string; key: string; perm?: string; mode: string }[]>();
-  const dirOf = (service: string) => `${c.role}/${service}-${serviceVersions[service]}`;
+  const dirOf = (service: string) => `${c.role}${c.dhcp ? "+dhcp" : ""}/${service}-${serviceVersions[service]}`;
 
   // Image time: the context cli/image/build.ts gives templates.
   for (const service of role.services) {
@@ -141,7 +145,8 @@ async function render(c: Case): Promise<Rendered> {
   }
 
   // Boot time: a three-node cluster of this role, rendered by nodeMetadata as `resin up` does.
-  const plan = planCluster(CLUSTER, Array.from({ length: NODES }, () => name));
+  const network = c.dhcp ? { mode: "dhcp" as const, join: defaultJoin(CLUSTER) } : undefined;
+  const plan = planCluster(CLUSTER, Array.from({ length: NODES }, () => name), undefined, network);
   const servers = serversByService(plan.nodes, () => role);
   const secrets = await secretsFor(plan, () => role);
   const nodeVersions: ServiceVersions = Object.fromEntries(role.services.map((s) => [s.name, { version: serviceVersions[s.name] ?? "" }]));
@@ -282,7 +287,7 @@ const VAULT_KEYS: Keys = {
   cluster_addr: true,
   listener: { labels: { tcp: { address: true, cluster_address: true, tls_cert_file: true, tls_key_file: true } } },
   storage: {
-    labels: { raft: { path: true, node_id: true, retry_join: { repeated: { leader_api_addr: true, leader_ca_cert_file: true, leader_tls_servername: true } } } },
+    labels: { raft: { path: true, node_id: true, retry_join: { repeated: { leader_api_addr: true, auto_join: true, auto_join_scheme: true, leader_ca_cert_file: true, leader_tls_servername: true } } } },
   },
 };
 const keysFor = (service: string, version: string): Keys => (service === "consul" ? consulKeys(version) : service === "nomad" ? NOMAD_KEYS : VAULT_KEYS);
@@ -340,8 +345,12 @@ describe("golden coverage", () => {
   });
 });
 
-describe.each(CASES)("$role on the $channel channel", (c) => {
-  const r = () => rendered.get(c)!;
+describe.each(CASES.map((c) => ({ ...c, addresses: c.dhcp ? "DHCP" : "static", original: c })))("$role on the $channel channel, $addresses addresses", (c) => {
+  const r = () => rendered.get(c.original)!;
+  // On a DHCP cluster an agent binds where go-sockaddr finds its private address and
+  // finds its servers by cloud auto-join; on a static one, by the plan's addresses.
+  const bindAddress = (n: NodePlan) => (c.dhcp ? DHCP_BIND_ADDRESS : n.address);
+  const joinTargets = (nodes: NodePlan[]) => (c.dhcp ? [defaultJoin(CLUSTER)] : nodes.map((n) => n.address));
 
   it("matches its golden files", () => {
     for (const [key, text] of r().files) {
@@ -425,13 +434,13 @@ describe.each(CASES)("$role on the $channel channel", (c) => {
       expect(role.services.find((s) => s.name === "consul")!.ports).toEqual({ https: 8501 });
       expect(block(hcl, "acl")).toEqual({ enabled: true, default_policy: "deny", enable_token_persistence: true });
 
-      const consulServers = (servers.consul ?? []).map((n) => n.address);
+      const consulServers = joinTargets(servers.consul ?? []);
       const management = compareVersions(consul, "1.11") >= 0 ? "initial_management" : "master";
       for (const f of node.get("consul")!) {
         const n = await parseHcl(r().files.get(f.key)!, f.key);
         expect(n.node_name).toBe(f.node.name);
-        expect(n.bind_addr).toBe(f.node.address);
-        expect(n.advertise_addr).toBe(f.node.address);
+        expect(n.bind_addr).toBe(bindAddress(f.node));
+        expect(n.advertise_addr).toBe(bindAddress(f.node));
         expect(n.encrypt).toBe(FIXED.gossipKey);
         expect(n.retry_join).toEqual(consulServers);
         expect(n.primary_datacenter).toBe("dc1");
@@ -473,15 +482,16 @@ describe.each(CASES)("$role on the $channel channel", (c) => {
       expect(run.includes("mount -t cgroup2"), "only a client mounts cgroup2").toBe(options.client === true);
       expect(run.includes("net.bridge.bridge-nf-call-iptables"), "only a client sets the bridge sysctls").toBe(options.client === true);
 
-      const nomadServers = (servers.nomad ?? []).map((n) => n.address);
+      const nomadServers = joinTargets(servers.nomad ?? []);
       for (const f of node.get("nomad")!) {
         const n = await parseHcl(r().files.get(f.key)!, f.key);
         expect(n.name).toBe(f.node.name);
         expect(n.datacenter).toBe("dc1");
-        expect(block(n, "advertise")).toEqual({ http: f.node.address, rpc: f.node.address, serf: f.node.address });
+        const a = bindAddress(f.node);
+        expect(block(n, "advertise")).toEqual({ http: a, rpc: a, serf: a });
         if (options.server) {
           expect(block(n, "server")).toEqual({ bootstrap_expect: NODES, encrypt: FIXED.nomadGossipKey, server_join: [{ retry_join: nomadServers }] });
-          expect(nomadServers).toHaveLength(NODES);
+          expect(servers.nomad).toHaveLength(NODES);
         } else {
           expect(block(n, "server")).toBeUndefined();
         }
@@ -513,17 +523,25 @@ describe.each(CASES)("$role on the $channel channel", (c) => {
       expect(role.services.find((s) => s.name === "vault")!.ports).toEqual({ https: 8200 });
       const vaultServers = (servers.vault ?? []).map((n) => n.address);
       expect(vaultServers).toHaveLength(NODES);
+      const runScript = readFileSync(join(REPO, "services", "vault", "run"), "utf8");
       for (const f of node.get("vault")!) {
         const n = await parseHcl(r().files.get(f.key)!, f.key);
-        expect(n.api_addr).toBe(`https://${f.node.address}:8200`);
-        expect(n.cluster_addr).toBe(`https://${f.node.address}:8201`);
         const raft = labelled(n, "storage", "raft");
         expect(raft).toHaveLength(1);
         expect(raft[0]!.path).toBe("/var/lib/vault/raft");
         expect(raft[0]!.node_id).toBe(f.node.name);
-        expect(raft[0]!.retry_join).toEqual(
-          vaultServers.map((a) => ({ leader_api_addr: `https://${a}:8200`, leader_ca_cert_file: "/run/vault/ca.pem", leader_tls_servername: VAULT_TLS_SERVER_NAME })),
-        );
+        const trust = { leader_ca_cert_file: "/run/vault/ca.pem", leader_tls_servername: VAULT_TLS_SERVER_NAME };
+        if (c.dhcp) {
+          // The run script supplies the addresses the node got (Vault reads them from the environment).
+          expect(n.api_addr).toBeUndefined();
+          expect(n.cluster_addr).toBeUndefined();
+          expect(runScript).toMatch(/VAULT_API_ADDR="https:\/\/\$address:8200" VAULT_CLUSTER_ADDR="https:\/\/\$address:8201"/);
+          expect(raft[0]!.retry_join).toEqual([{ auto_join: defaultJoin(CLUSTER), auto_join_scheme: "https", ...trust }]);
+        } else {
+          expect(n.api_addr).toBe(`https://${f.node.address}:8200`);
+          expect(n.cluster_addr).toBe(`https://${f.node.address}:8201`);
+          expect(raft[0]!.retry_join).toEqual(vaultServers.map((a) => ({ leader_api_addr: `https://${a}:8200`, ...trust })));
+        }
       }
     });
   }

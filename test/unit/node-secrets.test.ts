@@ -11,7 +11,7 @@ import type { Channel } from "../../cli/spec/schema.js";
 import { renderTemplate } from "../../cli/spec/template.js";
 import { imageTemplateContext } from "../../cli/image/build.js";
 import { nodeMetadata, serversByService, type MetadataNode, type MetadataTree } from "../../cli/bootstrap/metadata.js";
-import { planCluster, type ClusterPlan, type NodePlan } from "../../cli/bootstrap/plan.js";
+import { defaultJoin, planCluster, type ClusterPlan, type NodePlan } from "../../cli/bootstrap/plan.js";
 import { CONSUL_AGENT_POLICY, generateSecrets, type Secrets, type ServiceRoles } from "../../cli/bootstrap/secrets.js";
 import { cliSecretFiles, cliTls, nodeSecretFiles, serviceRolesOf, type SecretFile } from "../../cli/bootstrap/node-secrets.js";
 import { ResinError } from "../../cli/util/errors.js";
@@ -264,7 +264,7 @@ describe.skipIf(!consulBin)("a real Consul 1.8.7 server and client agent, with t
     const server = await loadRole(REPO, "consul-server", "debian");
     const client: Role = { ...server, options: { ...server.options, consul: { ...server.options.consul!, server: false, ui: false } } };
     const node = (i: number): NodePlan => ({ name: `t-${i}`, index: i, role: i === 1 ? "consul-server" : "client", address: `127.77.0.${i}`, prefix: 8, clusterMac: "", hostMac: "", hostAddress: "" });
-    const plan: ClusterPlan = { name: "t", datacenter: "dc1", subnet: "127.77.0.0/16", nodes: [node(1), node(2)] };
+    const plan: ClusterPlan = { name: "t", datacenter: "dc1", subnet: "127.77.0.0/16", network: { mode: "static" }, nodes: [node(1), node(2)] };
     const roleOf = (n: NodePlan) => (n.index === 1 ? server : client);
     const secrets = await generateSecrets(plan, (n) => serviceRolesOf(roleOf(n)));
     const all = await drives(plan, roleOf, "debian", secrets);
@@ -333,6 +333,32 @@ describe.skipIf(!consulBin)("a real Consul 1.8.7 server and client agent, with t
     } finally {
       for (const p of procs) p.kill("SIGTERM");
       await Promise.all(procs.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once("exit", r)))));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+// A cloud cluster's agents learn their address at start (go-sockaddr) and find their
+// servers by cloud auto-join. Consul 1.8.7 is asked whether it accepts that config; it
+// is not started, since auto-join would ask a cloud's API.
+describe.skipIf(!consulBin)("a real Consul 1.8.7 with a DHCP cluster's files", () => {
+  it("accepts go-sockaddr addresses and a cloud auto-join string (consul validate)", { timeout: 30_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "resin-consul187-dhcp-"));
+    try {
+      const server = await loadRole(REPO, "consul-server", "debian");
+      const plan = planCluster("cloud", ["consul-server", "consul-server", "consul-server"], undefined, { mode: "dhcp", join: defaultJoin("cloud") });
+      const secrets = await generateSecrets(plan, () => serviceRolesOf(server));
+      const [d] = await drives(plan, () => server, "debian", secrets);
+      const fix = (s: string) => s.replaceAll("/run/consul", dir).replaceAll("/var/lib/consul", join(dir, "data"));
+      for (const text of await imageTexts(server, "debian")) writeFileSync(join(dir, "00-role.hcl"), fix(text));
+      const node = d!.files.get("consul/10-node.hcl")!.content;
+      expect(node).toContain('bind_addr          = "{{ GetPrivateIP }}"');
+      expect(node).toContain('retry_join         = ["provider=aws tag_key=resin-cluster tag_value=cloud"]');
+      for (const [path, f] of d!.files) if (path.startsWith("consul/")) writeFileSync(join(dir, path.slice("consul/".length)), fix(f.content), { mode: 0o600 });
+      const validate = spawnSync(consulBin!, ["validate", dir], { encoding: "utf8" });
+      expect(validate.status, validate.stdout + validate.stderr).toBe(0);
+      expect(validate.stdout).toContain("Configuration is valid!");
+    } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });

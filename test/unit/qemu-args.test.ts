@@ -156,3 +156,27 @@ describe("qemuArgs", () => {
     expect(values(args, "-qmp")).toEqual([`unix:${paths.qmp},server=on,wait=off`]);
   });
 });
+
+describe("qemuArgs with a metadata service instead of a config drive", () => {
+  const args = qemuArgs(
+    spec({
+      configDrive: undefined,
+      metadataService: { forwards: [{ guestAddress: "169.254.169.254", guestPort: 80, hostPort: 41010 }] },
+    }),
+  );
+  const netdevs = values(args, "-netdev");
+
+  it("attaches no config drive", () => {
+    expect(values(args, "-drive").some((d) => d.includes("cidata"))).toBe(false);
+    expect(values(args, "-device").some((d) => d.includes("serial=cidata"))).toBe(false);
+  });
+
+  it("adds a restricted user-mode NIC on the link-local network, forwarding only to loopback", () => {
+    const metadata = netdevs.find((n) => n.startsWith("user,id=metadata"));
+    expect(metadata).toBe("user,id=metadata,restrict=on,net=169.254.0.0/16,guestfwd=tcp:169.254.169.254:80-cmd:busybox nc 127.0.0.1 41010");
+    expect(values(args, "-device")).toContain("virtio-net-pci,netdev=metadata");
+    // Still exactly one switch NIC and one host NIC besides it.
+    expect(netdevs.filter((n) => n.startsWith("user,"))).toHaveLength(2);
+    for (const n of netdevs.filter((n) => n.startsWith("user,"))) expect(n).toContain("restrict=on");
+  });
+});

@@ -11,7 +11,7 @@ import type { Log } from "../../util/log.js";
 import { chooseAccel, type Accel } from "./accel.js";
 import { freeLoopbackPort } from "./ports.js";
 import { startSwitch, stopSwitch, switchPaths, switchRunning } from "./vde.js";
-import { consoleTail, KERNEL_APPEND, startVm, stopVm, vmPid } from "./vm.js";
+import { consoleTail, KERNEL_APPEND, startVm, stopVm, vmPid, type MetadataService } from "./vm.js";
 
 export type VmState = "running" | "stopped" | "crashed";
 
@@ -20,6 +20,8 @@ export function nodeFiles(cluster: string, node: string) {
   return {
     dir,
     configDrive: join(dir, "cidata.iso"),
+    /** The same metadata as plain JSON, for provisioners that pass it as user data (0600). */
+    userData: join(dir, "user-data.json"),
     persistDisk: join(dir, "persist.qcow2"),
     /** Present while the node is stopped on purpose (by resin); absent while it should run. */
     stoppedMarker: join(dir, "stopped"),
@@ -40,8 +42,15 @@ async function ensureSwitch(state: ClusterState): Promise<void> {
   if (!(await switchRunning(sw))) await startSwitch(sw);
 }
 
+export interface BootOptions {
+  /** Serve the node's metadata from a metadata network instead of its config drive (the e2e suite's cloud and metal doubles). */
+  metadataService?: MetadataService;
+  /** More kernel command line, e.g. resin.metadata=URL. */
+  append?: string;
+}
+
 /** Boot one node. Its host ports are chosen anew and recorded in `node.ports` (the caller saves state). */
-export async function startNode(state: ClusterState, node: NodeState, accel: Accel, log: Log): Promise<number> {
+export async function startNode(state: ClusterState, node: NodeState, accel: Accel, log: Log, boot: BootOptions = {}): Promise<number> {
   await ensureSwitch(state);
   const files = nodeFiles(state.name, node.name);
   await mkdir(files.dir, { recursive: true });
@@ -60,7 +69,7 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
     kernel: join(image, "vmlinuz"),
     initrd: join(image, "initrd.img"),
     rootDisk: join(image, "rootfs.squashfs"),
-    append: KERNEL_APPEND,
+    append: boot.append ? `${KERNEL_APPEND} ${boot.append}` : KERNEL_APPEND,
     memoryMib: node.memoryMib,
     cpus: node.cpus,
     accel,
@@ -68,7 +77,8 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
     clusterMac: node.clusterMac,
     hostMac: node.hostMac,
     forwards,
-    configDrive: files.configDrive,
+    configDrive: boot.metadataService ? undefined : files.configDrive,
+    metadataService: boot.metadataService,
     persistDisk: files.persistDisk,
   });
   await writeFile(files.startedMarker, `${pid}\n`);

@@ -25,9 +25,24 @@ export interface VmSpec {
   hostMac: string;
   /** Guest TCP ports reachable from the host, each on its own 127.0.0.1 port. */
   forwards: { hostPort: number; guestPort: number }[];
-  configDrive: string;
+  /** The node's metadata on an ISO; absent when it comes from a metadata service. */
+  configDrive?: string;
+  /** A cloud-like metadata network: guest addresses the host serves on loopback. */
+  metadataService?: MetadataService;
   persistDisk: string;
 }
+
+/**
+ * A user-mode NIC on 169.254.0.0/16, the link-local network clouds serve metadata on:
+ * DHCP gives the guest an address there, and each forward connects one guest address
+ * and port to a server on the host's loopback (through busybox nc, one process per
+ * connection). restrict=on: nothing else leaves it.
+ */
+export interface MetadataService {
+  forwards: { guestAddress: string; guestPort: number; hostPort: number }[];
+}
+
+export const METADATA_NETWORK = "169.254.0.0/16";
 
 export function vmPaths(dir: string) {
   return {
@@ -59,8 +74,9 @@ export function qemuArgs(spec: VmSpec): string[] {
     // Disks are told apart in the guest by their serial, not by probe order.
     "-drive", `if=none,id=root,file=${q(spec.rootDisk)},format=raw,readonly=on`,
     "-device", "virtio-blk-pci,drive=root,serial=root",
-    "-drive", `if=none,id=cidata,file=${q(spec.configDrive)},format=raw,readonly=on`,
-    "-device", "virtio-blk-pci,drive=cidata,serial=cidata",
+    ...(spec.configDrive
+      ? ["-drive", `if=none,id=cidata,file=${q(spec.configDrive)},format=raw,readonly=on`, "-device", "virtio-blk-pci,drive=cidata,serial=cidata"]
+      : []),
     "-drive", `if=none,id=persist,file=${q(spec.persistDisk)},format=qcow2`,
     "-device", "virtio-blk-pci,drive=persist,serial=persist",
     // The cluster segment: a private L2 switch shared by the cluster's VMs only.
@@ -69,10 +85,16 @@ export function qemuArgs(spec: VmSpec): string[] {
     // The host's way in: user-mode NIC, no route out (restrict=on), forwards on loopback only.
     "-netdev", `user,id=host,restrict=on${forwards}`,
     "-device", `virtio-net-pci,netdev=host,mac=${spec.hostMac}`,
+    ...(spec.metadataService ? metadataNicArgs(spec.metadataService) : []),
     "-qmp", `unix:${q(paths.qmp)},server=on,wait=off`,
     "-pidfile", paths.pidFile,
     "-daemonize",
   ];
+}
+
+function metadataNicArgs(service: MetadataService): string[] {
+  const forwards = service.forwards.map((f) => `,guestfwd=tcp:${f.guestAddress}:${f.guestPort}-cmd:busybox nc 127.0.0.1 ${f.hostPort}`).join("");
+  return ["-netdev", `user,id=metadata,restrict=on,net=${METADATA_NETWORK}${forwards}`, "-device", "virtio-net-pci,netdev=metadata"];
 }
 
 export const KERNEL_APPEND = "console=ttyS0 panic=-1 loglevel=4";

@@ -1,0 +1,158 @@
+// `resin plan`: create a cluster's state (images, node plan, secrets, each node's
+// metadata) without booting anything, and write the manifest a provisioner deploys it
+// from. `resin up` starts from the same state, so a cluster planned here and one made
+// by `up` are the same thing.
+import { mkdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { loadRole } from "../spec/load.js";
+import type { Channel } from "../spec/schema.js";
+import { DHCP_ADDRESS, planCluster, validateClusterName, type Network } from "../bootstrap/plan.js";
+import { createSecrets, readSecrets } from "../bootstrap/secrets.js";
+import { cliSecretFiles, serviceRolesOf } from "../bootstrap/node-secrets.js";
+import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
+import { installImage } from "../cluster/images.js";
+import { clusterPaths, imageDirFor, readClusterState, writeClusterState, type ClusterState } from "../cluster/state.js";
+import { readManifest, type ImageManifest } from "../image/build.js";
+import { planManifest, PlanManifestSchema, type PlanManifest } from "../provider/manifest.js";
+import { nodeFiles } from "../provider/qemu/provider.js";
+import { sha256 } from "../util/hash.js";
+import { writeFileAtomic } from "../util/files.js";
+import { ResinError } from "../util/errors.js";
+import type { Log } from "../util/log.js";
+import { buildRoles } from "./build.js";
+
+export interface CreateOptions {
+  project: string;
+  name: string;
+  role: string;
+  channel: Channel;
+  nodes: number;
+  network?: Network;
+  offline?: boolean;
+  /** Also copy the role's disk images (disk.raw, disk.qcow2) into the cluster: provisioners boot those. */
+  disks?: boolean;
+  log: Log;
+}
+
+/** A new cluster: build the role's image, plan the nodes, make the secrets bundle, record it all. */
+export async function createCluster(opts: CreateOptions): Promise<ClusterState> {
+  validateClusterName(opts.name);
+  const paths = clusterPaths(opts.name);
+  opts.log(`cluster ${opts.name}: building image for role ${opts.role}`);
+  const [image] = await buildRoles({ project: opts.project, roles: [opts.role], channel: opts.channel, offline: opts.offline, log: opts.log });
+  const role = await loadRole(opts.project, opts.role, opts.channel);
+  const network = opts.network ?? { mode: "static" };
+  const plan = planCluster(opts.name, Array.from({ length: opts.nodes }, () => opts.role), undefined, network);
+  await installImage(opts.name, image!.dir, image!.manifest.digest, { disks: opts.disks });
+  const state: ClusterState = {
+    version: 1,
+    name: opts.name,
+    channel: opts.channel,
+    datacenter: plan.datacenter,
+    subnet: plan.subnet,
+    network,
+    nodes: plan.nodes.map((n) => ({
+      name: n.name,
+      role: n.role,
+      index: n.index,
+      address: n.address,
+      prefix: n.prefix,
+      clusterMac: n.clusterMac,
+      hostMac: n.hostMac,
+      hostAddress: n.hostAddress,
+      image: image!.manifest.digest,
+      memoryMib: role.spec.vm.memory_mib,
+      cpus: role.spec.vm.cpus,
+      ports: {},
+    })),
+  };
+  await createSecrets(paths.secrets, plan, () => serviceRolesOf(role));
+  await writeClusterState(state);
+  opts.log(`cluster ${opts.name}: created (${opts.nodes} × ${opts.role}, ${network.mode} addresses, state in ${paths.dir})`);
+  return state;
+}
+
+export interface PlanOptions extends Omit<CreateOptions, "disks"> {
+  /** Whether --nodes / --network were given: an existing cluster must then match. */
+  nodesGiven: boolean;
+  networkGiven: boolean;
+}
+
+/** Plan a cluster (or re-plan an existing one) and return its manifest; also written to plan.json in its state directory. */
+export async function planCommand(opts: PlanOptions): Promise<PlanManifest> {
+  validateClusterName(opts.name);
+  let state = await readClusterState(opts.name);
+  if (state) {
+    if (opts.nodesGiven && state.nodes.length !== opts.nodes) {
+      throw new ResinError(`cluster '${opts.name}' has ${state.nodes.length} nodes, not ${opts.nodes}`, "omit --nodes to plan it as it is, or use another --name");
+    }
+    if (opts.networkGiven && JSON.stringify(state.network) !== JSON.stringify(opts.network)) {
+      throw new ResinError(`cluster '${opts.name}' was planned with ${state.network.mode} addresses`, "omit --network and --join to plan it as it is, or use another --name");
+    }
+    opts.log(`cluster ${opts.name}: exists (${state.nodes.length} nodes); writing its manifest again`);
+  } else {
+    if (opts.nodes < 1 || opts.nodes > 200) throw new ResinError(`--nodes ${opts.nodes} is out of range`, "use 1 to 200 nodes");
+    state = await createCluster({ ...opts, disks: true });
+  }
+  return writePlan(opts.project, state, opts.log);
+}
+
+/** Write every node's metadata (config drive and plain JSON) and the manifest that points at it. */
+export async function writePlan(project: string, state: ClusterState, log: Log): Promise<PlanManifest> {
+  const paths = clusterPaths(state.name);
+  const roles = await loadClusterRoles(project, state);
+  const images = new Map<string, { dir: string; manifest: ImageManifest }>();
+  for (const node of state.nodes) {
+    if (images.has(node.image)) continue;
+    const dir = imageDirFor(state.name, node.image);
+    const manifest = await readManifest(dir);
+    if (!manifest) throw new ResinError(`node ${node.name} boots image ${node.image}, which is missing from ${dir}`, "the cluster's state directory was changed by hand; restore it or recreate the cluster");
+    await ensureDiskImages(project, state, dir, manifest);
+    images.set(node.image, { dir, manifest });
+  }
+  await writeConfigDrives(project, state);
+  const metadata = new Map<string, { path: string; sha256: string; bytes: number }>();
+  for (const node of state.nodes) {
+    const path = nodeFiles(state.name, node.name).userData;
+    const data = await readFile(path);
+    metadata.set(node.name, { path, sha256: sha256(data), bytes: data.length });
+  }
+  const secrets = await readSecrets(paths.secrets);
+  const tlsDir = join(paths.dir, "tls");
+  await mkdir(tlsDir, { recursive: true, mode: 0o700 });
+  const ca = cliSecretFiles(secrets).find((f) => f.path === "ca.pem")!;
+  await writeFileAtomic(join(tlsDir, "ca.pem"), ca.content, 0o644);
+  const manifest = PlanManifestSchema.parse(
+    planManifest({
+      state,
+      images,
+      vm: new Map([...roles].map(([name, role]) => [name, role.spec.vm])),
+      caCertificate: join(tlsDir, "ca.pem"),
+      metadata,
+    }),
+  );
+  await writeFileAtomic(join(paths.dir, "plan.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+  const dhcp = state.nodes.some((n) => n.address === DHCP_ADDRESS);
+  log(`cluster ${state.name}: ${state.nodes.length} nodes planned${dhcp ? " (addresses from DHCP)" : ""}; manifest in ${join(paths.dir, "plan.json")}`);
+  return manifest;
+}
+
+/**
+ * A planned cluster's provisioner boots the disk images, which `resin up` does not copy
+ * into the cluster. They come from the build output when it still holds the same image.
+ */
+async function ensureDiskImages(project: string, state: ClusterState, dir: string, manifest: ImageManifest): Promise<void> {
+  const built = join(project, "out", "images", state.channel, manifest.role);
+  const current = await readManifest(built);
+  if (current?.digest === manifest.digest) {
+    await installImage(state.name, built, manifest.digest, { disks: true });
+    return;
+  }
+  const missing = await installImage(state.name, built, manifest.digest, { disks: true, checkOnly: true });
+  if (missing.length > 0) {
+    throw new ResinError(
+      `cluster '${state.name}': the disk images of ${manifest.role} (image ${manifest.digest}) are not in ${dir}, and ${built} now holds another build`,
+      `rebuild the image the cluster runs, or plan a new cluster (resin plan --name <new>)`,
+    );
+  }
+}

@@ -1,0 +1,139 @@
+// Each in-image metadata provider, proven by a guest that boots from it: a one-node
+// Consul 1.8.7 cluster planned by `resin plan`, booted with no config drive and a
+// link-local metadata network (169.254.0.0/16) whose addresses QEMU forwards to
+// loopback test doubles of AWS IMDSv2, an EC2-compatible service and a metal web
+// server. The node only reaches a Consul leader if it got its whole config (TLS keys,
+// gossip key, tokens, network) from that provider.
+import { gzipSync } from "node:zlib";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { consulView } from "../../cli/cluster/consul.js";
+import { readClusterState, writeClusterState, type ClusterState } from "../../cli/cluster/state.js";
+import { chooseAccel, type Accel } from "../../cli/provider/qemu/accel.js";
+import { nodeFiles, startNode, stopCluster, vmState, type BootOptions } from "../../cli/provider/qemu/provider.js";
+import { createPersistDisk, vmPid } from "../../cli/provider/qemu/vm.js";
+import { ec2CompatibleDouble, imdsV2Double, webDouble, type MetadataDouble } from "../doubles/metadata.js";
+import { consulAt, killLeftovers, resinAsync } from "./helpers.js";
+
+const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-metadata-"));
+process.env.RESIN_STATE_HOME = stateHome; // the provider functions below read it too
+const env = { RESIN_STATE_HOME: stateHome };
+const name = "meta";
+const IMDS = "169.254.169.254";
+const METAL = "169.254.42.1";
+
+let state: ClusterState;
+let accel: Accel;
+let userData: Buffer;
+const doubles: MetadataDouble[] = [];
+
+async function double(d: Promise<MetadataDouble>): Promise<MetadataDouble> {
+  const running = await d;
+  doubles.push(running);
+  return running;
+}
+
+const consoleLog = () => readFileSync(join(nodeFiles(name, `${name}-1`).dir, "console.log"), "utf8");
+
+/** Boot the node, wait for it to lead its one-node Consul cluster, then stop it. */
+async function bootToLeader(boot: BootOptions): Promise<{ seconds: number; console: string }> {
+  const node = state.nodes[0]!;
+  const started = Date.now();
+  await startNode(state, node, accel, () => {}, boot);
+  await writeClusterState(state);
+  try {
+    const ep = consulAt(stateHome, name, node.name);
+    const deadline = Date.now() + 240_000;
+    for (;;) {
+      const view = await consulView(ep, 3000);
+      if (view.leader === `${node.address}:8300`) break;
+      if (!(await vmPid(nodeFiles(name, node.name).dir))) throw new Error(`the node stopped:\n${consoleLog().slice(-1500)}`);
+      if (Date.now() > deadline) throw new Error(`no Consul leader after 240 s (${view.error ?? view.leader}):\n${consoleLog().slice(-1500)}`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    return { seconds: (Date.now() - started) / 1000, console: consoleLog() };
+  } finally {
+    await stopCluster(state);
+  }
+}
+
+describe("in-image metadata providers, each booting a real node in QEMU", () => {
+  beforeAll(async () => {
+    const planned = await resinAsync(["plan", "--name", name, "--nodes", "1", "--role", "consul-server", "--channel", "debian", "--json"], env);
+    if (planned.status !== 0) throw new Error(`resin plan failed (exit ${planned.status}):\n${planned.stderr}`);
+    const manifest = JSON.parse(planned.stdout) as { nodes: { metadata: { path: string } }[] };
+    userData = readFileSync(manifest.nodes[0]!.metadata.path);
+    state = (await readClusterState(name))!;
+    await createPersistDisk(nodeFiles(name, state.nodes[0]!.name).persistDisk, 1);
+    accel = await chooseAccel();
+  });
+
+  afterAll(async () => {
+    if (state) await stopCluster(state, { graceMs: 0 });
+    for (const d of doubles) await d.close();
+    killLeftovers(stateHome);
+    rmSync(stateHome, { recursive: true, force: true });
+  });
+
+  it("aws: takes an IMDSv2 token, then the (gzipped) user data with it", async () => {
+    const imds = await double(imdsV2Double(gzipSync(userData)));
+    const { seconds, console: guest } = await bootToLeader({ metadataService: { forwards: [{ guestAddress: IMDS, guestPort: 80, hostPort: imds.port }] } });
+    console.log(`aws (IMDSv2) provider: power-on → Consul leader in ${seconds.toFixed(1)} s`);
+    expect(guest).toContain("resin: metadata from aws");
+    const [put, get] = imds.requests;
+    expect(put).toMatchObject({ method: "PUT", path: "/latest/api/token" });
+    expect(Number(put!.headers["x-aws-ec2-metadata-token-ttl-seconds"])).toBeGreaterThan(0);
+    expect(get).toMatchObject({ method: "GET", path: "/latest/user-data" });
+    expect(get!.headers["x-aws-ec2-metadata-token"]).toMatch(/^[0-9a-f-]{36}$/);
+    // A request without the token would have had 401; none was needed.
+    expect(imds.requests.filter((r) => r.method === "GET" && !r.headers["x-aws-ec2-metadata-token"])).toEqual([]);
+  });
+
+  it("generic: reads EC2-compatible user data without a token when no IMDSv2 answers", async () => {
+    const ec2 = await double(ec2CompatibleDouble(userData));
+    const { seconds, console: guest } = await bootToLeader({ metadataService: { forwards: [{ guestAddress: IMDS, guestPort: 80, hostPort: ec2.port }] } });
+    console.log(`generic provider: power-on → Consul leader in ${seconds.toFixed(1)} s`);
+    expect(guest).toContain("resin: metadata from generic");
+    // The aws provider asked first and was refused, then the generic one read the data.
+    expect(ec2.requests.map((r) => `${r.method} ${r.path}`)).toEqual(["PUT /latest/api/token", "GET /latest/user-data"]);
+  });
+
+  it("cmdline: resin.metadata=URL (pinned by resin.metadata.sha256) wins over a cloud service that also answers", async () => {
+    const web = await double(webDouble("/nodes/meta-1.json", userData));
+    // A metadata service with a document that would fail to boot: it must not be asked.
+    const decoy = await double(imdsV2Double(Buffer.from("not json")));
+    const sha = createHash("sha256").update(userData).digest("hex");
+    const { seconds, console: guest } = await bootToLeader({
+      append: `resin.metadata=http://${METAL}/nodes/meta-1.json resin.metadata.sha256=${sha}`,
+      metadataService: {
+        forwards: [
+          { guestAddress: METAL, guestPort: 80, hostPort: web.port },
+          { guestAddress: IMDS, guestPort: 80, hostPort: decoy.port },
+        ],
+      },
+    });
+    console.log(`cmdline provider: power-on → Consul leader in ${seconds.toFixed(1)} s`);
+    expect(guest).toContain("resin: metadata from cmdline");
+    expect(web.requests.map((r) => `${r.method} ${r.path}`)).toEqual(["GET /nodes/meta-1.json"]);
+    expect(decoy.requests).toEqual([]);
+  });
+
+  it("none: a node nothing answers for says which providers it tried, powers off and shows as crashed", async () => {
+    const node = state.nodes[0]!;
+    await startNode(state, node, accel, () => {}, { metadataService: { forwards: [] } });
+    await writeClusterState(state);
+    const deadline = Date.now() + 180_000;
+    while (await vmPid(nodeFiles(name, node.name).dir)) {
+      if (Date.now() > deadline) throw new Error(`the node did not power off:\n${consoleLog().slice(-1500)}`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    const log = consoleLog();
+    expect(log).toMatch(/resin: FATAL: no metadata for this node: no metadata provider answered \(cmdline: no resin\.metadata= on the kernel command line; cdrom: no volume labelled cidata; aws: no IMDSv2 token from 169\.254\.169\.254; generic: nothing at http:\/\/169\.254\.169\.254\/latest\/user-data\)/);
+    const vm = await vmState(name, node);
+    expect(vm.state).toBe("crashed");
+    expect(vm.reason).toContain("no metadata provider answered");
+  });
+});

@@ -1,0 +1,19 @@
+# This node's place in cluster "resin", rendered by resin at bootstrap.
+node_name          = "resin-1"
+node_id            = "d8f697d1-7980-edae-b54b-44db1e103e5e"
+datacenter         = "dc1"
+primary_datacenter = "dc1"
+bind_addr          = "{{ GetPrivateIP }}"
+advertise_addr     = "{{ GetPrivateIP }}"
+encrypt            = "ERERERERERERERERERERERERERERERERERERERERERE="
+retry_join         = ["provider=aws tag_key=resin-cluster tag_value=resin"]
+bootstrap_expect   = 3
+
+# This server's agent token, and the management token the servers create when one of
+# them first leads (the host's token; only servers hold it).
+acl {
+  tokens {
+    initial_management = "11111111-1111-4111-8111-111111111111"
+    agent              = "22222222-2222-4222-8222-222222222222"
+  }
+}
