@@ -1,0 +1,629 @@
+import { describe, it, expect, beforeAll, afterAll } from "vitest";
+import { createHash } from "node:crypto";
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, delimiter, dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import { gunzipSync } from "node:zlib";
+import { execa } from "execa";
+import { parse as parseHcl2 } from "@cdktf/hcl2json";
+
+// The Terraform tree (terraform/): modules for AWS and libvirt, and a local example
+// that drives resin through Terraform's built-in terraform_data.
+//
+// 1. Every .tf file is parsed with HashiCorp's HCL2 parser (@cdktf/hcl2json) and its
+//    structure checked: variables typed and described, the resources each target
+//    needs, the HashiStack's ports in the AWS security group, no provider for the
+//    local example.
+// 2. With the terraform binary (skipped, saying so, without it):
+//    - `terraform fmt -check`;
+//    - init and validate of the local example (it needs no provider, so this runs
+//      offline), its variable validations, and a full apply/destroy against a fake
+//      resin that records how it is called;
+//    - the modules' plan-derived values and validations, evaluated by real Terraform
+//      against a synthetic plan: the modules keep them in provider-free locals, so a
+//      copy of variables.tf + main.tf needs no provider;
+//    - init and validate of the AWS and libvirt modules, which need their providers:
+//      tried with a short timeout, and skipped with the reason where they cannot be
+//      installed (no access to the Terraform provider registry).
+//
+// Terraform always runs in temporary copies, with CHECKPOINT_DISABLE=1, so nothing is
+// left in the repository and nothing calls home.
+
+const REPO = fileURLToPath(new URL("../../", import.meta.url));
+const TF_ROOT = join(REPO, "terraform");
+const MISSING = "terraform is not installed (/usr/local/bin/terraform or PATH)";
+const NO_PROVIDERS = "their providers cannot be downloaded here (no access to the Terraform provider registry)";
+
+function findTerraform(): string | undefined {
+  const candidates = ["/usr/local/bin/terraform", ...(process.env.PATH ?? "").split(delimiter).filter(Boolean).map((d) => join(d, "terraform"))];
+  return candidates.find((p) => {
+    try {
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  });
+}
+
+const TERRAFORM = findTerraform();
+if (!TERRAFORM) console.warn(`test/unit/terraform.test.ts: skipping every test that runs Terraform: ${MISSING}`);
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** stdout and stderr with every run of whitespace made one space (Terraform wraps its messages). */
+  flat: string;
+}
+
+async function terraform(cwd: string, args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Run> {
+  const r = await execa(TERRAFORM!, args, {
+    cwd,
+    env: { ...process.env, CHECKPOINT_DISABLE: "1", TF_IN_AUTOMATION: "1", TF_INPUT: "0", ...opts.env },
+    timeout: opts.timeoutMs ?? 50_000,
+    reject: false,
+    stdin: "ignore",
+  });
+  const stdout = String(r.stdout);
+  const stderr = String(r.stderr);
+  return { code: r.exitCode ?? -1, stdout, stderr, flat: `${stdout}\n${stderr}`.replace(/[\s│]+/g, " ") };
+}
+
+const scratch: string[] = [];
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `resin-tf-${prefix}-`));
+  scratch.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A copy of terraform/ without any working files a user may have left in it. */
+function copyTree(): string {
+  const dst = join(tempDir("tree"), "terraform");
+  cpSync(TF_ROOT, dst, {
+    recursive: true,
+    filter: (src) => !/(^|\/)(\.terraform|\.terraform\.lock\.hcl|terraform\.tfstate[^/]*|plan\.json)$/.test(src),
+  });
+  return dst;
+}
+
+/** A directory with only the named files of one module directory. */
+function copyFiles(moduleDir: string, files: string[]): string {
+  const dst = tempDir(basename(moduleDir));
+  for (const f of files) cpSync(join(TF_ROOT, moduleDir, f), join(dst, f));
+  return dst;
+}
+
+// ---- parsing ----------------------------------------------------------------------
+
+type Body = Record<string, any>;
+
+function tfFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.name === ".terraform") continue;
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...tfFiles(path));
+    else if (entry.name.endsWith(".tf")) out.push(path);
+  }
+  return out.sort();
+}
+
+/** One Terraform module: its files' parsed bodies, merged (hcl2json gives blocks as arrays of bodies). */
+interface Module {
+  dir: string;
+  variables: Record<string, Body>;
+  outputs: Record<string, Body>;
+  locals: Body;
+  resources: Record<string, Record<string, Body>>;
+  data: Record<string, Record<string, Body>>;
+  terraform: Body[];
+}
+
+const modules = new Map<string, Module>();
+
+function mod(dir: string): Module {
+  const m = modules.get(dir);
+  if (!m) throw new Error(`no .tf files parsed in terraform/${dir}`);
+  return m;
+}
+
+beforeAll(async () => {
+  for (const file of tfFiles(TF_ROOT)) {
+    const dir = relative(TF_ROOT, dirname(file));
+    const body = (await parseHcl2(file, readFileSync(file, "utf8"))) as Body;
+    const m = modules.get(dir) ?? { dir, variables: {}, outputs: {}, locals: {}, resources: {}, data: {}, terraform: [] };
+    modules.set(dir, m);
+    for (const [name, bodies] of Object.entries<Body[]>(body.variable ?? {})) m.variables[name] = bodies[0]!;
+    for (const [name, bodies] of Object.entries<Body[]>(body.output ?? {})) m.outputs[name] = bodies[0]!;
+    for (const l of (body.locals ?? []) as Body[]) Object.assign(m.locals, l);
+    for (const kind of ["resource", "data"] as const) {
+      for (const [type, named] of Object.entries<Record<string, Body[]>>(body[kind] ?? {})) {
+        const target = kind === "resource" ? m.resources : m.data;
+        target[type] ??= {};
+        for (const [name, bodies] of Object.entries(named)) target[type]![name] = bodies[0]!;
+      }
+    }
+    m.terraform.push(...((body.terraform ?? []) as Body[]));
+  }
+});
+
+interface PortRule {
+  from: number;
+  to: number;
+  protocol: string;
+}
+
+function covers(rules: PortRule[], port: number, protocol: string): boolean {
+  return rules.some((r) => r.protocol === protocol && r.from <= port && port <= r.to);
+}
+
+describe("terraform/: every .tf parsed by the HCL2 parser", () => {
+  it("finds the modules and examples", () => {
+    expect([...modules.keys()].sort()).toEqual(["examples/aws", "examples/libvirt", "examples/local", "modules/aws", "modules/libvirt"]);
+  });
+
+  it("every variable has a type and a description; every output a description", () => {
+    for (const m of modules.values()) {
+      for (const [name, v] of Object.entries(m.variables)) {
+        expect(v.type, `terraform/${m.dir}: variable "${name}" has no type`).toMatch(/^\$\{.+\}$/);
+        expect(String(v.description ?? "").length, `terraform/${m.dir}: variable "${name}" has no description`).toBeGreaterThan(10);
+        for (const rule of (v.validation ?? []) as Body[]) {
+          expect(rule.condition, `terraform/${m.dir}: variable "${name}": validation without condition`).toBeTruthy();
+          expect(String(rule.error_message ?? ""), `terraform/${m.dir}: variable "${name}": validation without message`).toMatch(/\.$|`$/);
+        }
+      }
+      for (const [name, o] of Object.entries(m.outputs)) {
+        expect(String(o.description ?? "").length, `terraform/${m.dir}: output "${name}" has no description`).toBeGreaterThan(10);
+      }
+    }
+  });
+
+  it("every module pins Terraform and its providers with ~>", () => {
+    for (const m of modules.values()) {
+      const versions = m.terraform.map((t) => t.required_version).filter(Boolean);
+      expect(versions, `terraform/${m.dir}: required_version`).toEqual([expect.stringMatching(/^~> 1\.\d+$/)]);
+      for (const block of m.terraform) {
+        for (const providers of (block.required_providers ?? []) as Body[]) {
+          for (const [name, p] of Object.entries<Body>(providers)) {
+            expect(p.version, `terraform/${m.dir}: provider ${name}`).toMatch(/^~> \d+\.\d+(\.\d+)?$/);
+            expect(p.source, `terraform/${m.dir}: provider ${name}`).toMatch(/^[a-z0-9-]+\/[a-z0-9-]+$/);
+          }
+        }
+      }
+    }
+  });
+
+  it("the modules validate the plan file: format resin-plan/1; AWS needs a dhcp plan with an AWS join string", () => {
+    for (const dir of ["modules/aws", "modules/libvirt"]) {
+      const plan = mod(dir).variables.plan_file!;
+      const messages = (plan.validation as Body[]).map((v) => String(v.error_message)).join("\n");
+      expect(messages).toContain('"resin-plan/1"');
+    }
+    const aws = (mod("modules/aws").variables.plan_file!.validation as Body[]).map((v) => String(v.error_message)).join("\n");
+    expect(aws).toContain("needs a plan made with `--network dhcp`");
+    expect(aws).toContain("provider=aws tag_key=");
+  });
+
+  it("the AWS module: image import, AMI, per-node launch template and auto-scaling group of one", () => {
+    const m = mod("modules/aws");
+    for (const type of ["aws_s3_object", "aws_ebs_snapshot_import", "aws_ami", "aws_launch_template", "aws_autoscaling_group", "aws_security_group", "aws_iam_role", "aws_iam_instance_profile"]) {
+      expect(Object.keys(m.resources), type).toContain(type);
+    }
+    const ami = m.resources.aws_ami!.role!;
+    expect(ami).toMatchObject({ boot_mode: "uefi", ena_support: true, architecture: "x86_64", imds_support: "v2.0" });
+    expect(ami.ebs_block_device[0].snapshot_id).toContain("aws_ebs_snapshot_import.disk");
+    expect(m.resources.aws_ebs_snapshot_import!.disk!.disk_container[0].format).toBe("RAW");
+    expect(m.resources.aws_s3_object!.disk!.source).toContain("files.disk_raw.path");
+
+    const lt = m.resources.aws_launch_template!.node!;
+    expect(lt.for_each).toBe("${local.nodes}");
+    expect(lt.user_data).toContain("local.user_data[each.key]");
+    expect(m.locals.user_data).toMatch(/base64gzip\(file\(node\.metadata\.path\)\)/);
+    expect(lt.metadata_options[0]).toMatchObject({ http_tokens: "required", http_put_response_hop_limit: 1 });
+    // The persist disk: a second EBS volume sized by the role.
+    expect(lt.block_device_mappings).toHaveLength(1);
+    expect(lt.block_device_mappings[0].ebs[0].volume_size).toContain("persist_disk_gib");
+
+    const asg = m.resources.aws_autoscaling_group!.node!;
+    expect(asg).toMatchObject({ min_size: 1, max_size: 1, desired_capacity: 1, for_each: "${local.nodes}" });
+    expect(asg.dynamic.tag[0]).toMatchObject({ for_each: "${local.node_tags[each.key]}", content: [{ propagate_at_launch: true }] });
+    expect(m.locals.node_tags).toContain('(local.join_args["tag_key"]) = local.join_args["tag_value"]');
+    expect(m.locals.node_tags).toContain('"resin-role"');
+    expect(m.locals.common_tags).toContain('"resin-cluster"');
+  });
+
+  it("the AWS nodes may only DescribeInstances (cloud auto-join)", () => {
+    const m = mod("modules/aws");
+    const statements = Object.values(m.data.aws_iam_policy_document!).flatMap((d) => d.statement as Body[]);
+    const allowed = statements.filter((s) => !(s.actions as string[]).includes("sts:AssumeRole")).flatMap((s) => s.actions as string[]);
+    expect(allowed).toEqual(["ec2:DescribeInstances"]);
+    expect(Object.keys(m.resources.aws_iam_role_policy!)).toEqual(["auto_join"]);
+    expect(m.resources.aws_iam_role_policy_attachment).toBeUndefined();
+    expect(m.resources.aws_iam_policy).toBeUndefined();
+    expect(m.resources.aws_launch_template!.node!.iam_instance_profile[0].arn).toBe("${aws_iam_instance_profile.node.arn}");
+  });
+
+  it("the AWS security group opens the HashiStack's ports within the group, and the API ports to api_cidrs", () => {
+    const m = mod("modules/aws");
+    const cluster = Object.values(m.locals.cluster_ports as Record<string, PortRule>);
+    for (const port of [8300, 8301, 8302, 8501, 8503, 4646, 4647, 4648, 8200, 8201, 9100]) expect(covers(cluster, port, "tcp"), `tcp ${port}`).toBe(true);
+    for (const port of [8301, 8302, 4648]) expect(covers(cluster, port, "udp"), `udp ${port}`).toBe(true);
+    // Nothing else: no port outside those the services serve.
+    for (const r of cluster) expect(r.to - r.from, JSON.stringify(r)).toBeLessThanOrEqual(2);
+    const api = Object.values(m.locals.api_ports as Record<string, PortRule>);
+    expect(api.map((r) => r.from).sort()).toEqual([4646, 8200, 8501]);
+    const ingress = m.resources.aws_vpc_security_group_ingress_rule!;
+    expect(ingress.cluster!).toMatchObject({ for_each: "${local.cluster_ports}", referenced_security_group_id: "${aws_security_group.cluster.id}" });
+    expect(ingress.api!).toMatchObject({ for_each: "${local.api_rules}", cidr_ipv4: "${each.value.cidr}" });
+    const egress = m.resources.aws_vpc_security_group_egress_rule!;
+    expect(egress.https!).toMatchObject({ from_port: 443, to_port: 443, ip_protocol: "tcp" });
+  });
+
+  it("the libvirt module: network, image/root/persist volumes, cidata config drive, UEFI domain with the node's MAC", () => {
+    const m = mod("modules/libvirt");
+    expect(Object.keys(m.resources).sort()).toEqual(["libvirt_cloudinit_disk", "libvirt_domain", "libvirt_network", "libvirt_volume"]);
+    expect(Object.keys(m.resources.libvirt_volume!).sort()).toEqual(["image", "persist", "root"]);
+    expect(m.resources.libvirt_volume!.image!.source).toContain("files.disk_qcow2.path");
+    expect(m.resources.libvirt_volume!.root!.base_volume_id).toContain("libvirt_volume.image[");
+    expect(m.resources.libvirt_cloudinit_disk!.metadata!.user_data).toContain("file(each.value.metadata.path)");
+    expect(m.variables.ovmf_code!.default).toBe("/usr/share/OVMF/OVMF_CODE.fd");
+    const domain = m.resources.libvirt_domain!.node!;
+    expect(domain.firmware).toBe("${var.ovmf_code}");
+    expect(domain.cloudinit).toBe("${libvirt_cloudinit_disk.metadata[each.key].id}");
+    expect(domain.disk.map((d: Body) => d.volume_id)).toEqual(["${libvirt_volume.root[each.key].id}", "${libvirt_volume.persist[each.key].id}"]);
+    expect(domain.network_interface[0]).toMatchObject({ network_id: "${libvirt_network.cluster.id}", mac: "${each.value.macs.cluster}", addresses: ["${each.value.address}"] });
+    // The host NIC a static plan's metadata also configures, on a bare segment.
+    expect(domain.network_interface[1]).toMatchObject({ network_id: "${libvirt_network.host.id}", mac: "${each.value.macs.host}" });
+    expect(Object.keys(m.resources.libvirt_network!).sort()).toEqual(["cluster", "host"]);
+    expect(m.resources.libvirt_network!.cluster!).toMatchObject({ mode: "none", addresses: ["${local.cidr}"] });
+    expect(m.resources.libvirt_network!.host!.addresses).toBeUndefined();
+    expect(domain.xml[0].xslt).toContain("domain.xsl");
+    const xsl = readFileSync(join(TF_ROOT, "modules/libvirt/domain.xsl"), "utf8");
+    expect(xsl).toContain("<serial>cidata</serial>");
+    expect(xsl).toContain("<serial>persist</serial>");
+    expect(xsl).toContain('bus="virtio"');
+  });
+
+  it("examples/local uses only built-in Terraform: no required_providers, only terraform_data", () => {
+    const m = mod("examples/local");
+    for (const t of m.terraform) expect(t.required_providers, "examples/local must need no provider").toBeUndefined();
+    expect(Object.keys(m.resources)).toEqual(["terraform_data"]);
+    expect(m.data).toEqual({});
+    expect(Object.fromEntries(Object.entries(m.variables).map(([k, v]) => [k, v.default]))).toEqual({
+      name: "tf-local",
+      nodes: 3,
+      role: "consul-server",
+      channel: "debian",
+      resin: null,
+      keep_data: true,
+      up_timeout: 300,
+    });
+    const cluster = m.resources.terraform_data!.cluster!;
+    const provisioners = cluster.provisioner["local-exec"] as Body[];
+    expect(provisioners.map((p) => p.when ?? "create")).toEqual(["create", "create", "${destroy}"]);
+    expect(provisioners[0]!.command).toContain('up --name "$NAME" --nodes "$NODES" --role "$ROLE" --channel "$CHANNEL"');
+    expect(provisioners[1]!.command).toContain('status --name "$NAME"');
+    // A destroy-time provisioner may refer to nothing but self.
+    const destroy = JSON.stringify(provisioners[2]);
+    expect(destroy).not.toMatch(/\b(var|local|path|module)\./);
+    expect(destroy).toContain("down --name");
+    expect(destroy).toContain("destroy");
+    expect(destroy).toContain("--yes");
+  });
+});
+
+// ---- with the terraform binary -------------------------------------------------------
+
+describe("terraform fmt", () => {
+  it.skipIf(!TERRAFORM)("every file under terraform/ is formatted (terraform fmt -check -recursive -diff)", async () => {
+    const r = await terraform(REPO, ["fmt", "-check", "-recursive", "-diff", "-no-color", "terraform"]);
+    expect(r.code, `terraform fmt found unformatted files (run \`terraform fmt -recursive terraform\`):\n${r.stdout}${r.stderr}`).toBe(0);
+  });
+});
+
+describe("examples/local with real Terraform (no provider needed)", () => {
+  let dir = "";
+  beforeAll(async () => {
+    if (!TERRAFORM) return;
+    dir = copyFiles("examples/local", ["versions.tf", "variables.tf", "main.tf", "outputs.tf"]);
+    const init = await terraform(dir, ["init", "-backend=false", "-input=false", "-no-color"]);
+    if (init.code !== 0) throw new Error(`terraform init of examples/local failed (it needs no provider):\n${init.stdout}${init.stderr}`);
+  });
+
+  it.skipIf(!TERRAFORM)("init -backend=false and validate succeed offline", async () => {
+    const r = await terraform(dir, ["validate", "-no-color"]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain("The configuration is valid");
+  });
+
+  it.skipIf(!TERRAFORM)("plan with good variables adds one terraform_data and runs nothing", async () => {
+    const r = await terraform(dir, ["plan", "-input=false", "-no-color", "-refresh=false", "-var", "resin=/nonexistent/resin", "-var", "name=tf-ok"]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.flat).toContain("Plan: 1 to add, 0 to change, 0 to destroy.");
+    expect(r.flat).toContain('status_command = "/nonexistent/resin status --name tf-ok"');
+  });
+
+  it.skipIf(!TERRAFORM)("plan with nodes = 0 fails with the nodes validation message", async () => {
+    const r = await terraform(dir, ["plan", "-input=false", "-no-color", "-var", "nodes=0"]);
+    expect(r.code).toBe(1);
+    expect(r.flat).toContain("The number of nodes must be a whole number from 1 to 200.");
+  });
+
+  it.skipIf(!TERRAFORM)("plan with an uppercase name or an unknown channel fails with their validation messages", async () => {
+    const r = await terraform(dir, ["plan", "-input=false", "-no-color", "-var", "name=Prod", "-var", "channel=nightly"]);
+    expect(r.code).toBe(1);
+    expect(r.flat).toContain("The cluster name must be lowercase letters, digits and '-', starting with a letter, at most 31 characters (as resin requires).");
+    expect(r.flat).toContain('The channel must be "debian" or "official".');
+  });
+
+  it.skipIf(!TERRAFORM)("apply runs resin up then resin status; destroy runs resin down, or resin destroy --yes when keep_data = false", async () => {
+    const work = copyFiles("examples/local", ["versions.tf", "variables.tf", "main.tf", "outputs.tf"]);
+    const log = join(work, "resin-calls.log");
+    const fake = join(work, "fake resin");
+    // A stand-in for bin/resin that records its arguments; `status` exits $FAKE_STATUS.
+    writeFileSync(fake, `#!/bin/sh\necho "$*" >> "$FAKE_LOG"\n[ "$1" = status ] && exit "\${FAKE_STATUS:-0}"\nexit 0\n`);
+    chmodSync(fake, 0o755);
+    const env = { FAKE_LOG: log };
+    const calls = () => (existsSync(log) ? readFileSync(log, "utf8").trim().split("\n") : []);
+    const vars = ["-var", `resin=${fake}`, "-var", "name=tf-fake", "-var", "nodes=5", "-var", "role=control-plane", "-var", "channel=official"];
+
+    expect((await terraform(work, ["init", "-input=false", "-no-color"], { env })).code).toBe(0);
+    const apply = await terraform(work, ["apply", "-auto-approve", "-input=false", "-no-color", ...vars], { env });
+    expect(apply.code, apply.stdout + apply.stderr).toBe(0);
+    expect(calls()).toEqual(["up --name tf-fake --nodes 5 --role control-plane --channel official --timeout 300", "status --name tf-fake"]);
+    const out = await terraform(work, ["output", "-json"], { env });
+    expect(JSON.parse(out.stdout)).toMatchObject({ name: { value: "tf-fake" }, status_command: { value: `${fake} status --name tf-fake` } });
+
+    // A second apply with nothing changed runs nothing.
+    expect((await terraform(work, ["apply", "-auto-approve", "-input=false", "-no-color", ...vars], { env })).code).toBe(0);
+    expect(calls()).toHaveLength(2);
+
+    // keep_data = false changes only what destroy will do: an update in place, no resin call.
+    const flip = await terraform(work, ["apply", "-auto-approve", "-input=false", "-no-color", ...vars, "-var", "keep_data=false"], { env });
+    expect(flip.code, flip.stdout + flip.stderr).toBe(0);
+    expect(flip.flat).toContain("0 added, 1 changed, 0 destroyed");
+    expect(calls()).toHaveLength(2);
+
+    const destroy = await terraform(work, ["destroy", "-auto-approve", "-input=false", "-no-color", ...vars, "-var", "keep_data=false"], { env });
+    expect(destroy.code, destroy.stdout + destroy.stderr).toBe(0);
+    expect(calls().slice(2)).toEqual(["destroy tf-fake --yes"]);
+
+    // Default keep_data: destroy stops the cluster and keeps its data.
+    rmSync(log);
+    expect((await terraform(work, ["apply", "-auto-approve", "-input=false", "-no-color", ...vars], { env })).code).toBe(0);
+    expect((await terraform(work, ["destroy", "-auto-approve", "-input=false", "-no-color", ...vars], { env })).code).toBe(0);
+    expect(calls()).toEqual(["up --name tf-fake --nodes 5 --role control-plane --channel official --timeout 300", "status --name tf-fake", "down --name tf-fake"]);
+  }, 120_000);
+
+  it.skipIf(!TERRAFORM)("apply fails when resin status says the cluster is not healthy", async () => {
+    const work = copyFiles("examples/local", ["versions.tf", "variables.tf", "main.tf", "outputs.tf"]);
+    const fake = join(work, "resin");
+    writeFileSync(fake, `#!/bin/sh\n[ "$1" = status ] && { echo "cluster tf-sick: NOT healthy"; exit 3; }\nexit 0\n`);
+    chmodSync(fake, 0o755);
+    expect((await terraform(work, ["init", "-input=false", "-no-color"])).code).toBe(0);
+    const apply = await terraform(work, ["apply", "-auto-approve", "-input=false", "-no-color", "-var", `resin=${fake}`, "-var", "name=tf-sick"]);
+    expect(apply.code).toBe(1);
+    expect(apply.flat).toContain("NOT healthy");
+    expect(apply.flat).toContain("exit status 3");
+  }, 60_000);
+});
+
+// ---- the modules' plan-derived values, evaluated without their providers ---------------
+
+interface Fixture {
+  dir: string;
+  plans: Record<"dhcp" | "static" | "badFormat" | "noAwsJoin", string>;
+  metadata: Record<string, Buffer>;
+}
+
+/** A synthetic resin-plan/1 manifest (three consul-server nodes) and its metadata files. */
+function planFixture(): Fixture {
+  const dir = tempDir("plan");
+  mkdirSync(join(dir, "image"));
+  mkdirSync(join(dir, "nodes"));
+  const file = (name: string, data: Buffer) => {
+    const path = join(dir, name);
+    writeFileSync(path, data, { mode: 0o600 });
+    return { path, sha256: createHash("sha256").update(data).digest("hex"), bytes: data.length };
+  };
+  const files = Object.fromEntries(
+    ["kernel", "initrd", "rootfs", "disk_raw", "disk_qcow2"].map((f) => [f, file(`image/${f}`, Buffer.from(`fake ${f}\n`))]),
+  );
+  const metadata: Record<string, Buffer> = {};
+  const nodes = [1, 2, 3].map((i) => {
+    const name = `prod-${i}`;
+    metadata[name] = Buffer.from(JSON.stringify({ hostname: { content: name }, consul: { "consul.hcl": { content: `node_name = "${name}"\n`.repeat(200) } } }));
+    return {
+      name,
+      index: i,
+      role: "consul-server",
+      address: null as string | null,
+      prefix: null as number | null,
+      macs: { cluster: `52:54:00:aa:00:0${i}`, host: `52:54:00:bb:00:0${i}` },
+      metadata: file(`nodes/${name}.json`, metadata[name]),
+    };
+  });
+  const base = {
+    format: "resin-plan/1",
+    cluster: { name: "prod", datacenter: "dc1", channel: "official", network: { mode: "dhcp", join: "provider=aws tag_key=resin-join tag_value=prod-east" } as Record<string, unknown>, caCertificate: join(dir, "ca.pem") },
+    roles: {
+      "consul-server": {
+        image: { digest: `sha256:${"ab".repeat(32)}`, dir: join(dir, "image"), files },
+        vm: { memory_mib: 1024, cpus: 1, persist_disk_gib: 2 },
+        ports: { "consul.https": 8501, "base.status": 9100 },
+      },
+    },
+    nodes,
+  };
+  const write = (name: string, plan: unknown) => {
+    writeFileSync(join(dir, name), JSON.stringify(plan, null, 2));
+    return join(dir, name);
+  };
+  const staticPlan = structuredClone(base);
+  staticPlan.cluster.network = { mode: "static", subnet: "10.88.0.0/24" };
+  staticPlan.nodes.forEach((n, i) => Object.assign(n, { address: `10.88.0.${11 + i}`, prefix: 24 }));
+  const noAwsJoin = structuredClone(base);
+  noAwsJoin.cluster.network = { mode: "dhcp", join: "provider=mdns service=consul" };
+  return {
+    dir,
+    metadata,
+    plans: {
+      dhcp: write("dhcp.json", base),
+      static: write("static.json", staticPlan),
+      badFormat: write("bad-format.json", { ...base, format: "resin-plan/0" }),
+      noAwsJoin: write("no-aws-join.json", noAwsJoin),
+    },
+  };
+}
+
+/** A provider-free copy of a module (variables.tf + main.tf) with its locals as outputs. */
+async function localsProbe(moduleDir: string, locals: string[]): Promise<string> {
+  const dir = copyFiles(moduleDir, ["variables.tf", "main.tf"]);
+  writeFileSync(join(dir, "probe.tf"), locals.map((l) => `output "${l}" {\n  value = local.${l}\n}\n`).join("\n"));
+  const init = await terraform(dir, ["init", "-input=false", "-no-color"]);
+  if (init.code !== 0) throw new Error(`terraform init of the ${moduleDir} probe failed:\n${init.stdout}${init.stderr}`);
+  return dir;
+}
+
+async function evaluate(dir: string, vars: string[]): Promise<{ run: Run; values: Record<string, any> }> {
+  const run = await terraform(dir, ["apply", "-auto-approve", "-input=false", "-no-color", ...vars.flatMap((v) => ["-var", v])]);
+  if (run.code !== 0) return { run, values: {} };
+  const out = await terraform(dir, ["output", "-json"]);
+  return { run, values: Object.fromEntries(Object.entries<{ value: unknown }>(JSON.parse(out.stdout)).map(([k, v]) => [k, v.value])) };
+}
+
+const errorCount = (r: Run) => (r.flat.match(/Error: Invalid value for variable/g) ?? []).length;
+
+describe("modules/aws: plan-derived values and validations, by real Terraform without the AWS provider", () => {
+  let fx: Fixture;
+  let probe = "";
+  const common = ["bucket=resin-images", 'subnet_ids=["subnet-0a1","subnet-0b2"]', 'api_cidrs=["10.0.0.0/16","192.168.7.0/24"]', 'tags={"resin-cluster"="not-this","team"="infra"}'];
+  beforeAll(async () => {
+    if (!TERRAFORM) return;
+    fx = planFixture();
+    probe = await localsProbe("modules/aws", ["join_args", "node_tags", "node_subnets", "api_rules", "user_data", "image_ids"]);
+  });
+
+  it.skipIf(!TERRAFORM)("a dhcp plan: join tag on every node, nodes spread over subnets, API rules per port and network, gzipped metadata as user data", async () => {
+    const { run, values } = await evaluate(probe, [`plan_file=${fx.plans.dhcp}`, ...common]);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(values.join_args).toEqual({ provider: "aws", tag_key: "resin-join", tag_value: "prod-east" });
+    expect(values.node_tags["prod-2"]).toEqual({ Name: "prod-2", "resin-cluster": "prod", "resin-role": "consul-server", "resin-node": "prod-2", "resin-join": "prod-east", team: "infra" });
+    expect(values.node_subnets).toEqual({ "prod-1": "subnet-0a1", "prod-2": "subnet-0b2", "prod-3": "subnet-0a1" });
+    expect(Object.keys(values.api_rules).sort()).toEqual(
+      ["consul-https", "nomad-http", "vault-api"].flatMap((p) => [`${p}-10.0.0.0/16`, `${p}-192.168.7.0/24`]).sort(),
+    );
+    expect(values.api_rules["vault-api-192.168.7.0/24"]).toMatchObject({ from: 8200, to: 8200, protocol: "tcp", cidr: "192.168.7.0/24" });
+    for (const [name, data] of Object.entries(fx.metadata)) {
+      expect(gunzipSync(Buffer.from(values.user_data[name], "base64")).equals(data), `user data of ${name}`).toBe(true);
+    }
+    expect(values.image_ids).toEqual({ "consul-server": "ab".repeat(32) });
+  }, 60_000);
+
+  it.skipIf(!TERRAFORM)("a static plan is refused with one message that says why and what to run", async () => {
+    const { run } = await evaluate(probe, [`plan_file=${fx.plans.static}`, ...common]);
+    expect(run.code).toBe(1);
+    expect(errorCount(run), run.flat).toBe(1);
+    expect(run.flat).toContain("The AWS module needs a plan made with `--network dhcp`");
+    expect(run.flat).toContain('resin plan --network dhcp --join "provider=aws tag_key=resin-cluster tag_value=NAME"');
+  });
+
+  it.skipIf(!TERRAFORM)("a plan of another format, a missing plan and a join string without AWS are refused", async () => {
+    const bad = await evaluate(probe, [`plan_file=${fx.plans.badFormat}`, ...common]);
+    expect(errorCount(bad.run)).toBe(1);
+    expect(bad.run.flat).toContain('is not a Resin plan of format "resin-plan/1"');
+    const missing = await evaluate(probe, [`plan_file=${join(fx.dir, "nope.json")}`, ...common]);
+    expect(errorCount(missing.run)).toBe(1);
+    expect(missing.run.flat).toContain("The plan_file must name a readable JSON file");
+    const join_ = await evaluate(probe, [`plan_file=${fx.plans.noAwsJoin}`, ...common]);
+    expect(errorCount(join_.run)).toBe(1);
+    expect(join_.run.flat).toContain("The plan's join string must name AWS cloud auto-join with a tag");
+  }, 60_000);
+
+  it.skipIf(!TERRAFORM)("bad variables are refused with their messages", async () => {
+    const { run } = await evaluate(probe, [`plan_file=${fx.plans.dhcp}`, "bucket=Not_A_Bucket", "subnet_ids=[]", 'api_cidrs=["everyone"]']);
+    expect(run.code).toBe(1);
+    expect(run.flat).toContain("The bucket must be an S3 bucket name");
+    expect(run.flat).toContain("Give at least one subnet id");
+    expect(run.flat).toContain("Each entry of api_cidrs must be an IPv4 network in CIDR form");
+  });
+});
+
+describe("modules/libvirt: plan-derived values and validations, by real Terraform without the libvirt provider", () => {
+  let fx: Fixture;
+  let probe = "";
+  beforeAll(async () => {
+    if (!TERRAFORM) return;
+    fx = planFixture();
+    probe = await localsProbe("modules/libvirt", ["cidr", "images", "node_image", "node_in_network"]);
+  });
+
+  it.skipIf(!TERRAFORM)("a static plan: the plan's subnet, one image volume, every node's address in the network", async () => {
+    const { run, values } = await evaluate(probe, [`plan_file=${fx.plans.static}`]);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(values.cidr).toBe("10.88.0.0/24");
+    expect(Object.keys(values.images)).toEqual(["ab".repeat(32)]);
+    expect(values.node_image).toEqual({ "prod-1": "ab".repeat(32), "prod-2": "ab".repeat(32), "prod-3": "ab".repeat(32) });
+    expect(values.node_in_network).toEqual({ "prod-1": true, "prod-2": true, "prod-3": true });
+  });
+
+  it.skipIf(!TERRAFORM)("a dhcp plan is refused with one message that says why", async () => {
+    const { run } = await evaluate(probe, [`plan_file=${fx.plans.dhcp}`]);
+    expect(run.code).toBe(1);
+    expect(errorCount(run), run.flat).toBe(1);
+    expect(run.flat).toContain("The libvirt module needs a static plan (`resin plan` without `--network dhcp`)");
+  });
+
+  it.skipIf(!TERRAFORM)("a static plan with another network, or a plan of another format, is refused", async () => {
+    const other = await evaluate(probe, [`plan_file=${fx.plans.static}`, "network_cidr=10.99.0.0/24"]);
+    expect(other.run.code).toBe(1);
+    expect(other.run.flat).toContain("The plan fixes every node's address in its subnet");
+    const bad = await evaluate(probe, [`plan_file=${fx.plans.badFormat}`, "ovmf_code=OVMF_CODE.fd"]);
+    expect(bad.run.code).toBe(1);
+    expect(bad.run.flat).toContain('is not a Resin plan of format "resin-plan/1"');
+    expect(bad.run.flat).toContain("The ovmf_code must be an absolute path on the KVM host.");
+  });
+});
+
+// ---- the modules with their providers, where they can be installed ---------------------
+
+describe("init and validate with the providers (AWS, libvirt)", () => {
+  // Tests never reach past loopback, so providers come only from a local mirror
+  // (`terraform providers mirror DIR` on a connected machine, then RESIN_TF_PROVIDER_MIRROR=DIR).
+  const mirror = process.env.RESIN_TF_PROVIDER_MIRROR;
+  const dirs = ["modules/aws", "modules/libvirt", "examples/aws", "examples/libvirt"];
+  let tree = "";
+  let cliConfig = "";
+  const inits = new Map<string, Promise<Run>>();
+  beforeAll(() => {
+    if (!TERRAFORM || !mirror) return;
+    tree = copyTree();
+    cliConfig = join(tree, "mirror.tfrc");
+    writeFileSync(cliConfig, `provider_installation {\n  filesystem_mirror {\n    path = ${JSON.stringify(mirror)}\n  }\n}\n`);
+    for (const d of dirs) inits.set(d, terraform(join(tree, d), ["init", "-backend=false", "-input=false", "-no-color"], { timeoutMs: 30_000, env: { TF_CLI_CONFIG_FILE: cliConfig } }));
+  });
+
+  for (const d of dirs) {
+    it.skipIf(!TERRAFORM)(`${d}: terraform init -backend=false and validate`, async (ctx) => {
+      if (!mirror) {
+        const note = `terraform/${d}: skipped: ${NO_PROVIDERS}; set RESIN_TF_PROVIDER_MIRROR to a directory made by \`terraform providers mirror\` to run it`;
+        console.warn(note);
+        ctx.skip(note);
+      }
+      const init = await inits.get(d)!;
+      expect(init.code, `terraform init from the mirror ${mirror}:\n${init.stdout}${init.stderr}`).toBe(0);
+      const r = await terraform(join(tree, d), ["validate", "-no-color"], { env: { TF_CLI_CONFIG_FILE: cliConfig } });
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+    }, 60_000);
+  }
+});
+
+if (!TERRAFORM) {
+  describe("terraform binary", () => {
+    it.skip(`every test that runs Terraform: ${MISSING}`, () => {});
+  });
+}
