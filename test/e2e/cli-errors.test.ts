@@ -1,5 +1,5 @@
 // Bad input gives a clear error and touches no cluster state.
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -75,5 +75,45 @@ describe("artifacts that cannot be had", () => {
     expect(existsSync(join(state, "clusters", "cp"))).toBe(false);
     expect(processesUnder(state)).toEqual([]);
     rmSync(state, { recursive: true, force: true });
+  });
+});
+
+describe("resin plan", () => {
+  it("--join without --network dhcp is refused before anything is written", () => {
+    const r = resin(["plan", "--name", "joiny", "--join", "provider=aws tag_key=k tag_value=v"], { RESIN_STATE_HOME: stateHome });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("--join is for --network dhcp");
+    expect(existsSync(join(stateHome, "clusters", "joiny"))).toBe(false);
+  });
+
+  it("a DHCP cluster is planned with null addresses; resin up refuses it and another --nodes or --network, keeping its state", () => {
+    const env = { RESIN_STATE_HOME: stateHome, RESIN_OFFLINE: "1" };
+    const planned = resin(["plan", "--name", "cloudy", "--nodes", "3", "--role", "consul-server", "--channel", "debian", "--network", "dhcp", "--json"], env);
+    expect(planned.status, planned.stderr).toBe(0);
+    const manifest = JSON.parse(planned.stdout) as {
+      format: string;
+      cluster: { network: { mode: string; join: string } };
+      nodes: { address: string | null; metadata: { path: string } }[];
+    };
+    expect(manifest.format).toBe("resin-plan/1");
+    expect(manifest.cluster.network).toEqual({ mode: "dhcp", join: "provider=aws tag_key=resin-cluster tag_value=cloudy" });
+    expect(manifest.nodes.map((n) => n.address)).toEqual([null, null, null]);
+    const metadata = JSON.parse(readFileSync(manifest.nodes[0]!.metadata.path, "utf8")) as { resin: { entries: { network: { content: string } } } };
+    expect(metadata.resin.entries.network.content).toBe("* dhcp cluster,host\n");
+    const secretsBefore = readFileSync(join(stateHome, "clusters", "cloudy", "secrets.json"), "utf8");
+
+    const up = resin(["up", "--name", "cloudy"], env);
+    expect(up.status).toBe(1);
+    expect(up.stderr).toContain("takes its addresses from DHCP, which local clusters do not have");
+    expect(processesUnder(join(stateHome, "clusters", "cloudy"))).toEqual([]);
+
+    const resized = resin(["plan", "--name", "cloudy", "--nodes", "5"], env);
+    expect(resized.status).toBe(1);
+    expect(resized.stderr).toContain("cluster 'cloudy' has 3 nodes, not 5");
+    const restatic = resin(["plan", "--name", "cloudy", "--network", "static"], env);
+    expect(restatic.status).toBe(1);
+    expect(restatic.stderr).toContain("cluster 'cloudy' was planned with dhcp addresses");
+    // Nothing a failed command touched changed the cluster's secrets.
+    expect(readFileSync(join(stateHome, "clusters", "cloudy", "secrets.json"), "utf8")).toBe(secretsBefore);
   });
 });

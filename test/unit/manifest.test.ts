@@ -1,0 +1,84 @@
+import { describe, it, expect } from "vitest";
+import { planManifest, PlanManifestSchema, MANIFEST_FORMAT } from "../../cli/provider/manifest.js";
+import { planCluster, defaultJoin } from "../../cli/bootstrap/plan.js";
+import type { ClusterState } from "../../cli/cluster/state.js";
+import type { ImageManifest } from "../../cli/image/build.js";
+
+// The manifest is the contract with provisioners (terraform/ reads it with
+// jsondecode): these tests pin its shape for static and DHCP clusters.
+
+const hex = (c: string) => c.repeat(64);
+const file = (c: string, size: number) => ({ file: "x", sha256: hex(c), size });
+
+function image(role: string, digest: string): ImageManifest {
+  return {
+    role,
+    channel: "debian",
+    digest,
+    kernel: { ...file("a", 10), version: "6.1", modules: [] },
+    initrd: file("b", 20),
+    rootfs: file("c", 30),
+    disk: { cmdline: "console=ttyS0 resin.root=PARTLABEL=resin-root", raw: file("d", 40), qcow2: file("e", 50) },
+    services: [
+      { name: "base", ports: { status: 9100 } },
+      { name: "consul", version: "1.8.7", ports: { https: 8501 } },
+    ],
+  } as unknown as ImageManifest;
+}
+
+function stateFor(network: ClusterState["network"]): ClusterState {
+  const plan = planCluster("demo", ["consul-server", "consul-server", "consul-server"], undefined, network);
+  return {
+    version: 1,
+    name: "demo",
+    channel: "debian",
+    datacenter: plan.datacenter,
+    subnet: plan.subnet,
+    network,
+    nodes: plan.nodes.map((n) => ({ ...n, image: "sha256:abc", memoryMib: 1024, cpus: 1, ports: {} })),
+  };
+}
+
+function manifestFor(state: ClusterState) {
+  return planManifest({
+    state,
+    images: new Map([["sha256:abc", { dir: "/state/images/abc", manifest: image("consul-server", "sha256:abc") }]]),
+    vm: new Map([["consul-server", { memory_mib: 1024, cpus: 1, persist_disk_gib: 2 }]]),
+    caCertificate: "/state/tls/ca.pem",
+    metadata: new Map(state.nodes.map((n, i) => [n.name, { path: `/state/nodes/${n.name}/user-data.json`, sha256: hex(String(i)), bytes: 100 + i }])),
+  });
+}
+
+describe("planManifest", () => {
+  it("describes a static cluster: image files with digests, nodes with addresses, MACs and metadata", () => {
+    const m = PlanManifestSchema.parse(manifestFor(stateFor({ mode: "static" })));
+    expect(m.format).toBe(MANIFEST_FORMAT);
+    expect(m.cluster).toEqual({ name: "demo", datacenter: "dc1", channel: "debian", network: { mode: "static", subnet: "10.88.0.0/24" }, caCertificate: "/state/tls/ca.pem" });
+    const role = m.roles["consul-server"]!;
+    expect(role.image.files.disk_raw).toEqual({ path: "/state/images/abc/disk.raw", sha256: hex("d"), bytes: 40 });
+    expect(role.image.files.kernel.path).toBe("/state/images/abc/vmlinuz");
+    expect(role.image.cmdline).toContain("resin.root=PARTLABEL=resin-root");
+    expect(role.ports).toEqual({ "base.status": 9100, "consul.https": 8501 });
+    expect(role.vm).toEqual({ memory_mib: 1024, cpus: 1, persist_disk_gib: 2 });
+    expect(m.nodes.map((n) => [n.name, n.index, n.address, n.prefix])).toEqual([
+      ["demo-1", 1, "10.88.0.11", 24],
+      ["demo-2", 2, "10.88.0.12", 24],
+      ["demo-3", 3, "10.88.0.13", 24],
+    ]);
+    expect(m.nodes[1]!.metadata).toEqual({ path: "/state/nodes/demo-2/user-data.json", sha256: hex("1"), bytes: 101 });
+    expect(m.nodes[0]!.macs.cluster).toMatch(/^52:54(:[0-9a-f]{2}){4}$/);
+  });
+
+  it("describes a DHCP cluster by its join string, with no addresses", () => {
+    const m = PlanManifestSchema.parse(manifestFor(stateFor({ mode: "dhcp", join: defaultJoin("demo") })));
+    expect(m.cluster.network).toEqual({ mode: "dhcp", join: "provider=aws tag_key=resin-cluster tag_value=demo" });
+    expect(m.nodes.every((n) => n.address === null && n.prefix === null)).toBe(true);
+  });
+
+  it("is JSON that the schema accepts unchanged, and refuses relative paths", () => {
+    const m = manifestFor(stateFor({ mode: "static" }));
+    expect(PlanManifestSchema.parse(JSON.parse(JSON.stringify(m)))).toEqual(m);
+    const relative = { ...m, cluster: { ...m.cluster, caCertificate: "tls/ca.pem" } };
+    expect(PlanManifestSchema.safeParse(relative).success).toBe(false);
+  });
+});
