@@ -6,11 +6,11 @@ import { copyFile, cp, mkdir, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { clusterPaths, imageDirFor, type ClusterState } from "./state.js";
 
-const DISK_FILES = ["disk.raw", "disk.qcow2"];
+const DISK_FILES = ["disk.raw", "disk.qcow2", "disk.iso"];
 
 /**
  * Copy a built image into the cluster, by digest. What a local VM boots: kernel,
- * initramfs, squashfs root, manifest. The disk images (disk.raw, disk.qcow2) are for
+ * initramfs, squashfs root, manifest. The disk images (disk.raw, disk.qcow2, disk.iso) are for
  * other hypervisors and clouds: copied only when asked (`resin plan`), never replaced.
  * Returns the disk files still missing (with checkOnly, nothing is copied).
  */

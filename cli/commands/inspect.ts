@@ -29,6 +29,7 @@ export function formatManifest(dir: string, m: ImageManifest): string {
       ? [
           `disk      ${m.disk.raw.file} ${mb(m.disk.raw.size)} sha256:${m.disk.raw.sha256} (UEFI, GPT: ${m.disk.partitions.map((p) => p.name).join(" + ")})`,
           `          ${m.disk.qcow2.file} ${mb(m.disk.qcow2.size)} sha256:${m.disk.qcow2.sha256}`,
+          `          ${m.disk.iso.file} ${mb(m.disk.iso.size)} sha256:${m.disk.iso.sha256} (UEFI El Torito, and a GPT for USB sticks; label ${m.disk.iso.volumeId})`,
           `          kernel command line: ${m.disk.cmdline}`,
         ]
       : []),

@@ -29,7 +29,7 @@ export interface CreateOptions {
   nodes: number;
   network?: Network;
   offline?: boolean;
-  /** Also copy the role's disk images (disk.raw, disk.qcow2) into the cluster: provisioners boot those. */
+  /** Also copy the role's disk images (disk.raw, disk.qcow2, disk.iso) into the cluster: provisioners boot those. */
   disks?: boolean;
   log: Log;
 }

@@ -27,7 +27,7 @@ import { EFI_STUB_PATH, writeDisks, type DiskManifest } from "./disk.js";
 import type { TreeEntry } from "./tree.js";
 
 /** Bump when the image layout changes in a way the inputs below do not capture. */
-const IMAGE_FORMAT = 2;
+const IMAGE_FORMAT = 3;
 
 /** Where a dynamic linker finds libraries without an ld.so.cache (Debian's system search path). */
 const LIBRARY_DIRS = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "lib", "usr/lib"];

@@ -1,29 +1,45 @@
-// Minimal ISO 9660 (ECMA-119) writer for cloud-init style config drives: one root
-// directory holding a few small files, no Rock Ridge or Joliet. Pure and
+// Minimal ISO 9660 (ECMA-119) writer: one root directory holding a few files, no Rock
+// Ridge or Joliet. Config drives use it plain; bootable images add an El Torito boot
+// catalog (ECMA-119 + "El Torito" 1.0) whose one entry is a UEFI FAT image. Pure and
 // deterministic: every date is 1970-01-01 00:00:00 GMT and files are sorted by name.
 //
-// Layout (2048-byte sectors):
-//   0..15  system area (zeros)
+// Layout (2048-byte sectors), with the boot record only on a bootable image:
+//   0..15  system area (zeros, or what the caller puts there, e.g. a GPT)
 //   16     Primary Volume Descriptor
-//   17     Volume Descriptor Set Terminator
-//   18     type L path table (little-endian)
-//   19     type M path table (big-endian)
-//   20     root directory
-//   21..   file data, each file starting on its own sector
+//  (17     El Torito Boot Record Volume Descriptor)
+//   17/18  Volume Descriptor Set Terminator
+//   then   type L path table, type M path table, root directory
+//   then   file data, each file starting on its own sector
 
 export interface IsoFile {
   name: string;
   data: Buffer;
 }
 
+/** A UEFI-bootable image: `efiImage` names the file (among `files`) holding a FAT volume with EFI/BOOT/BOOTX64.EFI. */
+export interface IsoBoot {
+  efiImage: string;
+  /** The name the boot catalog gets in the root directory. */
+  catalog: string;
+}
+
+export interface IsoOptions {
+  volumeId: string;
+  files: IsoFile[];
+  boot?: IsoBoot;
+}
+
 const SECTOR = 2048;
+export const ISO_SECTOR = SECTOR;
 const SYSTEM_AREA_SECTORS = 16;
-const PVD_SECTOR = SYSTEM_AREA_SECTORS; // the system area is left zeroed
-const TERMINATOR_SECTOR = 17;
-const L_PATH_TABLE_SECTOR = 18;
-const M_PATH_TABLE_SECTOR = 19;
-const ROOT_DIR_SECTOR = 20;
-const FIRST_FILE_SECTOR = 21;
+const PVD_SECTOR = SYSTEM_AREA_SECTORS;
+const BOOT_RECORD_SECTOR = 17;
+
+/** Where the fixed structures go: one sector later on a bootable image, for the boot record. */
+function fixedSectors(bootable: boolean) {
+  const shift = bootable ? 1 : 0;
+  return { terminator: 17 + shift, lPathTable: 18 + shift, mPathTable: 19 + shift, rootDir: 20 + shift, firstFile: 21 + shift };
+}
 // Zero padding to at least this size, as mkisofs pads by default: busybox's findfs/blkid
 // reads a 68 KiB probe buffer and does not recognise a shorter volume (seen in a guest).
 const MINIMUM_SECTORS = 150;
@@ -128,7 +144,7 @@ function sectorsFor(bytes: number): number {
   return Math.ceil(bytes / SECTOR);
 }
 
-function validate(opts: { volumeId: string; files: IsoFile[] }): void {
+function validate(opts: IsoOptions): void {
   if (!VOLUME_ID_PATTERN.test(opts.volumeId)) {
     throw new Error(`iso9660: invalid volume id ${JSON.stringify(opts.volumeId)} (1..32 of [A-Za-z0-9_-])`);
   }
@@ -144,6 +160,37 @@ function validate(opts: { volumeId: string; files: IsoFile[] }): void {
     seen.add(name);
     if (data.length > MAX_FILE_SIZE) throw new Error(`iso9660: file ${JSON.stringify(name)} is too large`);
   }
+  if (opts.boot) {
+    if (!seen.has(opts.boot.efiImage)) throw new Error(`iso9660: the EFI boot image ${JSON.stringify(opts.boot.efiImage)} is not among the files`);
+    if (seen.has(opts.boot.catalog) || !NAME_PATTERN.test(opts.boot.catalog)) throw new Error(`iso9660: invalid or taken boot catalog name ${JSON.stringify(opts.boot.catalog)}`);
+  }
+}
+
+// El Torito (1.0) structures.
+const EL_TORITO_ID = "EL TORITO SPECIFICATION";
+const PLATFORM_EFI = 0xef;
+const BOOTABLE = 0x88;
+const NO_EMULATION = 0;
+
+/** The boot catalog: a validation entry for the EFI platform and one no-emulation entry. */
+function bootCatalog(imageSector: number, imageBytes: number): Buffer {
+  const catalog = Buffer.alloc(SECTOR);
+  const validation = catalog.subarray(0, 32);
+  validation[0] = 1; // header id
+  validation[1] = PLATFORM_EFI;
+  validation[30] = 0x55;
+  validation[31] = 0xaa;
+  // The 16-bit words of the validation entry sum to zero.
+  let sum = 0;
+  for (let i = 0; i < 32; i += 2) sum = (sum + validation.readUInt16LE(i)) & 0xffff;
+  validation.writeUInt16LE((0x10000 - sum) & 0xffff, 28);
+  const entry = catalog.subarray(32, 64);
+  entry[0] = BOOTABLE;
+  entry[1] = NO_EMULATION;
+  // Virtual 512-byte sectors to load: firmware treats the image as a FAT partition of this size.
+  entry.writeUInt16LE(Math.min(Math.ceil(imageBytes / 512), 0xffff), 6);
+  entry.writeUInt32LE(imageSector, 8);
+  return catalog;
 }
 
 /**
@@ -152,22 +199,31 @@ function validate(opts: { volumeId: string; files: IsoFile[] }): void {
  * reads them back unchanged. The volume id is stored verbatim, so a lowercase
  * label such as "cidata" is what blkid reports.
  */
-export function writeIso9660(opts: { volumeId: string; files: IsoFile[] }): Buffer {
+export function writeIso9660(opts: IsoOptions): Buffer {
+  return layoutIso9660(opts).image;
+}
+
+/** The image and where each file's data starts (its sector) and how long it is. */
+export function layoutIso9660(opts: IsoOptions): { image: Buffer; extents: Record<string, { sector: number; bytes: number }> } {
   validate(opts);
-  const files = [...opts.files].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const fixed = fixedSectors(opts.boot !== undefined);
+  const catalogFile = opts.boot ? [{ name: opts.boot.catalog, data: Buffer.alloc(SECTOR) }] : [];
+  const files = [...opts.files, ...catalogFile].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
   // Root directory: ".", ".." (both the root itself), then one record per file.
   const records: Buffer[] = [
-    directoryRecord(Buffer.from([0]), ROOT_DIR_SECTOR, SECTOR, true),
-    directoryRecord(Buffer.from([1]), ROOT_DIR_SECTOR, SECTOR, true),
+    directoryRecord(Buffer.from([0]), fixed.rootDir, SECTOR, true),
+    directoryRecord(Buffer.from([1]), fixed.rootDir, SECTOR, true),
   ];
-  let nextSector = FIRST_FILE_SECTOR;
+  let nextSector = fixed.firstFile;
   const placed: { extent: number; data: Buffer }[] = [];
+  const extents: Record<string, { sector: number; bytes: number }> = {};
   for (const { name, data } of files) {
     // Empty files take no sectors; by convention they point at extent 0.
     const extent = data.length === 0 ? 0 : nextSector;
     nextSector += sectorsFor(data.length);
     placed.push({ extent, data });
+    extents[name] = { sector: extent, bytes: data.length };
     records.push(directoryRecord(Buffer.from(`${name};1`, "ascii"), extent, data.length, false));
   }
   const rootDir = Buffer.concat(records);
@@ -180,13 +236,13 @@ export function writeIso9660(opts: { volumeId: string; files: IsoFile[] }): Buff
   const at = (sector: number) => sector * SECTOR;
 
   // Path tables: a single entry for the root directory (ECMA-119 9.4).
-  const lTable = image.subarray(at(L_PATH_TABLE_SECTOR));
+  const lTable = image.subarray(at(fixed.lPathTable));
   lTable[0] = 1; // identifier length
-  lTable.writeUInt32LE(ROOT_DIR_SECTOR, 2);
+  lTable.writeUInt32LE(fixed.rootDir, 2);
   lTable.writeUInt16LE(1, 6); // parent directory number: root is its own parent
-  const mTable = image.subarray(at(M_PATH_TABLE_SECTOR));
+  const mTable = image.subarray(at(fixed.mPathTable));
   mTable[0] = 1;
-  mTable.writeUInt32BE(ROOT_DIR_SECTOR, 2);
+  mTable.writeUInt32BE(fixed.rootDir, 2);
   mTable.writeUInt16BE(1, 6);
 
   // Primary Volume Descriptor.
@@ -201,8 +257,8 @@ export function writeIso9660(opts: { volumeId: string; files: IsoFile[] }): Buff
   bothEndian16(pvd, PVD.volumeSequenceNumber, 1);
   bothEndian16(pvd, PVD.logicalBlockSize, SECTOR);
   bothEndian32(pvd, PVD.pathTableSize, PATH_TABLE_SIZE);
-  pvd.writeUInt32LE(L_PATH_TABLE_SECTOR, PVD.lPathTable);
-  pvd.writeUInt32BE(M_PATH_TABLE_SECTOR, PVD.mPathTable);
+  pvd.writeUInt32LE(fixed.lPathTable, PVD.lPathTable);
+  pvd.writeUInt32BE(fixed.mPathTable, PVD.mPathTable);
   records[0]!.copy(pvd, PVD.rootDirRecord);
   // Dates are 16 digits + a zero GMT-offset byte (already zero from alloc).
   pvd.write(PVD_DATE_1970, PVD.creationDate, "ascii");
@@ -211,13 +267,26 @@ export function writeIso9660(opts: { volumeId: string; files: IsoFile[] }): Buff
   pvd.write(PVD_DATE_UNSET, PVD.effectiveDate, "ascii");
   pvd[PVD.fileStructureVersion] = 1;
 
+  if (opts.boot) {
+    // Boot Record Volume Descriptor: points at the catalog, which points at the FAT image.
+    const record = image.subarray(at(BOOT_RECORD_SECTOR), at(BOOT_RECORD_SECTOR + 1));
+    record[0] = 0; // boot record
+    record.write(STANDARD_ID, 1, "ascii");
+    record[6] = 1;
+    record.write(EL_TORITO_ID, 7, "ascii");
+    const catalog = extents[opts.boot.catalog]!;
+    record.writeUInt32LE(catalog.sector, 0x47);
+    const efi = extents[opts.boot.efiImage]!;
+    placed.find((p) => p.extent === catalog.sector)!.data = bootCatalog(efi.sector, efi.bytes);
+  }
+
   // Volume Descriptor Set Terminator.
-  const term = image.subarray(at(TERMINATOR_SECTOR));
+  const term = image.subarray(at(fixed.terminator));
   term[0] = VD_TYPE_TERMINATOR;
   term.write(STANDARD_ID, 1, "ascii");
   term[6] = 1;
 
-  rootDir.copy(image, at(ROOT_DIR_SECTOR));
+  rootDir.copy(image, at(fixed.rootDir));
   for (const { extent, data } of placed) data.copy(image, at(extent));
-  return image;
+  return { image, extents };
 }

@@ -37,7 +37,7 @@ export const PlanManifestSchema = z.object({
       image: z.object({
         digest: z.string(),
         dir: z.string().startsWith("/"),
-        files: z.object({ kernel: FileRefSchema, initrd: FileRefSchema, rootfs: FileRefSchema, disk_raw: FileRefSchema, disk_qcow2: FileRefSchema }),
+        files: z.object({ kernel: FileRefSchema, initrd: FileRefSchema, rootfs: FileRefSchema, disk_raw: FileRefSchema, disk_qcow2: FileRefSchema, disk_iso: FileRefSchema }),
         /** The kernel command line the disk images boot with. */
         cmdline: z.string(),
       }),
@@ -92,6 +92,7 @@ export function planManifest(inputs: ManifestInputs): PlanManifest {
           rootfs: ref("rootfs.squashfs", m.rootfs.sha256, m.rootfs.size),
           disk_raw: ref("disk.raw", m.disk.raw.sha256, m.disk.raw.size),
           disk_qcow2: ref("disk.qcow2", m.disk.qcow2.sha256, m.disk.qcow2.size),
+          disk_iso: ref("disk.iso", m.disk.iso.sha256, m.disk.iso.size),
         },
         cmdline: m.disk.cmdline,
       },

@@ -17,10 +17,12 @@ partition_named() {
   return 1
 }
 
-# $1 is "PARTLABEL=<name>" (a GPT partition) or a virtio serial.
+# $1 is "PARTLABEL=<name>" (a GPT partition), "LABEL=<label>" (a filesystem's label,
+# e.g. the bootable ISO's) or a virtio serial.
 find_disk() {
   case $1 in
     PARTLABEL=*) partition_named "${1#PARTLABEL=}" ;;
+    LABEL=*) findfs "$1" 2>/dev/null ;;
     *) disk_with_serial "$1" ;;
   esac
 }

@@ -2,6 +2,8 @@
 // the disk, plus the config drive and persist disk Resin attaches to every node. No
 // -kernel, -initrd or -append: the firmware finds /EFI/BOOT/BOOTX64.EFI on the ESP,
 // the unified kernel image boots, and the initramfs finds the root partition by its label.
+// The ISO boots the same way from a SATA CD drive (El Torito) and attached as a disk
+// (its hybrid GPT), and the initramfs mounts the root file from it.
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -35,7 +37,16 @@ let role: Role;
  * squashfs disk replaced by UEFI firmware (code read-only, a private copy of the
  * variable store) and the disk image as the boot disk.
  */
-function uefiDiskArgs(spec: VmSpec, disk: string, format: "raw" | "qcow2", vars: string): string[] {
+type Media = "raw" | "qcow2" | "iso-cdrom" | "iso-disk";
+
+/** How each way of booting attaches the image. */
+function bootDrive(media: Media, file: string): string[] {
+  if (media === "iso-cdrom") return ["-drive", `if=none,id=disk,file=${file},format=raw,media=cdrom,readonly=on`, "-device", "ide-cd,drive=disk,bootindex=0"];
+  const format = media === "qcow2" ? "qcow2" : "raw";
+  return ["-drive", `if=none,id=disk,file=${file},format=${format},readonly=on`, "-device", "virtio-blk-pci,drive=disk,bootindex=0"];
+}
+
+function uefiDiskArgs(spec: VmSpec, disk: string, media: Media, vars: string): string[] {
   const args = qemuArgs(spec);
   const out: string[] = [];
   const dropped: string[] = [];
@@ -55,8 +66,7 @@ function uefiDiskArgs(spec: VmSpec, disk: string, format: "raw" | "qcow2", vars:
     ...out,
     "-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
     "-drive", `if=pflash,format=raw,unit=1,file=${vars}`,
-    "-drive", `if=none,id=disk,file=${disk},format=${format},readonly=on`,
-    "-device", "virtio-blk-pci,drive=disk,bootindex=0",
+    ...bootDrive(media, disk),
   ];
 }
 
@@ -74,7 +84,7 @@ async function configDrive(path: string, nodeName: string): Promise<void> {
   writeFileSync(path, writeIso9660({ volumeId: "cidata", files: [{ name: "user-data", data: serialiseMetadata(tree) }] }), { mode: 0o600 });
 }
 
-async function bootFromDisk(format: "raw" | "qcow2"): Promise<string> {
+async function bootFromDisk(format: Media): Promise<string> {
   const dir = join(work, format);
   mkdirSync(dir, { recursive: true });
   const sw = switchPaths(dir);
@@ -105,7 +115,7 @@ async function bootFromDisk(format: "raw" | "qcow2"): Promise<string> {
       configDrive: configDrivePath,
       persistDisk,
     };
-    const disk = join(imageDir, manifest.disk[format].file);
+    const disk = join(imageDir, format.startsWith("iso") ? manifest.disk.iso.file : manifest.disk[format as "raw" | "qcow2"].file);
     const result = await execa(QEMU, uefiDiskArgs(spec, disk, format, vars), { reject: false, stdin: "ignore" });
     const pid = await readPid(vmPaths(dir).pidFile);
     if (result.exitCode !== 0 || !pid) throw new Error(`QEMU did not start: ${result.stderr || result.stdout}`);
@@ -115,7 +125,7 @@ async function bootFromDisk(format: "raw" | "qcow2"): Promise<string> {
     const deadline = Date.now() + 300_000;
     while (!read().includes(STAGE_2)) {
       if (/resin: FATAL|Kernel panic/.test(read()) || !(await vmPid(dir)) || Date.now() > deadline) {
-        throw new Error(`the node booted from disk.${format} did not reach runit stage 2; console:\n${read().slice(-3000)}`);
+        throw new Error(`the node booted from ${format} did not reach runit stage 2; console:\n${read().slice(-3000)}`);
       }
       await new Promise((r) => setTimeout(r, 1000));
     }
@@ -154,6 +164,24 @@ describe("disk images boot under UEFI with nothing but the disk, the config driv
       const log = await bootFromDisk(format);
       expect(log).toMatch(/resin: root filesystem \/dev\/vd[a-z]2 \(PARTLABEL=resin-root\)/);
       expect(log).toContain("resin: metadata from");
+      expect(log).toMatch(/resin: persist disk \/dev\/vd[a-z] on \/var\/lib/);
+      expect(log).toContain(STAGE_2);
+      expect(processesUnder(work)).toEqual([]);
+    });
+  }
+
+  it("the ISO is listed with its label and the command line that finds it", () => {
+    expect(manifest.disk.iso.file).toBe("disk.iso");
+    expect(manifest.disk.iso.volumeId).toBe(`RESIN-${manifest.digest.slice("sha256:".length, "sha256:".length + 12)}`);
+    expect(manifest.disk.iso.cmdline).toContain(`resin.root=LABEL=${manifest.disk.iso.volumeId}`);
+  });
+
+  for (const media of ["iso-cdrom", "iso-disk"] as const) {
+    it(`boots disk.iso ${media === "iso-cdrom" ? "from a SATA CD drive (El Torito)" : "attached as a disk (hybrid GPT)"} to runit stage 2, its root a file on the ISO`, async () => {
+      const log = await bootFromDisk(media);
+      const device = media === "iso-cdrom" ? "\\/dev\\/sr0" : "\\/dev\\/vd[a-z]";
+      expect(log).toMatch(new RegExp(`resin: root filesystem ${device} \\(LABEL=${manifest.disk.iso.volumeId}\\)`));
+      expect(log).toContain("resin: metadata from cdrom");
       expect(log).toMatch(/resin: persist disk \/dev\/vd[a-z] on \/var\/lib/);
       expect(log).toContain(STAGE_2);
       expect(processesUnder(work)).toEqual([]);

@@ -19,7 +19,7 @@ async function buildInFreshProject(): Promise<Record<string, string | undefined>
   if (r.exitCode !== 0) throw new Error(`build failed:\n${r.stderr}`);
   expect(r.stderr).toContain("built: consul-server");
   const out = join(dir, "out", "images", "debian", "consul-server");
-  return Object.fromEntries(["vmlinuz", "initrd.img", "rootfs.squashfs", "disk.raw", "disk.qcow2", "manifest.json"].map((f) => [f, fileBytes(join(out, f))]));
+  return Object.fromEntries(["vmlinuz", "initrd.img", "rootfs.squashfs", "disk.raw", "disk.qcow2", "disk.iso", "manifest.json"].map((f) => [f, fileBytes(join(out, f))]));
 }
 
 describe("reproducible images", () => {
@@ -29,6 +29,7 @@ describe("reproducible images", () => {
     expect(first["initrd.img"]).toMatch(/^[0-9a-f]{64}$/);
     expect(first["disk.raw"]).toMatch(/^[0-9a-f]{64}$/);
     expect(first["disk.qcow2"]).toMatch(/^[0-9a-f]{64}$/);
+    expect(first["disk.iso"]).toMatch(/^[0-9a-f]{64}$/);
     expect(second).toEqual(first);
   });
 });

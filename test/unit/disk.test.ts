@@ -3,7 +3,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DISK_CMDLINE, diskLayout, writeDisks } from "../../cli/image/disk.js";
+import { DISK_CMDLINE, diskLayout, isoCmdline, isoImage, writeDisks } from "../../cli/image/disk.js";
 import { GPT_TYPE, readGpt } from "../../cli/image/gpt.js";
 import { peSections } from "../../cli/image/uki.js";
 import { tinyStub } from "./tiny-pe.js";
@@ -75,6 +75,42 @@ describe("disk image", () => {
     const back = join(a.dir, "back.raw");
     execFileSync("qemu-img", ["convert", "-f", "qcow2", "-O", "raw", join(a.dir, "disk.qcow2"), back]);
     expect(readFileSync(back).equals(disk)).toBe(true);
+    // And the ISO, written beside them.
+    expect(readFileSync(join(b.dir, "disk.iso")).equals(readFileSync(join(a.dir, "disk.iso")))).toBe(true);
+    expect(a.manifest.iso).toMatchObject({ file: "disk.iso", volumeId: "RESIN-abababababab", cmdline: isoCmdline("RESIN-abababababab") });
+  });
+});
+
+describe("bootable ISO", () => {
+  const iso = isoImage(inputs);
+  const path = writeFile("disk.iso", iso.image);
+
+  it("boots by El Torito (UEFI) and by its hybrid GPT, whose ESP is the same efi.img", () => {
+    const report = execFileSync("xorriso", ["-indev", path, "-report_el_torito", "plain"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    expect(report).toMatch(/El Torito img path :\s+1\s+\/efi\.img/);
+    expect(report).toMatch(/El Torito boot img :\s+1\s+UEFI\s+y\s+none/);
+    const gpt = readGpt(iso.image);
+    expect(gpt.backupMatches).toBe(true);
+    expect(gpt.partitions.map((p) => [p.name, p.type])).toEqual([["resin-esp", GPT_TYPE.esp]]);
+    expect(spawnSync("sgdisk", ["--verify", path], { encoding: "utf8" }).stdout).toContain("No problems found");
+    const esp = gpt.partitions[0]!;
+    const espPath = writeFile("iso-esp.img", iso.image.subarray(esp.firstLba * 512, (esp.lastLba + 1) * 512));
+    expect(spawnSync("fsck.fat", ["-n", espPath]).status).toBe(0);
+    const out = join(work, "iso-extract");
+    execFileSync("xorriso", ["-osirrox", "on", "-indev", path, "-extract", "/", out], { stdio: "pipe" });
+    expect(readFileSync(join(out, "efi.img")).equals(readFileSync(espPath).subarray(0, readFileSync(join(out, "efi.img")).length))).toBe(true);
+    expect(readFileSync(join(out, "rootfs.squashfs")).equals(inputs.rootfs)).toBe(true);
+  });
+
+  it("its UKI names the ISO by its label, and blkid reports that label", () => {
+    const esp = readGpt(iso.image).partitions[0]!;
+    const espPath = writeFile("iso-esp2.img", iso.image.subarray(esp.firstLba * 512, (esp.lastLba + 1) * 512));
+    const uki = execFileSync("mtype", ["-i", espPath, "::/EFI/BOOT/BOOTX64.EFI"], { env: { ...process.env, MTOOLS_SKIP_CHECK: "1" }, maxBuffer: 64 << 20 });
+    expect(uki.equals(iso.uki)).toBe(true);
+    const cmdline = peSections(uki).find((s) => s.name === ".cmdline")!;
+    expect(uki.toString("utf8", cmdline.rawOffset, cmdline.rawOffset + cmdline.virtualSize)).toBe(isoCmdline(iso.volumeId));
+    const blkid = spawnSync("blkid", ["-p", "-o", "export", path], { encoding: "utf8" }).stdout;
+    expect(blkid).toContain(`LABEL=${iso.volumeId}`);
   });
 });
 

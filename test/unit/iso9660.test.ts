@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { writeIso9660 } from "../../cli/image/iso9660.js";
+import { layoutIso9660, writeIso9660 } from "../../cli/image/iso9660.js";
 
 const XORRISO = "/usr/bin/xorriso";
 const BLKID = "/sbin/blkid";
@@ -115,5 +115,53 @@ describe("writeIso9660", () => {
     } finally {
       spawnSync("umount", [mnt]);
     }
+  });
+});
+
+describe("writeIso9660 with an El Torito UEFI boot entry", () => {
+  const efi = distinctBytes(1024 * 1024 + 3);
+  const root = distinctBytes(2 * 1024 * 1024);
+  const { image, extents } = layoutIso9660({
+    volumeId: "RESIN-0123456789ab",
+    files: [
+      { name: "rootfs.squashfs", data: root },
+      { name: "efi.img", data: efi },
+    ],
+    boot: { efiImage: "efi.img", catalog: "boot.cat" },
+  });
+  const path = writeImage("boot.iso", image);
+
+  it("xorriso reports the UEFI, no-emulation boot image at the efi.img extent, and reads every file back", () => {
+    const report = execFileSync(XORRISO, ["-indev", path, "-report_el_torito", "plain"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    expect(report).toMatch(/El Torito cat path : \/boot\.cat/);
+    expect(report).toMatch(new RegExp(`El Torito boot img :\\s+1\\s+UEFI\\s+y\\s+none\\s+0x0000\\s+0x00\\s+${Math.ceil(efi.length / 512)}\\s+${extents["efi.img"]!.sector}`));
+    expect(report).toMatch(/El Torito img path :\s+1\s+\/efi\.img/);
+    const out = join(work, "boot-extract");
+    execFileSync(XORRISO, ["-osirrox", "on", "-indev", path, "-extract", "/", out], { stdio: "pipe" });
+    expect(readFileSync(join(out, "efi.img")).equals(efi)).toBe(true);
+    expect(readFileSync(join(out, "rootfs.squashfs")).equals(root)).toBe(true);
+  });
+
+  it("has a boot record at sector 17 pointing at a catalog whose validation entry checks out", () => {
+    const record = image.subarray(17 * 2048, 18 * 2048);
+    expect(record[0]).toBe(0);
+    expect(record.toString("ascii", 1, 6)).toBe("CD001");
+    expect(record.toString("ascii", 7, 30)).toBe("EL TORITO SPECIFICATION");
+    const catalog = image.subarray(record.readUInt32LE(0x47) * 2048);
+    let sum = 0;
+    for (let i = 0; i < 32; i += 2) sum = (sum + catalog.readUInt16LE(i)) & 0xffff;
+    expect(sum).toBe(0);
+    expect([catalog[0], catalog[1], catalog[30], catalog[31]]).toEqual([1, 0xef, 0x55, 0xaa]);
+    expect(catalog[32]).toBe(0x88);
+    expect(catalog.readUInt32LE(32 + 8)).toBe(extents["efi.img"]!.sector);
+  });
+
+  it("leaves a plain config drive's layout as it was (no boot record, terminator at 17)", () => {
+    const plain = writeIso9660({ volumeId: "cidata", files: [{ name: "user-data", data: Buffer.from("{}") }] });
+    expect(plain[17 * 2048]).toBe(255);
+  });
+
+  it("refuses a boot image that is not among the files", () => {
+    expect(() => writeIso9660({ volumeId: "x", files: [], boot: { efiImage: "efi.img", catalog: "boot.cat" } })).toThrow(/EFI boot image "efi.img" is not among the files/);
   });
 });

@@ -18,7 +18,7 @@ function image(role: string, digest: string): ImageManifest {
     kernel: { ...file("a", 10), version: "6.1", modules: [] },
     initrd: file("b", 20),
     rootfs: file("c", 30),
-    disk: { cmdline: "console=ttyS0 resin.root=PARTLABEL=resin-root", raw: file("d", 40), qcow2: file("e", 50) },
+    disk: { cmdline: "console=ttyS0 resin.root=PARTLABEL=resin-root", raw: file("d", 40), qcow2: file("e", 50), iso: { ...file("f", 60), volumeId: "RESIN-abc", cmdline: "x" } },
     services: [
       { name: "base", ports: { status: 9100 } },
       { name: "consul", version: "1.8.7", ports: { https: 8501 } },
