@@ -172,7 +172,7 @@ describe("every role's nodes get only what their role needs", async () => {
   const cases = roleNames.flatMap((r) => (r === "consul-server" ? [[r, "debian"], [r, "official"]] : [[r, "official"]]) as [string, Channel][]);
 
   it("covers every role in machines/", () => {
-    expect(roleNames.sort()).toEqual(["consul-server", "control-plane", "nomad-client", "nomad-server", "vault-server"]);
+    expect(roleNames.sort()).toEqual(["consul-server", "control-plane", "nomad-client", "nomad-client-docker", "nomad-server", "vault-server"]);
   });
 
   it.each(cases)("a three-node cluster of %s (%s)", async (name, channel) => {

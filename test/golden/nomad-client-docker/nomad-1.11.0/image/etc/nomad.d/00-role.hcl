@@ -1,0 +1,44 @@
+# Nomad 1.11.0 settings shared by every node of the nomad-client-docker role.
+# Fixed at image build time; per-node facts are in /run/config/nomad.
+data_dir             = "/var/lib/nomad"
+disable_update_check = true
+bind_addr            = "0.0.0.0"
+log_level            = "INFO"
+
+client {
+  enabled  = true
+  cni_path = "/opt/cni/bin"
+
+  # Nodes have no route out: skip the cloud metadata probes instead of waiting on them.
+  options = {
+    "fingerprint.denylist" = "env_aws,env_azure,env_digitalocean,env_gce"
+  }
+}
+
+# Mutual TLS for RPC and the HTTP API, with the cluster's CA. Servers must be
+# server.global.nomad, clients client.global.nomad. HTTP API clients need not present a
+# certificate (verify_https_client = false): ACL tokens guard the API.
+tls {
+  http                   = true
+  rpc                    = true
+  ca_file                = "/run/nomad/ca.pem"
+  cert_file              = "/run/nomad/cert.pem"
+  key_file               = "/run/nomad/key.pem"
+  verify_server_hostname = true
+  verify_https_client    = false
+}
+
+# Nothing without a token; the host bootstraps the management token (POST /v1/acl/bootstrap).
+acl {
+  enabled = true
+}
+
+# The Consul agent on this node (every role runs one), over its HTTPS API with this
+# node's Nomad certificate. Its token is per cluster: /run/config/nomad.
+consul {
+  address   = "127.0.0.1:8501"
+  ssl       = true
+  ca_file   = "/run/nomad/ca.pem"
+  cert_file = "/run/nomad/cert.pem"
+  key_file  = "/run/nomad/key.pem"
+}
