@@ -15,6 +15,7 @@ import { rollbackCommand, upgradeCommand } from "./commands/upgrade.js";
 import { envCommand } from "./commands/env.js";
 import { defaultJoin, validateClusterName, type Network } from "./bootstrap/plan.js";
 import { planCommand } from "./commands/plan.js";
+import { bootstrapCommand } from "./commands/bootstrap.js";
 import { writeFileAtomic } from "./util/files.js";
 import { resolve } from "node:path";
 import { requireTools } from "./util/tools.js";
@@ -111,6 +112,18 @@ program
     const text = `${JSON.stringify(manifest, null, 2)}\n`;
     if (opts.out) await writeFileAtomic(resolve(opts.out), text);
     if (opts.json) process.stdout.write(text);
+  });
+
+program
+  .command("bootstrap")
+  .description("finish a cluster that something else booted (Terraform): Consul agent and Nomad tokens, Nomad ACL bootstrap, Vault init and unseal, through the servers' addresses")
+  .option("--name <name>", "cluster name (as planned with resin plan)", DEFAULT_CLUSTER)
+  .option("--consul <address>", "a Consul server, host[:port] (default port 8501)")
+  .option("--nomad <address>", "a Nomad server, host[:port] (default port 4646)")
+  .option("--vault <address>", "a Vault server, host[:port] (default port 8200); repeat for each", (v: string, all: string[]) => [...all, v], [] as string[])
+  .action(async (opts: { name: string; consul?: string; nomad?: string; vault: string[] }) => {
+    validateClusterName(opts.name);
+    await withClusterLock(opts.name, "bootstrap", () => bootstrapCommand({ ...opts, log: stderrLog }));
   });
 
 program

@@ -8,7 +8,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readSecrets } from "../../cli/bootstrap/secrets.js";
-import { bootstrapConsulAcl } from "../../cli/cluster/bootstrap.js";
+import { finishCluster, localTargets } from "../../cli/cluster/bootstrap.js";
 import { consulAccess } from "../../cli/cluster/consul.js";
 import { waitForQuorum } from "../../cli/cluster/health.js";
 import { ClusterStateSchema, clusterPaths, type ClusterState } from "../../cli/cluster/state.js";
@@ -123,7 +123,7 @@ export async function bootGenericCluster(opts: {
     const nodeLog = (m: string) => process.stderr.write(`    | ${m}\n`);
     nodeLog(`generic cluster ${state.name}: waiting for Consul quorum (timeout ${opts.timeoutMs / 1000}s)`);
     const { seconds, quorumSeconds } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: nodeLog, access });
-    await bootstrapConsulAcl(state, secrets, access, nodeLog);
+    await finishCluster(state, secrets, localTargets(state, access), nodeLog);
     nodeLog(`generic cluster ${state.name}: quorum in ${quorumSeconds.toFixed(1)}s, ready (autopilot healthy) in ${seconds.toFixed(1)}s`);
     const memory = state.nodes.map((n, i) => vmMemory(pids[i]!, n.memoryMib));
     await stopAll();

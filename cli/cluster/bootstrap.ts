@@ -6,11 +6,11 @@
 import { CONSUL_AGENT_POLICY, CONSUL_NOMAD_POLICY, recordVaultInit, type Secrets } from "../bootstrap/secrets.js";
 import { cliTls } from "../bootstrap/node-secrets.js";
 import { bootstrapNomadAcl } from "./nomad.js";
-import { ensureVaultReady } from "./vault.js";
+import { ensureVaultReady, type VaultNode } from "./vault.js";
 import { clusterPaths } from "./state.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
-import { consulEndpoint, ensureToken, type ConsulAccess } from "./consul.js";
+import { consulEndpoint, ensureToken, type ConsulAccess, type ConsulEndpoint } from "./consul.js";
 import type { ClusterState } from "./state.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -19,38 +19,61 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // new leader may not be ready yet: both pass within seconds.
 const TRANSIENT = /legacy mode|No cluster leader|ACL system must be bootstrapped|rpc error/i;
 
-export async function bootstrapConsulAcl(state: ClusterState, secrets: Secrets, access: ConsulAccess, log: Log, timeoutMs = 120_000): Promise<void> {
-  const ep = state.nodes.map((n) => consulEndpoint(n, access)).find(Boolean);
-  if (!ep?.access) return; // an agent without TLS and ACLs has nothing to bootstrap
+/**
+ * Where the host reaches a cluster's APIs: a local cluster's port forwards on
+ * 127.0.0.1, or the addresses of a cluster deployed elsewhere (Terraform), with the
+ * names its certificates carry.
+ */
+export interface ApiTargets {
+  consul?: ConsulEndpoint;
+  nomad?: { url: string; serverName?: string };
+  vault: { nodes: VaultNode[]; serverName?: string };
+}
+
+/** A local cluster's APIs, through each node's forwarded ports. */
+export function localTargets(state: ClusterState, access: ConsulAccess): ApiTargets {
+  const nomadPort = state.nodes.map((n) => n.ports["nomad.https"]).find(Boolean);
+  return {
+    consul: state.nodes.map((n) => consulEndpoint(n, access)).find(Boolean),
+    nomad: nomadPort ? { url: `https://127.0.0.1:${nomadPort}` } : undefined,
+    vault: { nodes: state.nodes.filter((n) => n.ports["vault.https"]).map((n) => ({ name: n.name, url: `https://127.0.0.1:${n.ports["vault.https"]}` })) },
+  };
+}
+
+/** Everything after quorum, in order: Consul's tokens, Nomad's ACL bootstrap, Vault's init and unseal. */
+export async function finishCluster(state: ClusterState, secrets: Secrets, targets: ApiTargets, log: Log): Promise<void> {
+  if (targets.consul) await bootstrapConsulAcl(targets.consul, secrets, log);
+  if (targets.nomad) await bootstrapNomad(targets.nomad, secrets, log);
+  if (targets.vault.nodes.length > 0) await bringUpVault(state, targets.vault, secrets, log);
+}
+
+export async function bootstrapConsulAcl(ep: ConsulEndpoint, secrets: Secrets, log: Log, timeoutMs = 120_000): Promise<void> {
+  if (!ep.access) return; // an agent without TLS and ACLs has nothing to bootstrap
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
       const agent = await ensureToken(ep, "resin-agent", CONSUL_AGENT_POLICY, secrets.consul.agentToken);
       const nomad = await ensureToken(ep, "resin-nomad", CONSUL_NOMAD_POLICY, secrets.consul.nomadToken);
-      if (agent === "created" || nomad === "created") log("  Consul ACL: agent and nomad tokens created");
+      log(`  Consul ACL: agent and nomad tokens ${agent === "created" || nomad === "created" ? "created" : "already there"}`);
       return;
     } catch (e) {
       const message = (e as Error).message;
       if (!TRANSIENT.test(message) || Date.now() > deadline) {
-        throw new ResinError(`could not create the Consul ACL tokens: ${message}`, "the cluster runs; `resin up` again retries this step");
+        throw new ResinError(`could not create the Consul ACL tokens: ${message}`, "the cluster runs; `resin up` (or `resin bootstrap`) again retries this step");
       }
       await sleep(1000);
     }
   }
 }
 
-/** Nomad's ACL bootstrap through any node that serves Nomad's API (a no-op without Nomad). */
-export async function bootstrapNomad(state: ClusterState, secrets: Secrets, log: Log, timeoutMs = 300_000): Promise<void> {
-  const port = state.nodes.map((n) => n.ports["nomad.https"]).find(Boolean);
-  if (!port) return;
-  const result = await bootstrapNomadAcl(`https://127.0.0.1:${port}`, secrets.nomad.bootstrapSecret, { ...cliTls(secrets), timeoutMs, log });
+/** Nomad's ACL bootstrap through a node that serves Nomad's API. */
+export async function bootstrapNomad(target: { url: string; serverName?: string }, secrets: Secrets, log: Log, timeoutMs = 300_000): Promise<void> {
+  const result = await bootstrapNomadAcl(target.url, secrets.nomad.bootstrapSecret, { ...cliTls(secrets), serverName: target.serverName, timeoutMs, log });
   log(`  Nomad ACL: ${result.created ? "bootstrapped" : "already bootstrapped"} (management token accessor ${result.accessorId})`);
 }
 
 /** Vault: initialise once (keys and root token kept in the bundle, 0600), unseal every node. */
-export async function bringUpVault(state: ClusterState, secrets: Secrets, log: Log, timeoutMs = 300_000): Promise<void> {
-  const nodes = state.nodes.filter((n) => n.ports["vault.https"]).map((n) => ({ name: n.name, url: `https://127.0.0.1:${n.ports["vault.https"]}` }));
-  if (nodes.length === 0) return;
-  await ensureVaultReady(nodes, secrets, (init) => recordVaultInit(clusterPaths(state.name).secrets, init), { timeoutMs, log });
-  log(`  Vault: initialised and unsealed on ${nodes.length} node(s)`);
+export async function bringUpVault(state: ClusterState, target: ApiTargets["vault"], secrets: Secrets, log: Log, timeoutMs = 300_000): Promise<void> {
+  await ensureVaultReady(target.nodes, secrets, (init) => recordVaultInit(clusterPaths(state.name).secrets, init), { timeoutMs, log, serverName: target.serverName });
+  log(`  Vault: initialised and unsealed on ${target.nodes.length} node(s)`);
 }

@@ -1,6 +1,7 @@
 // Consul's HTTP API as the host reaches it: through each node's forwarded port on
-// 127.0.0.1, over TLS with the cluster CA and the host's client certificate, with the
-// management token. Every call goes through `call`, so access is decided in one place.
+// 127.0.0.1 (or, for a cluster deployed elsewhere, a server's address), over TLS with
+// the cluster CA and the host's client certificate, with the management token. Every
+// call goes through `call`, so access is decided in one place.
 import { Agent, request, type Dispatcher } from "undici";
 import type { Secrets } from "../bootstrap/secrets.js";
 import type { NodeState } from "./state.js";
@@ -12,9 +13,13 @@ export interface ConsulAccess {
   key: string;
   /** X-Consul-Token for every request. */
   token: string;
+  /** The name to check the agent's certificate against, when the address is not in it (server.<dc>.consul). */
+  serverName?: string;
 }
 
 export interface ConsulEndpoint {
+  /** Default 127.0.0.1: a local node's port forward. */
+  host?: string;
   port: number;
   /** Absent for an agent that serves plain HTTP (no TLS, no ACLs). */
   access?: ConsulAccess;
@@ -36,7 +41,7 @@ const dispatchers = new WeakMap<ConsulAccess, Dispatcher>();
 function dispatcherFor(access: ConsulAccess): Dispatcher {
   let agent = dispatchers.get(access);
   if (!agent) {
-    agent = new Agent({ connect: { ca: access.ca, cert: access.cert, key: access.key } });
+    agent = new Agent({ connect: { ca: access.ca, cert: access.cert, key: access.key, servername: access.serverName } });
     dispatchers.set(access, agent);
   }
   return agent;
@@ -48,7 +53,7 @@ async function call(
   opts: { method?: "GET" | "PUT"; body?: string; timeoutMs?: number; token?: string } = {},
 ): Promise<{ status: number; text: string }> {
   const timeout = opts.timeoutMs ?? 5000;
-  const url = `${ep.access ? "https" : "http"}://127.0.0.1:${ep.port}${path}`;
+  const url = `${ep.access ? "https" : "http"}://${ep.host ?? "127.0.0.1"}:${ep.port}${path}`;
   const token = opts.token ?? ep.access?.token;
   const res = await request(url, {
     method: opts.method ?? "GET",

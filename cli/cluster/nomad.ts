@@ -19,6 +19,8 @@ export interface TlsClient {
   ca: string;
   clientCert?: string;
   clientKey?: string;
+  /** The name to check the server's certificate against when the URL's host is not in it. */
+  serverName?: string;
 }
 
 export interface NomadBootstrapOptions extends TlsClient {
@@ -43,7 +45,7 @@ export interface NomadBootstrapResult {
 }
 
 export function tlsDispatcher(tls: TlsClient): Agent {
-  return new Agent({ connect: { ca: tls.ca, cert: tls.clientCert, key: tls.clientKey } });
+  return new Agent({ connect: { ca: tls.ca, cert: tls.clientCert, key: tls.clientKey, servername: tls.serverName } });
 }
 
 /** Errors worth waiting out while a VM boots: nothing listens yet, or the agent drops the connection while starting. */

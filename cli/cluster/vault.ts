@@ -143,6 +143,8 @@ export async function unsealVault(url: string, keys: string[], opts: VaultClient
 
 export interface EnsureVaultOptions {
   timeoutMs: number;
+  /** The name to check Vault's certificates against when the URLs' hosts are not in them. */
+  serverName?: string;
   log?: Log;
   /** Shamir split for a new Vault. All shares are kept in the same file on the host, so the default is 1 of 1. */
   shares?: number;
@@ -167,7 +169,7 @@ export async function ensureVaultReady(
   const deadline = Date.now() + opts.timeoutMs;
   const interval = opts.intervalMs ?? 1000;
   // The host speaks to Vault as it does to every agent: the cluster CA, the CLI's certificate.
-  const tls: TlsClient = { ca: bundle.ca.cert, clientCert: bundle.cli.cert, clientKey: bundle.cli.key };
+  const tls: TlsClient = { ca: bundle.ca.cert, clientCert: bundle.cli.cert, clientKey: bundle.cli.key, serverName: opts.serverName };
   const dispatcher = tlsDispatcher(tls);
   const client: VaultClientOptions = { ...tls, dispatcher, timeoutMs: 10_000 };
   const log = opts.log ?? (() => {});

@@ -4,7 +4,7 @@ import type { Channel } from "../spec/schema.js";
 import { validateClusterName } from "../bootstrap/plan.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { consulAccess } from "../cluster/consul.js";
-import { bootstrapConsulAcl, bootstrapNomad, bringUpVault } from "../cluster/bootstrap.js";
+import { finishCluster, localTargets } from "../cluster/bootstrap.js";
 import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
 import { clusterPaths, readClusterState, writeClusterState, type ClusterState } from "../cluster/state.js";
 import { waitForQuorum } from "../cluster/health.js";
@@ -67,9 +67,7 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     const secrets = await readSecrets(paths.secrets);
     const access = consulAccess(secrets);
     const { seconds, quorumSeconds, leader } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: opts.log, access });
-    await bootstrapConsulAcl(state, secrets, access, opts.log);
-    await bootstrapNomad(state, secrets, opts.log);
-    await bringUpVault(state, secrets, opts.log);
+    await finishCluster(state, secrets, localTargets(state, access), opts.log);
     opts.log(`cluster ${opts.name}: quorum in ${quorumSeconds.toFixed(1)}s, ready (autopilot healthy) in ${seconds.toFixed(1)}s, leader ${leader}`);
   } catch (e) {
     opts.log(`cluster ${opts.name}: did not come up; stopping its VMs (state and logs are kept in ${paths.dir})`);

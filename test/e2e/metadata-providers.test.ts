@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { consulView } from "../../cli/cluster/consul.js";
+import { consulView, rawStatus } from "../../cli/cluster/consul.js";
 import { readClusterState, writeClusterState, type ClusterState } from "../../cli/cluster/state.js";
 import { chooseAccel, type Accel } from "../../cli/provider/qemu/accel.js";
 import { nodeFiles, startNode, stopCluster, vmState, type BootOptions } from "../../cli/provider/qemu/provider.js";
@@ -38,8 +38,8 @@ async function double(d: Promise<MetadataDouble>): Promise<MetadataDouble> {
 
 const consoleLog = () => readFileSync(join(nodeFiles(name, `${name}-1`).dir, "console.log"), "utf8");
 
-/** Boot the node, wait for it to lead its one-node Consul cluster, then stop it. */
-async function bootToLeader(boot: BootOptions): Promise<{ seconds: number; console: string }> {
+/** Boot the node, wait for it to lead its one-node Consul cluster, then (unless `then` keeps it) stop it. */
+async function bootToLeader(boot: BootOptions, then?: () => Promise<void>): Promise<{ seconds: number; console: string }> {
   const node = state.nodes[0]!;
   const started = Date.now();
   await startNode(state, node, accel, () => {}, boot);
@@ -54,7 +54,9 @@ async function bootToLeader(boot: BootOptions): Promise<{ seconds: number; conso
       if (Date.now() > deadline) throw new Error(`no Consul leader after 240 s (${view.error ?? view.leader}):\n${consoleLog().slice(-1500)}`);
       await new Promise((r) => setTimeout(r, 1000));
     }
-    return { seconds: (Date.now() - started) / 1000, console: consoleLog() };
+    const seconds = (Date.now() - started) / 1000;
+    await then?.();
+    return { seconds, console: consoleLog() };
   } finally {
     await stopCluster(state);
   }
@@ -135,5 +137,24 @@ describe("in-image metadata providers, each booting a real node in QEMU", () => 
     const vm = await vmState(name, node);
     expect(vm.state).toBe("crashed");
     expect(vm.reason).toContain("no metadata provider answered");
+  });
+
+  it("resin bootstrap finishes a cluster that resin up did not boot: the agent and nomad tokens start to exist", async () => {
+    const secrets = JSON.parse(readFileSync(join(stateHome, "clusters", name, "secrets.json"), "utf8")) as { consul: { agentToken: string; nomadToken: string } };
+    await bootToLeader({}, async () => {
+      const ep = consulAt(stateHome, name, `${name}-1`);
+      // The node's agent token is in its config, but Consul does not know it yet.
+      expect(await rawStatus(ep, "/v1/acl/token/self", secrets.consul.agentToken)).toBe(403);
+      // Through an address, checking the certificate by the name every server carries.
+      const r = await resinAsync(["bootstrap", "--name", name, "--consul", `127.0.0.1:${ep.port}`], env);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).toContain("Consul ACL: agent and nomad tokens created");
+      expect(await rawStatus(ep, "/v1/acl/token/self", secrets.consul.agentToken)).toBe(200);
+      expect(await rawStatus(ep, "/v1/acl/token/self", secrets.consul.nomadToken)).toBe(200);
+      // Idempotent, as `resin up` of an existing cluster is.
+      const again = await resinAsync(["bootstrap", "--name", name, "--consul", `127.0.0.1:${ep.port}`], env);
+      expect(again.status, again.stderr).toBe(0);
+      expect(again.stderr).toContain("Consul ACL: agent and nomad tokens already there");
+    });
   });
 });
