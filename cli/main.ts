@@ -91,9 +91,12 @@ program
   .addOption(offlineOption())
   .addOption(new Option("--network <mode>", "static: addresses from the plan (libvirt, metal); dhcp: the network assigns them and agents find each other by cloud auto-join (clouds)").choices(["static", "dhcp"]))
   .option("--join <spec>", "cloud auto-join for --network dhcp (default: provider=aws tag_key=resin-cluster tag_value=<name>)")
+  .option("--upgrade", "move an existing cluster's nodes to their roles' new images (built now, or from --image-set) for its provisioner to roll out")
+  .option("--image-set <dir>", "with --upgrade: take the images from DIR/<role>/ instead of building")
   .option("--json", "print the manifest on stdout")
   .option("--out <file>", "also write the manifest to this file")
-  .action(async (opts: { name: string; nodes?: number; role: string; channel: Channel; offline?: boolean; network?: "static" | "dhcp"; join?: string; json?: boolean; out?: string }) => {
+  .action(async (opts: { name: string; nodes?: number; role: string; channel: Channel; offline?: boolean; network?: "static" | "dhcp"; join?: string; upgrade?: boolean; imageSet?: string; json?: boolean; out?: string }) => {
+    if (opts.imageSet && !opts.upgrade) throw new ResinError("--image-set is for --upgrade", "add --upgrade, or drop --image-set");
     validateClusterName(opts.name);
     if (opts.join && opts.network !== "dhcp") throw new ResinError("--join is for --network dhcp", "add --network dhcp, or drop --join: a static cluster joins by the plan's addresses");
     const network: Network = opts.network === "dhcp" ? { mode: "dhcp", join: opts.join ?? defaultJoin(opts.name) } : { mode: "static" };
@@ -107,6 +110,8 @@ program
       nodesGiven: opts.nodes !== undefined,
       network,
       networkGiven: opts.network !== undefined,
+      upgrade: opts.upgrade,
+      imageSet: opts.imageSet ? resolve(opts.imageSet) : undefined,
       log: stderrLog,
     }));
     const text = `${JSON.stringify(manifest, null, 2)}\n`;

@@ -20,6 +20,8 @@ import { writeFileAtomic } from "../util/files.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { buildRoles } from "./build.js";
+import { newImages } from "./upgrade.js";
+import { anythingRunning } from "../provider/qemu/provider.js";
 
 export interface CreateOptions {
   project: string;
@@ -76,6 +78,9 @@ export interface PlanOptions extends Omit<CreateOptions, "disks"> {
   /** Whether --nodes / --network were given: an existing cluster must then match. */
   nodesGiven: boolean;
   networkGiven: boolean;
+  /** Move an existing cluster's nodes to their roles' new images (a fresh build, or imageSet). */
+  upgrade?: boolean;
+  imageSet?: string;
 }
 
 /** Plan a cluster (or re-plan an existing one) and return its manifest; also written to plan.json in its state directory. */
@@ -89,12 +94,36 @@ export async function planCommand(opts: PlanOptions): Promise<PlanManifest> {
     if (opts.networkGiven && JSON.stringify(state.network) !== JSON.stringify(opts.network)) {
       throw new ResinError(`cluster '${opts.name}' was planned with ${state.network.mode} addresses`, "omit --network and --join to plan it as it is, or use another --name");
     }
-    opts.log(`cluster ${opts.name}: exists (${state.nodes.length} nodes); writing its manifest again`);
+    if (opts.upgrade) await planUpgradeOf(state, opts);
+    else opts.log(`cluster ${opts.name}: exists (${state.nodes.length} nodes); writing its manifest again`);
+  } else if (opts.upgrade) {
+    throw new ResinError(`cluster '${opts.name}' does not exist, so there is nothing to upgrade`, `plan it first: resin plan --name ${opts.name}`);
   } else {
     if (opts.nodes < 1 || opts.nodes > 200) throw new ResinError(`--nodes ${opts.nodes} is out of range`, "use 1 to 200 nodes");
     state = await createCluster({ ...opts, disks: true });
   }
   return writePlan(opts.project, state, opts.log);
+}
+
+/**
+ * Point a planned cluster's nodes at their roles' new images. Its provisioner then
+ * replaces the machines one at a time; nothing here touches a running machine, and
+ * the images the nodes ran before stay in the cluster. A cluster running in local
+ * QEMU is upgraded by `resin upgrade`, which replaces its VMs health-gated.
+ */
+async function planUpgradeOf(state: ClusterState, opts: PlanOptions): Promise<void> {
+  if (await anythingRunning(state)) {
+    throw new ResinError(`cluster '${state.name}' runs here in QEMU`, `upgrade it with \`resin upgrade --name ${state.name}\`, which replaces its VMs one at a time`);
+  }
+  const target = await newImages(state, { ...opts, disks: true });
+  const moving = state.nodes.filter((n) => target[n.role] && target[n.role] !== n.image);
+  for (const node of moving) node.image = target[node.role]!;
+  await writeClusterState(state);
+  opts.log(
+    moving.length === 0
+      ? `cluster ${state.name}: every node already has its role's newest image`
+      : `cluster ${state.name}: ${moving.length} of ${state.nodes.length} nodes move to new images (${[...new Set(moving.map((n) => `${n.role} ${n.image.slice(0, 19)}`))].join(", ")}); replace them one at a time, followers first`,
+  );
 }
 
 /** Write every node's metadata (config drive and plain JSON) and the manifest that points at it. */

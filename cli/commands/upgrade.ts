@@ -25,7 +25,11 @@ export interface UpgradeCommandOptions {
   log: Log;
 }
 
-async function newImages(state: ClusterState, opts: UpgradeCommandOptions): Promise<Record<string, string>> {
+/** Each role's new image, copied into the cluster (with its disk images when `disks`, for provisioners). */
+export async function newImages(
+  state: ClusterState,
+  opts: Pick<UpgradeCommandOptions, "project" | "imageSet" | "offline" | "log"> & { disks?: boolean },
+): Promise<Record<string, string>> {
   const roles = [...new Set(state.nodes.map((n) => n.role))];
   const target: Record<string, string> = {};
   if (opts.imageSet) {
@@ -34,12 +38,12 @@ async function newImages(state: ClusterState, opts: UpgradeCommandOptions): Prom
       const manifest = await readManifest(dir);
       if (!manifest) throw new ResinError(`image set ${opts.imageSet} has no image for role ${role} (no ${join(dir, "manifest.json")})`);
       if (manifest.channel !== state.channel) throw new ResinError(`image ${dir} is for the ${manifest.channel} channel; cluster '${state.name}' runs ${state.channel}`);
-      await installImage(state.name, dir, manifest.digest);
+      await installImage(state.name, dir, manifest.digest, { disks: opts.disks });
       target[role] = manifest.digest;
     }
   } else {
     for (const image of await buildRoles({ project: opts.project, roles, channel: state.channel, offline: opts.offline, log: opts.log })) {
-      await installImage(state.name, image.dir, image.manifest.digest);
+      await installImage(state.name, image.dir, image.manifest.digest, { disks: opts.disks });
       target[image.manifest.role] = image.manifest.digest;
     }
   }

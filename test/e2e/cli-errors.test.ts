@@ -117,3 +117,39 @@ describe("resin plan", () => {
     expect(readFileSync(join(stateHome, "clusters", "cloudy", "secrets.json"), "utf8")).toBe(secretsBefore);
   });
 });
+
+describe("resin plan --upgrade", () => {
+  it("moves a planned cluster to its role's new image, keeping secrets, and refuses what it cannot do", () => {
+    const project = projectWith("consul-server", "role: consul-server\ndescription: Consul server\nservices: [base, consul]\nconfig:\n  consul:\n    server: true\nvm: { memory_mib: 1024, cpus: 1, persist_disk_gib: 2 }\n");
+    const env = { RESIN_STATE_HOME: stateHome, RESIN_PROJECT: project };
+    try {
+      const missing = resin(["plan", "--name", "nosuch", "--upgrade"], env);
+      expect(missing.status).toBe(1);
+      expect(missing.stderr).toContain("cluster 'nosuch' does not exist, so there is nothing to upgrade");
+
+      const first = resin(["plan", "--name", "rolling", "--nodes", "3", "--role", "consul-server", "--channel", "debian", "--network", "dhcp", "--json"], env);
+      expect(first.status, first.stderr).toBe(0);
+      const before = JSON.parse(first.stdout) as { roles: Record<string, { image: { digest: string; files: { disk_raw: { path: string } } } }> };
+      const secrets = readFileSync(join(stateHome, "clusters", "rolling", "secrets.json"), "utf8");
+
+      const same = resin(["plan", "--name", "rolling", "--upgrade", "--json"], env);
+      expect(same.status, same.stderr).toBe(0);
+      expect(same.stderr).toContain("every node already has its role's newest image");
+
+      // A one-line change to the role: a new image for every node.
+      writeFileSync(join(project, "machines", "consul-server.yml"), "role: consul-server\ndescription: Consul server\nservices: [base, consul]\nconfig:\n  consul:\n    server: true\n    log_level: DEBUG\nvm: { memory_mib: 1024, cpus: 1, persist_disk_gib: 2 }\n");
+      const upgraded = resin(["plan", "--name", "rolling", "--upgrade", "--json"], env);
+      expect(upgraded.status, upgraded.stderr).toBe(0);
+      expect(upgraded.stderr).toContain("3 of 3 nodes move to new images");
+      const after = JSON.parse(upgraded.stdout) as typeof before;
+      const [was, now] = [before.roles["consul-server"]!.image, after.roles["consul-server"]!.image];
+      expect(now.digest).not.toBe(was.digest);
+      expect(existsSync(now.files.disk_raw.path)).toBe(true);
+      // The old image stays for the machines that still run it.
+      expect(existsSync(was.files.disk_raw.path)).toBe(true);
+      expect(readFileSync(join(stateHome, "clusters", "rolling", "secrets.json"), "utf8")).toBe(secrets);
+    } finally {
+      rmSync(project, { recursive: true, force: true });
+    }
+  });
+});
