@@ -47,6 +47,8 @@ function bootDrive(media: Media, file: string): string[] {
 }
 
 function uefiDiskArgs(spec: VmSpec, disk: string, media: Media, vars: string): string[] {
+  // As on a libvirt host: only the cluster NIC, no user-mode NIC for the host.
+  const withoutHostNic = media === "iso-disk";
   const args = qemuArgs(spec);
   const out: string[] = [];
   const dropped: string[] = [];
@@ -54,6 +56,11 @@ function uefiDiskArgs(spec: VmSpec, disk: string, media: Media, vars: string): s
     const [arg, value] = [args[i]!, args[i + 1] ?? ""];
     const directBoot = ["-kernel", "-initrd", "-append"].includes(arg);
     const rootDisk = (arg === "-drive" && value.includes("id=root,")) || (arg === "-device" && value.includes("drive=root,"));
+    const hostNic = withoutHostNic && ((arg === "-netdev" && value.startsWith("user,id=host")) || (arg === "-device" && value.includes("netdev=host,")));
+    if (hostNic) {
+      i++;
+      continue;
+    }
     if (directBoot || rootDisk) {
       dropped.push(arg);
       i++;
@@ -177,12 +184,19 @@ describe("disk images boot under UEFI with nothing but the disk, the config driv
   });
 
   for (const media of ["iso-cdrom", "iso-disk"] as const) {
-    it(`boots disk.iso ${media === "iso-cdrom" ? "from a SATA CD drive (El Torito)" : "attached as a disk (hybrid GPT)"} to runit stage 2, its root a file on the ISO`, async () => {
+    it(`boots disk.iso ${media === "iso-cdrom" ? "from a SATA CD drive (El Torito)" : "attached as a disk (hybrid GPT), with only its cluster NIC,"} to runit stage 2, its root a file on the ISO`, async () => {
       const log = await bootFromDisk(media);
       const device = media === "iso-cdrom" ? "\\/dev\\/sr0" : "\\/dev\\/vd[a-z]";
       expect(log).toMatch(new RegExp(`resin: root filesystem ${device} \\(LABEL=${manifest.disk.iso.volumeId}\\)`));
       expect(log).toContain("resin: metadata from cdrom");
       expect(log).toMatch(/resin: persist disk \/dev\/vd[a-z] on \/var\/lib/);
+      if (media === "iso-disk") {
+        // Booted with its cluster NIC only, as a libvirt domain is: the plan's host NIC is skipped.
+        expect(log).toMatch(/resin: no network interface with MAC [0-9a-f:]{17} \(host\): skipped/);
+        expect(log).toContain("resin: the status endpoint listens on the cluster address");
+      } else {
+        expect(log).not.toContain("(host): skipped");
+      }
       expect(log).toContain(STAGE_2);
       expect(processesUnder(work)).toEqual([]);
     });

@@ -276,11 +276,10 @@ describe("terraform/: every .tf parsed by the HCL2 parser", () => {
     expect(domain.cloudinit).toBe("${libvirt_cloudinit_disk.metadata[each.key].id}");
     expect(domain.disk.map((d: Body) => d.volume_id)).toEqual(["${libvirt_volume.root[each.key].id}", "${libvirt_volume.persist[each.key].id}"]);
     expect(domain.network_interface[0]).toMatchObject({ network_id: "${libvirt_network.cluster.id}", mac: "${each.value.macs.cluster}", addresses: ["${each.value.address}"] });
-    // The host NIC a static plan's metadata also configures, on a bare segment.
-    expect(domain.network_interface[1]).toMatchObject({ network_id: "${libvirt_network.host.id}", mac: "${each.value.macs.host}" });
-    expect(Object.keys(m.resources.libvirt_network!).sort()).toEqual(["cluster", "host"]);
+    // One NIC: a node without the plan's host NIC serves its status endpoint on the cluster address.
+    expect(domain.network_interface).toHaveLength(1);
+    expect(Object.keys(m.resources.libvirt_network!)).toEqual(["cluster"]);
     expect(m.resources.libvirt_network!.cluster!).toMatchObject({ mode: "none", addresses: ["${local.cidr}"] });
-    expect(m.resources.libvirt_network!.host!.addresses).toBeUndefined();
     expect(domain.xml[0].xslt).toContain("domain.xsl");
     const xsl = readFileSync(join(TF_ROOT, "modules/libvirt/domain.xsl"), "utf8");
     expect(xsl).toContain("<serial>cidata</serial>");

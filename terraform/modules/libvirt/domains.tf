@@ -43,10 +43,8 @@ resource "libvirt_domain" "node" {
     wait_for_lease = false
   }
 
-  network_interface {
-    network_id = libvirt_network.host.id
-    mac        = each.value.macs.host
-  }
+  # No second NIC: the plan's "host" NIC is local QEMU's way in. A node without it
+  # says so on its console and serves its status endpoint (9100) on the cluster address.
 
   # `virsh console <node>` shows the node's serial console (its boot messages).
   console {

@@ -20,14 +20,3 @@ resource "libvirt_network" "cluster" {
     local_only = true
   }
 }
-
-# The host NIC's segment. A static plan's metadata configures two NICs by MAC: the
-# cluster NIC, and the "host" NIC through which resin's local QEMU reaches a node (a
-# user-mode NIC there, 10.0.2.15/24, where the node status endpoint listens). A node
-# whose host NIC is missing does not boot, so each node gets one here, on a bare L2
-# segment with no address on the KVM host: nothing is reachable through it.
-resource "libvirt_network" "host" {
-  name      = "resin-${local.cluster.name}-host"
-  mode      = "none"
-  autostart = var.autostart
-}
