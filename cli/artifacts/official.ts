@@ -31,9 +31,11 @@ import {
   parseReleaseFileName,
   parseSha256Sums,
   releaseDirUrl,
+  RELEASE_KEY_ID,
   releaseFiles,
   releaseUrls,
   type Product,
+  type ReleaseFiles,
   type ReleaseRef,
 } from "./releases.js";
 
@@ -368,7 +370,7 @@ export async function fetchRelease(ref: ReleaseRef, opts: ReleaseOptions & { bas
   const tmp = await tempDir();
   try {
     const sumsText = await download(ref, files.sums, urls.sums, SMALL_FILE_LIMIT);
-    const signature = await download(ref, files.sig, urls.sig, SMALL_FILE_LIMIT);
+    const signature = await downloadSignature(ref, urls);
     // Verify the small files before fetching the large one: a forgery costs no more traffic.
     const verified = await verifiedSums(ref, sumsText, signature, opts);
     const archive = join(tmp, files.zip);
@@ -394,7 +396,9 @@ export async function importRelease(zipPath: string, opts: ReleaseOptions & { su
   }
   const files = releaseFiles(ref);
   const sumsPath = opts.sums ?? join(dirname(zipPath), files.sums);
-  const sigPath = opts.sig ?? `${sumsPath}.sig`;
+  // The signature beside the sums: `.sig`, else the key-named one older releases have.
+  const keySigPath = `${sumsPath}.${RELEASE_KEY_ID}.sig`;
+  const sigPath = opts.sig ?? (!existsSync(`${sumsPath}.sig`) && existsSync(keySigPath) ? keySigPath : `${sumsPath}.sig`);
   const readInput = async (path: string, what: string) => {
     try {
       return await readFile(path);
@@ -431,7 +435,7 @@ function downloadFailed(ref: ReleaseRef, file: string, url: string, what: string
     status === 404
       ? `is ${ref.product} ${ref.version} a published release? see ${dir} (RESIN_RELEASES_URL sets another server)`
       : `check the network and the release server ${new URL(url).origin} (RESIN_RELEASES_URL sets another); without network, use \`resin artifacts import\``;
-  return fail(ref, file, `download from ${url} failed: ${what}`, hint);
+  return Object.assign(fail(ref, file, `download from ${url} failed: ${what}`, hint), { status });
 }
 
 async function open(ref: ReleaseRef, file: string, url: string, limit: number) {
@@ -455,6 +459,17 @@ async function open(ref: ReleaseRef, file: string, url: string, limit: number) {
 }
 
 /** Read a small file into memory. */
+/** The sums' signature: `.sig`, or where the server has none, the key-named `.72D7468F.sig`. */
+async function downloadSignature(ref: ReleaseRef, urls: ReleaseFiles): Promise<Buffer> {
+  const files = releaseFiles(ref);
+  try {
+    return await download(ref, files.sig, urls.sig, SMALL_FILE_LIMIT);
+  } catch (e) {
+    if ((e as { status?: number }).status !== 404) throw e;
+    return download(ref, files.keySig, urls.keySig, SMALL_FILE_LIMIT);
+  }
+}
+
 async function download(ref: ReleaseRef, file: string, url: string, limit: number): Promise<Buffer> {
   const { body, length } = await open(ref, file, url, limit);
   const chunks: Buffer[] = [];

@@ -59,12 +59,20 @@ export interface ReleaseFiles {
   zip: string;
   sums: string;
   sig: string;
+  /**
+   * The same signature under the release key's id. Releases made while HashiCorp
+   * signed with more than one key have only this name, so it is the fallback.
+   */
+  keySig: string;
 }
+
+/** The short id of HashiCorp's release key, as its signature files are named. */
+export const RELEASE_KEY_ID = "72D7468F";
 
 export function releaseFiles(ref: ReleaseRef): ReleaseFiles {
   const stem = `${ref.product}_${ref.version}`;
   const sums = `${stem}_SHA256SUMS`;
-  return { zip: `${stem}_${PLATFORM}.zip`, sums, sig: `${sums}.sig` };
+  return { zip: `${stem}_${PLATFORM}.zip`, sums, sig: `${sums}.sig`, keySig: `${sums}.${RELEASE_KEY_ID}.sig` };
 }
 
 /** The release's directory URL, with a trailing slash; a base URL's own trailing slashes are ignored. */
@@ -76,7 +84,7 @@ export function releaseDirUrl(ref: ReleaseRef, baseUrl: string): string {
 export function releaseUrls(ref: ReleaseRef, baseUrl: string): ReleaseFiles {
   const dir = releaseDirUrl(ref, baseUrl);
   const files = releaseFiles(ref);
-  return { zip: dir + files.zip, sums: dir + files.sums, sig: dir + files.sig };
+  return { zip: dir + files.zip, sums: dir + files.sums, sig: dir + files.sig, keySig: dir + files.keySig };
 }
 
 /** The ref a release archive's file name stands for, e.g. for `resin artifacts import`; undefined if it is not one. */

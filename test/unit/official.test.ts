@@ -207,6 +207,25 @@ describe("fetchRelease", () => {
     expect(entries.get("nomad")?.toString()).toBe(FIXTURE_BINARY);
   });
 
+  it("falls back to the key-named signature (SHA256SUMS.72D7468F.sig) when the server has no .sig", async () => {
+    serve(good);
+    routes.delete(DIR + FILES.sig);
+    routes.set(DIR + FILES.keySig, { body: good.sig });
+    const entry = await fetchRelease(REF, fetchOpts());
+    expect(entry.signer).toBe(testKey.fingerprint);
+    expect(FILES.keySig).toBe("nomad_1.9.3_SHA256SUMS.72D7468F.sig");
+    expect(requests.sort()).toEqual([DIR + FILES.sums, DIR + FILES.sig, DIR + FILES.keySig, DIR + FILES.zip].sort());
+  });
+
+  it("does not fall back when the .sig is there but bad: a forged .sig is refused", async () => {
+    serve(good);
+    routes.set(DIR + FILES.sig, { body: await sign(good.sums, otherKey) });
+    routes.set(DIR + FILES.keySig, { body: good.sig });
+    const e = await failedFetch();
+    expect(e.message).toContain("nomad_1.9.3_SHA256SUMS.sig: signature was made by key");
+    expect(requests).not.toContain(DIR + FILES.keySig);
+  });
+
   it("does no HTTP request at all when the release is cached and its blob verifies", async () => {
     const entry = await cacheGood();
     serve(good);
@@ -375,6 +394,14 @@ describe("importRelease", () => {
       /^nomad 1\.9\.3: nomad_1\.9\.3_linux_amd64\.zip: sha256 is [0-9a-f]{64}, but nomad_1\.9\.3_SHA256SUMS says/,
     );
     await expectIntact(entry);
+  });
+
+  it("takes the key-named signature beside the sums when there is no .sig", async () => {
+    const dir = releaseDir(good);
+    rmSync(join(dir, FILES.sig));
+    writeFileSync(join(dir, FILES.keySig), good.sig);
+    const entry = await importRelease(join(dir, FILES.zip), { log: silentLog, trustedKeys: testKey.publicArmored });
+    expect(entry.signer).toBe(testKey.fingerprint);
   });
 
   it("says which file is missing beside the zip", async () => {

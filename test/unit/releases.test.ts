@@ -25,6 +25,7 @@ describe("release names", () => {
       zip: "nomad_1.9.3_linux_amd64.zip",
       sums: "nomad_1.9.3_SHA256SUMS",
       sig: "nomad_1.9.3_SHA256SUMS.sig",
+      keySig: "nomad_1.9.3_SHA256SUMS.72D7468F.sig",
     });
   });
 
@@ -34,6 +35,7 @@ describe("release names", () => {
       zip: "http://127.0.0.1:8080/mirror/vault/1.15.2+ent/vault_1.15.2+ent_linux_amd64.zip",
       sums: "http://127.0.0.1:8080/mirror/vault/1.15.2+ent/vault_1.15.2+ent_SHA256SUMS",
       sig: "http://127.0.0.1:8080/mirror/vault/1.15.2+ent/vault_1.15.2+ent_SHA256SUMS.sig",
+      keySig: "http://127.0.0.1:8080/mirror/vault/1.15.2+ent/vault_1.15.2+ent_SHA256SUMS.72D7468F.sig",
     });
   });
 
