@@ -23,6 +23,8 @@ import { buildRoles } from "./build.js";
 import { newImages } from "./upgrade.js";
 import { anythingRunning } from "../provider/qemu/provider.js";
 
+const nodesText = (n: number) => `${n} node${n === 1 ? "" : "s"}`;
+
 export interface CreateOptions {
   project: string;
   name: string;
@@ -95,7 +97,7 @@ export async function planCommand(opts: PlanOptions): Promise<PlanManifest> {
       throw new ResinError(`cluster '${opts.name}' was planned with ${state.network.mode} addresses`, "omit --network and --join to plan it as it is, or use another --name");
     }
     if (opts.upgrade) await planUpgradeOf(state, opts);
-    else opts.log(`cluster ${opts.name}: exists (${state.nodes.length} nodes); writing its manifest again`);
+    else opts.log(`cluster ${opts.name}: exists (${nodesText(state.nodes.length)}); writing its manifest again`);
   } else if (opts.upgrade) {
     throw new ResinError(`cluster '${opts.name}' does not exist, so there is nothing to upgrade`, `plan it first: resin plan --name ${opts.name}`);
   } else {
@@ -162,7 +164,7 @@ export async function writePlan(project: string, state: ClusterState, log: Log):
   );
   await writeFileAtomic(join(paths.dir, "plan.json"), `${JSON.stringify(manifest, null, 2)}\n`);
   const dhcp = state.nodes.some((n) => n.address === DHCP_ADDRESS);
-  log(`cluster ${state.name}: ${state.nodes.length} nodes planned${dhcp ? " (addresses from DHCP)" : ""}; manifest in ${join(paths.dir, "plan.json")}`);
+  log(`cluster ${state.name}: ${nodesText(state.nodes.length)} planned${dhcp ? " (addresses from DHCP)" : ""}; manifest in ${join(paths.dir, "plan.json")}`);
   return manifest;
 }
 
