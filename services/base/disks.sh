@@ -9,6 +9,25 @@ disk_with_serial() {
   return 1
 }
 
+# The persist disk. Resin's own VMs name it by its virtio serial. Elsewhere (an EBS
+# volume's serial is its volume id; a libvirt or metal disk may have none) it is the
+# ext4 volume labelled persist, or on first boot the one whole disk whose first MiB is
+# all zeros: a disk with anything on it is never taken, so never formatted.
+persist_disk() {
+  disk_with_serial persist && return 0
+  findfs LABEL=persist 2>/dev/null && return 0
+  blank=""
+  for block in /sys/block/*; do
+    name=${block##*/}
+    case $name in loop* | ram* | sr* | zram*) continue ;; esac
+    [ "$(cat "$block/ro" 2>/dev/null)" = 0 ] || continue
+    cmp -s -n 1048576 "/dev/$name" /dev/zero || continue
+    [ -z "$blank" ] || { echo "resin: more than one blank disk ($blank, /dev/$name): none is taken as the persist disk" >&2; return 1; }
+    blank=/dev/$name
+  done
+  [ -n "$blank" ] && echo "$blank"
+}
+
 # The partition whose GPT name is $1 (the kernel reports it as PARTNAME in uevent).
 partition_named() {
   for uevent in /sys/class/block/*/uevent; do

@@ -46,9 +46,17 @@ function bootDrive(media: Media, file: string): string[] {
   return ["-drive", `if=none,id=disk,file=${file},format=${format},readonly=on`, "-device", "virtio-blk-pci,drive=disk,bootindex=0"];
 }
 
+/**
+ * The ISO boots are also a node on someone else's hypervisor: only the cluster NIC (no
+ * user-mode NIC for the host) and a persist disk without Resin's virtio serial, found
+ * blank on the first boot (iso-disk) and by its ext4 label on the next (iso-cdrom).
+ */
+const ISO_MEDIA: Media[] = ["iso-disk", "iso-cdrom"];
+let isoPersistDisk = "";
+
 function uefiDiskArgs(spec: VmSpec, disk: string, media: Media, vars: string): string[] {
-  // As on a libvirt host: only the cluster NIC, no user-mode NIC for the host.
   const withoutHostNic = media === "iso-disk";
+  const withoutPersistSerial = ISO_MEDIA.includes(media);
   const args = qemuArgs(spec);
   const out: string[] = [];
   const dropped: string[] = [];
@@ -58,6 +66,11 @@ function uefiDiskArgs(spec: VmSpec, disk: string, media: Media, vars: string): s
     const rootDisk = (arg === "-drive" && value.includes("id=root,")) || (arg === "-device" && value.includes("drive=root,"));
     const hostNic = withoutHostNic && ((arg === "-netdev" && value.startsWith("user,id=host")) || (arg === "-device" && value.includes("netdev=host,")));
     if (hostNic) {
+      i++;
+      continue;
+    }
+    if (withoutPersistSerial && arg === "-device" && value.includes("drive=persist,")) {
+      out.push(arg, value.replace(",serial=persist", ""));
       i++;
       continue;
     }
@@ -101,7 +114,8 @@ async function bootFromDisk(format: Media): Promise<string> {
     copyFileSync(OVMF_VARS, vars);
     const configDrivePath = join(dir, "cidata.iso");
     await configDrive(configDrivePath, `disk-${format}`);
-    const persistDisk = join(dir, "persist.qcow2");
+    // The ISO boots share one persist disk: the second one finds what the first formatted.
+    const persistDisk = ISO_MEDIA.includes(format) ? (isoPersistDisk ||= join(work, "iso-persist.qcow2")) : join(dir, "persist.qcow2");
     await createPersistDisk(persistDisk, 1);
     const plan = planCluster(`disk-${format}`, ["consul-server"]).nodes[0]!;
     const spec: VmSpec = {
@@ -183,13 +197,16 @@ describe("disk images boot under UEFI with nothing but the disk, the config driv
     expect(manifest.disk.iso.cmdline).toContain(`resin.root=LABEL=${manifest.disk.iso.volumeId}`);
   });
 
-  for (const media of ["iso-cdrom", "iso-disk"] as const) {
+  for (const media of ISO_MEDIA) {
     it(`boots disk.iso ${media === "iso-cdrom" ? "from a SATA CD drive (El Torito)" : "attached as a disk (hybrid GPT), with only its cluster NIC,"} to runit stage 2, its root a file on the ISO`, async () => {
       const log = await bootFromDisk(media);
       const device = media === "iso-cdrom" ? "\\/dev\\/sr0" : "\\/dev\\/vd[a-z]";
       expect(log).toMatch(new RegExp(`resin: root filesystem ${device} \\(LABEL=${manifest.disk.iso.volumeId}\\)`));
       expect(log).toContain("resin: metadata from cdrom");
       expect(log).toMatch(/resin: persist disk \/dev\/vd[a-z] on \/var\/lib/);
+      // No virtio serial on the persist disk: blank on the first boot, labelled persist on the next.
+      expect(log).toMatch(media === "iso-disk" ? /resin: formatting \/dev\/vd[a-z] \(first boot\)/ : /resin: persist disk \/dev\/vd[a-z] on \/var\/lib/);
+      if (media === "iso-cdrom") expect(log).not.toContain("(first boot)");
       if (media === "iso-disk") {
         // Booted with its cluster NIC only, as a libvirt domain is: the plan's host NIC is skipped.
         expect(log).toMatch(/resin: no network interface with MAC [0-9a-f:]{17} \(host\): skipped/);
