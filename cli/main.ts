@@ -14,7 +14,7 @@ import { withClusterLock } from "./cluster/lock.js";
 import { rollbackCommand, upgradeCommand } from "./commands/upgrade.js";
 import { envCommand } from "./commands/env.js";
 import { defaultJoin, validateClusterName, type Network } from "./bootstrap/plan.js";
-import { planCommand } from "./commands/plan.js";
+import { parseRoleCounts, planCommand } from "./commands/plan.js";
 import { bootstrapCommand } from "./commands/bootstrap.js";
 import { writeFileAtomic } from "./util/files.js";
 import { resolve } from "node:path";
@@ -32,6 +32,15 @@ const channelOption = () =>
     .choices(CHANNELS)
     .default("official");
 const offlineOption = () => new Option("--offline", "never download; use only cached artifacts (also RESIN_OFFLINE=1)");
+
+/** Each node's role for a new cluster, from --roles, or --role and --nodes (three control-plane nodes by default). */
+function nodeRoles(opts: { role?: string; nodes?: number; roles?: string }): { roles: string[]; given: boolean } {
+  if (opts.roles !== undefined) {
+    if (opts.role !== undefined || opts.nodes !== undefined) throw new ResinError("--roles says every node's role", "drop --role and --nodes, or drop --roles");
+    return { roles: parseRoleCounts(opts.roles), given: true };
+  }
+  return { roles: Array.from({ length: opts.nodes ?? 3 }, () => opts.role ?? "control-plane"), given: opts.nodes !== undefined };
+}
 
 function integer(value: string): number {
   const n = Number(value);
@@ -60,22 +69,23 @@ program
   .description("start a local cluster in QEMU (created on first use, restarted as it was afterwards) and wait for quorum")
   .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
   .option("--nodes <n>", "number of nodes for a new cluster (default: 3)", integer)
-  .option("--role <role>", "role of every node of a new cluster", "control-plane")
+  .option("--role <role>", "role of every node of a new cluster (default: control-plane)")
+  .option("--roles <spec>", "a new cluster of several roles, ROLE=COUNT,…, e.g. consul-server=3,nomad-client=2 (instead of --role and --nodes)")
   .addOption(channelOption())
   .addOption(offlineOption())
   .option("--timeout <seconds>", "give up waiting for quorum after this long", integer, 300)
-  .action(async (opts: { name: string; nodes?: number; role: string; timeout: number; channel: Channel; offline?: boolean }) => {
+  .action(async (opts: { name: string; nodes?: number; role?: string; roles?: string; timeout: number; channel: Channel; offline?: boolean }) => {
     // Checked before the lock is taken, so that bad input writes nothing at all.
     validateClusterName(opts.name);
     requireTools(["qemu-system-x86_64", "qemu-img", "vde_switch"]);
+    const nodes = nodeRoles(opts);
     await withClusterLock(opts.name, "up", () => up({
       project: projectRoot(),
       name: opts.name,
-      role: opts.role,
+      roles: nodes.roles,
       channel: opts.channel,
       offline: opts.offline || offlineByDefault(),
-      nodes: opts.nodes ?? 3,
-      nodesGiven: opts.nodes !== undefined,
+      nodesGiven: nodes.given,
       timeoutMs: opts.timeout * 1000,
       log: stderrLog,
     }));
@@ -86,7 +96,8 @@ program
   .description("create a cluster's images, secrets and per-node metadata without booting anything, and write the manifest a provisioner (Terraform) deploys it from")
   .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
   .option("--nodes <n>", "number of nodes for a new cluster (default: 3)", integer)
-  .option("--role <role>", "role of every node of a new cluster", "control-plane")
+  .option("--role <role>", "role of every node of a new cluster (default: control-plane)")
+  .option("--roles <spec>", "a new cluster of several roles, ROLE=COUNT,…, e.g. consul-server=3,nomad-client=2 (instead of --role and --nodes)")
   .addOption(channelOption())
   .addOption(offlineOption())
   .addOption(new Option("--network <mode>", "static: addresses from the plan (libvirt, metal); dhcp: the network assigns them and agents find each other by cloud auto-join (clouds)").choices(["static", "dhcp"]))
@@ -95,19 +106,19 @@ program
   .option("--image-set <dir>", "with --upgrade: take the images from DIR/<role>/ instead of building")
   .option("--json", "print the manifest on stdout")
   .option("--out <file>", "also write the manifest to this file")
-  .action(async (opts: { name: string; nodes?: number; role: string; channel: Channel; offline?: boolean; network?: "static" | "dhcp"; join?: string; upgrade?: boolean; imageSet?: string; json?: boolean; out?: string }) => {
+  .action(async (opts: { name: string; nodes?: number; role?: string; roles?: string; channel: Channel; offline?: boolean; network?: "static" | "dhcp"; join?: string; upgrade?: boolean; imageSet?: string; json?: boolean; out?: string }) => {
     if (opts.imageSet && !opts.upgrade) throw new ResinError("--image-set is for --upgrade", "add --upgrade, or drop --image-set");
     validateClusterName(opts.name);
     if (opts.join && opts.network !== "dhcp") throw new ResinError("--join is for --network dhcp", "add --network dhcp, or drop --join: a static cluster joins by the plan's addresses");
     const network: Network = opts.network === "dhcp" ? { mode: "dhcp", join: opts.join ?? defaultJoin(opts.name) } : { mode: "static" };
+    const nodes = nodeRoles(opts);
     const manifest = await withClusterLock(opts.name, "plan", () => planCommand({
       project: projectRoot(),
       name: opts.name,
-      role: opts.role,
+      roles: nodes.roles,
       channel: opts.channel,
       offline: opts.offline || offlineByDefault(),
-      nodes: opts.nodes ?? 3,
-      nodesGiven: opts.nodes !== undefined,
+      nodesGiven: nodes.given,
       network,
       networkGiven: opts.network !== undefined,
       upgrade: opts.upgrade,

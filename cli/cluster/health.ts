@@ -21,11 +21,11 @@ export function describeView(v: ConsulView): string {
  */
 export async function waitForQuorum(
   state: ClusterState,
-  opts: { timeoutMs: number; log: Log; access?: ConsulAccess },
+  opts: { timeoutMs: number; log: Log; access?: ConsulAccess; consulServers?: number },
 ): Promise<{ seconds: number; quorumSeconds: number; leader: string }> {
   const started = Date.now();
   let quorumSeconds: number | undefined;
-  const servers = state.nodes.filter((n) => consulEndpoint(n));
+  const servers = state.nodes.filter((n) => consulEndpoint(n)); // every node with a Consul agent
   let lastReport = "";
   let lastReportAt = 0;
   for (;;) {
@@ -41,7 +41,8 @@ export async function waitForQuorum(
     const views = await Promise.all(servers.map((n) => consulView(consulEndpoint(n, opts.access)!)));
     const seconds = (Date.now() - started) / 1000;
     let report = servers.map((n, i) => `${n.name}: ${describeView(views[i]!)}`).join("; ");
-    if (hasQuorum(views, servers.length)) {
+    // Every agent, server or client, names the leader and sees the servers as raft peers.
+    if (hasQuorum(views, opts.consulServers ?? servers.length)) {
       quorumSeconds ??= seconds;
       const autopilot = await autopilotHealth(consulEndpoint(servers[0]!, opts.access)!);
       if (autopilot?.healthy) return { seconds, quorumSeconds, leader: views[0]!.leader! };

@@ -4,7 +4,7 @@
 // by `up` are the same thing.
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { loadRole } from "../spec/load.js";
+import { loadRole, type Role } from "../spec/load.js";
 import type { Channel } from "../spec/schema.js";
 import { DHCP_ADDRESS, planCluster, validateClusterName, type Network } from "../bootstrap/plan.js";
 import { createSecrets, readSecrets } from "../bootstrap/secrets.js";
@@ -28,26 +28,48 @@ const nodesText = (n: number) => `${n} node${n === 1 ? "" : "s"}`;
 export interface CreateOptions {
   project: string;
   name: string;
-  role: string;
+  /** Each node's role, in node order (resin-1, resin-2, …). */
+  roles: string[];
   channel: Channel;
-  nodes: number;
   network?: Network;
   offline?: boolean;
-  /** Also copy the role's disk images (disk.raw, disk.qcow2, disk.iso) into the cluster: provisioners boot those. */
+  /** Also copy the roles' disk images (disk.raw, disk.qcow2, disk.iso) into the cluster: provisioners boot those. */
   disks?: boolean;
   log: Log;
 }
 
-/** A new cluster: build the role's image, plan the nodes, make the secrets bundle, record it all. */
+/** "consul-server=3,nomad-client=2" → each node's role, in that order. */
+export function parseRoleCounts(spec: string): string[] {
+  const roles: string[] = [];
+  for (const part of spec.split(",")) {
+    const m = part.trim().match(/^([a-z][a-z0-9-]*)(?:=(\d+))?$/);
+    const count = m?.[2] === undefined ? 1 : Number(m[2]);
+    if (!m || count < 1) throw new ResinError(`--roles: '${part}' is not ROLE or ROLE=COUNT`, "e.g. --roles consul-server=3,nomad-client=2");
+    for (let i = 0; i < count; i++) roles.push(m[1]!);
+  }
+  return roles;
+}
+
+/** What a cluster is made of, said briefly: "3 × consul-server, 2 × nomad-client". */
+export function describeRoles(roles: string[]): string {
+  const counts = new Map<string, number>();
+  for (const r of roles) counts.set(r, (counts.get(r) ?? 0) + 1);
+  return [...counts].map(([r, n]) => `${n} × ${r}`).join(", ");
+}
+
+/** A new cluster: build its roles' images, plan the nodes, make the secrets bundle, record it all. */
 export async function createCluster(opts: CreateOptions): Promise<ClusterState> {
   validateClusterName(opts.name);
   const paths = clusterPaths(opts.name);
-  opts.log(`cluster ${opts.name}: building image for role ${opts.role}`);
-  const [image] = await buildRoles({ project: opts.project, roles: [opts.role], channel: opts.channel, offline: opts.offline, log: opts.log });
-  const role = await loadRole(opts.project, opts.role, opts.channel);
+  const roleNames = [...new Set(opts.roles)];
+  opts.log(`cluster ${opts.name}: building image${roleNames.length > 1 ? "s" : ""} for ${roleNames.join(", ")}`);
+  const images = await buildRoles({ project: opts.project, roles: roleNames, channel: opts.channel, offline: opts.offline, log: opts.log });
+  const imageOf = new Map(images.map((i) => [i.manifest.role, i]));
+  const roles = new Map<string, Role>();
+  for (const name of roleNames) roles.set(name, await loadRole(opts.project, name, opts.channel));
   const network = opts.network ?? { mode: "static" };
-  const plan = planCluster(opts.name, Array.from({ length: opts.nodes }, () => opts.role), undefined, network);
-  await installImage(opts.name, image!.dir, image!.manifest.digest, { disks: opts.disks });
+  const plan = planCluster(opts.name, opts.roles, undefined, network);
+  for (const image of images) await installImage(opts.name, image.dir, image.manifest.digest, { disks: opts.disks });
   const state: ClusterState = {
     version: 1,
     name: opts.name,
@@ -64,15 +86,15 @@ export async function createCluster(opts: CreateOptions): Promise<ClusterState> 
       clusterMac: n.clusterMac,
       hostMac: n.hostMac,
       hostAddress: n.hostAddress,
-      image: image!.manifest.digest,
-      memoryMib: role.spec.vm.memory_mib,
-      cpus: role.spec.vm.cpus,
+      image: imageOf.get(n.role)!.manifest.digest,
+      memoryMib: roles.get(n.role)!.spec.vm.memory_mib,
+      cpus: roles.get(n.role)!.spec.vm.cpus,
       ports: {},
     })),
   };
-  await createSecrets(paths.secrets, plan, () => serviceRolesOf(role));
+  await createSecrets(paths.secrets, plan, (node) => serviceRolesOf(roles.get(node.role)!));
   await writeClusterState(state);
-  opts.log(`cluster ${opts.name}: created (${opts.nodes} × ${opts.role}, ${network.mode} addresses, state in ${paths.dir})`);
+  opts.log(`cluster ${opts.name}: created (${describeRoles(opts.roles)}, ${network.mode} addresses, state in ${paths.dir})`);
   return state;
 }
 
@@ -90,8 +112,8 @@ export async function planCommand(opts: PlanOptions): Promise<PlanManifest> {
   validateClusterName(opts.name);
   let state = await readClusterState(opts.name);
   if (state) {
-    if (opts.nodesGiven && state.nodes.length !== opts.nodes) {
-      throw new ResinError(`cluster '${opts.name}' has ${state.nodes.length} nodes, not ${opts.nodes}`, "omit --nodes to plan it as it is, or use another --name");
+    if (opts.nodesGiven && state.nodes.length !== opts.roles.length) {
+      throw new ResinError(`cluster '${opts.name}' has ${state.nodes.length} nodes, not ${opts.roles.length}`, "omit --nodes (and --roles) to plan it as it is, or use another --name");
     }
     if (opts.networkGiven && JSON.stringify(state.network) !== JSON.stringify(opts.network)) {
       throw new ResinError(`cluster '${opts.name}' was planned with ${state.network.mode} addresses`, "omit --network and --join to plan it as it is, or use another --name");
@@ -101,7 +123,7 @@ export async function planCommand(opts: PlanOptions): Promise<PlanManifest> {
   } else if (opts.upgrade) {
     throw new ResinError(`cluster '${opts.name}' does not exist, so there is nothing to upgrade`, `plan it first: resin plan --name ${opts.name}`);
   } else {
-    if (opts.nodes < 1 || opts.nodes > 200) throw new ResinError(`--nodes ${opts.nodes} is out of range`, "use 1 to 200 nodes");
+    if (opts.roles.length < 1 || opts.roles.length > 200) throw new ResinError(`${opts.roles.length} nodes is out of range`, "use 1 to 200 nodes");
     state = await createCluster({ ...opts, disks: true });
   }
   return writePlan(opts.project, state, opts.log);

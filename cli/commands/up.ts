@@ -18,11 +18,11 @@ import { createCluster } from "./plan.js";
 export interface UpOptions {
   project: string;
   name: string;
-  role: string;
+  /** Each node's role, for a new cluster. */
+  roles: string[];
   channel: Channel;
   offline?: boolean;
-  nodes: number;
-  /** Whether --nodes was given (an existing cluster keeps its size otherwise). */
+  /** Whether --nodes or --roles was given (an existing cluster keeps its size otherwise). */
   nodesGiven: boolean;
   timeoutMs: number;
   log: Log;
@@ -36,8 +36,8 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   if (existing && (await anythingRunning(existing))) {
     throw new ResinError(`cluster '${opts.name}' is already running`, `see it with \`resin status --name ${opts.name}\`, stop it with \`resin down --name ${opts.name}\``);
   }
-  if (existing && opts.nodesGiven && existing.nodes.length !== opts.nodes) {
-    throw new ResinError(`cluster '${opts.name}' has ${existing.nodes.length} nodes, not ${opts.nodes}`, "omit --nodes to start it as it is, or use another --name");
+  if (existing && opts.nodesGiven && existing.nodes.length !== opts.roles.length) {
+    throw new ResinError(`cluster '${opts.name}' has ${existing.nodes.length} nodes, not ${opts.roles.length}`, "omit --nodes (and --roles) to start it as it is, or use another --name");
   }
 
   let state: ClusterState;
@@ -46,7 +46,7 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     state = existing;
     opts.log(`cluster ${opts.name}: starting again (${state.nodes.length} nodes, state in ${paths.dir})`);
   } else {
-    if (opts.nodes < 1 || opts.nodes > 9) throw new ResinError(`--nodes ${opts.nodes} is out of range`, "use 1 to 9 nodes locally");
+    if (opts.roles.length < 1 || opts.roles.length > 9) throw new ResinError(`${opts.roles.length} nodes is out of range`, "use 1 to 9 nodes locally");
     state = await createCluster(opts);
   }
   if (state.network.mode !== "static") {
@@ -66,7 +66,8 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     opts.log(`cluster ${opts.name}: waiting for Consul quorum (timeout ${opts.timeoutMs / 1000}s)`);
     const secrets = await readSecrets(paths.secrets);
     const access = consulAccess(secrets);
-    const { seconds, quorumSeconds, leader } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: opts.log, access });
+    const consulServers = state.nodes.filter((n) => roles.get(n.role)!.options.consul?.server === true).length;
+    const { seconds, quorumSeconds, leader } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: opts.log, access, consulServers });
     await finishCluster(state, secrets, localTargets(state, access), opts.log);
     opts.log(`cluster ${opts.name}: quorum in ${quorumSeconds.toFixed(1)}s, ready (autopilot healthy) in ${seconds.toFixed(1)}s, leader ${leader}`);
   } catch (e) {

@@ -82,3 +82,14 @@ describe("planManifest", () => {
     expect(PlanManifestSchema.safeParse(relative).success).toBe(false);
   });
 });
+
+describe("--roles", () => {
+  it("expands ROLE=COUNT,… into each node's role, in order, and says it back briefly", async () => {
+    const { parseRoleCounts, describeRoles } = await import("../../cli/commands/plan.js");
+    const roles = parseRoleCounts("consul-server=3, nomad-client=2,vault-server");
+    expect(roles).toEqual(["consul-server", "consul-server", "consul-server", "nomad-client", "nomad-client", "vault-server"]);
+    expect(describeRoles(roles)).toBe("3 × consul-server, 2 × nomad-client, 1 × vault-server");
+    expect(() => parseRoleCounts("consul-server=0")).toThrow(/--roles: 'consul-server=0' is not ROLE or ROLE=COUNT/);
+    expect(() => parseRoleCounts("Consul=3")).toThrow(/--roles: .Consul=3. is not ROLE or ROLE=COUNT/);
+  });
+});

@@ -1,0 +1,61 @@
+// A cluster of several roles from one `resin up --roles`: a Consul server and a node
+// whose role runs a Consul client agent. (Nomad cannot be had here, so the client role
+// is a test-only one on the debian channel: base and consul with server = false.)
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { kvGet, kvPut, lanMembers } from "../../cli/cluster/consul.js";
+import { consulAt, killLeftovers, repoRoot, resin, resinAsync } from "./helpers.js";
+
+const project = mkdtempSync(join(tmpdir(), "resin-e2e-mixed-project-"));
+const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-mixed-state-"));
+const env = { RESIN_STATE_HOME: stateHome, RESIN_PROJECT: project };
+const name = "mixed";
+
+interface StatusJson {
+  healthy: boolean;
+  leader: string | null;
+  nodes: { name: string; role: string; address: string; vm: { state: string }; image: string; consul: { leader: string | null; peers: string[] | null } | null }[];
+}
+
+describe("resin up --roles: a Consul server and a Consul client node in one cluster", () => {
+  beforeAll(async () => {
+    for (const dir of ["services", "machines"]) cpSync(join(repoRoot, dir), join(project, dir), { recursive: true });
+    cpSync(join(repoRoot, "resin.lock.json"), join(project, "resin.lock.json"));
+    writeFileSync(
+      join(project, "machines", "consul-client.yml"),
+      "role: consul-client\ndescription: test only - a Consul client agent\nservices: [base, consul]\nconfig:\n  consul:\n    server: false\nvm: { memory_mib: 768, cpus: 1, persist_disk_gib: 1 }\n",
+    );
+    const up = await resinAsync(["up", "--name", name, "--roles", "consul-server=1,consul-client=1", "--channel", "debian", "--timeout", "420"], env);
+    if (up.status !== 0) throw new Error(`resin up failed (exit ${up.status}):\n${up.stderr}`);
+    expect(up.stderr).toContain("created (1 × consul-server, 1 × consul-client");
+  });
+
+  afterAll(async () => {
+    await resinAsync(["destroy", name, "--yes"], env);
+    killLeftovers(stateHome);
+    rmSync(stateHome, { recursive: true, force: true });
+    rmSync(project, { recursive: true, force: true });
+  });
+
+  it("boots each node on its own role's image; the server is the only raft peer, the client names the same leader", () => {
+    const s = JSON.parse(resin(["status", "--name", name, "--json"], env).stdout) as StatusJson;
+    expect(s.nodes.map((n) => [n.name, n.role, n.vm.state])).toEqual([
+      ["mixed-1", "consul-server", "running"],
+      ["mixed-2", "consul-client", "running"],
+    ]);
+    expect(s.nodes[0]!.image).not.toBe(s.nodes[1]!.image);
+    expect(s.healthy).toBe(true);
+    expect(s.leader).toBe("10.88.0.11:8300");
+    for (const n of s.nodes) expect(n.consul).toMatchObject({ leader: "10.88.0.11:8300", peers: ["10.88.0.11:8300"] });
+  });
+
+  it("the client agent is a gossip member, and writes through it reach the server", async () => {
+    const server = consulAt(stateHome, name, "mixed-1");
+    const client = consulAt(stateHome, name, "mixed-2");
+    expect((await lanMembers(server)).sort()).toEqual(["mixed-1", "mixed-2"]);
+    await kvPut(client, "mixed/through-client", "yes");
+    expect(await kvGet(server, "mixed/through-client")).toBe("yes");
+  });
+});
