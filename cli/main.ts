@@ -31,6 +31,11 @@ const channelOption = () =>
   new Option("--channel <channel>", "where Consul, Nomad and Vault come from: verified official releases, or Debian's packages (Consul 1.8.7 only)")
     .choices(CHANNELS)
     .default("official");
+// What a new cluster is made of: up and plan take the same.
+const nodesOption = () => new Option("--nodes <n>", "number of nodes for a new cluster (default: 3)").argParser(integer);
+const roleOption = () => new Option("--role <role>", "role of every node of a new cluster (default: control-plane)");
+const rolesOption = () =>
+  new Option("--roles <spec>", "a new cluster of several roles, ROLE=COUNT,…, e.g. consul-server=3,nomad-client=2 (instead of --role and --nodes)");
 const offlineOption = () => new Option("--offline", "never download; use only cached artifacts (also RESIN_OFFLINE=1)");
 
 /** Each node's role for a new cluster, from --roles, or --role and --nodes (three control-plane nodes by default). */
@@ -68,9 +73,9 @@ program
   .command("up")
   .description("start a local cluster in QEMU (created on first use, restarted as it was afterwards) and wait for quorum")
   .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
-  .option("--nodes <n>", "number of nodes for a new cluster (default: 3)", integer)
-  .option("--role <role>", "role of every node of a new cluster (default: control-plane)")
-  .option("--roles <spec>", "a new cluster of several roles, ROLE=COUNT,…, e.g. consul-server=3,nomad-client=2 (instead of --role and --nodes)")
+  .addOption(nodesOption())
+  .addOption(roleOption())
+  .addOption(rolesOption())
   .addOption(channelOption())
   .addOption(offlineOption())
   .option("--timeout <seconds>", "give up waiting for quorum after this long", integer, 300)
@@ -95,9 +100,9 @@ program
   .command("plan")
   .description("create a cluster's images, secrets and per-node metadata without booting anything, and write the manifest a provisioner (Terraform) deploys it from")
   .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
-  .option("--nodes <n>", "number of nodes for a new cluster (default: 3)", integer)
-  .option("--role <role>", "role of every node of a new cluster (default: control-plane)")
-  .option("--roles <spec>", "a new cluster of several roles, ROLE=COUNT,…, e.g. consul-server=3,nomad-client=2 (instead of --role and --nodes)")
+  .addOption(nodesOption())
+  .addOption(roleOption())
+  .addOption(rolesOption())
   .addOption(channelOption())
   .addOption(offlineOption())
   .addOption(new Option("--network <mode>", "static: addresses from the plan (libvirt, metal); dhcp: the network assigns them and agents find each other by cloud auto-join (clouds)").choices(["static", "dhcp"]))
