@@ -169,7 +169,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const previous = await readManifest(dir);
   if (
     previous?.inputDigest === digestOfInputs &&
-    [previous.kernel, previous.initrd, previous.rootfs, previous.disk?.raw, previous.disk?.qcow2].every((f) => f && existsSync(join(dir, f.file)))
+    [previous.kernel, previous.initrd, previous.rootfs, previous.disk?.raw, previous.disk?.qcow2, previous.disk?.iso].every((f) => f && existsSync(join(dir, f.file)))
   ) {
     return { dir, manifest: previous, cached: true };
   }
