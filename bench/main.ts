@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
-import type { ImageManifest } from "../cli/image/build.js";
+import { servicePorts, type ImageManifest } from "../cli/image/build.js";
 import { chooseAccel } from "../cli/provider/qemu/accel.js";
 import { loadRole } from "../cli/spec/load.js";
 import { bootGenericCluster, GENERIC_APPEND, type GenericBoot } from "./generic/cluster.js";
@@ -115,7 +115,7 @@ async function main(): Promise<void> {
   if (createHash("sha256").update(readFileSync(join(imageDir, "rootfs.squashfs"))).digest("hex") !== manifest.rootfs.sha256) {
     throw new Error(`out/images/debian/consul-server changed while the bench read it (another build?): run the bench again`);
   }
-  const guestPorts = Object.fromEntries(manifest.services.flatMap((s) => Object.entries(s.ports).map(([k, p]) => [`${s.name}.${k}`, p])));
+  const guestPorts = servicePorts(manifest);
   const persistGib = (await loadRole(repoRoot, "consul-server", "debian")).spec.vm.persist_disk_gib;
 
   // Build times: a fresh project copy per run (artifacts cached, no image built yet).

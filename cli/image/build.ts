@@ -75,6 +75,11 @@ export interface BuiltImage {
   cached: boolean;
 }
 
+/** The guest ports an image's services serve, named "<service>.<port>" (e.g. "consul.https"). */
+export function servicePorts(manifest: Pick<ImageManifest, "services">): Record<string, number> {
+  return Object.fromEntries(manifest.services.flatMap((s) => Object.entries(s.ports).map(([k, p]) => [`${s.name}.${k}`, p])));
+}
+
 export function imagesDir(project: string, channel: Channel): string {
   return join(project, "out", "images", channel);
 }

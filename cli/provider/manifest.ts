@@ -7,7 +7,7 @@
 import { z } from "zod";
 import { CHANNELS } from "../spec/schema.js";
 import type { ClusterState } from "../cluster/state.js";
-import type { ImageManifest } from "../image/build.js";
+import { servicePorts, type ImageManifest } from "../image/build.js";
 
 export const MANIFEST_FORMAT = "resin-plan/1";
 
@@ -97,7 +97,7 @@ export function planManifest(inputs: ManifestInputs): PlanManifest {
         cmdline: m.disk.cmdline,
       },
       vm: inputs.vm.get(node.role)!,
-      ports: Object.fromEntries(m.services.flatMap((s) => Object.entries(s.ports).map(([k, p]) => [`${s.name}.${k}`, p]))),
+      ports: servicePorts(m),
     };
   }
   const dhcp = state.network.mode === "dhcp";

@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { clusterPaths, imageDirFor, type ClusterState, type NodeState } from "../../cluster/state.js";
-import { readManifest } from "../../image/build.js";
+import { readManifest, servicePorts } from "../../image/build.js";
 import { ResinError } from "../../util/errors.js";
 import type { Log } from "../../util/log.js";
 import { chooseAccel, type Accel } from "./accel.js";
@@ -34,7 +34,7 @@ export function nodeFiles(cluster: string, node: string) {
 async function guestPorts(state: ClusterState, node: NodeState): Promise<Record<string, number>> {
   const manifest = await readManifest(imageDirFor(state.name, node.image));
   if (!manifest) throw new ResinError(`node ${node.name}: its image ${node.image} is missing from the cluster's state directory`);
-  return Object.fromEntries(manifest.services.flatMap((s) => Object.entries(s.ports).map(([k, p]) => [`${s.name}.${k}`, p])));
+  return servicePorts(manifest);
 }
 
 async function ensureSwitch(state: ClusterState): Promise<void> {
