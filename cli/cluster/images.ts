@@ -8,33 +8,30 @@ import { clusterPaths, imageDirFor, type ClusterState } from "./state.js";
 
 const DISK_FILES = ["disk.raw", "disk.qcow2", "disk.iso"];
 
+/** Disk image files (disk.raw, disk.qcow2, disk.iso) the cluster's copy of an image lacks. */
+export function missingDiskImages(cluster: string, digest: string): string[] {
+  return DISK_FILES.filter((f) => !existsSync(join(imageDirFor(cluster, digest), f)));
+}
+
 /**
  * Copy a built image into the cluster, by digest. What a local VM boots: kernel,
- * initramfs, squashfs root, manifest. The disk images (disk.raw, disk.qcow2, disk.iso) are for
- * other hypervisors and clouds: copied only when asked (`resin plan`), never replaced.
- * Returns the disk files still missing (with checkOnly, nothing is copied).
+ * initramfs, squashfs root, manifest. The disk images (disk.raw, disk.qcow2, disk.iso)
+ * are for other hypervisors and clouds: copied only when asked (`resin plan`), never
+ * replaced.
  */
-export async function installImage(
-  cluster: string,
-  builtDir: string,
-  digest: string,
-  opts: { disks?: boolean; checkOnly?: boolean } = {},
-): Promise<string[]> {
+export async function installImage(cluster: string, builtDir: string, digest: string, opts: { disks?: boolean } = {}): Promise<void> {
   const dir = imageDirFor(cluster, digest);
-  if (!existsSync(dir) && !opts.checkOnly) {
+  if (!existsSync(dir)) {
     await mkdir(clusterPaths(cluster).images, { recursive: true });
     await rm(`${dir}.tmp`, { recursive: true, force: true });
     await cp(builtDir, `${dir}.tmp`, { recursive: true, filter: (src) => !DISK_FILES.some((f) => src.endsWith(`/${f}`)) });
     await rename(`${dir}.tmp`, dir);
   }
-  if (!opts.disks) return [];
-  const missing = DISK_FILES.filter((f) => !existsSync(join(dir, f)));
-  if (opts.checkOnly) return missing;
-  for (const file of missing) {
+  if (!opts.disks) return;
+  for (const file of missingDiskImages(cluster, digest)) {
     await copyFile(join(builtDir, file), join(dir, `${file}.tmp`));
     await rename(join(dir, `${file}.tmp`), join(dir, file));
   }
-  return [];
 }
 
 /** Delete images no node boots and no unfinished upgrade may roll back to. */

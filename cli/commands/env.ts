@@ -4,7 +4,7 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { cliSecretFiles } from "../bootstrap/node-secrets.js";
-import { readSecrets } from "../bootstrap/secrets.js";
+import { readSecrets, type Secrets } from "../bootstrap/secrets.js";
 import { clusterPaths, requireCluster, type NodeState } from "../cluster/state.js";
 import { vmState } from "../provider/qemu/provider.js";
 import { writeFileAtomic } from "../util/files.js";
@@ -12,15 +12,18 @@ import { ResinError } from "../util/errors.js";
 
 const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
 
-export async function envCommand(cluster: string): Promise<string> {
-  const state = await requireCluster(cluster);
-  const secrets = await readSecrets(clusterPaths(cluster).secrets);
+/** The cluster CA and the host's client certificate and key as files (0600) in the cluster's state directory. */
+export async function writeHostTls(cluster: string, secrets: Secrets): Promise<{ ca: string; cert: string; key: string }> {
   const tlsDir = join(clusterPaths(cluster).dir, "tls");
   await mkdir(tlsDir, { recursive: true, mode: 0o700 });
   for (const f of cliSecretFiles(secrets)) await writeFileAtomic(join(tlsDir, f.path), f.content, 0o600);
-  const ca = join(tlsDir, "ca.pem");
-  const cert = join(tlsDir, "cli.pem");
-  const key = join(tlsDir, "cli-key.pem");
+  return { ca: join(tlsDir, "ca.pem"), cert: join(tlsDir, "cli.pem"), key: join(tlsDir, "cli-key.pem") };
+}
+
+export async function envCommand(cluster: string): Promise<string> {
+  const state = await requireCluster(cluster);
+  const secrets = await readSecrets(clusterPaths(cluster).secrets);
+  const { ca, cert, key } = await writeHostTls(cluster, secrets);
 
   // Any running node will do: each forwards its own API ports to 127.0.0.1.
   const running: NodeState[] = [];

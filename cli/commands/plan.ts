@@ -2,26 +2,26 @@
 // metadata) without booting anything, and write the manifest a provisioner deploys it
 // from. `resin up` starts from the same state, so a cluster planned here and one made
 // by `up` are the same thing.
-import { mkdir, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { loadRole, type Role } from "../spec/load.js";
 import type { Channel } from "../spec/schema.js";
 import { DHCP_ADDRESS, planCluster, validateClusterName, type Network } from "../bootstrap/plan.js";
 import { createSecrets, readSecrets } from "../bootstrap/secrets.js";
-import { cliSecretFiles, serviceRolesOf } from "../bootstrap/node-secrets.js";
+import { serviceRolesOf } from "../bootstrap/node-secrets.js";
 import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
-import { installImage } from "../cluster/images.js";
+import { installImage, missingDiskImages } from "../cluster/images.js";
 import { clusterPaths, imageDirFor, readClusterState, writeClusterState, type ClusterState } from "../cluster/state.js";
-import { readManifest, type ImageManifest } from "../image/build.js";
+import { imagesDir, readManifest, type ImageManifest } from "../image/build.js";
 import { planManifest, PlanManifestSchema, type PlanManifest } from "../provider/manifest.js";
-import { nodeFiles } from "../provider/qemu/provider.js";
+import { anythingRunning, nodeFiles } from "../provider/qemu/provider.js";
 import { sha256 } from "../util/hash.js";
 import { writeFileAtomic } from "../util/files.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { buildRoles } from "./build.js";
+import { writeHostTls } from "./env.js";
 import { newImages } from "./upgrade.js";
-import { anythingRunning } from "../provider/qemu/provider.js";
 
 const nodesText = (n: number) => `${n} node${n === 1 ? "" : "s"}`;
 
@@ -170,17 +170,13 @@ export async function writePlan(project: string, state: ClusterState, log: Log):
     const data = await readFile(path);
     metadata.set(node.name, { path, sha256: sha256(data), bytes: data.length });
   }
-  const secrets = await readSecrets(paths.secrets);
-  const tlsDir = join(paths.dir, "tls");
-  await mkdir(tlsDir, { recursive: true, mode: 0o700 });
-  const ca = cliSecretFiles(secrets).find((f) => f.path === "ca.pem")!;
-  await writeFileAtomic(join(tlsDir, "ca.pem"), ca.content, 0o644);
+  const tls = await writeHostTls(state.name, await readSecrets(paths.secrets));
   const manifest = PlanManifestSchema.parse(
     planManifest({
       state,
       images,
       vm: new Map([...roles].map(([name, role]) => [name, role.spec.vm])),
-      caCertificate: join(tlsDir, "ca.pem"),
+      caCertificate: tls.ca,
       metadata,
     }),
   );
@@ -195,17 +191,13 @@ export async function writePlan(project: string, state: ClusterState, log: Log):
  * into the cluster. They come from the build output when it still holds the same image.
  */
 async function ensureDiskImages(project: string, state: ClusterState, dir: string, manifest: ImageManifest): Promise<void> {
-  const built = join(project, "out", "images", state.channel, manifest.role);
-  const current = await readManifest(built);
-  if (current?.digest === manifest.digest) {
-    await installImage(state.name, built, manifest.digest, { disks: true });
-    return;
-  }
-  const missing = await installImage(state.name, built, manifest.digest, { disks: true, checkOnly: true });
-  if (missing.length > 0) {
+  if (missingDiskImages(state.name, manifest.digest).length === 0) return;
+  const built = join(imagesDir(project, state.channel), manifest.role);
+  if ((await readManifest(built))?.digest !== manifest.digest) {
     throw new ResinError(
       `cluster '${state.name}': the disk images of ${manifest.role} (image ${manifest.digest}) are not in ${dir}, and ${built} now holds another build`,
       `rebuild the image the cluster runs, or plan a new cluster (resin plan --name <new>)`,
     );
   }
+  await installImage(state.name, built, manifest.digest, { disks: true });
 }
