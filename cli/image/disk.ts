@@ -85,18 +85,23 @@ export function osRelease(role: string, channel: string, digest: string): string
 
 const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
 
+type ImageParts = Pick<DiskInputs, "digest" | "role" | "channel" | "kernel" | "initrd" | "rootfs" | "stub">;
+
+/**
+ * A FAT volume holding /EFI/BOOT/BOOTX64.EFI: the image's unified kernel image with
+ * `cmdline`. Its volume id comes from the digest and `purpose`, so it is reproducible
+ * and differs between the disk's ESP and the ISO's boot image.
+ */
+function efiVolume(inputs: ImageParts, cmdline: string, fat: { label: string; purpose: string; hiddenSectors?: number }): { uki: Buffer; fat: Buffer } {
+  const uki = buildUki({ stub: inputs.stub.data, kernel: inputs.kernel, initrd: inputs.initrd, cmdline, osRelease: osRelease(inputs.role, inputs.channel, inputs.digest) });
+  const volumeId = createHash("sha256").update(`${inputs.digest}\0${fat.purpose}`).digest().readUInt32LE(0);
+  return { uki, fat: writeFat16({ files: [{ path: ESP_BOOT_PATH, data: uki }], label: fat.label, volumeId, hiddenSectors: fat.hiddenSectors }) };
+}
+
 /** Lay out the disk and return its pieces by byte offset (the rest are zeros). */
-export function diskLayout(inputs: Pick<DiskInputs, "digest" | "role" | "channel" | "kernel" | "initrd" | "rootfs" | "stub">) {
-  const uki = buildUki({
-    stub: inputs.stub.data,
-    kernel: inputs.kernel,
-    initrd: inputs.initrd,
-    cmdline: DISK_CMDLINE,
-    osRelease: osRelease(inputs.role, inputs.channel, inputs.digest),
-  });
+export function diskLayout(inputs: ImageParts) {
   const espStart = ALIGN_SECTORS;
-  const volumeId = createHash("sha256").update(`${inputs.digest}\0esp-volume-id`).digest().readUInt32LE(0);
-  const esp = writeFat16({ files: [{ path: ESP_BOOT_PATH, data: uki }], label: "RESIN-ESP", volumeId, hiddenSectors: espStart });
+  const { uki, fat: esp } = efiVolume(inputs, DISK_CMDLINE, { label: "RESIN-ESP", purpose: "esp-volume-id", hiddenSectors: espStart });
   const espSectors = esp.length / SECTOR;
   const rootStart = espStart + espSectors;
   const rootSectors = alignUp(inputs.rootfs.length, ALIGN_SECTORS * SECTOR) / SECTOR;
@@ -123,17 +128,9 @@ export function diskLayout(inputs: Pick<DiskInputs, "digest" | "role" | "channel
 }
 
 /** The bootable ISO's bytes: El Torito UEFI catalog, efi.img, rootfs.squashfs, and a hybrid GPT. */
-export function isoImage(inputs: Pick<DiskInputs, "digest" | "role" | "channel" | "kernel" | "initrd" | "rootfs" | "stub">): { image: Buffer; volumeId: string; uki: Buffer } {
+export function isoImage(inputs: ImageParts): { image: Buffer; volumeId: string; uki: Buffer } {
   const volumeId = isoVolumeId(inputs.digest);
-  const uki = buildUki({
-    stub: inputs.stub.data,
-    kernel: inputs.kernel,
-    initrd: inputs.initrd,
-    cmdline: isoCmdline(volumeId),
-    osRelease: osRelease(inputs.role, inputs.channel, inputs.digest),
-  });
-  const fatId = createHash("sha256").update(`${inputs.digest}\0iso-esp-volume-id`).digest().readUInt32LE(0);
-  const efi = writeFat16({ files: [{ path: ESP_BOOT_PATH, data: uki }], label: "RESIN-EFI", volumeId: fatId });
+  const { uki, fat: efi } = efiVolume(inputs, isoCmdline(volumeId), { label: "RESIN-EFI", purpose: "iso-esp-volume-id" });
   const { image: iso, extents } = layoutIso9660({
     volumeId,
     files: [
