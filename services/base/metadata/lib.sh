@@ -8,16 +8,22 @@ cmdline_value() {
   return 1
 }
 
+# Ask DHCP once for a lease on NIC $1, sending at most $2 discovers a second apart;
+# dhcp-event configures the NIC and records the lease in /run/resin/dhcp/$1.
+dhcp_lease() {
+  mkdir -p /run/resin/dhcp
+  udhcpc -i "$1" -n -q -t "$2" -T 1 -A 0 -s /usr/lib/resin/metadata/dhcp-event >/dev/null 2>&1
+}
+
 # Ask DHCP for an address on every NIC at once, once per boot. A NIC without a DHCP
 # server costs at most three seconds; the cluster NICs are set up later from metadata.
 network_up() {
   [ -f /run/resin/dhcp-tried ] && return 0
-  mkdir -p /run/resin/dhcp
   for dev in /sys/class/net/*; do
     iface=${dev##*/}
     [ "$iface" = lo ] && continue
     ip link set "$iface" up
-    udhcpc -i "$iface" -n -q -t 3 -T 1 -A 0 -s /usr/lib/resin/metadata/dhcp-event >/dev/null 2>&1 &
+    dhcp_lease "$iface" 3 &
   done
   wait
   : > /run/resin/dhcp-tried
