@@ -6,6 +6,7 @@ import { z } from "zod";
 import { writeFileAtomic } from "../util/files.js";
 import { canonicalJson } from "../util/hash.js";
 import { ResinError } from "../util/errors.js";
+import { GoBuildSchema } from "./gomodule.js";
 
 export const LockedDebSchema = z
   .object({
@@ -23,13 +24,15 @@ export const LockSchema = z
     lockfileVersion: z.literal(1),
     /** Keyed by "<suite>/<requested package>". */
     debian: z.record(z.string(), LockedDebSchema),
+    /** Programs the source channel builds from Go modules, by product: recipe, sha256, modules. */
+    gomodules: z.record(z.string(), GoBuildSchema).default({}),
   })
   .strict();
 
 export type LockedDeb = z.infer<typeof LockedDebSchema>;
 export type Lock = z.infer<typeof LockSchema>;
 
-export const emptyLock = (): Lock => ({ lockfileVersion: 1, debian: {} });
+export const emptyLock = (): Lock => ({ lockfileVersion: 1, debian: {}, gomodules: {} });
 
 export const lockKey = (suite: string, name: string) => `${suite}/${name}`;
 

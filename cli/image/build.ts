@@ -13,18 +13,22 @@ import { lockKey, upstreamVersion, type Lock, type LockedDeb } from "../artifact
 import { unpackedDeb } from "../artifacts/cache.js";
 import { hostCodename } from "../artifacts/apt.js";
 import { cachedRelease, missingReleaseError, releaseEntries, type ReleaseIndex } from "../artifacts/official.js";
+import { goBuildBinary, type GoBuild } from "../artifacts/gomodule.js";
 import type { Channel } from "../spec/schema.js";
 import { canonicalJson, sha256 } from "../util/hash.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
-import { Rootfs, type ManifestFile, type Provenance } from "./rootfs.js";
+import { Rootfs, type Provenance } from "./rootfs.js";
 import { writeSquashfs } from "./squashfs.js";
 import { kernelFiles } from "./kernel.js";
 import { readElfDeps } from "./elf.js";
 import { modeInside, readInside } from "./package-files.js";
 import { writeCpio } from "./cpio.js";
-import { EFI_STUB_PATH, writeDisks, type DiskManifest } from "./disk.js";
+import { EFI_STUB_PATH, writeDisks } from "./disk.js";
 import type { TreeEntry } from "./tree.js";
+import { imageDigest, readManifest, type ImageFile, type ImageManifest } from "./manifest.js";
+
+export { imageDigest, readManifest, servicePorts, type ImageFile, type ImageManifest, type ServiceVersion } from "./manifest.js";
 
 /** Bump when the image layout changes in a way the inputs below do not capture. */
 const IMAGE_FORMAT = 3;
@@ -32,52 +36,11 @@ const IMAGE_FORMAT = 3;
 /** Where a dynamic linker finds libraries without an ld.so.cache (Debian's system search path). */
 const LIBRARY_DIRS = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "lib", "usr/lib"];
 
-export interface ServiceVersion {
-  name: string;
-  version?: string;
-  ports: Record<string, number>;
-}
-
-export interface ImageFile {
-  file: string;
-  sha256: string;
-  size: number;
-}
-
-export interface ImageManifest {
-  role: string;
-  channel: Channel;
-  inputDigest: string;
-  /** Identity of the image: a digest over its kernel, initramfs and root filesystem. */
-  digest: string;
-  kernel: ImageFile & { version: string; modules: string[] };
-  /** Small: busybox, the modules to reach the root disk, and /init. */
-  initrd: ImageFile;
-  /** The whole root filesystem, read-only squashfs, attached as a disk. */
-  rootfs: ImageFile;
-  /**
-   * The same image as one UEFI-bootable GPT disk (raw and qcow2) for other hypervisors
-   * and clouds. Not part of `digest`, which names what Resin's own VMs boot.
-   */
-  disk: DiskManifest;
-  services: ServiceVersion[];
-  packages: LockedDeb[];
-  releases: ReleaseIndex[];
-  /** Every file of the root filesystem with its sha256 and origin. */
-  files: ManifestFile[];
-  initramfsFiles: ManifestFile[];
-}
-
 export interface BuiltImage {
   dir: string;
   manifest: ImageManifest;
   /** True when the image on disk was already up to date. */
   cached: boolean;
-}
-
-/** The guest ports an image's services serve, named "<service>.<port>" (e.g. "consul.https"). */
-export function servicePorts(manifest: Pick<ImageManifest, "services">): Record<string, number> {
-  return Object.fromEntries(manifest.services.flatMap((s) => Object.entries(s.ports).map(([k, p]) => [`${s.name}.${k}`, p])));
 }
 
 export function imagesDir(project: string, channel: Channel): string {
@@ -104,6 +67,7 @@ async function lockedFor(role: Role, lock: Lock): Promise<Map<string, LockedDeb>
 /** The version templates see: the release's, else the upstream version of the service's first package. */
 export function serviceVersion(service: Service, debs: Map<string, LockedDeb>): string | undefined {
   if (service.release) return service.release.version;
+  if (service.gomodule) return service.gomodule.version;
   const first = service.packages[0];
   return first ? upstreamVersion(debs.get(first.name)!.version) : undefined;
 }
@@ -115,6 +79,20 @@ async function releasesFor(role: Role): Promise<Map<string, ReleaseIndex>> {
     if (!s.release) continue;
     const entry = await cachedRelease(s.release);
     if (!entry) throw missingReleaseError([s.release]);
+    map.set(s.name, entry);
+  }
+  return map;
+}
+
+/** The Go builds a role uses, by service, as resin.lock.json records them (`resin build` makes them). */
+function goBuildsFor(role: Role, lock: Lock): Map<string, GoBuild> {
+  const map = new Map<string, GoBuild>();
+  for (const s of role.services) {
+    if (!s.gomodule) continue;
+    const entry = lock.gomodules[s.gomodule.product];
+    if (!entry || entry.recipe.version !== s.gomodule.version) {
+      throw new ResinError(`resin.lock.json has no build of ${s.gomodule.product} ${s.gomodule.version}`, "run `resin build --channel source` to build it from its Go module");
+    }
     map.set(s.name, entry);
   }
   return map;
@@ -137,7 +115,7 @@ async function builderFingerprint(): Promise<string> {
   return sha256(parts.join("\n"));
 }
 
-async function inputDigest(role: Role, debs: Map<string, LockedDeb>, releases: Map<string, ReleaseIndex>): Promise<string> {
+async function inputDigest(role: Role, debs: Map<string, LockedDeb>, releases: Map<string, ReleaseIndex>, builds: Map<string, GoBuild>): Promise<string> {
   const services = await Promise.all(
     role.services.map(async (s) => {
       // The initramfs files (/init) count too: a change to one must rebuild the image.
@@ -155,14 +133,10 @@ async function inputDigest(role: Role, debs: Map<string, LockedDeb>, releases: M
       services,
       debs: [...debs.entries()].sort(([a], [b]) => a.localeCompare(b)),
       releases: [...releases.entries()].sort(([a], [b]) => a.localeCompare(b)),
+      // Absent on channels without Go builds, so their digests stay as they were.
+      ...(builds.size ? { gomodules: [...builds.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([n, b]) => [n, b.sha256]) } : {}),
     }),
   );
-}
-
-export async function readManifest(dir: string): Promise<ImageManifest | undefined> {
-  const path = join(dir, "manifest.json");
-  if (!existsSync(path)) return undefined;
-  return JSON.parse(await readFile(path, "utf8")) as ImageManifest;
 }
 
 export async function buildImage(project: string, role: Role, lock: Lock, log: Log): Promise<BuiltImage> {
@@ -170,8 +144,10 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const dir = join(imagesDir(project, role.channel), name);
   const debs = await lockedFor(role, lock);
   const releases = await releasesFor(role);
-  const digestOfInputs = await inputDigest(role, debs, releases);
-  const previous = await readManifest(dir);
+  const builds = goBuildsFor(role, lock);
+  const digestOfInputs = await inputDigest(role, debs, releases, builds);
+  // A previous manifest that does not pass its schema is simply rebuilt over.
+  const previous = await readManifest(dir).catch(() => undefined);
   if (
     previous?.inputDigest === digestOfInputs &&
     [previous.kernel, previous.initrd, previous.rootfs, previous.disk?.raw, previous.disk?.qcow2, previous.disk?.iso].every((f) => f && existsSync(join(dir, f.file)))
@@ -239,6 +215,13 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
       rootfs.file(path, data, 0o755, { kind: "release", source: `${release.product} ${release.version} (${releases.get(service.name)!.file})` });
     }
   }
+  // Programs built here from their Go modules (re-hashed on the way out of the cache).
+  for (const service of role.services) {
+    const build = builds.get(service.name);
+    if (!build) continue;
+    const source = `${build.recipe.product} ${build.recipe.version} (Go module ${build.recipe.module}, ${build.recipe.go})`;
+    rootfs.file(service.gomodule!.binary, await goBuildBinary(build), 0o755, { kind: "gomodule", source });
+  }
   await addLibraryClosure(rootfs, role, unpacked, debLabel);
 
   // Users, service files and image-time templates.
@@ -292,7 +275,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const squashfs = await readFile(join(scratch, "rootfs.squashfs"));
   const described = (file: string, data: Buffer): ImageFile => ({ file, sha256: sha256(data), size: data.length });
   const parts = [described("vmlinuz", kernel.vmlinuz), described("initrd.img", initrd), described("rootfs.squashfs", squashfs)];
-  const digest = `sha256:${sha256(parts.map((p) => `${p.sha256} ${p.file}\n`).join(""))}`;
+  const digest = imageDigest(parts);
   const disk = await writeDisks({ dir: scratch, digest, role: name, channel: role.channel, kernel: kernel.vmlinuz, initrd, rootfs: squashfs, stub });
   const manifest: ImageManifest = {
     role: name,
@@ -306,6 +289,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
     services: role.services.map((s) => ({ name: s.name, version: serviceVersion(s, debs), ports: s.ports })),
     packages: [...new Map([...debs.values()].map((d) => [d.package, d])).values()].sort((a, b) => a.package.localeCompare(b.package)),
     releases: [...releases.values()].sort((a, b) => a.product.localeCompare(b.product)),
+    ...(builds.size ? { gomodules: [...builds.values()].sort((a, b) => a.recipe.product.localeCompare(b.recipe.product)) } : {}),
     files: rootfs.manifest(),
     initramfsFiles: initramfs.manifest(),
   };

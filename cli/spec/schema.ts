@@ -57,16 +57,43 @@ export const ReleaseSchema = z
   })
   .strict();
 
+/**
+ * A program built here from its Go module: the service's wrapper module (its `dir`
+ * holds go.mod and go.sum, the hash lock the go command checks) requires `module` at
+ * `v<version>`, and `go build` makes `binary` from it.
+ */
+export const GoModuleSchema = z
+  .object({
+    product: z.enum(["nomad", "vault"]),
+    version: z.string().regex(/^\d+\.\d+\.\d+$/, "must be a release version such as 1.14.8"),
+    module: z.string().regex(/^[a-z0-9.-]+(\/[A-Za-z0-9_.-]+)+$/, "must be a Go module path such as github.com/hashicorp/vault"),
+    /** The wrapper module's directory, relative to the service's. */
+    dir: relativePath,
+    cgo: z.boolean().default(false),
+    tags: z.array(z.string().regex(/^[a-z0-9_]+$/, "must be a Go build tag such as 'release'")).default([]),
+    /** -X settings (package.Var=value): version and commit stamps. */
+    x: z.record(z.string().regex(/^[A-Za-z0-9_./-]+\.[A-Za-z_][A-Za-z0-9_]*$/, "must be package.Variable"), z.string().regex(/^[A-Za-z0-9_.:+-]*$/, "must be a plain value (letters, digits, . : + - _)")).default({}),
+    /** Where the built program goes in the image. */
+    binary: relativePath,
+  })
+  .strict();
+
 /** Where a service's program comes from. Roles pick one per build (`--channel`). */
 export const ChannelSchema = z
   .object({
     packages: z.array(PackageSchema).default([]),
     libraries: z.array(debianPackage).default([]),
     release: ReleaseSchema.optional(),
+    gomodule: GoModuleSchema.optional(),
   })
   .strict();
 
-export const CHANNELS = ["official", "debian"] as const;
+/**
+ * official: HashiCorp's signed releases. debian: Debian's packages (Consul 1.8.7 only).
+ * source: what every machine here can have: Debian's Consul, and Nomad and Vault built
+ * from their last MPL-2.0 Go modules.
+ */
+export const CHANNELS = ["official", "debian", "source"] as const;
 export type Channel = (typeof CHANNELS)[number];
 
 export const ServiceSchema = z
@@ -96,7 +123,7 @@ export const ServiceSchema = z
     packages: z.array(PackageSchema).default([]),
     libraries: z.array(debianPackage).default([]),
     /** Sources per channel; a service without channels is the same on every channel. */
-    channels: z.object({ official: ChannelSchema.optional(), debian: ChannelSchema.optional() }).strict().optional(),
+    channels: z.object({ official: ChannelSchema.optional(), debian: ChannelSchema.optional(), source: ChannelSchema.optional() }).strict().optional(),
     user: z.object({ name, uid: z.number().int().min(1).max(65533) }).strict().optional(),
     files: z.array(FileSchema).default([]),
     templates: z
@@ -129,4 +156,5 @@ export type ServiceSpec = z.infer<typeof ServiceSchema>;
 export type MachineSpec = z.infer<typeof MachineSchema>;
 export type PackageSpec = z.infer<typeof PackageSchema>;
 export type ReleaseSpec = z.infer<typeof ReleaseSchema>;
+export type GoModuleSpec = z.infer<typeof GoModuleSchema>;
 export type OptionValue = boolean | string | number;

@@ -1,0 +1,117 @@
+// An image's manifest.json: what the image is (role, channel, digest), the files
+// Resin's VMs boot with their hashes, the services and ports it serves, and its bill of
+// materials. It is read through a schema, because an image set can come from anywhere
+// (--image-set DIR): its digest becomes a directory name, its ports reach QEMU's
+// command line and its file names are joined to paths.
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { z } from "zod";
+import type { LockedDeb } from "../artifacts/lock.js";
+import type { ReleaseIndex } from "../artifacts/official.js";
+import type { GoBuild } from "../artifacts/gomodule.js";
+import { CHANNELS, type Channel } from "../spec/schema.js";
+import { ResinError } from "../util/errors.js";
+import { sha256 } from "../util/hash.js";
+import type { DiskManifest } from "./disk.js";
+import type { ManifestFile } from "./rootfs.js";
+
+export interface ImageFile {
+  file: string;
+  sha256: string;
+  size: number;
+}
+
+export interface ServiceVersion {
+  name: string;
+  version?: string;
+  ports: Record<string, number>;
+}
+
+export interface ImageManifest {
+  role: string;
+  channel: Channel;
+  inputDigest: string;
+  /** Identity of the image: a digest over its kernel, initramfs and root filesystem. */
+  digest: string;
+  kernel: ImageFile & { version: string; modules: string[] };
+  /** Small: busybox, the modules to reach the root disk, and /init. */
+  initrd: ImageFile;
+  /** The whole root filesystem, read-only squashfs, attached as a disk. */
+  rootfs: ImageFile;
+  /**
+   * The same image as one UEFI-bootable GPT disk (raw and qcow2) for other hypervisors
+   * and clouds. Not part of `digest`, which names what Resin's own VMs boot.
+   */
+  disk: DiskManifest;
+  services: ServiceVersion[];
+  packages: LockedDeb[];
+  releases: ReleaseIndex[];
+  /** Programs built from Go modules (source channel): recipe, sha256 and every module linked in. */
+  gomodules?: GoBuild[];
+  /** Every file of the root filesystem with its sha256 and origin. */
+  files: ManifestFile[];
+  initramfsFiles: ManifestFile[];
+}
+
+/** An image digest: "sha256:" and 64 lower-case hex digits. */
+export const DIGEST_PATTERN = /^sha256:[0-9a-f]{64}$/;
+
+/** The image's identity, from what Resin's VMs boot: its kernel, initramfs and root filesystem. */
+export function imageDigest(parts: ImageFile[]): string {
+  return `sha256:${sha256(parts.map((p) => `${p.sha256} ${p.file}\n`).join(""))}`;
+}
+
+/** The guest ports an image's services serve, named "<service>.<port>" (e.g. "consul.https"). */
+export function servicePorts(manifest: Pick<ImageManifest, "services">): Record<string, number> {
+  return Object.fromEntries(manifest.services.flatMap((s) => Object.entries(s.ports).map(([k, p]) => [`${s.name}.${k}`, p])));
+}
+
+const hex64 = z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lower-case hex digits");
+const fileName = (expected: string) =>
+  z
+    .string()
+    .refine((n) => n.length > 0 && !n.includes("/") && !n.includes("..") && !n.includes("\0"), "must be a plain file name, without '/' or '..'")
+    .refine((n) => n === expected, `must be ${expected}`);
+const imageFile = (name: string) => z.object({ file: fileName(name), sha256: hex64, size: z.number().int().nonnegative() }).passthrough();
+const name = z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, "must be lower-case letters, digits and '-'");
+export const PortSchema = z.number().int("must be a whole number").min(1, "must be a port, 1 to 65535").max(65535, "must be a port, 1 to 65535");
+
+export const ImageManifestSchema = z
+  .object({
+    role: name,
+    channel: z.enum(CHANNELS),
+    inputDigest: z.string(),
+    digest: z.string().regex(DIGEST_PATTERN, "must be sha256: and 64 lower-case hex digits"),
+    kernel: imageFile("vmlinuz").extend({ version: z.string(), modules: z.array(z.string()) }),
+    initrd: imageFile("initrd.img"),
+    rootfs: imageFile("rootfs.squashfs"),
+    disk: z
+      .object({ raw: imageFile("disk.raw"), qcow2: imageFile("disk.qcow2"), iso: imageFile("disk.iso") })
+      .passthrough(),
+    services: z.array(z.object({ name, version: z.string().optional(), ports: z.record(name, PortSchema) }).passthrough()),
+    packages: z.array(z.object({ package: z.string() }).passthrough()),
+    releases: z.array(z.object({}).passthrough()),
+    files: z.array(z.object({ path: z.string() }).passthrough()),
+    initramfsFiles: z.array(z.object({ path: z.string() }).passthrough()),
+  })
+  .passthrough();
+
+/** The manifest of the image in `dir`, checked by its schema; undefined when there is none. */
+export async function readManifest(dir: string): Promise<ImageManifest | undefined> {
+  const path = join(dir, "manifest.json");
+  if (!existsSync(path)) return undefined;
+  const hint = "rebuild the image (resin build), or take it from an image set you trust";
+  let data: unknown;
+  try {
+    data = JSON.parse(await readFile(path, "utf8"));
+  } catch (e) {
+    throw new ResinError(`image manifest ${path} is not valid JSON: ${(e as Error).message}`, hint);
+  }
+  const parsed = ImageManifestSchema.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ResinError(`image manifest ${path} is not valid: ${issue.path.join(".") || "(the whole file)"}: ${issue.message}`, hint);
+  }
+  return parsed.data as unknown as ImageManifest;
+}

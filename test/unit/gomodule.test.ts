@@ -1,0 +1,134 @@
+// The source channel's Go builds: the licence and wrapper rules, and a real `go build`
+// of a tiny module (no downloads: the module is a local replace) through the same
+// path Vault takes, with the real go command checking go.sum and stamping -X values.
+import { describe, it, expect, beforeAll, afterAll } from "vitest";
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { checkLicensedVersion, checkWrapper, ensureGoBuild, goBuildBinary, parseModuleList, recipeKey, goRecipe, LAST_MPL } from "../../cli/artifacts/gomodule.js";
+import type { GoModuleSpec } from "../../cli/spec/schema.js";
+
+const GO = spawnSync("go", ["version"]).status === 0;
+
+describe("licence rule", () => {
+  it.each([
+    ["vault", "1.14.8", true],
+    ["vault", "1.14.9", false],
+    ["vault", "1.15.0", false],
+    ["vault", "2.0.0", false],
+    ["nomad", "1.6.5", true],
+    ["nomad", "1.6.6", false],
+    ["nomad", "1.7.0", false],
+    ["nomad", "1.5.12", true],
+  ] as const)("%s %s allowed: %s", (product, version, allowed) => {
+    const check = () => checkLicensedVersion({ product, version }, "services/x/build/go.mod");
+    if (allowed) expect(check).not.toThrow();
+    else expect(check).toThrow(new RegExp(`${product} ${version.replace(/\./g, "\\.")} is under the BUSL-1.1 licence.*≤ ${LAST_MPL[product].replace(/\./g, "\\.")}`));
+  });
+});
+
+describe("wrapper go.mod", () => {
+  const spec = { module: "github.com/hashicorp/vault", version: "1.14.8" };
+  it("accepts a go.mod that requires the service's version, in a block or alone", () => {
+    expect(() => checkWrapper("module w\n\nrequire github.com/hashicorp/vault v1.14.8\n", spec, "go.mod")).not.toThrow();
+    expect(() => checkWrapper("module w\n\nrequire (\n\tgithub.com/hashicorp/vault v1.14.8\n)\n", spec, "go.mod")).not.toThrow();
+  });
+  it("refuses another version or a missing require, naming both versions", () => {
+    expect(() => checkWrapper("module w\nrequire github.com/hashicorp/vault v1.14.7\n", spec, "go.mod")).toThrow(/requires github.com\/hashicorp\/vault v1.14.7, but service.yml says 1.14.8/);
+    expect(() => checkWrapper("module w\nrequire github.com/hashicorp/vault/api v1.9.2\n", spec, "go.mod")).toThrow(/does not require github.com\/hashicorp\/vault$/);
+  });
+});
+
+describe.skipIf(!GO)("a real go build through the cache", () => {
+  let work: string;
+  let wrapper: string;
+  const saved = process.env.RESIN_CACHE_HOME;
+  const spec: GoModuleSpec = {
+    product: "vault",
+    version: "1.0.0",
+    module: "example.test/hello",
+    dir: "build",
+    cgo: false,
+    tags: [],
+    x: { "main.greeting": "stamped" },
+    binary: "usr/bin/hello",
+  };
+  const lines: string[] = [];
+  const log = (m: string) => lines.push(m);
+  const licence = (text: string) => writeFileSync(join(work, "hello", "LICENSE"), text);
+
+  beforeAll(() => {
+    work = mkdtempSync(join(tmpdir(), "resin-gomodule-"));
+    process.env.RESIN_CACHE_HOME = join(work, "cache");
+    wrapper = join(work, "build");
+    mkdirSync(join(work, "hello"), { recursive: true });
+    mkdirSync(wrapper);
+    writeFileSync(join(work, "hello", "go.mod"), "module example.test/hello\n\ngo 1.20\n");
+    writeFileSync(join(work, "hello", "main.go"), 'package main\n\nimport "fmt"\n\nvar greeting = "unstamped"\n\nfunc main() { fmt.Println(greeting) }\n');
+    licence("Mozilla Public License, version 2.0\n");
+    writeFileSync(join(wrapper, "go.mod"), "module resin.build/hello\n\ngo 1.20\n\nrequire example.test/hello v1.0.0\n\nreplace example.test/hello => ../hello\n");
+    writeFileSync(join(wrapper, "go.sum"), "");
+    writeFileSync(join(wrapper, "tools.go"), '//go:build tools\n\npackage build\n\nimport _ "example.test/hello"\n');
+  });
+  afterAll(() => {
+    if (saved === undefined) delete process.env.RESIN_CACHE_HOME;
+    else process.env.RESIN_CACHE_HOME = saved;
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it("builds once, stamps the -X values, records the modules, and serves the cache the second time", async () => {
+    const first = await ensureGoBuild(spec, wrapper, { log });
+    expect(lines.join("\n")).toMatch(/building vault 1\.0\.0 from example\.test\/hello/);
+    const bin = join(work, "hello-bin");
+    writeFileSync(bin, await goBuildBinary(first), { mode: 0o755 });
+    expect(execFileSync(bin, { encoding: "utf8" })).toBe("stamped\n");
+    const real = execFileSync("go", ["version", "-m", bin], { encoding: "utf8" });
+    expect(parseModuleList(real)).toEqual(first.modules);
+    expect(first.modules.some((m) => m.startsWith("example.test/hello@v1.0.0 => ../hello"))).toBe(true);
+    expect(first.recipe.flags).toEqual(["-trimpath", "-buildvcs=false"]);
+    expect(first.recipe.ldflags).toBe("-s -w -X main.greeting=stamped");
+    expect(first.key).toBe(recipeKey(await goRecipe(spec, wrapper)));
+
+    lines.length = 0;
+    const second = await ensureGoBuild(spec, wrapper, { log });
+    expect(second).toEqual(first);
+    expect(lines, "a warm build must not compile again").toEqual([]);
+  });
+
+  it("a second build of the same recipe gives the same bytes (reproducible)", async () => {
+    const first = await ensureGoBuild(spec, wrapper, { log });
+    rmSync(join(work, "cache", "gomodules"), { recursive: true });
+    const again = await ensureGoBuild(spec, wrapper, { log });
+    expect(again.sha256).toBe(first.sha256);
+  });
+
+  it("refuses bytes that differ from the lock for the same recipe, and leaves the index as it was", async () => {
+    const first = await ensureGoBuild(spec, wrapper, { log });
+    const index = join(work, "cache", "gomodules", `${first.key}.json`);
+    const before = execFileSync("cat", [index], { encoding: "utf8" });
+    rmSync(index);
+    await expect(ensureGoBuild(spec, wrapper, { log, locked: { key: first.key, sha256: "0".repeat(64) } })).rejects.toThrow(/not reproducible here/);
+    expect(existsSync(index)).toBe(false);
+    writeFileSync(index, before);
+  });
+
+  it("refuses a module whose LICENSE is the BUSL, and caches nothing new", async () => {
+    licence("Business Source License 1.1\n");
+    const changed = { ...spec, x: { "main.greeting": "busl" } };
+    const before = readdirSync(join(work, "cache", "gomodules")).sort();
+    await expect(ensureGoBuild(changed, wrapper, { log })).rejects.toThrow(/LICENSE is not the Mozilla Public License 2\.0/);
+    expect(readdirSync(join(work, "cache", "gomodules")).sort()).toEqual(before);
+    licence("Mozilla Public License, version 2.0\n");
+  });
+
+  it("says what failed when the code does not compile, and caches nothing", async () => {
+    writeFileSync(join(work, "hello", "broken.go"), "package main\n\nfunc broken() { undefinedThing() }\n");
+    try {
+      const changed = { ...spec, x: { "main.greeting": "broken" } };
+      await expect(ensureGoBuild(changed, wrapper, { log })).rejects.toThrow(/go build of vault 1\.0\.0 failed: .*undefined: undefinedThing/);
+    } finally {
+      rmSync(join(work, "hello", "broken.go"));
+    }
+  });
+});
