@@ -164,13 +164,17 @@ export function nomadCertSpec(node: NodeNames, role: "server" | "client", region
   return { commonName: name, dnsNames: nodeDns(node, name), ipAddresses: nodeIps(node), usages: AGENT_USAGES };
 }
 
-/** What a Vault listener's certificate says: the node, the shared VAULT_TLS_SERVER_NAME, loopback. Server only. */
+/**
+ * What a Vault listener's certificate says: the node, the shared VAULT_TLS_SERVER_NAME,
+ * loopback. Also a client certificate: a joining node presents it to the leader's API,
+ * which requires one.
+ */
 export function vaultCertSpec(node: NodeNames): LeafSpec {
   return {
     commonName: node.name,
     dnsNames: [node.name, VAULT_TLS_SERVER_NAME, "localhost"],
     ipAddresses: nodeIps(node),
-    usages: ["serverAuth"],
+    usages: ["serverAuth", "clientAuth"],
   };
 }
 

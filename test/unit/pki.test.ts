@@ -160,8 +160,9 @@ const CASES: RoleCase[] = [
     spec: vaultCertSpec(node),
     dns: ["demo-2", VAULT_TLS_SERVER_NAME, "localhost"],
     ip: ["10.88.0.12", "127.0.0.1"],
-    purposes: { sslserver: true, sslclient: false },
-    eku: "TLS Web Server Authentication",
+    // A client too: a joining node presents it to the leader's mutual-TLS API.
+    purposes: { sslserver: true, sslclient: true },
+    eku: "TLS Web Server Authentication, TLS Web Client Authentication",
   },
   {
     what: "the host's CLI",

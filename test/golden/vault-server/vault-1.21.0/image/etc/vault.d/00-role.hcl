@@ -4,14 +4,18 @@ ui            = true
 disable_mlock = true
 log_level     = "info"
 
-# The API over TLS with this node's certificate from the cluster's CA (the run script
-# copies it to /run/vault). Cluster traffic on 8201 is always mutual TLS, with
-# certificates Vault makes itself.
+# The API over mutual TLS: this node's certificate from the cluster's CA (the run
+# script copies it to /run/vault), and only clients with a certificate from that CA
+# get an answer: the host (its CLI certificate) and the other Vault nodes (raft
+# joins), so nobody can race the host to /v1/sys/init. Cluster traffic on 8201 is
+# always mutual TLS, with certificates Vault makes itself.
 listener "tcp" {
-  address         = "0.0.0.0:8200"
-  cluster_address = "0.0.0.0:8201"
-  tls_cert_file   = "/run/vault/cert.pem"
-  tls_key_file    = "/run/vault/key.pem"
+  address                            = "0.0.0.0:8200"
+  cluster_address                    = "0.0.0.0:8201"
+  tls_cert_file                      = "/run/vault/cert.pem"
+  tls_key_file                       = "/run/vault/key.pem"
+  tls_client_ca_file                 = "/run/vault/ca.pem"
+  tls_require_and_verify_client_cert = true
 }
 
 # Unsealing: Resin initialises Vault with Shamir keys it keeps on the host and unseals

@@ -1,0 +1,16 @@
+# This node's place in cluster "resin", rendered by resin at bootstrap.
+node_name          = "resin-1"
+node_id            = "d8f697d1-7980-edae-b54b-44db1e103e5e"
+datacenter         = "dc1"
+primary_datacenter = "dc1"
+bind_addr          = "10.88.0.11"
+advertise_addr     = "10.88.0.11"
+encrypt            = "ERERERERERERERERERERERERERERERERERERERERERE="
+retry_join         = []
+
+# This agent's own token (the host creates it once the servers have a leader).
+acl {
+  tokens {
+    agent = "22222222-2222-4222-8222-222222222222"
+  }
+}

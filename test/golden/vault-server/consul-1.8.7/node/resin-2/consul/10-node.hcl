@@ -1,0 +1,16 @@
+# This node's place in cluster "resin", rendered by resin at bootstrap.
+node_name          = "resin-2"
+node_id            = "1b4e9b99-b2bb-7835-399d-629033424079"
+datacenter         = "dc1"
+primary_datacenter = "dc1"
+bind_addr          = "10.88.0.12"
+advertise_addr     = "10.88.0.12"
+encrypt            = "ERERERERERERERERERERERERERERERERERERERERERE="
+retry_join         = []
+
+# This agent's own token (the host creates it once the servers have a leader).
+acl {
+  tokens {
+    agent = "22222222-2222-4222-8222-222222222222"
+  }
+}

@@ -1,0 +1,16 @@
+# This node's place in cluster "resin", rendered by resin at bootstrap.
+node_name          = "resin-3"
+node_id            = "aac60951-53ce-367f-5410-58d2491bd2b6"
+datacenter         = "dc1"
+primary_datacenter = "dc1"
+bind_addr          = "10.88.0.13"
+advertise_addr     = "10.88.0.13"
+encrypt            = "ERERERERERERERERERERERERERERERERERERERERERE="
+retry_join         = []
+
+# This agent's own token (the host creates it once the servers have a leader).
+acl {
+  tokens {
+    agent = "22222222-2222-4222-8222-222222222222"
+  }
+}
