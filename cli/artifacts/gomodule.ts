@@ -28,15 +28,18 @@ import type { Log } from "../util/log.js";
 import { cacheHome } from "../util/paths.js";
 import { putBlob, verifiedBlob } from "./cache.js";
 
-/** The last release of each product published under MPL-2.0; every later one is BUSL-1.1. */
-export const LAST_MPL: Record<GoModuleSpec["product"], string> = { nomad: "1.6.5", vault: "1.14.8" };
+/**
+ * The last release of each HashiCorp product published under MPL-2.0; every later one
+ * is BUSL-1.1. OpenTofu (the test suite's Terraform engine) is MPL-2.0 throughout.
+ */
+export const LAST_MPL: Partial<Record<GoModuleSpec["product"], string>> = { nomad: "1.6.5", vault: "1.14.8" };
 
 /** Flags every build uses: no paths of this machine and no VCS stamp in the binary. */
 export const GO_FLAGS = ["-trimpath", "-buildvcs=false"] as const;
 
 export const GoRecipeSchema = z
   .object({
-    product: z.enum(["nomad", "vault"]),
+    product: z.enum(["nomad", "vault", "opentofu"]),
     version: z.string(),
     module: z.string(),
     /** `go env GOVERSION`: the toolchain is part of what the bytes depend on. */
@@ -77,7 +80,7 @@ function newer(a: string, b: string): boolean {
 /** Refuses a release this channel must not build (BUSL-1.1), naming the newest it may. */
 export function checkLicensedVersion(spec: Pick<GoModuleSpec, "product" | "version">, where: string): void {
   const last = LAST_MPL[spec.product];
-  if (newer(spec.version, last)) {
+  if (last && newer(spec.version, last)) {
     throw new ResinError(
       `${where}: ${spec.product} ${spec.version} is under the BUSL-1.1 licence; the source channel builds only MPL-2.0 releases (${spec.product} ≤ ${last})`,
       `pin ${spec.product} ${last} in the wrapper module, or use --channel official for HashiCorp's own releases`,

@@ -64,7 +64,7 @@ export const ReleaseSchema = z
  */
 export const GoModuleSchema = z
   .object({
-    product: z.enum(["nomad", "vault"]),
+    product: z.enum(["nomad", "vault", "opentofu"]),
     version: z.string().regex(/^\d+\.\d+\.\d+$/, "must be a release version such as 1.14.8"),
     module: z.string().regex(/^[a-z0-9.-]+(\/[A-Za-z0-9_.-]+)+$/, "must be a Go module path such as github.com/hashicorp/vault"),
     /** The wrapper module's directory, relative to the service's. */
