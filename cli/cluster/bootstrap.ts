@@ -4,16 +4,15 @@
 // bootstrap with the pre-generated secret. Vault: init once, unseal every node. All
 // idempotent, so `resin up` of an existing cluster runs them again safely.
 import { CONSUL_AGENT_POLICY, CONSUL_NOMAD_POLICY, recordVaultInit, type Secrets } from "../bootstrap/secrets.js";
-import { cliTls } from "../bootstrap/node-secrets.js";
 import { bootstrapNomadAcl } from "./nomad.js";
 import { ensureVaultReady, type VaultNode } from "./vault.js";
 import { clusterPaths } from "./state.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
+import { sleep } from "../util/time.js";
+import { hostTls } from "./api.js";
 import { consulEndpoint, ensureToken, type ConsulAccess, type ConsulEndpoint } from "./consul.js";
 import type { ClusterState } from "./state.js";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // Right after an election Consul 1.8 still runs its ACL system in legacy mode, and a
 // new leader may not be ready yet: both pass within seconds.
@@ -68,7 +67,7 @@ export async function bootstrapConsulAcl(ep: ConsulEndpoint, secrets: Secrets, l
 
 /** Nomad's ACL bootstrap through a node that serves Nomad's API. */
 export async function bootstrapNomad(target: { url: string; serverName?: string }, secrets: Secrets, log: Log, timeoutMs = 300_000): Promise<void> {
-  const result = await bootstrapNomadAcl(target.url, secrets.nomad.bootstrapSecret, { ...cliTls(secrets), serverName: target.serverName, timeoutMs, log });
+  const result = await bootstrapNomadAcl(target.url, secrets.nomad.bootstrapSecret, { ...hostTls(secrets, target.serverName), timeoutMs, log });
   log(`  Nomad ACL: ${result.created ? "bootstrapped" : "already bootstrapped"} (management token accessor ${result.accessorId})`);
 }
 

@@ -1,20 +1,19 @@
 // Consul's HTTP API as the host reaches it: through each node's forwarded port on
 // 127.0.0.1 (or, for a cluster deployed elsewhere, a server's address), over TLS with
 // the cluster CA and the host's client certificate, with the management token. Every
-// call goes through `call`, so access is decided in one place.
-import { Agent, request, type Dispatcher } from "undici";
+// call goes through the one API client (api.ts), so access is decided in one place.
+import type { Role } from "../spec/load.js";
+import { serversByService } from "../bootstrap/metadata.js";
 import type { Secrets } from "../bootstrap/secrets.js";
+import { ApiClient, ApiUnreachable, hostTls, type ApiTls } from "./api.js";
 import type { NodeState } from "./state.js";
 
-export interface ConsulAccess {
-  /** PEM: the cluster CA, the host's client certificate and key. */
-  ca: string;
+export interface ConsulAccess extends ApiTls {
+  /** PEM: the host's client certificate and key (the CA and serverName as in ApiTls). */
   cert: string;
   key: string;
   /** X-Consul-Token for every request. */
   token: string;
-  /** The name to check the agent's certificate against, when the address is not in it (server.<dc>.consul). */
-  serverName?: string;
 }
 
 export interface ConsulEndpoint {
@@ -26,7 +25,7 @@ export interface ConsulEndpoint {
 }
 
 export function consulAccess(secrets: Secrets): ConsulAccess {
-  return { ca: secrets.ca.cert, cert: secrets.cli.cert, key: secrets.cli.key, token: secrets.consul.managementToken };
+  return { ...hostTls(secrets), token: secrets.consul.managementToken };
 }
 
 /** The node's Consul API port (HTTPS when the image serves it) with the host's access. */
@@ -37,39 +36,25 @@ export function consulEndpoint(node: NodeState, access?: ConsulAccess): ConsulEn
   return http ? { port: http } : undefined;
 }
 
-const dispatchers = new WeakMap<ConsulAccess, Dispatcher>();
-function dispatcherFor(access: ConsulAccess): Dispatcher {
-  let agent = dispatchers.get(access);
-  if (!agent) {
-    agent = new Agent({ connect: { ca: access.ca, cert: access.cert, key: access.key, servername: access.serverName } });
-    dispatchers.set(access, agent);
-  }
-  return agent;
+/** How many of the nodes run Consul as a server (raft voters): the peers quorum must count. */
+export function consulServerCount(nodes: NodeState[], roles: Map<string, Role>): number {
+  return serversByService(nodes, (n) => roles.get(n.role)!).consul?.length ?? 0;
 }
 
-async function call(
-  ep: ConsulEndpoint,
-  path: string,
-  opts: { method?: "GET" | "PUT"; body?: string; timeoutMs?: number; token?: string } = {},
-): Promise<{ status: number; text: string }> {
-  const timeout = opts.timeoutMs ?? 5000;
-  const url = `${ep.access ? "https" : "http"}://${ep.host ?? "127.0.0.1"}:${ep.port}${path}`;
-  const token = opts.token ?? ep.access?.token;
-  const res = await request(url, {
-    method: opts.method ?? "GET",
-    body: opts.body,
-    headers: token ? { "x-consul-token": token } : {},
-    dispatcher: ep.access ? dispatcherFor(ep.access) : undefined,
-    headersTimeout: timeout,
-    bodyTimeout: timeout,
+/** The endpoint as an API client: HTTPS with the access's TLS and management token, or plain HTTP. */
+export function consulClient(ep: ConsulEndpoint): ApiClient {
+  return new ApiClient({
+    address: `${ep.access ? "https" : "http"}://${ep.host ?? "127.0.0.1"}:${ep.port}`,
+    tls: ep.access,
+    token: { header: "x-consul-token", value: ep.access?.token ?? "" },
+    name: "Consul",
   });
-  return { status: res.statusCode, text: await res.body.text() };
 }
 
 async function getJson(ep: ConsulEndpoint, path: string, timeoutMs: number): Promise<unknown> {
-  const { status, text } = await call(ep, path, { timeoutMs });
-  if (status !== 200) throw new Error(`${status} ${text.trim()}`);
-  return JSON.parse(text);
+  const res = await consulClient(ep).get(path, { timeoutMs });
+  if (res.status !== 200) throw new Error(`${res.status} ${res.text.trim()}`);
+  return res.json();
 }
 
 export interface ConsulView {
@@ -79,18 +64,14 @@ export interface ConsulView {
   error?: string;
 }
 
-const NOT_YET = ["ECONNREFUSED", "ECONNRESET", "UND_ERR_SOCKET", "UND_ERR_HEADERS_TIMEOUT", "ECONNABORTED"];
-
 export async function consulView(ep: ConsulEndpoint, timeoutMs = 5000): Promise<ConsulView> {
   try {
     const leader = (await getJson(ep, "/v1/status/leader", timeoutMs)) as string;
     const peers = (await getJson(ep, "/v1/status/peers", timeoutMs)) as string[];
     return { leader, peers };
   } catch (e) {
-    const err = e as Error & { code?: string };
-    // A TLS handshake cut short while the guest boots also means "not yet".
-    const early = NOT_YET.includes(err.code ?? "") || /socket disconnected before secure TLS connection/.test(err.message);
-    return { error: early ? "not answering yet" : err.message };
+    if (e instanceof ApiUnreachable) return { error: e.transient ? "not answering yet" : e.detail };
+    return { error: (e as Error).message };
   }
 }
 
@@ -102,12 +83,12 @@ export function hasQuorum(views: ConsulView[], expected: number): boolean {
 }
 
 export async function kvPut(ep: ConsulEndpoint, key: string, value: string): Promise<void> {
-  const { status, text } = await call(ep, `/v1/kv/${encodeURI(key)}`, { method: "PUT", body: value, timeoutMs: 15_000 });
+  const { status, text } = await consulClient(ep).put(`/v1/kv/${encodeURI(key)}`, { body: value, timeoutMs: 15_000 });
   if (status !== 200 || text.trim() !== "true") throw new Error(`PUT ${key}: ${status} ${text}`);
 }
 
 export async function kvGet(ep: ConsulEndpoint, key: string): Promise<string | undefined> {
-  const { status, text } = await call(ep, `/v1/kv/${encodeURI(key)}?raw`, { timeoutMs: 15_000 });
+  const { status, text } = await consulClient(ep).get(`/v1/kv/${encodeURI(key)}?raw`, { timeoutMs: 15_000 });
   if (status === 404) return undefined;
   if (status !== 200) throw new Error(`GET ${key}: ${status} ${text}`);
   return text;
@@ -115,7 +96,7 @@ export async function kvGet(ep: ConsulEndpoint, key: string): Promise<string | u
 
 /** Keys under a prefix. `stale` answers from the node's own copy, showing whether it has caught up. */
 export async function kvKeys(ep: ConsulEndpoint, prefix: string, opts: { stale?: boolean } = {}): Promise<string[]> {
-  const { status, text } = await call(ep, `/v1/kv/${encodeURI(prefix)}?keys${opts.stale ? "&stale" : ""}`);
+  const { status, text } = await consulClient(ep).get(`/v1/kv/${encodeURI(prefix)}?keys${opts.stale ? "&stale" : ""}`);
   if (status === 404) return [];
   if (status !== 200) throw new Error(`GET keys ${prefix}: ${status} ${text}`);
   return JSON.parse(text) as string[];
@@ -130,7 +111,7 @@ export interface AutopilotHealth {
 /** Autopilot's view (answered by the leader): 200 when healthy, 429 when not; both carry the body. */
 export async function autopilotHealth(ep: ConsulEndpoint, timeoutMs = 3000): Promise<AutopilotHealth | undefined> {
   try {
-    const { status, text } = await call(ep, "/v1/operator/autopilot/health", { timeoutMs });
+    const { status, text } = await consulClient(ep).get("/v1/operator/autopilot/health", { timeoutMs });
     if (status !== 200 && status !== 429) return undefined;
     const body = JSON.parse(text) as {
       Healthy: boolean;
@@ -149,13 +130,13 @@ export async function autopilotHealth(ep: ConsulEndpoint, timeoutMs = 3000): Pro
 
 /** Ask the agent to leave the cluster gracefully (a server leaves raft). */
 export async function agentLeave(ep: ConsulEndpoint): Promise<void> {
-  const { status, text } = await call(ep, "/v1/agent/leave", { method: "PUT", timeoutMs: 30_000 });
+  const { status, text } = await consulClient(ep).put("/v1/agent/leave", { timeoutMs: 30_000 });
   if (status !== 200) throw new Error(`leave: ${status} ${text}`);
 }
 
 /** The status code a plain request gets: lets tests prove that ACLs and TLS are enforced. */
 export async function rawStatus(ep: ConsulEndpoint, path: string, token?: string): Promise<number> {
-  return (await call(ep, path, { token: token ?? "" })).status;
+  return (await consulClient(ep).get(path, { token: token ?? "" })).status;
 }
 
 /**
@@ -163,18 +144,16 @@ export async function rawStatus(ep: ConsulEndpoint, path: string, token?: string
  * a token already rendered into the agents' config starts to work. Idempotent.
  */
 export async function ensureToken(ep: ConsulEndpoint, name: string, rules: string, secretId: string): Promise<"created" | "existed"> {
-  const self = await call(ep, "/v1/acl/token/self", { token: secretId });
+  const consul = consulClient(ep);
+  const self = await consul.get("/v1/acl/token/self", { token: secretId });
   if (self.status === 200) return "existed";
-  const policies = await call(ep, "/v1/acl/policies");
+  const policies = await consul.get("/v1/acl/policies");
   if (policies.status !== 200) throw new Error(`list ACL policies: ${policies.status} ${policies.text}`);
-  if (!(JSON.parse(policies.text) as { Name: string }[]).some((p) => p.Name === name)) {
-    const created = await call(ep, "/v1/acl/policy", { method: "PUT", body: JSON.stringify({ Name: name, Rules: rules }) });
+  if (!policies.json<{ Name: string }[]>().some((p) => p.Name === name)) {
+    const created = await consul.put("/v1/acl/policy", { body: { Name: name, Rules: rules } });
     if (created.status !== 200) throw new Error(`create ACL policy ${name}: ${created.status} ${created.text}`);
   }
-  const token = await call(ep, "/v1/acl/token", {
-    method: "PUT",
-    body: JSON.stringify({ SecretID: secretId, Description: `resin: ${name}`, Policies: [{ Name: name }] }),
-  });
+  const token = await consul.put("/v1/acl/token", { body: { SecretID: secretId, Description: `resin: ${name}`, Policies: [{ Name: name }] } });
   if (token.status !== 200) throw new Error(`create ACL token ${name}: ${token.status} ${token.text}`);
   return "created";
 }

@@ -2,12 +2,11 @@
 // on, reporting progress and failing fast (with the console log) if a VM dies.
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
+import { sleep } from "../util/time.js";
 import { nodeFiles, vmState } from "../provider/qemu/provider.js";
 import { consoleTail, vmPaths } from "../provider/qemu/vm.js";
 import { autopilotHealth, consulEndpoint, consulView, hasQuorum, type ConsulAccess, type ConsulView } from "./consul.js";
 import type { ClusterState } from "./state.js";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function describeView(v: ConsulView): string {
   if (v.error) return v.error;

@@ -3,6 +3,7 @@
 // node without losing quorum. A failed gate stops with the cluster as it is.
 import type { Log } from "../util/log.js";
 import { ResinError } from "../util/errors.js";
+import { sleep } from "../util/time.js";
 import { chooseAccel } from "../provider/qemu/accel.js";
 import { startNode, stopNode, vmState } from "../provider/qemu/provider.js";
 import { agentLeave, autopilotHealth, consulEndpoint, consulView, type AutopilotHealth, type ConsulAccess } from "./consul.js";
@@ -21,8 +22,6 @@ export function planUpgrade(state: ClusterState, target: Record<string, string>,
   const isLeader = (n: NodeState) => !!leaderAddress && leaderAddress.startsWith(`${n.address}:`);
   return [...pending.filter((n) => !isLeader(n)), ...pending.filter(isLeader)].map((n) => ({ node: n.name, from: n.image, to: target[n.role]! }));
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class GateError extends ResinError {}
 

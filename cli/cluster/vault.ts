@@ -11,11 +11,11 @@
 //                       400 {"errors": […]} for a bad key, or a node that has nothing to unseal yet
 // A raft node that joins through retry_join reports not-initialised until the leader
 // has answered its join; then it is unsealed with the same keys as the leader.
-import { request, type Dispatcher } from "undici";
 import type { Secrets, VaultInit } from "../bootstrap/secrets.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
-import { describeFailure, isTransient, seconds, tlsDispatcher, type TlsClient } from "./nomad.js";
+import { seconds } from "../util/time.js";
+import { ApiClient, hostTls, patience, retry, type ApiTls } from "./api.js";
 
 export type VaultState = "active" | "standby" | "dr-secondary" | "performance-standby" | "uninitialised" | "sealed";
 
@@ -44,10 +44,10 @@ export interface SealStatus {
   progress: number;
 }
 
-export interface VaultClientOptions extends TlsClient {
+export interface VaultClientOptions extends ApiTls {
   timeoutMs?: number;
-  /** A dispatcher to reuse (ensureVaultReady passes one); made from the TLS material otherwise. */
-  dispatcher?: Dispatcher;
+  /** What to call the node in messages (default "Vault"). */
+  name?: string;
 }
 
 export interface VaultNode {
@@ -58,26 +58,10 @@ export interface VaultNode {
 
 export const unsealed = (s: VaultState) => s === "active" || s === "standby" || s === "performance-standby" || s === "dr-secondary";
 
-async function withDispatcher<T>(opts: VaultClientOptions, fn: (d: Dispatcher) => Promise<T>): Promise<T> {
-  if (opts.dispatcher) return fn(opts.dispatcher);
-  const d = tlsDispatcher(opts);
-  try {
-    return await fn(d);
-  } finally {
-    await d.close();
-  }
-}
-
-async function call(d: Dispatcher, url: string, method: "GET" | "PUT", body: unknown, timeoutMs: number) {
-  const res = await request(url, {
-    method,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    headers: body === undefined ? {} : { "content-type": "application/json" },
-    dispatcher: d,
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
-  });
-  return { status: res.statusCode, text: await res.body.text() };
+/** Vault's API at `url` (https://host:port). */
+export function vaultClient(url: string, opts: VaultClientOptions): ApiClient {
+  const { timeoutMs, name, ...tls } = opts;
+  return new ApiClient({ address: url, tls, timeoutMs, name: name ?? "Vault" });
 }
 
 function vaultErrors(text: string): string {
@@ -92,31 +76,27 @@ function vaultErrors(text: string): string {
 
 /** GET /v1/sys/health, its status code mapped to a state. Another code is an error. */
 export async function vaultHealth(url: string, opts: VaultClientOptions): Promise<VaultHealth> {
-  return withDispatcher(opts, async (d) => {
-    const { status, text } = await call(d, `${url}/v1/sys/health`, "GET", undefined, opts.timeoutMs ?? 5000);
-    const state = STATES[status];
-    if (!state) throw new ResinError(`Vault at ${url} answered ${status} to GET /v1/sys/health: ${vaultErrors(text)}`);
-    let body: { initialized?: boolean; sealed?: boolean; version?: string } = {};
-    try {
-      body = JSON.parse(text) as typeof body;
-    } catch {
-      // the status code says enough
-    }
-    return { state, status, initialized: body.initialized, sealed: body.sealed, version: body.version };
-  });
+  const { status, text } = await vaultClient(url, opts).get("/v1/sys/health");
+  const state = STATES[status];
+  if (!state) throw new ResinError(`Vault at ${url} answered ${status} to GET /v1/sys/health: ${vaultErrors(text)}`);
+  let body: { initialized?: boolean; sealed?: boolean; version?: string } = {};
+  try {
+    body = JSON.parse(text) as typeof body;
+  } catch {
+    // the status code says enough
+  }
+  return { state, status, initialized: body.initialized, sealed: body.sealed, version: body.version };
 }
 
 /** PUT /v1/sys/init: Shamir key shares and the root token. */
 export async function initVault(url: string, params: { shares: number; threshold: number }, opts: VaultClientOptions): Promise<{ keys: string[]; keysBase64: string[]; rootToken: string }> {
-  return withDispatcher(opts, async (d) => {
-    const { status, text } = await call(d, `${url}/v1/sys/init`, "PUT", { secret_shares: params.shares, secret_threshold: params.threshold }, opts.timeoutMs ?? 30_000);
-    if (status !== 200) throw new ResinError(`Vault at ${url} refused to initialise: ${status} ${vaultErrors(text)}`);
-    const body = JSON.parse(text) as { keys?: string[]; keys_base64?: string[]; root_token?: string };
-    if (!Array.isArray(body.keys) || body.keys.length !== params.shares || typeof body.root_token !== "string") {
-      throw new ResinError(`Vault at ${url} answered its init without the expected keys and root token`);
-    }
-    return { keys: body.keys, keysBase64: body.keys_base64 ?? [], rootToken: body.root_token };
-  });
+  const res = await vaultClient(url, { ...opts, timeoutMs: opts.timeoutMs ?? 30_000 }).put("/v1/sys/init", { body: { secret_shares: params.shares, secret_threshold: params.threshold } });
+  if (res.status !== 200) throw new ResinError(`Vault at ${url} refused to initialise: ${res.status} ${vaultErrors(res.text)}`);
+  const body = res.json<{ keys?: string[]; keys_base64?: string[]; root_token?: string }>();
+  if (!Array.isArray(body.keys) || body.keys.length !== params.shares || typeof body.root_token !== "string") {
+    throw new ResinError(`Vault at ${url} answered its init without the expected keys and root token`);
+  }
+  return { keys: body.keys, keysBase64: body.keys_base64 ?? [], rootToken: body.root_token };
 }
 
 /**
@@ -125,20 +105,20 @@ export async function initVault(url: string, params: { shares: number; threshold
  * an error; so is running out of keys while still sealed.
  */
 export async function unsealVault(url: string, keys: string[], opts: VaultClientOptions & { onProgress?: (s: SealStatus) => void }): Promise<SealStatus> {
-  return withDispatcher(opts, async (d) => {
-    let last: SealStatus | undefined;
-    for (const key of keys) {
-      const { status, text } = await call(d, `${url}/v1/sys/unseal`, "PUT", { key }, opts.timeoutMs ?? 30_000);
-      if (status !== 200) throw new ResinError(`Vault at ${url} refused an unseal key: ${status} ${vaultErrors(text)}`);
-      last = JSON.parse(text) as SealStatus;
-      opts.onProgress?.(last);
-      if (!last.sealed) return last;
-    }
-    throw new ResinError(
-      `Vault at ${url} is still sealed after ${keys.length} key share(s) (progress ${last?.progress ?? 0}/${last?.t ?? "?"})`,
-      "the cluster's secrets hold fewer unseal keys than Vault's threshold",
-    );
-  });
+  const { onProgress, ...client } = opts;
+  const vault = vaultClient(url, { ...client, timeoutMs: client.timeoutMs ?? 30_000 });
+  let last: SealStatus | undefined;
+  for (const key of keys) {
+    const res = await vault.put("/v1/sys/unseal", { body: { key } });
+    if (res.status !== 200) throw new ResinError(`Vault at ${url} refused an unseal key: ${res.status} ${vaultErrors(res.text)}`);
+    last = res.json<SealStatus>();
+    onProgress?.(last);
+    if (!last.sealed) return last;
+  }
+  throw new ResinError(
+    `Vault at ${url} is still sealed after ${keys.length} key share(s) (progress ${last?.progress ?? 0}/${last?.t ?? "?"})`,
+    "the cluster's secrets hold fewer unseal keys than Vault's threshold",
+  );
 }
 
 export interface EnsureVaultOptions {
@@ -166,87 +146,70 @@ export async function ensureVaultReady(
   opts: EnsureVaultOptions,
 ): Promise<Secrets> {
   if (nodes.length === 0) return bundle;
-  const deadline = Date.now() + opts.timeoutMs;
-  const interval = opts.intervalMs ?? 1000;
   // The host speaks to Vault as it does to every agent: the cluster CA, the CLI's certificate.
-  const tls: TlsClient = { ca: bundle.ca.cert, clientCert: bundle.cli.cert, clientKey: bundle.cli.key, serverName: opts.serverName };
-  const dispatcher = tlsDispatcher(tls);
-  const client: VaultClientOptions = { ...tls, dispatcher, timeoutMs: 10_000 };
+  const client: VaultClientOptions = { ...hostTls(bundle, opts.serverName), timeoutMs: 10_000 };
   const log = opts.log ?? (() => {});
-  const waitOr = async (what: string) => {
-    if (Date.now() + interval > deadline) {
-      throw new ResinError(`Vault did not become ready within ${seconds(opts.timeoutMs)}: ${what}`, "see the Vault servers' logs with `resin logs NODE --service vault`");
-    }
-    await new Promise((r) => setTimeout(r, interval));
-  };
+  const wait = patience({
+    timeoutMs: opts.timeoutMs,
+    intervalMs: opts.intervalMs,
+    expired: (why) => new ResinError(`Vault did not become ready within ${seconds(opts.timeoutMs)}: ${why}`, "see the Vault servers' logs with `resin logs NODE --service vault`"),
+  });
   /** Health, waiting while the node does not answer yet. */
-  const health = async (node: VaultNode): Promise<VaultHealth> => {
-    for (;;) {
-      try {
-        return await vaultHealth(node.url, client);
-      } catch (e) {
-        if (!isTransient(e)) throw e instanceof ResinError ? e : new ResinError(`cannot reach Vault on ${node.name} (${node.url}): ${describeFailure(e)}`);
-        await waitOr(`${node.name} is not answering (${describeFailure(e)})`);
-      }
-    }
-  };
+  const health = (node: VaultNode): Promise<VaultHealth> =>
+    retry(wait, () => vaultHealth(node.url, { ...client, name: `Vault on ${node.name}` }), (e) => `${node.name} is not answering (${e.detail})`);
 
-  try {
-    let secrets = bundle;
-    const [first] = nodes as [VaultNode, ...VaultNode[]];
-    if (!secrets.vault) {
-      const states = await Promise.all(nodes.map(async (n) => ({ node: n, health: await health(n) })));
-      const initialised = states.filter((s) => s.health.state !== "uninitialised");
-      if (initialised.length > 0) {
-        throw new ResinError(
-          `Vault is already initialised (${initialised.map((s) => `${s.node.name}: ${s.health.state}`).join(", ")}) but the cluster's secrets hold no unseal keys`,
-          "its keys were made elsewhere and cannot be recovered here; destroy and recreate the cluster",
-        );
-      }
-      const shares = opts.shares ?? 1;
-      const threshold = opts.threshold ?? 1;
-      log(`  Vault: initialising on ${first.name} (${threshold} of ${shares} key shares)`);
-      const init = await initVault(first.url, { shares, threshold }, { ...client, timeoutMs: 60_000 });
-      secrets = await record({ shares, threshold, unsealKeys: init.keys, rootToken: init.rootToken });
+  let secrets = bundle;
+  const [first] = nodes as [VaultNode, ...VaultNode[]];
+  if (!secrets.vault) {
+    const states = await Promise.all(nodes.map(async (n) => ({ node: n, health: await health(n) })));
+    const initialised = states.filter((s) => s.health.state !== "uninitialised");
+    if (initialised.length > 0) {
+      throw new ResinError(
+        `Vault is already initialised (${initialised.map((s) => `${s.node.name}: ${s.health.state}`).join(", ")}) but the cluster's secrets hold no unseal keys`,
+        "its keys were made elsewhere and cannot be recovered here; destroy and recreate the cluster",
+      );
     }
-    const keys = secrets.vault!.unsealKeys.slice(0, secrets.vault!.threshold);
-
-    for (const node of nodes) {
-      for (;;) {
-        const h = await health(node);
-        if (unsealed(h.state)) break;
-        if (h.state === "sealed" || (h.state === "uninitialised" && node !== first)) {
-          // A joining raft node says "not initialised" until the leader has answered its
-          // join; Vault then takes the keys. Until then it refuses them: try again.
-          try {
-            const status = await unsealVault(node.url, keys, {
-              ...client,
-              onProgress: (s) => log(`  Vault: ${node.name} ${s.sealed ? `sealed, ${s.progress}/${s.t} key shares given` : "unsealed"}`),
-            });
-            if (!status.sealed) continue;
-          } catch (e) {
-            if (!(e instanceof ResinError) || !/not initialized|not yet|no leader|raft/i.test(e.message) || h.state !== "uninitialised") throw e;
-          }
-          await waitOr(`${node.name} has not joined the cluster yet`);
-          continue;
-        }
-        // The first node uninitialised although the bundle holds keys: its storage was lost.
-        throw new ResinError(
-          `Vault on ${node.name} is not initialised, but the cluster's secrets hold keys from its initialisation`,
-          "the node's persist disk was replaced or wiped; restore it, or recreate the cluster",
-        );
-      }
-    }
-
-    // Ready means a leader serves requests.
-    for (;;) {
-      const states = await Promise.all(nodes.map((n) => health(n)));
-      if (states.some((s) => s.state === "active")) break;
-      await waitOr(`no Vault node is active (${nodes.map((n, i) => `${n.name}: ${states[i]!.state}`).join(", ")})`);
-    }
-    log(`  Vault: ${nodes.length} node(s) unsealed`);
-    return secrets;
-  } finally {
-    await dispatcher.close();
+    const shares = opts.shares ?? 1;
+    const threshold = opts.threshold ?? 1;
+    log(`  Vault: initialising on ${first.name} (${threshold} of ${shares} key shares)`);
+    const init = await initVault(first.url, { shares, threshold }, { ...client, timeoutMs: 60_000 });
+    secrets = await record({ shares, threshold, unsealKeys: init.keys, rootToken: init.rootToken });
   }
+  const keys = secrets.vault!.unsealKeys.slice(0, secrets.vault!.threshold);
+
+  for (const node of nodes) {
+    for (;;) {
+      const h = await health(node);
+      if (unsealed(h.state)) break;
+      if (h.state === "sealed" || (h.state === "uninitialised" && node !== first)) {
+        // A joining raft node says "not initialised" until the leader has answered its
+        // join; Vault then takes the keys. Until then it refuses them: try again.
+        try {
+          const status = await unsealVault(node.url, keys, {
+            ...client,
+            onProgress: (s) => log(`  Vault: ${node.name} ${s.sealed ? `sealed, ${s.progress}/${s.t} key shares given` : "unsealed"}`),
+          });
+          if (!status.sealed) continue;
+        } catch (e) {
+          if (!(e instanceof ResinError) || !/not initialized|not yet|no leader|raft/i.test(e.message) || h.state !== "uninitialised") throw e;
+        }
+        await wait.wait(`${node.name} has not joined the cluster yet`);
+        continue;
+      }
+      // The first node uninitialised although the bundle holds keys: its storage was lost.
+      throw new ResinError(
+        `Vault on ${node.name} is not initialised, but the cluster's secrets hold keys from its initialisation`,
+        "the node's persist disk was replaced or wiped; restore it, or recreate the cluster",
+      );
+    }
+  }
+
+  // Ready means a leader serves requests.
+  for (;;) {
+    const states = await Promise.all(nodes.map((n) => health(n)));
+    if (states.some((s) => s.state === "active")) break;
+    await wait.wait(`no Vault node is active (${nodes.map((n, i) => `${n.name}: ${states[i]!.state}`).join(", ")})`);
+  }
+  log(`  Vault: ${nodes.length} node(s) unsealed`);
+  return secrets;
 }

@@ -12,6 +12,7 @@ import { consoleTail, stopVm, vmPaths } from "../provider/qemu/vm.js";
 import { stopSwitch, switchPaths } from "../provider/qemu/vde.js";
 import { ResinError } from "../util/errors.js";
 import { formatTable } from "../util/table.js";
+import { sleep } from "../util/time.js";
 import type { Log } from "../util/log.js";
 
 function findNode(state: ClusterState, name: string): NodeState {
@@ -129,6 +130,6 @@ async function followFile(path: string): Promise<never> {
       process.stdout.write(buffer);
       position = size;
     }
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
   }
 }

@@ -3,7 +3,7 @@
 import type { Channel } from "../spec/schema.js";
 import { validateClusterName } from "../bootstrap/plan.js";
 import { readSecrets } from "../bootstrap/secrets.js";
-import { consulAccess } from "../cluster/consul.js";
+import { consulAccess, consulServerCount } from "../cluster/consul.js";
 import { finishCluster, localTargets } from "../cluster/bootstrap.js";
 import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
 import { clusterPaths, readClusterState, writeClusterState, type ClusterState } from "../cluster/state.js";
@@ -66,7 +66,7 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     opts.log(`cluster ${opts.name}: waiting for Consul quorum (timeout ${opts.timeoutMs / 1000}s)`);
     const secrets = await readSecrets(paths.secrets);
     const access = consulAccess(secrets);
-    const consulServers = state.nodes.filter((n) => roles.get(n.role)!.options.consul?.server === true).length;
+    const consulServers = consulServerCount(state.nodes, roles);
     const { seconds, quorumSeconds, leader } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: opts.log, access, consulServers });
     await finishCluster(state, secrets, localTargets(state, access), opts.log);
     opts.log(`cluster ${opts.name}: quorum in ${quorumSeconds.toFixed(1)}s, ready (autopilot healthy) in ${seconds.toFixed(1)}s, leader ${leader}`);

@@ -3,7 +3,7 @@
 // or from an image set someone else built (--image-set DIR with DIR/<role>/).
 import { join } from "node:path";
 import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
-import { consulAccess } from "../cluster/consul.js";
+import { consulAccess, consulServerCount } from "../cluster/consul.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { installImage } from "../cluster/images.js";
 import { clusterPaths, requireCluster, writeClusterState, type ClusterState } from "../cluster/state.js";
@@ -56,7 +56,7 @@ async function upgradeOptions(opts: { project: string; gateTimeoutMs: number; lo
     access: consulAccess(await readSecrets(clusterPaths(state.name).secrets)),
     writeConfig: (node) => writeConfigDrives(opts.project, state, [node]),
     gateTimeoutMs: opts.gateTimeoutMs,
-    consulServers: state.nodes.filter((n) => roles.get(n.role)!.options.consul?.server === true).length,
+    consulServers: consulServerCount(state.nodes, roles),
     log: opts.log,
   };
 }

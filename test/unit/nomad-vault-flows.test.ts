@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { createCa, issueCertificate, cliCertSpec, type CertifiedKey } from "../../cli/bootstrap/pki.js";
 import { createSecrets, readSecrets, recordVaultInit, type Secrets } from "../../cli/bootstrap/secrets.js";
 import { planCluster } from "../../cli/bootstrap/plan.js";
-import { cliTls } from "../../cli/bootstrap/node-secrets.js";
+import { hostTls } from "../../cli/cluster/api.js";
 import { bootstrapNomadAcl, nomadTokenSelf } from "../../cli/cluster/nomad.js";
 import { ensureVaultReady, initVault, unsealVault, vaultHealth, type SealStatus } from "../../cli/cluster/vault.js";
 import { ResinError } from "../../cli/util/errors.js";
@@ -19,11 +19,11 @@ import { startVaultDouble, type VaultDouble } from "../doubles/vault.js";
 
 let ca: CertifiedKey;
 let cli: CertifiedKey;
-let tls: { ca: string; clientCert: string; clientKey: string };
+let tls: { ca: string; cert: string; key: string };
 beforeAll(async () => {
   ca = await createCa("flows");
   cli = await issueCertificate(ca, cliCertSpec("flows"));
-  tls = { ca: ca.cert, clientCert: cli.cert, clientKey: cli.key };
+  tls = { ca: ca.cert, cert: cli.cert, key: cli.key };
 });
 
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -135,7 +135,7 @@ describe("bootstrapNomadAcl", () => {
       cleanup.push(() => nomad.close());
       const otherCa = await createCa("other");
       const stranger = await issueCertificate(otherCa, cliCertSpec("other"));
-      const err = await rejection(bootstrapNomadAcl(nomad.url, randomUUID(), { ca: ca.cert, clientCert: stranger.cert, clientKey: stranger.key, timeoutMs: 300, intervalMs: 50 }));
+      const err = await rejection(bootstrapNomadAcl(nomad.url, randomUUID(), { ca: ca.cert, cert: stranger.cert, key: stranger.key, timeoutMs: 300, intervalMs: 50 }));
       expect(err.message).toMatch(/TLS|certificate|ECONNRESET|socket|unknown ca/i);
       expect(nomad.requests).toHaveLength(0);
     });
@@ -258,7 +258,7 @@ describe("ensureVaultReady", () => {
     expect(unsealCalls[0]).toBe(3);
     expect(log.some((l) => /sealed, 2\/3 key shares given/.test(l))).toBe(true);
     expect(vault.nodes.flatMap((n) => n.requests).every((r) => r.authorizedClient)).toBe(true);
-    expect((await vaultHealth(nodes[1]!.url, cliTls(after))).state).toBe("standby");
+    expect((await vaultHealth(nodes[1]!.url, hostTls(after))).state).toBe("standby");
 
     // A second run (the cluster restarted) neither initialises nor records again.
     const again = await ensureVaultReady(nodes, after, () => Promise.reject(new Error("must not record twice")), { timeoutMs: 5000, intervalMs: 20 });
@@ -280,7 +280,7 @@ describe("ensureVaultReady", () => {
     const { secrets } = await clusterSecrets();
     const vault = await startVaultDouble({ ca: secrets.ca, nodes: 2 });
     cleanup.push(() => vault.close());
-    await initVault(vault.nodes[0]!.url, { shares: 1, threshold: 1 }, cliTls(secrets));
+    await initVault(vault.nodes[0]!.url, { shares: 1, threshold: 1 }, hostTls(secrets));
     const err = await rejection(
       ensureVaultReady(vault.nodes.map((n) => ({ name: n.name, url: n.url })), secrets, () => Promise.reject(new Error("no")), { timeoutMs: 2000, intervalMs: 20 }),
     );
@@ -292,7 +292,7 @@ describe("ensureVaultReady", () => {
     const { path, secrets } = await clusterSecrets();
     const vault = await startVaultDouble({ ca: secrets.ca, nodes: 1 });
     cleanup.push(() => vault.close());
-    await initVault(vault.nodes[0]!.url, { shares: 1, threshold: 1 }, cliTls(secrets));
+    await initVault(vault.nodes[0]!.url, { shares: 1, threshold: 1 }, hostTls(secrets));
     const wrong = await recordVaultInit(path, { shares: 1, threshold: 1, unsealKeys: ["cd".repeat(33)], rootToken: "hvs.wrong" });
     const err = await rejection(ensureVaultReady([{ name: vault.nodes[0]!.name, url: vault.nodes[0]!.url }], wrong, () => Promise.reject(new Error("no")), { timeoutMs: 2000, intervalMs: 20 }));
     expect(err.message).toContain("Unseal failed, invalid key");
