@@ -9,7 +9,7 @@ import { renderTemplate } from "../spec/template.js";
 import { canonicalJson } from "../util/hash.js";
 import type { ClusterPlan, NodePlan } from "./plan.js";
 import type { Secrets } from "./secrets.js";
-import { nodeSecretFiles, serviceRolesOf } from "./node-secrets.js";
+import { nodeSecretFiles, serviceRolesOf, statusToken } from "./node-secrets.js";
 
 export type MetadataNode = { content: string; perm?: string } | { entries: Record<string, MetadataNode>; perm?: string };
 export type MetadataTree = Record<string, MetadataNode>;
@@ -116,6 +116,8 @@ export async function nodeMetadata(ctx: NodeContext): Promise<MetadataTree> {
   addFile(tree, "resin/network", networkFile(ctx.plan, ctx.node));
   // Certificates and keys: only those of the services this node's role runs.
   for (const file of nodeSecretFiles(ctx.secrets, ctx.node, serviceRolesOf(ctx.role))) addFile(tree, file.path, file.content, file.perm);
+  // What the node's status endpoint asks of the host before it controls a service.
+  addFile(tree, "resin/status-token", `${statusToken(ctx.secrets, ctx.node.name)}\n`, "0600");
   for (const service of ctx.role.services) {
     for (const t of service.templates.node) {
       const source = await readFile(join(service.dir, t.src), "utf8");

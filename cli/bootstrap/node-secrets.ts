@@ -12,6 +12,7 @@
 //   - the CA key, the CLI key, Nomad's bootstrap secret and Vault's unseal keys and root
 //     token never reach a node.
 // test/unit/node-secrets.test.ts walks every role in machines/ and checks this by content.
+import { createHmac } from "node:crypto";
 import type { Role } from "../spec/load.js";
 import { ResinError } from "../util/errors.js";
 import type { Secrets, ServiceRoles } from "./secrets.js";
@@ -83,4 +84,14 @@ export function cliSecretFiles(bundle: Secrets): SecretFile[] {
 /** The host's TLS material for the agents' HTTPS APIs, in the shape cli/cluster/{nomad,vault}.ts take. */
 export function cliTls(bundle: Secrets): { ca: string; clientCert: string; clientKey: string } {
   return { ca: bundle.ca.cert, clientCert: bundle.cli.cert, clientKey: bundle.cli.key };
+}
+
+/**
+ * The token a node's status endpoint wants before it acts on a service or shows a log
+ * (resin/status-token in the node's metadata, "Authorization: Bearer" from the host).
+ * Derived from the CA key, which never leaves the host, so no bundle change is needed
+ * and one node's token opens no other node. Pure: the same bundle gives the same token.
+ */
+export function statusToken(bundle: Secrets, node: string): string {
+  return createHmac("sha256", bundle.ca.key).update(`resin status endpoint\n${node}\n`).digest("hex");
 }

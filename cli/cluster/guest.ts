@@ -1,6 +1,8 @@
 // The node's own status endpoint (busybox httpd + CGI inside the guest, reached
 // through its forwarded port): supervised services, their logs, and runit commands.
 import { request } from "undici";
+import { printable } from "../provider/qemu/vm.js";
+import { ResinError } from "../util/errors.js";
 
 export interface GuestService {
   name: string;
@@ -24,20 +26,35 @@ export async function guestStatus(port: number, timeoutMs = 10_000): Promise<Gue
     const res = await request(`${base(port)}/status`, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
     const text = await res.body.text();
     if (res.statusCode !== 200) return { error: `status endpoint answered ${res.statusCode}` };
-    return JSON.parse(text) as GuestStatus;
+    // What a guest says reaches the terminal: keep only printable text.
+    const status = JSON.parse(text) as GuestStatus;
+    return { boot: printable(String(status.boot)), services: (status.services ?? []).map((s) => ({ ...s, name: printable(String(s.name)), state: printable(String(s.state)) })) };
   } catch (e) {
     return { error: (e as Error).message || "status endpoint not answering" };
   }
 }
 
-/** Ask runit on the node to restart, term or kill one service. */
-export async function guestSv(port: number, service: string, command: "restart" | "term" | "kill"): Promise<void> {
-  const res = await request(`${base(port)}/sv?service=${encodeURIComponent(service)}&command=${command}`, { method: "POST" });
-  const body = JSON.parse(await res.body.text()) as { ok: boolean; error?: string };
-  if (!body.ok) throw new Error(body.error ?? "the node refused the command");
+/**
+ * Ask runit on the node to restart, term or kill one service. Control and logs need the
+ * node's status token (statusToken in cli/bootstrap/node-secrets.ts), sent as a bearer token.
+ */
+export async function guestSv(port: number, token: string, service: string, command: "restart" | "term" | "kill"): Promise<void> {
+  const res = await request(`${base(port)}/sv?service=${encodeURIComponent(service)}&command=${command}`, { method: "POST", headers: auth(token) });
+  const text = await res.body.text();
+  let body: { ok?: boolean; error?: string } = {};
+  try {
+    body = JSON.parse(text) as typeof body;
+  } catch {
+    // not JSON: reported below
+  }
+  if (res.statusCode !== 200 || !body.ok) throw new ResinError(`the node refused to ${command} ${service}: ${printable(body.error ?? `HTTP ${res.statusCode}`)}`);
 }
 
-export async function guestLog(port: number, service: string, lines = 200): Promise<string> {
-  const res = await request(`${base(port)}/log?service=${encodeURIComponent(service)}&lines=${lines}`);
-  return res.body.text();
+export async function guestLog(port: number, token: string, service: string, lines = 200): Promise<string> {
+  const res = await request(`${base(port)}/log?service=${encodeURIComponent(service)}&lines=${lines}`, { headers: auth(token) });
+  const text = printable(await res.body.text());
+  if (res.statusCode !== 200) throw new ResinError(`the node refused to show the log of ${service}: HTTP ${res.statusCode} ${text.trim()}`);
+  return text === "" || text.endsWith("\n") ? text : `${text}\n`;
 }
+
+const auth = (token: string) => ({ authorization: `Bearer ${token}` });

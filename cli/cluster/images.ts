@@ -2,9 +2,12 @@
 // digest: a later build never changes what a running node boots, and the image a node
 // ran before an upgrade stays there until the upgrade is complete.
 import { existsSync } from "node:fs";
-import { copyFile, cp, mkdir, readdir, rename, rm } from "node:fs/promises";
+import { copyFile, lstat, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { clusterPaths, imageDirFor, type ClusterState } from "./state.js";
+import { imageDigest, readManifest, type ImageFile } from "../image/manifest.js";
+import { ResinError } from "../util/errors.js";
+import { sha256File } from "../util/hash.js";
+import { clusterPaths, ensureClusterDir, imageDirFor, type ClusterState } from "./state.js";
 
 const DISK_FILES = ["disk.raw", "disk.qcow2", "disk.iso"];
 
@@ -17,26 +20,71 @@ export function missingDiskImages(cluster: string, digest: string): string[] {
  * Copy a built image into the cluster, by digest. What a local VM boots: kernel,
  * initramfs, squashfs root, manifest. The disk images (disk.raw, disk.qcow2, disk.iso)
  * are for other hypervisors and clouds: copied only when asked (`resin plan`), never
- * replaced.
+ * replaced. Nothing is trusted on the word of its manifest: the manifest must pass its
+ * schema, every copied file must have the size and sha256 it lists, and the digest must
+ * be the one its files give; otherwise nothing is installed.
  */
 export async function installImage(cluster: string, builtDir: string, digest: string, opts: { disks?: boolean } = {}): Promise<void> {
+  const manifest = await readManifest(builtDir);
+  if (!manifest) throw new ResinError(`${builtDir} has no image: no ${join(builtDir, "manifest.json")}`, "build it with `resin build`, or point at an image set's role directory");
+  const parts = [manifest.kernel, manifest.initrd, manifest.rootfs];
+  const recomputed = imageDigest(parts);
+  if (recomputed !== manifest.digest || manifest.digest !== digest) {
+    throw new ResinError(
+      `image ${builtDir}: its manifest's digest ${manifest.digest} is not the digest of the files it lists (${recomputed})`,
+      "the image set was changed after it was built: rebuild it, or take it from a source you trust",
+    );
+  }
   const dir = imageDirFor(cluster, digest);
   if (!existsSync(dir)) {
-    await mkdir(clusterPaths(cluster).images, { recursive: true });
-    await rm(`${dir}.tmp`, { recursive: true, force: true });
-    await cp(builtDir, `${dir}.tmp`, { recursive: true, filter: (src) => !DISK_FILES.some((f) => src.endsWith(`/${f}`)) });
-    await rename(`${dir}.tmp`, dir);
+    await ensureClusterDir(cluster);
+    await mkdir(clusterPaths(cluster).images, { recursive: true, mode: 0o700 });
+    const tmp = `${dir}.tmp`;
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp);
+    try {
+      for (const part of parts) await copyChecked(builtDir, tmp, part);
+      await copyFile(join(builtDir, "manifest.json"), join(tmp, "manifest.json"));
+    } catch (e) {
+      await rm(tmp, { recursive: true, force: true });
+      throw e;
+    }
+    await rename(tmp, dir);
   }
   if (!opts.disks) return;
+  const disks = { "disk.raw": manifest.disk.raw, "disk.qcow2": manifest.disk.qcow2, "disk.iso": manifest.disk.iso };
   for (const file of missingDiskImages(cluster, digest)) {
-    await copyFile(join(builtDir, file), join(dir, `${file}.tmp`));
+    const part = disks[file as keyof typeof disks];
+    await copyChecked(builtDir, dir, part, `${file}.tmp`).catch(async (e: unknown) => {
+      await rm(join(dir, `${file}.tmp`), { force: true });
+      throw e;
+    });
     await rename(join(dir, `${file}.tmp`), join(dir, file));
+  }
+}
+
+/** Copy one file an image lists (following nothing but the file itself) and check the copy's size and sha256. */
+async function copyChecked(from: string, to: string, part: ImageFile, as = part.file): Promise<void> {
+  const source = join(from, part.file);
+  const info = await lstat(source).catch(() => undefined);
+  if (!info?.isFile()) throw new ResinError(`image ${from}: ${part.file} is missing or not a regular file`, "rebuild the image, or take it from a source you trust");
+  const copy = join(to, as);
+  await copyFile(source, copy);
+  const [size, hash] = [(await stat(copy)).size, await sha256File(copy)];
+  if (size !== part.size || hash !== part.sha256) {
+    await rm(copy, { force: true });
+    throw new ResinError(
+      `image ${from}: ${part.file} does not match its manifest (sha256 ${hash}, ${size} bytes; the manifest says ${part.sha256}, ${part.size} bytes)`,
+      "the image set was changed after it was built: rebuild it, or take it from a source you trust",
+    );
   }
 }
 
 /** Delete images no node boots and no unfinished upgrade may roll back to. */
 export async function pruneImages(state: ClusterState): Promise<string[]> {
-  const keep = new Set([...state.nodes.map((n) => n.image), ...Object.values(state.upgrade?.previous ?? {})].map((d) => d.replace(/^sha256:/, "")));
+  const keep = new Set(
+    [...state.nodes.map((n) => n.image), ...Object.values(state.upgrade?.previous ?? {}), ...(state.upgrade?.replacing ? [state.upgrade.replacing.image] : [])].map((d) => d.replace(/^sha256:/, "")),
+  );
   const dir = clusterPaths(state.name).images;
   if (!existsSync(dir)) return [];
   const removed: string[] = [];

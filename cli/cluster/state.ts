@@ -2,14 +2,17 @@
 // forwarded to it, secrets (0600) and the per-node disks and logs. Nothing here is
 // deleted except by `resin destroy`.
 import { existsSync } from "node:fs";
-import { readFile, readdir } from "node:fs/promises";
+import { chmod, mkdir, readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { stateHome } from "../util/paths.js";
 import { writeFileAtomic } from "../util/files.js";
 import { ResinError } from "../util/errors.js";
 import { CHANNELS } from "../spec/schema.js";
-import { NetworkSchema } from "../bootstrap/plan.js";
+import { NetworkSchema, validateClusterName } from "../bootstrap/plan.js";
+import { DIGEST_PATTERN, PortSchema } from "../image/manifest.js";
+
+const digest = z.string().regex(DIGEST_PATTERN, "must be sha256: and 64 lower-case hex digits");
 
 export const NodeStateSchema = z.object({
   name: z.string(),
@@ -22,11 +25,15 @@ export const NodeStateSchema = z.object({
   hostAddress: z.string(),
   prefix: z.number().int(),
   /** Digest of the image the node boots; its files are under images/<hex>/. */
-  image: z.string(),
+  image: digest,
   memoryMib: z.number().int(),
   cpus: z.number().int(),
-  /** Host ports on 127.0.0.1, by service port name ("consul.http"), set at each start. */
-  ports: z.record(z.string(), z.number().int()),
+  /**
+   * Host ports on 127.0.0.1, by service port name ("consul.https"): chosen once, when
+   * the node first starts, and kept across stop, start and up, so exported `resin env`
+   * lines keep working.
+   */
+  ports: z.record(z.string(), PortSchema),
 });
 
 export const ClusterStateSchema = z.object({
@@ -41,8 +48,10 @@ export const ClusterStateSchema = z.object({
   /** A rolling upgrade under way: what each role moves to, and what each node ran before. */
   upgrade: z
     .object({
-      target: z.record(z.string(), z.string()),
-      previous: z.record(z.string(), z.string()),
+      target: z.record(z.string(), digest),
+      previous: z.record(z.string(), digest),
+      /** The node being replaced and the image it is moving to, recorded before it is stopped. */
+      replacing: z.object({ node: z.string(), image: digest }).optional(),
     })
     .optional(),
 });
@@ -54,7 +63,12 @@ export function clustersDir(): string {
   return join(stateHome(), "clusters");
 }
 
+/**
+ * Where a cluster lives. Every command reaches a cluster's files through here, so its
+ * name is checked here, once: no empty name, no '.', '..', '/' or leading '-'.
+ */
 export function clusterPaths(name: string) {
+  validateClusterName(name);
   const dir = join(clustersDir(), name);
   return {
     dir,
@@ -66,7 +80,16 @@ export function clusterPaths(name: string) {
 }
 
 export function imageDirFor(name: string, digest: string): string {
+  if (!DIGEST_PATTERN.test(digest)) throw new ResinError(`'${digest}' is not an image digest`, "an image digest is sha256: and 64 lower-case hex digits");
   return join(clusterPaths(name).images, digest.replace(/^sha256:/, ""));
+}
+
+/** The cluster's directory, readable by its owner only (it holds secrets and disks). */
+export async function ensureClusterDir(name: string): Promise<string> {
+  const { dir } = clusterPaths(name);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700);
+  return dir;
 }
 
 export async function readClusterState(name: string): Promise<ClusterState | undefined> {
@@ -89,9 +112,18 @@ export async function writeClusterState(state: ClusterState): Promise<void> {
   await writeFileAtomic(clusterPaths(state.name).stateFile, `${JSON.stringify(state, null, 2)}\n`);
 }
 
+function isClusterName(name: string): boolean {
+  try {
+    validateClusterName(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export async function listClusters(): Promise<string[]> {
   if (!existsSync(clustersDir())) return [];
-  return (await readdir(clustersDir())).filter((n) => existsSync(clusterPaths(n).stateFile)).sort();
+  return (await readdir(clustersDir())).filter((n) => isClusterName(n) && existsSync(clusterPaths(n).stateFile)).sort();
 }
 
 export async function requireCluster(name: string): Promise<ClusterState> {

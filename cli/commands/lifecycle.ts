@@ -1,14 +1,16 @@
 // Node and cluster lifecycle: stop, start and restart one node; list clusters;
 // destroy a cluster (the only command that deletes persist disks and secrets).
 import { existsSync } from "node:fs";
-import { open, readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { lstat, open, readdir, rm } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline/promises";
-import { clusterPaths, listClusters, requireCluster, writeClusterState, type ClusterState, type NodeState } from "../cluster/state.js";
+import { statusToken } from "../bootstrap/node-secrets.js";
+import { readSecrets } from "../bootstrap/secrets.js";
+import { clusterPaths, clustersDir, imageDirFor, listClusters, requireCluster, writeClusterState, type ClusterState, type NodeState } from "../cluster/state.js";
 import { guestLog, guestSv } from "../cluster/guest.js";
 import { chooseAccel } from "../provider/qemu/accel.js";
 import { nodeFiles, startNode, stopCluster, stopNode, vmState } from "../provider/qemu/provider.js";
-import { consoleTail, stopVm, vmPaths } from "../provider/qemu/vm.js";
+import { consoleTail, printable, stopVm, vmPaths } from "../provider/qemu/vm.js";
 import { stopSwitch, switchPaths } from "../provider/qemu/vde.js";
 import { ResinError } from "../util/errors.js";
 import { formatTable } from "../util/table.js";
@@ -32,7 +34,7 @@ export async function startNodeCommand(cluster: string, nodeName: string, log: L
   const state = await requireCluster(cluster);
   const node = findNode(state, nodeName);
   if ((await vmState(state.name, node)).state === "running") throw new ResinError(`node ${nodeName} is already running`);
-  await startNode(state, node, await chooseAccel(), log);
+  await startNode(state, node, await chooseAccel(imageDirFor(state.name, node.image), log), log);
   await writeClusterState(state);
 }
 
@@ -43,13 +45,18 @@ export async function restartCommand(cluster: string, nodeName: string, service:
   if (service) {
     const port = node.ports["base.status"];
     if ((await vmState(state.name, node)).state !== "running" || !port) throw new ResinError(`node ${nodeName} is not running`);
-    await guestSv(port, service, "restart");
+    await guestSv(port, await nodeToken(state, node), service, "restart");
     log(`node ${nodeName}: asked runit to restart ${service}`);
     return;
   }
   await stopNode(state, node);
-  await startNode(state, node, await chooseAccel(), log);
+  await startNode(state, node, await chooseAccel(imageDirFor(state.name, node.image), log), log);
   await writeClusterState(state);
+}
+
+/** What the node's status endpoint wants before it controls a service or shows a log. */
+async function nodeToken(state: ClusterState, node: NodeState): Promise<string> {
+  return statusToken(await readSecrets(clusterPaths(state.name).secrets), node.name);
 }
 
 export async function listCommand(): Promise<string> {
@@ -79,13 +86,19 @@ async function stopByPidFiles(dir: string): Promise<void> {
 }
 
 export async function destroyCommand(cluster: string, yes: boolean, log: Log): Promise<void> {
-  const { dir } = clusterPaths(cluster);
+  const { dir, stateFile, secrets } = clusterPaths(cluster); // checks the name
+  // Only ever a direct child of the clusters directory, a real directory, and one that
+  // looks like a cluster: its state file or secrets are there.
+  const info = await lstat(dir).catch(() => undefined);
+  if (!info) throw new ResinError(`no cluster named '${cluster}'`, `nothing to destroy in ${clustersDir()}`);
+  if (dirname(resolve(dir)) !== resolve(clustersDir()) || !info.isDirectory() || !(existsSync(stateFile) || existsSync(secrets))) {
+    throw new ResinError(`${dir} does not look like a cluster (no cluster.json or secrets.json); not deleted`, "remove it by hand if you are sure");
+  }
   let state: ClusterState | undefined;
   try {
     state = await requireCluster(cluster);
-  } catch (e) {
+  } catch {
     // A damaged state file must not make a cluster impossible to remove.
-    if (!existsSync(dir)) throw e;
   }
   if (!yes) {
     if (!process.stdin.isTTY) {
@@ -110,11 +123,12 @@ export async function logsCommand(cluster: string, nodeName: string, opts: { ser
     if ((await vmState(state.name, node)).state !== "running" || !port) {
       throw new ResinError(`node ${nodeName} is not running`, "service logs live on its persist disk; the console log is still readable: resin logs " + nodeName);
     }
-    process.stdout.write(await guestLog(port, opts.service, opts.lines));
+    process.stdout.write(await guestLog(port, await nodeToken(state, node), opts.service, opts.lines));
     return;
   }
   const dir = nodeFiles(state.name, node.name).dir;
-  process.stdout.write(`${await consoleTail(dir, opts.lines)}\n`);
+  const tail = await consoleTail(dir, opts.lines);
+  if (tail) process.stdout.write(`${tail}\n`);
   if (opts.follow) await followFile(vmPaths(dir).console);
 }
 
@@ -127,7 +141,7 @@ async function followFile(path: string): Promise<never> {
     if (size > position) {
       const buffer = Buffer.alloc(size - position);
       await handle.read(buffer, 0, buffer.length, position);
-      process.stdout.write(buffer);
+      process.stdout.write(printable(buffer.toString("utf8")));
       position = size;
     }
     await sleep(500);

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kvGet, kvKeys, kvPut, type ConsulEndpoint } from "../../cli/cluster/consul.js";
 import { guestSv } from "../../cli/cluster/guest.js";
+import { statusToken } from "../../cli/bootstrap/node-secrets.js";
 import { StatusSchema, type ClusterStatus } from "../../cli/commands/status.js";
 import { clusterJson, consulAt, killLeftovers, processesUnder, resin, resinAsync } from "./helpers.js";
 
@@ -189,7 +190,7 @@ describe("fault tolerance of a three-node Consul cluster", () => {
     const node = "faults-3";
     const port = clusterJson(stateHome, name).nodes.find((n) => n.name === node)!.ports["base.status"]!;
     const before = status().nodes.find((n) => n.name === node)!.services!.find((s) => s.name === "consul")!;
-    await guestSv(port, "consul", "kill");
+    await guestSv(port, statusToken(JSON.parse(readFileSync(join(stateHome, "clusters", name, "secrets.json"), "utf8")), node), "consul", "kill");
     const after = await until("consul to be up again with one more restart", 60_000, async () => {
       const consul = status().nodes.find((n) => n.name === node)?.services?.find((s) => s.name === "consul");
       return consul && consul.state === "up" && consul.restarts === before.restarts + 1 ? consul : undefined;

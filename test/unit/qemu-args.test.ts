@@ -1,6 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { join } from "node:path";
-import { accelArgs, probeBootSector } from "../../cli/provider/qemu/accel.js";
+import { accelArgs } from "../../cli/provider/qemu/accel.js";
 import { KERNEL_APPEND, qemuArgs, vmPaths, type VmSpec } from "../../cli/provider/qemu/vm.js";
 
 // The QEMU command line is built by a pure function; these tests read it the way
@@ -51,22 +51,6 @@ describe("accelArgs", () => {
 
   it("uses KVM with the host CPU", () => {
     expect(accelArgs("kvm")).toEqual(["-accel", "kvm", "-cpu", "host"]);
-  });
-});
-
-describe("probeBootSector", () => {
-  it("is one 512-byte sector ending in the 55 AA boot signature", () => {
-    const sector = probeBootSector();
-    expect(sector.length).toBe(512);
-    expect(sector[510]).toBe(0x55);
-    expect(sector[511]).toBe(0xaa);
-  });
-
-  it("writes 'K' to COM1 (port 0x3f8) and halts", () => {
-    const sector = probeBootSector();
-    // mov dx,0x3f8; mov al,'K'; out dx,al; cli; hlt
-    expect([...sector.subarray(0, 8)]).toEqual([0xba, 0xf8, 0x03, 0xb0, "K".charCodeAt(0), 0xee, 0xfa, 0xf4]);
-    expect(sector.subarray(8, 510).every((b) => b === 0)).toBe(true);
   });
 });
 

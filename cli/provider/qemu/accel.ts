@@ -1,61 +1,110 @@
-// Choose the accelerator. /dev/kvm can exist and still not work (guests hang or
-// QEMU asserts), so KVM is used only after a tiny guest has proved it runs: a boot
-// sector that writes one byte to the serial port. Otherwise TCG, which always works.
+// Choose the accelerator. /dev/kvm can exist and still not work: a boot sector may run
+// while a Linux guest hangs for ever in its early boot, printing nothing. So KVM is used
+// only after it has booted the image's own kernel and initramfs to userspace within a
+// few seconds: the initramfs with a two-line /init that prints a marker on the serial
+// console and powers off. Otherwise TCG, which always works.
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { execa } from "execa";
+import { writeCpio } from "../../image/cpio.js";
 import { cacheHome } from "../../util/paths.js";
 import { writeFileAtomic } from "../../util/files.js";
+import { sha256File } from "../../util/hash.js";
+import type { Log } from "../../util/log.js";
 
 export type Accel = "kvm" | "tcg";
 
 export const QEMU = "qemu-system-x86_64";
 
-/** mov dx,0x3f8; mov al,'K'; out dx,al; cli; hlt — then the boot signature. */
-export function probeBootSector(): Buffer {
-  const sector = Buffer.alloc(512);
-  Buffer.from([0xba, 0xf8, 0x03, 0xb0, 0x4b, 0xee, 0xfa, 0xf4]).copy(sector);
-  sector[510] = 0x55;
-  sector[511] = 0xaa;
-  return sector;
-}
+/** How long the probe guest may take to reach userspace: KVM needs well under a second. */
+export const PROBE_DEADLINE_MS = 5000;
+
+export const PROBE_MARKER = "resin-accel-probe: userspace reached";
 
 export function accelArgs(accel: Accel): string[] {
   return accel === "kvm" ? ["-accel", "kvm", "-cpu", "host"] : ["-accel", "tcg,thread=multi", "-cpu", "max"];
 }
 
-async function kvmWorks(): Promise<boolean> {
-  if (!existsSync("/dev/kvm")) return false;
-  const dir = await mkdtemp(join(tmpdir(), "resin-kvm-probe-"));
+/**
+ * The image's initramfs with its /init replaced (a later cpio archive overrides an
+ * earlier one): mount devtmpfs, print the marker on the serial console, power off.
+ */
+export function probeInitramfs(imageInitrd: Buffer): Buffer {
+  const init = `#!/bin/sh\nmount -t devtmpfs devtmpfs /dev\necho "${PROBE_MARKER}" > /dev/ttyS0\npoweroff -f\n`;
+  return Buffer.concat([imageInitrd, gzipSync(writeCpio([{ type: "file", path: "init", mode: 0o755, data: Buffer.from(init) }]), { level: 9 })]);
+}
+
+export interface ProbeResult {
+  ok: boolean;
+  ms: number;
+  /** What went wrong, for the one line that says why TCG is used. */
+  why?: string;
+}
+
+/**
+ * Boot `kernel` with the probe initramfs under the given accelerator arguments and wait
+ * for the marker. Takes the arguments rather than an Accel so that a test can hand it
+ * an accelerator that hangs (a guest started paused, -S).
+ */
+export async function probeAccel(image: { kernel: string; initrd: string }, args: string[], deadlineMs = PROBE_DEADLINE_MS): Promise<ProbeResult> {
+  const dir = await mkdtemp(join(tmpdir(), "resin-accel-probe-"));
+  const started = Date.now();
   try {
-    await writeFile(join(dir, "boot.img"), probeBootSector());
+    await writeFile(join(dir, "initrd.img"), probeInitramfs(await readFile(image.initrd)));
     const serial = join(dir, "serial.out");
-    await execa(
+    const run = await execa(
       QEMU,
-      [...accelArgs("kvm"), "-nodefaults", "-no-user-config", "-display", "none", "-m", "16", "-no-reboot",
-        "-drive", `file=${join(dir, "boot.img")},format=raw,if=ide`, "-serial", `file:${serial}`],
-      { timeout: 5000, reject: false },
+      [...args, "-machine", "q35", "-m", "128", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-kernel", image.kernel, "-initrd", join(dir, "initrd.img"), "-append", "console=ttyS0 panic=-1 quiet",
+        "-serial", `file:${serial}`],
+      { timeout: deadlineMs, forceKillAfterDelay: 1000, reject: false, stdin: "ignore" },
     );
-    return existsSync(serial) && (await readFile(serial, "latin1")).includes("K");
+    const ms = Date.now() - started;
+    const out = existsSync(serial) ? await readFile(serial, "latin1") : "";
+    if (out.includes(PROBE_MARKER)) return { ok: true, ms };
+    if (run.timedOut) return { ok: false, ms, why: `its guest printed ${out.length ? "no marker" : "nothing"} within ${deadlineMs / 1000}s` };
+    return { ok: false, ms, why: `QEMU ended without the marker: ${(run.stderr || `exit ${run.exitCode}`).trim().split("\n")[0]}` };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
+interface Memo {
+  bootId: string;
+  kernel: string;
+  accel: Accel;
+  why?: string;
+}
+
+const memoPath = () => join(cacheHome(), "accel.json");
+
+/** Forget the remembered choice, e.g. after a node booted with it stayed silent. */
+export async function forgetAccel(): Promise<void> {
+  await rm(memoPath(), { force: true });
+}
+
 /**
- * RESIN_ACCEL=kvm|tcg forces a choice. Otherwise probe once per host boot and
- * remember the answer (keyed by the kernel's boot id).
+ * RESIN_ACCEL=kvm|tcg forces a choice. Otherwise KVM must boot the image's kernel and
+ * initramfs (in `imageDir`) to userspace within the deadline. The answer is remembered
+ * for this host boot and this kernel; TCG is announced once, with the reason, when the
+ * probe fails. Without an image to probe with, a remembered answer or else TCG.
  */
-export async function chooseAccel(): Promise<Accel> {
+export async function chooseAccel(imageDir?: string, log: Log = () => {}, probeArgs: string[] = accelArgs("kvm")): Promise<Accel> {
   const forced = process.env.RESIN_ACCEL;
   if (forced === "kvm" || forced === "tcg") return forced;
+  if (!existsSync("/dev/kvm")) return "tcg";
   const bootId = (await readFile("/proc/sys/kernel/random/boot_id", "utf8").catch(() => "unknown")).trim();
-  const memo = join(cacheHome(), "accel.json");
-  const known = await readFile(memo, "utf8").then((t) => JSON.parse(t) as { bootId: string; accel: Accel }).catch(() => undefined);
-  if (known?.bootId === bootId) return known.accel;
-  const accel: Accel = (await kvmWorks()) ? "kvm" : "tcg";
-  await writeFileAtomic(memo, JSON.stringify({ bootId, accel }) + "\n");
+  const known = await readFile(memoPath(), "utf8").then((t) => JSON.parse(t) as Memo).catch(() => undefined);
+  const image = imageDir ? { kernel: join(imageDir, "vmlinuz"), initrd: join(imageDir, "initrd.img") } : undefined;
+  if (!image || !existsSync(image.kernel)) return known?.bootId === bootId ? known.accel : "tcg";
+  const kernel = await sha256File(image.kernel);
+  if (known?.bootId === bootId && known.kernel === kernel) return known.accel;
+  const result = await probeAccel(image, probeArgs);
+  const accel: Accel = result.ok ? "kvm" : "tcg";
+  if (!result.ok) log(`  KVM did not pass its probe (${result.why}): using TCG, which is slower (RESIN_ACCEL=kvm|tcg forces a choice)`);
+  await writeFileAtomic(memoPath(), JSON.stringify({ bootId, kernel, accel, why: result.why } satisfies Memo) + "\n");
   return accel;
 }

@@ -4,14 +4,14 @@
 import { existsSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { clusterPaths, imageDirFor, type ClusterState, type NodeState } from "../../cluster/state.js";
-import { readManifest, servicePorts } from "../../image/build.js";
+import { clusterPaths, ensureClusterDir, imageDirFor, type ClusterState, type NodeState } from "../../cluster/state.js";
+import { readManifest, servicePorts } from "../../image/manifest.js";
 import { ResinError } from "../../util/errors.js";
 import type { Log } from "../../util/log.js";
 import { chooseAccel, type Accel } from "./accel.js";
-import { freeLoopbackPort } from "./ports.js";
+import { assignPorts } from "./ports.js";
 import { startSwitch, stopSwitch, switchPaths, switchRunning } from "./vde.js";
-import { consoleTail, KERNEL_APPEND, startVm, stopVm, vmPid, type MetadataService } from "./vm.js";
+import { consoleTail, KERNEL_APPEND, startVm, stopVm, vmPid, type MetadataService, type VmSpec } from "./vm.js";
 
 export type VmState = "running" | "stopped" | "crashed";
 
@@ -38,6 +38,7 @@ async function guestPorts(state: ClusterState, node: NodeState): Promise<Record<
 }
 
 async function ensureSwitch(state: ClusterState): Promise<void> {
+  await ensureClusterDir(state.name);
   const sw = switchPaths(clusterPaths(state.name).dir);
   if (!(await switchRunning(sw))) await startSwitch(sw);
 }
@@ -49,21 +50,29 @@ export interface BootOptions {
   append?: string;
 }
 
-/** Boot one node. Its host ports are chosen anew and recorded in `node.ports` (the caller saves state). */
+/**
+ * Give every node that lacks one a host port for each forward, keep the ports nodes
+ * have, and move a port another program holds now. The caller saves the state.
+ */
+export async function assignClusterPorts(state: ClusterState, nodes: NodeState[] = state.nodes, log?: Log): Promise<void> {
+  for (const node of nodes) {
+    const reserved = new Set(state.nodes.filter((n) => n !== node).flatMap((n) => Object.values(n.ports)));
+    const { ports, moved } = await assignPorts(Object.keys(await guestPorts(state, node)), node.ports, reserved);
+    for (const m of moved) log?.(`  ${node.name}: host port ${m.from} for ${m.key} is taken by another program; it is now ${m.to}`);
+    node.ports = ports;
+  }
+}
+
+/** Boot one node on the host ports recorded for it (chosen now when it has none; see assignClusterPorts). */
 export async function startNode(state: ClusterState, node: NodeState, accel: Accel, log: Log, boot: BootOptions = {}): Promise<number> {
   await ensureSwitch(state);
   const files = nodeFiles(state.name, node.name);
-  await mkdir(files.dir, { recursive: true });
+  await mkdir(files.dir, { recursive: true, mode: 0o700 });
   const image = imageDirFor(state.name, node.image);
-  node.ports = {};
-  const forwards = [];
-  for (const [key, guestPort] of Object.entries(await guestPorts(state, node))) {
-    const hostPort = await freeLoopbackPort();
-    node.ports[key] = hostPort;
-    forwards.push({ hostPort, guestPort });
-  }
+  const guest = await guestPorts(state, node);
+  await assignClusterPorts(state, [node], log);
   await rm(files.stoppedMarker, { force: true });
-  const pid = await startVm({
+  const spec = (): VmSpec => ({
     name: node.name,
     dir: files.dir,
     kernel: join(image, "vmlinuz"),
@@ -76,11 +85,25 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
     switchSocket: switchPaths(clusterPaths(state.name).dir).socket,
     clusterMac: node.clusterMac,
     hostMac: node.hostMac,
-    forwards,
+    forwards: Object.entries(guest).map(([key, guestPort]) => ({ hostPort: node.ports[key]!, guestPort })),
     configDrive: boot.metadataService ? undefined : files.configDrive,
     metadataService: boot.metadataService,
     persistDisk: files.persistDisk,
   });
+  let pid: number;
+  try {
+    pid = await startVm(spec());
+  } catch (e) {
+    // Another program took a port between our check and QEMU's bind: move that one, once.
+    const taken = /host forwarding rule 'tcp:127\.0\.0\.1:(\d+)-/.exec((e as Error).message);
+    if (!taken) throw e;
+    const key = Object.keys(node.ports).find((k) => node.ports[k] === Number(taken[1]));
+    if (!key) throw e;
+    delete node.ports[key];
+    await assignClusterPorts(state, [node], log);
+    log(`  ${node.name}: host port ${taken[1]} for ${key} was taken as QEMU started; it is now ${node.ports[key]}`);
+    pid = await startVm(spec());
+  }
   await writeFile(files.startedMarker, `${pid}\n`);
   log(`  started ${node.name} (${node.address}, pid ${pid}, ${Object.entries(node.ports).map(([k, p]) => `${k} → 127.0.0.1:${p}`).join(", ")})`);
   return pid;
@@ -93,15 +116,27 @@ export async function stopNode(state: ClusterState, node: NodeState, opts: { gra
   await stopVm(files.dir, opts);
 }
 
-export async function startCluster(state: ClusterState, log: Log): Promise<void> {
-  const accel = await chooseAccel();
-  log(`  accelerator: ${accel}${accel === "tcg" ? " (KVM is absent or did not pass the probe)" : ""}`);
+/**
+ * Start the cluster's nodes that are not running (all of them by default) and leave
+ * running ones alone; on a failure, stop the ones this call started. Returns the
+ * accelerator used and the nodes started.
+ */
+export async function startCluster(state: ClusterState, log: Log, nodes: NodeState[] = state.nodes): Promise<{ accel: Accel; started: NodeState[] }> {
+  const accel = await chooseAccel(imageDirFor(state.name, (nodes[0] ?? state.nodes[0]!).image), log);
+  log(`  accelerator: ${accel}${process.env.RESIN_ACCEL ? " (RESIN_ACCEL)" : ""}`);
+  const started: NodeState[] = [];
   try {
-    for (const node of state.nodes) await startNode(state, node, accel, log);
+    for (const node of nodes) {
+      if ((await vmState(state.name, node)).state === "running") continue;
+      await startNode(state, node, accel, log);
+      started.push(node);
+    }
   } catch (e) {
-    await stopCluster(state, { graceMs: 0 });
+    await Promise.all(started.map((n) => stopNode(state, n, { graceMs: 0 })));
+    if (!(await anythingRunning(state, true))) await stopSwitch(switchPaths(clusterPaths(state.name).dir));
     throw e;
   }
+  return { accel, started };
 }
 
 /** Stop every VM (cleanly when graceMs > 0) and then the switch. */
@@ -128,8 +163,9 @@ export async function vmState(cluster: string, node: NodeState): Promise<{ state
   return { state: "crashed", reason: await crashReason(files.dir) };
 }
 
-export async function anythingRunning(state: ClusterState): Promise<boolean> {
-  if (await switchRunning(switchPaths(clusterPaths(state.name).dir))) return true;
+/** Whether a VM of the cluster runs (or, unless `vmsOnly`, its switch). */
+export async function anythingRunning(state: ClusterState, vmsOnly = false): Promise<boolean> {
+  if (!vmsOnly && (await switchRunning(switchPaths(clusterPaths(state.name).dir)))) return true;
   for (const node of state.nodes) if ((await vmState(state.name, node)).state === "running") return true;
   return false;
 }

@@ -1,7 +1,7 @@
 // One QEMU process per node. The command line is built by a pure function so that
 // tests can read it; starting and stopping go by the pid QEMU writes itself.
 import { existsSync } from "node:fs";
-import { readFile, rm } from "node:fs/promises";
+import { readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { ResinError } from "../../util/errors.js";
@@ -56,8 +56,14 @@ export function vmPaths(dir: string) {
 /** QEMU splits option values at commas; a literal comma in a path is written twice. */
 const q = (path: string) => path.replaceAll(",", ",,");
 
+const isPort = (p: number) => Number.isInteger(p) && p >= 1 && p <= 65535;
+
 export function qemuArgs(spec: VmSpec): string[] {
   const paths = vmPaths(spec.dir);
+  // Ports are joined into QEMU's option syntax: anything but a port number could add options.
+  for (const f of [...spec.forwards, ...(spec.metadataService?.forwards ?? [])]) {
+    if (!isPort(f.hostPort) || !isPort(f.guestPort)) throw new ResinError(`node ${spec.name}: forward ${String(f.hostPort)} → ${String(f.guestPort)} is not a pair of TCP ports (1 to 65535)`);
+  }
   const forwards = spec.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`).join("");
   return [
     "-name", spec.name,
@@ -142,7 +148,22 @@ export async function stopVm(dir: string, opts: { graceMs?: number } = {}): Prom
   await stopProcess(pid, paths.pidFile, 5000);
 }
 
+/**
+ * Text from a guest, safe to print on a terminal: escape sequences and control
+ * characters other than newline and tab are dropped, carriage returns too.
+ */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])?/g, "").replace(/[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]/g, "");
+}
+
+/** The last `lines` lines of a node's console log, made printable. */
 export async function consoleTail(dir: string, lines = 15): Promise<string> {
   const text = await readFile(vmPaths(dir).console, "utf8").catch(() => "");
-  return text.split("\n").slice(-lines).join("\n");
+  return printable(text.replace(/\n$/, "")).split("\n").slice(-lines).join("\n");
+}
+
+/** Bytes the node's console has printed since its VM started (QEMU starts the file anew). */
+export async function consoleBytes(dir: string): Promise<number> {
+  return stat(vmPaths(dir).console).then((s) => s.size, () => 0);
 }

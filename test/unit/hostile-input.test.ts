@@ -1,0 +1,267 @@
+// Hostile input that must not hurt, without booting anything: image manifests that lie
+// (bad digest, injected ports, traversal file names), cluster names that reach outside
+// the clusters directory, two commands racing for one lock, and host ports that must
+// never collide. Each bad case expects a clear ResinError and nothing changed on disk.
+import { execFileSync, spawn } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { gunzipSync } from "node:zlib";
+import { afterEach, describe, expect, it } from "vitest";
+import { installImage } from "../../cli/cluster/images.js";
+import { withClusterLock } from "../../cli/cluster/lock.js";
+import { clusterPaths, imageDirFor } from "../../cli/cluster/state.js";
+import { imageDigest, readManifest } from "../../cli/image/manifest.js";
+import { probeInitramfs, PROBE_MARKER } from "../../cli/provider/qemu/accel.js";
+import { assignPorts } from "../../cli/provider/qemu/ports.js";
+import { printable, qemuArgs } from "../../cli/provider/qemu/vm.js";
+import { ResinError } from "../../cli/util/errors.js";
+import { sha256 } from "../../cli/util/hash.js";
+
+const scratch: string[] = [];
+const savedState = process.env.RESIN_STATE_HOME;
+afterEach(() => {
+  for (const d of scratch.splice(0)) rmSync(d, { recursive: true, force: true });
+  if (savedState === undefined) delete process.env.RESIN_STATE_HOME;
+  else process.env.RESIN_STATE_HOME = savedState;
+});
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "resin-hostile-"));
+  scratch.push(dir);
+  return dir;
+}
+
+/** Every file under `dir` with its sha256: "nothing changed on disk" is this, before and after. */
+function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else out[p.slice(dir.length)] = sha256(readFileSync(p));
+    }
+  };
+  if (existsSync(dir)) walk(dir);
+  return out;
+}
+
+/** A small but real-shaped image directory whose manifest tells the truth. */
+function fakeImage(dir: string): { dir: string; manifest: Record<string, any> } {
+  mkdirSync(dir, { recursive: true });
+  const file = (name: string, text: string) => {
+    writeFileSync(join(dir, name), text);
+    return { file: name, sha256: sha256(text), size: Buffer.byteLength(text) };
+  };
+  const kernel = file("vmlinuz", "kernel bytes");
+  const initrd = file("initrd.img", "initramfs bytes");
+  const rootfs = file("rootfs.squashfs", "root filesystem bytes");
+  const manifest = {
+    role: "consul-server",
+    channel: "debian",
+    inputDigest: "x",
+    digest: imageDigest([kernel, initrd, rootfs]),
+    kernel: { ...kernel, version: "6.1", modules: [] },
+    initrd,
+    rootfs,
+    disk: { raw: file("disk.raw", "raw"), qcow2: file("disk.qcow2", "qcow2"), iso: file("disk.iso", "iso") },
+    services: [{ name: "base", ports: { status: 9100 } }, { name: "consul", version: "1.8.7", ports: { https: 8501 } }],
+    packages: [],
+    releases: [],
+    files: [],
+    initramfsFiles: [],
+  };
+  writeFileSync(join(dir, "manifest.json"), JSON.stringify(manifest, null, 2));
+  return { dir, manifest };
+}
+
+async function rejection(p: Promise<unknown>): Promise<ResinError> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e, "expected a ResinError").toBeInstanceOf(ResinError);
+  return e as ResinError;
+}
+
+describe("image manifests from an image set are checked, not trusted", () => {
+  const D = "sha256:" + "a".repeat(64);
+  it.each([
+    ["a digest that is a path", (m: any) => (m.digest = "sha256:../../../../tmp/x"), "digest"],
+    ["a digest with upper-case hex", (m: any) => (m.digest = D.toUpperCase()), "digest"],
+    ["a port that injects QEMU options", (m: any) => (m.services[1].ports.https = "8501,hostfwd=tcp::2222-:22"), "services.1.ports.https"],
+    ["a guestfwd command in a port", (m: any) => (m.services[1].ports.https = ",guestfwd=tcp:10.0.2.100:1-cmd:touch /tmp/pwned"), "services.1.ports.https"],
+    ["a fractional port", (m: any) => (m.services[1].ports.https = 8501.5), "services.1.ports.https"],
+    ["port 0", (m: any) => (m.services[0].ports.status = 0), "services.0.ports.status"],
+    ["port 65536", (m: any) => (m.services[0].ports.status = 65536), "services.0.ports.status"],
+    ["a port name with a comma", (m: any) => (m.services[1].ports = { "https,hostfwd=x": 8501 }), "services.1.ports"],
+    ["a kernel file outside the image", (m: any) => (m.kernel.file = "../../../etc/passwd"), "kernel.file"],
+    ["a rootfs file name with a slash", (m: any) => (m.rootfs.file = "sub/rootfs.squashfs"), "rootfs.file"],
+    ["a disk file named ..", (m: any) => (m.disk.raw.file = ".."), "disk.raw.file"],
+  ])("refuses %s, naming the field, and installs nothing", async (_what, spoil, field) => {
+    process.env.RESIN_STATE_HOME = tempDir();
+    const { dir, manifest } = fakeImage(join(tempDir(), "consul-server"));
+    spoil(manifest);
+    writeFileSync(join(dir, "manifest.json"), JSON.stringify(manifest));
+    const before = snapshot(process.env.RESIN_STATE_HOME);
+    const e = await rejection(installImage("victim", dir, D));
+    expect(e.message, e.message).toContain(join(dir, "manifest.json"));
+    expect(e.message, e.message).toContain(field);
+    expect(e.message.split("\n")).toHaveLength(1);
+    expect(snapshot(process.env.RESIN_STATE_HOME)).toEqual(before);
+  });
+
+  it("refuses a file whose bytes are not the ones its manifest lists, and installs nothing", async () => {
+    process.env.RESIN_STATE_HOME = tempDir();
+    const { dir, manifest } = fakeImage(join(tempDir(), "consul-server"));
+    writeFileSync(join(dir, "rootfs.squashfs"), "another root filesystem");
+    const e = await rejection(installImage("victim", dir, manifest.digest));
+    expect(e.message, e.message).toMatch(/rootfs\.squashfs does not match its manifest/);
+    expect(existsSync(clusterPaths("victim").images) ? readdirSync(clusterPaths("victim").images) : []).toEqual([]);
+  });
+
+  it("refuses a manifest whose digest is not the digest of its files", async () => {
+    process.env.RESIN_STATE_HOME = tempDir();
+    const { dir, manifest } = fakeImage(join(tempDir(), "consul-server"));
+    manifest.digest = D;
+    writeFileSync(join(dir, "manifest.json"), JSON.stringify(manifest));
+    const e = await rejection(installImage("victim", dir, D));
+    expect(e.message, e.message).toContain("is not the digest of the files it lists");
+    expect(existsSync(imageDirFor("victim", D))).toBe(false);
+  });
+
+  it("refuses a listed file that is a symlink to something else", async () => {
+    process.env.RESIN_STATE_HOME = tempDir();
+    const { dir, manifest } = fakeImage(join(tempDir(), "consul-server"));
+    rmSync(join(dir, "vmlinuz"));
+    execFileSync("ln", ["-s", "/etc/hostname", join(dir, "vmlinuz")]);
+    const e = await rejection(installImage("victim", dir, manifest.digest));
+    expect(e.message, e.message).toContain("vmlinuz is missing or not a regular file");
+  });
+
+  it("installs an honest image with the same bytes, in a 0700 cluster directory", async () => {
+    process.env.RESIN_STATE_HOME = tempDir();
+    const { dir, manifest } = fakeImage(join(tempDir(), "consul-server"));
+    await installImage("honest", dir, manifest.digest, { disks: true });
+    const installed = imageDirFor("honest", manifest.digest);
+    for (const f of ["vmlinuz", "initrd.img", "rootfs.squashfs", "manifest.json", "disk.raw", "disk.qcow2", "disk.iso"]) {
+      expect(readFileSync(join(installed, f))).toEqual(readFileSync(join(dir, f)));
+    }
+    expect(statSync(clusterPaths("honest").dir).mode & 0o777).toBe(0o700);
+    expect((await readManifest(installed))!.digest).toBe(manifest.digest);
+  });
+});
+
+describe("cluster names", () => {
+  it.each(["", ".", "..", "../x", "a/b", "-rf", "--yes", "x".repeat(40), "Upper", "a b", "a\u001b[31m"])("refuses %j before touching anything", (name) => {
+    process.env.RESIN_STATE_HOME = tempDir();
+    expect(() => clusterPaths(name)).toThrow(ResinError);
+    expect(() => clusterPaths(name)).toThrow(/invalid cluster name/);
+  });
+
+  it("refuses an image digest that is not one", () => {
+    expect(() => imageDirFor("ok", "sha256:../../x")).toThrow(/not an image digest/);
+  });
+});
+
+describe("QEMU's command line", () => {
+  it("cannot be given a forward that is not a pair of ports", () => {
+    const spec = {
+      name: "n", dir: "/d", kernel: "/k", initrd: "/i", rootDisk: "/r", append: "", memoryMib: 256, cpus: 1, accel: "tcg" as const,
+      switchSocket: "/s", clusterMac: "52:54:00:00:00:01", hostMac: "52:54:00:00:00:02", persistDisk: "/p",
+      forwards: [{ hostPort: "1,hostfwd=tcp::2222-:22" as unknown as number, guestPort: 22 }],
+    };
+    expect(() => qemuArgs(spec)).toThrow(/is not a pair of TCP ports/);
+  });
+});
+
+describe("host ports", () => {
+  it("keeps recorded ports, moves one another program holds, and never gives two forwards one port", async () => {
+    // A kernel that hands out the same port twice (as bind-to-0-and-close can) and one taken port.
+    const offers = [41000, 41000, 41000, 41001, 41002];
+    const { ports, moved } = await assignPorts(["base.status", "consul.https", "nomad.https"], { "base.status": 40000, "consul.https": 40001 }, new Set([40500]), {
+      isFree: async (p) => p !== 40001,
+      fresh: async () => offers.shift()!,
+    });
+    expect(ports["base.status"]).toBe(40000);
+    expect(moved).toEqual([{ key: "consul.https", from: 40001, to: 41000 }]);
+    expect(new Set(Object.values(ports)).size).toBe(3);
+    expect(Object.values(ports)).not.toContain(40500);
+  });
+
+  it("gives a port another node of the cluster holds to nobody else", async () => {
+    const { ports } = await assignPorts(["base.status"], { "base.status": 40500 }, new Set([40500]), { isFree: async () => true, fresh: async () => 41234 });
+    expect(ports).toEqual({ "base.status": 41234 });
+  });
+});
+
+describe("the cluster lock", () => {
+  const cli = resolve(import.meta.dirname, "..", "..", "dist", "cli", "cluster", "lock.js");
+
+  /** A separate node process that takes the lock, holds it for `holdMs`, and reports. */
+  function contender(stateHome: string, holdMs: number): Promise<string> {
+    const script = `
+      const { withClusterLock } = await import(${JSON.stringify(cli)});
+      try {
+        await withClusterLock("race", "test", () => new Promise((r) => setTimeout(r, ${holdMs})));
+        console.log("took it");
+      } catch (e) { console.log("refused: " + e.message); }`;
+    return new Promise((resolvePromise) => {
+      const child = spawn(process.execPath, ["--input-type=module", "-e", script], { env: { ...process.env, RESIN_STATE_HOME: stateHome } });
+      let out = "";
+      child.stdout.on("data", (d) => (out += d));
+      child.stderr.on("data", (d) => (out += d));
+      child.on("close", () => resolvePromise(out.trim()));
+    });
+  }
+
+  it("lets exactly one of two racing commands take a stale lock", async () => {
+    const stateHome = tempDir();
+    for (let round = 0; round < 5; round++) {
+      mkdirSync(join(stateHome, "clusters"), { recursive: true });
+      // A lock whose owner has died (pid far beyond pid_max), as a crash leaves it.
+      writeFileSync(join(stateHome, "clusters", "race.lock"), "999999999 up\n");
+      const results = await Promise.all([contender(stateHome, 1500), contender(stateHome, 1500)]);
+      expect(results.filter((r) => r === "took it"), results.join(" | ")).toHaveLength(1);
+      expect(results.find((r) => r !== "took it"), results.join(" | ")).toMatch(/^refused: cluster 'race' is busy: another resin command \(pid \d+, test\)/);
+      expect(readdirSync(join(stateHome, "clusters"))).toEqual([]);
+    }
+  }, 60_000);
+
+  it("never reads a half-written lock: a live owner's lock always names it", async () => {
+    process.env.RESIN_STATE_HOME = tempDir();
+    await withClusterLock("held", "up", async () => {
+      const text = readFileSync(join(process.env.RESIN_STATE_HOME!, "clusters", "held.lock"), "utf8");
+      expect(text).toBe(`${process.pid} up\n`);
+      const e = await rejection(withClusterLock("held", "down", async () => undefined));
+      expect(e.message).toBe(`cluster 'held' is busy: another resin command (pid ${process.pid}, up) is changing it`);
+    });
+    expect(existsSync(join(process.env.RESIN_STATE_HOME!, "clusters", "held.lock"))).toBe(false);
+  });
+
+  it("refuses a bad cluster name before creating anything", async () => {
+    process.env.RESIN_STATE_HOME = join(tempDir(), "state");
+    await rejection(withClusterLock("../x", "destroy", async () => undefined));
+    expect(existsSync(process.env.RESIN_STATE_HOME)).toBe(false);
+  });
+});
+
+describe("text from guests", () => {
+  it("loses escape sequences and control characters, keeps lines and tabs", () => {
+    expect(printable("ok\u001b[2J\u001b[31mred\u001b[0m\r\n\u001b]0;evil title\u0007next\tline\u0000\n")).toBe("okred\nnext\tline\n");
+  });
+});
+
+describe("the accelerator probe's initramfs", () => {
+  it("is the image's initramfs followed by an archive whose /init prints the marker and powers off", () => {
+    const image = Buffer.from("the image's own gzipped cpio");
+    const probe = probeInitramfs(image);
+    expect(probe.subarray(0, image.length)).toEqual(image);
+    const cpio = gunzipSync(probe.subarray(image.length));
+    const work = tempDir();
+    execFileSync("cpio", ["-idm", "--quiet"], { cwd: work, input: cpio });
+    const init = readFileSync(join(work, "init"), "utf8");
+    expect(statSync(join(work, "init")).mode & 0o777).toBe(0o755);
+    expect(init).toContain(`echo "${PROBE_MARKER}"`);
+    expect(init).toMatch(/poweroff -f\n$/);
+  });
+});
