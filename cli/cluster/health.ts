@@ -4,7 +4,8 @@ import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { sleep } from "../util/time.js";
 import { nodeFiles, vmState } from "../provider/qemu/provider.js";
-import { consoleTail, vmPaths } from "../provider/qemu/vm.js";
+import { consoleBytes, consoleTail, vmPaths } from "../provider/qemu/vm.js";
+import { forgetAccel, type Accel } from "../provider/qemu/accel.js";
 import { autopilotHealth, consulEndpoint, consulView, hasQuorum, type ConsulAccess, type ConsulView } from "./consul.js";
 import type { ClusterState } from "./state.js";
 
@@ -14,13 +15,44 @@ export function describeView(v: ConsulView): string {
   return `leader ${v.leader.replace(/:\d+$/, "")}, ${v.peers?.length ?? 0} peers`;
 }
 
+/** Nodes just started, whose consoles must print something within `afterMs`. */
+export interface SilentWatch {
+  nodes: string[];
+  accel: Accel;
+  afterMs: number;
+}
+
+/** How long a freshly started guest may print nothing: KVM boots in a second, TCG on a busy host takes longer. */
+export const silentAfterMs = (accel: Accel): number => (accel === "kvm" ? 20_000 : 60_000);
+
+/**
+ * A guest that prints nothing at all is not running its kernel: under KVM that is the
+ * accelerator (seen: Linux hangs before its first line on a host whose KVM runs a boot
+ * sector). Say so by name now instead of waiting out the whole timeout.
+ */
+async function checkSilent(state: ClusterState, watch: SilentWatch, elapsedMs: number): Promise<void> {
+  if (elapsedMs < watch.afterMs) return;
+  for (const name of watch.nodes) {
+    const dir = nodeFiles(state.name, name).dir;
+    if ((await consoleBytes(dir)) > 0) continue;
+    const forced = process.env.RESIN_ACCEL !== undefined;
+    if (watch.accel === "kvm" && !forced) await forgetAccel(); // the next run probes again
+    throw new ResinError(
+      `node ${name} has printed nothing on its console in ${Math.round(elapsedMs / 1000)}s: its guest is not running (accelerator ${watch.accel}${forced ? ", forced by RESIN_ACCEL" : ""})`,
+      watch.accel === "kvm"
+        ? `the likely cause is KVM on this host; use TCG:   RESIN_ACCEL=tcg resin up --name ${state.name}`
+        : `QEMU may be stuck or the host overloaded; see ${vmPaths(dir).stderr} and ${vmPaths(dir).console}`,
+    );
+  }
+}
+
 /**
  * Ready means: every node agrees on one leader with all servers as raft peers (quorum),
  * and then Consul's autopilot calls every server healthy (stable, caught up).
  */
 export async function waitForQuorum(
   state: ClusterState,
-  opts: { timeoutMs: number; log: Log; access?: ConsulAccess; consulServers?: number },
+  opts: { timeoutMs: number; log: Log; access?: ConsulAccess; consulServers?: number; silent?: SilentWatch },
 ): Promise<{ seconds: number; quorumSeconds: number; leader: string }> {
   const started = Date.now();
   let quorumSeconds: number | undefined;
@@ -37,6 +69,7 @@ export async function waitForQuorum(
         );
       }
     }
+    if (opts.silent) await checkSilent(state, opts.silent, Date.now() - started);
     const views = await Promise.all(servers.map((n) => consulView(consulEndpoint(n, opts.access)!)));
     const seconds = (Date.now() - started) / 1000;
     let report = servers.map((n, i) => `${n.name}: ${describeView(views[i]!)}`).join("; ");

@@ -7,7 +7,7 @@ import { sleep } from "../util/time.js";
 import { chooseAccel } from "../provider/qemu/accel.js";
 import { startNode, stopNode, vmState } from "../provider/qemu/provider.js";
 import { agentLeave, autopilotHealth, consulEndpoint, consulView, type AutopilotHealth, type ConsulAccess } from "./consul.js";
-import { writeClusterState, type ClusterState, type NodeState } from "./state.js";
+import { imageDirFor, writeClusterState, type ClusterState, type NodeState } from "./state.js";
 import { pruneImages } from "./images.js";
 
 export interface UpgradeStep {
@@ -104,17 +104,48 @@ export interface UpgradeOptions {
   log: Log;
 }
 
-/** Boot `node` on `image` in place of what it runs: graceful leave, stop, swap, start. */
+/**
+ * Boot `node` on `image` in place of what it runs: graceful leave, stop, swap, start.
+ * The intent is recorded before the node is stopped, so an interruption anywhere in
+ * between leaves a state that `--resume` (and `rollback`) can finish.
+ */
 async function replace(state: ClusterState, node: NodeState, image: string, opts: UpgradeOptions): Promise<void> {
+  state.upgrade!.replacing = { node: node.name, image };
+  await writeClusterState(state);
   const ep = consulEndpoint(node, opts.access);
   if (ep && (await vmState(state.name, node)).state === "running") {
     await agentLeave(ep).catch((e: Error) => opts.log(`  ${node.name}: leave failed (${e.message}); stopping anyway`));
   }
   await stopNode(state, node);
   node.image = image;
-  await opts.writeConfig(node);
-  await startNode(state, node, await chooseAccel(), opts.log);
   await writeClusterState(state);
+  await opts.writeConfig(node);
+  await startNode(state, node, await chooseAccel(imageDirFor(state.name, image), opts.log), opts.log);
+  state.upgrade!.replacing = undefined;
+  await writeClusterState(state);
+}
+
+/**
+ * Before an upgrade goes on (--resume): finish the replacement an interruption cut
+ * short, and start every node that is not running, each on the image the state records.
+ */
+export async function resumeInterrupted(state: ClusterState, opts: UpgradeOptions): Promise<void> {
+  const replacing = state.upgrade?.replacing;
+  if (replacing) {
+    const node = state.nodes.find((n) => n.name === replacing.node);
+    if (node) {
+      opts.log(`  ${node.name}: finishing its interrupted replacement (${replacing.image.slice(7, 19)})`);
+      await replace(state, node, replacing.image, opts);
+      await gateAfter(state, node, opts);
+    }
+  }
+  for (const node of state.nodes) {
+    if ((await vmState(state.name, node)).state === "running") continue;
+    opts.log(`  ${node.name}: not running; starting it on ${node.image.slice(7, 19)}`);
+    await opts.writeConfig(node);
+    await startNode(state, node, await chooseAccel(imageDirFor(state.name, node.image), opts.log), opts.log);
+    await writeClusterState(state);
+  }
 }
 
 export async function runUpgrade(state: ClusterState, opts: UpgradeOptions): Promise<{ steps: UpgradeStep[] }> {
@@ -145,7 +176,9 @@ export async function rollbackNode(state: ClusterState, nodeName: string, opts: 
   const node = state.nodes.find((n) => n.name === nodeName);
   if (!node) throw new ResinError(`cluster '${state.name}' has no node '${nodeName}'`);
   const previous = state.upgrade?.previous[nodeName];
-  if (!previous || previous === node.image) {
+  // A node whose replacement was cut short may still be on its previous image, stopped.
+  const interrupted = state.upgrade?.replacing?.node === nodeName && (await vmState(state.name, node)).state !== "running";
+  if (!previous || (previous === node.image && !interrupted)) {
     throw new ResinError(`node ${nodeName} has no earlier image to go back to`, "rollback works on a node an unfinished upgrade has replaced");
   }
   opts.log(`  ${node.name}: back to ${previous.slice(7, 19)}`);

@@ -7,8 +7,8 @@ import { consulAccess, consulServerCount } from "../cluster/consul.js";
 import { finishCluster, localTargets } from "../cluster/bootstrap.js";
 import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
 import { clusterPaths, readClusterState, writeClusterState, type ClusterState } from "../cluster/state.js";
-import { waitForQuorum } from "../cluster/health.js";
-import { anythingRunning, nodeFiles, startCluster, stopCluster } from "../provider/qemu/provider.js";
+import { silentAfterMs, waitForQuorum } from "../cluster/health.js";
+import { assignClusterPorts, nodeFiles, startCluster, stopCluster, stopNode, vmState } from "../provider/qemu/provider.js";
 import { createPersistDisk } from "../provider/qemu/vm.js";
 import { ResinError } from "../util/errors.js";
 import { requireTools } from "../util/tools.js";
@@ -33,18 +33,14 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   requireTools(["qemu-system-x86_64", "qemu-img", "vde_switch"]);
   const paths = clusterPaths(opts.name);
   const existing = await readClusterState(opts.name);
-  if (existing && (await anythingRunning(existing))) {
-    throw new ResinError(`cluster '${opts.name}' is already running`, `see it with \`resin status --name ${opts.name}\`, stop it with \`resin down --name ${opts.name}\``);
-  }
   if (existing && opts.nodesGiven && existing.nodes.length !== opts.roles.length) {
     throw new ResinError(`cluster '${opts.name}' has ${existing.nodes.length} nodes, not ${opts.roles.length}`, "omit --nodes (and --roles) to start it as it is, or use another --name");
   }
 
   let state: ClusterState;
   if (existing) {
-    // A stopped cluster comes back exactly as it was: same images, secrets and disks.
+    // A cluster comes back exactly as it was: same images, secrets, disks and host ports.
     state = existing;
-    opts.log(`cluster ${opts.name}: starting again (${state.nodes.length} nodes, state in ${paths.dir})`);
   } else {
     if (opts.roles.length < 1 || opts.roles.length > 9) throw new ResinError(`${opts.roles.length} nodes is out of range`, "use 1 to 9 nodes locally");
     state = await createCluster(opts);
@@ -53,26 +49,43 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     throw new ResinError(`cluster '${opts.name}' takes its addresses from DHCP, which local clusters do not have`, "deploy it with its manifest (resin plan --name … --json, then Terraform), or plan a local cluster without --network dhcp");
   }
 
-  await writeConfigDrives(opts.project, state);
+  // Converge: start every node that is not running (stopped or crashed); leave running ones alone.
+  const vms = await Promise.all(state.nodes.map((n) => vmState(state.name, n)));
+  const toStart = state.nodes.filter((_, i) => vms[i]!.state !== "running");
+  const running = state.nodes.length - toStart.length;
+  if (existing) {
+    opts.log(`cluster ${opts.name}: ${running ? `${running} of ${state.nodes.length} nodes running, starting ${toStart.map((n) => n.name).join(", ") || "none"}` : `starting again (${state.nodes.length} nodes)`} (state in ${paths.dir})`);
+  }
+
   const roles = await loadClusterRoles(opts.project, state);
-  for (const node of state.nodes) {
+  if (toStart.length) await writeConfigDrives(opts.project, state, toStart);
+  for (const node of toStart) {
     const files = nodeFiles(state.name, node.name);
     if (await createPersistDisk(files.persistDisk, roles.get(node.role)!.spec.vm.persist_disk_gib)) opts.log(`  new persist disk for ${node.name}`);
   }
 
-  await startCluster(state, opts.log);
+  // Host ports are chosen once and recorded before any VM starts.
+  await assignClusterPorts(state, toStart, opts.log);
+  await writeClusterState(state);
+  const { accel, started } = toStart.length ? await startCluster(state, opts.log, toStart) : { accel: "tcg" as const, started: [] };
   await writeClusterState(state);
   try {
     opts.log(`cluster ${opts.name}: waiting for Consul quorum (timeout ${opts.timeoutMs / 1000}s)`);
     const secrets = await readSecrets(paths.secrets);
     const access = consulAccess(secrets);
     const consulServers = consulServerCount(state.nodes, roles);
-    const { seconds, quorumSeconds, leader } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: opts.log, access, consulServers });
+    const silent = { nodes: started.map((n) => n.name), accel, afterMs: silentAfterMs(accel) };
+    const { seconds, quorumSeconds, leader } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: opts.log, access, consulServers, silent });
     await finishCluster(state, secrets, localTargets(state, access), opts.log);
     opts.log(`cluster ${opts.name}: quorum in ${quorumSeconds.toFixed(1)}s, ready (autopilot healthy) in ${seconds.toFixed(1)}s, leader ${leader}`);
   } catch (e) {
-    opts.log(`cluster ${opts.name}: did not come up; stopping its VMs (state and logs are kept in ${paths.dir})`);
-    await stopCluster(state, { graceMs: 0 });
+    if (running === 0) {
+      opts.log(`cluster ${opts.name}: did not come up; stopping its VMs (state and logs are kept in ${paths.dir})`);
+      await stopCluster(state, { graceMs: 0 });
+    } else {
+      opts.log(`cluster ${opts.name}: did not come up; stopping the nodes this run started (${started.map((n) => n.name).join(", ") || "none"}); state and logs are kept in ${paths.dir}`);
+      await Promise.all(started.map((n) => stopNode(state, n, { graceMs: 0 })));
+    }
     throw e;
   }
   return state;

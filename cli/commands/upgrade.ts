@@ -7,7 +7,7 @@ import { consulAccess, consulServerCount } from "../cluster/consul.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { installImage } from "../cluster/images.js";
 import { clusterPaths, requireCluster, writeClusterState, type ClusterState } from "../cluster/state.js";
-import { clusterHealth, GateError, planUpgrade, rollbackNode, runUpgrade, type UpgradeOptions } from "../cluster/upgrade.js";
+import { clusterHealth, GateError, planUpgrade, resumeInterrupted, rollbackNode, runUpgrade, type UpgradeOptions } from "../cluster/upgrade.js";
 import { readManifest } from "../image/build.js";
 import { anythingRunning } from "../provider/qemu/provider.js";
 import { ResinError } from "../util/errors.js";
@@ -74,8 +74,12 @@ function gateFailure(e: GateError, state: ClusterState): ResinError {
 
 export async function upgradeCommand(opts: UpgradeCommandOptions): Promise<void> {
   const state = await requireCluster(opts.name);
-  if (!(await anythingRunning(state))) throw new ResinError(`cluster '${opts.name}' is not running`, `start it first: resin up --name ${opts.name}`);
   if (opts.resume && !state.upgrade) throw new ResinError(`cluster '${opts.name}' has no unfinished upgrade to resume`);
+  if (!opts.resume && !(await anythingRunning(state))) throw new ResinError(`cluster '${opts.name}' is not running`, `start it first: resin up --name ${opts.name}`);
+  if (opts.resume && !opts.dryRun) {
+    // Finish what an interruption cut short and start the nodes that are not running.
+    await resumeInterrupted(state, await upgradeOptions(opts, state));
+  }
 
   const target = opts.resume ? state.upgrade!.target : await newImages(state, opts);
   const access = consulAccess(await readSecrets(clusterPaths(state.name).secrets));
@@ -94,7 +98,7 @@ export async function upgradeCommand(opts: UpgradeCommandOptions): Promise<void>
 
   // The images nodes run now stay in the cluster until the upgrade completes (rollback).
   const previous = Object.fromEntries(state.nodes.map((n) => [n.name, state.upgrade?.previous[n.name] ?? n.image]));
-  state.upgrade = { target, previous };
+  state.upgrade = { target, previous, replacing: state.upgrade?.replacing };
   await writeClusterState(state);
   const started = Date.now();
   try {

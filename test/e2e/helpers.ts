@@ -2,7 +2,8 @@
 // outlives a test.
 import { execFileSync, spawnSync } from "node:child_process";
 import { execa } from "execa";
-import { readFileSync, readdirSync, existsSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
+import { afterEach } from "vitest";
 import { join, resolve } from "node:path";
 import { consulAccess, type ConsulEndpoint } from "../../cli/cluster/consul.js";
 import type { Secrets } from "../../cli/bootstrap/secrets.js";
@@ -84,4 +85,33 @@ export function consulAt(stateHome: string, name: string, node: string): ConsulE
 
 export function fileBytes(path: string): string | undefined {
   return existsSync(path) ? execFileSync("sha256sum", [path], { encoding: "utf8" }).split(" ")[0] : undefined;
+}
+
+/**
+ * Keep the evidence of a failed test: before the suite's afterAll deletes its state
+ * directory, copy every node's console and QEMU log (never secrets or disks) to
+ * out/e2e-failures/<suite>/<test>/ and say where.
+ */
+export function keepLogsOnFailure(stateHome: string, suite: string): void {
+  afterEach((ctx) => {
+    if (ctx.task.result?.state !== "fail") return;
+    const clusters = join(stateHome, "clusters");
+    if (!existsSync(clusters)) return;
+    const dest = join(repoRoot, "out", "e2e-failures", suite, ctx.task.name.replace(/[^A-Za-z0-9._-]+/g, "-").slice(0, 80));
+    let kept = 0;
+    for (const cluster of readdirSync(clusters)) {
+      const nodes = join(clusters, cluster, "nodes");
+      if (!existsSync(nodes)) continue;
+      for (const node of readdirSync(nodes)) {
+        for (const file of ["console.log", "qemu.log"]) {
+          const from = join(nodes, node, file);
+          if (!existsSync(from)) continue;
+          mkdirSync(join(dest, cluster, node), { recursive: true });
+          copyFileSync(from, join(dest, cluster, node, file));
+          kept++;
+        }
+      }
+    }
+    if (kept) process.stderr.write(`e2e: ${suite}: "${ctx.task.name}" failed; its console logs are kept in ${dest}\n`);
+  });
 }
