@@ -71,7 +71,7 @@ program
 
 program
   .command("up")
-  .description("start a local cluster in QEMU (created on first use, restarted as it was afterwards) and wait for quorum")
+  .description("start a local cluster in QEMU (created on first use; afterwards starts every node that is not running, leaves running ones alone, on the same host ports) and wait for quorum")
   .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
   .addOption(nodesOption())
   .addOption(roleOption())
@@ -199,7 +199,7 @@ program
   .description("print a node's console log, or with --service that service's log from the node")
   .argument("<node>", "node name")
   .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
-  .option("--service <service>", "a supervised service's own log, read from the running node")
+  .option("--service <service>", "a supervised service's own log, read from the running node (with the node's status token)")
   .option("-f, --follow", "keep printing the console log as it grows")
   .option("-n, --lines <n>", "how many lines", integer, 200)
   .action(async (node: string, opts: { name: string; service?: string; follow?: boolean; lines: number }) => {
@@ -223,7 +223,7 @@ program
 
 program
   .command("destroy")
-  .description("stop a cluster and delete its state: persist disks, secrets, logs (asks first)")
+  .description("stop a cluster and delete its state: persist disks, secrets, logs (asks first); only a directory of the clusters directory that holds a cluster")
   .argument("<name>", "cluster name")
   .option("--yes", "do not ask")
   .action(async (name: string, opts: { yes?: boolean }) => {
@@ -236,7 +236,7 @@ program
   .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
   .option("--image-set <dir>", "take images from DIR/<role>/ (e.g. another checkout's out/images/<channel>) instead of building")
   .option("--dry-run", "show the plan and change nothing")
-  .option("--resume", "continue an upgrade that stopped at a failed gate")
+  .option("--resume", "continue an upgrade that stopped (a failed gate or an interruption): first finish the node it was replacing and start nodes that are not running")
   .option("--gate-timeout <seconds>", "how long one node may take to become healthy", integer, 300)
   .addOption(offlineOption())
   .action(async (opts: { name: string; imageSet?: string; dryRun?: boolean; resume?: boolean; gateTimeout: number; offline?: boolean }) => {
