@@ -3,7 +3,8 @@
 // the host creates them (with the SecretIDs it generated) and their policies. Nomad: ACL
 // bootstrap with the pre-generated secret. Vault: init once, unseal every node. All
 // idempotent, so `resin up` of an existing cluster runs them again safely.
-import { CONSUL_AGENT_POLICY, CONSUL_NOMAD_POLICY, recordVaultInit, type Secrets } from "../bootstrap/secrets.js";
+import { CONSUL_AGENT_POLICY, CONSUL_NOMAD_POLICY, readSecrets, recordVaultInit, type Secrets } from "../bootstrap/secrets.js";
+import { vmState } from "../provider/qemu/provider.js";
 import { bootstrapNomadAcl } from "./nomad.js";
 import { ensureVaultReady, type VaultNode } from "./vault.js";
 import { clusterPaths } from "./state.js";
@@ -11,7 +12,7 @@ import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { sleep } from "../util/time.js";
 import { hostTls } from "./api.js";
-import { consulEndpoint, ensureToken, type ConsulAccess, type ConsulEndpoint } from "./consul.js";
+import { consulAccess, consulEndpoint, ensureToken, type ConsulAccess, type ConsulEndpoint } from "./consul.js";
 import type { ClusterState } from "./state.js";
 
 // Right after an election Consul 1.8 still runs its ACL system in legacy mode, and a
@@ -69,6 +70,22 @@ export async function bootstrapConsulAcl(ep: ConsulEndpoint, secrets: Secrets, l
 export async function bootstrapNomad(target: { url: string; serverName?: string }, secrets: Secrets, log: Log, timeoutMs = 300_000): Promise<void> {
   const result = await bootstrapNomadAcl(target.url, secrets.nomad.bootstrapSecret, { ...hostTls(secrets, target.serverName), timeoutMs, log });
   log(`  Nomad ACL: ${result.created ? "bootstrapped" : "already bootstrapped"} (management token accessor ${result.accessorId})`);
+}
+
+/**
+ * After a node or its Vault started again (`resin start`, `restart`, an upgrade's new
+ * node): Vault comes back sealed, so unseal every running Vault node with the keys the
+ * host keeps. Nothing to do for a cluster whose Vault was never initialised.
+ */
+export async function unsealAgain(state: ClusterState, log: Log, timeoutMs = 300_000): Promise<void> {
+  const secrets = await readSecrets(clusterPaths(state.name).secrets);
+  if (!secrets.vault) return;
+  const running = new Set<string>();
+  for (const node of state.nodes) if ((await vmState(state.name, node)).state === "running") running.add(node.name);
+  const nodes = localTargets(state, consulAccess(secrets)).vault.nodes.filter((n) => running.has(n.name));
+  if (nodes.length === 0) return;
+  await ensureVaultReady(nodes, secrets, () => Promise.reject(new Error("Vault is initialised already")), { timeoutMs, log });
+  log(`  Vault: unsealed on ${nodes.map((n) => n.name).join(", ")}`);
 }
 
 /** Vault: initialise once (keys and root token kept in the bundle, 0600), unseal every node. */

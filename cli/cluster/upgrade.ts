@@ -8,6 +8,9 @@ import { chooseAccel } from "../provider/qemu/accel.js";
 import { startNode, stopNode, vmState } from "../provider/qemu/provider.js";
 import { agentLeave, autopilotHealth, consulEndpoint, consulView, type AutopilotHealth, type ConsulAccess } from "./consul.js";
 import { imageDirFor, writeClusterState, type ClusterState, type NodeState } from "./state.js";
+import type { Secrets } from "../bootstrap/secrets.js";
+import { hostTls } from "./api.js";
+import { ensureVaultReady, vaultAutopilot, vaultHealth, type VaultClientOptions } from "./vault.js";
 import { pruneImages } from "./images.js";
 
 export interface UpgradeStep {
@@ -16,10 +19,13 @@ export interface UpgradeStep {
   to: string;
 }
 
-/** Which nodes change and in what order: followers by index, the leader last. Pure. */
-export function planUpgrade(state: ClusterState, target: Record<string, string>, leaderAddress?: string): UpgradeStep[] {
+/**
+ * Which nodes change and in what order: followers by index, then the Consul leader and
+ * the active Vault node (by name) last, so each product loses its leader once. Pure.
+ */
+export function planUpgrade(state: ClusterState, target: Record<string, string>, leaderAddress?: string, vaultActive?: string): UpgradeStep[] {
   const pending = state.nodes.filter((n) => target[n.role] && target[n.role] !== n.image);
-  const isLeader = (n: NodeState) => !!leaderAddress && leaderAddress.startsWith(`${n.address}:`);
+  const isLeader = (n: NodeState) => (!!leaderAddress && leaderAddress.startsWith(`${n.address}:`)) || n.name === vaultActive;
   return [...pending.filter((n) => !isLeader(n)), ...pending.filter(isLeader)].map((n) => ({ node: n.name, from: n.image, to: target[n.role]! }));
 }
 
@@ -56,8 +62,11 @@ async function gateBefore(state: ClusterState, node: NodeState, opts: UpgradeOpt
   let last: ClusterHealth = { running: 0 };
   for (;;) {
     last = await clusterHealth(state, opts.access);
-    const ok = last.running === state.nodes.length && last.autopilot?.healthy && (last.autopilot.failureTolerance >= 1 || state.nodes.length === 1);
-    if (ok) return last;
+    // Servers, not nodes: a cluster of one Consul server and client nodes has no tolerance to keep.
+    const ok = last.running === state.nodes.length && last.autopilot?.healthy && (last.autopilot.failureTolerance >= 1 || opts.consulServers === 1);
+    const vault = ok ? await vaultGate(state, opts) : undefined;
+    if (ok && (vault === undefined || vault.ok)) return last;
+    if (vault && !vault.ok && Date.now() > deadline) throw new GateError(`upgrade stopped before ${node.name}: ${vault.why}`);
     if (Date.now() > deadline) {
       const why = last.running !== state.nodes.length
         ? `${state.nodes.length - last.running} node(s) are not running`
@@ -72,6 +81,46 @@ async function gateBefore(state: ClusterState, node: NodeState, opts: UpgradeOpt
   }
 }
 
+/** The node whose Vault is active, if any: it is replaced last. */
+export async function activeVaultNode(state: ClusterState, secrets?: Secrets): Promise<string | undefined> {
+  if (!secrets?.vault) return undefined;
+  const tls: VaultClientOptions = { ...hostTls(secrets), timeoutMs: 5000 };
+  for (const n of await vaultNodes(state)) if ((await vaultHealth(n.url, tls).catch(() => undefined))?.state === "active") return n.name;
+  return undefined;
+}
+
+/** The running Vault nodes, as the host reaches them. */
+async function vaultNodes(state: ClusterState): Promise<{ name: string; url: string }[]> {
+  const nodes = [];
+  for (const n of state.nodes) {
+    const port = n.ports["vault.https"];
+    if (port && (await vmState(state.name, n)).state === "running") nodes.push({ name: n.name, url: `https://127.0.0.1:${port}` });
+  }
+  return nodes;
+}
+
+/**
+ * Vault's part of a gate, where the cluster runs an initialised Vault: every node
+ * unsealed, raft autopilot healthy with every Vault server a voter, and (before a node
+ * goes) one server allowed to fail. Undefined where there is no Vault to gate on.
+ */
+async function vaultGate(state: ClusterState, opts: UpgradeOptions, before = true): Promise<{ ok: boolean; why: string } | undefined> {
+  const token = opts.secrets?.vault?.rootToken;
+  const servers = state.nodes.filter((n) => n.ports["vault.https"]).length;
+  if (!token || servers === 0) return undefined;
+  const tls: VaultClientOptions = { ...hostTls(opts.secrets!), timeoutMs: 5000 };
+  const nodes = await vaultNodes(state);
+  for (const n of nodes) {
+    const h = await vaultHealth(n.url, tls).catch(() => undefined);
+    if (h?.state !== "active" && h?.state !== "standby") return { ok: false, why: `Vault on ${n.name} is ${h?.state ?? "not answering"}` };
+  }
+  const active = nodes[0] && (await vaultAutopilot(nodes[0].url, token, tls).catch((e: Error) => e.message));
+  if (!active || typeof active === "string") return { ok: false, why: `Vault's raft autopilot does not answer${active ? ` (${active})` : ""}` };
+  if (!active.healthy || active.voters.length !== servers) return { ok: false, why: `Vault's raft autopilot counts ${active.voters.length} of ${servers} voters${active.healthy ? "" : ", not healthy"}` };
+  if (before && servers > 1 && active.failureTolerance < 1) return { ok: false, why: `Vault's failure tolerance is ${active.failureTolerance}: replacing a node now would risk its quorum` };
+  return { ok: true, why: "" };
+}
+
 /** Gate after booting a node: it is back as a raft peer, and autopilot calls every server healthy. */
 async function gateAfter(state: ClusterState, node: NodeState, opts: UpgradeOptions): Promise<void> {
   const timeoutMs = opts.gateTimeoutMs;
@@ -84,8 +133,16 @@ async function gateAfter(state: ClusterState, node: NodeState, opts: UpgradeOpti
     const view = await consulView(ep);
     if (view.leader && view.peers?.includes(`${node.address}:8300`)) {
       const autopilot = await autopilotHealth(ep);
-      if (autopilot?.healthy && autopilot.servers.length === opts.consulServers) return;
-      why = "it rejoined, but autopilot does not yet call every server healthy";
+      if (autopilot?.healthy && autopilot.servers.length === opts.consulServers) {
+        // A node that runs Vault comes back sealed: unseal it, then wait for Vault's raft.
+        if (!node.ports["vault.https"] || !opts.secrets?.vault) return;
+        await ensureVaultReady(await vaultNodes(state), opts.secrets, () => Promise.reject(new Error("Vault is initialised already")), { timeoutMs: Math.max(1000, deadline - Date.now()), log: opts.log });
+        const vault = await vaultGate(state, opts, false);
+        if (!vault || vault.ok) return;
+        why = vault.why;
+      } else {
+        why = "it rejoined, but autopilot does not yet call every server healthy";
+      }
     } else {
       why = view.error ? `its Consul is ${view.error}` : "it has not rejoined the raft peers";
     }
@@ -101,6 +158,8 @@ export interface UpgradeOptions {
   /** How many Consul servers autopilot must count healthy. */
   consulServers: number;
   access?: ConsulAccess;
+  /** The cluster's secrets: Vault's keys and token, where it runs Vault. */
+  secrets?: Secrets;
   log: Log;
 }
 
@@ -153,7 +212,7 @@ export async function runUpgrade(state: ClusterState, opts: UpgradeOptions): Pro
   const done: UpgradeStep[] = [];
   for (;;) {
     const before = await clusterHealth(state, opts.access);
-    const [step] = planUpgrade(state, target, before.leader);
+    const [step] = planUpgrade(state, target, before.leader, await activeVaultNode(state, opts.secrets));
     if (!step) break;
     const node = state.nodes.find((n) => n.name === step.node)!;
     const started = Date.now();

@@ -17,7 +17,8 @@ import type { Log } from "../util/log.js";
 import { seconds } from "../util/time.js";
 import { ApiClient, hostTls, patience, retry, type ApiTls } from "./api.js";
 
-export type VaultState = "active" | "standby" | "dr-secondary" | "performance-standby" | "uninitialised" | "sealed";
+export const VAULT_STATES = ["active", "standby", "dr-secondary", "performance-standby", "uninitialised", "sealed"] as const;
+export type VaultState = (typeof VAULT_STATES)[number];
 
 const STATES: Record<number, VaultState> = {
   200: "active",
@@ -59,9 +60,9 @@ export interface VaultNode {
 export const unsealed = (s: VaultState) => s === "active" || s === "standby" || s === "performance-standby" || s === "dr-secondary";
 
 /** Vault's API at `url` (https://host:port). */
-export function vaultClient(url: string, opts: VaultClientOptions): ApiClient {
+export function vaultClient(url: string, opts: VaultClientOptions, token?: string): ApiClient {
   const { timeoutMs, name, ...tls } = opts;
-  return new ApiClient({ address: url, tls, timeoutMs, name: name ?? "Vault" });
+  return new ApiClient({ address: url, tls, timeoutMs, name: name ?? "Vault", ...(token ? { token: { header: "x-vault-token", value: token } } : {}) });
 }
 
 function vaultErrors(text: string): string {
@@ -89,6 +90,35 @@ export async function vaultHealth(url: string, opts: VaultClientOptions): Promis
 }
 
 /** PUT /v1/sys/init: Shamir key shares and the root token. */
+/** The raft voters and non-voters as the active node knows them (GET /v1/sys/storage/raft/configuration, a token's read). */
+export async function vaultRaftPeers(url: string, token: string, opts: VaultClientOptions): Promise<{ node: string; voter: boolean; leader: boolean }[]> {
+  const { status, text } = await vaultClient(url, opts, token).get("/v1/sys/storage/raft/configuration");
+  if (status !== 200) throw new ResinError(`Vault at ${url} answered ${status} to GET /v1/sys/storage/raft/configuration: ${vaultErrors(text)}`);
+  const servers = (JSON.parse(text) as { data: { config: { servers: { node_id: string; voter: boolean; leader: boolean }[] } } }).data.config.servers;
+  return servers.map((s) => ({ node: s.node_id, voter: s.voter, leader: s.leader })).sort((a, b) => a.node.localeCompare(b.node));
+}
+
+/**
+ * Vault's raft autopilot (GET /v1/sys/storage/raft/autopilot/state, a token's read):
+ * whether every server is healthy, how many may fail, and the voters it counts.
+ */
+export async function vaultAutopilot(url: string, token: string, opts: VaultClientOptions): Promise<{ healthy: boolean; failureTolerance: number; voters: string[] }> {
+  const { status, text } = await vaultClient(url, opts, token).get("/v1/sys/storage/raft/autopilot/state");
+  if (status !== 200) throw new ResinError(`Vault at ${url} answered ${status} to GET /v1/sys/storage/raft/autopilot/state: ${vaultErrors(text)}`);
+  const data = (JSON.parse(text) as { data: { healthy: boolean; failure_tolerance: number; voters?: string[] } }).data;
+  return { healthy: data.healthy, failureTolerance: data.failure_tolerance, voters: [...(data.voters ?? [])].sort() };
+}
+
+/** What `resin status` shows of one Vault node: its state from sys/health, or why it does not answer. */
+export async function vaultView(url: string, opts: VaultClientOptions): Promise<{ state: VaultState | null; version: string | null; error: string | null }> {
+  try {
+    const h = await vaultHealth(url, opts);
+    return { state: h.state, version: h.version ?? null, error: null };
+  } catch (e) {
+    return { state: null, version: null, error: (e as Error).message.split("\n")[0]! };
+  }
+}
+
 export async function initVault(url: string, params: { shares: number; threshold: number }, opts: VaultClientOptions): Promise<{ keys: string[]; keysBase64: string[]; rootToken: string }> {
   const res = await vaultClient(url, { ...opts, timeoutMs: opts.timeoutMs ?? 30_000 }).put("/v1/sys/init", { body: { secret_shares: params.shares, secret_threshold: params.threshold } });
   if (res.status !== 200) throw new ResinError(`Vault at ${url} refused to initialise: ${res.status} ${vaultErrors(res.text)}`);

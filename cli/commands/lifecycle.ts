@@ -8,6 +8,7 @@ import { statusToken } from "../bootstrap/node-secrets.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { clusterPaths, clustersDir, imageDirFor, listClusters, requireCluster, writeClusterState, type ClusterState, type NodeState } from "../cluster/state.js";
 import { guestLog, guestSv } from "../cluster/guest.js";
+import { unsealAgain } from "../cluster/bootstrap.js";
 import { chooseAccel } from "../provider/qemu/accel.js";
 import { nodeFiles, startNode, stopCluster, stopNode, vmState } from "../provider/qemu/provider.js";
 import { consoleTail, printable, stopVm, vmPaths } from "../provider/qemu/vm.js";
@@ -36,6 +37,7 @@ export async function startNodeCommand(cluster: string, nodeName: string, log: L
   if ((await vmState(state.name, node)).state === "running") throw new ResinError(`node ${nodeName} is already running`);
   await startNode(state, node, await chooseAccel(imageDirFor(state.name, node.image), log), log);
   await writeClusterState(state);
+  await unsealAgain(state, log);
 }
 
 /** Restart a node's VM, or (with `service`) one supervised service inside it. */
@@ -47,11 +49,13 @@ export async function restartCommand(cluster: string, nodeName: string, service:
     if ((await vmState(state.name, node)).state !== "running" || !port) throw new ResinError(`node ${nodeName} is not running`);
     await guestSv(port, await nodeToken(state, node), service, "restart");
     log(`node ${nodeName}: asked runit to restart ${service}`);
+    if (service === "vault") await unsealAgain(state, log);
     return;
   }
   await stopNode(state, node);
   await startNode(state, node, await chooseAccel(imageDirFor(state.name, node.image), log), log);
   await writeClusterState(state);
+  await unsealAgain(state, log);
 }
 
 /** What the node's status endpoint wants before it controls a service or shows a log. */

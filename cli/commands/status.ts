@@ -1,9 +1,12 @@
 // `resin status`: per node the VM's state, the node's own view of its supervised
-// services, and Consul's view of the cluster (leader, raft peers, autopilot).
+// services, Consul's view of the cluster (leader, raft peers, autopilot), and Vault's
+// state (active, standby, sealed) with its raft peers.
 // The JSON form (--json) follows StatusSchema and is kept stable.
 import { z } from "zod";
 import { autopilotHealth, consulAccess, consulEndpoint, consulView } from "../cluster/consul.js";
 import { readSecrets } from "../bootstrap/secrets.js";
+import { hostTls } from "../cluster/api.js";
+import { unsealed, vaultRaftPeers, vaultView, VAULT_STATES } from "../cluster/vault.js";
 import { describeView } from "../cluster/health.js";
 import { guestStatus } from "../cluster/guest.js";
 import { clusterPaths, requireCluster } from "../cluster/state.js";
@@ -38,6 +41,11 @@ export const NodeStatusSchema = z.object({
   consul: z
     .object({ leader: z.string().nullable(), peers: z.array(z.string()).nullable(), error: z.string().nullable() })
     .nullable(),
+  /** Vault on this node (sys/health): active, standby, sealed, uninitialised; null where it runs no Vault or is down. */
+  vault: z
+    .object({ state: z.enum(VAULT_STATES).nullable(), version: z.string().nullable(), error: z.string().nullable() })
+    .nullable()
+    .default(null),
 });
 
 export const StatusSchema = z.object({
@@ -48,6 +56,11 @@ export const StatusSchema = z.object({
   leader: z.string().nullable(),
   /** Consul autopilot: how many servers may fail without losing quorum (null if unknown). */
   failureTolerance: z.number().int().nullable(),
+  /** Vault's raft peers as its active node reports them; null without an initialised, active Vault. */
+  vault: z
+    .object({ active: z.string().nullable(), peers: z.array(z.object({ node: z.string(), voter: z.boolean(), leader: z.boolean() })) })
+    .nullable()
+    .default(null),
   nodes: z.array(NodeStatusSchema),
 });
 
@@ -56,7 +69,10 @@ export type ClusterStatus = z.infer<typeof StatusSchema>;
 
 export async function clusterStatus(name: string): Promise<ClusterStatus> {
   const state = await requireCluster(name);
-  const access = consulAccess(await readSecrets(clusterPaths(name).secrets));
+  const secrets = await readSecrets(clusterPaths(name).secrets);
+  const access = consulAccess(secrets);
+  const tls = hostTls(secrets);
+  const vaultUrl = (port: number) => `https://127.0.0.1:${port}`;
   const nodes = await Promise.all(
     state.nodes.map(async (node): Promise<NodeStatus> => {
       const vm = await vmState(state.name, node);
@@ -65,6 +81,8 @@ export async function clusterStatus(name: string): Promise<ClusterStatus> {
       const statusPort = node.ports["base.status"];
       const guest = running && statusPort ? await guestStatus(statusPort) : undefined;
       const consul = running && endpoint ? await consulView(endpoint) : undefined;
+      const vaultPort = node.ports["vault.https"];
+      const vault = running && vaultPort ? await vaultView(vaultUrl(vaultPort), { ...tls, timeoutMs: 5000 }) : null;
       return {
         name: node.name,
         role: node.role,
@@ -75,6 +93,7 @@ export async function clusterStatus(name: string): Promise<ClusterStatus> {
         boot: guest && "boot" in guest ? guest.boot : null,
         services: guest && "services" in guest ? (guest.services as NodeStatus["services"]) : null,
         consul: consul ? { leader: consul.leader ?? null, peers: consul.peers ?? null, error: consul.error ?? null } : null,
+        vault,
       };
     }),
   );
@@ -84,8 +103,14 @@ export async function clusterStatus(name: string): Promise<ClusterStatus> {
   const leader = leaders.size === 1 ? [...leaders][0] || null : null;
   const answering = state.nodes.find((_, i) => nodes[i]!.consul?.leader);
   const autopilot = answering ? await autopilotHealth(consulEndpoint(answering, access)!) : undefined;
-  const healthy = nodes.every((n) => n.vm.state === "running") && !!leader && autopilot?.healthy === true;
-  return { name: state.name, channel: state.channel, healthy, leader, failureTolerance: autopilot?.failureTolerance ?? null, nodes };
+  const active = nodes.find((n) => n.vault?.state === "active");
+  const activePort = state.nodes.find((n) => n.name === active?.name)?.ports["vault.https"];
+  const peers = activePort && secrets.vault ? await vaultRaftPeers(vaultUrl(activePort), secrets.vault.rootToken, { ...tls, timeoutMs: 5000 }).catch(() => undefined) : undefined;
+  const vault = peers ? { active: active!.name, peers } : null;
+  // Where Vault runs, healthy also means every node of it is unsealed.
+  const vaultUnsealed = nodes.every((n) => !n.vault || (n.vault.state !== null && unsealed(n.vault.state)));
+  const healthy = nodes.every((n) => n.vm.state === "running") && !!leader && autopilot?.healthy === true && vaultUnsealed;
+  return { name: state.name, channel: state.channel, healthy, leader, failureTolerance: autopilot?.failureTolerance ?? null, vault, nodes };
 }
 
 function servicesColumn(n: NodeStatus): string {
@@ -98,13 +123,18 @@ function servicesColumn(n: NodeStatus): string {
 }
 
 export function formatStatus(status: ClusterStatus): string {
-  const rows = [["NODE", "ROLE", "ADDRESS", "VM", "SERVICES", "CONSUL"]];
+  const withVault = status.nodes.some((n) => n.vault);
+  const rows = [["NODE", "ROLE", "ADDRESS", "VM", "SERVICES", "CONSUL", ...(withVault ? ["VAULT"] : [])]];
   for (const n of status.nodes) {
     const consul = n.consul ? describeView({ leader: n.consul.leader ?? undefined, peers: n.consul.peers ?? undefined, error: n.consul.error ?? undefined }) : "-";
-    rows.push([n.name, n.role, n.address, n.vm.state, servicesColumn(n), consul]);
+    const vault = n.vault ? (n.vault.state ?? `not answering (${n.vault.error})`) : "-";
+    rows.push([n.name, n.role, n.address, n.vm.state, servicesColumn(n), consul, ...(withVault ? [vault] : [])]);
   }
   const table = formatTable(rows);
   const tolerance = status.failureTolerance !== null ? `, failure tolerance ${status.failureTolerance}` : "";
   const summary = status.healthy ? `cluster ${status.name}: healthy, leader ${status.leader}${tolerance}` : `cluster ${status.name}: NOT healthy${tolerance}`;
-  return `${table}\n${summary}`;
+  const vault = status.vault
+    ? `\nvault: active ${status.vault.active}, raft ${status.vault.peers.map((p) => `${p.node}${p.voter ? "" : " (non-voter)"}`).join(", ")}`
+    : "";
+  return `${table}\n${summary}${vault}`;
 }

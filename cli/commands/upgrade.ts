@@ -7,7 +7,7 @@ import { consulAccess, consulServerCount } from "../cluster/consul.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { installImage } from "../cluster/images.js";
 import { clusterPaths, requireCluster, writeClusterState, type ClusterState } from "../cluster/state.js";
-import { clusterHealth, GateError, planUpgrade, resumeInterrupted, rollbackNode, runUpgrade, type UpgradeOptions } from "../cluster/upgrade.js";
+import { activeVaultNode, clusterHealth, GateError, planUpgrade, resumeInterrupted, rollbackNode, runUpgrade, type UpgradeOptions } from "../cluster/upgrade.js";
 import { readManifest } from "../image/build.js";
 import { anythingRunning } from "../provider/qemu/provider.js";
 import { ResinError } from "../util/errors.js";
@@ -52,8 +52,10 @@ export async function newImages(
 
 async function upgradeOptions(opts: { project: string; gateTimeoutMs: number; log: Log }, state: ClusterState): Promise<UpgradeOptions> {
   const roles = await loadClusterRoles(opts.project, state);
+  const secrets = await readSecrets(clusterPaths(state.name).secrets);
   return {
-    access: consulAccess(await readSecrets(clusterPaths(state.name).secrets)),
+    access: consulAccess(secrets),
+    secrets,
     writeConfig: (node) => writeConfigDrives(opts.project, state, [node]),
     gateTimeoutMs: opts.gateTimeoutMs,
     consulServers: consulServerCount(state.nodes, roles),
@@ -82,9 +84,9 @@ export async function upgradeCommand(opts: UpgradeCommandOptions): Promise<void>
   }
 
   const target = opts.resume ? state.upgrade!.target : await newImages(state, opts);
-  const access = consulAccess(await readSecrets(clusterPaths(state.name).secrets));
-  const steps = planUpgrade(state, target, (await clusterHealth(state, access)).leader);
-  opts.log(`upgrade plan for ${opts.name} (followers first, leader last):`);
+  const secrets = await readSecrets(clusterPaths(state.name).secrets);
+  const steps = planUpgrade(state, target, (await clusterHealth(state, consulAccess(secrets))).leader, await activeVaultNode(state, secrets));
+  opts.log(`upgrade plan for ${opts.name} (followers first, Consul leader and active Vault last):`);
   for (const s of steps) opts.log(`  ${s.node}: ${s.from.slice(0, 19)} → ${s.to.slice(0, 19)}`);
   if (steps.length === 0) {
     opts.log("  nothing to do: every node runs its role's image");

@@ -66,7 +66,7 @@ describe("health-gated rolling upgrade", () => {
     const before = readFileSync(join(stateHome, "clusters", name, "cluster.json"), "utf8");
     const r = await resinAsync(["upgrade", "--name", name, "--image-set", setB.dir, "--dry-run"], env);
     expect(r.status).toBe(0);
-    expect(r.stderr).toContain("followers first, leader last");
+    expect(r.stderr).toContain("followers first, Consul leader and active Vault last");
     for (const n of nodes) expect(r.stderr).toContain(`${n}: sha256:`);
     expect(readFileSync(join(stateHome, "clusters", name, "cluster.json"), "utf8")).toBe(before);
   });
