@@ -17,6 +17,7 @@ import {
 } from "../../cli/bootstrap/metadata.js";
 import { planCluster, type ClusterPlan } from "../../cli/bootstrap/plan.js";
 import { generateSecrets, type Secrets } from "../../cli/bootstrap/secrets.js";
+import { consulAgentToken, statusToken } from "../../cli/bootstrap/node-secrets.js";
 
 // The Consul templates rendered the way Resin renders them: role.hcl.hbs at image
 // build time (the context cli/image/build.ts gives it), node.hcl.hbs per node through
@@ -278,7 +279,9 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
     });
     // The management token a server bootstraps ACLs with: `master` before 1.11, `initial_management` from 1.11.
     const management = compareVersions(version, "1.11") >= 0 ? "initial_management" : "master";
-    expect(hcl.blocks.acl?.blocks.tokens?.attrs).toEqual({ [management]: MANAGEMENT, agent: AGENT });
+    // The agent token is this node's own, derived from the cluster's key: never the key itself.
+    expect(hcl.blocks.acl?.blocks.tokens?.attrs).toEqual({ [management]: MANAGEMENT, agent: consulAgentToken(SECRETS, "demo-2") });
+    expect(JSON.stringify(tree)).not.toContain(AGENT);
   });
 
   it("names the management token by the release: master up to 1.10, initial_management from 1.11", async () => {
@@ -299,14 +302,15 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
     expect(hcl.attrs.retry_join).toEqual(serverAddresses);
     expect(hcl.attrs.bootstrap_expect).toBeUndefined();
     // A client agent holds its own token, never the management token.
-    expect(hcl.blocks.acl?.blocks.tokens?.attrs).toEqual({ agent: AGENT });
+    expect(hcl.blocks.acl?.blocks.tokens?.attrs).toEqual({ agent: consulAgentToken(SECRETS, "demo-4") });
+    expect(consulAgentToken(SECRETS, "demo-4")).not.toBe(consulAgentToken(SECRETS, "demo-1"));
     expect(file.content).not.toContain(MANAGEMENT);
   });
 
   it("gives the template context the node, cluster, secrets, service and options", () => {
     const ctx = templateContext(nodeContext(plan, 0, serverRole, 3), "consul");
     expect(ctx).toEqual({
-      node: { name: "demo-1", id: nodeId(SECRETS, "demo-1"), address: "10.88.0.11", index: 1, role: "consul-server" },
+      node: { name: "demo-1", id: nodeId(SECRETS, "demo-1"), consulAgentToken: consulAgentToken(SECRETS, "demo-1"), address: "10.88.0.11", index: 1, role: "consul-server" },
       cluster: { name: "demo", datacenter: "dc1", serverAddresses, serverCount: 3, servers: { consul: serverAddresses }, autoJoin: "" },
       secrets: SECRETS,
       service: { name: "consul", version: "1.8.7" },
@@ -320,7 +324,11 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
     expect(Object.keys(tree).sort()).toEqual(["consul", "hostname", "resin"]);
     expect(tree.hostname).toEqual({ content: "demo-1\n", perm: "0644" });
     const resin = tree.resin as { entries: Record<string, MetadataNode> };
-    expect(Object.keys(resin.entries)).toEqual(["network"]);
+    expect(Object.keys(resin.entries)).toEqual(["network", "status-token"]);
+    // The status endpoint's token: 0600, 64 hex digits, this node's own.
+    expect(resin.entries["status-token"]).toEqual({ content: `${statusToken(SECRETS, "demo-1")}\n`, perm: "0600" });
+    expect(statusToken(SECRETS, "demo-1")).toMatch(/^[0-9a-f]{64}$/);
+    expect(statusToken(SECRETS, "demo-1")).not.toBe(statusToken(SECRETS, "demo-2"));
     const network = resin.entries.network as { content: string; perm?: string };
     expect(network.content).toBe(`${node.clusterMac} 10.88.0.11/24 cluster\n${node.hostMac} 10.0.2.15/24 host\n`);
     for (const line of network.content.trimEnd().split("\n")) {
