@@ -3,9 +3,10 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, wri
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { processesUnder, repoRoot, resin } from "./helpers.js";
+import { keepLogsOnFailure, processesUnder, repoRoot, resin } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-errors-"));
+keepLogsOnFailure(stateHome, "cli-errors");
 afterAll(() => rmSync(stateHome, { recursive: true, force: true }));
 
 function projectWith(role: string, yaml: string): string {

@@ -14,9 +14,10 @@ import { writeIso9660 } from "../../cli/image/iso9660.js";
 import { loadRole } from "../../cli/spec/load.js";
 import { chooseAccel } from "../../cli/provider/qemu/accel.js";
 import { createPersistDisk, KERNEL_APPEND, startVm, stopVm } from "../../cli/provider/qemu/vm.js";
-import { consulAt, fileBytes, killLeftovers, processesUnder, repoRoot, resin, resinAsync } from "./helpers.js";
+import { consulAt, fileBytes, keepLogsOnFailure, killLeftovers, processesUnder, repoRoot, resin, resinAsync } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-state-"));
+keepLogsOnFailure(stateHome, "cluster");
 const env = { RESIN_STATE_HOME: stateHome };
 const name = "e2e";
 const clusterDir = join(stateHome, "clusters", name);

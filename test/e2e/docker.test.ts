@@ -7,10 +7,11 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { killLeftovers, repoRoot, resin, resinAsync } from "./helpers.js";
+import { keepLogsOnFailure, killLeftovers, repoRoot, resin, resinAsync } from "./helpers.js";
 
 const project = mkdtempSync(join(tmpdir(), "resin-e2e-docker-project-"));
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-docker-state-"));
+keepLogsOnFailure(stateHome, "docker");
 const env = { RESIN_STATE_HOME: stateHome, RESIN_PROJECT: project };
 const name = "dock";
 

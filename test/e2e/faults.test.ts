@@ -10,9 +10,10 @@ import { kvGet, kvKeys, kvPut, type ConsulEndpoint } from "../../cli/cluster/con
 import { guestSv } from "../../cli/cluster/guest.js";
 import { statusToken } from "../../cli/bootstrap/node-secrets.js";
 import { StatusSchema, type ClusterStatus } from "../../cli/commands/status.js";
-import { clusterJson, consulAt, killLeftovers, processesUnder, resin, resinAsync } from "./helpers.js";
+import { clusterJson, consulAt, keepLogsOnFailure, killLeftovers, processesUnder, resin, resinAsync } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-faults-"));
+keepLogsOnFailure(stateHome, "faults");
 const env = { RESIN_STATE_HOME: stateHome };
 const name = "faults";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -6,10 +6,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kvGet, kvPut, lanMembers } from "../../cli/cluster/consul.js";
-import { consulAt, killLeftovers, repoRoot, resin, resinAsync } from "./helpers.js";
+import { consulAt, keepLogsOnFailure, killLeftovers, repoRoot, resin, resinAsync } from "./helpers.js";
 
 const project = mkdtempSync(join(tmpdir(), "resin-e2e-mixed-project-"));
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-mixed-state-"));
+keepLogsOnFailure(stateHome, "mixed-roles");
 const env = { RESIN_STATE_HOME: stateHome, RESIN_PROJECT: project };
 const name = "mixed";
 

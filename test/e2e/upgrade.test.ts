@@ -8,9 +8,10 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { agentConfig, consulView, kvGet, kvPut } from "../../cli/cluster/consul.js";
 import { StatusSchema, type ClusterStatus } from "../../cli/commands/status.js";
-import { cliPath, consulAt, killLeftovers, repoRoot, resin, resinAsync } from "./helpers.js";
+import { cliPath, consulAt, keepLogsOnFailure, killLeftovers, repoRoot, resin, resinAsync } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-upgrade-"));
+keepLogsOnFailure(stateHome, "upgrade");
 const env = { RESIN_STATE_HOME: stateHome };
 const name = "upgrade";
 const nodes = ["upgrade-1", "upgrade-2", "upgrade-3"];
