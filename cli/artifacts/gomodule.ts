@@ -42,6 +42,8 @@ export const GoRecipeSchema = z
     product: z.enum(["nomad", "vault", "opentofu"]),
     version: z.string(),
     module: z.string(),
+    /** The main package built, only when it is not the module's root (so older recipes keep their keys). */
+    package: z.string().optional(),
     /** `go env GOVERSION`: the toolchain is part of what the bytes depend on. */
     go: z.string(),
     goos: z.literal("linux"),
@@ -148,6 +150,7 @@ export async function goRecipe(spec: GoModuleSpec, wrapperDir: string): Promise<
     product: spec.product,
     version: spec.version,
     module: spec.module,
+    ...(spec.package && spec.package !== spec.module ? { package: spec.package } : {}),
     go,
     goos: "linux",
     goarch: "amd64",
@@ -196,6 +199,10 @@ export async function ensureGoBuild(spec: GoModuleSpec, wrapperDir: string, opts
   const where = join(wrapperDir, "go.mod");
   checkLicensedVersion(spec, where);
   checkWrapper(await readFile(where, "utf8"), spec, where);
+  const pkg = spec.package ?? spec.module;
+  if (pkg !== spec.module && !pkg.startsWith(`${spec.module}/`)) {
+    throw new ResinError(`${where}: the package ${pkg} is not in the module ${spec.module}`, `name a package under ${spec.module}/, such as ${spec.module}/cmd/NAME`);
+  }
   const recipe = await goRecipe(spec, wrapperDir);
   const key = recipeKey(recipe);
   const cached = await cachedGoBuild(recipe);
@@ -217,12 +224,12 @@ export async function ensureGoBuild(spec: GoModuleSpec, wrapperDir: string, opts
   if (!dir) throw new ResinError(`go list could not find ${spec.module} for ${name}: ${lastLine(info.all)}`, "nothing was built or cached");
   checkLicenceText(await readFile(join(dir, "LICENSE"), "utf8").catch(() => ""), `${spec.module}@v${spec.version}`);
 
-  const total = (await go(["list", "-deps", spec.module])).stdout.split("\n").filter(Boolean).length;
+  const total = (await go(["list", "-deps", pkg])).stdout.split("\n").filter(Boolean).length;
   const scratch = await mkdtemp(join(tmpdir(), `resin-go-${spec.product}-`));
   try {
     const out = join(scratch, spec.product);
-    const args = ["build", "-v", ...GO_FLAGS, ...(recipe.tags.length ? ["-tags", recipe.tags.join(",")] : []), "-ldflags", recipe.ldflags, "-o", out, spec.module];
-    opts.log(`  go: building ${name} from ${spec.module} (${total} packages; a cold build takes many minutes, later builds come from the cache)`);
+    const args = ["build", "-v", ...GO_FLAGS, ...(recipe.tags.length ? ["-tags", recipe.tags.join(",")] : []), "-ldflags", recipe.ldflags, "-o", out, pkg];
+    opts.log(`  go: building ${name} from ${pkg} (${total} packages; a cold build takes many minutes, later builds come from the cache)`);
     const started = Date.now();
     let compiled = 0;
     const child = execa("go", args, { cwd: wrapperDir, env, reject: false, all: true, buffer: { all: true } });

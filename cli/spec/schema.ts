@@ -67,6 +67,8 @@ export const GoModuleSchema = z
     product: z.enum(["nomad", "vault", "opentofu"]),
     version: z.string().regex(/^\d+\.\d+\.\d+$/, "must be a release version such as 1.14.8"),
     module: z.string().regex(/^[a-z0-9.-]+(\/[A-Za-z0-9_.-]+)+$/, "must be a Go module path such as github.com/hashicorp/vault"),
+    /** The main package to build, when it is not the module's root (inside the module). */
+    package: z.string().regex(/^[a-z0-9.-]+(\/[A-Za-z0-9_.-]+)+$/, "must be a Go package path such as github.com/opentofu/opentofu/cmd/tofu").optional(),
     /** The wrapper module's directory, relative to the service's. */
     dir: relativePath,
     cgo: z.boolean().default(false),

@@ -1,23 +1,21 @@
-// terraform/examples/local end to end: Terraform's built-in terraform_data drives the
-// real resin CLI, which boots three real Consul servers in QEMU and stops them again.
-import { cpSync, existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+// terraform/examples/local end to end: Terraform's (or OpenTofu's) built-in
+// terraform_data drives the real resin CLI, which boots three real Consul servers in
+// QEMU and stops them again.
+import { cpSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { execa } from "execa";
 import { killLeftovers, processesUnder, repoRoot, resin, resinAsync } from "./helpers.js";
+import { describeEngine, ENGINE_ENV, terraformBinary } from "../tools/terraform.js";
 
-const MISSING = "terraform is not installed (/usr/local/bin/terraform or PATH)";
-const TERRAFORM = ["/usr/local/bin/terraform", ...(process.env.PATH ?? "").split(delimiter).filter(Boolean).map((d) => join(d, "terraform"))].find((p) => {
-  try {
-    return statSync(p).isFile();
-  } catch {
-    return false;
-  }
-});
-if (!TERRAFORM) console.warn(`test/e2e/terraform.test.ts: skipped: ${MISSING}`);
+// The engine: RESIN_TERRAFORM, terraform, tofu, or OpenTofu built from its Go module
+// (test/tools/terraform.ts); never skipped for want of a binary.
+const ENGINE = await terraformBinary();
+const TERRAFORM = ENGINE.path;
+console.log(`test/e2e/terraform.test.ts: engine ${describeEngine(ENGINE)}`);
 
-// Made in beforeAll, so that a skipped suite leaves nothing behind.
+// Made in beforeAll, so that a suite that fails to start leaves nothing behind.
 let stateHome = "";
 let workDir = "";
 const env: Record<string, string> = {};
@@ -35,7 +33,7 @@ interface TfResult {
 async function terraform(args: string[], timeoutMs = 15 * 60_000): Promise<TfResult> {
   const r = await execa(TERRAFORM!, [...args, "-no-color"], {
     cwd: workDir,
-    env: { ...process.env, ...env, CHECKPOINT_DISABLE: "1", TF_IN_AUTOMATION: "1", TF_INPUT: "0" },
+    env: { ...process.env, ...env, ...ENGINE_ENV },
     timeout: timeoutMs,
     reject: false,
     stdin: "ignore",
@@ -54,7 +52,7 @@ function status(): StatusJson {
   return JSON.parse(resin(["status", "--name", name, "--json"], env).stdout) as StatusJson;
 }
 
-describe.skipIf(!TERRAFORM)("terraform/examples/local: terraform apply and destroy drive resin", () => {
+describe(`terraform/examples/local: ${ENGINE.engine} apply and destroy drive resin`, () => {
   beforeAll(async () => {
     stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-tf-state-"));
     workDir = mkdtempSync(join(tmpdir(), "resin-e2e-tf-work-"));
@@ -77,7 +75,7 @@ describe.skipIf(!TERRAFORM)("terraform/examples/local: terraform apply and destr
     const started = Date.now();
     const apply = await terraform(["apply", "-auto-approve", "-input=false", ...vars]);
     expect(apply.status, `terraform apply failed:\n${apply.output.slice(-4000)}`).toBe(0);
-    process.stderr.write(`e2e terraform: apply (resin up + status) in ${((Date.now() - started) / 1000).toFixed(1)}s\n`);
+    process.stderr.write(`e2e terraform (${describeEngine(ENGINE)}): apply (resin up + status) in ${((Date.now() - started) / 1000).toFixed(1)}s\n`);
     expect(apply.output).toContain(`cluster ${name}: healthy`);
 
     const s = status();
@@ -92,7 +90,7 @@ describe.skipIf(!TERRAFORM)("terraform/examples/local: terraform apply and destr
   });
 
   it("its outputs name the cluster and the status command", async () => {
-    const out = await execa(TERRAFORM!, ["output", "-json"], { cwd: workDir, env: { ...process.env, CHECKPOINT_DISABLE: "1" }, reject: false });
+    const out = await execa(TERRAFORM!, ["output", "-json"], { cwd: workDir, env: { ...process.env, ...ENGINE_ENV }, reject: false });
     expect(out.exitCode).toBe(0);
     const outputs = JSON.parse(String(out.stdout)) as Record<string, { value: string }>;
     expect(outputs.name?.value).toBe(name);

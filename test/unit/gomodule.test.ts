@@ -122,6 +122,30 @@ describe.skipIf(!GO)("a real go build through the cache", () => {
     licence("Mozilla Public License, version 2.0\n");
   });
 
+  it("builds a main package below the module's root when the spec names one; refuses a package outside the module", async () => {
+    mkdirSync(join(work, "hello", "cmd", "hi"), { recursive: true });
+    writeFileSync(join(work, "hello", "cmd", "hi", "main.go"), 'package main\n\nimport "fmt"\n\nvar who = "nobody"\n\nfunc main() { fmt.Println("hi from cmd/hi,", who) }\n');
+    try {
+      const sub: GoModuleSpec = { ...spec, package: "example.test/hello/cmd/hi", x: { "main.who": "stamped" } };
+      lines.length = 0;
+      const build = await ensureGoBuild(sub, wrapper, { log });
+      expect(lines.join("\n")).toMatch(/building vault 1\.0\.0 from example\.test\/hello\/cmd\/hi/);
+      const bin = join(work, "hi-bin");
+      writeFileSync(bin, await goBuildBinary(build), { mode: 0o755 });
+      expect(execFileSync(bin, { encoding: "utf8" })).toBe("hi from cmd/hi, stamped\n");
+      expect(build.recipe.package).toBe("example.test/hello/cmd/hi");
+      // Without a package, or with the module's own path, the recipe has no package field:
+      // the keys of recipes made before the field existed stay the same.
+      expect("package" in (await goRecipe(spec, wrapper))).toBe(false);
+      expect(recipeKey(await goRecipe({ ...spec, package: spec.module }, wrapper))).toBe(recipeKey(await goRecipe(spec, wrapper)));
+      for (const pkg of ["example.test/other/cmd/x", "example.test/hello2"]) {
+        await expect(ensureGoBuild({ ...spec, package: pkg }, wrapper, { log })).rejects.toThrow(`the package ${pkg} is not in the module example.test/hello`);
+      }
+    } finally {
+      rmSync(join(work, "hello", "cmd"), { recursive: true, force: true });
+    }
+  });
+
   it("says what failed when the code does not compile, and caches nothing", async () => {
     writeFileSync(join(work, "hello", "broken.go"), "package main\n\nfunc broken() { undefinedThing() }\n");
     try {

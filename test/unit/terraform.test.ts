@@ -1,12 +1,14 @@
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { createHash } from "node:crypto";
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, delimiter, dirname, join, relative } from "node:path";
+import { basename, dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { execa } from "execa";
 import { parse as parseHcl2 } from "@cdktf/hcl2json";
+import { buildOpenTofu, describeEngine, ENGINE_ENV, OPENTOFU, terraformBinary } from "../tools/terraform.js";
+import { cacheHome } from "../../cli/util/paths.js";
 
 // The Terraform tree (terraform/): modules for AWS and libvirt, and a local example
 // that drives resin through Terraform's built-in terraform_data.
@@ -15,7 +17,8 @@ import { parse as parseHcl2 } from "@cdktf/hcl2json";
 //    structure checked: variables typed and described, the resources each target
 //    needs, the HashiStack's ports in the AWS security group, no provider for the
 //    local example.
-// 2. With the terraform binary (skipped, saying so, without it):
+// 2. With the engine test/tools/terraform.ts finds: RESIN_TERRAFORM, terraform, tofu, or
+//    else OpenTofu built here from its Go module (never skipped for want of a binary):
 //    - `terraform fmt -check`;
 //    - init and validate of the local example (it needs no provider, so this runs
 //      offline), its variable validations, and a full apply/destroy against a fake
@@ -27,27 +30,20 @@ import { parse as parseHcl2 } from "@cdktf/hcl2json";
 //      tried with a short timeout, and skipped with the reason where they cannot be
 //      installed (no access to the Terraform provider registry).
 //
-// Terraform always runs in temporary copies, with CHECKPOINT_DISABLE=1, so nothing is
-// left in the repository and nothing calls home.
+// 3. The OpenTofu fallback itself, whatever the machine has: built from its Go module
+//    (or taken from the cache), `tofu version`, init and validate of examples/local with
+//    no way to download anything, and the order in which the engine is chosen.
+//
+// Terraform always runs in temporary copies, with CHECKPOINT_DISABLE=1 and an empty CLI
+// configuration (ENGINE_ENV), so nothing is left in the repository and nothing calls home.
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const TF_ROOT = join(REPO, "terraform");
-const MISSING = "terraform is not installed (/usr/local/bin/terraform or PATH)";
 const NO_PROVIDERS = "their providers cannot be downloaded here (no access to the Terraform provider registry)";
 
-function findTerraform(): string | undefined {
-  const candidates = ["/usr/local/bin/terraform", ...(process.env.PATH ?? "").split(delimiter).filter(Boolean).map((d) => join(d, "terraform"))];
-  return candidates.find((p) => {
-    try {
-      return statSync(p).isFile();
-    } catch {
-      return false;
-    }
-  });
-}
-
-const TERRAFORM = findTerraform();
-if (!TERRAFORM) console.warn(`test/unit/terraform.test.ts: skipping every test that runs Terraform: ${MISSING}`);
+const ENGINE = await terraformBinary();
+const TERRAFORM = ENGINE.path;
+console.log(`test/unit/terraform.test.ts: engine ${describeEngine(ENGINE)}`);
 
 interface Run {
   code: number;
@@ -60,7 +56,7 @@ interface Run {
 async function terraform(cwd: string, args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Run> {
   const r = await execa(TERRAFORM!, args, {
     cwd,
-    env: { ...process.env, CHECKPOINT_DISABLE: "1", TF_IN_AUTOMATION: "1", TF_INPUT: "0", ...opts.env },
+    env: { ...process.env, ...ENGINE_ENV, ...opts.env },
     timeout: opts.timeoutMs ?? 50_000,
     reject: false,
     stdin: "ignore",
@@ -315,10 +311,10 @@ describe("terraform/: every .tf parsed by the HCL2 parser", () => {
   });
 });
 
-// ---- with the terraform binary -------------------------------------------------------
+// ---- with the engine (terraform or tofu) -------------------------------------------------------
 
 describe("terraform fmt", () => {
-  it.skipIf(!TERRAFORM)("every file under terraform/ is formatted (terraform fmt -check -recursive -diff)", async () => {
+  it("every file under terraform/ is formatted (terraform fmt -check -recursive -diff)", async () => {
     const r = await terraform(REPO, ["fmt", "-check", "-recursive", "-diff", "-no-color", "terraform"]);
     expect(r.code, `terraform fmt found unformatted files (run \`terraform fmt -recursive terraform\`):\n${r.stdout}${r.stderr}`).toBe(0);
   });
@@ -327,39 +323,38 @@ describe("terraform fmt", () => {
 describe("examples/local with real Terraform (no provider needed)", () => {
   let dir = "";
   beforeAll(async () => {
-    if (!TERRAFORM) return;
     dir = copyFiles("examples/local", ["versions.tf", "variables.tf", "main.tf", "outputs.tf"]);
     const init = await terraform(dir, ["init", "-backend=false", "-input=false", "-no-color"]);
     if (init.code !== 0) throw new Error(`terraform init of examples/local failed (it needs no provider):\n${init.stdout}${init.stderr}`);
   });
 
-  it.skipIf(!TERRAFORM)("init -backend=false and validate succeed offline", async () => {
+  it("init -backend=false and validate succeed offline", async () => {
     const r = await terraform(dir, ["validate", "-no-color"]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toContain("The configuration is valid");
   });
 
-  it.skipIf(!TERRAFORM)("plan with good variables adds one terraform_data and runs nothing", async () => {
+  it("plan with good variables adds one terraform_data and runs nothing", async () => {
     const r = await terraform(dir, ["plan", "-input=false", "-no-color", "-refresh=false", "-var", "resin=/nonexistent/resin", "-var", "name=tf-ok"]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.flat).toContain("Plan: 1 to add, 0 to change, 0 to destroy.");
     expect(r.flat).toContain('status_command = "/nonexistent/resin status --name tf-ok"');
   });
 
-  it.skipIf(!TERRAFORM)("plan with nodes = 0 fails with the nodes validation message", async () => {
+  it("plan with nodes = 0 fails with the nodes validation message", async () => {
     const r = await terraform(dir, ["plan", "-input=false", "-no-color", "-var", "nodes=0"]);
     expect(r.code).toBe(1);
     expect(r.flat).toContain("The number of nodes must be a whole number from 1 to 200.");
   });
 
-  it.skipIf(!TERRAFORM)("plan with an uppercase name or an unknown channel fails with their validation messages", async () => {
+  it("plan with an uppercase name or an unknown channel fails with their validation messages", async () => {
     const r = await terraform(dir, ["plan", "-input=false", "-no-color", "-var", "name=Prod", "-var", "channel=nightly"]);
     expect(r.code).toBe(1);
     expect(r.flat).toContain("The cluster name must be lowercase letters, digits and '-', starting with a letter, at most 31 characters (as resin requires).");
     expect(r.flat).toContain('The channel must be "debian", "source" or "official".');
   });
 
-  it.skipIf(!TERRAFORM)("apply runs resin up then resin status; destroy runs resin down, or resin destroy --yes when keep_data = false", async () => {
+  it("apply runs resin up then resin status; destroy runs resin down, or resin destroy --yes when keep_data = false", async () => {
     const work = copyFiles("examples/local", ["versions.tf", "variables.tf", "main.tf", "outputs.tf"]);
     const log = join(work, "resin-calls.log");
     const fake = join(work, "fake resin");
@@ -398,7 +393,7 @@ describe("examples/local with real Terraform (no provider needed)", () => {
     expect(calls()).toEqual(["up --name tf-fake --nodes 5 --role control-plane --channel official --timeout 300", "status --name tf-fake", "down --name tf-fake"]);
   }, 120_000);
 
-  it.skipIf(!TERRAFORM)("apply fails when resin status says the cluster is not healthy", async () => {
+  it("apply fails when resin status says the cluster is not healthy", async () => {
     const work = copyFiles("examples/local", ["versions.tf", "variables.tf", "main.tf", "outputs.tf"]);
     const fake = join(work, "resin");
     writeFileSync(fake, `#!/bin/sh\n[ "$1" = status ] && { echo "cluster tf-sick: NOT healthy"; exit 3; }\nexit 0\n`);
@@ -502,12 +497,11 @@ describe("modules/aws: plan-derived values and validations, by real Terraform wi
   let probe = "";
   const common = ["bucket=resin-images", 'subnet_ids=["subnet-0a1","subnet-0b2"]', 'api_cidrs=["10.0.0.0/16","192.168.7.0/24"]', 'tags={"resin-cluster"="not-this","team"="infra"}'];
   beforeAll(async () => {
-    if (!TERRAFORM) return;
     fx = planFixture();
     probe = await localsProbe("modules/aws", ["join_args", "node_tags", "node_subnets", "api_rules", "user_data", "image_ids"]);
   });
 
-  it.skipIf(!TERRAFORM)("a dhcp plan: join tag on every node, nodes spread over subnets, API rules per port and network, gzipped metadata as user data", async () => {
+  it("a dhcp plan: join tag on every node, nodes spread over subnets, API rules per port and network, gzipped metadata as user data", async () => {
     const { run, values } = await evaluate(probe, [`plan_file=${fx.plans.dhcp}`, ...common]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
     expect(values.join_args).toEqual({ provider: "aws", tag_key: "resin-join", tag_value: "prod-east" });
@@ -523,7 +517,7 @@ describe("modules/aws: plan-derived values and validations, by real Terraform wi
     expect(values.image_ids).toEqual({ "consul-server": "ab".repeat(32) });
   }, 60_000);
 
-  it.skipIf(!TERRAFORM)("a static plan is refused with one message that says why and what to run", async () => {
+  it("a static plan is refused with one message that says why and what to run", async () => {
     const { run } = await evaluate(probe, [`plan_file=${fx.plans.static}`, ...common]);
     expect(run.code).toBe(1);
     expect(errorCount(run), run.flat).toBe(1);
@@ -531,7 +525,7 @@ describe("modules/aws: plan-derived values and validations, by real Terraform wi
     expect(run.flat).toContain('resin plan --network dhcp --join "provider=aws tag_key=resin-cluster tag_value=NAME"');
   });
 
-  it.skipIf(!TERRAFORM)("a plan of another format, a missing plan and a join string without AWS are refused", async () => {
+  it("a plan of another format, a missing plan and a join string without AWS are refused", async () => {
     const bad = await evaluate(probe, [`plan_file=${fx.plans.badFormat}`, ...common]);
     expect(errorCount(bad.run)).toBe(1);
     expect(bad.run.flat).toContain('is not a Resin plan of format "resin-plan/1"');
@@ -543,7 +537,7 @@ describe("modules/aws: plan-derived values and validations, by real Terraform wi
     expect(join_.run.flat).toContain("The plan's join string must name AWS cloud auto-join with a tag");
   }, 60_000);
 
-  it.skipIf(!TERRAFORM)("bad variables are refused with their messages", async () => {
+  it("bad variables are refused with their messages", async () => {
     const { run } = await evaluate(probe, [`plan_file=${fx.plans.dhcp}`, "bucket=Not_A_Bucket", "subnet_ids=[]", 'api_cidrs=["everyone"]']);
     expect(run.code).toBe(1);
     expect(run.flat).toContain("The bucket must be an S3 bucket name");
@@ -556,12 +550,11 @@ describe("modules/libvirt: plan-derived values and validations, by real Terrafor
   let fx: Fixture;
   let probe = "";
   beforeAll(async () => {
-    if (!TERRAFORM) return;
     fx = planFixture();
     probe = await localsProbe("modules/libvirt", ["cidr", "images", "node_image", "node_in_network"]);
   });
 
-  it.skipIf(!TERRAFORM)("a static plan: the plan's subnet, one image volume, every node's address in the network", async () => {
+  it("a static plan: the plan's subnet, one image volume, every node's address in the network", async () => {
     const { run, values } = await evaluate(probe, [`plan_file=${fx.plans.static}`]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
     expect(values.cidr).toBe("10.88.0.0/24");
@@ -570,14 +563,14 @@ describe("modules/libvirt: plan-derived values and validations, by real Terrafor
     expect(values.node_in_network).toEqual({ "prod-1": true, "prod-2": true, "prod-3": true });
   });
 
-  it.skipIf(!TERRAFORM)("a dhcp plan is refused with one message that says why", async () => {
+  it("a dhcp plan is refused with one message that says why", async () => {
     const { run } = await evaluate(probe, [`plan_file=${fx.plans.dhcp}`]);
     expect(run.code).toBe(1);
     expect(errorCount(run), run.flat).toBe(1);
     expect(run.flat).toContain("The libvirt module needs a static plan (`resin plan` without `--network dhcp`)");
   });
 
-  it.skipIf(!TERRAFORM)("a static plan with another network, or a plan of another format, is refused", async () => {
+  it("a static plan with another network, or a plan of another format, is refused", async () => {
     const other = await evaluate(probe, [`plan_file=${fx.plans.static}`, "network_cidr=10.99.0.0/24"]);
     expect(other.run.code).toBe(1);
     expect(other.run.flat).toContain("The plan fixes every node's address in its subnet");
@@ -599,7 +592,7 @@ describe("init and validate with the providers (AWS, libvirt)", () => {
   let cliConfig = "";
   const inits = new Map<string, Promise<Run>>();
   beforeAll(() => {
-    if (!TERRAFORM || !mirror) return;
+    if (!mirror) return;
     tree = copyTree();
     cliConfig = join(tree, "mirror.tfrc");
     writeFileSync(cliConfig, `provider_installation {\n  filesystem_mirror {\n    path = ${JSON.stringify(mirror)}\n  }\n}\n`);
@@ -607,7 +600,7 @@ describe("init and validate with the providers (AWS, libvirt)", () => {
   });
 
   for (const d of dirs) {
-    it.skipIf(!TERRAFORM)(`${d}: terraform init -backend=false and validate`, async (ctx) => {
+    it(`${d}: terraform init -backend=false and validate`, async (ctx) => {
       if (!mirror) {
         const note = `terraform/${d}: skipped: ${NO_PROVIDERS}; set RESIN_TF_PROVIDER_MIRROR to a directory made by \`terraform providers mirror\` to run it`;
         console.warn(note);
@@ -621,8 +614,93 @@ describe("init and validate with the providers (AWS, libvirt)", () => {
   }
 });
 
-if (!TERRAFORM) {
-  describe("terraform binary", () => {
-    it.skip(`every test that runs Terraform: ${MISSING}`, () => {});
+// ---- the OpenTofu fallback, whatever engine this machine has ---------------------------
+
+describe("OpenTofu built from its Go module (the fallback when there is no terraform)", () => {
+  let tofu: Awaited<ReturnType<typeof buildOpenTofu>>;
+  const lines: string[] = [];
+  beforeAll(async () => {
+    const started = Date.now();
+    // Cold: a compile of many minutes, with progress on stderr. Warm: from the recipe cache.
+    tofu = await buildOpenTofu({ log: (m) => (lines.push(m), process.stderr.write(`${m}\n`)) });
+    const how = lines.some((l) => l.includes("go: building")) ? "compiled" : "from the cache";
+    console.log(`test/unit/terraform.test.ts: OpenTofu ${tofu.version} ${how} in ${((Date.now() - started) / 1000).toFixed(1)} s: ${tofu.path} (${(tofu.build.size / 1e6).toFixed(1)} MB)`);
+  }, 120 * 60_000);
+
+  it("is OpenTofu 1.12.6 as released (no -dev marker), from the pinned module, its hcl replace applied, without cgo", async () => {
+    const v = await execa(tofu.path, ["version"], { env: { ...process.env, ...ENGINE_ENV }, reject: false });
+    expect(v.exitCode).toBe(0);
+    // The whole line: a -dev build would say "OpenTofu v1.12.6-dev".
+    expect(String(v.stdout)).toMatch(new RegExp(`^OpenTofu v${OPENTOFU.version.replace(/\./g, "\\.")}$`, "m"));
+    expect(tofu.engine).toBe("tofu");
+    expect(tofu.path.startsWith(join(cacheHome(), "tools", "tofu-"))).toBe(true);
+    expect(createHash("sha256").update(readFileSync(tofu.path)).digest("hex")).toBe(tofu.build.sha256);
+    expect(tofu.build.recipe).toMatchObject({ product: "opentofu", module: "github.com/opentofu/opentofu", package: "github.com/opentofu/opentofu/cmd/tofu", cgo: false });
+    expect(tofu.build.recipe.ldflags).toBe("-s -w -X github.com/opentofu/opentofu/version.dev=no");
+    expect(tofu.build.modules[0]).toBe("github.com/opentofu/opentofu@v1.12.6");
+    // OpenTofu's own go.mod replaces HashiCorp's hcl with its fork; the wrapper repeats it.
+    expect(tofu.build.modules).toContainEqual(expect.stringMatching(/^github\.com\/hashicorp\/hcl\/v2@v2\.20\.1 => github\.com\/opentofu\/hcl\/v2@v2\.20\.2-/));
   });
-}
+
+  it("runs init -backend=false and validate on examples/local with nowhere to download from", async () => {
+    const dir = copyFiles("examples/local", ["versions.tf", "variables.tf", "main.tf", "outputs.tf"]);
+    // Any provider would have to come from an empty mirror, and any HTTP(S) request goes
+    // to a closed loopback port: init passes only because terraform_data is built in.
+    const empty = tempDir("no-providers");
+    const rc = join(tempDir("tofurc"), "none.tofurc");
+    writeFileSync(rc, `provider_installation {\n  filesystem_mirror {\n    path = ${JSON.stringify(empty)}\n  }\n}\n`);
+    const env = { ...process.env, ...ENGINE_ENV, TF_CLI_CONFIG_FILE: rc, HTTPS_PROXY: "http://127.0.0.1:9", HTTP_PROXY: "http://127.0.0.1:9", NO_PROXY: "" };
+    const init = await execa(tofu.path, ["init", "-backend=false", "-input=false", "-no-color"], { cwd: dir, env, reject: false, all: true });
+    expect(init.exitCode, String(init.all)).toBe(0);
+    expect(String(init.all)).toContain("OpenTofu has been successfully initialized!");
+    expect(existsSync(join(dir, ".terraform", "providers"))).toBe(false);
+    const validate = await execa(tofu.path, ["validate", "-no-color"], { cwd: dir, env, reject: false, all: true });
+    expect(validate.exitCode, String(validate.all)).toBe(0);
+    expect(String(validate.all)).toContain("The configuration is valid.");
+    // The same offline setup refuses a configuration that needs a provider: the check above can fail.
+    writeFileSync(join(dir, "needs.tf"), 'terraform {\n  required_providers {\n    null = {\n      source = "hashicorp/null"\n    }\n  }\n}\n');
+    const refused = await execa(tofu.path, ["init", "-backend=false", "-input=false", "-no-color"], { cwd: dir, env, reject: false, all: true });
+    expect(refused.exitCode).toBe(1);
+    expect(String(refused.all).replace(/[\s│]+/g, " ")).toContain("hashicorp/null");
+  }, 60_000);
+
+  describe("terraformBinary() picks the engine in order", () => {
+    const fakeTerraform = (dir: string, version: string) => {
+      writeFileSync(join(dir, "terraform"), `#!/bin/sh\necho "Terraform v${version}"\necho "on linux_amd64"\n`, { mode: 0o755 });
+    };
+
+    it("no terraform and no tofu anywhere: OpenTofu from the build cache, without compiling again", async () => {
+      const log: string[] = [];
+      const b = await terraformBinary({ env: { PATH: tempDir("empty-path") }, wellKnown: [], log: (m) => log.push(m) });
+      expect(b).toEqual({ path: tofu.path, engine: "tofu", version: OPENTOFU.version, source: "built from github.com/opentofu/opentofu@v1.12.6" });
+      expect(log.filter((l) => l.includes("go: building")), "a warm lookup must not compile").toEqual([]);
+    });
+
+    it("tofu on PATH before a build; terraform (well-known place, then PATH) before tofu", async () => {
+      const withTofu = tempDir("path-tofu");
+      symlinkSync(tofu.path, join(withTofu, "tofu"));
+      const withTerraform = tempDir("path-terraform");
+      fakeTerraform(withTerraform, "1.99.0");
+      expect(await terraformBinary({ env: { PATH: withTofu }, wellKnown: [] })).toEqual({ path: join(withTofu, "tofu"), engine: "tofu", version: OPENTOFU.version, source: "PATH" });
+      // terraform is preferred even when tofu's directory comes first on PATH.
+      expect(await terraformBinary({ env: { PATH: `${withTofu}:${withTerraform}` }, wellKnown: [] })).toEqual({ path: join(withTerraform, "terraform"), engine: "terraform", version: "1.99.0", source: "PATH" });
+      const fixed = tempDir("well-known");
+      fakeTerraform(fixed, "1.98.0");
+      expect(await terraformBinary({ env: { PATH: `${withTofu}:${withTerraform}` }, wellKnown: [join(fixed, "terraform")] })).toMatchObject({ version: "1.98.0", source: fixed });
+    });
+
+    it("RESIN_TERRAFORM wins; a missing file or another program is refused in one line naming it and the fix", async () => {
+      const withTerraform = tempDir("path-terraform");
+      fakeTerraform(withTerraform, "1.99.0");
+      expect(await terraformBinary({ env: { RESIN_TERRAFORM: tofu.path, PATH: withTerraform } })).toMatchObject({ path: tofu.path, engine: "tofu", source: "RESIN_TERRAFORM" });
+      const missing = terraformBinary({ env: { RESIN_TERRAFORM: "/nonexistent/terraform", PATH: withTerraform } });
+      await expect(missing).rejects.toThrow(/^RESIN_TERRAFORM=\/nonexistent\/terraform is not an executable file: point it at a terraform or tofu binary, or unset it/);
+      await expect(terraformBinary({ env: { RESIN_TERRAFORM: "", PATH: withTerraform } })).rejects.toThrow(/^RESIN_TERRAFORM= is not an executable file/);
+      const other = join(tempDir("other"), "not-terraform");
+      writeFileSync(other, "#!/bin/sh\necho hello\n", { mode: 0o755 });
+      const err = await terraformBinary({ env: { RESIN_TERRAFORM: other, PATH: withTerraform } }).catch((e: Error) => e);
+      expect(String((err as Error).message)).toMatch(new RegExp(`^RESIN_TERRAFORM=${other}: .* is not a Terraform or OpenTofu binary \\(.*said: hello\\); point it at a terraform or tofu binary, or unset it$`));
+      expect(String((err as Error).message)).not.toContain("\n");
+    });
+  });
+});
