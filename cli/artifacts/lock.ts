@@ -25,14 +25,14 @@ export const LockSchema = z
     /** Keyed by "<suite>/<requested package>". */
     debian: z.record(z.string(), LockedDebSchema),
     /** Programs the source channel builds from Go modules, by product: recipe, sha256, modules. */
-    gomodules: z.record(z.string(), GoBuildSchema).default({}),
+    gomodules: z.record(z.string(), GoBuildSchema).optional(),
   })
   .strict();
 
 export type LockedDeb = z.infer<typeof LockedDebSchema>;
 export type Lock = z.infer<typeof LockSchema>;
 
-export const emptyLock = (): Lock => ({ lockfileVersion: 1, debian: {}, gomodules: {} });
+export const emptyLock = (): Lock => ({ lockfileVersion: 1, debian: {} });
 
 export const lockKey = (suite: string, name: string) => `${suite}/${name}`;
 

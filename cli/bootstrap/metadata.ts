@@ -9,7 +9,7 @@ import { renderTemplate } from "../spec/template.js";
 import { canonicalJson } from "../util/hash.js";
 import type { ClusterPlan, NodePlan } from "./plan.js";
 import type { Secrets } from "./secrets.js";
-import { nodeSecretFiles, serviceRolesOf, statusToken } from "./node-secrets.js";
+import { consulAgentToken, nodeSecretFiles, serviceRolesOf, statusToken } from "./node-secrets.js";
 
 export type MetadataNode = { content: string; perm?: string } | { entries: Record<string, MetadataNode>; perm?: string };
 export type MetadataTree = Record<string, MetadataNode>;
@@ -81,6 +81,8 @@ export function templateContext(ctx: NodeContext, serviceName: string) {
     node: {
       name: ctx.node.name,
       id: nodeId(ctx.secrets, ctx.node.name),
+      /** This node's own Consul agent token (write on this node only). */
+      consulAgentToken: consulAgentToken(ctx.secrets, ctx.node.name),
       address: network.mode === "dhcp" ? DHCP_BIND_ADDRESS : ctx.node.address,
       index: ctx.node.index,
       role: ctx.node.role,

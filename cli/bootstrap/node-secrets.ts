@@ -92,6 +92,16 @@ export function cliTls(bundle: Secrets): { ca: string; clientCert: string; clien
  * Derived from the CA key, which never leaves the host, so no bundle change is needed
  * and one node's token opens no other node. Pure: the same bundle gives the same token.
  */
+/**
+ * A node's own Consul agent token (a UUID), derived from the cluster's agent-token key
+ * and the node's name: the host creates it with a policy that may write that node only,
+ * so one node's token cannot register or deregister another.
+ */
+export function consulAgentToken(bundle: Pick<Secrets, "consul">, node: string): string {
+  const h = createHmac("sha256", bundle.consul.agentToken).update(`consul agent\n${node}\n`).digest("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
 export function statusToken(bundle: Secrets, node: string): string {
   return createHmac("sha256", bundle.ca.key).update(`resin status endpoint\n${node}\n`).digest("hex");
 }

@@ -60,7 +60,10 @@ export const SecretsSchema = z
       .object({
         /** Pre-seeded on the servers (acl.tokens.master / initial_management); the host's Consul token. */
         managementToken: uuid,
-        /** Every agent's own token (acl.tokens.agent); the host creates it with a node-write policy. */
+        /**
+         * The key each agent's own token is derived from (consulAgentToken); the host
+         * creates each with a policy that writes that node only. Never given to a node.
+         */
         agentToken: uuid,
         /** What Nomad agents use to register in Consul; the host creates it with CONSUL_NOMAD_POLICY. */
         nomadToken: uuid,
@@ -87,7 +90,10 @@ export interface ServiceRoles {
 }
 
 /** Policies the host gives the tokens it pre-seeds, once Consul has a leader (rules in Consul's ACL language). */
-export const CONSUL_AGENT_POLICY = `node_prefix "" {\n  policy = "write"\n}\nservice_prefix "" {\n  policy = "read"\n}\n`;
+/** One agent's: write its own node, read the rest (what anti-entropy and its checks need). */
+export function consulAgentPolicy(node: string): string {
+  return `node ${JSON.stringify(node)} {\n  policy = "write"\n}\nnode_prefix "" {\n  policy = "read"\n}\nservice_prefix "" {\n  policy = "read"\n}\n`;
+}
 export const CONSUL_NOMAD_POLICY = `agent_prefix "" {\n  policy = "read"\n}\nnode_prefix "" {\n  policy = "read"\n}\nservice_prefix "" {\n  policy = "write"\n}\n`;
 
 const HINT = "restore the file from your backup; Resin will not replace a cluster's secrets";

@@ -3,8 +3,9 @@
 // the host creates them (with the SecretIDs it generated) and their policies. Nomad: ACL
 // bootstrap with the pre-generated secret. Vault: init once, unseal every node. All
 // idempotent, so `resin up` of an existing cluster runs them again safely.
-import { CONSUL_AGENT_POLICY, CONSUL_NOMAD_POLICY, readSecrets, recordVaultInit, type Secrets } from "../bootstrap/secrets.js";
+import { consulAgentPolicy, CONSUL_NOMAD_POLICY, readSecrets, recordVaultInit, type Secrets } from "../bootstrap/secrets.js";
 import { vmState } from "../provider/qemu/provider.js";
+import { consulAgentToken } from "../bootstrap/node-secrets.js";
 import { bootstrapNomadAcl } from "./nomad.js";
 import { ensureVaultReady, type VaultNode } from "./vault.js";
 import { clusterPaths } from "./state.js";
@@ -42,19 +43,23 @@ export function localTargets(state: ClusterState, access: ConsulAccess): ApiTarg
 
 /** Everything after quorum, in order: Consul's tokens, Nomad's ACL bootstrap, Vault's init and unseal. */
 export async function finishCluster(state: ClusterState, secrets: Secrets, targets: ApiTargets, log: Log): Promise<void> {
-  if (targets.consul) await bootstrapConsulAcl(targets.consul, secrets, log);
+  if (targets.consul) await bootstrapConsulAcl(targets.consul, secrets, state.nodes.map((n) => n.name), log);
   if (targets.nomad) await bootstrapNomad(targets.nomad, secrets, log);
   if (targets.vault.nodes.length > 0) await bringUpVault(state, targets.vault, secrets, log);
 }
 
-export async function bootstrapConsulAcl(ep: ConsulEndpoint, secrets: Secrets, log: Log, timeoutMs = 120_000): Promise<void> {
+/** Every agent's own token (write on its node only) and Nomad's token, created with their policies. */
+export async function bootstrapConsulAcl(ep: ConsulEndpoint, secrets: Secrets, nodes: string[], log: Log, timeoutMs = 120_000): Promise<void> {
   if (!ep.access) return; // an agent without TLS and ACLs has nothing to bootstrap
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      const agent = await ensureToken(ep, "resin-agent", CONSUL_AGENT_POLICY, secrets.consul.agentToken);
+      const made: string[] = [];
+      for (const node of nodes) {
+        if ((await ensureToken(ep, `resin-agent-${node}`, consulAgentPolicy(node), consulAgentToken(secrets, node))) === "created") made.push(node);
+      }
       const nomad = await ensureToken(ep, "resin-nomad", CONSUL_NOMAD_POLICY, secrets.consul.nomadToken);
-      log(`  Consul ACL: agent and nomad tokens ${agent === "created" || nomad === "created" ? "created" : "already there"}`);
+      log(`  Consul ACL: ${made.length ? `agent tokens created for ${made.join(", ")}` : "agent tokens already there"}; nomad token ${nomad === "created" ? "created" : "already there"}`);
       return;
     } catch (e) {
       const message = (e as Error).message;

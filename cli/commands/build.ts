@@ -72,7 +72,7 @@ async function ensureGoBuilds(roles: Role[], lock: Lock, opts: BuildOptions): Pr
   for (const [product, service] of services) {
     const spec = service.gomodule!;
     const wrapper = join(service.dir, spec.dir);
-    const locked = lock.gomodules[product];
+    const locked = lock.gomodules?.[product];
     const build = opts.offline
       ? await cachedGoBuild(await goRecipe(spec, wrapper))
       : await ensureGoBuild(spec, wrapper, { log: opts.log, locked });
@@ -83,7 +83,7 @@ async function ensureGoBuilds(roles: Role[], lock: Lock, opts: BuildOptions): Pr
       );
     }
     if (locked?.key !== build.key || locked.sha256 !== build.sha256) {
-      lock.gomodules[product] = build;
+      lock.gomodules = { ...lock.gomodules, [product]: build };
       changed = true;
     }
   }

@@ -89,7 +89,7 @@ function goBuildsFor(role: Role, lock: Lock): Map<string, GoBuild> {
   const map = new Map<string, GoBuild>();
   for (const s of role.services) {
     if (!s.gomodule) continue;
-    const entry = lock.gomodules[s.gomodule.product];
+    const entry = lock.gomodules?.[s.gomodule.product];
     if (!entry || entry.recipe.version !== s.gomodule.version) {
       throw new ResinError(`resin.lock.json has no build of ${s.gomodule.product} ${s.gomodule.version}`, "run `resin build --channel source` to build it from its Go module");
     }

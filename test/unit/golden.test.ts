@@ -13,7 +13,7 @@ import { lockKey, readLock, type LockedDeb } from "../../cli/artifacts/lock.js";
 import { DHCP_BIND_ADDRESS, nodeMetadata, serversByService, type MetadataNode, type MetadataTree, type ServiceVersions } from "../../cli/bootstrap/metadata.js";
 import { defaultJoin, planCluster, type ClusterPlan, type NodePlan } from "../../cli/bootstrap/plan.js";
 import { generateSecrets, type Secrets } from "../../cli/bootstrap/secrets.js";
-import { serviceRolesOf } from "../../cli/bootstrap/node-secrets.js";
+import { consulAgentToken, serviceRolesOf } from "../../cli/bootstrap/node-secrets.js";
 import { VAULT_TLS_SERVER_NAME } from "../../cli/bootstrap/pki.js";
 
 // Golden files for every template of every role, at every release Resin supports.
@@ -468,7 +468,7 @@ describe.each(CASES.map((c) => ({ ...c, addresses: c.dhcp ? "DHCP" : "static", o
         expect(n.bootstrap_expect).toBe(options.server ? NODES : undefined);
         // Servers pre-seed the management token; every agent has its own token, and only that.
         expect(block(n, "acl")).toEqual({
-          tokens: [options.server ? { [management]: FIXED.consul.managementToken, agent: FIXED.consul.agentToken } : { agent: FIXED.consul.agentToken }],
+          tokens: [options.server ? { [management]: FIXED.consul.managementToken, agent: consulAgentToken(FIXED, f.node.name) } : { agent: consulAgentToken(FIXED, f.node.name) }],
         });
       }
     });
@@ -636,7 +636,7 @@ describe("a mixed cluster", () => {
     expect(block(files.nomad!, "server")).toBeUndefined();
     expect(block(files.nomad!, "client")).toEqual({ server_join: [{ retry_join: controlPlane }] });
     // A Consul client agent: its own agent token, never the management token.
-    expect(block(files.consul!, "acl")).toEqual({ tokens: [{ agent: FIXED.consul.agentToken }] });
+    expect(block(files.consul!, "acl")).toEqual({ tokens: [{ agent: consulAgentToken(FIXED, plan.nodes[3]!.name) }] });
   });
 
   it("joins a separate Vault server to every Vault server's raft", async () => {

@@ -12,8 +12,8 @@ import { renderTemplate } from "../../cli/spec/template.js";
 import { imageTemplateContext } from "../../cli/image/build.js";
 import { nodeMetadata, serversByService, type MetadataNode, type MetadataTree } from "../../cli/bootstrap/metadata.js";
 import { defaultJoin, planCluster, type ClusterPlan, type NodePlan } from "../../cli/bootstrap/plan.js";
-import { CONSUL_AGENT_POLICY, generateSecrets, type Secrets, type ServiceRoles } from "../../cli/bootstrap/secrets.js";
-import { cliSecretFiles, cliTls, nodeSecretFiles, serviceRolesOf, type SecretFile } from "../../cli/bootstrap/node-secrets.js";
+import { consulAgentPolicy, generateSecrets, type Secrets, type ServiceRoles } from "../../cli/bootstrap/secrets.js";
+import { cliSecretFiles, consulAgentToken, cliTls, nodeSecretFiles, serviceRolesOf, type SecretFile } from "../../cli/bootstrap/node-secrets.js";
 import { ResinError } from "../../cli/util/errors.js";
 
 // Least privilege, checked by content: for every role in machines/, a three-node
@@ -87,6 +87,7 @@ function checkLeastPrivilege(all: Drive[], secrets: Secrets): void {
     ["the CLI key", pemBody(secrets.cli.key)],
     ["the CLI certificate", pemBody(secrets.cli.cert)],
     ["Nomad's bootstrap secret", secrets.nomad.bootstrapSecret],
+    ["the key Consul agent tokens are derived from", secrets.consul.agentToken],
     ["Vault's root token", secrets.vault!.rootToken],
     ...secrets.vault!.unsealKeys.map((k, i): [string, string] => [`Vault unseal key ${i + 1}`, k]),
   ];
@@ -96,7 +97,11 @@ function checkLeastPrivilege(all: Drive[], secrets: Secrets): void {
 
     const consul = d.roles.consul;
     expect(dirs(holders(d, secrets.consul.managementToken)), `${where}: Consul's management token`).toEqual(consul === "server" ? ["consul"] : []);
-    expect(dirs(holders(d, secrets.consul.agentToken)), `${where}: Consul's agent token`).toEqual(consul ? ["consul"] : []);
+    // Its own agent token only, never another node's.
+    expect(dirs(holders(d, consulAgentToken(secrets, d.node.name))), `${where}: its Consul agent token`).toEqual(consul ? ["consul"] : []);
+    for (const other of all.filter((o) => o.node.name !== d.node.name)) {
+      expect(holders(d, consulAgentToken(secrets, other.node.name)), `${where} must not hold ${other.node.name}'s agent token`).toEqual([]);
+    }
     expect(dirs(holders(d, secrets.consul.nomadToken)), `${where}: Consul's token for Nomad`).toEqual(d.roles.nomad ? ["nomad"] : []);
     expect(dirs(holders(d, secrets.gossipKey)), `${where}: Consul's gossip key`).toEqual(consul ? ["consul"] : []);
     expect(dirs(holders(d, secrets.nomadGossipKey)), `${where}: Nomad's gossip key`).toEqual(d.roles.nomad === "server" ? ["nomad"] : []);
@@ -316,8 +321,10 @@ describe.skipIf(!consulBin)("a real Consul 1.8.7 server and client agent, with t
         const res = await request(`https://127.77.0.1:8501${path}`, { method: "PUT", dispatcher, body: JSON.stringify(body), headers: { "x-consul-token": secrets.consul.managementToken } });
         return { status: res.statusCode, text: await res.body.text() };
       };
-      expect((await put("/v1/acl/policy", { Name: "resin-agent", Rules: CONSUL_AGENT_POLICY })).status).toBe(200);
-      expect((await put("/v1/acl/token", { SecretID: secrets.consul.agentToken, Policies: [{ Name: "resin-agent" }] })).status).toBe(200);
+      for (const node of ["t-1", "t-2"]) {
+        expect((await put("/v1/acl/policy", { Name: `resin-agent-${node}`, Rules: consulAgentPolicy(node) })).status).toBe(200);
+        expect((await put("/v1/acl/token", { SecretID: consulAgentToken(secrets, node), Policies: [{ Name: `resin-agent-${node}` }] })).status).toBe(200);
+      }
       let nodes: string[] = [];
       while (Date.now() < deadline) {
         const r = await get("https://127.77.0.1:8501/v1/catalog/nodes", secrets.consul.managementToken);
@@ -326,6 +333,20 @@ describe.skipIf(!consulBin)("a real Consul 1.8.7 server and client agent, with t
         await new Promise((r) => setTimeout(r, 500));
       }
       expect(nodes, logs[1]!.join("")).toEqual(["t-1", "t-2"]);
+      // Least privilege: t-2's own token may write t-2 in the catalog, and not t-1.
+      const register = async (node: string, token: string) => {
+        const res = await request("https://127.77.0.1:8501/v1/catalog/register", {
+          method: "PUT",
+          dispatcher,
+          body: JSON.stringify({ Node: node, Address: node === "t-1" ? "127.77.0.1" : "127.77.0.2", NodeMeta: { probe: "least-privilege" } }),
+          headers: { "x-consul-token": token },
+        });
+        return { status: res.statusCode, text: await res.body.text() };
+      };
+      const own = await register("t-2", consulAgentToken(secrets, "t-2"));
+      expect(own.status, own.text).toBe(200);
+      const other = await register("t-1", consulAgentToken(secrets, "t-2"));
+      expect(other.status, other.text).toBe(403);
       // The client agent serves its API over TLS too, with its client.dc1.consul certificate.
       const agentSelf = await get("https://127.77.0.2:8501/v1/agent/self", secrets.consul.managementToken);
       expect(JSON.parse(agentSelf.text).Config.NodeName).toBe("t-2");

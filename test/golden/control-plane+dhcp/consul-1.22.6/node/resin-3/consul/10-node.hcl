@@ -9,11 +9,12 @@ encrypt            = "ERERERERERERERERERERERERERERERERERERERERERE="
 retry_join         = ["provider=aws tag_key=resin-cluster tag_value=resin"]
 bootstrap_expect   = 3
 
-# This server's agent token, and the management token the servers create when one of
+# This server's own agent token (it may write this node only), and the management
+# token the servers create when one of
 # them first leads (the host's token; only servers hold it).
 acl {
   tokens {
     initial_management = "11111111-1111-4111-8111-111111111111"
-    agent              = "22222222-2222-4222-8222-222222222222"
+    agent              = "61e9eca7-7388-45ed-854e-2a581b54562b"
   }
 }

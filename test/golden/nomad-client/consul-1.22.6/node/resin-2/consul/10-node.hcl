@@ -8,9 +8,10 @@ advertise_addr     = "10.88.0.12"
 encrypt            = "ERERERERERERERERERERERERERERERERERERERERERE="
 retry_join         = []
 
-# This agent's own token (the host creates it once the servers have a leader).
+# This agent's own token, which may write this node only (the host creates it once the
+# servers have a leader).
 acl {
   tokens {
-    agent = "22222222-2222-4222-8222-222222222222"
+    agent = "adb78ff9-4bb6-44db-89a0-b653b634a604"
   }
 }
