@@ -1,4 +1,4 @@
-// Real Vault 1.14.8, built from its Go module (source channel), on three QEMU nodes
+// Real Vault 1.14.2, built from its Go module (source channel), on three QEMU nodes
 // with integrated storage, beside one Debian Consul 1.8.7 server. The host initialises
 // Vault and unseals every node; its API answers only the host's client certificate.
 // Faults: the active node's VM is SIGKILLed under a writer loop, started again, Vault is
@@ -122,14 +122,14 @@ afterAll(async () => {
   rmSync(stateHome, { recursive: true, force: true });
 });
 
-describe("Vault 1.14.8 from its Go module, on three nodes", () => {
+describe("Vault 1.14.2 from its Go module, on three nodes", () => {
   it("is initialised by the host, unsealed on every node, with 3 raft voters", async () => {
     expect(secrets().vault, "the host recorded the unseal keys and root token").toBeDefined();
     const states = await Promise.all(VAULTS.map(health));
     expect(states.filter((s) => s === 200), `health per node: ${states.join(", ")}`).toHaveLength(1);
     expect(states.filter((s) => s === 429), `health per node: ${states.join(", ")}`).toHaveLength(2);
     const version = await vault(VAULTS[0]!, "GET", "/v1/sys/health");
-    expect(version.body.version).toBe("1.14.8");
+    expect(version.body.version).toBe("1.14.2");
     const raft = await vault(await activeNode(), "GET", "/v1/sys/storage/raft/configuration");
     const servers = (raft.body.data as { config: { servers: { node_id: string; voter: boolean }[] } }).config.servers;
     expect(servers.map((x) => x.node_id).sort()).toEqual(VAULTS);

@@ -76,7 +76,7 @@ const CASES: Case[] = [
   { role: "nomad-server", channel: "official", versions: { consul: "1.22.6", nomad: "1.11.0" } },
   { role: "vault-server", channel: "official", versions: { consul: "1.22.6", vault: "1.21.0" } },
   { role: "consul-server", channel: "source", versions: { consul: "1.8.7" } },
-  { role: "vault-server", channel: "source", versions: { consul: "1.8.7", vault: "1.14.8" } },
+  { role: "vault-server", channel: "source", versions: { consul: "1.8.7", vault: "1.14.2" } },
   { role: "nomad-client", channel: "official", versions: { consul: "1.22.6", nomad: "1.11.0" } },
   { role: "nomad-client-docker", channel: "official", versions: { consul: "1.22.6", nomad: "1.11.0" } },
   { role: "control-plane", channel: "official", versions: { consul: "1.22.6", nomad: "1.11.0", vault: "1.21.0" } },

@@ -1,4 +1,4 @@
-# Vault 1.14.8 settings shared by every node of the vault-server role.
+# Vault 1.14.2 settings shared by every node of the vault-server role.
 # Fixed at image build time; per-node facts are in /run/config/vault.
 ui            = true
 disable_mlock = true
