@@ -28,7 +28,7 @@ import { stderrLog } from "./util/log.js";
 const DEFAULT_CLUSTER = "resin";
 
 const channelOption = () =>
-  new Option("--channel <channel>", "where Consul, Nomad and Vault come from: verified official releases; Debian's packages (Consul 1.8.7 only); or source: Debian's Consul with Vault 1.14.2 built here from its Go module")
+  new Option("--channel <channel>", "where Consul, Nomad and Vault come from: verified official releases, or Debian's packages (Consul 1.8.7 only)")
     .choices(CHANNELS)
     .default("official");
 // What a new cluster is made of: up and plan take the same.

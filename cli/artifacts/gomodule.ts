@@ -1,13 +1,17 @@
-// The source channel's programs: Nomad and Vault built here by the go command from
-// their Go modules, through the Go module proxy only. Each service pins its product
-// with a committed wrapper module (go.mod + go.sum: go.sum is the hash lock the go
-// command checks), so the same checkout builds from the same source everywhere.
+// Programs built here by the go command from their Go modules, through the Go module
+// proxy only. A committed wrapper module pins each (go.mod + go.sum: go.sum is the
+// hash lock the go command checks), so the same checkout builds from the same source
+// everywhere. Today the test suite's OpenTofu is built this way (test/tools); it is
+// the path Nomad and Vault will take into images once the module proxy serves what
+// their MPL-2.0 releases need (it refuses Nomad v1.6.5, and the release commits of
+// Vault's nested sdk/api modules; see services/{nomad,vault}/service.yml).
 //
 // A build is named by its whole recipe (Go version, go.mod, go.sum, cgo and the C
 // compiler, tags, ldflags, flags, platform). The binary goes into the sha256-addressed
 // cache with an index per recipe, <cache>/gomodules/<recipe key>.json, so a warm build
-// never compiles again. resin.lock.json records each binary's sha256 and its module
-// list; a rebuild of a locked recipe that gives other bytes is refused.
+// never compiles again. Each build records its sha256 and its module list (from
+// `go version -m`); a rebuild of a recipe pinned to a sha256 (`locked`) that gives
+// other bytes is refused.
 //
 // Licence rule: only releases under MPL-2.0 (Nomad ≤ 1.6.5, Vault ≤ 1.14.8) are built;
 // later ones are BUSL-1.1. The LICENSE in the downloaded module is checked as well.

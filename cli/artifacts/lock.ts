@@ -6,7 +6,6 @@ import { z } from "zod";
 import { writeFileAtomic } from "../util/files.js";
 import { canonicalJson } from "../util/hash.js";
 import { ResinError } from "../util/errors.js";
-import { GoBuildSchema } from "./gomodule.js";
 
 export const LockedDebSchema = z
   .object({
@@ -24,8 +23,6 @@ export const LockSchema = z
     lockfileVersion: z.literal(1),
     /** Keyed by "<suite>/<requested package>". */
     debian: z.record(z.string(), LockedDebSchema),
-    /** Programs the source channel builds from Go modules, by product: recipe, sha256, modules. */
-    gomodules: z.record(z.string(), GoBuildSchema).optional(),
   })
   .strict();
 

@@ -3,8 +3,7 @@ import { join } from "node:path";
 import { listRoles, loadRole, type Role } from "../spec/load.js";
 import { CHANNELS, type Channel } from "../spec/schema.js";
 import { debRequests, ensureDebs } from "../artifacts/debian.js";
-import { readLock, writeLock, type Lock } from "../artifacts/lock.js";
-import { cachedGoBuild, ensureGoBuild, goRecipe } from "../artifacts/gomodule.js";
+import { readLock, writeLock } from "../artifacts/lock.js";
 import { cachedRelease, fetchRelease, missingReleaseError } from "../artifacts/official.js";
 import type { ReleaseRef } from "../artifacts/releases.js";
 import { buildImage, type BuiltImage } from "../image/build.js";
@@ -61,38 +60,9 @@ async function ensureReleases(roles: Role[], opts: BuildOptions): Promise<void> 
   throw new ResinError(`${base.message}\n${reasons}`, `${base.hint}\n${await buildableNow(opts.project)}`);
 }
 
-/**
- * Build (or take from the cache) every program the roles take from a Go module, and
- * record each in the lock. Returns whether the lock changed. Offline, only cached
- * builds are used.
- */
-async function ensureGoBuilds(roles: Role[], lock: Lock, opts: BuildOptions): Promise<boolean> {
-  const services = new Map(roles.flatMap((r) => r.services.filter((s) => s.gomodule).map((s) => [s.gomodule!.product, s] as const)));
-  let changed = false;
-  for (const [product, service] of services) {
-    const spec = service.gomodule!;
-    const wrapper = join(service.dir, spec.dir);
-    const locked = lock.gomodules?.[product];
-    const build = opts.offline
-      ? await cachedGoBuild(await goRecipe(spec, wrapper))
-      : await ensureGoBuild(spec, wrapper, { log: opts.log, locked });
-    if (!build) {
-      throw new ResinError(
-        `${product} ${spec.version} is not built yet, and --offline forbids downloading its Go modules`,
-        `run \`resin build --channel source\` once with the Go module proxy reachable`,
-      );
-    }
-    if (locked?.key !== build.key || locked.sha256 !== build.sha256) {
-      lock.gomodules = { ...lock.gomodules, [product]: build };
-      changed = true;
-    }
-  }
-  return changed;
-}
-
 /** Which roles could be built right now, without the missing releases: the way forward. */
 async function buildableNow(project: string): Promise<string> {
-  const ready: Record<Channel, string[]> = { official: [], debian: [], source: [] };
+  const ready: Record<Channel, string[]> = { official: [], debian: [] };
   for (const name of await listRoles(project)) {
     for (const channel of CHANNELS) {
       const role = await loadRole(project, name, channel).catch(() => undefined);
@@ -132,8 +102,7 @@ export async function buildRoles(opts: BuildOptions): Promise<BuiltImage[]> {
   const lock = await readLock(lockPath);
   const requests = await debRequests(roles.flatMap((r) => r.services));
   const { changed } = await ensureDebs(requests, lock, opts.log, { updateLock: opts.updateLock, offline: opts.offline });
-  const goChanged = await ensureGoBuilds(roles, lock, opts);
-  if (changed || goChanged) {
+  if (changed) {
     await writeLock(lockPath, lock);
     opts.log(`  updated ${lockPath}`);
   }

@@ -38,10 +38,6 @@ export function formatManifest(dir: string, m: ImageManifest): string {
     "packages and releases:",
     ...m.packages.map((p) => `  deb     ${p.package} ${p.version} (${p.suite}) sha256:${p.sha256}`),
     ...m.releases.map((r) => `  release ${r.product} ${r.version} ${r.file} sha256:${r.sha256} signed by ${r.signer}`),
-    ...(m.gomodules ?? []).flatMap((b) => [
-      `  go      ${b.recipe.product} ${b.recipe.version} from ${b.recipe.module} (${b.recipe.go}, cgo ${b.recipe.cgo ? "on" : "off"}, go.sum sha256:${b.recipe.goSum.slice(0, 12)}) sha256:${b.sha256}`,
-      ...b.modules.map((mod) => `            ${mod}`),
-    ]),
     "",
     "root filesystem:",
   ];

@@ -13,7 +13,6 @@ import { lockKey, upstreamVersion, type Lock, type LockedDeb } from "../artifact
 import { unpackedDeb } from "../artifacts/cache.js";
 import { hostCodename } from "../artifacts/apt.js";
 import { cachedRelease, missingReleaseError, releaseEntries, type ReleaseIndex } from "../artifacts/official.js";
-import { goBuildBinary, type GoBuild } from "../artifacts/gomodule.js";
 import type { Channel } from "../spec/schema.js";
 import { canonicalJson, sha256 } from "../util/hash.js";
 import { ResinError } from "../util/errors.js";
@@ -67,7 +66,6 @@ async function lockedFor(role: Role, lock: Lock): Promise<Map<string, LockedDeb>
 /** The version templates see: the release's, else the upstream version of the service's first package. */
 export function serviceVersion(service: Service, debs: Map<string, LockedDeb>): string | undefined {
   if (service.release) return service.release.version;
-  if (service.gomodule) return service.gomodule.version;
   const first = service.packages[0];
   return first ? upstreamVersion(debs.get(first.name)!.version) : undefined;
 }
@@ -79,20 +77,6 @@ async function releasesFor(role: Role): Promise<Map<string, ReleaseIndex>> {
     if (!s.release) continue;
     const entry = await cachedRelease(s.release);
     if (!entry) throw missingReleaseError([s.release]);
-    map.set(s.name, entry);
-  }
-  return map;
-}
-
-/** The Go builds a role uses, by service, as resin.lock.json records them (`resin build` makes them). */
-function goBuildsFor(role: Role, lock: Lock): Map<string, GoBuild> {
-  const map = new Map<string, GoBuild>();
-  for (const s of role.services) {
-    if (!s.gomodule) continue;
-    const entry = lock.gomodules?.[s.gomodule.product];
-    if (!entry || entry.recipe.version !== s.gomodule.version) {
-      throw new ResinError(`resin.lock.json has no build of ${s.gomodule.product} ${s.gomodule.version}`, "run `resin build --channel source` to build it from its Go module");
-    }
     map.set(s.name, entry);
   }
   return map;
@@ -115,7 +99,7 @@ async function builderFingerprint(): Promise<string> {
   return sha256(parts.join("\n"));
 }
 
-async function inputDigest(role: Role, debs: Map<string, LockedDeb>, releases: Map<string, ReleaseIndex>, builds: Map<string, GoBuild>): Promise<string> {
+async function inputDigest(role: Role, debs: Map<string, LockedDeb>, releases: Map<string, ReleaseIndex>): Promise<string> {
   const services = await Promise.all(
     role.services.map(async (s) => {
       // The initramfs files (/init) count too: a change to one must rebuild the image.
@@ -133,8 +117,6 @@ async function inputDigest(role: Role, debs: Map<string, LockedDeb>, releases: M
       services,
       debs: [...debs.entries()].sort(([a], [b]) => a.localeCompare(b)),
       releases: [...releases.entries()].sort(([a], [b]) => a.localeCompare(b)),
-      // Absent on channels without Go builds, so their digests stay as they were.
-      ...(builds.size ? { gomodules: [...builds.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([n, b]) => [n, b.sha256]) } : {}),
     }),
   );
 }
@@ -144,8 +126,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const dir = join(imagesDir(project, role.channel), name);
   const debs = await lockedFor(role, lock);
   const releases = await releasesFor(role);
-  const builds = goBuildsFor(role, lock);
-  const digestOfInputs = await inputDigest(role, debs, releases, builds);
+  const digestOfInputs = await inputDigest(role, debs, releases);
   // A previous manifest that does not pass its schema is simply rebuilt over.
   const previous = await readManifest(dir).catch(() => undefined);
   if (
@@ -215,13 +196,6 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
       rootfs.file(path, data, 0o755, { kind: "release", source: `${release.product} ${release.version} (${releases.get(service.name)!.file})` });
     }
   }
-  // Programs built here from their Go modules (re-hashed on the way out of the cache).
-  for (const service of role.services) {
-    const build = builds.get(service.name);
-    if (!build) continue;
-    const source = `${build.recipe.product} ${build.recipe.version} (Go module ${build.recipe.module}, ${build.recipe.go})`;
-    rootfs.file(service.gomodule!.binary, await goBuildBinary(build), 0o755, { kind: "gomodule", source });
-  }
   await addLibraryClosure(rootfs, role, unpacked, debLabel);
 
   // Users, service files and image-time templates.
@@ -289,7 +263,6 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
     services: role.services.map((s) => ({ name: s.name, version: serviceVersion(s, debs), ports: s.ports })),
     packages: [...new Map([...debs.values()].map((d) => [d.package, d])).values()].sort((a, b) => a.package.localeCompare(b.package)),
     releases: [...releases.values()].sort((a, b) => a.product.localeCompare(b.product)),
-    ...(builds.size ? { gomodules: [...builds.values()].sort((a, b) => a.recipe.product.localeCompare(b.recipe.product)) } : {}),
     files: rootfs.manifest(),
     initramfsFiles: initramfs.manifest(),
   };

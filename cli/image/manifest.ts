@@ -9,7 +9,6 @@ import { join } from "node:path";
 import { z } from "zod";
 import type { LockedDeb } from "../artifacts/lock.js";
 import type { ReleaseIndex } from "../artifacts/official.js";
-import type { GoBuild } from "../artifacts/gomodule.js";
 import { CHANNELS, type Channel } from "../spec/schema.js";
 import { ResinError } from "../util/errors.js";
 import { sha256 } from "../util/hash.js";
@@ -47,8 +46,6 @@ export interface ImageManifest {
   services: ServiceVersion[];
   packages: LockedDeb[];
   releases: ReleaseIndex[];
-  /** Programs built from Go modules (source channel): recipe, sha256 and every module linked in. */
-  gomodules?: GoBuild[];
   /** Every file of the root filesystem with its sha256 and origin. */
   files: ManifestFile[];
   initramfsFiles: ManifestFile[];

@@ -6,7 +6,7 @@ import { join, relative } from "node:path";
 import { LineCounter, parseDocument, isMap, isNode, isScalar } from "yaml";
 import { ZodArray, ZodDefault, ZodObject, ZodOptional, ZodRecord, type z, type ZodIssue } from "zod";
 import { ResinError, SpecError } from "../util/errors.js";
-import { MachineSchema, ServiceSchema, type Channel, type MachineSpec, type OptionValue, type ReleaseSpec, type ServiceSpec, type GoModuleSpec } from "./schema.js";
+import { MachineSchema, ServiceSchema, type Channel, type MachineSpec, type OptionValue, type ReleaseSpec, type ServiceSpec } from "./schema.js";
 
 export interface Service extends ServiceSpec {
   /** Directory holding service.yml and the files it names. */
@@ -14,8 +14,6 @@ export interface Service extends ServiceSpec {
   file: string;
   /** The official release the chosen channel takes the program from, if any. */
   release?: ReleaseSpec;
-  /** Or the Go module it is built from, here. */
-  gomodule?: GoModuleSpec;
 }
 
 export interface Role {
@@ -168,16 +166,6 @@ export async function loadService(project: string, name: string): Promise<Servic
       throw new SpecError(shown, [{ field: "files", message: `'${f.src}' does not exist in ${shownPath(dir)}/` }]);
     }
   }
-  for (const [channel, c] of Object.entries(spec.channels ?? {})) {
-    if (c?.release && c.gomodule) {
-      throw new SpecError(shown, [{ field: `channels.${channel}`, message: "a channel takes the program from a release or a Go module, not both" }]);
-    }
-    for (const lockFile of c?.gomodule ? ["go.mod", "go.sum"] : []) {
-      if (!existsSync(join(dir, c!.gomodule!.dir, lockFile))) {
-        throw new SpecError(shown, [{ field: `channels.${channel}.gomodule.dir`, message: `'${c!.gomodule!.dir}/${lockFile}' does not exist in ${shownPath(dir)}/: the wrapper module needs its go.mod and go.sum` }]);
-      }
-    }
-  }
   return { ...spec, dir, file };
 }
 
@@ -200,7 +188,6 @@ export function onChannel(service: Service, channel: Channel): Service {
     packages: [...service.packages, ...chosen.packages],
     libraries: [...service.libraries, ...chosen.libraries],
     release: chosen.release,
-    gomodule: chosen.gomodule,
   };
 }
 

@@ -58,9 +58,9 @@ export const ReleaseSchema = z
   .strict();
 
 /**
- * A program built here from its Go module: the service's wrapper module (its `dir`
- * holds go.mod and go.sum, the hash lock the go command checks) requires `module` at
- * `v<version>`, and `go build` makes `binary` from it.
+ * A program built here from its Go module (cli/artifacts/gomodule.ts): a wrapper
+ * module (its `dir` holds go.mod and go.sum, the hash lock the go command checks)
+ * requires `module` at `v<version>`, and `go build` makes `binary` from it.
  */
 export const GoModuleSchema = z
   .object({
@@ -86,16 +86,10 @@ export const ChannelSchema = z
     packages: z.array(PackageSchema).default([]),
     libraries: z.array(debianPackage).default([]),
     release: ReleaseSchema.optional(),
-    gomodule: GoModuleSchema.optional(),
   })
   .strict();
 
-/**
- * official: HashiCorp's signed releases. debian: Debian's packages (Consul 1.8.7 only).
- * source: what every machine here can have: Debian's Consul, and Nomad and Vault built
- * from their last MPL-2.0 Go modules.
- */
-export const CHANNELS = ["official", "debian", "source"] as const;
+export const CHANNELS = ["official", "debian"] as const;
 export type Channel = (typeof CHANNELS)[number];
 
 export const ServiceSchema = z
@@ -125,7 +119,7 @@ export const ServiceSchema = z
     packages: z.array(PackageSchema).default([]),
     libraries: z.array(debianPackage).default([]),
     /** Sources per channel; a service without channels is the same on every channel. */
-    channels: z.object({ official: ChannelSchema.optional(), debian: ChannelSchema.optional(), source: ChannelSchema.optional() }).strict().optional(),
+    channels: z.object({ official: ChannelSchema.optional(), debian: ChannelSchema.optional() }).strict().optional(),
     user: z.object({ name, uid: z.number().int().min(1).max(65533) }).strict().optional(),
     files: z.array(FileSchema).default([]),
     templates: z

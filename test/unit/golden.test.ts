@@ -75,8 +75,6 @@ const CASES: Case[] = [
   { role: "consul-server", channel: "official", versions: { consul: "1.22.6" } },
   { role: "nomad-server", channel: "official", versions: { consul: "1.22.6", nomad: "1.11.0" } },
   { role: "vault-server", channel: "official", versions: { consul: "1.22.6", vault: "1.21.0" } },
-  { role: "consul-server", channel: "source", versions: { consul: "1.8.7" } },
-  { role: "vault-server", channel: "source", versions: { consul: "1.8.7", vault: "1.14.2" } },
   { role: "nomad-client", channel: "official", versions: { consul: "1.22.6", nomad: "1.11.0" } },
   { role: "nomad-client-docker", channel: "official", versions: { consul: "1.22.6", nomad: "1.11.0" } },
   { role: "control-plane", channel: "official", versions: { consul: "1.22.6", nomad: "1.11.0", vault: "1.21.0" } },
@@ -111,7 +109,7 @@ async function versionsOf(role: Role): Promise<Record<string, string>> {
   }
   // A package not yet in resin.lock.json (resolved on the next online build) has no
   // version here; no template reads the version of such a service.
-  const known = (s: Service) => s.release !== undefined || s.gomodule !== undefined || (s.packages[0] !== undefined && debs.has(s.packages[0].name));
+  const known = (s: Service) => s.release !== undefined || (s.packages[0] !== undefined && debs.has(s.packages[0].name));
   return Object.fromEntries(role.services.map((s) => [s.name, known(s) ? (serviceVersion(s, debs) ?? "") : ""]));
 }
 

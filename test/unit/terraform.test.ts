@@ -351,7 +351,7 @@ describe("examples/local with real Terraform (no provider needed)", () => {
     const r = await terraform(dir, ["plan", "-input=false", "-no-color", "-var", "name=Prod", "-var", "channel=nightly"]);
     expect(r.code).toBe(1);
     expect(r.flat).toContain("The cluster name must be lowercase letters, digits and '-', starting with a letter, at most 31 characters (as resin requires).");
-    expect(r.flat).toContain('The channel must be "debian", "source" or "official".');
+    expect(r.flat).toContain('The channel must be "debian" or "official".');
   });
 
   it("apply runs resin up then resin status; destroy runs resin down, or resin destroy --yes when keep_data = false", async () => {

@@ -33,12 +33,12 @@ variable "role" {
 
 variable "channel" {
   type        = string
-  description = "Where Consul, Nomad and Vault come from (resin up --channel): debian (Consul 1.8.7 from Debian), source (Debian's Consul with Vault built from its Go module; needs only Debian and the Go module proxy) or official (HashiCorp's releases, fetched or imported first)."
+  description = "Where Consul, Nomad and Vault come from (resin up --channel): debian (Consul 1.8.7 from Debian; the only channel a machine without internet has) or official (HashiCorp's releases, fetched or imported first)."
   default     = "debian"
 
   validation {
-    condition     = contains(["debian", "official", "source"], var.channel)
-    error_message = "The channel must be \"debian\", \"source\" or \"official\"."
+    condition     = contains(["debian", "official"], var.channel)
+    error_message = "The channel must be \"debian\" or \"official\"."
   }
 }
 
