@@ -1,19 +1,8 @@
 // The node plan: names, addresses and MACs of a cluster's nodes. Pure and
 // deterministic in its inputs, so the same cluster always gets the same plan.
 import { createHash } from "node:crypto";
-import { z } from "zod";
 import { ResinError } from "../util/errors.js";
-
-/**
- * How nodes get their addresses. `static`: from the plan (local QEMU clusters, libvirt,
- * metal). `dhcp`: from the network they boot on (clouds), and agents find each other by
- * cloud auto-join (`join`, e.g. "provider=aws tag_key=resin-cluster tag_value=prod").
- */
-export const NetworkSchema = z.discriminatedUnion("mode", [
-  z.object({ mode: z.literal("static") }),
-  z.object({ mode: z.literal("dhcp"), join: z.string().min(1) }),
-]);
-export type Network = z.infer<typeof NetworkSchema>;
+import { validateClusterName, type Network } from "../state/state.js";
 
 /** A node's address on a `dhcp` cluster: not known until it boots. */
 export const DHCP_ADDRESS = "dhcp";
@@ -46,12 +35,6 @@ export interface ClusterPlan {
 
 export const DEFAULT_SUBNET = "10.88.0.0/24";
 const HOST_NIC_ADDRESS = "10.0.2.15/24";
-
-export function validateClusterName(name: string): void {
-  if (!/^[a-z][a-z0-9-]{0,30}$/.test(name)) {
-    throw new ResinError(`invalid cluster name '${name}'`, "use lowercase letters, digits and '-', starting with a letter, at most 31 characters");
-  }
-}
 
 function parseSubnet(subnet: string): { base: number[]; prefix: number } {
   const m = subnet.match(/^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/);

@@ -8,13 +8,13 @@ import { vmState } from "../provider/qemu/provider.js";
 import { consulAgentToken } from "../bootstrap/node-secrets.js";
 import { bootstrapNomadAcl } from "./nomad.js";
 import { ensureVaultReady, type VaultNode } from "./vault.js";
-import { clusterPaths } from "./state.js";
+import { clusterPaths } from "../state/state.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { sleep } from "../util/time.js";
 import { hostTls } from "./api.js";
 import { consulAccess, consulEndpoint, ensureToken, type ConsulAccess, type ConsulEndpoint } from "./consul.js";
-import type { ClusterState } from "./state.js";
+import type { ClusterState } from "../state/state.js";
 
 // Right after an election Consul 1.8 still runs its ACL system in legacy mode, and a
 // new leader may not be ready yet: both pass within seconds.

@@ -6,7 +6,7 @@ import type { Role } from "../spec/load.js";
 import { serversByService } from "../bootstrap/metadata.js";
 import type { Secrets } from "../bootstrap/secrets.js";
 import { ApiClient, ApiUnreachable, hostTls, type ApiTls } from "./api.js";
-import type { NodeState } from "./state.js";
+import type { NodeState } from "../state/state.js";
 
 export interface ConsulAccess extends ApiTls {
   /** PEM: the host's client certificate and key (the CA and serverName as in ApiTls). */

@@ -3,11 +3,11 @@
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { sleep } from "../util/time.js";
-import { nodeFiles, vmState } from "../provider/qemu/provider.js";
+import { vmState } from "../provider/qemu/provider.js";
 import { consoleBytes, consoleTail, vmPaths } from "../provider/qemu/vm.js";
 import { forgetAccel, type Accel } from "../provider/qemu/accel.js";
 import { autopilotHealth, consulEndpoint, consulView, hasQuorum, type ConsulAccess, type ConsulView } from "./consul.js";
-import type { ClusterState } from "./state.js";
+import { nodeFiles, type ClusterState } from "../state/state.js";
 
 export function describeView(v: ConsulView): string {
   if (v.error) return v.error;

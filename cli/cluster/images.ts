@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { imageDigest, readManifest, type ImageFile } from "../image/manifest.js";
 import { ResinError } from "../util/errors.js";
 import { sha256File } from "../util/hash.js";
-import { clusterPaths, ensureClusterDir, imageDirFor, type ClusterState } from "./state.js";
+import { clusterPaths, ensureClusterDir, imageDirFor, type ClusterState } from "../state/state.js";
 
 const DISK_FILES = ["disk.raw", "disk.qcow2", "disk.iso"];
 

@@ -7,7 +7,7 @@ import { sleep } from "../util/time.js";
 import { chooseAccel } from "../provider/qemu/accel.js";
 import { startNode, stopNode, vmState } from "../provider/qemu/provider.js";
 import { agentLeave, autopilotHealth, consulEndpoint, consulView, type AutopilotHealth, type ConsulAccess } from "./consul.js";
-import { imageDirFor, writeClusterState, type ClusterState, type NodeState } from "./state.js";
+import { imageDirFor, writeClusterState, type ClusterState, type NodeState } from "../state/state.js";
 import type { Secrets } from "../bootstrap/secrets.js";
 import { hostTls } from "./api.js";
 import { ensureVaultReady, vaultAutopilot, vaultHealth, type VaultClientOptions } from "./vault.js";

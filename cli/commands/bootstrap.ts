@@ -8,7 +8,7 @@ import { NOMAD_REGION, VAULT_TLS_SERVER_NAME } from "../bootstrap/pki.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { finishCluster, type ApiTargets } from "../cluster/bootstrap.js";
 import { consulAccess } from "../cluster/consul.js";
-import { clusterPaths, requireCluster } from "../cluster/state.js";
+import { clusterPaths, requireCluster } from "../state/state.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 

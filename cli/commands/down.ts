@@ -1,6 +1,6 @@
 // `resin down`: stop every VM and the switch by pid. Disks, secrets and logs stay;
 // only `resin destroy` deletes them.
-import { clusterPaths, requireCluster } from "../cluster/state.js";
+import { clusterPaths, requireCluster } from "../state/state.js";
 import { stopCluster } from "../provider/qemu/provider.js";
 import type { Log } from "../util/log.js";
 

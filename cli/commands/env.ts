@@ -5,7 +5,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { cliSecretFiles } from "../bootstrap/node-secrets.js";
 import { readSecrets, type Secrets } from "../bootstrap/secrets.js";
-import { clusterPaths, requireCluster, type NodeState } from "../cluster/state.js";
+import { clusterPaths, requireCluster, type NodeState } from "../state/state.js";
 import { vmState } from "../provider/qemu/provider.js";
 import { writeFileAtomic } from "../util/files.js";
 import { ResinError } from "../util/errors.js";

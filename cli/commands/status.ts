@@ -9,7 +9,7 @@ import { hostTls } from "../cluster/api.js";
 import { unsealed, vaultRaftPeers, vaultView, VAULT_STATES } from "../cluster/vault.js";
 import { describeView } from "../cluster/health.js";
 import { guestStatus } from "../cluster/guest.js";
-import { clusterPaths, requireCluster } from "../cluster/state.js";
+import { clusterPaths, requireCluster } from "../state/state.js";
 import { vmState } from "../provider/qemu/provider.js";
 import { formatTable } from "../util/table.js";
 

@@ -1,14 +1,13 @@
 // `resin up`: build (or reuse) the role's image, create or reload the cluster's
 // state, write each node's config drive, boot the VMs and wait for quorum.
 import type { Channel } from "../spec/schema.js";
-import { validateClusterName } from "../bootstrap/plan.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { consulAccess, consulServerCount } from "../cluster/consul.js";
 import { finishCluster, localTargets } from "../cluster/bootstrap.js";
 import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
-import { clusterPaths, readClusterState, writeClusterState, type ClusterState } from "../cluster/state.js";
+import { clusterPaths, nodeFiles, readClusterState, validateClusterName, writeClusterState, type ClusterState } from "../state/state.js";
 import { silentAfterMs, waitForQuorum } from "../cluster/health.js";
-import { assignClusterPorts, nodeFiles, startCluster, stopCluster, stopNode, vmState } from "../provider/qemu/provider.js";
+import { assignClusterPorts, startCluster, stopCluster, stopNode, vmState } from "../provider/qemu/provider.js";
 import { createPersistDisk } from "../provider/qemu/vm.js";
 import { ResinError } from "../util/errors.js";
 import { requireTools } from "../util/tools.js";

@@ -6,7 +6,7 @@ import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.j
 import { consulAccess, consulServerCount } from "../cluster/consul.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { installImage } from "../cluster/images.js";
-import { clusterPaths, requireCluster, writeClusterState, type ClusterState } from "../cluster/state.js";
+import { clusterPaths, requireCluster, writeClusterState, type ClusterState } from "../state/state.js";
 import { activeVaultNode, clusterHealth, GateError, planUpgrade, resumeInterrupted, rollbackNode, runUpgrade, type UpgradeOptions } from "../cluster/upgrade.js";
 import { readManifest } from "../image/build.js";
 import { anythingRunning } from "../provider/qemu/provider.js";

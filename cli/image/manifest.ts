@@ -9,9 +9,9 @@ import { join } from "node:path";
 import { z } from "zod";
 import type { LockedDeb } from "../artifacts/lock.js";
 import type { ReleaseIndex } from "../artifacts/official.js";
-import { CHANNELS, type Channel } from "../spec/schema.js";
+import { CHANNELS, PortSchema, type Channel } from "../spec/schema.js";
 import { ResinError } from "../util/errors.js";
-import { sha256 } from "../util/hash.js";
+import { DIGEST_PATTERN, sha256 } from "../util/hash.js";
 import type { DiskManifest } from "./disk.js";
 import type { ManifestFile } from "./rootfs.js";
 
@@ -51,9 +51,6 @@ export interface ImageManifest {
   initramfsFiles: ManifestFile[];
 }
 
-/** An image digest: "sha256:" and 64 lower-case hex digits. */
-export const DIGEST_PATTERN = /^sha256:[0-9a-f]{64}$/;
-
 /** The image's identity, from what Resin's VMs boot: its kernel, initramfs and root filesystem. */
 export function imageDigest(parts: ImageFile[]): string {
   return `sha256:${sha256(parts.map((p) => `${p.sha256} ${p.file}\n`).join(""))}`;
@@ -72,7 +69,6 @@ const fileName = (expected: string) =>
     .refine((n) => n === expected, `must be ${expected}`);
 const imageFile = (name: string) => z.object({ file: fileName(name), sha256: hex64, size: z.number().int().nonnegative() }).passthrough();
 const name = z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, "must be lower-case letters, digits and '-'");
-export const PortSchema = z.number().int("must be a whole number").min(1, "must be a port, 1 to 65535").max(65535, "must be a port, 1 to 65535");
 
 export const ImageManifestSchema = z
   .object({

@@ -6,7 +6,7 @@
 // jsondecode(file(...)); `resin plan --json` writes it.
 import { z } from "zod";
 import { CHANNELS } from "../spec/schema.js";
-import type { ClusterState } from "../cluster/state.js";
+import type { ClusterState } from "../state/state.js";
 import { servicePorts, type ImageManifest } from "../image/build.js";
 
 export const MANIFEST_FORMAT = "resin-plan/1";

@@ -89,6 +89,9 @@ export const ChannelSchema = z
   })
   .strict();
 
+/** A TCP port, 1 to 65535. */
+export const PortSchema = z.number().int("must be a whole number").min(1, "must be a port, 1 to 65535").max(65535, "must be a port, 1 to 65535");
+
 export const CHANNELS = ["official", "debian"] as const;
 export type Channel = (typeof CHANNELS)[number];
 

@@ -1,6 +1,9 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 
+/** An image digest: "sha256:" and 64 lower-case hex digits. */
+export const DIGEST_PATTERN = /^sha256:[0-9a-f]{64}$/;
+
 export function sha256(data: Buffer | string): string {
   return createHash("sha256").update(data).digest("hex");
 }

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { request } from "undici";
 import { kvGet, kvPut, lanMembers, rawStatus } from "../../cli/cluster/consul.js";
-import type { ClusterState } from "../../cli/cluster/state.js";
+import type { ClusterState } from "../../cli/state/state.js";
 import { planCluster } from "../../cli/bootstrap/plan.js";
 import { nodeMetadata, serialiseMetadata } from "../../cli/bootstrap/metadata.js";
 import { issueNodeCertificates, type Secrets } from "../../cli/bootstrap/secrets.js";

@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll, afterEach } from "vitest";
 import { fileURLToPath } from "node:url";
 import { createCa, issueCertificate, cliCertSpec, consulCertSpec, type CertifiedKey } from "../../cli/bootstrap/pki.js";
 import { consulServerCount, consulView, ensureToken, kvGet, kvPut, rawStatus, type ConsulAccess, type ConsulEndpoint } from "../../cli/cluster/consul.js";
-import type { NodeState } from "../../cli/cluster/state.js";
+import type { NodeState } from "../../cli/state/state.js";
 import { loadRole } from "../../cli/spec/load.js";
 import type { Role } from "../../cli/spec/load.js";
 import { serveHttps, type Handler, type RunningDouble } from "../doubles/https.js";

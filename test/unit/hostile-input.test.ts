@@ -9,8 +9,8 @@ import { join, resolve } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import { installImage } from "../../cli/cluster/images.js";
-import { withClusterLock } from "../../cli/cluster/lock.js";
-import { clusterPaths, imageDirFor } from "../../cli/cluster/state.js";
+import { withClusterLock } from "../../cli/state/lock.js";
+import { clusterPaths, imageDirFor } from "../../cli/state/state.js";
 import { imageDigest, readManifest } from "../../cli/image/manifest.js";
 import { probeInitramfs, PROBE_MARKER } from "../../cli/provider/qemu/accel.js";
 import { assignPorts } from "../../cli/provider/qemu/ports.js";
@@ -195,7 +195,7 @@ describe("host ports", () => {
 });
 
 describe("the cluster lock", () => {
-  const cli = resolve(import.meta.dirname, "..", "..", "dist", "cli", "cluster", "lock.js");
+  const cli = resolve(import.meta.dirname, "..", "..", "dist", "cli", "state", "lock.js");
 
   /** A separate node process that takes the lock, holds it for `holdMs`, and reports. */
   function contender(stateHome: string, holdMs: number): Promise<string> {

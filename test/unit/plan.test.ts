@@ -1,5 +1,6 @@
 import { describe, it, expect } from "vitest";
-import { DEFAULT_SUBNET, planCluster, validateClusterName } from "../../cli/bootstrap/plan.js";
+import { DEFAULT_SUBNET, planCluster } from "../../cli/bootstrap/plan.js";
+import { validateClusterName } from "../../cli/state/state.js";
 import { ResinError } from "../../cli/util/errors.js";
 
 // The node plan is pure: the same cluster name and roles always give the same names,

@@ -3,7 +3,7 @@
 // product loses its leader once, at the end.
 import { describe, expect, it } from "vitest";
 import { planUpgrade } from "../../cli/cluster/upgrade.js";
-import type { ClusterState, NodeState } from "../../cli/cluster/state.js";
+import type { ClusterState, NodeState } from "../../cli/state/state.js";
 
 const OLD = `sha256:${"a".repeat(64)}`;
 const NEW = `sha256:${"b".repeat(64)}`;

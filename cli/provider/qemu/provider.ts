@@ -4,7 +4,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { clusterPaths, ensureClusterDir, imageDirFor, type ClusterState, type NodeState } from "../../cluster/state.js";
+import { clusterPaths, ensureClusterDir, imageDirFor, nodeFiles, type ClusterState, type NodeState } from "../../state/state.js";
 import { readManifest, servicePorts } from "../../image/manifest.js";
 import { ResinError } from "../../util/errors.js";
 import type { Log } from "../../util/log.js";
@@ -14,21 +14,6 @@ import { startSwitch, stopSwitch, switchPaths, switchRunning } from "./vde.js";
 import { consoleTail, KERNEL_APPEND, startVm, stopVm, vmPid, type MetadataService, type VmSpec } from "./vm.js";
 
 export type VmState = "running" | "stopped" | "crashed";
-
-export function nodeFiles(cluster: string, node: string) {
-  const dir = clusterPaths(cluster).node(node);
-  return {
-    dir,
-    configDrive: join(dir, "cidata.iso"),
-    /** The same metadata as plain JSON, for provisioners that pass it as user data (0600). */
-    userData: join(dir, "user-data.json"),
-    persistDisk: join(dir, "persist.qcow2"),
-    /** Present while the node is stopped on purpose (by resin); absent while it should run. */
-    stoppedMarker: join(dir, "stopped"),
-    /** Written at each start: QEMU removes its own pid file when it exits, so this is what remembers a VM was meant to run. */
-    startedMarker: join(dir, "started"),
-  };
-}
 
 /** Guest ports to forward, named "<service>.<port>", from the node's image manifest. */
 async function guestPorts(state: ClusterState, node: NodeState): Promise<Record<string, number>> {

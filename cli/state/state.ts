@@ -9,8 +9,25 @@ import { stateHome } from "../util/paths.js";
 import { writeFileAtomic } from "../util/files.js";
 import { ResinError } from "../util/errors.js";
 import { CHANNELS } from "../spec/schema.js";
-import { NetworkSchema, validateClusterName } from "../bootstrap/plan.js";
-import { DIGEST_PATTERN, PortSchema } from "../image/manifest.js";
+import { DIGEST_PATTERN } from "../util/hash.js";
+import { PortSchema } from "../spec/schema.js";
+
+/**
+ * How nodes get their addresses. `static`: from the plan (local QEMU clusters, libvirt,
+ * metal). `dhcp`: from the network they boot on (clouds), and agents find each other by
+ * cloud auto-join (`join`, e.g. "provider=aws tag_key=resin-cluster tag_value=prod").
+ */
+export const NetworkSchema = z.discriminatedUnion("mode", [
+  z.object({ mode: z.literal("static") }),
+  z.object({ mode: z.literal("dhcp"), join: z.string().min(1) }),
+]);
+export type Network = z.infer<typeof NetworkSchema>;
+
+export function validateClusterName(name: string): void {
+  if (!/^[a-z][a-z0-9-]{0,30}$/.test(name)) {
+    throw new ResinError(`invalid cluster name '${name}'`, "use lowercase letters, digits and '-', starting with a letter, at most 31 characters");
+  }
+}
 
 const digest = z.string().regex(DIGEST_PATTERN, "must be sha256: and 64 lower-case hex digits");
 
@@ -76,6 +93,22 @@ export function clusterPaths(name: string) {
     secrets: join(dir, "secrets.json"),
     images: join(dir, "images"),
     node: (node: string) => join(dir, "nodes", node),
+  };
+}
+
+/** A node's files in the cluster's state directory. */
+export function nodeFiles(cluster: string, node: string) {
+  const dir = clusterPaths(cluster).node(node);
+  return {
+    dir,
+    configDrive: join(dir, "cidata.iso"),
+    /** The same metadata as plain JSON, for provisioners that pass it as user data (0600). */
+    userData: join(dir, "user-data.json"),
+    persistDisk: join(dir, "persist.qcow2"),
+    /** Present while the node is stopped on purpose (by resin); absent while it should run. */
+    stoppedMarker: join(dir, "stopped"),
+    /** Written at each start: QEMU removes its own pid file when it exits, so this is what remembers a VM was meant to run. */
+    startedMarker: join(dir, "started"),
   };
 }
 
