@@ -3,8 +3,7 @@
 // work is in cli/commands/, which wires the pipeline stages together.
 import { Command, InvalidArgumentError, Option } from "commander";
 import { CHANNELS, type Channel } from "./spec/schema.js";
-import { offlineByDefault } from "./commands/build.js";
-import { buildRoles } from "./commands/build.js";
+import { buildRoles, offlineByDefault } from "./image/roles.js";
 import { up } from "./commands/up.js";
 import { clusterStatus, formatStatus } from "./commands/status.js";
 import { down } from "./commands/down.js";
@@ -15,7 +14,8 @@ import { rollbackCommand, upgradeCommand } from "./commands/upgrade.js";
 import { envCommand } from "./commands/env.js";
 import { defaultJoin } from "./bootstrap/plan.js";
 import { validateClusterName, type Network } from "./state/state.js";
-import { parseRoleCounts, planCommand } from "./commands/plan.js";
+import { planCommand } from "./commands/plan.js";
+import { parseRoleCounts } from "./cluster/create.js";
 import { bootstrapCommand } from "./commands/bootstrap.js";
 import { writeFileAtomic } from "./util/files.js";
 import { resolve } from "node:path";

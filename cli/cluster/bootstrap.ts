@@ -4,7 +4,8 @@
 // bootstrap with the pre-generated secret. Vault: init once, unseal every node. All
 // idempotent, so `resin up` of an existing cluster runs them again safely.
 import { consulAgentPolicy, CONSUL_NOMAD_POLICY, readSecrets, recordVaultInit, type Secrets } from "../bootstrap/secrets.js";
-import { vmState } from "../provider/qemu/provider.js";
+import type { Machines } from "../provider/machine.js";
+import { localMachines } from "../provider/local.js";
 import { consulAgentToken } from "../bootstrap/node-secrets.js";
 import { bootstrapNomadAcl } from "./nomad.js";
 import { ensureVaultReady, type VaultNode } from "./vault.js";
@@ -82,11 +83,11 @@ export async function bootstrapNomad(target: { url: string; serverName?: string 
  * node): Vault comes back sealed, so unseal every running Vault node with the keys the
  * host keeps. Nothing to do for a cluster whose Vault was never initialised.
  */
-export async function unsealAgain(state: ClusterState, log: Log, timeoutMs = 300_000): Promise<void> {
+export async function unsealAgain(state: ClusterState, log: Log, timeoutMs = 300_000, machines: Machines = localMachines()): Promise<void> {
   const secrets = await readSecrets(clusterPaths(state.name).secrets);
   if (!secrets.vault) return;
   const running = new Set<string>();
-  for (const node of state.nodes) if ((await vmState(state.name, node)).state === "running") running.add(node.name);
+  for (const node of state.nodes) if ((await machines.status(state.name, node)).state === "running") running.add(node.name);
   const nodes = localTargets(state, consulAccess(secrets)).vault.nodes.filter((n) => running.has(n.name));
   if (nodes.length === 0) return;
   await ensureVaultReady(nodes, secrets, () => Promise.reject(new Error("Vault is initialised already")), { timeoutMs, log });

@@ -1,7 +1,7 @@
 // The node's own status endpoint (busybox httpd + CGI inside the guest, reached
 // through its forwarded port): supervised services, their logs, and runit commands.
 import { request } from "undici";
-import { printable } from "../provider/qemu/vm.js";
+import { printable } from "../util/text.js";
 import { ResinError } from "../util/errors.js";
 
 export interface GuestService {

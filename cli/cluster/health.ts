@@ -3,11 +3,10 @@
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { sleep } from "../util/time.js";
-import { vmState } from "../provider/qemu/provider.js";
-import { consoleBytes, consoleTail, vmPaths } from "../provider/qemu/vm.js";
-import { forgetAccel, type Accel } from "../provider/qemu/accel.js";
+import type { Accel, Machines } from "../provider/machine.js";
+import { localMachines } from "../provider/local.js";
 import { autopilotHealth, consulEndpoint, consulView, hasQuorum, type ConsulAccess, type ConsulView } from "./consul.js";
-import { nodeFiles, type ClusterState } from "../state/state.js";
+import type { ClusterState } from "../state/state.js";
 
 export function describeView(v: ConsulView): string {
   if (v.error) return v.error;
@@ -30,18 +29,17 @@ export const silentAfterMs = (accel: Accel): number => (accel === "kvm" ? 20_000
  * accelerator (seen: Linux hangs before its first line on a host whose KVM runs a boot
  * sector). Say so by name now instead of waiting out the whole timeout.
  */
-async function checkSilent(state: ClusterState, watch: SilentWatch, elapsedMs: number): Promise<void> {
+async function checkSilent(state: ClusterState, watch: SilentWatch, elapsedMs: number, machines: Machines): Promise<void> {
   if (elapsedMs < watch.afterMs) return;
   for (const name of watch.nodes) {
-    const dir = nodeFiles(state.name, name).dir;
-    if ((await consoleBytes(dir)) > 0) continue;
+    if ((await machines.consoleBytes(state.name, name)) > 0) continue;
     const forced = process.env.RESIN_ACCEL !== undefined;
-    if (watch.accel === "kvm" && !forced) await forgetAccel(); // the next run probes again
+    if (watch.accel === "kvm" && !forced) await machines.forgetAccel(); // the next run probes again
     throw new ResinError(
       `node ${name} has printed nothing on its console in ${Math.round(elapsedMs / 1000)}s: its guest is not running (accelerator ${watch.accel}${forced ? ", forced by RESIN_ACCEL" : ""})`,
       watch.accel === "kvm"
         ? `the likely cause is KVM on this host; use TCG:   RESIN_ACCEL=tcg resin up --name ${state.name}`
-        : `QEMU may be stuck or the host overloaded; see ${vmPaths(dir).stderr} and ${vmPaths(dir).console}`,
+        : `QEMU may be stuck or the host overloaded; see ${machines.logFiles(state.name, name).stderr} and ${machines.logFiles(state.name, name).console}`,
     );
   }
 }
@@ -52,8 +50,9 @@ async function checkSilent(state: ClusterState, watch: SilentWatch, elapsedMs: n
  */
 export async function waitForQuorum(
   state: ClusterState,
-  opts: { timeoutMs: number; log: Log; access?: ConsulAccess; consulServers?: number; silent?: SilentWatch },
+  opts: { timeoutMs: number; log: Log; access?: ConsulAccess; consulServers?: number; silent?: SilentWatch; machines?: Machines },
 ): Promise<{ seconds: number; quorumSeconds: number; leader: string }> {
+  const machines = opts.machines ?? localMachines();
   const started = Date.now();
   let quorumSeconds: number | undefined;
   const servers = state.nodes.filter((n) => consulEndpoint(n)); // every node with a Consul agent
@@ -61,15 +60,14 @@ export async function waitForQuorum(
   let lastReportAt = 0;
   for (;;) {
     for (const node of state.nodes) {
-      if ((await vmState(state.name, node)).state !== "running") {
-        const dir = nodeFiles(state.name, node.name).dir;
+      if ((await machines.status(state.name, node)).state !== "running") {
         throw new ResinError(
-          `node ${node.name} stopped while the cluster was starting. Last console lines:\n${await consoleTail(dir)}`,
-          `full console log: ${vmPaths(dir).console}`,
+          `node ${node.name} stopped while the cluster was starting. Last console lines:\n${await machines.consoleTail(state.name, node.name)}`,
+          `full console log: ${machines.logFiles(state.name, node.name).console}`,
         );
       }
     }
-    if (opts.silent) await checkSilent(state, opts.silent, Date.now() - started);
+    if (opts.silent) await checkSilent(state, opts.silent, Date.now() - started, machines);
     const views = await Promise.all(servers.map((n) => consulView(consulEndpoint(n, opts.access)!)));
     const seconds = (Date.now() - started) / 1000;
     let report = servers.map((n, i) => `${n.name}: ${describeView(views[i]!)}`).join("; ");
@@ -86,7 +84,7 @@ export async function waitForQuorum(
       lastReportAt = Date.now();
     }
     if (Date.now() - started > opts.timeoutMs) {
-      const logs = state.nodes.map((n) => `  ${vmPaths(nodeFiles(state.name, n.name).dir).console}`).join("\n");
+      const logs = state.nodes.map((n) => `  ${machines.logFiles(state.name, n.name).console}`).join("\n");
       throw new ResinError(`no Consul quorum after ${opts.timeoutMs / 1000}s (${report})`, `console logs:\n${logs}`);
     }
     await sleep(1000);

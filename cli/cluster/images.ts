@@ -5,7 +5,9 @@ import { existsSync } from "node:fs";
 import { copyFile, lstat, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { imageDigest, readManifest, type ImageFile } from "../image/manifest.js";
+import { buildRoles } from "../image/roles.js";
 import { ResinError } from "../util/errors.js";
+import type { Log } from "../util/log.js";
 import { sha256File } from "../util/hash.js";
 import { clusterPaths, ensureClusterDir, imageDirFor, type ClusterState } from "../state/state.js";
 
@@ -94,4 +96,29 @@ export async function pruneImages(state: ClusterState): Promise<string[]> {
     removed.push(name);
   }
   return removed;
+}
+
+/** Each role's new image, copied into the cluster (with its disk images when `disks`, for provisioners). */
+export async function newImages(
+  state: ClusterState,
+  opts: { project: string; imageSet?: string; offline?: boolean; log: Log; disks?: boolean },
+): Promise<Record<string, string>> {
+  const roles = [...new Set(state.nodes.map((n) => n.role))];
+  const target: Record<string, string> = {};
+  if (opts.imageSet) {
+    for (const role of roles) {
+      const dir = join(opts.imageSet, role);
+      const manifest = await readManifest(dir);
+      if (!manifest) throw new ResinError(`image set ${opts.imageSet} has no image for role ${role} (no ${join(dir, "manifest.json")})`);
+      if (manifest.channel !== state.channel) throw new ResinError(`image ${dir} is for the ${manifest.channel} channel; cluster '${state.name}' runs ${state.channel}`);
+      await installImage(state.name, dir, manifest.digest, { disks: opts.disks });
+      target[role] = manifest.digest;
+    }
+  } else {
+    for (const image of await buildRoles({ project: opts.project, roles, channel: state.channel, offline: opts.offline, log: opts.log })) {
+      await installImage(state.name, image.dir, image.manifest.digest, { disks: opts.disks });
+      target[image.manifest.role] = image.manifest.digest;
+    }
+  }
+  return target;
 }

@@ -4,10 +4,10 @@
 import type { Log } from "../util/log.js";
 import { ResinError } from "../util/errors.js";
 import { sleep } from "../util/time.js";
-import { chooseAccel } from "../provider/qemu/accel.js";
-import { startNode, stopNode, vmState } from "../provider/qemu/provider.js";
+import type { Machines } from "../provider/machine.js";
+import { localMachines } from "../provider/local.js";
 import { agentLeave, autopilotHealth, consulEndpoint, consulView, type AutopilotHealth, type ConsulAccess } from "./consul.js";
-import { imageDirFor, writeClusterState, type ClusterState, type NodeState } from "../state/state.js";
+import { writeClusterState, type ClusterState, type NodeState } from "../state/state.js";
 import type { Secrets } from "../bootstrap/secrets.js";
 import { hostTls } from "./api.js";
 import { ensureVaultReady, vaultAutopilot, vaultHealth, type VaultClientOptions } from "./vault.js";
@@ -38,12 +38,12 @@ export interface ClusterHealth {
 }
 
 /** Running VMs, the leader and autopilot's view, asked through the first node that knows a leader. */
-export async function clusterHealth(state: ClusterState, access?: ConsulAccess): Promise<ClusterHealth> {
+export async function clusterHealth(state: ClusterState, access?: ConsulAccess, machines: Machines = localMachines()): Promise<ClusterHealth> {
   let leader: string | undefined;
   let autopilot: AutopilotHealth | undefined;
   let running = 0;
   for (const node of state.nodes) {
-    if ((await vmState(state.name, node)).state !== "running") continue;
+    if ((await machines.status(state.name, node)).state !== "running") continue;
     running++;
     const ep = consulEndpoint(node, access);
     if (!ep) continue;
@@ -61,7 +61,7 @@ async function gateBefore(state: ClusterState, node: NodeState, opts: UpgradeOpt
   const deadline = Date.now() + opts.gateTimeoutMs;
   let last: ClusterHealth = { running: 0 };
   for (;;) {
-    last = await clusterHealth(state, opts.access);
+    last = await clusterHealth(state, opts.access, machinesOf(opts));
     // Servers, not nodes: a cluster of one Consul server and client nodes has no tolerance to keep.
     const ok = last.running === state.nodes.length && last.autopilot?.healthy && (last.autopilot.failureTolerance >= 1 || opts.consulServers === 1);
     const vault = ok ? await vaultGate(state, opts) : undefined;
@@ -82,19 +82,19 @@ async function gateBefore(state: ClusterState, node: NodeState, opts: UpgradeOpt
 }
 
 /** The node whose Vault is active, if any: it is replaced last. */
-export async function activeVaultNode(state: ClusterState, secrets?: Secrets): Promise<string | undefined> {
+export async function activeVaultNode(state: ClusterState, secrets?: Secrets, machines: Machines = localMachines()): Promise<string | undefined> {
   if (!secrets?.vault) return undefined;
   const tls: VaultClientOptions = { ...hostTls(secrets), timeoutMs: 5000 };
-  for (const n of await vaultNodes(state)) if ((await vaultHealth(n.url, tls).catch(() => undefined))?.state === "active") return n.name;
+  for (const n of await vaultNodes(state, machines)) if ((await vaultHealth(n.url, tls).catch(() => undefined))?.state === "active") return n.name;
   return undefined;
 }
 
 /** The running Vault nodes, as the host reaches them. */
-async function vaultNodes(state: ClusterState): Promise<{ name: string; url: string }[]> {
+async function vaultNodes(state: ClusterState, machines: Machines): Promise<{ name: string; url: string }[]> {
   const nodes = [];
   for (const n of state.nodes) {
     const port = n.ports["vault.https"];
-    if (port && (await vmState(state.name, n)).state === "running") nodes.push({ name: n.name, url: `https://127.0.0.1:${port}` });
+    if (port && (await machines.status(state.name, n)).state === "running") nodes.push({ name: n.name, url: `https://127.0.0.1:${port}` });
   }
   return nodes;
 }
@@ -109,7 +109,7 @@ async function vaultGate(state: ClusterState, opts: UpgradeOptions, before = tru
   const servers = state.nodes.filter((n) => n.ports["vault.https"]).length;
   if (!token || servers === 0) return undefined;
   const tls: VaultClientOptions = { ...hostTls(opts.secrets!), timeoutMs: 5000 };
-  const nodes = await vaultNodes(state);
+  const nodes = await vaultNodes(state, machinesOf(opts));
   for (const n of nodes) {
     const h = await vaultHealth(n.url, tls).catch(() => undefined);
     if (h?.state !== "active" && h?.state !== "standby") return { ok: false, why: `Vault on ${n.name} is ${h?.state ?? "not answering"}` };
@@ -127,7 +127,7 @@ async function gateAfter(state: ClusterState, node: NodeState, opts: UpgradeOpti
   const deadline = Date.now() + timeoutMs;
   let why = "it did not answer";
   for (;;) {
-    const vm = await vmState(state.name, node);
+    const vm = await machinesOf(opts).status(state.name, node);
     if (vm.state !== "running") throw new GateError(`node ${node.name} did not stay up on its new image: ${vm.reason ?? vm.state}`);
     const ep = consulEndpoint(node, opts.access)!;
     const view = await consulView(ep);
@@ -136,7 +136,7 @@ async function gateAfter(state: ClusterState, node: NodeState, opts: UpgradeOpti
       if (autopilot?.healthy && autopilot.servers.length === opts.consulServers) {
         // A node that runs Vault comes back sealed: unseal it, then wait for Vault's raft.
         if (!node.ports["vault.https"] || !opts.secrets?.vault) return;
-        await ensureVaultReady(await vaultNodes(state), opts.secrets, () => Promise.reject(new Error("Vault is initialised already")), { timeoutMs: Math.max(1000, deadline - Date.now()), log: opts.log });
+        await ensureVaultReady(await vaultNodes(state, machinesOf(opts)), opts.secrets, () => Promise.reject(new Error("Vault is initialised already")), { timeoutMs: Math.max(1000, deadline - Date.now()), log: opts.log });
         const vault = await vaultGate(state, opts, false);
         if (!vault || vault.ok) return;
         why = vault.why;
@@ -161,7 +161,11 @@ export interface UpgradeOptions {
   /** The cluster's secrets: Vault's keys and token, where it runs Vault. */
   secrets?: Secrets;
   log: Log;
+  /** Where the nodes run: this host's machines unless given. */
+  machines?: Machines;
 }
+
+const machinesOf = (opts: UpgradeOptions): Machines => opts.machines ?? localMachines();
 
 /**
  * Boot `node` on `image` in place of what it runs: graceful leave, stop, swap, start.
@@ -172,14 +176,15 @@ async function replace(state: ClusterState, node: NodeState, image: string, opts
   state.upgrade!.replacing = { node: node.name, image };
   await writeClusterState(state);
   const ep = consulEndpoint(node, opts.access);
-  if (ep && (await vmState(state.name, node)).state === "running") {
+  const machines = machinesOf(opts);
+  if (ep && (await machines.status(state.name, node)).state === "running") {
     await agentLeave(ep).catch((e: Error) => opts.log(`  ${node.name}: leave failed (${e.message}); stopping anyway`));
   }
-  await stopNode(state, node);
+  await machines.stop(state, node);
   node.image = image;
   await writeClusterState(state);
   await opts.writeConfig(node);
-  await startNode(state, node, await chooseAccel(imageDirFor(state.name, image), opts.log), opts.log);
+  await machines.start(state, node, opts.log);
   state.upgrade!.replacing = undefined;
   await writeClusterState(state);
 }
@@ -199,10 +204,10 @@ export async function resumeInterrupted(state: ClusterState, opts: UpgradeOption
     }
   }
   for (const node of state.nodes) {
-    if ((await vmState(state.name, node)).state === "running") continue;
+    if ((await machinesOf(opts).status(state.name, node)).state === "running") continue;
     opts.log(`  ${node.name}: not running; starting it on ${node.image.slice(7, 19)}`);
     await opts.writeConfig(node);
-    await startNode(state, node, await chooseAccel(imageDirFor(state.name, node.image), opts.log), opts.log);
+    await machinesOf(opts).start(state, node, opts.log);
     await writeClusterState(state);
   }
 }
@@ -211,8 +216,8 @@ export async function runUpgrade(state: ClusterState, opts: UpgradeOptions): Pro
   const target = state.upgrade!.target;
   const done: UpgradeStep[] = [];
   for (;;) {
-    const before = await clusterHealth(state, opts.access);
-    const [step] = planUpgrade(state, target, before.leader, await activeVaultNode(state, opts.secrets));
+    const before = await clusterHealth(state, opts.access, machinesOf(opts));
+    const [step] = planUpgrade(state, target, before.leader, await activeVaultNode(state, opts.secrets, machinesOf(opts)));
     if (!step) break;
     const node = state.nodes.find((n) => n.name === step.node)!;
     const started = Date.now();
@@ -236,7 +241,7 @@ export async function rollbackNode(state: ClusterState, nodeName: string, opts: 
   if (!node) throw new ResinError(`cluster '${state.name}' has no node '${nodeName}'`);
   const previous = state.upgrade?.previous[nodeName];
   // A node whose replacement was cut short may still be on its previous image, stopped.
-  const interrupted = state.upgrade?.replacing?.node === nodeName && (await vmState(state.name, node)).state !== "running";
+  const interrupted = state.upgrade?.replacing?.node === nodeName && (await machinesOf(opts).status(state.name, node)).state !== "running";
   if (!previous || (previous === node.image && !interrupted)) {
     throw new ResinError(`node ${nodeName} has no earlier image to go back to`, "rollback works on a node an unfinished upgrade has replaced");
   }

@@ -1,24 +1,13 @@
 // `resin env`: export lines that point the stock consul, nomad and vault CLIs at a
 // cluster, so that `eval "$(resin env)"` just works. The host's client certificate and
 // the CA are written (0600) into the cluster's state directory for them to read.
-import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
-import { cliSecretFiles } from "../bootstrap/node-secrets.js";
-import { readSecrets, type Secrets } from "../bootstrap/secrets.js";
+import { writeHostTls } from "../bootstrap/host-tls.js";
+import { readSecrets } from "../bootstrap/secrets.js";
 import { clusterPaths, requireCluster, type NodeState } from "../state/state.js";
 import { vmState } from "../provider/qemu/provider.js";
-import { writeFileAtomic } from "../util/files.js";
 import { ResinError } from "../util/errors.js";
 
 const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
-
-/** The cluster CA and the host's client certificate and key as files (0600) in the cluster's state directory. */
-export async function writeHostTls(cluster: string, secrets: Secrets): Promise<{ ca: string; cert: string; key: string }> {
-  const tlsDir = join(clusterPaths(cluster).dir, "tls");
-  await mkdir(tlsDir, { recursive: true, mode: 0o700 });
-  for (const f of cliSecretFiles(secrets)) await writeFileAtomic(join(tlsDir, f.path), f.content, 0o600);
-  return { ca: join(tlsDir, "ca.pem"), cert: join(tlsDir, "cli.pem"), key: join(tlsDir, "cli-key.pem") };
-}
 
 export async function envCommand(cluster: string): Promise<string> {
   const state = await requireCluster(cluster);

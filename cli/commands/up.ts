@@ -12,7 +12,7 @@ import { createPersistDisk } from "../provider/qemu/vm.js";
 import { ResinError } from "../util/errors.js";
 import { requireTools } from "../util/tools.js";
 import type { Log } from "../util/log.js";
-import { createCluster } from "./plan.js";
+import { createCluster } from "../cluster/create.js";
 
 export interface UpOptions {
   project: string;

@@ -1,18 +1,15 @@
 // `resin upgrade` and `resin rollback`: wiring for the rolling replacement in
 // cli/cluster/upgrade.ts. New images come from a fresh build of the cluster's roles
 // or from an image set someone else built (--image-set DIR with DIR/<role>/).
-import { join } from "node:path";
 import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
 import { consulAccess, consulServerCount } from "../cluster/consul.js";
 import { readSecrets } from "../bootstrap/secrets.js";
-import { installImage } from "../cluster/images.js";
+import { newImages } from "../cluster/images.js";
 import { clusterPaths, requireCluster, writeClusterState, type ClusterState } from "../state/state.js";
 import { activeVaultNode, clusterHealth, GateError, planUpgrade, resumeInterrupted, rollbackNode, runUpgrade, type UpgradeOptions } from "../cluster/upgrade.js";
-import { readManifest } from "../image/build.js";
 import { anythingRunning } from "../provider/qemu/provider.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
-import { buildRoles } from "./build.js";
 
 export interface UpgradeCommandOptions {
   project: string;
@@ -23,31 +20,6 @@ export interface UpgradeCommandOptions {
   gateTimeoutMs: number;
   offline?: boolean;
   log: Log;
-}
-
-/** Each role's new image, copied into the cluster (with its disk images when `disks`, for provisioners). */
-export async function newImages(
-  state: ClusterState,
-  opts: Pick<UpgradeCommandOptions, "project" | "imageSet" | "offline" | "log"> & { disks?: boolean },
-): Promise<Record<string, string>> {
-  const roles = [...new Set(state.nodes.map((n) => n.role))];
-  const target: Record<string, string> = {};
-  if (opts.imageSet) {
-    for (const role of roles) {
-      const dir = join(opts.imageSet, role);
-      const manifest = await readManifest(dir);
-      if (!manifest) throw new ResinError(`image set ${opts.imageSet} has no image for role ${role} (no ${join(dir, "manifest.json")})`);
-      if (manifest.channel !== state.channel) throw new ResinError(`image ${dir} is for the ${manifest.channel} channel; cluster '${state.name}' runs ${state.channel}`);
-      await installImage(state.name, dir, manifest.digest, { disks: opts.disks });
-      target[role] = manifest.digest;
-    }
-  } else {
-    for (const image of await buildRoles({ project: opts.project, roles, channel: state.channel, offline: opts.offline, log: opts.log })) {
-      await installImage(state.name, image.dir, image.manifest.digest, { disks: opts.disks });
-      target[image.manifest.role] = image.manifest.digest;
-    }
-  }
-  return target;
 }
 
 async function upgradeOptions(opts: { project: string; gateTimeoutMs: number; log: Log }, state: ClusterState): Promise<UpgradeOptions> {

@@ -14,7 +14,8 @@ import { clusterPaths, imageDirFor } from "../../cli/state/state.js";
 import { imageDigest, readManifest } from "../../cli/image/manifest.js";
 import { probeInitramfs, PROBE_MARKER } from "../../cli/provider/qemu/accel.js";
 import { assignPorts } from "../../cli/provider/qemu/ports.js";
-import { printable, qemuArgs } from "../../cli/provider/qemu/vm.js";
+import { qemuArgs } from "../../cli/provider/qemu/vm.js";
+import { printable } from "../../cli/util/text.js";
 import { ResinError } from "../../cli/util/errors.js";
 import { sha256 } from "../../cli/util/hash.js";
 

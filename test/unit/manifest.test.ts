@@ -85,7 +85,7 @@ describe("planManifest", () => {
 
 describe("--roles", () => {
   it("expands ROLE=COUNT,… into each node's role, in order, and says it back briefly", async () => {
-    const { parseRoleCounts, describeRoles } = await import("../../cli/commands/plan.js");
+    const { parseRoleCounts, describeRoles } = await import("../../cli/cluster/create.js");
     const roles = parseRoleCounts("consul-server=3, nomad-client=2,vault-server");
     expect(roles).toEqual(["consul-server", "consul-server", "consul-server", "nomad-client", "nomad-client", "vault-server"]);
     expect(describeRoles(roles)).toBe("3 × consul-server, 2 × nomad-client, 1 × vault-server");

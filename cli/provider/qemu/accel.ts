@@ -14,8 +14,9 @@ import { cacheHome } from "../../util/paths.js";
 import { writeFileAtomic } from "../../util/files.js";
 import { sha256File } from "../../util/hash.js";
 import type { Log } from "../../util/log.js";
+import type { Accel } from "../machine.js";
 
-export type Accel = "kvm" | "tcg";
+export type { Accel };
 
 export const QEMU = "qemu-system-x86_64";
 

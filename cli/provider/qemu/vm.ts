@@ -5,6 +5,7 @@ import { readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { ResinError } from "../../util/errors.js";
+import { printable } from "../../util/text.js";
 import { accelArgs, QEMU, type Accel } from "./accel.js";
 import { isOurs, readPid, stopProcess, waitForExit } from "./process.js";
 import { ctrlAltDelete } from "./qmp.js";
@@ -146,15 +147,6 @@ export async function stopVm(dir: string, opts: { graceMs?: number } = {}): Prom
     }
   }
   await stopProcess(pid, paths.pidFile, 5000);
-}
-
-/**
- * Text from a guest, safe to print on a terminal: escape sequences and control
- * characters other than newline and tab are dropped, carriage returns too.
- */
-export function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])?/g, "").replace(/[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]/g, "");
 }
 
 /** The last `lines` lines of a node's console log, made printable. */

@@ -1,4 +1,5 @@
-// `resin build`: spec → artifacts → image for each named role.
+// Build roles' images: spec → artifacts → image for each named role (`resin build`, and the
+// builds `resin up`, `plan` and `upgrade` start from).
 import { join } from "node:path";
 import { listRoles, loadRole, type Role } from "../spec/load.js";
 import { CHANNELS, type Channel } from "../spec/schema.js";
@@ -6,7 +7,7 @@ import { debRequests, ensureDebs } from "../artifacts/debian.js";
 import { readLock, writeLock } from "../artifacts/lock.js";
 import { cachedRelease, fetchRelease, missingReleaseError } from "../artifacts/official.js";
 import type { ReleaseRef } from "../artifacts/releases.js";
-import { buildImage, type BuiltImage } from "../image/build.js";
+import { buildImage, type BuiltImage } from "./build.js";
 import { ResinError } from "../util/errors.js";
 import { requireTools } from "../util/tools.js";
 import type { Log } from "../util/log.js";

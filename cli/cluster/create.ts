@@ -1,0 +1,86 @@
+// A new cluster's state: its roles' images built and copied in, the node plan, the
+// secrets bundle, all recorded. `resin up` and `resin plan` both start here, so a
+// cluster planned for a provisioner and one booted locally are the same thing.
+import { loadRole, type Role } from "../spec/load.js";
+import type { Channel } from "../spec/schema.js";
+import { clusterPaths, validateClusterName, writeClusterState, type ClusterState, type Network } from "../state/state.js";
+import { buildRoles } from "../image/roles.js";
+import { planCluster } from "../bootstrap/plan.js";
+import { createSecrets } from "../bootstrap/secrets.js";
+import { serviceRolesOf } from "../bootstrap/node-secrets.js";
+import { ResinError } from "../util/errors.js";
+import type { Log } from "../util/log.js";
+import { installImage } from "./images.js";
+
+export interface CreateOptions {
+  project: string;
+  name: string;
+  /** Each node's role, in node order (resin-1, resin-2, …). */
+  roles: string[];
+  channel: Channel;
+  network?: Network;
+  offline?: boolean;
+  /** Also copy the roles' disk images (disk.raw, disk.qcow2, disk.iso) into the cluster: provisioners boot those. */
+  disks?: boolean;
+  log: Log;
+}
+
+/** "consul-server=3,nomad-client=2" → each node's role, in that order. */
+export function parseRoleCounts(spec: string): string[] {
+  const roles: string[] = [];
+  for (const part of spec.split(",")) {
+    const m = part.trim().match(/^([a-z][a-z0-9-]*)(?:=(\d+))?$/);
+    const count = m?.[2] === undefined ? 1 : Number(m[2]);
+    if (!m || count < 1) throw new ResinError(`--roles: '${part}' is not ROLE or ROLE=COUNT`, "e.g. --roles consul-server=3,nomad-client=2");
+    for (let i = 0; i < count; i++) roles.push(m[1]!);
+  }
+  return roles;
+}
+
+/** What a cluster is made of, said briefly: "3 × consul-server, 2 × nomad-client". */
+export function describeRoles(roles: string[]): string {
+  const counts = new Map<string, number>();
+  for (const r of roles) counts.set(r, (counts.get(r) ?? 0) + 1);
+  return [...counts].map(([r, n]) => `${n} × ${r}`).join(", ");
+}
+
+/** A new cluster: build its roles' images, plan the nodes, make the secrets bundle, record it all. */
+export async function createCluster(opts: CreateOptions): Promise<ClusterState> {
+  validateClusterName(opts.name);
+  const paths = clusterPaths(opts.name);
+  const roleNames = [...new Set(opts.roles)];
+  opts.log(`cluster ${opts.name}: building image${roleNames.length > 1 ? "s" : ""} for ${roleNames.join(", ")}`);
+  const images = await buildRoles({ project: opts.project, roles: roleNames, channel: opts.channel, offline: opts.offline, log: opts.log });
+  const imageOf = new Map(images.map((i) => [i.manifest.role, i]));
+  const roles = new Map<string, Role>();
+  for (const name of roleNames) roles.set(name, await loadRole(opts.project, name, opts.channel));
+  const network = opts.network ?? { mode: "static" };
+  const plan = planCluster(opts.name, opts.roles, undefined, network);
+  for (const image of images) await installImage(opts.name, image.dir, image.manifest.digest, { disks: opts.disks });
+  const state: ClusterState = {
+    version: 1,
+    name: opts.name,
+    channel: opts.channel,
+    datacenter: plan.datacenter,
+    subnet: plan.subnet,
+    network,
+    nodes: plan.nodes.map((n) => ({
+      name: n.name,
+      role: n.role,
+      index: n.index,
+      address: n.address,
+      prefix: n.prefix,
+      clusterMac: n.clusterMac,
+      hostMac: n.hostMac,
+      hostAddress: n.hostAddress,
+      image: imageOf.get(n.role)!.manifest.digest,
+      memoryMib: roles.get(n.role)!.spec.vm.memory_mib,
+      cpus: roles.get(n.role)!.spec.vm.cpus,
+      ports: {},
+    })),
+  };
+  await createSecrets(paths.secrets, plan, (node) => serviceRolesOf(roles.get(node.role)!));
+  await writeClusterState(state);
+  opts.log(`cluster ${opts.name}: created (${describeRoles(opts.roles)}, ${network.mode} addresses, state in ${paths.dir})`);
+  return state;
+}
