@@ -24,7 +24,7 @@ describe("licence rule", () => {
   ] as const)("%s %s allowed: %s", (product, version, allowed) => {
     const check = () => checkLicensedVersion({ product, version }, "services/x/build/go.mod");
     if (allowed) expect(check).not.toThrow();
-    else expect(check).toThrow(new RegExp(`${product} ${version.replace(/\./g, "\\.")} is under the BUSL-1.1 licence.*≤ ${LAST_MPL[product].replace(/\./g, "\\.")}`));
+    else expect(check).toThrow(new RegExp(`${product} ${version.replace(/\./g, "\\.")} is under the BUSL-1.1 licence.*≤ ${LAST_MPL[product]!.replace(/\./g, "\\.")}`));
   });
 });
 

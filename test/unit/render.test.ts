@@ -27,7 +27,6 @@ import { consulAgentToken, statusToken } from "../../cli/bootstrap/node-secrets.
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const CONSUL = join(REPO, "services", "consul");
 const ROLE_TEMPLATE = readFileSync(join(CONSUL, "role.hcl.hbs"), "utf8");
-const NODE_TEMPLATE = readFileSync(join(CONSUL, "node.hcl.hbs"), "utf8");
 const VERSIONS = ["1.8.7", "1.22.0"] as const;
 /** The secrets of the "demo" clusters below: real certificates (nodeMetadata puts each node's on its drive), fixed keys and tokens. */
 let SECRETS: Secrets;
