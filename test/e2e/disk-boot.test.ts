@@ -205,7 +205,7 @@ describe("disk images boot under UEFI with nothing but the disk, the config driv
       expect(log).toContain("resin: metadata from cdrom");
       expect(log).toMatch(/resin: persist disk \/dev\/vd[a-z] on \/var\/lib/);
       // No virtio serial on the persist disk: blank on the first boot, labelled persist on the next.
-      expect(log).toMatch(media === "iso-disk" ? /resin: formatting \/dev\/vd[a-z] \(first boot\)/ : /resin: persist disk \/dev\/vd[a-z] on \/var\/lib/);
+      expect(log).toMatch(media === "iso-disk" ? /resin: formatting \/dev\/vd[a-z] \(blank: first boot\)/ : /resin: persist disk \/dev\/vd[a-z] on \/var\/lib/);
       if (media === "iso-cdrom") expect(log).not.toContain("(first boot)");
       if (media === "iso-disk") {
         // Booted with its cluster NIC only, as a libvirt domain is: the plan's host NIC is skipped.
