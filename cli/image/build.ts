@@ -26,8 +26,6 @@ import type { TreeEntry } from "./tree.js";
 import { builderCode, imageToolVersions } from "./fingerprint.js";
 import { imageDigest, imagesDir, readManifest, type ImageBuilder, type ImageFile, type ImageManifest } from "./manifest.js";
 
-export { imageDigest, imagesDir, readManifest, servicePorts, type ImageFile, type ImageManifest, type ServiceVersion } from "./manifest.js";
-
 /** Bump when the image layout changes in a way the inputs below do not capture. */
 const IMAGE_FORMAT = 3;
 
