@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
-import { servicePorts, type ImageManifest } from "../cli/image/build.js";
+import { servicePorts, type ImageManifest } from "../cli/image/manifest.js";
 import { chooseAccel } from "../cli/provider/qemu/accel.js";
 import { loadRole } from "../cli/spec/load.js";
 import { bootGenericCluster, GENERIC_APPEND, type GenericBoot } from "./generic/cluster.js";

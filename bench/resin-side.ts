@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync } from "node:fs";
 import { cp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ImageManifest } from "../cli/image/build.js";
+import type { ImageManifest } from "../cli/image/manifest.js";
 import { consoleTail } from "../cli/provider/qemu/vm.js";
 import { readPid } from "../cli/provider/qemu/process.js";
 import { killLeftovers, log, onCleanup, repoRoot, resin, rmDirNow, vmMemory, type VmMemory } from "./util.js";

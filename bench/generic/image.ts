@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { findDebianMirror, renderSourcesList, type AptSourceFile } from "../../cli/artifacts/apt-sources.js";
 import { hostCodename } from "../../cli/artifacts/apt.js";
 import { verifiedBlob } from "../../cli/artifacts/cache.js";
-import type { ImageManifest } from "../../cli/image/build.js";
+import type { ImageManifest } from "../../cli/image/manifest.js";
 import { cacheHome } from "../../cli/util/paths.js";
 import { log, repoRoot, run, treeBytes } from "../util.js";
 

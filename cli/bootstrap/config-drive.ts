@@ -2,7 +2,7 @@
 // secrets and the versions in the image it boots, on an ISO 9660 volume labelled cidata.
 import { mkdir } from "node:fs/promises";
 import { loadRole, type Role } from "../spec/load.js";
-import { readManifest } from "../image/build.js";
+import { readManifest } from "../image/manifest.js";
 import { writeIso9660 } from "../image/iso9660.js";
 import { clusterPaths, imageDirFor, nodeFiles, type ClusterState, type NodeState } from "../state/state.js";
 import { writeFileAtomic } from "../util/files.js";

@@ -1,7 +1,7 @@
 // `resin inspect`: an image's manifest — what it is made of, file by file.
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { imagesDir, readManifest, type ImageManifest } from "../image/build.js";
+import { imagesDir, readManifest, type ImageManifest } from "../image/manifest.js";
 import type { Channel } from "../spec/schema.js";
 import { ResinError } from "../util/errors.js";
 

@@ -11,7 +11,7 @@ import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.j
 import { installImage, missingDiskImages, newImages } from "../cluster/images.js";
 import { createCluster, type CreateOptions } from "../cluster/create.js";
 import { clusterPaths, imageDirFor, nodeFiles, readClusterState, validateClusterName, writeClusterState, type ClusterState } from "../state/state.js";
-import { imagesDir, readManifest, type ImageManifest } from "../image/build.js";
+import { imagesDir, readManifest, type ImageManifest } from "../image/manifest.js";
 import { planManifest, PlanManifestSchema, type PlanManifest } from "../provider/manifest.js";
 import { anythingRunning } from "../provider/qemu/provider.js";
 import { sha256 } from "../util/hash.js";

@@ -2,9 +2,8 @@
 // an initramfs holding the whole root filesystem, and a manifest naming the origin of
 // every file. Builds are skipped when nothing that goes into them changed.
 import { existsSync } from "node:fs";
-import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { execa } from "execa";
 import { shownPath, type Role, type Service } from "../spec/load.js";
@@ -13,7 +12,6 @@ import { lockKey, upstreamVersion, type Lock, type LockedDeb } from "../artifact
 import { unpackedDeb } from "../artifacts/cache.js";
 import { hostCodename } from "../artifacts/apt.js";
 import { cachedRelease, missingReleaseError, releaseEntries, type ReleaseIndex } from "../artifacts/official.js";
-import type { Channel } from "../spec/schema.js";
 import { canonicalJson, sha256 } from "../util/hash.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
@@ -25,9 +23,8 @@ import { modeInside, readInside } from "./package-files.js";
 import { writeCpio } from "./cpio.js";
 import { EFI_STUB_PATH, writeDisks } from "./disk.js";
 import type { TreeEntry } from "./tree.js";
-import { imageDigest, readManifest, type ImageFile, type ImageManifest } from "./manifest.js";
-
-export { imageDigest, readManifest, servicePorts, type ImageFile, type ImageManifest, type ServiceVersion } from "./manifest.js";
+import { builderCode, imageToolVersions } from "./fingerprint.js";
+import { imageDigest, imagesDir, readManifest, type ImageBuilder, type ImageFile, type ImageManifest } from "./manifest.js";
 
 /** Bump when the image layout changes in a way the inputs below do not capture. */
 const IMAGE_FORMAT = 3;
@@ -40,10 +37,6 @@ export interface BuiltImage {
   manifest: ImageManifest;
   /** True when the image on disk was already up to date. */
   cached: boolean;
-}
-
-export function imagesDir(project: string, channel: Channel): string {
-  return join(project, "out", "images", channel);
 }
 
 /** Locked package entries a role uses, keyed by the name the service asks for. */
@@ -91,15 +84,8 @@ export function imageTemplateContext(role: Role, serviceName: string, versions: 
   return { role: role.spec.role, service: { name: serviceName, ...services[serviceName] }, options: role.options[serviceName], services };
 }
 
-async function builderFingerprint(): Promise<string> {
-  // The image stage's own code is an input too: a fix to the builder must rebuild images.
-  const here = dirname(fileURLToPath(import.meta.url));
-  const names = (await readdir(here)).filter((n) => n.endsWith(".js") || n.endsWith(".ts")).sort();
-  const parts = await Promise.all(names.map(async (n) => `${n}:${sha256(await readFile(join(here, n)))}`));
-  return sha256(parts.join("\n"));
-}
-
-async function inputDigest(role: Role, debs: Map<string, LockedDeb>, releases: Map<string, ReleaseIndex>): Promise<string> {
+/** The build's cache key: a digest over everything that reaches the image's bytes. */
+export async function inputDigest(role: Role, debs: Map<string, LockedDeb>, releases: Map<string, ReleaseIndex>, builder: ImageBuilder): Promise<string> {
   const services = await Promise.all(
     role.services.map(async (s) => {
       // The initramfs files (/init) count too: a change to one must rebuild the image.
@@ -111,7 +97,8 @@ async function inputDigest(role: Role, debs: Map<string, LockedDeb>, releases: M
   return sha256(
     canonicalJson({
       format: IMAGE_FORMAT,
-      builder: await builderFingerprint(),
+      // The builder's own code and the host programs it runs make the bytes too.
+      builder,
       role: role.spec,
       options: role.options,
       services,
@@ -126,7 +113,8 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const dir = join(imagesDir(project, role.channel), name);
   const debs = await lockedFor(role, lock);
   const releases = await releasesFor(role);
-  const digestOfInputs = await inputDigest(role, debs, releases);
+  const builder: ImageBuilder = { code: await builderCode(), tools: await imageToolVersions() };
+  const digestOfInputs = await inputDigest(role, debs, releases, builder);
   // A previous manifest that does not pass its schema is simply rebuilt over.
   const previous = await readManifest(dir).catch(() => undefined);
   if (
@@ -255,6 +243,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
     role: name,
     channel: role.channel,
     inputDigest: digestOfInputs,
+    builder,
     digest,
     kernel: { ...parts[0]!, version: kernel.version, modules: kernel.modules },
     initrd: parts[1]!,

@@ -27,10 +27,20 @@ export interface ServiceVersion {
   ports: Record<string, number>;
 }
 
+/** What made an image besides its inputs: the builder's code and the host programs it ran. */
+export interface ImageBuilder {
+  /** sha256 over the builder's modules (cli/image/build.ts and all it imports). */
+  code: string;
+  /** Versions of the host programs whose output is in the image (mksquashfs, depmod, qemu-img, dpkg-deb). */
+  tools: Record<string, string>;
+}
+
 export interface ImageManifest {
   role: string;
   channel: Channel;
   inputDigest: string;
+  /** Absent in manifests written before it was recorded. */
+  builder?: ImageBuilder;
   /** Identity of the image: a digest over its kernel, initramfs and root filesystem. */
   digest: string;
   kernel: ImageFile & { version: string; modules: string[] };
@@ -49,6 +59,11 @@ export interface ImageManifest {
   /** Every file of the root filesystem with its sha256 and origin. */
   files: ManifestFile[];
   initramfsFiles: ManifestFile[];
+}
+
+/** Where `resin build` writes a channel's images. */
+export function imagesDir(project: string, channel: Channel): string {
+  return join(project, "out", "images", channel);
 }
 
 /** The image's identity, from what Resin's VMs boot: its kernel, initramfs and root filesystem. */
@@ -75,6 +90,7 @@ export const ImageManifestSchema = z
     role: name,
     channel: z.enum(CHANNELS),
     inputDigest: z.string(),
+    builder: z.object({ code: z.string(), tools: z.record(z.string(), z.string()) }).passthrough().optional(),
     digest: z.string().regex(DIGEST_PATTERN, "must be sha256: and 64 lower-case hex digits"),
     kernel: imageFile("vmlinuz").extend({ version: z.string(), modules: z.array(z.string()) }),
     initrd: imageFile("initrd.img"),

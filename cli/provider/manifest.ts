@@ -7,7 +7,7 @@
 import { z } from "zod";
 import { CHANNELS } from "../spec/schema.js";
 import type { ClusterState } from "../state/state.js";
-import { servicePorts, type ImageManifest } from "../image/build.js";
+import { servicePorts, type ImageManifest } from "../image/manifest.js";
 
 export const MANIFEST_FORMAT = "resin-plan/1";
 

@@ -14,24 +14,13 @@ import { writeIso9660 } from "../../cli/image/iso9660.js";
 import { loadRole } from "../../cli/spec/load.js";
 import { chooseAccel } from "../../cli/provider/qemu/accel.js";
 import { createPersistDisk, KERNEL_APPEND, startVm, stopVm } from "../../cli/provider/qemu/vm.js";
-import { consulAt, fileBytes, keepLogsOnFailure, killLeftovers, processesUnder, repoRoot, resin, resinAsync } from "./helpers.js";
+import { consulAt, fileBytes, keepLogsOnFailure, killLeftovers, processesUnder, repoRoot, resinAsync, resinStatus } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-state-"));
 keepLogsOnFailure(stateHome, "cluster");
 const env = { RESIN_STATE_HOME: stateHome };
 const name = "e2e";
 const clusterDir = join(stateHome, "clusters", name);
-
-interface StatusJson {
-  healthy: boolean;
-  leader?: string;
-  nodes: { name: string; vm: { state: string }; image: string; consul: { leader: string | null; peers: string[] | null } | null }[];
-}
-
-function status(): StatusJson {
-  const result = resin(["status", "--name", name, "--json"], env);
-  return JSON.parse(result.stdout) as StatusJson;
-}
 
 describe("three-node Consul cluster in QEMU", () => {
   beforeAll(async () => {
@@ -47,11 +36,11 @@ describe("three-node Consul cluster in QEMU", () => {
 
   it("boots the image set built once for the run", () => {
     const digest = inject("imageDigests")["consul-server"];
-    expect(status().nodes.map((n) => n.image)).toEqual([digest, digest, digest]);
+    expect(resinStatus(stateHome, name).nodes.map((n) => n.image)).toEqual([digest, digest, digest]);
   });
 
   it("all three nodes report the same leader and three raft peers", () => {
-    const s = status();
+    const s = resinStatus(stateHome, name);
     expect(s.nodes.map((n) => n.vm.state)).toEqual(["running", "running", "running"]);
     const leaders = new Set(s.nodes.map((n) => n.consul?.leader));
     expect(leaders.size).toBe(1);
@@ -152,7 +141,7 @@ describe("three-node Consul cluster in QEMU", () => {
     expect(result.status).toBe(0);
     expect(processesUnder(stateHome)).toEqual([]);
     expect(fileBytes(join(clusterDir, "secrets.json"))).toBeDefined();
-    expect(status().nodes.map((n) => n.vm.state)).toEqual(["stopped", "stopped", "stopped"]);
+    expect(resinStatus(stateHome, name).nodes.map((n) => n.vm.state)).toEqual(["stopped", "stopped", "stopped"]);
   });
 
   it("`up` again brings back the same cluster with its data", async () => {

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadRole, type Role } from "../../cli/spec/load.js";
-import { readManifest, type ImageManifest } from "../../cli/image/build.js";
+import { readManifest, type ImageManifest } from "../../cli/image/manifest.js";
 import { writeIso9660 } from "../../cli/image/iso9660.js";
 import { planCluster } from "../../cli/bootstrap/plan.js";
 import { generateSecrets } from "../../cli/bootstrap/secrets.js";

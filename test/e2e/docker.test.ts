@@ -7,7 +7,7 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { keepLogsOnFailure, killLeftovers, repoRoot, resin, resinAsync } from "./helpers.js";
+import { keepLogsOnFailure, killLeftovers, repoRoot, resin, resinAsync, resinStatus } from "./helpers.js";
 
 const project = mkdtempSync(join(tmpdir(), "resin-e2e-docker-project-"));
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-docker-state-"));
@@ -78,8 +78,7 @@ describe("the docker service runs a container in a Resin node", () => {
     expect(log).toMatch(/smoke: hello from container pid 1\b/);
     expect(log).toMatch(/inet 172\.17\.\d+\.\d+\/16/);
     expect(log).toContain("smoke: docker run exited 0");
-    const status = JSON.parse(resin(["status", "--name", name, "--json"], env).stdout) as { nodes: { services: { name: string; state: string; restarts: number }[] }[] };
-    const docker = status.nodes[0]!.services.find((s) => s.name === "docker");
+    const docker = resinStatus(stateHome, name).nodes[0]!.services?.find((s) => s.name === "docker");
     expect(docker).toMatchObject({ state: "up", restarts: 0 });
   });
 });

@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kvGet, kvKeys, kvPut, type ConsulEndpoint } from "../../cli/cluster/consul.js";
 import { guestSv } from "../../cli/cluster/guest.js";
 import { statusToken } from "../../cli/bootstrap/node-secrets.js";
-import { StatusSchema, type ClusterStatus } from "../../cli/commands/status.js";
-import { clusterJson, consulAt, keepLogsOnFailure, killLeftovers, processesUnder, resin, resinAsync } from "./helpers.js";
+import type { ClusterStatus } from "../../cli/commands/status.js";
+import { clusterJson, consulAt, keepLogsOnFailure, killLeftovers, processesUnder, resin, resinAsync, resinStatus } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-faults-"));
 keepLogsOnFailure(stateHome, "faults");
@@ -21,9 +21,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Keys whose write Consul acknowledged; every one must survive every fault. */
 const acked = new Map<string, string>();
 
-function status(): ClusterStatus {
-  return StatusSchema.parse(JSON.parse(resin(["status", "--name", name, "--json"], env).stdout));
-}
 
 function consulOf(node: string): ConsulEndpoint {
   return consulAt(stateHome, name, node);
@@ -59,7 +56,7 @@ async function writeKeys(prefix: string, count: number, via: string[]): Promise<
 
 async function healthy(): Promise<void> {
   await until("the cluster to be healthy with failure tolerance 1", 180_000, async () => {
-    const s = status();
+    const s = resinStatus(stateHome, name);
     return s.healthy && s.failureTolerance === 1 ? true : undefined;
   });
 }
@@ -103,10 +100,10 @@ describe("fault tolerance of a three-node Consul cluster", () => {
 
   it("status --json follows the documented schema", async () => {
     await healthy();
-    // status() parses the output with StatusSchema; the node's own endpoint may need a
+    // resinStatus parses the output with StatusSchema; the node's own endpoint may need a
     // moment after boot, so wait until every node has answered it once.
     const s = await until("every node's status endpoint to answer", 120_000, async () => {
-      const now = status();
+      const now = resinStatus(stateHome, name);
       return now.nodes.every((n) => n.boot === "ready") ? now : undefined;
     });
     expect(s.failureTolerance).toBe(1);
@@ -122,7 +119,7 @@ describe("fault tolerance of a three-node Consul cluster", () => {
   it("survives SIGKILL of the leader's VM without losing an acknowledged write", async () => {
     await healthy();
     await writeKeys("faults/leader", 200, ["faults-1", "faults-2", "faults-3"]);
-    const before = status();
+    const before = resinStatus(stateHome, name);
     const leader = nodeByAddress(before, before.leader!);
     const survivors = before.nodes.map((n) => n.name).filter((n) => n !== leader);
 
@@ -145,14 +142,14 @@ describe("fault tolerance of a three-node Consul cluster", () => {
     report(`leader ${leader} SIGKILLed: new leader served writes after ${failover.toFixed(1)}s; acknowledged keys lost: ${lost.length} of ${acked.size}`);
     expect(lost).toEqual([]);
 
-    const crashed = status().nodes.find((n) => n.name === leader)!;
+    const crashed = resinStatus(stateHome, name).nodes.find((n) => n.name === leader)!;
     expect(crashed.vm.state).toBe("crashed");
     expect(crashed.vm.reason).toContain("without a guest shutdown");
 
     const restartedAt = Date.now();
     expect((await resinAsync(["start", leader, "--name", name], env)).status).toBe(0);
     await until(`${leader} to rejoin with 3 raft peers`, 240_000, async () => {
-      const n = status().nodes.find((x) => x.name === leader)!;
+      const n = resinStatus(stateHome, name).nodes.find((x) => x.name === leader)!;
       return n.consul?.peers?.length === 3 && n.consul.leader ? true : undefined;
     });
     // A stale read answers from the node's own copy: it has every key once it caught up.
@@ -162,7 +159,7 @@ describe("fault tolerance of a three-node Consul cluster", () => {
 
   it("a follower lost during writes catches up when it comes back", async () => {
     await healthy();
-    const before = status();
+    const before = resinStatus(stateHome, name);
     const follower = before.nodes.find((n) => !before.leader!.startsWith(`${n.address}:`))!.name;
     const others = before.nodes.map((n) => n.name).filter((n) => n !== follower);
     process.kill(qemuPid(follower), "SIGKILL");
@@ -190,14 +187,14 @@ describe("fault tolerance of a three-node Consul cluster", () => {
     await healthy();
     const node = "faults-3";
     const port = clusterJson(stateHome, name).nodes.find((n) => n.name === node)!.ports["base.status"]!;
-    const before = status().nodes.find((n) => n.name === node)!.services!.find((s) => s.name === "consul")!;
+    const before = resinStatus(stateHome, name).nodes.find((n) => n.name === node)!.services!.find((s) => s.name === "consul")!;
     await guestSv(port, statusToken(JSON.parse(readFileSync(join(stateHome, "clusters", name, "secrets.json"), "utf8")), node), "consul", "kill");
     const after = await until("consul to be up again with one more restart", 60_000, async () => {
-      const consul = status().nodes.find((n) => n.name === node)?.services?.find((s) => s.name === "consul");
+      const consul = resinStatus(stateHome, name).nodes.find((n) => n.name === node)?.services?.find((s) => s.name === "consul");
       return consul && consul.state === "up" && consul.restarts === before.restarts + 1 ? consul : undefined;
     });
     expect(after.pid).not.toBe(before.pid);
-    await until("the cluster to be healthy again", 120_000, async () => (status().healthy ? true : undefined));
+    await until("the cluster to be healthy again", 120_000, async () => (resinStatus(stateHome, name).healthy ? true : undefined));
     report(`consul killed on ${node}: runit restarted it (restarts ${before.restarts} → ${after.restarts}), cluster healthy again`);
   });
 
@@ -209,11 +206,13 @@ describe("fault tolerance of a three-node Consul cluster", () => {
     writeFileSync(drive, writeIso9660({ volumeId: "cidata", files: [{ name: "user-data", data: Buffer.from('{"hostname": {"content": "faults-2"') }] }));
     expect((await resinAsync(["start", node, "--name", name], env)).status).toBe(0);
     const crashed = await until(`${node} to report its bad metadata`, 120_000, async () => {
-      const vm = status().nodes.find((n) => n.name === node)!.vm;
+      const vm = resinStatus(stateHome, name).nodes.find((n) => n.name === node)!.vm;
       return vm.state === "crashed" ? vm : undefined;
     });
     report(`${node} with malformed metadata: ${crashed.reason}`);
     expect(crashed.reason).toContain("is malformed");
-    expect(resin(["logs", node, "--name", name], env).stdout).toContain("metadata: ");
+    const logs = resin(["logs", node, "--name", name], env);
+    expect(logs.status, logs.stderr).toBe(0);
+    expect(logs.stdout).toContain("metadata: ");
   });
 });

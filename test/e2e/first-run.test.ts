@@ -12,10 +12,9 @@ import { join } from "node:path";
 import { request } from "undici";
 import { afterAll, describe, expect, it } from "vitest";
 import { statusToken } from "../../cli/bootstrap/node-secrets.js";
-import { StatusSchema, type ClusterStatus } from "../../cli/commands/status.js";
 import { accelArgs, chooseAccel, probeAccel } from "../../cli/provider/qemu/accel.js";
 import { sha256 } from "../../cli/util/hash.js";
-import { clusterJson, keepLogsOnFailure, killLeftovers, processesUnder, repoRoot, resin, resinAsync } from "./helpers.js";
+import { clusterJson, keepLogsOnFailure, killLeftovers, processesUnder, repoRoot, resin, resinAsync, resinStatus } from "./helpers.js";
 
 const imageDir = join(repoRoot, "out", "images", "debian", "consul-server");
 const image = { kernel: join(imageDir, "vmlinuz"), initrd: join(imageDir, "initrd.img") };
@@ -215,9 +214,6 @@ describe("one node: persist disk, status endpoint, convergence", () => {
   const nodeDir = join(stateHome, "clusters", name, "nodes", node);
   const persist = join(nodeDir, "persist.qcow2");
 
-  function status(): ClusterStatus {
-    return StatusSchema.parse(JSON.parse(resin(["status", "--name", name, "--json"], env).stdout));
-  }
   /** The persist disk's filesystem UUID, read from a raw copy with dumpe2fs (superblock `sb`, 0 = primary). */
   function fsUuid(sb = 0): string {
     const raw = join(stateHome, "persist.raw");
@@ -240,7 +236,7 @@ describe("one node: persist disk, status endpoint, convergence", () => {
     }
   }
   const port = (key: string) => clusterJson(stateHome, name).nodes[0]!.ports[key]!;
-  const consulPid = () => status().nodes[0]!.services!.find((s) => s.name === "consul")!.pid;
+  const consulPid = () => resinStatus(stateHome, name).nodes[0]!.services!.find((s) => s.name === "consul")!.pid;
 
   it("boots on a blank disk, formatting it", async () => {
     const r = await resinAsync(["up", "--name", name, "--nodes", "1", "--role", "consul-server", "--channel", "debian", "--timeout", "420"], env);
@@ -273,7 +269,7 @@ describe("one node: persist disk, status endpoint, convergence", () => {
     expect(open.statusCode).toBe(200);
     await open.body.text();
     await new Promise((r) => setTimeout(r, 2000));
-    const after = status().nodes[0]!.services!.find((s) => s.name === "consul")!;
+    const after = resinStatus(stateHome, name).nodes[0]!.services!.find((s) => s.name === "consul")!;
     expect(after.pid).toBe(before);
     expect(after.restarts).toBe(0);
     report("unauthenticated control requests refused (401); consul untouched");
@@ -282,6 +278,7 @@ describe("one node: persist disk, status endpoint, convergence", () => {
     expect(logs.status, logs.stderr).toBe(0);
     expect(logs.stdout.endsWith("\n")).toBe(true);
     const console_ = resin(["logs", node, "--name", name, "-n", "5"], env);
+    expect(console_.status, console_.stderr).toBe(0);
     expect(console_.stdout.endsWith("\n") && !console_.stdout.endsWith("\n\n")).toBe(true);
     expect(resin(["restart", node, "--name", name, "--service", "consul"], env).status).toBe(0);
   });
@@ -290,7 +287,7 @@ describe("one node: persist disk, status endpoint, convergence", () => {
     const ports = clusterJson(stateHome, name).nodes[0]!.ports;
     process.kill(Number(readFileSync(join(nodeDir, "qemu.pid"), "utf8")), "SIGKILL");
     await new Promise((r) => setTimeout(r, 1000));
-    expect(status().nodes[0]!.vm.state).toBe("crashed");
+    expect(resinStatus(stateHome, name).nodes[0]!.vm.state).toBe("crashed");
     const r = await resinAsync(["up", "--name", name, "--timeout", "420"], env);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toContain("starting again");
@@ -330,7 +327,7 @@ describe("one node: persist disk, status endpoint, convergence", () => {
     expect(r.status, r.stderr).toBe(1);
     expect(r.stderr).toMatch(/the persist disk \/dev\/vd\w+ is damaged and e2fsck -p cannot repair it/);
     // The node powered itself off with the reason on its console; up then recorded it as stopped.
-    expect(status().nodes[0]!.vm.state).not.toBe("running");
+    expect(resinStatus(stateHome, name).nodes[0]!.vm.state).not.toBe("running");
     expect(readFileSync(join(nodeDir, "console.log"), "utf8")).toMatch(/resin: FATAL: the persist disk \/dev\/vd\w+ is damaged and e2fsck -p cannot repair it \(exit \d+\); it was not mounted and nothing on it was erased/);
     expect(diskBytes()).toBe(bytes);
     expect(fsUuid(98304)).toBe(uuid);

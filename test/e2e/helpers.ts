@@ -3,10 +3,11 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { execa } from "execa";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
-import { afterEach } from "vitest";
+import { afterEach, expect } from "vitest";
 import { join, resolve } from "node:path";
 import { consulAccess, type ConsulEndpoint } from "../../cli/cluster/consul.js";
 import type { Secrets } from "../../cli/bootstrap/secrets.js";
+import { StatusSchema, type ClusterStatus } from "../../cli/commands/status.js";
 
 export const repoRoot = resolve(import.meta.dirname, "..", "..");
 export const cliPath = join(repoRoot, "dist", "cli", "main.js");
@@ -42,6 +43,20 @@ export function resin(args: string[], env: Record<string, string | undefined> = 
     timeout: timeoutMs,
   });
   return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+/**
+ * `resin status --name <name> --json` for the cluster in `stateHome`, checked and parsed
+ * with StatusSchema. It exits 0 when the cluster is healthy and 3 when it answered but is
+ * not (stopped, crashed, no leader yet: the JSON says why); any other exit fails the
+ * test with the command's stderr, and so does an exit code that disagrees with `healthy`.
+ */
+export function resinStatus(stateHome: string, name: string): ClusterStatus {
+  const r = resin(["status", "--name", name, "--json"], { RESIN_STATE_HOME: stateHome });
+  expect([0, 3], `resin status --name ${name} --json exited ${r.status}:\n${r.stderr}`).toContain(r.status);
+  const status = StatusSchema.parse(JSON.parse(r.stdout));
+  expect(r.status, `resin status --name ${name} exits 0 exactly when the cluster is healthy`).toBe(status.healthy ? 0 : 3);
+  return status;
 }
 
 /** Pids of QEMU or vde_switch processes whose command line mentions `dir`. */

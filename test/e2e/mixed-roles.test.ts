@@ -6,19 +6,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kvGet, kvPut, lanMembers } from "../../cli/cluster/consul.js";
-import { consulAt, keepLogsOnFailure, killLeftovers, repoRoot, resin, resinAsync } from "./helpers.js";
+import { consulAt, keepLogsOnFailure, killLeftovers, repoRoot, resinAsync, resinStatus } from "./helpers.js";
 
 const project = mkdtempSync(join(tmpdir(), "resin-e2e-mixed-project-"));
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-mixed-state-"));
 keepLogsOnFailure(stateHome, "mixed-roles");
 const env = { RESIN_STATE_HOME: stateHome, RESIN_PROJECT: project };
 const name = "mixed";
-
-interface StatusJson {
-  healthy: boolean;
-  leader: string | null;
-  nodes: { name: string; role: string; address: string; vm: { state: string }; image: string; consul: { leader: string | null; peers: string[] | null } | null }[];
-}
 
 describe("resin up --roles: a Consul server and a Consul client node in one cluster", () => {
   beforeAll(async () => {
@@ -41,7 +35,7 @@ describe("resin up --roles: a Consul server and a Consul client node in one clus
   });
 
   it("boots each node on its own role's image; the server is the only raft peer, the client names the same leader", () => {
-    const s = JSON.parse(resin(["status", "--name", name, "--json"], env).stdout) as StatusJson;
+    const s = resinStatus(stateHome, name);
     expect(s.nodes.map((n) => [n.name, n.role, n.vm.state])).toEqual([
       ["mixed-1", "consul-server", "running"],
       ["mixed-2", "consul-client", "running"],

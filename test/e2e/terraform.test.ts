@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { execa } from "execa";
-import { killLeftovers, processesUnder, repoRoot, resin, resinAsync } from "./helpers.js";
+import { killLeftovers, processesUnder, repoRoot, resinAsync, resinStatus } from "./helpers.js";
 import { describeEngine, ENGINE_ENV, terraformBinary } from "../tools/terraform.js";
 
 // The engine: RESIN_TERRAFORM, terraform, tofu, or OpenTofu built from its Go module
@@ -42,16 +42,6 @@ async function terraform(args: string[], timeoutMs = 15 * 60_000): Promise<TfRes
   return { status: r.exitCode ?? -1, output: String(r.all ?? "") };
 }
 
-interface StatusJson {
-  healthy: boolean;
-  leader: string | null;
-  nodes: { name: string; image: string; vm: { state: string }; consul: { leader: string | null } | null }[];
-}
-
-function status(): StatusJson {
-  return JSON.parse(resin(["status", "--name", name, "--json"], env).stdout) as StatusJson;
-}
-
 describe(`terraform/examples/local: ${ENGINE.engine} apply and destroy drive resin`, () => {
   beforeAll(async () => {
     stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-tf-state-"));
@@ -78,7 +68,7 @@ describe(`terraform/examples/local: ${ENGINE.engine} apply and destroy drive res
     process.stderr.write(`e2e terraform (${describeEngine(ENGINE)}): apply (resin up + status) in ${((Date.now() - started) / 1000).toFixed(1)}s\n`);
     expect(apply.output).toContain(`cluster ${name}: healthy`);
 
-    const s = status();
+    const s = resinStatus(stateHome, name);
     expect(s.nodes.map((n) => n.vm.state)).toEqual(["running", "running", "running"]);
     expect(s.healthy).toBe(true);
     expect(s.leader).toMatch(/^10\.88\.0\.1[123]:8300$/);
@@ -108,7 +98,7 @@ describe(`terraform/examples/local: ${ENGINE.engine} apply and destroy drive res
     const destroy = await terraform(["destroy", "-auto-approve", "-input=false", ...vars]);
     expect(destroy.status, `terraform destroy failed:\n${destroy.output.slice(-4000)}`).toBe(0);
     expect(processesUnder(stateHome)).toEqual([]);
-    const s = status(); // exits 3 (not healthy); its JSON still says why
+    const s = resinStatus(stateHome, name); // exits 3 (not healthy); its JSON still says why
     expect(s.nodes.map((n) => n.vm.state)).toEqual(["stopped", "stopped", "stopped"]);
     expect(s.healthy).toBe(false);
     // keep_data = true (the default): `resin down`, not `resin destroy`.

@@ -7,8 +7,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { agentConfig, consulView, kvGet, kvPut } from "../../cli/cluster/consul.js";
-import { StatusSchema, type ClusterStatus } from "../../cli/commands/status.js";
-import { cliPath, consulAt, keepLogsOnFailure, killLeftovers, repoRoot, resin, resinAsync } from "./helpers.js";
+import { cliPath, consulAt, keepLogsOnFailure, killLeftovers, repoRoot, resinAsync, resinStatus } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-upgrade-"));
 keepLogsOnFailure(stateHome, "upgrade");
@@ -18,9 +17,6 @@ const nodes = ["upgrade-1", "upgrade-2", "upgrade-3"];
 const scratch: string[] = [];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function status(): ClusterStatus {
-  return StatusSchema.parse(JSON.parse(resin(["status", "--name", name, "--json"], env).stdout));
-}
 
 /** Build consul-server in a copy of the project changed by `edit`; returns the image set directory. */
 async function imageSet(edit: (project: string) => void): Promise<{ dir: string; digest: string }> {
@@ -122,7 +118,7 @@ describe("health-gated rolling upgrade", () => {
     expect(lost).toEqual([]);
     expect(acked.size).toBeGreaterThan(0);
 
-    const s = status();
+    const s = resinStatus(stateHome, name);
     expect(s.healthy).toBe(true);
     expect(s.nodes.map((n) => n.image)).toEqual([setB.digest, setB.digest, setB.digest]);
     for (const n of nodes) {
@@ -142,7 +138,7 @@ describe("health-gated rolling upgrade", () => {
     expect(r.stderr).toContain(`resin upgrade --resume --name ${name}`);
 
     // Only that node was touched; the other two still form a cluster that serves writes.
-    const s = status();
+    const s = resinStatus(stateHome, name);
     const others = nodes.filter((n) => n !== broken);
     for (const n of others) expect(s.nodes.find((x) => x.name === n)!.image).toBe(setB.digest);
     expect(s.nodes.find((x) => x.name === broken)!.image).toBe(setC.digest);
@@ -150,7 +146,7 @@ describe("health-gated rolling upgrade", () => {
 
     const back = await resinAsync(["rollback", broken!, "--name", name], env);
     if (back.status !== 0) throw new Error(`rollback failed:\n${back.stderr}`);
-    const after = status();
+    const after = resinStatus(stateHome, name);
     expect(after.healthy).toBe(true);
     expect(after.nodes.map((n) => n.image)).toEqual([setB.digest, setB.digest, setB.digest]);
     expect(await kvGet(consulAt(stateHome, name, broken!), "upgrade/during-failure")).toBe("ok");

@@ -2,7 +2,7 @@ import { describe, it, expect } from "vitest";
 import { planManifest, PlanManifestSchema, MANIFEST_FORMAT } from "../../cli/provider/manifest.js";
 import { planCluster, defaultJoin } from "../../cli/bootstrap/plan.js";
 import type { ClusterState } from "../../cli/state/state.js";
-import type { ImageManifest } from "../../cli/image/build.js";
+import type { ImageManifest } from "../../cli/image/manifest.js";
 
 // The manifest is the contract with provisioners (terraform/ reads it with
 // jsondecode): these tests pin its shape for static and DHCP clusters.
