@@ -1,12 +1,15 @@
 # Shared by the metadata providers (sourced, not run).
 
 # The value of KEY=VALUE on the kernel command line; fails when it is not there.
-cmdline_value() {
+# The command line is split into words without glob expansion (set -f, in a subshell
+# so the caller keeps its own settings): an argument such as "x=*" stays as it is.
+cmdline_value() (
+  set -f
   for arg in $(cat /proc/cmdline); do
-    case $arg in "$1="?*) echo "${arg#"$1="}"; return 0 ;; esac
+    case $arg in "$1="?*) echo "${arg#"$1="}"; exit 0 ;; esac
   done
-  return 1
-}
+  exit 1
+)
 
 # Ask DHCP once for a lease on NIC $1, sending at most $2 discovers a second apart;
 # dhcp-event configures the NIC and records the lease in /run/resin/dhcp/$1.
