@@ -1,6 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -84,5 +84,48 @@ describe("the in-image shell", () => {
     expect(templates).toEqual([]);
     const boot = scripts.find((s) => s.name === "services/base/boot")!.text;
     expect(boot.indexOf("mount -t cgroup2")).toBeLessThan(boot.indexOf("echo ready > /run/resin/boot-state"));
+  });
+
+  it("copies a service's node config in one helper, which consul, nomad and vault call", () => {
+    const copiers = walk(SERVICES).filter((p) => readFileSync(p, "utf8").includes("cp /run/config/")).map((p) => relative(REPO, p));
+    expect(copiers).toEqual([]);
+    for (const [file, call] of [
+      ["consul/run", "/usr/lib/resin/private-config consul consul || exit 1"],
+      ["vault/run", "/usr/lib/resin/private-config vault vault || exit 1"],
+      ["nomad/run.hbs", "/usr/lib/resin/private-config nomad || exit 1"],
+    ]) {
+      expect(readFileSync(join(SERVICES, file!), "utf8"), file).toContain(call);
+    }
+  });
+
+  it("private-config: a fresh copy readable by its owner only, and a clear failure without config", () => {
+    const dir = mkdtempSync(join(tmpdir(), "resin-private-config-"));
+    try {
+      // The helper with /run under a temporary directory, and a sleep that does not wait.
+      const helper = join(dir, "private-config");
+      writeFileSync(helper, readFileSync(join(SERVICES, "base/private-config"), "utf8").replaceAll("/run/", `${dir}/run/`), { mode: 0o755 });
+      mkdirSync(join(dir, "bin"));
+      writeFileSync(join(dir, "bin", "sleep"), "#!/bin/sh\n", { mode: 0o755 });
+      const env = { ...process.env, PATH: `${join(dir, "bin")}:${process.env.PATH ?? "/usr/bin:/bin"}` };
+      mkdirSync(join(dir, "run", "config", "svc"), { recursive: true });
+      writeFileSync(join(dir, "run", "config", "svc", "10-node.hcl"), "x = 1\n", { mode: 0o644 });
+      mkdirSync(join(dir, "run", "svc"), { mode: 0o700 });
+      writeFileSync(join(dir, "run", "svc", "stale.hcl"), "old\n");
+      for (const sh of [["sh"], ...(busybox ? [[busybox, "sh"]] : [])]) {
+        const ok = spawnSync(sh[0]!, [...sh.slice(1), helper, "svc"], { env, encoding: "utf8" });
+        expect(ok.status, ok.stdout + ok.stderr).toBe(0);
+        expect(readdirSync(join(dir, "run", "svc"))).toEqual(["10-node.hcl"]);
+        expect(readFileSync(join(dir, "run", "svc", "10-node.hcl"), "utf8")).toBe("x = 1\n");
+        expect(statSync(join(dir, "run", "svc", "10-node.hcl")).mode & 0o777).toBe(0o600);
+        expect(statSync(join(dir, "run", "svc")).mode & 0o777).toBe(0o700);
+        rmSync(join(dir, "run", "svc"), { recursive: true });
+        chmodSync(join(dir, "run", "config", "svc", "10-node.hcl"), 0o644);
+        const missing = spawnSync(sh[0]!, [...sh.slice(1), helper, "other"], { env, encoding: "utf8" });
+        expect(missing.status).toBe(1);
+        expect(missing.stdout).toContain(`other: no node config in ${dir}/run/config/other`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
