@@ -128,4 +128,20 @@ describe("the in-image shell", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("disks.sh gives results on stdout and by status, and sets none of the caller's variables", () => {
+    const text = readFileSync(join(SERVICES, "base/disks.sh"), "utf8");
+    const functions = [...text.matchAll(/^([a-z_]+)\(\) (.)$/gm)];
+    expect(functions.map((m) => m[1])).toEqual(["disk_with_serial", "persist_disk", "partition_named", "find_disk", "wait_for_disk"]);
+    for (const m of functions) expect(m[2], `${m[1]} runs in a subshell`).toBe("(");
+    // Only lookups that touch nothing on this machine: no such serial, no such partition.
+    const script = `. ${join(SERVICES, "base/disks.sh")}; block=b tries=t uevent=u
+      wait_for_disk resin-no-such-serial 1 || echo none
+      find_disk PARTLABEL=resin-no-such-partition || echo none
+      echo "$block $tries $uevent"`;
+    for (const sh of [["sh"], ...(busybox ? [[busybox, "sh"]] : [])]) {
+      const r = spawnSync(sh[0]!, [...sh.slice(1), "-c", script], { encoding: "utf8" });
+      expect(r.stdout, `${sh.join(" ")}: ${r.stderr}`).toBe("none\nnone\nb t u\n");
+    }
+  });
 });
