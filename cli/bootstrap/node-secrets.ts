@@ -1,11 +1,10 @@
 // Which secrets a node gets, and which the host keeps: least privilege, by role.
 //
-// A node gets, for each service it runs, `ca.pem` (the CA *certificate*), `cert.pem`
-// and `key.pem` (its own certificate for that service), all 0600 in its metadata, in
-// `<service>/` (Nomad, Vault) or `consul/tls/` (PEM_DIRS). Each service's run script
-// copies /run/config/<service>/ into its private /run/<service>/, which is where the
-// templates point (ca_file = "/run/consul/tls/ca.pem", "/run/nomad/ca.pem", …).
-// Nothing else of the bundle is a file:
+// A node gets, for each service it runs, `<service>/ca.pem` (the CA *certificate*),
+// `<service>/cert.pem` and `<service>/key.pem` (its own certificate for that service),
+// all 0600 in its metadata. Each service's run script copies /run/config/<service>/*
+// into its private /run/<service>/, which is where the templates point
+// (ca_file = "/run/consul/ca.pem", …). Nothing else of the bundle is a file:
 //   - the gossip keys and ACL tokens are rendered by the node templates, which write
 //     each only where its role needs it (Consul's management token on Consul servers
 //     only, the agent token on every Consul agent, Nomad's gossip key on Nomad servers
@@ -24,14 +23,6 @@ export interface SecretFile {
   content: string;
   perm: "0600";
 }
-
-/**
- * Where each service's PEM files sit in a node's metadata, and so under /run/<service>.
- * Consul reads every file in its -config-dir (/run/consul) and warns at each start about
- * any that is not .hcl or .json; it does not descend into subdirectories, so its PEM
- * files are in consul/tls/, where its config names them.
- */
-export const PEM_DIRS = { consul: "consul/tls", nomad: "nomad", vault: "vault" } as const;
 
 /** How a role runs Consul, Nomad and Vault, from its options (the `server` and `client` options of each). */
 export function serviceRolesOf(role: Pick<Role, "services" | "options">): ServiceRoles {
@@ -53,11 +44,10 @@ export function nodeSecretFiles(bundle: Secrets, node: string | { name: string }
     throw new ResinError(`the cluster's secrets have no certificates for node ${name}`, "the cluster's state and secrets disagree; restore both from your backup");
   }
   const files: SecretFile[] = [];
-  const add = (service: keyof typeof PEM_DIRS, pair: { cert: string; key: string }) => {
-    const dir = PEM_DIRS[service];
-    files.push({ path: `${dir}/ca.pem`, content: bundle.ca.cert, perm: "0600" });
-    files.push({ path: `${dir}/cert.pem`, content: pair.cert, perm: "0600" });
-    files.push({ path: `${dir}/key.pem`, content: pair.key, perm: "0600" });
+  const add = (service: string, pair: { cert: string; key: string }) => {
+    files.push({ path: `${service}/ca.pem`, content: bundle.ca.cert, perm: "0600" });
+    files.push({ path: `${service}/cert.pem`, content: pair.cert, perm: "0600" });
+    files.push({ path: `${service}/key.pem`, content: pair.key, perm: "0600" });
   };
   for (const service of ["consul", "nomad"] as const) {
     const role = roles[service];

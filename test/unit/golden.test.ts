@@ -435,7 +435,7 @@ describe.each(CASES.map((c) => ({ ...c, addresses: c.dhcp ? "DHCP" : "static", o
       }
 
       // Mutual TLS with the node's files, verified both ways and by server name.
-      const files = { ca_file: "/run/consul/tls/ca.pem", cert_file: "/run/consul/tls/cert.pem", key_file: "/run/consul/tls/key.pem" };
+      const files = { ca_file: "/run/consul/ca.pem", cert_file: "/run/consul/cert.pem", key_file: "/run/consul/key.pem" };
       if (compareVersions(consul, "1.12") >= 0) {
         expect(block(hcl, "tls")).toEqual({
           defaults: [{ ...files, verify_incoming: true, verify_outgoing: true }],

@@ -3,7 +3,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { request, Agent } from "undici";
 import { listRoles, loadRole, type Role } from "../../cli/spec/load.js";
@@ -13,7 +13,7 @@ import { imageTemplateContext } from "../../cli/image/build.js";
 import { nodeMetadata, serversByService, type MetadataNode, type MetadataTree } from "../../cli/bootstrap/metadata.js";
 import { defaultJoin, planCluster, type ClusterPlan, type NodePlan } from "../../cli/bootstrap/plan.js";
 import { consulAgentPolicy, generateSecrets, type Secrets, type ServiceRoles } from "../../cli/bootstrap/secrets.js";
-import { cliSecretFiles, consulAgentToken, cliTls, nodeSecretFiles, PEM_DIRS, serviceRolesOf, type SecretFile } from "../../cli/bootstrap/node-secrets.js";
+import { cliSecretFiles, consulAgentToken, cliTls, nodeSecretFiles, serviceRolesOf, type SecretFile } from "../../cli/bootstrap/node-secrets.js";
 import { ResinError } from "../../cli/util/errors.js";
 
 // Least privilege, checked by content: for every role in machines/, a three-node
@@ -112,11 +112,10 @@ function checkLeastPrivilege(all: Drive[], secrets: Secrets): void {
     const own = secrets.nodes[d.node.name]!;
     for (const s of services) {
       const pair = own[s]!;
-      const pems = PEM_DIRS[s];
-      expect(d.files.get(`${pems}/ca.pem`)?.content).toBe(secrets.ca.cert);
-      expect(d.files.get(`${pems}/cert.pem`)?.content).toBe(pair.cert);
-      expect(d.files.get(`${pems}/key.pem`)?.content).toBe(pair.key);
-      expect(holders(d, pemBody(pair.key)), `${where}: its ${s} key`).toEqual([`${pems}/key.pem`]);
+      expect(d.files.get(`${s}/ca.pem`)?.content).toBe(secrets.ca.cert);
+      expect(d.files.get(`${s}/cert.pem`)?.content).toBe(pair.cert);
+      expect(d.files.get(`${s}/key.pem`)?.content).toBe(pair.key);
+      expect(holders(d, pemBody(pair.key)), `${where}: its ${s} key`).toEqual([`${s}/key.pem`]);
     }
     for (const [other, certs] of Object.entries(secrets.nodes)) {
       if (other === d.node.name) continue;
@@ -139,14 +138,14 @@ function checkReferencedFiles(all: Drive[], imageTexts: Map<string, string[]>): 
     const referenced = new Set<string>();
     for (const text of texts) {
       const live = text.split("\n").filter((l) => !l.trim().startsWith("#")).join("\n"); // a commented-out example is no reference
-      for (const [, service, file] of live.matchAll(/"\/run\/([a-z]+)\/([^"]+)"/g)) {
+      for (const [, service, file] of live.matchAll(/"\/run\/([a-z]+)\/([^"/]+)"/g)) {
         expect(d.files.has(`${service}/${file}`), `${d.node.name}: /run/${service}/${file} is referenced but /run/config/${service}/${file} is not on the drive`).toBe(true);
         expect(d.roles[service as "consul"], `${d.node.name}: a template names /run/${service} but the node does not run ${service}`).toBeTruthy();
         referenced.add(`${service}/${file}`);
       }
     }
     // Each service's config names its CA, certificate and key (so the check above is not vacuous).
-    const expected = (["consul", "nomad", "vault"] as const).filter((s) => d.roles[s]).flatMap((s) => [`${PEM_DIRS[s]}/ca.pem`, `${PEM_DIRS[s]}/cert.pem`, `${PEM_DIRS[s]}/key.pem`]);
+    const expected = (["consul", "nomad", "vault"] as const).filter((s) => d.roles[s]).flatMap((s) => [`${s}/ca.pem`, `${s}/cert.pem`, `${s}/key.pem`]);
     expect([...referenced].sort(), `${d.node.name}: files its configs reference`).toEqual(expected.sort());
   }
 }
@@ -204,7 +203,7 @@ describe("every role's nodes get only what their role needs", async () => {
     checkReferencedFiles(all, texts);
     // The Nomad client in particular: its own client certificate, no management token, no CA key, no Vault.
     const client = all.find((d) => d.node.role === "nomad-client")!;
-    expect([...client.files.keys()].filter((p) => p.endsWith(".pem")).sort()).toEqual(["consul/tls/ca.pem", "consul/tls/cert.pem", "consul/tls/key.pem", "nomad/ca.pem", "nomad/cert.pem", "nomad/key.pem"]);
+    expect([...client.files.keys()].filter((p) => p.endsWith(".pem")).sort()).toEqual(["consul/ca.pem", "consul/cert.pem", "consul/key.pem", "nomad/ca.pem", "nomad/cert.pem", "nomad/key.pem"]);
   });
 });
 
@@ -217,7 +216,7 @@ describe("nodeSecretFiles", () => {
 
   it("gives a node the CA certificate and its own pair per service, 0600", () => {
     const files = nodeSecretFiles(secrets, plan.nodes[1]!, { consul: "client", nomad: "client" });
-    expect(files.map((f) => f.path)).toEqual(["consul/tls/ca.pem", "consul/tls/cert.pem", "consul/tls/key.pem", "nomad/ca.pem", "nomad/cert.pem", "nomad/key.pem"]);
+    expect(files.map((f) => f.path)).toEqual(["consul/ca.pem", "consul/cert.pem", "consul/key.pem", "nomad/ca.pem", "nomad/cert.pem", "nomad/key.pem"]);
     expect(files.every((f) => f.perm === "0600")).toBe(true);
     expect(files.find((f) => f.path === "nomad/key.pem")!.content).toBe(secrets.nodes["demo-2"]!.nomad!.key);
   });
@@ -246,15 +245,9 @@ describe("nodeSecretFiles", () => {
 // machine: when `resin build --channel debian` has unpacked it into the cache, two real
 // agents, a server and a client, are started on loopback addresses with the files a
 // consul-server node and a Consul client node get (their config dirs rewritten from
-// /run/consul to a temporary directory, the PEM files in its tls/ as on a node and from the cluster subnet to 127.77.0.x),
+// /run/consul to a temporary directory and from the cluster subnet to 127.77.0.x),
 // and the host's calls are checked: mutual TLS on 8501 only, the server bootstraps the
 // management token from its config, and the client agent joins over verified TLS.
-
-/** A node's file, 0600, in a directory made for it if need be (consul/tls/). */
-function writeFile(path: string, content: string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, content, { mode: 0o600 });
-}
 
 function findConsul187(): string | undefined {
   const cache = process.env.RESIN_CACHE_HOME ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "resin");
@@ -287,11 +280,9 @@ describe.skipIf(!consulBin)("a real Consul 1.8.7 server and client agent, with t
         const fix = (s: string) =>
           s.replaceAll("/run/consul", cfg).replaceAll("/var/lib/consul", join(cfg, "data")).replace(/^client_addr .*$/m, `client_addr = "${d.node.address}"`);
         for (const text of await imageTexts(d.role, "debian")) writeFileSync(join(cfg, "00-role.hcl"), fix(text));
-        for (const [path, f] of d.files) if (path.startsWith("consul/")) writeFile(join(cfg, path.slice("consul/".length)), fix(f.content));
-        expect(readdirSync(join(cfg, "tls")).sort(), "the PEM files sit in tls/, outside what -config-dir reads").toEqual(["ca.pem", "cert.pem", "key.pem"]);
+        for (const [path, f] of d.files) if (path.startsWith("consul/")) writeFileSync(join(cfg, path.slice("consul/".length)), fix(f.content), { mode: 0o600 });
         const validate = spawnSync(consulBin!, ["validate", cfg], { encoding: "utf8" });
         expect(validate.status, validate.stdout + validate.stderr).toBe(0);
-        expect(validate.stdout + validate.stderr, "Consul reads every file in its config dir").not.toMatch(/skipping file/);
         procs.push(spawn(consulBin!, ["agent", `-config-dir=${cfg}`], { stdio: ["ignore", "pipe", "pipe"] }));
       }
       const logs = procs.map(() => [] as string[]);
@@ -342,8 +333,6 @@ describe.skipIf(!consulBin)("a real Consul 1.8.7 server and client agent, with t
         await new Promise((r) => setTimeout(r, 500));
       }
       expect(nodes, logs[1]!.join("")).toEqual(["t-1", "t-2"]);
-      // No warning about files in the config dir that are not config (the PEM files once were).
-      for (const log of logs) expect(log.join("")).not.toMatch(/skipping file/);
       // Least privilege: t-2's own token may write t-2 in the catalog, and not t-1.
       const register = async (node: string, token: string) => {
         const res = await request("https://127.77.0.1:8501/v1/catalog/register", {
@@ -386,7 +375,7 @@ describe.skipIf(!consulBin)("a real Consul 1.8.7 with a DHCP cluster's files", (
       const node = d!.files.get("consul/10-node.hcl")!.content;
       expect(node).toContain('bind_addr          = "{{ GetPrivateIP }}"');
       expect(node).toContain('retry_join         = ["provider=aws tag_key=resin-cluster tag_value=cloud"]');
-      for (const [path, f] of d!.files) if (path.startsWith("consul/")) writeFile(join(dir, path.slice("consul/".length)), fix(f.content));
+      for (const [path, f] of d!.files) if (path.startsWith("consul/")) writeFileSync(join(dir, path.slice("consul/".length)), fix(f.content), { mode: 0o600 });
       const validate = spawnSync(consulBin!, ["validate", dir], { encoding: "utf8" });
       expect(validate.status, validate.stdout + validate.stderr).toBe(0);
       expect(validate.stdout).toContain("Configuration is valid!");

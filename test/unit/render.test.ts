@@ -209,7 +209,7 @@ describe("services/consul/role.hcl.hbs", () => {
   });
 
   it("turns on mutual TLS with top-level keys before 1.12, and in a tls block from 1.12", async () => {
-    const files = { ca_file: "/run/consul/tls/ca.pem", cert_file: "/run/consul/tls/cert.pem", key_file: "/run/consul/tls/key.pem" };
+    const files = { ca_file: "/run/consul/ca.pem", cert_file: "/run/consul/cert.pem", key_file: "/run/consul/key.pem" };
     for (const version of ["1.8.7", "1.11.9"]) {
       const hcl = await parseHcl(renderRoleHcl(serverRole, version), `00-role.hcl (${version})`);
       expect(hcl.attrs, version).toMatchObject({ ...files, verify_incoming: true, verify_outgoing: true, verify_server_hostname: true });
@@ -335,13 +335,10 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
     }
     // The node config, and the node's TLS files (the CA certificate and its own pair, 0600).
     const consul = (tree.consul as { entries: Record<string, MetadataNode> }).entries;
-    // The PEM files are in tls/: Consul reads every file of its config dir, but no subdirectory.
-    expect(Object.keys(consul).sort()).toEqual(["10-node.hcl", "tls"]);
-    const tls = (consul.tls as { entries: Record<string, MetadataNode> }).entries;
-    expect(Object.keys(tls).sort()).toEqual(["ca.pem", "cert.pem", "key.pem"]);
-    expect(tls["ca.pem"]).toEqual({ content: SECRETS.ca.cert, perm: "0600" });
-    expect(tls["cert.pem"]).toEqual({ content: SECRETS.nodes["demo-1"]!.consul!.cert, perm: "0600" });
-    expect(tls["key.pem"]).toEqual({ content: SECRETS.nodes["demo-1"]!.consul!.key, perm: "0600" });
+    expect(Object.keys(consul).sort()).toEqual(["10-node.hcl", "ca.pem", "cert.pem", "key.pem"]);
+    expect(consul["ca.pem"]).toEqual({ content: SECRETS.ca.cert, perm: "0600" });
+    expect(consul["cert.pem"]).toEqual({ content: SECRETS.nodes["demo-1"]!.consul!.cert, perm: "0600" });
+    expect(consul["key.pem"]).toEqual({ content: SECRETS.nodes["demo-1"]!.consul!.key, perm: "0600" });
   });
 });
 

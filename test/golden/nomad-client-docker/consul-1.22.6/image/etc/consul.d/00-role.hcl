@@ -8,13 +8,12 @@ log_level            = "INFO"
 
 # Mutual TLS everywhere, with the cluster's CA: agents and every API client (Nomad, the
 # host's CLI) present a certificate it signed, and servers must be server.<dc>.consul.
-# The files come from the node's metadata (the run script copies them to /run/consul);
-# they are in tls/, outside what -config-dir reads, so Consul does not warn about them.
+# The files come from the node's metadata (the run script copies them to /run/consul).
 tls {
   defaults {
-    ca_file         = "/run/consul/tls/ca.pem"
-    cert_file       = "/run/consul/tls/cert.pem"
-    key_file        = "/run/consul/tls/key.pem"
+    ca_file         = "/run/consul/ca.pem"
+    cert_file       = "/run/consul/cert.pem"
+    key_file        = "/run/consul/key.pem"
     verify_incoming = true
     verify_outgoing = true
   }
