@@ -498,7 +498,8 @@ describe.each(CASES.map((c) => ({ ...c, addresses: c.dhcp ? "DHCP" : "static", o
 
       const run = r().files.get(image.get("nomad")!.find((f) => f.dst === "etc/service/nomad/run")!.key)!;
       expect(run).toMatch(/^exec nomad agent -config=\/etc\/nomad\.d -config=\/run\/nomad$/m);
-      expect(run.includes("mount -t cgroup2"), "only a client mounts cgroup2").toBe(options.client === true);
+      expect(run.includes("mount -t cgroup2"), "the boot script mounts cgroup2, not the run script").toBe(false);
+      expect(run.includes("cgroup.subtree_control"), "only a client enables the cgroup controllers").toBe(options.client === true);
       expect(run.includes("net.bridge.bridge-nf-call-iptables"), "only a client sets the bridge sysctls").toBe(options.client === true);
 
       const nomadServers = joinTargets(servers.nomad ?? []);

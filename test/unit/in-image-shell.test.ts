@@ -1,0 +1,147 @@
+import { describe, it, expect } from "vitest";
+import { spawnSync } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+
+// The shell that runs inside an image (services/*/: run scripts, the boot script, the
+// initramfs /init, the metadata providers and the files they source). The image has
+// only busybox sh; the host's sh (dash on Debian) is checked too, since both must accept
+// the same POSIX text.
+
+const REPO = fileURLToPath(new URL("../../", import.meta.url));
+const SERVICES = join(REPO, "services");
+
+function onPath(bin: string): string | undefined {
+  for (const dir of (process.env.PATH ?? "/usr/bin:/bin").split(":")) {
+    if (dir && existsSync(join(dir, bin))) return join(dir, bin);
+  }
+  return undefined;
+}
+const busybox = existsSync("/bin/busybox") ? "/bin/busybox" : onPath("busybox");
+
+function walk(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? walk(path) : [path];
+  });
+}
+
+/** Every shell file in services/: scripts with #!/bin/sh and the .sh files they source (templates are checked rendered, in golden.test.ts). */
+const scripts = walk(SERVICES)
+  .filter((p) => !p.endsWith(".hbs"))
+  .filter((p) => p.endsWith(".sh") || readFileSync(p, "utf8").startsWith("#!/bin/sh\n"))
+  .map((p) => ({ path: p, name: relative(REPO, p), text: readFileSync(p, "utf8") }));
+
+describe("the in-image shell", () => {
+  it("finds the scripts", () => {
+    expect(scripts.map((s) => s.name)).toEqual(expect.arrayContaining(["services/base/boot", "services/base/init", "services/base/disks.sh", "services/base/metadata/lib.sh", "services/consul/run"]));
+  });
+
+  it.each(scripts.map((s) => [s.name, s] as const))("%s parses with sh -n and busybox sh -n", (_name, s) => {
+    const sh = spawnSync("sh", ["-n", s.path], { encoding: "utf8" });
+    expect(sh.status, `sh -n ${s.name}: ${sh.stderr}`).toBe(0);
+    if (busybox) {
+      const bb = spawnSync(busybox, ["sh", "-n", s.path], { encoding: "utf8" });
+      expect(bb.status, `busybox sh -n ${s.name}: ${bb.stderr}`).toBe(0);
+    }
+  });
+
+  it("splits the kernel command line with globbing off (set -f) wherever it splits it", () => {
+    const splitters = scripts.filter((s) => s.text.includes("$(cat /proc/cmdline)"));
+    expect(splitters.map((s) => s.name).sort()).toEqual(["services/base/init", "services/base/metadata/lib.sh"]);
+    for (const s of splitters) {
+      const before = s.text.slice(0, s.text.indexOf("$(cat /proc/cmdline)"));
+      expect(before.slice(before.lastIndexOf("\n", before.length - 40)), `${s.name}: set -f before the split`).toMatch(/\bset -f\b/);
+    }
+  });
+
+  it("cmdline_value takes a value with a glob character as it is, and leaves the caller's globbing on", () => {
+    const dir = mkdtempSync(join(tmpdir(), "resin-cmdline-"));
+    try {
+      const cmdline = join(dir, "cmdline");
+      writeFileSync(cmdline, "console=ttyS0 resin.metadata=* resin.metadata.sha256=ab?d\n");
+      // A file the unquoted * and ? would have expanded to.
+      writeFileSync(join(dir, "resin.metadata=http:not-this"), "");
+      writeFileSync(join(dir, "resin.metadata.sha256=abcd"), "");
+      const lib = readFileSync(join(SERVICES, "base/metadata/lib.sh"), "utf8").replaceAll("/proc/cmdline", cmdline);
+      writeFileSync(join(dir, "lib.sh"), lib);
+      const script = '. ./lib.sh; cmdline_value resin.metadata; cmdline_value resin.metadata.sha256; cmdline_value absent || echo absent; echo cmd*; case $- in *f*) echo "set -f leaked" ;; esac';
+      for (const sh of [["sh"], ...(busybox ? [[busybox, "sh"]] : [])]) {
+        const r = spawnSync(sh[0]!, [...sh.slice(1), "-c", script], { cwd: dir, encoding: "utf8" });
+        expect(r.stdout, `${sh.join(" ")}: ${r.stderr}`).toBe("*\nab?d\nabsent\ncmdline\n");
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("mounts cgroup2 once, in stage 1 (the boot script), and in no service's run script", () => {
+    const mounters = scripts.filter((s) => s.text.includes("mount -t cgroup2")).map((s) => s.name);
+    expect(mounters).toEqual(["services/base/boot"]);
+    const templates = walk(SERVICES).filter((p) => p.endsWith(".hbs") && readFileSync(p, "utf8").includes("mount -t cgroup2"));
+    expect(templates).toEqual([]);
+    const boot = scripts.find((s) => s.name === "services/base/boot")!.text;
+    expect(boot.indexOf("mount -t cgroup2")).toBeLessThan(boot.indexOf("echo ready > /run/resin/boot-state"));
+  });
+
+  it("copies a service's node config in one helper, which consul, nomad and vault call", () => {
+    const copiers = walk(SERVICES).filter((p) => readFileSync(p, "utf8").includes("cp /run/config/")).map((p) => relative(REPO, p));
+    expect(copiers).toEqual([]);
+    for (const [file, call] of [
+      ["consul/run", "/usr/lib/resin/private-config consul consul || exit 1"],
+      ["vault/run", "/usr/lib/resin/private-config vault vault || exit 1"],
+      ["nomad/run.hbs", "/usr/lib/resin/private-config nomad || exit 1"],
+    ]) {
+      expect(readFileSync(join(SERVICES, file!), "utf8"), file).toContain(call);
+    }
+  });
+
+  it("private-config: a fresh copy readable by its owner only, and a clear failure without config", () => {
+    const dir = mkdtempSync(join(tmpdir(), "resin-private-config-"));
+    try {
+      // The helper with /run under a temporary directory, and a sleep that does not wait.
+      const helper = join(dir, "private-config");
+      writeFileSync(helper, readFileSync(join(SERVICES, "base/private-config"), "utf8").replaceAll("/run/", `${dir}/run/`), { mode: 0o755 });
+      mkdirSync(join(dir, "bin"));
+      writeFileSync(join(dir, "bin", "sleep"), "#!/bin/sh\n", { mode: 0o755 });
+      const env = { ...process.env, PATH: `${join(dir, "bin")}:${process.env.PATH ?? "/usr/bin:/bin"}` };
+      mkdirSync(join(dir, "run", "config", "svc"), { recursive: true });
+      writeFileSync(join(dir, "run", "config", "svc", "10-node.hcl"), "x = 1\n", { mode: 0o644 });
+      mkdirSync(join(dir, "run", "svc"), { mode: 0o700 });
+      writeFileSync(join(dir, "run", "svc", "stale.hcl"), "old\n");
+      for (const sh of [["sh"], ...(busybox ? [[busybox, "sh"]] : [])]) {
+        const ok = spawnSync(sh[0]!, [...sh.slice(1), helper, "svc"], { env, encoding: "utf8" });
+        expect(ok.status, ok.stdout + ok.stderr).toBe(0);
+        expect(readdirSync(join(dir, "run", "svc"))).toEqual(["10-node.hcl"]);
+        expect(readFileSync(join(dir, "run", "svc", "10-node.hcl"), "utf8")).toBe("x = 1\n");
+        expect(statSync(join(dir, "run", "svc", "10-node.hcl")).mode & 0o777).toBe(0o600);
+        expect(statSync(join(dir, "run", "svc")).mode & 0o777).toBe(0o700);
+        rmSync(join(dir, "run", "svc"), { recursive: true });
+        chmodSync(join(dir, "run", "config", "svc", "10-node.hcl"), 0o644);
+        const missing = spawnSync(sh[0]!, [...sh.slice(1), helper, "other"], { env, encoding: "utf8" });
+        expect(missing.status).toBe(1);
+        expect(missing.stdout).toContain(`other: no node config in ${dir}/run/config/other`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("disks.sh gives results on stdout and by status, and sets none of the caller's variables", () => {
+    const text = readFileSync(join(SERVICES, "base/disks.sh"), "utf8");
+    const functions = [...text.matchAll(/^([a-z_]+)\(\) (.)$/gm)];
+    expect(functions.map((m) => m[1])).toEqual(["disk_with_serial", "persist_disk", "partition_named", "find_disk", "wait_for_disk"]);
+    for (const m of functions) expect(m[2], `${m[1]} runs in a subshell`).toBe("(");
+    // Only lookups that touch nothing on this machine: no such serial, no such partition.
+    const script = `. ${join(SERVICES, "base/disks.sh")}; block=b tries=t uevent=u
+      wait_for_disk resin-no-such-serial 1 || echo none
+      find_disk PARTLABEL=resin-no-such-partition || echo none
+      echo "$block $tries $uevent"`;
+    for (const sh of [["sh"], ...(busybox ? [[busybox, "sh"]] : [])]) {
+      const r = spawnSync(sh[0]!, [...sh.slice(1), "-c", script], { encoding: "utf8" });
+      expect(r.stdout, `${sh.join(" ")}: ${r.stderr}`).toBe("none\nnone\nb t u\n");
+    }
+  });
+});
