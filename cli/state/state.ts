@@ -9,7 +9,7 @@ import { stateHome } from "../util/paths.js";
 import { writeFileAtomic } from "../util/files.js";
 import { ResinError } from "../util/errors.js";
 import { CHANNELS } from "../spec/schema.js";
-import { DIGEST_PATTERN } from "../util/hash.js";
+import { canonicalJson, DIGEST_PATTERN } from "../util/hash.js";
 import { PortSchema } from "../spec/schema.js";
 
 /**
@@ -142,7 +142,8 @@ export async function readClusterState(name: string): Promise<ClusterState | und
 }
 
 export async function writeClusterState(state: ClusterState): Promise<void> {
-  await writeFileAtomic(clusterPaths(state.name).stateFile, `${JSON.stringify(state, null, 2)}\n`);
+  // Keys sorted: the same state gives the same bytes, however it was built or read.
+  await writeFileAtomic(clusterPaths(state.name).stateFile, `${canonicalJson(state)}\n`);
 }
 
 function isClusterName(name: string): boolean {
