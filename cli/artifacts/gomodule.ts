@@ -88,7 +88,7 @@ export function checkLicensedVersion(spec: Pick<GoModuleSpec, "product" | "versi
   const last = LAST_MPL[spec.product];
   if (last && newer(spec.version, last)) {
     throw new ResinError(
-      `${where}: ${spec.product} ${spec.version} is under the BUSL-1.1 licence; the source channel builds only MPL-2.0 releases (${spec.product} ≤ ${last})`,
+      `${where}: ${spec.product} ${spec.version} is under the BUSL-1.1 licence; Resin builds only MPL-2.0 releases from Go modules (${spec.product} ≤ ${last})`,
       `pin ${spec.product} ${last} in the wrapper module, or use --channel official for HashiCorp's own releases`,
     );
   }
@@ -97,7 +97,7 @@ export function checkLicensedVersion(spec: Pick<GoModuleSpec, "product" | "versi
 /** The licence text of a module must be the MPL-2.0, and not the BUSL. */
 export function checkLicenceText(text: string, what: string): void {
   if (/Business Source License/i.test(text) || !/Mozilla Public License,? (version|Version) 2\.0/.test(text)) {
-    throw new ResinError(`${what}: its LICENSE is not the Mozilla Public License 2.0`, "the source channel builds only MPL-2.0 releases; nothing was built or cached");
+    throw new ResinError(`${what}: its LICENSE is not the Mozilla Public License 2.0`, "Resin builds only MPL-2.0 releases from Go modules; nothing was built or cached");
   }
 }
 
@@ -135,7 +135,7 @@ export function parseModuleList(text: string): string[] {
 export async function goEnv(cgo: boolean): Promise<NodeJS.ProcessEnv> {
   const base = { ...process.env, GOTOOLCHAIN: "local", GOFLAGS: "-mod=readonly", GOOS: "linux", GOARCH: "amd64", CGO_ENABLED: cgo ? "1" : "0" };
   const { stdout } = await execa("go", ["env", "GOPROXY"], { env: base }).catch(() => {
-    throw new ResinError("the go command is not installed", "install Go (1.21 or newer) and put it on PATH; the source channel builds Nomad and Vault with it");
+    throw new ResinError("the go command is not installed", "install Go (1.21 or newer) and put it on PATH; Resin builds Go modules with it");
   });
   // Never "direct": source comes from the module proxy and nowhere else.
   const proxies = stdout.trim().split(/[,|]/).filter((p) => p && p !== "direct" && p !== "off");

@@ -3,7 +3,7 @@
 //   1. RESIN_TERRAFORM, if set: a terraform or tofu binary (anything else is refused);
 //   2. `terraform`: /usr/local/bin/terraform, then PATH;
 //   3. `tofu` on PATH;
-//   4. OpenTofu (MPL-2.0) built here from its Go module, by the source channel's own
+//   4. OpenTofu (MPL-2.0) built here from its Go module, by Resin's own
 //      Go build (cli/artifacts/gomodule.ts): the wrapper module test/tools/opentofu
 //      pins it (go.mod + go.sum), the go command fetches only through the module proxy,
 //      and the binary is cached by its whole recipe, so only the first run compiles.
@@ -34,7 +34,7 @@ export interface TerraformBinary {
 /** The wrapper module that pins OpenTofu. */
 export const OPENTOFU_DIR = fileURLToPath(new URL("./opentofu/", import.meta.url));
 
-/** OpenTofu as the source channel would build it: its release ldflags (`version.dev=no`), no cgo. */
+/** OpenTofu as Resin's Go-module build makes it: its release ldflags (`version.dev=no`), no cgo. */
 export const OPENTOFU: GoModuleSpec = GoModuleSchema.parse({
   product: "opentofu",
   version: "1.12.6",

@@ -1,4 +1,4 @@
-// The source channel's Go builds: the licence and wrapper rules, and a real `go build`
+// Builds from Go modules (cli/artifacts/gomodule.ts): the licence and wrapper rules, and a real `go build`
 // of a tiny module (no downloads: the module is a local replace) through the same
 // path Vault takes, with the real go command checking go.sum and stamping -X values.
 import { describe, it, expect, beforeAll, afterAll } from "vitest";

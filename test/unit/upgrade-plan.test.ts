@@ -25,7 +25,7 @@ function node(i: number, role: string, image = OLD): NodeState {
   } as NodeState;
 }
 
-const cluster = (nodes: NodeState[]) => ({ version: 1, name: "c", channel: "source", datacenter: "dc1", subnet: "10.88.0.0/24", network: { mode: "static" }, nodes }) as unknown as ClusterState;
+const cluster = (nodes: NodeState[]) => ({ version: 1, name: "c", channel: "debian", datacenter: "dc1", subnet: "10.88.0.0/24", network: { mode: "static" }, nodes }) as unknown as ClusterState;
 
 describe("planUpgrade", () => {
   const state = cluster([node(1, "consul-server"), node(2, "vault-server"), node(3, "vault-server"), node(4, "vault-server")]);
