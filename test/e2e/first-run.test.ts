@@ -6,15 +6,15 @@
 // refused but never reformatted; the status endpoint acts only for the token holder;
 // `up` converges and keeps host ports.
 import { execFileSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "undici";
 import { afterAll, describe, expect, it } from "vitest";
 import { statusToken } from "../../cli/bootstrap/node-secrets.js";
 import { accelArgs, chooseAccel, probeAccel } from "../../cli/provider/qemu/accel.js";
-import { sha256 } from "../../cli/util/hash.js";
 import { clusterJson, keepLogsOnFailure, killLeftovers, processesUnder, repoRoot, resin, resinAsync, resinStatus } from "./helpers.js";
+import { snapshot } from "../tools/snapshot.js";
 
 const imageDir = join(repoRoot, "out", "images", "debian", "consul-server");
 const image = { kernel: join(imageDir, "vmlinuz"), initrd: join(imageDir, "initrd.img") };
@@ -31,20 +31,6 @@ afterAll(async () => {
 
 function report(line: string): void {
   process.stderr.write(`e2e first-run: ${line}\n`);
-}
-
-/** Every file under `dir` with its sha256, to prove a refused command changed nothing. */
-function snapshot(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile()) out[p.slice(dir.length)] = sha256(readFileSync(p));
-    }
-  };
-  if (existsSync(dir)) walk(dir);
-  return out;
 }
 
 /** A clear one-line error and exit 1: "resin: <message>" and at most its indented hint. */

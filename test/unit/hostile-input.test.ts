@@ -18,6 +18,7 @@ import { qemuArgs } from "../../cli/provider/qemu/vm.js";
 import { printable } from "../../cli/util/text.js";
 import { ResinError } from "../../cli/util/errors.js";
 import { sha256 } from "../../cli/util/hash.js";
+import { snapshot } from "../tools/snapshot.js";
 
 const scratch: string[] = [];
 const savedState = process.env.RESIN_STATE_HOME;
@@ -30,20 +31,6 @@ function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), "resin-hostile-"));
   scratch.push(dir);
   return dir;
-}
-
-/** Every file under `dir` with its sha256: "nothing changed on disk" is this, before and after. */
-function snapshot(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out[p.slice(dir.length)] = sha256(readFileSync(p));
-    }
-  };
-  if (existsSync(dir)) walk(dir);
-  return out;
 }
 
 /** A small but real-shaped image directory whose manifest tells the truth. */
@@ -83,6 +70,28 @@ async function rejection(p: Promise<unknown>): Promise<ResinError> {
   expect(e, "expected a ResinError").toBeInstanceOf(ResinError);
   return e as ResinError;
 }
+
+describe("snapshot, the suites' proof that nothing changed on disk", () => {
+  it("sees a changed byte, a new file and a removed file", () => {
+    const dir = mkdtempSync(join(tmpdir(), "resin-snapshot-"));
+    try {
+      mkdirSync(join(dir, "a"));
+      writeFileSync(join(dir, "a", "x"), "one");
+      const before = snapshot(dir);
+      expect(Object.keys(before)).toEqual(["/a/x"]);
+      writeFileSync(join(dir, "a", "x"), "onf");
+      expect(snapshot(dir)).not.toEqual(before);
+      writeFileSync(join(dir, "a", "x"), "one");
+      expect(snapshot(dir)).toEqual(before);
+      writeFileSync(join(dir, "y"), "");
+      expect(Object.keys(snapshot(dir)).sort()).toEqual(["/a/x", "/y"]);
+      rmSync(join(dir, "a"), { recursive: true });
+      expect(Object.keys(snapshot(dir))).toEqual(["/y"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe("image manifests from an image set are checked, not trusted", () => {
   const D = "sha256:" + "a".repeat(64);
