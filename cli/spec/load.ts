@@ -250,6 +250,8 @@ export async function loadRole(project: string, role: string, channel: Channel =
         problems.push({ field: `config.${serviceName}.${key}`, line: lineAt(["config", serviceName, key]), message: `must be a ${option.type} (${option.description})` });
       } else if (option.values && !option.values.includes(String(value))) {
         problems.push({ field: `config.${serviceName}.${key}`, line: lineAt(["config", serviceName, key]), message: `'${String(value)}' is not allowed; use one of: ${option.values.join(", ")}` });
+      } else if (typeof value === "number" && ((option.min !== undefined && value < option.min) || (option.max !== undefined && value > option.max))) {
+        problems.push({ field: `config.${serviceName}.${key}`, line: lineAt(["config", serviceName, key]), message: `${value} is out of range; use ${option.min ?? "any"} to ${option.max ?? "any"} (${option.description})` });
       } else {
         options[serviceName]![key] = value as OptionValue;
       }

@@ -44,9 +44,14 @@ export const OptionSchema = z
     default: z.union([z.boolean(), z.string(), z.number().int()]),
     /** For string options: the only values allowed. */
     values: z.array(z.string()).min(1).optional(),
+    /** For integer options: the smallest and largest values allowed. */
+    min: z.number().int().optional(),
+    max: z.number().int().optional(),
     description: z.string().min(1),
   })
-  .strict();
+  .strict()
+  .refine((o) => (o.min === undefined && o.max === undefined) || o.type === "integer", "min and max are for integer options")
+  .refine((o) => typeof o.default !== "number" || ((o.min ?? -Infinity) <= o.default && o.default <= (o.max ?? Infinity)), "the default lies outside min..max");
 
 export const ReleaseSchema = z
   .object({

@@ -246,6 +246,9 @@ function consulKeys(version: string): Keys {
     encrypt: true,
     retry_join: true,
     bootstrap_expect: true,
+    // Both since Consul 0.8 (raft_multiplier 0.7).
+    performance: { raft_multiplier: true },
+    autopilot: { server_stabilization_time: true },
     ports: { http: true, https: true, grpc: true, ...(since("1.14") ? { grpc_tls: true } : {}) },
     acl: {
       enabled: true,

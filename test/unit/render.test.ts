@@ -129,7 +129,7 @@ beforeAll(async () => {
 });
 
 function withConsul(role: Role, options: Record<string, unknown>): Role {
-  return { ...role, options: { ...role.options, consul: { ...role.options.consul!, ...(options as Record<string, boolean | string>) } } };
+  return { ...role, options: { ...role.options, consul: { ...role.options.consul!, ...(options as Record<string, boolean | string | number>) } } };
 }
 
 /** The image-time context, as cli/image/build.ts builds it for each service template. */
@@ -238,6 +238,15 @@ describe("services/consul/role.hcl.hbs", () => {
     expect(hcl.blocks.acl?.blocks).toEqual({});
   });
 
+  it.each(VERSIONS)("sets raft's timing, and autopilot's stabilisation on servers only (Consul %s)", async (version) => {
+    const server = await parseHcl(renderRoleHcl(withConsul(serverRole, { raft_multiplier: 1, server_stabilization_seconds: 4 }), version), `00-role.hcl (${version})`);
+    expect(server.blocks.performance?.attrs).toEqual({ raft_multiplier: 1 });
+    expect(server.blocks.autopilot?.attrs).toEqual({ server_stabilization_time: "4s" });
+    const client = await parseHcl(renderRoleHcl(withConsul(serverRole, { server: false, raft_multiplier: 5 }), version), `00-role.hcl (client, ${version})`);
+    expect(client.blocks.performance?.attrs).toEqual({ raft_multiplier: 5 });
+    expect(client.blocks.autopilot).toBeUndefined();
+  });
+
   it.each(VERSIONS)("leaves the UI off when ui is false (Consul %s)", async (version) => {
     const text = renderRoleHcl(withConsul(serverRole, { ui: false, server: false, log_level: "DEBUG" }), version);
     expect(text).not.toMatch(/\bui(_config)?\b\s*(=|\{)/);
@@ -313,7 +322,7 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
       cluster: { name: "demo", datacenter: "dc1", serverAddresses, serverCount: 3, servers: { consul: serverAddresses }, autoJoin: "" },
       secrets: SECRETS,
       service: { name: "consul", version: "1.8.7" },
-      options: { server: true, ui: true, log_level: "INFO" },
+      options: { server: true, ui: true, log_level: "INFO", raft_multiplier: 1, server_stabilization_seconds: 10 },
     });
   });
 

@@ -157,7 +157,7 @@ describe("good role specs", () => {
     expect(role.services.map((s) => s.name)).toEqual(["base", "consul"]);
     expect(role.services.filter((s) => s.kernel).map((s) => s.name)).toEqual(["base"]);
     // server and ui come from the role, log_level from consul's default.
-    expect(role.options.consul).toEqual({ server: true, ui: true, log_level: "INFO" });
+    expect(role.options.consul).toEqual({ server: true, ui: true, log_level: "INFO", raft_multiplier: 1, server_stabilization_seconds: 10 });
     expect(role.options.base).toEqual({});
   });
 
@@ -166,7 +166,7 @@ describe("good role specs", () => {
     const role = await loadRole(dir, "minimal");
     expect(role.spec.vm).toEqual({ memory_mib: 1024, cpus: 1, persist_disk_gib: 2 });
     expect(role.spec.config).toEqual({});
-    expect(role.options.consul).toEqual({ server: false, ui: false, log_level: "INFO" });
+    expect(role.options.consul).toEqual({ server: false, ui: false, log_level: "INFO", raft_multiplier: 1, server_stabilization_seconds: 10 });
   });
 
   it("takes option values from config over the defaults", async () => {
@@ -174,7 +174,7 @@ describe("good role specs", () => {
       client: "role: client\ndescription: a chatty client\nservices: [base, consul]\nconfig:\n  consul:\n    log_level: DEBUG\n",
     });
     const role = await loadRole(dir, "client");
-    expect(role.options.consul).toEqual({ server: false, ui: false, log_level: "DEBUG" });
+    expect(role.options.consul).toEqual({ server: false, ui: false, log_level: "DEBUG", raft_multiplier: 1, server_stabilization_seconds: 10 });
   });
 
   it("keeps the services in the order the role lists them", async () => {

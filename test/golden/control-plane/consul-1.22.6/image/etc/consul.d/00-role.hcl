@@ -9,6 +9,16 @@ ui_config {
   enabled = true
 }
 
+# Raft's timing: heartbeat, election and leader-lease timeouts scale with this.
+performance {
+  raft_multiplier = 1
+}
+
+# How long a new or returning server must stay healthy before it votes.
+autopilot {
+  server_stabilization_time = "10s"
+}
+
 # Mutual TLS everywhere, with the cluster's CA: agents and every API client (Nomad, the
 # host's CLI) present a certificate it signed, and servers must be server.<dc>.consul.
 # The files come from the node's metadata (the run script copies them to /run/consul).

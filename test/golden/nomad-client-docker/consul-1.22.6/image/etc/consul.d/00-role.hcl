@@ -6,6 +6,11 @@ client_addr          = "0.0.0.0"
 server               = false
 log_level            = "INFO"
 
+# Raft's timing: heartbeat, election and leader-lease timeouts scale with this.
+performance {
+  raft_multiplier = 1
+}
+
 # Mutual TLS everywhere, with the cluster's CA: agents and every API client (Nomad, the
 # host's CLI) present a certificate it signed, and servers must be server.<dc>.consul.
 # The files come from the node's metadata (the run script copies them to /run/consul).
