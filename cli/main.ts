@@ -5,7 +5,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { CHANNELS, type Channel } from "./spec/schema.js";
 import { buildRoles, offlineByDefault } from "./image/roles.js";
 import { up } from "./commands/up.js";
-import { clusterStatus, formatStatus } from "./commands/status.js";
+import { clusterStatus, formatStatus, formatTimeline } from "./commands/status.js";
 import { down } from "./commands/down.js";
 import { registerArtifactsCommand } from "./commands/artifacts.js";
 import { destroyCommand, listCommand, logsCommand, restartCommand, startNodeCommand, stopNodeCommand } from "./commands/lifecycle.js";
@@ -152,10 +152,12 @@ program
   .command("status")
   .description("show each node's VM state, its supervised services, Consul leader, raft peers and failure tolerance")
   .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
-  .option("--json", "print machine-readable JSON on stdout")
-  .action(async (opts: { name: string; json?: boolean }) => {
+  .option("--json", "print machine-readable JSON on stdout (it includes each node's boot timeline)")
+  .option("--timeline", "also show where each node's boot spent its time: the guest's uptime at each step")
+  .action(async (opts: { name: string; json?: boolean; timeline?: boolean }) => {
     const status = await clusterStatus(opts.name);
-    process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(status)}\n`);
+    const text = opts.timeline ? `${formatStatus(status)}\n\n${formatTimeline(status)}` : formatStatus(status);
+    process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : `${text}\n`);
     if (!status.healthy) process.exitCode = 3;
   });
 

@@ -14,8 +14,18 @@ export interface GuestService {
   restarts: number;
 }
 
+/** One step of the node's boot timeline: the guest's uptime when boot first reached it. */
+export interface TimelineStep {
+  step: string;
+  uptimeSeconds: number;
+}
+
 export interface GuestStatus {
   boot: string;
+  /** The guest's uptime when it answered. */
+  uptimeSeconds: number | null;
+  /** kernel → /init, modules, root, stage 1's steps, service starts, first leader (services/base/timeline.sh). */
+  timeline: TimelineStep[];
   services: GuestService[];
 }
 
@@ -27,8 +37,17 @@ export async function guestStatus(port: number, timeoutMs = 10_000): Promise<Gue
     const text = await res.body.text();
     if (res.statusCode !== 200) return { error: `status endpoint answered ${res.statusCode}` };
     // What a guest says reaches the terminal: keep only printable text.
-    const status = JSON.parse(text) as GuestStatus;
-    return { boot: printable(String(status.boot)), services: (status.services ?? []).map((s) => ({ ...s, name: printable(String(s.name)), state: printable(String(s.state)) })) };
+    const status = JSON.parse(text) as Partial<GuestStatus>;
+    // Images from before the timeline send neither uptime nor timeline.
+    const timeline = (status.timeline ?? [])
+      .filter((t) => typeof t.uptimeSeconds === "number" && Number.isFinite(t.uptimeSeconds))
+      .map((t) => ({ step: printable(String(t.step)), uptimeSeconds: t.uptimeSeconds }));
+    return {
+      boot: printable(String(status.boot)),
+      uptimeSeconds: typeof status.uptimeSeconds === "number" ? status.uptimeSeconds : null,
+      timeline,
+      services: (status.services ?? []).map((s) => ({ ...s, name: printable(String(s.name)), state: printable(String(s.state)) })),
+    };
   } catch (e) {
     return { error: (e as Error).message || "status endpoint not answering" };
   }

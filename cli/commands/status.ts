@@ -38,6 +38,13 @@ export const NodeStatusSchema = z.object({
   /** "ready" once the node's boot script finished; null when the node does not answer. */
   boot: z.string().nullable(),
   services: z.array(GuestServiceSchema).nullable(),
+  /**
+   * The boot timeline: the guest's uptime (seconds since its kernel started) when boot
+   * first reached each step (kernel → /init, modules, root, stage1, metadata, network,
+   * persist, stage2, each service's start, the first Consul leader it knew). Empty for
+   * an image from before the timeline; null when the node does not answer.
+   */
+  timeline: z.array(z.object({ step: z.string(), uptimeSeconds: z.number() })).nullable().default(null),
   consul: z
     .object({ leader: z.string().nullable(), peers: z.array(z.string()).nullable(), error: z.string().nullable() })
     .nullable(),
@@ -92,6 +99,7 @@ export async function clusterStatus(name: string): Promise<ClusterStatus> {
         ports: running ? node.ports : {},
         boot: guest && "boot" in guest ? guest.boot : null,
         services: guest && "services" in guest ? (guest.services as NodeStatus["services"]) : null,
+        timeline: guest && "timeline" in guest ? guest.timeline : null,
         consul: consul ? { leader: consul.leader ?? null, peers: consul.peers ?? null, error: consul.error ?? null } : null,
         vault,
       };
@@ -111,6 +119,20 @@ export async function clusterStatus(name: string): Promise<ClusterStatus> {
   const vaultUnsealed = nodes.every((n) => !n.vault || (n.vault.state !== null && unsealed(n.vault.state)));
   const healthy = nodes.every((n) => n.vm.state === "running") && !!leader && autopilot?.healthy === true && vaultUnsealed;
   return { name: state.name, channel: state.channel, healthy, leader, failureTolerance: autopilot?.failureTolerance ?? null, vault, nodes };
+}
+
+/** `resin status --timeline`: per node, the guest's uptime at each step of its boot. */
+export function formatTimeline(status: ClusterStatus): string {
+  const steps: string[] = [];
+  for (const n of status.nodes) for (const t of n.timeline ?? []) if (!steps.includes(t.step)) steps.push(t.step);
+  if (steps.length === 0) return `cluster ${status.name}: no node reports a boot timeline (not running, or an image from before it)`;
+  const rows = [["NODE", ...steps.map((s) => s.toUpperCase())]];
+  for (const n of status.nodes) {
+    const at = new Map((n.timeline ?? []).map((t) => [t.step, t.uptimeSeconds]));
+    rows.push([n.name, ...steps.map((s) => (at.has(s) ? at.get(s)!.toFixed(1) : "-"))]);
+  }
+  return `${formatTable(rows)}
+seconds of guest uptime at each step of boot (the kernel starts at 0)`;
 }
 
 function servicesColumn(n: NodeStatus): string {

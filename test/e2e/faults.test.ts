@@ -113,6 +113,13 @@ describe("fault tolerance of a three-node Consul cluster", () => {
       expect(n.services?.find((x) => x.name === "consul")?.state).toBe("up");
       expect(n.consul?.peers).toHaveLength(3);
       expect(Object.keys(n.ports).sort()).toEqual(["base.status", "consul.https"]);
+      // The boot timeline: every step, in the order boot takes them, at rising uptimes.
+      const steps = ["kernel", "initramfs-modules", "root", "stage1", "modules", "metadata", "network", "persist", "stage2", "consul", "leader"];
+      const timeline = n.timeline ?? [];
+      expect(timeline.map((t) => t.step), `${n.name}: ${JSON.stringify(timeline)}`).toEqual(steps);
+      const uptimes = timeline.map((t) => t.uptimeSeconds);
+      expect(uptimes, `${n.name}: ${JSON.stringify(timeline)}`).toEqual([...uptimes].sort((a, b) => a - b));
+      expect(uptimes[0]).toBeGreaterThan(0);
     }
   });
 

@@ -144,4 +144,70 @@ describe("the in-image shell", () => {
       expect(r.stdout, `${sh.join(" ")}: ${r.stderr}`).toBe("none\nnone\nb t u\n");
     }
   });
+
+  it("marks each boot step once, with the guest's uptime, and leaves the caller's variables alone", () => {
+    const dir = mkdtempSync(join(tmpdir(), "resin-timeline-"));
+    try {
+      const file = join(dir, "timeline");
+      const script = `. ${join(SERVICES, "base/timeline.sh")}; RESIN_TIMELINE=${file}; file=f up=u
+        mark kernel; mark root; mark kernel; echo "$file $up"`;
+      for (const sh of [["sh"], ...(busybox ? [[busybox, "sh"]] : [])]) {
+        rmSync(file, { force: true });
+        const r = spawnSync(sh[0]!, [...sh.slice(1), "-c", script], { encoding: "utf8" });
+        expect(r.stdout, `${sh.join(" ")}: ${r.stderr}`).toBe("f u\n");
+        const lines = readFileSync(file, "utf8").trim().split("\n");
+        expect(lines.map((l) => l.split(" ")[1])).toEqual(["kernel", "root"]);
+        for (const l of lines) expect(Number(l.split(" ")[0])).toBeGreaterThan(0);
+      }
+      // A mark that cannot be written is skipped quietly: it never stops a boot.
+      const r = spawnSync("sh", ["-c", `. ${join(SERVICES, "base/timeline.sh")}; RESIN_TIMELINE=${dir}/no/such/dir/t; mark x; echo $?`], { encoding: "utf8" });
+      expect(r.stdout + r.stderr).toBe("0\n");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.runIf(busybox)("log-marks.awk passes every line through and marks the first match of each step (busybox awk)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "resin-log-marks-"));
+    try {
+      const log = [
+        "==> Starting Consul agent...",
+        "2026-11-28T10:00:01.000Z [INFO]  agent.server: New leader elected: payload=demo-2",
+        "2026-11-28T10:00:09.000Z [INFO]  agent.server: New leader elected: payload=demo-3",
+        "2026-11-28T10:00:10.000Z [INFO]  agent.server: cluster leadership acquired",
+      ].join("\n");
+      const r = spawnSync(busybox!, ["awk", "-v", `marks=${join(SERVICES, "consul/marks")}`, "-v", `lib=${join(SERVICES, "base/timeline.sh")}`, "-f", join(SERVICES, "base/log-marks.awk")], {
+        input: `${log}\n`,
+        encoding: "utf8",
+        env: { ...process.env, RESIN_TIMELINE: join(dir, "timeline") },
+      });
+      expect(r.stdout, r.stderr).toBe(`${log}\n`);
+      const marks = readFileSync(join(dir, "timeline"), "utf8").trim().split("\n");
+      expect(marks.map((l) => l.split(" ")[1]), marks.join("\n")).toEqual(["leader"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.runIf(busybox)("the status endpoint serves the timeline as JSON (busybox sh, the node's /run/resin)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "resin-status-cgi-"));
+    try {
+      writeFileSync(join(dir, "timeline"), "1.52 kernel\n2.10 root\n7.93 leader\nnot a mark\n");
+      writeFileSync(join(dir, "boot-state"), "ready\n");
+      const script = `mount -t tmpfs tmpfs /run && mkdir /run/resin && cp ${dir}/timeline ${dir}/boot-state /run/resin/ && ${busybox} sh ${join(SERVICES, "base/www/cgi-bin/status")}`;
+      const r = spawnSync("unshare", ["-m", busybox!, "sh", "-c", script], { encoding: "utf8" });
+      const body = r.stdout.split("\r\n\r\n")[1] ?? "";
+      let parsed: { boot: string; uptimeSeconds: number; timeline: { step: string; uptimeSeconds: number }[] } | undefined;
+      expect(() => (parsed = JSON.parse(body)), `${r.stdout}\n${r.stderr}`).not.toThrow();
+      expect(parsed!.boot).toBe("ready");
+      expect(parsed!.uptimeSeconds).toBeGreaterThan(0);
+      expect(parsed!.timeline).toEqual([
+        { step: "kernel", uptimeSeconds: 1.52 },
+        { step: "root", uptimeSeconds: 2.1 },
+        { step: "leader", uptimeSeconds: 7.93 },
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
