@@ -274,9 +274,12 @@ async function assembleInitramfs(
 ): Promise<Rootfs> {
   const tree = new Rootfs();
   for (const d of ["dev", "proc", "sys", "run", "mnt"]) tree.dir(d);
-  const kernel = await kernelFiles(kernelRoot, base.initramfs!.modules);
+  const { modules, other_root_modules: otherRoots } = base.initramfs!;
+  const kernel = await kernelFiles(kernelRoot, [...modules, ...otherRoots]);
   for (const [path, data] of kernel.files) tree.file(path, data, 0o644, kernelLabel);
-  tree.file("etc/modules", Buffer.from(base.initramfs!.modules.join("\n") + "\n"), 0o644, { kind: "service", source: `${base.name}/service.yml` });
+  const moduleList = (names: string[]) => Buffer.from(names.map((m) => `${m}\n`).join(""));
+  tree.file("etc/modules", moduleList(modules), 0o644, { kind: "service", source: `${base.name}/service.yml` });
+  tree.file("etc/modules.other-roots", moduleList(otherRoots), 0o644, { kind: "service", source: `${base.name}/service.yml` });
   const data = await readInside(busybox.root, busybox.path);
   tree.file(busybox.path, data!, 0o755, { kind: "deb", source: `busybox (${base.name})` });
   const { stdout } = await execa(join(busybox.root, busybox.path), ["--list-full"]);

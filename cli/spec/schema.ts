@@ -118,6 +118,11 @@ export const ServiceSchema = z
     initramfs: z
       .object({
         modules: z.array(z.string().regex(/^[a-z0-9_]+$/, "must be a kernel module name such as 'squashfs'")).min(1),
+        /**
+         * Loaded only when the root is not Resin's own virtio disk (a UEFI disk on NVMe or
+         * SATA, the ISO): a local VM does not wait for controllers it does not have.
+         */
+        other_root_modules: z.array(z.string().regex(/^[a-z0-9_]+$/, "must be a kernel module name such as 'nvme'")).default([]),
         files: z.array(FileSchema).min(1, "the initramfs needs at least its /init"),
       })
       .strict()
