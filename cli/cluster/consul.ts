@@ -105,7 +105,8 @@ export async function kvKeys(ep: ConsulEndpoint, prefix: string, opts: { stale?:
 export interface AutopilotHealth {
   healthy: boolean;
   failureTolerance: number;
-  servers: { name: string; address: string; leader: boolean; voter: boolean; healthy: boolean }[];
+  /** lastIndex: the last raft log index the server has (the leader's own, for the leader). */
+  servers: { name: string; address: string; leader: boolean; voter: boolean; healthy: boolean; lastIndex: number }[];
 }
 
 /** Autopilot's view (answered by the leader): 200 when healthy, 429 when not; both carry the body. */
@@ -116,12 +117,12 @@ export async function autopilotHealth(ep: ConsulEndpoint, timeoutMs = 3000): Pro
     const body = JSON.parse(text) as {
       Healthy: boolean;
       FailureTolerance: number;
-      Servers: { Name: string; Address: string; Leader: boolean; Voter: boolean; Healthy: boolean }[];
+      Servers: { Name: string; Address: string; Leader: boolean; Voter: boolean; Healthy: boolean; LastIndex: number }[];
     };
     return {
       healthy: body.Healthy,
       failureTolerance: body.FailureTolerance,
-      servers: body.Servers.map((s) => ({ name: s.Name, address: s.Address, leader: s.Leader, voter: s.Voter, healthy: s.Healthy })),
+      servers: body.Servers.map((s) => ({ name: s.Name, address: s.Address, leader: s.Leader, voter: s.Voter, healthy: s.Healthy, lastIndex: s.LastIndex })),
     };
   } catch {
     return undefined;

@@ -6,7 +6,7 @@ import { ResinError } from "../util/errors.js";
 import { sleep } from "../util/time.js";
 import type { Machines } from "../provider/machine.js";
 import { localMachines } from "../provider/local.js";
-import { agentLeave, autopilotHealth, consulEndpoint, consulView, type AutopilotHealth, type ConsulAccess } from "./consul.js";
+import { agentLeave, autopilotHealth, consulEndpoint, consulView, type AutopilotHealth, type ConsulAccess, type ConsulEndpoint } from "./consul.js";
 import { writeClusterState, type ClusterState, type NodeState } from "../state/state.js";
 import type { Secrets } from "../bootstrap/secrets.js";
 import { hostTls } from "./api.js";
@@ -168,6 +168,33 @@ export interface UpgradeOptions {
 const machinesOf = (opts: UpgradeOptions): Machines => opts.machines ?? localMachines();
 
 /**
+ * Whether every other voter holds the leader's last raft log entry, as autopilot reports
+ * it. Consul 1.8 has no leadership transfer; a leader that leaves only once a follower
+ * has everything hands over to a server that can win the next election at once. Pure.
+ */
+export function followersCaughtUp(health: AutopilotHealth | undefined, leaderAddress: string): boolean {
+  const leader = health?.servers.find((s) => s.address === leaderAddress);
+  if (!health || !leader) return false;
+  return health.servers.filter((s) => s !== leader && s.voter).every((s) => s.healthy && s.lastIndex >= leader.lastIndex);
+}
+
+/** Before the leader leaves: wait (up to `ms`) until its followers have caught up; go on regardless after. */
+async function awaitFollowers(ep: ConsulEndpoint, node: NodeState, opts: UpgradeOptions, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const health = await autopilotHealth(ep);
+    const leader = health?.servers.find((s) => s.leader);
+    if (!leader || !leader.address.startsWith(`${node.address}:`)) return; // not the leader (any more)
+    if (followersCaughtUp(health, leader.address)) return;
+    if (Date.now() > deadline) {
+      opts.log(`  ${node.name}: its followers had not caught up after ${ms / 1000}s; leaving anyway`);
+      return;
+    }
+    await sleep(100);
+  }
+}
+
+/**
  * Boot `node` on `image` in place of what it runs: graceful leave, stop, swap, start.
  * The intent is recorded before the node is stopped, so an interruption anywhere in
  * between leaves a state that `--resume` (and `rollback`) can finish.
@@ -178,6 +205,7 @@ async function replace(state: ClusterState, node: NodeState, image: string, opts
   const ep = consulEndpoint(node, opts.access);
   const machines = machinesOf(opts);
   if (ep && (await machines.status(state.name, node)).state === "running") {
+    await awaitFollowers(ep, node, opts);
     await agentLeave(ep).catch((e: Error) => opts.log(`  ${node.name}: leave failed (${e.message}); stopping anyway`));
   }
   await machines.stop(state, node);

@@ -2,7 +2,8 @@
 // nodes that lead a product (Consul's leader, Vault's active node) last, so that each
 // product loses its leader once, at the end.
 import { describe, expect, it } from "vitest";
-import { planUpgrade } from "../../cli/cluster/upgrade.js";
+import { followersCaughtUp, planUpgrade } from "../../cli/cluster/upgrade.js";
+import type { AutopilotHealth } from "../../cli/cluster/consul.js";
 import type { ClusterState, NodeState } from "../../cli/state/state.js";
 
 const OLD = `sha256:${"a".repeat(64)}`;
@@ -46,5 +47,34 @@ describe("planUpgrade", () => {
       { node: "c-2", from: OLD, to: NEW },
     ]);
     expect(planUpgrade(mixed, { "consul-server": NEW })).toEqual([]);
+  });
+});
+
+describe("followersCaughtUp", () => {
+  const server = (i: number, lastIndex: number, extra: Partial<AutopilotHealth["servers"][number]> = {}) => ({
+    name: `c-${i}`,
+    address: `10.88.0.${10 + i}:8300`,
+    leader: i === 1,
+    voter: true,
+    healthy: true,
+    lastIndex,
+    ...extra,
+  });
+  const health = (servers: AutopilotHealth["servers"]): AutopilotHealth => ({ healthy: true, failureTolerance: 1, servers });
+
+  it("holds while a voter lacks the leader's last entry, and lets go once every voter has it", () => {
+    expect(followersCaughtUp(health([server(1, 120), server(2, 120), server(3, 119)]), "10.88.0.11:8300")).toBe(false);
+    expect(followersCaughtUp(health([server(1, 120), server(2, 120), server(3, 120)]), "10.88.0.11:8300")).toBe(true);
+    expect(followersCaughtUp(health([server(1, 120), server(2, 121), server(3, 120)]), "10.88.0.11:8300")).toBe(true);
+  });
+
+  it("counts voters only, and an unhealthy voter as behind", () => {
+    expect(followersCaughtUp(health([server(1, 120), server(2, 120), server(3, 3, { voter: false })]), "10.88.0.11:8300")).toBe(true);
+    expect(followersCaughtUp(health([server(1, 120), server(2, 120), server(3, 120, { healthy: false })]), "10.88.0.11:8300")).toBe(false);
+  });
+
+  it("is false without autopilot's answer or without the named leader in it", () => {
+    expect(followersCaughtUp(undefined, "10.88.0.11:8300")).toBe(false);
+    expect(followersCaughtUp(health([server(2, 120), server(3, 120)]), "10.88.0.11:8300")).toBe(false);
   });
 });
