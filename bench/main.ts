@@ -4,7 +4,10 @@
 // median of BENCH_RUNS runs (default 3), with generic ÷ Resin measured in the same run.
 // It prints a table, writes out/bench/latest.json and a dated copy, and never fails on
 // a number; a step that fails exits non-zero. Every VM and temporary directory is
-// cleaned up, on failure and on SIGINT/SIGTERM too. See bench/README.md.
+// cleaned up, on failure and on SIGINT/SIGTERM too. Each boot run also boots the floor
+// (bench/floor: the same kernel, an initramfs of busybox + Consul, nothing else), the
+// limit Resin's boot is measured against; BENCH_ONLY=floor boots the floor alone.
+// See bench/README.md.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
@@ -13,12 +16,14 @@ import { join } from "node:path";
 import { servicePorts, type ImageManifest } from "../cli/image/manifest.js";
 import { chooseAccel } from "../cli/provider/qemu/accel.js";
 import { loadRole } from "../cli/spec/load.js";
+import { bootFloorCluster, floorAppend, floorPlan, type FloorBoot } from "./floor/cluster.js";
+import { buildFloorImage, FLOOR_APPLETS, FLOOR_MODULES, type FloorImage } from "./floor/image.js";
 import { bootGenericCluster, GENERIC_APPEND, type GenericBoot } from "./generic/cluster.js";
 import { buildGenericImage } from "./generic/image.js";
 import { bootResinCluster, measureBuilds, SECOND_ROLE, type BuildRun, type ResinBoot } from "./resin-side.js";
 import { log, ratio, repoRoot, resin, runCleanups, sample, stopChildren, tempDirCleanup, waitForChildren, type Sample, type VmMemory } from "./util.js";
 
-const SCHEMA = 2;
+const SCHEMA = 3;
 const CLUSTER = "bench";
 
 function positiveInt(name: string, fallback: number): number {
@@ -93,30 +98,119 @@ function memorySamples(boots: { memory: VmMemory[] }[]) {
   };
 }
 
+/** The floor's sizes as the results (and the table) give them. */
+function floorSizes(f: FloorImage) {
+  return {
+    kernelBytes: f.sizes.kernelBytes,
+    initramfsBytes: f.sizes.initramfsBytes,
+    initramfsCompression: "none",
+    initramfsSha256: f.initrdSha256,
+    consulBinaryBytes: f.sizes.consulBinaryBytes,
+    /** The initramfs minus the consul binary. */
+    overheadBytes: f.sizes.overheadBytes,
+    totalAsShippedBytes: f.sizes.kernelBytes + f.sizes.initramfsBytes,
+    files: f.files.filter((e) => e.type === "file").length,
+    entries: f.files.length,
+    modules: f.modules,
+    buildSeconds: f.buildSeconds,
+  };
+}
+
+/** Medians of the floor's boots, and the guest uptime at each step its /init printed (over every node of every run). */
+function floorBootSamples(boots: FloorBoot[]) {
+  const steps = [...new Set(boots.flatMap((b) => b.consoleTimeline.flatMap((t) => t.steps.map((s) => s.step))))];
+  const uptimes = (step: string) => boots.flatMap((b) => b.consoleTimeline.flatMap((t) => t.steps.filter((s) => s.step === step).map((s) => s.uptime)));
+  return {
+    launchToQuorumSeconds: sample(boots.map((b) => b.quorumSeconds)),
+    launchToHealthySeconds: sample(boots.map((b) => b.healthySeconds)),
+    initUptimeSeconds: Object.fromEntries(steps.map((s) => [s, sample(uptimes(s))])),
+    consoleTimelines: boots.map((b) => b.consoleTimeline),
+  };
+}
+
+const floorDescription = `Resin's kernel, and an uncompressed initramfs holding only busybox (applets ${FLOOR_APPLETS.map((a) => a.split("/").pop()).join(", ")}), the consul binary with its glibc files, the ${FLOOR_MODULES.join(", ")} modules (and their dependencies), a static Consul config (no TLS, no ACLs) and a small /init (bench/floor/init); no runit, metadata, config drive or disks`;
+
+/** The image the floor is made from and measured against: Resin's consul-server (debian channel), built now. */
+async function buildResinImage(): Promise<{ repoImage: string; manifest: ImageManifest }> {
+  await resin(["build", "consul-server", "--channel", "debian"], {}, { echo: true });
+  const repoImage = join(repoRoot, "out", "images", "debian", "consul-server");
+  return { repoImage, manifest: JSON.parse(readFileSync(join(repoImage, "manifest.json"), "utf8")) as ImageManifest };
+}
+
+/** BENCH_ONLY=floor: the floor alone, BENCH_RUNS times; prints its numbers and writes out/bench/floor-latest.json. */
+async function floorOnly(runs: number, timeoutS: number, keep: boolean): Promise<void> {
+  const started = new Date();
+  log(`BENCH_ONLY=floor: ${runs} floor boot(s); Resin's consul-server image first (the floor is made from its packages)`);
+  const { repoImage, manifest } = await buildResinImage();
+  const accel = await chooseAccel(repoImage, log);
+  const vm = (await loadRole(repoRoot, "consul-server", "debian")).spec.vm;
+  const work = mkdtempSync(join(tmpdir(), "resin-bench-floor-image-"));
+  tempDirCleanup(work);
+  const floor = await buildFloorImage({ dir: work, packages: manifest.packages, kernelSha256: manifest.kernel.sha256 });
+  log(`floor image: initramfs ${(floor.sizes.initramfsBytes / 1e6).toFixed(1)} MB (${floor.initrdSha256.slice(0, 12)}), built in ${floor.buildSeconds.toFixed(1)}s; accelerator ${accel}`);
+  const boots: FloorBoot[] = [];
+  for (let i = 0; i < runs; i++) {
+    log(`floor run ${i + 1}/${runs}`);
+    const f = await bootFloorCluster({ image: floor, accel, memoryMib: vm.memory_mib, cpus: vm.cpus, timeoutMs: timeoutS * 1000, keepOnFailure: keep });
+    boots.push(f);
+    log(`floor run ${i + 1}/${runs}: launch → quorum ${f.quorumSeconds.toFixed(1)}s, → autopilot healthy ${f.healthySeconds.toFixed(1)}s`);
+  }
+  const boot = floorBootSamples(boots);
+  const results = {
+    schema: SCHEMA,
+    only: "floor",
+    date: started.toISOString(),
+    finished: new Date().toISOString(),
+    machine: machine(accel),
+    runs,
+    resinImage: { digest: manifest.digest, kernelSha256: manifest.kernel.sha256 },
+    floorImage: { description: floorDescription, kernelAppend: floorAppend(floorPlan(), floorPlan().nodes[0]!), sameKernel: floor.kernelSha256 === manifest.kernel.sha256 },
+    boot: { floor: boot },
+    memory: { floor: memorySamples(boots) },
+    image: { floor: floorSizes(floor) },
+  };
+  const steps = Object.entries(boot.initUptimeSeconds).map(([s, x]) => `${s} ${x.median.toFixed(2)}s`).join(", ");
+  process.stdout.write(
+    [
+      `Floor alone (BENCH_ONLY=floor), ${results.date}, accelerator ${accel}, median of ${runs}`,
+      `  launch → 3-peer quorum       ${boot.launchToQuorumSeconds.median.toFixed(1)} s   (all: ${boot.launchToQuorumSeconds.all.map((x) => x.toFixed(1)).join(", ")})`,
+      `  launch → autopilot healthy   ${boot.launchToHealthySeconds.median.toFixed(1)} s`,
+      `  guest uptime at /init steps  ${steps}`,
+      `  QEMU RSS per node            ${results.memory.floor.qemuRssMiB.median.toFixed(0)} MiB`,
+      `  initramfs                    ${(floor.sizes.initramfsBytes / 1e6).toFixed(1)} MB (kernel ${(floor.sizes.kernelBytes / 1e6).toFixed(1)} MB, Resin's)`,
+    ].join("\n") + "\n",
+  );
+  mkdirSync(join(repoRoot, "out", "bench"), { recursive: true });
+  writeFileSync(join(repoRoot, "out", "bench", "floor-latest.json"), JSON.stringify(results, null, 2) + "\n");
+  log("results in out/bench/floor-latest.json (out/bench/latest.json is left as it was)");
+}
+
 async function main(): Promise<void> {
   const runs = positiveInt("BENCH_RUNS", 3);
   const timeoutS = positiveInt("BENCH_TIMEOUT", 600);
   const keep = process.env.BENCH_KEEP === "1";
+  const only = process.env.BENCH_ONLY ?? "";
+  if (only === "floor") return floorOnly(runs, timeoutS, keep);
+  if (only !== "") throw new Error(`BENCH_ONLY=${only}: the only choice is 'floor' (or unset for the whole bench)`);
   const accel = await chooseAccel();
   const started = new Date();
   log(`${runs} runs, accelerator ${accel}; Resin's consul-server image first (fetches what the cache lacks)`);
 
   // The image both sides are measured against: Resin's consul-server on the debian channel.
-  await resin(["build", "consul-server", "--channel", "debian"], {}, { echo: true });
+  const { repoImage, manifest } = await buildResinImage();
   // A private copy of what the bench reads from it later, so a concurrent rebuild of
   // out/images (someone else's `resin build`) cannot change it under the bench.
   const work = mkdtempSync(join(tmpdir(), "resin-bench-generic-image-"));
   tempDirCleanup(work);
   const imageDir = join(work, "resin-image");
   mkdirSync(imageDir);
-  const repoImage = join(repoRoot, "out", "images", "debian", "consul-server");
-  const manifest = JSON.parse(readFileSync(join(repoImage, "manifest.json"), "utf8")) as ImageManifest;
   copyFileSync(join(repoImage, "rootfs.squashfs"), join(imageDir, "rootfs.squashfs"));
   if (createHash("sha256").update(readFileSync(join(imageDir, "rootfs.squashfs"))).digest("hex") !== manifest.rootfs.sha256) {
     throw new Error(`out/images/debian/consul-server changed while the bench read it (another build?): run the bench again`);
   }
   const guestPorts = servicePorts(manifest);
-  const persistGib = (await loadRole(repoRoot, "consul-server", "debian")).spec.vm.persist_disk_gib;
+  const vm = (await loadRole(repoRoot, "consul-server", "debian")).spec.vm;
+  const persistGib = vm.persist_disk_gib;
 
   // Build times: a fresh project copy per run (artifacts cached, no image built yet).
   const builds: BuildRun[] = [];
@@ -131,10 +225,14 @@ async function main(): Promise<void> {
 
   // The generic image, once (its cold build time is one sample; see bench/README.md).
   const generic = await buildGenericImage({ work, resinImageDir: imageDir, manifest });
+  // The floor, from the same image's packages (seconds; see bench/floor/image.ts).
+  const floor = await buildFloorImage({ dir: join(work, "floor"), packages: manifest.packages, kernelSha256: manifest.kernel.sha256 });
+  log(`floor image: initramfs ${(floor.sizes.initramfsBytes / 1e6).toFixed(1)} MB, built in ${floor.buildSeconds.toFixed(1)}s`);
 
   // Boots: per run a fresh Resin cluster, then the generic cluster on its config drives.
   const resinBoots: ResinBoot[] = [];
   const genericBoots: GenericBoot[] = [];
+  const floorBoots: FloorBoot[] = [];
   const bootedDigests = new Set<string>();
   for (let i = 0; i < runs; i++) {
     log(`boot run ${i + 1}/${runs}: Resin (resin up --role consul-server --channel debian)`);
@@ -155,9 +253,19 @@ async function main(): Promise<void> {
     });
     genericBoots.push(g);
     await r.release();
+    log(`boot run ${i + 1}/${runs}: the floor (same kernel, busybox + Consul initramfs, same QEMU flags, accelerator, memory and CPUs)`);
+    const f = await bootFloorCluster({
+      image: floor,
+      accel: state.accel === "kvm" ? "kvm" : state.accel === "tcg" ? "tcg" : accel,
+      memoryMib: vm.memory_mib,
+      cpus: vm.cpus,
+      timeoutMs: timeoutS * 1000,
+      keepOnFailure: keep,
+    });
+    floorBoots.push(f);
     log(
-      `boot run ${i + 1}/${runs}: launch → quorum Resin ${r.boot.quorumSeconds.toFixed(1)}s, generic ${g.quorumSeconds.toFixed(1)}s; ` +
-        `→ autopilot healthy Resin ${r.boot.healthySeconds.toFixed(1)}s, generic ${g.healthySeconds.toFixed(1)}s`,
+      `boot run ${i + 1}/${runs}: launch → quorum Resin ${r.boot.quorumSeconds.toFixed(1)}s, generic ${g.quorumSeconds.toFixed(1)}s, floor ${f.quorumSeconds.toFixed(1)}s; ` +
+        `→ autopilot healthy Resin ${r.boot.healthySeconds.toFixed(1)}s, generic ${g.healthySeconds.toFixed(1)}s, floor ${f.healthySeconds.toFixed(1)}s`,
     );
   }
 
@@ -190,8 +298,9 @@ async function main(): Promise<void> {
       launchToQuorumSeconds: sample(genericBoots.map((b) => b.quorumSeconds)),
       launchToHealthySeconds: sample(genericBoots.map((b) => b.healthySeconds)),
     },
+    floor: floorBootSamples(floorBoots),
   };
-  const memory = { resin: memorySamples(resinBoots), generic: memorySamples(genericBoots) };
+  const memory = { resin: memorySamples(resinBoots), generic: memorySamples(genericBoots), floor: memorySamples(floorBoots) };
   const build = {
     resin: {
       coldSeconds: sample(builds.map((b) => b.coldSeconds)),
@@ -218,9 +327,10 @@ async function main(): Promise<void> {
       kernelAppend: GENERIC_APPEND,
       sameKernel: generic.kernelSha256 === manifest.kernel.sha256,
     },
+    floorImage: { description: floorDescription, kernelAppend: floorAppend(floorPlan(), floorPlan().nodes[0]!), sameKernel: floor.kernelSha256 === manifest.kernel.sha256 },
     boot,
     memory,
-    image: { resin: resinImage, generic: genericImage, resinSecondRole: { role: SECOND_ROLE, ...secondRole } },
+    image: { resin: resinImage, generic: genericImage, floor: floorSizes(floor), resinSecondRole: { role: SECOND_ROLE, ...secondRole } },
     build,
     ratios: {
       launchToQuorum: ratio(boot.generic.launchToQuorumSeconds.median, boot.resin.launchToQuorumSeconds.median),
@@ -232,6 +342,8 @@ async function main(): Promise<void> {
       rootfsUncompressed: ratio(genericImage.rootfsUncompressedBytes, resinImage.rootfsUncompressedBytes),
       overhead: ratio(genericImage.overheadBytes, resinImage.overheadBytes),
       coldBuild: ratio(build.generic.coldSeconds.median, build.resin.coldSeconds.median),
+      /** Resin ÷ the floor (the other ratios are generic ÷ Resin): how far Resin's boot is from the limit. */
+      resinOverFloorLaunchToQuorum: ratio(boot.resin.launchToQuorumSeconds.median, boot.floor.launchToQuorumSeconds.median),
     },
   };
 
@@ -257,9 +369,13 @@ type Results = {
   date: string;
   runs: number;
   machine: ReturnType<typeof machine>;
-  boot: { resin: Record<string, Sample>; generic: Record<string, Sample> };
-  memory: Record<"resin" | "generic", Record<"qemuRssMiB" | "guestRamResidentMiB", Sample>>;
-  image: { resin: ImageSizes; generic: ImageSizes; resinSecondRole: ImageSizes & { role: string } };
+  boot: {
+    resin: Record<string, Sample>;
+    generic: Record<string, Sample>;
+    floor: { launchToQuorumSeconds: Sample; launchToHealthySeconds: Sample; initUptimeSeconds: Record<string, Sample> };
+  };
+  memory: Record<"resin" | "generic" | "floor", Record<"qemuRssMiB" | "guestRamResidentMiB", Sample>>;
+  image: { resin: ImageSizes; generic: ImageSizes; floor: ReturnType<typeof floorSizes>; resinSecondRole: ImageSizes & { role: string } };
   build: {
     resin: Record<"coldSeconds" | "noopSeconds" | "afterEditSeconds" | "secondRoleColdSeconds", Sample> & {
       edit: string;
@@ -269,6 +385,7 @@ type Results = {
     generic: { coldSeconds: Sample; cachedDebs: { before: number; after: number } };
   };
   genericImage: { sameKernel: boolean };
+  floorImage: { sameKernel: boolean };
   resinImage: { digest: string; bootedDigests: string[]; changedDuringRun: boolean };
 };
 
@@ -281,28 +398,36 @@ function table(r: Results, previous?: Results): string {
   };
   const rows: string[][] = [];
   const head = (title: string) => rows.push([title]);
-  const row = (label: string, resinValue: number | undefined, genericValue: number | undefined, fmt: (x: number | undefined) => string) =>
-    rows.push([`  ${label}`, fmt(resinValue), fmt(genericValue), times(genericValue, resinValue)]);
+  // The floor's columns only where the floor has the thing (it has no root fs, no build of its own).
+  const row = (label: string, resinValue: number | undefined, genericValue: number | undefined, fmt: (x: number | undefined) => string, floorValue?: number) =>
+    rows.push([
+      `  ${label}`,
+      fmt(resinValue),
+      fmt(genericValue),
+      times(genericValue, resinValue),
+      floorValue === undefined ? "" : fmt(floorValue),
+      floorValue === undefined ? "" : times(resinValue, floorValue),
+    ]);
   const sec = (x: number | undefined) => s(x, 1);
   const sec2 = (x: number | undefined) => s(x, 2);
 
   head(`Boot: 3 × consul-server, seconds from VM launch (median of ${r.runs})`);
-  row("→ 3-peer quorum", r.boot.resin.launchToQuorumSeconds!.median, r.boot.generic.launchToQuorumSeconds!.median, sec);
-  row("→ autopilot healthy", r.boot.resin.launchToHealthySeconds!.median, r.boot.generic.launchToHealthySeconds!.median, sec);
+  row("→ 3-peer quorum", r.boot.resin.launchToQuorumSeconds!.median, r.boot.generic.launchToQuorumSeconds!.median, sec, r.boot.floor.launchToQuorumSeconds.median);
+  row("→ autopilot healthy", r.boot.resin.launchToHealthySeconds!.median, r.boot.generic.launchToHealthySeconds!.median, sec, r.boot.floor.launchToHealthySeconds.median);
   row("resin up (whole command) → quorum", r.boot.resin.upToQuorumSeconds!.median, undefined, sec);
   head(`Memory per node once ready, MiB (median of ${r.runs * 3} nodes; host view, see bench/README.md)`);
-  row("QEMU RSS on the host (VmRSS)", r.memory.resin.qemuRssMiB.median, r.memory.generic.qemuRssMiB.median, (x) => s(x, 0));
-  row("guest RAM resident on the host", r.memory.resin.guestRamResidentMiB.median, r.memory.generic.guestRamResidentMiB.median, (x) => s(x, 0));
-  const [ri, gi] = [r.image.resin, r.image.generic];
-  head("Image size, consul-server role, MB (10^6 bytes)");
-  row("kernel", ri.kernelBytes, gi.kernelBytes, mb);
-  row("initrd", ri.initrdBytes, gi.initrdBytes, mb);
+  row("QEMU RSS on the host (VmRSS)", r.memory.resin.qemuRssMiB.median, r.memory.generic.qemuRssMiB.median, (x) => s(x, 0), r.memory.floor.qemuRssMiB.median);
+  row("guest RAM resident on the host", r.memory.resin.guestRamResidentMiB.median, r.memory.generic.guestRamResidentMiB.median, (x) => s(x, 0), r.memory.floor.guestRamResidentMiB.median);
+  const [ri, gi, fi] = [r.image.resin, r.image.generic, r.image.floor];
+  head("Image size, consul-server role, MB (10^6 bytes; the floor: kernel + uncompressed initramfs, no root fs)");
+  row("kernel", ri.kernelBytes, gi.kernelBytes, mb, fi.kernelBytes);
+  row("initrd", ri.initrdBytes, gi.initrdBytes, mb, fi.initramfsBytes);
   row("root fs as shipped (squashfs | ext4 used)", ri.rootfsAsShippedBytes, gi.rootfsAsShippedBytes, mb);
-  row("total as shipped (kernel+initrd+root)", ri.totalAsShippedBytes, gi.totalAsShippedBytes, mb);
+  row("total as shipped (kernel+initrd+root)", ri.totalAsShippedBytes, gi.totalAsShippedBytes, mb, fi.totalAsShippedBytes);
   row("total, root as squashfs zstd (same packing)", ri.totalSquashfsBytes, gi.totalSquashfsBytes, mb);
   row("root fs uncompressed", ri.rootfsUncompressedBytes, gi.rootfsUncompressedBytes, mb);
-  row("  of which the consul binary", ri.consulBinaryBytes, gi.consulBinaryBytes, mb);
-  row("  overhead beyond the consul binary", ri.overheadBytes, gi.overheadBytes, mb);
+  row("  of which the consul binary", ri.consulBinaryBytes, gi.consulBinaryBytes, mb, fi.consulBinaryBytes);
+  row("  overhead beyond the consul binary", ri.overheadBytes, gi.overheadBytes, mb, fi.overheadBytes);
   row("Debian packages used", ri.packages, gi.packages, (x) => s(x, 0));
   row(`${r.image.resinSecondRole.role} total (bench-only role)`, r.image.resinSecondRole.totalAsShippedBytes, undefined, mb);
   head(`Build time, seconds (Resin: median of ${r.runs}; generic: 1 run)`);
@@ -311,21 +436,26 @@ function table(r: Results, previous?: Results): string {
   row("after a one-line edit of consul-server.yml", r.build.resin.afterEditSeconds.median, undefined, sec);
   row(`cold ${r.image.resinSecondRole.role} (second role)`, r.build.resin.secondRoleColdSeconds.median, undefined, sec);
 
-  const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.filter((x) => x.length > 1).map((x) => (x[c] ?? "").length), ["", "Resin", "generic", "generic/Resin"][c]!.length));
+  const header = ["", "Resin", "generic", "generic/Resin", "floor", "Resin/floor"];
+  const widths = header.map((h, c) => Math.max(...rows.filter((x) => x.length > 1).map((x) => (x[c] ?? "").length), h.length));
   const line = (cells: string[]) =>
     cells.length === 1 ? cells[0]! : [cells[0]!.padEnd(widths[0]!), ...cells.slice(1).map((c, i) => c.padStart(widths[i + 1]!))].join("   ").trimEnd();
   const m = r.machine;
   const out = [
-    `Resin vs generic distro (Debian bookworm minbase + systemd), ${r.date}`,
+    `Resin vs generic distro (Debian bookworm minbase + systemd) and the floor (same kernel, busybox + Consul initramfs), ${r.date}`,
     `machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, node ${m.node}, accelerator ${m.accelerator}, ${m.qemu}`,
     "",
-    line(["", "Resin", "generic", "generic/Resin"]),
+    line(header),
     ...rows.map(line),
     "",
     `after the edit (${r.build.resin.edit}): ` +
       r.build.resin.afterEdit.map((a, i) => `run ${i + 1} built ${a.built.join(", ") || "nothing"}, up to date ${a.upToDate.join(", ") || "nothing"}`).join("; ") +
       (r.build.resin.onlyEditedRoleRebuilt ? " — only the edited role rebuilt" : " — NOT only the edited role"),
-    `same kernel bytes on both sides: ${r.genericImage.sameKernel ? "yes" : "no"}; generic .debs cached before its build: ${r.build.generic.cachedDebs.before}`,
+    `same kernel bytes as Resin: generic ${r.genericImage.sameKernel ? "yes" : "no"}, floor ${r.floorImage.sameKernel ? "yes" : "no"}; generic .debs cached before its build: ${r.build.generic.cachedDebs.before}`,
+    `floor /init, guest uptime in seconds (median of ${r.runs * 3} nodes): ` +
+      (Object.entries(r.boot.floor.initUptimeSeconds)
+        .map(([step, x]) => `${step} ${sec2(x.median)}`)
+        .join(", ") || "none printed"),
   ];
   if (r.resinImage.changedDuringRun) {
     out.push(`note: Resin's specs changed during the run: sizes are of ${r.resinImage.digest.slice(0, 19)}, clusters booted ${r.resinImage.bootedDigests.map((d) => d.slice(0, 19)).join(", ")}`);
@@ -334,7 +464,8 @@ function table(r: Results, previous?: Results): string {
     const d = (before: number | undefined) => (before === undefined ? "" : ` (was ${before.toFixed(1)})`);
     out.push(
       `vs previous run ${previous.date}: quorum Resin ${sec(r.boot.resin.launchToQuorumSeconds!.median)}s${d(previous.boot.resin.launchToQuorumSeconds?.median)}, ` +
-        `generic ${sec(r.boot.generic.launchToQuorumSeconds!.median)}s${d(previous.boot.generic.launchToQuorumSeconds?.median)}; ` +
+        `generic ${sec(r.boot.generic.launchToQuorumSeconds!.median)}s${d(previous.boot.generic.launchToQuorumSeconds?.median)}, ` +
+        `floor ${sec(r.boot.floor.launchToQuorumSeconds.median)}s${d(previous.boot.floor?.launchToQuorumSeconds?.median)}; ` +
         `Resin total image ${mb(ri.totalAsShippedBytes)} MB${d(previous.image.resin.totalAsShippedBytes / 1e6)}; ` +
         `Resin cold build ${sec(r.build.resin.coldSeconds.median)}s${d(previous.build.resin.coldSeconds.median)}`,
     );
