@@ -17,7 +17,7 @@ import { servicePorts, type ImageManifest } from "../cli/image/manifest.js";
 import { chooseAccel } from "../cli/provider/qemu/accel.js";
 import { loadRole } from "../cli/spec/load.js";
 import { bootFloorCluster, floorAppend, floorPlan, type FloorBoot } from "./floor/cluster.js";
-import { buildFloorImage, FLOOR_APPLETS, FLOOR_MODULES, type FloorImage } from "./floor/image.js";
+import { buildFloorImage, FLOOR_APPLETS, FLOOR_MODULES, type FloorImage, type FloorRaft } from "./floor/image.js";
 import { bootGenericCluster, GENERIC_APPEND, type GenericBoot } from "./generic/cluster.js";
 import { buildGenericImage } from "./generic/image.js";
 import { bootResinCluster, measureBuilds, SECOND_ROLE, type BuildRun, type ResinBoot } from "./resin-side.js";
@@ -25,6 +25,12 @@ import { log, ratio, repoRoot, resin, runCleanups, sample, stopChildren, tempDir
 
 const SCHEMA = 3;
 const CLUSTER = "bench";
+
+/** Raft's timing as the consul-server role sets it: the floor runs Consul with the same. */
+function floorRaft(options: Record<string, Record<string, unknown>>): FloorRaft {
+  const consul = options.consul ?? {};
+  return { raftMultiplier: Number(consul.raft_multiplier), serverStabilizationSeconds: Number(consul.server_stabilization_seconds) };
+}
 
 function positiveInt(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -143,10 +149,11 @@ async function floorOnly(runs: number, timeoutS: number, keep: boolean): Promise
   log(`BENCH_ONLY=floor: ${runs} floor boot(s); Resin's consul-server image first (the floor is made from its packages)`);
   const { repoImage, manifest } = await buildResinImage();
   const accel = await chooseAccel(repoImage, log);
-  const vm = (await loadRole(repoRoot, "consul-server", "debian")).spec.vm;
+  const role = await loadRole(repoRoot, "consul-server", "debian");
+  const vm = role.spec.vm;
   const work = mkdtempSync(join(tmpdir(), "resin-bench-floor-image-"));
   tempDirCleanup(work);
-  const floor = await buildFloorImage({ dir: work, packages: manifest.packages, kernelSha256: manifest.kernel.sha256 });
+  const floor = await buildFloorImage({ dir: work, packages: manifest.packages, kernelSha256: manifest.kernel.sha256, raft: floorRaft(role.options) });
   log(`floor image: initramfs ${(floor.sizes.initramfsBytes / 1e6).toFixed(1)} MB (${floor.initrdSha256.slice(0, 12)}), built in ${floor.buildSeconds.toFixed(1)}s; accelerator ${accel}`);
   const boots: FloorBoot[] = [];
   for (let i = 0; i < runs; i++) {
@@ -209,7 +216,8 @@ async function main(): Promise<void> {
     throw new Error(`out/images/debian/consul-server changed while the bench read it (another build?): run the bench again`);
   }
   const guestPorts = servicePorts(manifest);
-  const vm = (await loadRole(repoRoot, "consul-server", "debian")).spec.vm;
+  const role = await loadRole(repoRoot, "consul-server", "debian");
+  const vm = role.spec.vm;
   const persistGib = vm.persist_disk_gib;
 
   // Build times: a fresh project copy per run (artifacts cached, no image built yet).
@@ -226,7 +234,7 @@ async function main(): Promise<void> {
   // The generic image, once (its cold build time is one sample; see bench/README.md).
   const generic = await buildGenericImage({ work, resinImageDir: imageDir, manifest });
   // The floor, from the same image's packages (seconds; see bench/floor/image.ts).
-  const floor = await buildFloorImage({ dir: join(work, "floor"), packages: manifest.packages, kernelSha256: manifest.kernel.sha256 });
+  const floor = await buildFloorImage({ dir: join(work, "floor"), packages: manifest.packages, kernelSha256: manifest.kernel.sha256, raft: floorRaft(role.options) });
   log(`floor image: initramfs ${(floor.sizes.initramfsBytes / 1e6).toFixed(1)} MB, built in ${floor.buildSeconds.toFixed(1)}s`);
 
   // Boots: per run a fresh Resin cluster, then the generic cluster on its config drives.

@@ -66,13 +66,18 @@ export function floorDebs(packages: FloorDeb[]): FloorDebs {
   };
 }
 
+/** Raft's timing as Resin's role sets it: a property of Consul's tuning, not of the image, so both sides share it. */
+export interface FloorRaft {
+  raftMultiplier: number;
+  serverStabilizationSeconds: number;
+}
+
 /**
  * What every floor node shares: a server expecting three, its data in RAM, the HTTP API
- * in plain text on 8500. The node's name, addresses and peers come from its kernel
- * command line (/init writes them to /run/consul/node.json). Consul's defaults for
- * everything else, as Resin's image leaves them (raft_multiplier, autopilot).
+ * in plain text on 8500, and Resin's raft timing. The node's name, addresses and peers
+ * come from its kernel command line (/init writes them to /run/consul/node.json).
  */
-export function floorConsulConfig(expect = 3): string {
+export function floorConsulConfig(raft: FloorRaft, expect = 3): string {
   return (
     canonicalJson({
       server: true,
@@ -83,6 +88,8 @@ export function floorConsulConfig(expect = 3): string {
       ports: { http: FLOOR_HTTP_PORT },
       disable_update_check: true,
       log_level: "INFO",
+      performance: { raft_multiplier: raft.raftMultiplier },
+      autopilot: { server_stabilization_time: `${raft.serverStabilizationSeconds}s` },
     }) + "\n"
   );
 }
@@ -102,7 +109,7 @@ export interface FloorInitramfs {
 export const FLOOR_INIT = join(repoRoot, "bench", "floor", "init");
 
 /** Assemble the floor's initramfs from the cached .debs (unpacked on first use). */
-export async function floorInitramfs(debs: FloorDebs, opts: { cacheRoot?: string; init?: string } = {}): Promise<FloorInitramfs> {
+export async function floorInitramfs(debs: FloorDebs, raft: FloorRaft, opts: { cacheRoot?: string; init?: string } = {}): Promise<FloorInitramfs> {
   const cacheRoot = opts.cacheRoot ?? cacheHome();
   const root = async (d: FloorDeb) => unpackedDeb(d.sha256, `${d.package} ${d.version}`, cacheRoot);
   const label = (d: FloorDeb) => ({ kind: "deb", source: `${d.package} ${d.version}` });
@@ -150,7 +157,7 @@ export async function floorInitramfs(debs: FloorDebs, opts: { cacheRoot?: string
     }
   }
 
-  tree.file("etc/consul.d/floor.json", Buffer.from(floorConsulConfig()), 0o644, { kind: "bench", source: "floor" });
+  tree.file("etc/consul.d/floor.json", Buffer.from(floorConsulConfig(raft)), 0o644, { kind: "bench", source: "floor" });
   tree.file("init", await readFile(opts.init ?? FLOOR_INIT), 0o755, { kind: "bench", source: "floor/init" });
   return { cpio: writeCpio(tree.list()), vmlinuz: kernel.vmlinuz, kernelVersion: kernel.version, modules: kernel.modules, files: tree.manifest() };
 }
@@ -182,9 +189,9 @@ export interface FloorImage {
  * 2-core bench machine /init then started at 14.7 s of uptime instead of 3.6–6.2 s.
  * The floor takes the fastest way.
  */
-export async function buildFloorImage(opts: { dir: string; packages: FloorDeb[]; kernelSha256: string }): Promise<FloorImage> {
+export async function buildFloorImage(opts: { dir: string; packages: FloorDeb[]; kernelSha256: string; raft: FloorRaft }): Promise<FloorImage> {
   const started = process.hrtime.bigint();
-  const built = await floorInitramfs(floorDebs(opts.packages));
+  const built = await floorInitramfs(floorDebs(opts.packages), opts.raft);
   const kernelSha256 = sha256(built.vmlinuz);
   if (kernelSha256 !== opts.kernelSha256) {
     throw new Error(`the floor's kernel (from ${floorDebs(opts.packages).kernel.package}) has sha256 ${kernelSha256}, Resin's image ${opts.kernelSha256}: not the same kernel`);

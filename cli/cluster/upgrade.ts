@@ -133,7 +133,12 @@ async function gateAfter(state: ClusterState, node: NodeState, opts: UpgradeOpti
     const view = await consulView(ep);
     if (view.leader && view.peers?.includes(`${node.address}:8300`)) {
       const autopilot = await autopilotHealth(ep);
-      if (autopilot?.healthy && autopilot.servers.length === opts.consulServers) {
+      // Every server a voter again (autopilot promotes a returning server once it has been
+      // stable), and every node naming the same leader: the cluster is as whole as before.
+      const settled = autopilot?.healthy && autopilot.servers.length === opts.consulServers && autopilot.servers.every((s) => s.voter);
+      if (settled && !(await oneLeader(state, opts))) {
+        why = "its nodes do not yet agree on one leader";
+      } else if (settled) {
         // A node that runs Vault comes back sealed: unseal it, then wait for Vault's raft.
         if (!node.ports["vault.https"] || !opts.secrets?.vault) return;
         await ensureVaultReady(await vaultNodes(state, machinesOf(opts)), opts.secrets, () => Promise.reject(new Error("Vault is initialised already")), { timeoutMs: Math.max(1000, deadline - Date.now()), log: opts.log });
@@ -141,7 +146,7 @@ async function gateAfter(state: ClusterState, node: NodeState, opts: UpgradeOpti
         if (!vault || vault.ok) return;
         why = vault.why;
       } else {
-        why = "it rejoined, but autopilot does not yet call every server healthy";
+        why = autopilot?.healthy && autopilot.servers.length === opts.consulServers ? "it rejoined, but autopilot has not yet made it a voter again" : "it rejoined, but autopilot does not yet call every server healthy";
       }
     } else {
       why = view.error ? `its Consul is ${view.error}` : "it has not rejoined the raft peers";
@@ -149,6 +154,16 @@ async function gateAfter(state: ClusterState, node: NodeState, opts: UpgradeOpti
     if (Date.now() > deadline) throw new GateError(`node ${node.name} failed its health gate after ${timeoutMs / 1000}s on the new image: ${why}`);
     await sleep(1000);
   }
+}
+
+/** Whether every node that runs Consul names the same leader. */
+async function oneLeader(state: ClusterState, opts: UpgradeOptions): Promise<boolean> {
+  const leaders = new Set<string | undefined>();
+  for (const n of state.nodes) {
+    const ep = consulEndpoint(n, opts.access);
+    if (ep) leaders.add((await consulView(ep)).leader);
+  }
+  return leaders.size === 1 && !leaders.has(undefined);
 }
 
 export interface UpgradeOptions {

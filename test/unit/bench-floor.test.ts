@@ -86,9 +86,11 @@ describe("the floor's QEMU command line", () => {
   });
 });
 
+const RAFT = { raftMultiplier: 1, serverStabilizationSeconds: 4 };
+
 describe("the floor's Consul config and /init", () => {
   it("is a server expecting three, plain HTTP on 8500, data in RAM", () => {
-    expect(JSON.parse(floorConsulConfig())).toEqual({
+    expect(JSON.parse(floorConsulConfig(RAFT))).toEqual({
       bootstrap_expect: 3,
       client_addr: "0.0.0.0",
       data_dir: "/var/lib/consul",
@@ -97,8 +99,10 @@ describe("the floor's Consul config and /init", () => {
       log_level: "INFO",
       ports: { http: 8500 },
       server: true,
+      performance: { raft_multiplier: 1 },
+      autopilot: { server_stabilization_time: "4s" },
     });
-    expect(floorConsulConfig()).toBe(floorConsulConfig());
+    expect(floorConsulConfig(RAFT)).toBe(floorConsulConfig(RAFT));
   });
 
   it("/init is valid sh, calls no applet it lacks, and prints its timeline", () => {
@@ -159,8 +163,8 @@ const cached = !!debs && Object.values(debs).every((d) => existsSync(join(cacheH
 
 describe.skipIf(!cached)("the floor's initramfs (from the cached .debs)", () => {
   it("is the same bytes from the same inputs, and holds exactly busybox, consul, its libraries, the NIC modules, the config and /init", { timeout: 60_000 }, async () => {
-    const a = await floorInitramfs(debs!, { init: INIT });
-    const b = await floorInitramfs(debs!, { init: INIT });
+    const a = await floorInitramfs(debs!, RAFT, { init: INIT });
+    const b = await floorInitramfs(debs!, RAFT, { init: INIT });
     expect(sha256(a.cpio)).toBe(sha256(b.cpio));
     expect(a.cpio.equals(b.cpio)).toBe(true);
 
@@ -186,7 +190,7 @@ describe.skipIf(!cached)("the floor's initramfs (from the cached .debs)", () => 
     expect(byPath.get("usr/bin/consul")!.from).toBe(`deb:consul ${debs!.consul.version}`);
     expect(byPath.get("bin/busybox")!.from).toBe(`deb:busybox-static ${debs!.busybox.version}`);
     expect(byPath.get("init")!.sha256).toBe(sha256(readFileSync(INIT)));
-    expect(byPath.get("etc/consul.d/floor.json")!.sha256).toBe(sha256(floorConsulConfig()));
+    expect(byPath.get("etc/consul.d/floor.json")!.sha256).toBe(sha256(floorConsulConfig(RAFT)));
     expect(byPath.get("init")!.mode).toBe("0755");
     for (const applet of FLOOR_APPLETS) expect(byPath.get(applet)).toMatchObject({ type: "symlink", target: "/bin/busybox" });
   });
@@ -195,7 +199,7 @@ describe.skipIf(!cached)("the floor's initramfs (from the cached .debs)", () => 
   it.skipIf(!consulBin)("its config, with a node file as /init writes it, passes consul validate", () => {
     const dir = mkdtempSync(join(tmpdir(), "resin-floor-config-"));
     try {
-      writeFileSync(join(dir, "floor.json"), floorConsulConfig());
+      writeFileSync(join(dir, "floor.json"), floorConsulConfig(RAFT));
       nodeJson(dir, "floor-1", "10.88.0.11/24", "10.88.0.11,10.88.0.12,10.88.0.13");
       const r = spawnSync(consulBin!, ["validate", join(dir, "floor.json"), join(dir, "node.json")], { encoding: "utf8" });
       expect(r.status, r.stdout + r.stderr).toBe(0);

@@ -1,0 +1,132 @@
+// Resin under change, through the CLI as a user runs it: a fresh three-node consul-server
+// cluster loses its leader's VM to SIGKILL (time until a new leader accepts a write,
+// acknowledged writes lost), comes back whole (`resin start`), and is then upgraded to
+// another image set (`resin upgrade`) while a writer keeps writing (total time, the
+// longest window without a leader, acknowledged writes lost).
+import { mkdtempSync } from "node:fs";
+import { cp, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { consulAccess, consulView, type ConsulEndpoint } from "../cli/cluster/consul.js";
+import type { Secrets } from "../cli/bootstrap/secrets.js";
+import { readPid } from "../cli/provider/qemu/process.js";
+import { firstAcceptedWrite, lostWrites, startLoad } from "./consul-load.js";
+import { killLeftovers, log, onCleanup, repoRoot, resin, rmDirNow } from "./util.js";
+
+export interface ResilienceRun {
+  /** SIGKILL of the leader's VM → the first write a new leader accepted. */
+  leaderFailoverSeconds: number;
+  /** Acknowledged before the kill, missing after. */
+  failoverLostWrites: number;
+  /** `resin upgrade` of all three nodes, wall time. */
+  upgradeSeconds: number;
+  upgradeLongestLeaderlessSeconds: number;
+  upgradeLostWrites: number;
+  upgradeAckedWrites: number;
+  upgradeRefusedWrites: number;
+  /** Per node, as `resin upgrade` reported it: "<node> <seconds>". */
+  upgradeNodeSeconds: Record<string, number>;
+}
+
+interface NodeView {
+  name: string;
+  address: string;
+  ports: Record<string, number>;
+}
+
+async function clusterNodes(stateHome: string, name: string): Promise<{ nodes: NodeView[]; endpoint: (n: NodeView) => ConsulEndpoint }> {
+  const dir = join(stateHome, "clusters", name);
+  const state = JSON.parse(await readFile(join(dir, "cluster.json"), "utf8")) as { nodes: NodeView[] };
+  const access = consulAccess(JSON.parse(await readFile(join(dir, "secrets.json"), "utf8")) as Secrets);
+  return { nodes: state.nodes, endpoint: (n) => ({ port: n.ports["consul.https"]!, access }) };
+}
+
+/** An image set whose consul-server differs from the repository's by one setting (Consul's log level). */
+export async function upgradeImageSet(keepOnFailure: boolean): Promise<{ dir: string; digest: string }> {
+  const project = mkdtempSync(join(tmpdir(), "resin-bench-upgrade-set-"));
+  onCleanup(`upgrade image set ${project}`, () => {
+    if (!keepOnFailure) rmDirNow(project);
+  });
+  for (const entry of ["machines", "services", "resin.lock.json"]) await cp(join(repoRoot, entry), join(project, entry), { recursive: true });
+  const role = join(project, "machines", "consul-server.yml");
+  const text = await readFile(role, "utf8");
+  if (!text.includes("    server: true\n")) throw new Error("machines/consul-server.yml no longer sets `server: true` under config.consul: update bench/resilience.ts");
+  await writeFile(role, text.replace("    server: true\n", "    server: true\n    log_level: DEBUG\n"));
+  await resin(["build", "consul-server", "--channel", "debian", "--offline"], { RESIN_PROJECT: project });
+  const dir = join(project, "out", "images", "debian");
+  const digest = (JSON.parse(await readFile(join(dir, "consul-server", "manifest.json"), "utf8")) as { digest: string }).digest;
+  return { dir, digest };
+}
+
+export async function measureResilience(opts: { name: string; timeoutS: number; imageSet: string; keepOnFailure: boolean }): Promise<ResilienceRun> {
+  const stateHome = mkdtempSync(join(tmpdir(), "resin-bench-resilience-"));
+  const env = { RESIN_STATE_HOME: stateHome };
+  let failed = false;
+  const release = onCleanup(`resin cluster in ${stateHome}`, async () => {
+    await resin(["destroy", opts.name, "--yes"], env, { allowFail: true });
+    const left = killLeftovers(stateHome);
+    if (left.length) log(`killed leftover processes ${left.join(", ")} under ${stateHome}`);
+    if (!opts.keepOnFailure || !failed) rmDirNow(stateHome);
+  });
+  try {
+    await resin(["up", "--name", opts.name, "--nodes", "3", "--role", "consul-server", "--channel", "debian", "--timeout", String(opts.timeoutS)], env);
+    const { nodes, endpoint } = await clusterNodes(stateHome, opts.name);
+    const all = () => nodes.map(endpoint);
+
+    // ---- failover: some acknowledged writes, then SIGKILL the leader's VM.
+    const before = startLoad(all, "bench/failover");
+    await new Promise((r) => setTimeout(r, 3000));
+    const written = await before.stop();
+    const leaderAddress = (await consulView(endpoint(nodes[0]!))).leader;
+    const leader = nodes.find((n) => leaderAddress?.startsWith(`${n.address}:`));
+    if (!leader) throw new Error(`no leader to kill (node 1 names ${leaderAddress ?? "none"})`);
+    const pid = await readPid(join(stateHome, "clusters", opts.name, "nodes", leader.name, "qemu.pid"));
+    if (!pid) throw new Error(`no QEMU pid for ${leader.name}`);
+    const survivors = nodes.filter((n) => n !== leader).map(endpoint);
+    const killedAt = Date.now();
+    process.kill(pid, "SIGKILL");
+    const leaderFailoverSeconds = (await firstAcceptedWrite(survivors, "bench/failover-probe", opts.timeoutS * 1000) - killedAt) / 1000;
+    const failoverLostWrites = (await lostWrites(survivors[0]!, written.acked)).length;
+    log(`  failover: leader ${leader.name} SIGKILLed, a new leader accepted a write after ${leaderFailoverSeconds.toFixed(1)}s; ${failoverLostWrites} of ${written.acked.size} writes lost`);
+    await resin(["start", leader.name, "--name", opts.name], env);
+    await waitHealthy(env, opts.name, opts.timeoutS);
+
+    // ---- rolling upgrade under writes.
+    const load = startLoad(all, "bench/upgrade");
+    const upgrade = await resin(["upgrade", "--name", opts.name, "--image-set", opts.imageSet], env);
+    await new Promise((r) => setTimeout(r, 2000));
+    const result = await load.stop();
+    const upgradeLostWrites = (await lostWrites(endpoint(nodes[0]!), result.acked)).length;
+    const upgradeNodeSeconds = Object.fromEntries([...upgrade.stderr.matchAll(/^\s+(\S+): healthy on the new image after ([\d.]+)s/gm)].map((m) => [m[1]!, Number(m[2])]));
+    log(
+      `  upgrade: ${upgrade.seconds.toFixed(1)}s for 3 nodes (${Object.entries(upgradeNodeSeconds).map(([n, s]) => `${n} ${s}s`).join(", ")}); ` +
+        `longest without a leader ${result.longestLeaderlessSeconds.toFixed(1)}s; writes acknowledged ${result.acked.size}, refused ${result.refused}, lost ${upgradeLostWrites}`,
+    );
+    await release();
+    return {
+      leaderFailoverSeconds,
+      failoverLostWrites,
+      upgradeSeconds: upgrade.seconds,
+      upgradeLongestLeaderlessSeconds: result.longestLeaderlessSeconds,
+      upgradeLostWrites,
+      upgradeAckedWrites: result.acked.size,
+      upgradeRefusedWrites: result.refused,
+      upgradeNodeSeconds,
+    };
+  } catch (e) {
+    failed = true;
+    if (opts.keepOnFailure) log(`BENCH_KEEP: the resilience cluster's files stay in ${stateHome}`);
+    throw e;
+  }
+}
+
+/** `resin status` exits 0 once every node runs, all agree on a leader and autopilot is healthy. */
+async function waitHealthy(env: Record<string, string>, name: string, timeoutS: number): Promise<void> {
+  const deadline = Date.now() + timeoutS * 1000;
+  for (;;) {
+    const s = await resin(["status", "--name", name], env, { allowFail: true });
+    if (s.code === 0) return;
+    if (Date.now() > deadline) throw new Error(`cluster ${name} not healthy ${timeoutS}s after the killed leader was started again:\n${s.stdout}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
