@@ -133,15 +133,19 @@ describe("the in-image shell", () => {
     const dir = mkdtempSync(join(tmpdir(), "resin-consul-run-"));
     try {
       const at = (path: string) => join(dir, path);
-      // The run script and private-config with every path they use under the temporary directory.
+      // The run script and the helpers it uses from base (private-config, …) with every path under the temporary directory.
       const rehome = (text: string) =>
         text
-          .replaceAll("/usr/lib/resin/private-config", at("private-config"))
+          .replaceAll("/usr/lib/resin/", `${dir}/usr/lib/resin/`)
           .replaceAll("/etc/consul.d", at("etc/consul.d"))
           .replaceAll("/var/lib/", `${dir}/var/lib/`)
           .replaceAll("/run/", `${dir}/run/`);
-      writeFileSync(at("consul-run"), rehome(readFileSync(join(SERVICES, "consul/run"), "utf8")), { mode: 0o755 });
-      writeFileSync(at("private-config"), rehome(readFileSync(join(SERVICES, "base/private-config"), "utf8")), { mode: 0o755 });
+      const run = readFileSync(join(SERVICES, "consul/run"), "utf8");
+      writeFileSync(at("consul-run"), rehome(run), { mode: 0o755 });
+      mkdirSync(at("usr/lib/resin"), { recursive: true });
+      for (const [, helper] of run.matchAll(/\/usr\/lib\/resin\/([\w.-]+)/g)) {
+        writeFileSync(at(`usr/lib/resin/${helper}`), rehome(readFileSync(join(SERVICES, "base", helper!), "utf8")), { mode: 0o755 });
+      }
       // chpst would drop to the consul user and chown hand it its files: neither can here.
       // The fake consul writes its arguments, one a line.
       mkdirSync(at("bin"));
