@@ -4,7 +4,7 @@
 import { writeHostTls } from "../bootstrap/host-tls.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { clusterPaths, requireCluster, type NodeState } from "../state/state.js";
-import { vmState } from "../provider/qemu/provider.js";
+import { localMachines } from "../provider/local.js";
 import { ResinError } from "../util/errors.js";
 
 const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
@@ -15,8 +15,9 @@ export async function envCommand(cluster: string): Promise<string> {
   const { ca, cert, key } = await writeHostTls(cluster, secrets);
 
   // Any running node will do: each forwards its own API ports to 127.0.0.1.
+  const machines = localMachines();
   const running: NodeState[] = [];
-  for (const node of state.nodes) if ((await vmState(cluster, node)).state === "running") running.push(node);
+  for (const node of state.nodes) if ((await machines.status(cluster, node)).state === "running") running.push(node);
   const port = (name: string) => running.map((n) => n.ports[name]).find(Boolean);
   const consul = port("consul.https");
   const nomad = port("nomad.https");

@@ -1,19 +1,16 @@
 // Node and cluster lifecycle: stop, start and restart one node; list clusters;
 // destroy a cluster (the only command that deletes persist disks and secrets).
 import { existsSync } from "node:fs";
-import { lstat, open, readdir, rm } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
+import { lstat, open, rm } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import { createInterface } from "node:readline/promises";
 import { statusToken } from "../bootstrap/node-secrets.js";
 import { readSecrets } from "../bootstrap/secrets.js";
-import { clusterPaths, clustersDir, imageDirFor, listClusters, nodeFiles, requireCluster, writeClusterState, type ClusterState, type NodeState } from "../state/state.js";
+import { clusterPaths, clustersDir, listClusters, requireCluster, writeClusterState, type ClusterState, type NodeState } from "../state/state.js";
 import { guestLog, guestSv } from "../cluster/guest.js";
 import { unsealAgain } from "../cluster/bootstrap.js";
-import { chooseAccel } from "../provider/qemu/accel.js";
-import { startNode, stopCluster, stopNode, vmState } from "../provider/qemu/provider.js";
-import { consoleTail, stopVm, vmPaths } from "../provider/qemu/vm.js";
+import { localMachines } from "../provider/local.js";
 import { printable } from "../util/text.js";
-import { stopSwitch, switchPaths } from "../provider/qemu/vde.js";
 import { ResinError } from "../util/errors.js";
 import { formatTable } from "../util/table.js";
 import { sleep } from "../util/time.js";
@@ -28,15 +25,16 @@ function findNode(state: ClusterState, name: string): NodeState {
 export async function stopNodeCommand(cluster: string, nodeName: string, log: Log): Promise<void> {
   const state = await requireCluster(cluster);
   const node = findNode(state, nodeName);
-  await stopNode(state, node);
+  await localMachines().stop(state, node);
   log(`node ${nodeName}: stopped (its disk is kept; \`resin start ${nodeName}\` boots it again)`);
 }
 
 export async function startNodeCommand(cluster: string, nodeName: string, log: Log): Promise<void> {
   const state = await requireCluster(cluster);
   const node = findNode(state, nodeName);
-  if ((await vmState(state.name, node)).state === "running") throw new ResinError(`node ${nodeName} is already running`);
-  await startNode(state, node, await chooseAccel(imageDirFor(state.name, node.image), log), log);
+  const machines = localMachines();
+  if ((await machines.status(state.name, node)).state === "running") throw new ResinError(`node ${nodeName} is already running`);
+  await machines.start(state, node, log);
   await writeClusterState(state);
   await unsealAgain(state, log);
 }
@@ -45,16 +43,17 @@ export async function startNodeCommand(cluster: string, nodeName: string, log: L
 export async function restartCommand(cluster: string, nodeName: string, service: string | undefined, log: Log): Promise<void> {
   const state = await requireCluster(cluster);
   const node = findNode(state, nodeName);
+  const machines = localMachines();
   if (service) {
     const port = node.ports["base.status"];
-    if ((await vmState(state.name, node)).state !== "running" || !port) throw new ResinError(`node ${nodeName} is not running`);
+    if ((await machines.status(state.name, node)).state !== "running" || !port) throw new ResinError(`node ${nodeName} is not running`);
     await guestSv(port, await nodeToken(state, node), service, "restart");
     log(`node ${nodeName}: asked runit to restart ${service}`);
     if (service === "vault") await unsealAgain(state, log);
     return;
   }
-  await stopNode(state, node);
-  await startNode(state, node, await chooseAccel(imageDirFor(state.name, node.image), log), log);
+  await machines.stop(state, node);
+  await machines.start(state, node, log);
   await writeClusterState(state);
   await unsealAgain(state, log);
 }
@@ -66,9 +65,10 @@ async function nodeToken(state: ClusterState, node: NodeState): Promise<string> 
 
 export async function listCommand(): Promise<string> {
   const rows = [["CLUSTER", "CHANNEL", "NODES", "RUNNING", "CRASHED", "STATE DIRECTORY"]];
+  const machines = localMachines();
   for (const name of await listClusters()) {
     const state = await requireCluster(name);
-    const states = await Promise.all(state.nodes.map((n) => vmState(name, n)));
+    const states = await Promise.all(state.nodes.map((n) => machines.status(name, n)));
     rows.push([
       name,
       state.channel,
@@ -80,14 +80,6 @@ export async function listCommand(): Promise<string> {
   }
   if (rows.length === 1) return "no clusters (start one with `resin up`)";
   return formatTable(rows);
-}
-
-/** Stop whatever still runs from a cluster directory whose state file cannot be read. */
-async function stopByPidFiles(dir: string): Promise<void> {
-  const nodesDir = join(dir, "nodes");
-  const nodes = existsSync(nodesDir) ? await readdir(nodesDir) : [];
-  await Promise.all(nodes.map((n) => stopVm(join(nodesDir, n), { graceMs: 0 })));
-  await stopSwitch(switchPaths(dir));
 }
 
 export async function destroyCommand(cluster: string, yes: boolean, log: Log): Promise<void> {
@@ -114,8 +106,8 @@ export async function destroyCommand(cluster: string, yes: boolean, log: Log): P
     rl.close();
     if (!/^y(es)?$/i.test(answer.trim())) throw new ResinError("not destroyed");
   }
-  if (state) await stopCluster(state, { graceMs: 0 });
-  else await stopByPidFiles(dir);
+  if (state) await localMachines().stopCluster(state, { graceMs: 0 });
+  else await localMachines().stopLeftovers(cluster);
   await rm(dir, { recursive: true, force: true });
   log(`cluster ${cluster}: destroyed (disks, secrets and logs deleted)`);
 }
@@ -123,18 +115,18 @@ export async function destroyCommand(cluster: string, yes: boolean, log: Log): P
 export async function logsCommand(cluster: string, nodeName: string, opts: { service?: string; follow?: boolean; lines: number }): Promise<void> {
   const state = await requireCluster(cluster);
   const node = findNode(state, nodeName);
+  const machines = localMachines();
   if (opts.service) {
     const port = node.ports["base.status"];
-    if ((await vmState(state.name, node)).state !== "running" || !port) {
+    if ((await machines.status(state.name, node)).state !== "running" || !port) {
       throw new ResinError(`node ${nodeName} is not running`, "service logs live on its persist disk; the console log is still readable: resin logs " + nodeName);
     }
     process.stdout.write(await guestLog(port, await nodeToken(state, node), opts.service, opts.lines));
     return;
   }
-  const dir = nodeFiles(state.name, node.name).dir;
-  const tail = await consoleTail(dir, opts.lines);
+  const tail = await machines.consoleTail(state.name, node.name, opts.lines);
   if (tail) process.stdout.write(`${tail}\n`);
-  if (opts.follow) await followFile(vmPaths(dir).console);
+  if (opts.follow) await followFile(machines.logFiles(state.name, node.name).console);
 }
 
 /** Print what is appended to a file until interrupted. */

@@ -13,7 +13,7 @@ import { createCluster, type CreateOptions } from "../cluster/create.js";
 import { clusterPaths, imageDirFor, nodeFiles, readClusterState, validateClusterName, writeClusterState, type ClusterState } from "../state/state.js";
 import { imagesDir, readManifest, type ImageManifest } from "../image/manifest.js";
 import { planManifest, PlanManifestSchema, type PlanManifest } from "../provider/manifest.js";
-import { anythingRunning } from "../provider/qemu/provider.js";
+import { localMachines } from "../provider/local.js";
 import { sha256 } from "../util/hash.js";
 import { writeFileAtomic } from "../util/files.js";
 import { ResinError } from "../util/errors.js";
@@ -59,7 +59,7 @@ export async function planCommand(opts: PlanOptions): Promise<PlanManifest> {
  * QEMU is upgraded by `resin upgrade`, which replaces its VMs health-gated.
  */
 async function planUpgradeOf(state: ClusterState, opts: PlanOptions): Promise<void> {
-  if (await anythingRunning(state)) {
+  if (await localMachines().anythingRunning(state)) {
     throw new ResinError(`cluster '${state.name}' runs here in QEMU`, `upgrade it with \`resin upgrade --name ${state.name}\`, which replaces its VMs one at a time`);
   }
   const target = await newImages(state, { ...opts, disks: true });

@@ -10,7 +10,7 @@ import { unsealed, vaultRaftPeers, vaultView, VAULT_STATES } from "../cluster/va
 import { describeView } from "../cluster/health.js";
 import { guestStatus } from "../cluster/guest.js";
 import { clusterPaths, requireCluster } from "../state/state.js";
-import { vmState } from "../provider/qemu/provider.js";
+import { localMachines } from "../provider/local.js";
 import { formatTable } from "../util/table.js";
 
 const GuestServiceSchema = z.object({
@@ -80,9 +80,10 @@ export async function clusterStatus(name: string): Promise<ClusterStatus> {
   const access = consulAccess(secrets);
   const tls = hostTls(secrets);
   const vaultUrl = (port: number) => `https://127.0.0.1:${port}`;
+  const machines = localMachines();
   const nodes = await Promise.all(
     state.nodes.map(async (node): Promise<NodeStatus> => {
-      const vm = await vmState(state.name, node);
+      const vm = await machines.status(state.name, node);
       const running = vm.state === "running";
       const endpoint = consulEndpoint(node, access);
       const statusPort = node.ports["base.status"];

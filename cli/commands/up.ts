@@ -5,10 +5,9 @@ import { readSecrets } from "../bootstrap/secrets.js";
 import { consulAccess, consulServerCount } from "../cluster/consul.js";
 import { finishCluster, localTargets } from "../cluster/bootstrap.js";
 import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
-import { clusterPaths, nodeFiles, readClusterState, validateClusterName, writeClusterState, type ClusterState } from "../state/state.js";
+import { clusterPaths, readClusterState, validateClusterName, writeClusterState, type ClusterState } from "../state/state.js";
 import { silentAfterMs, waitForQuorum } from "../cluster/health.js";
-import { assignClusterPorts, startCluster, stopCluster, stopNode, vmState } from "../provider/qemu/provider.js";
-import { createPersistDisk } from "../provider/qemu/vm.js";
+import { localMachines } from "../provider/local.js";
 import { ResinError } from "../util/errors.js";
 import { requireTools } from "../util/tools.js";
 import type { Log } from "../util/log.js";
@@ -31,6 +30,7 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   validateClusterName(opts.name);
   requireTools(["qemu-system-x86_64", "qemu-img", "vde_switch"]);
   const paths = clusterPaths(opts.name);
+  const machines = localMachines();
   const existing = await readClusterState(opts.name);
   if (existing && opts.nodesGiven && existing.nodes.length !== opts.roles.length) {
     throw new ResinError(`cluster '${opts.name}' has ${existing.nodes.length} nodes, not ${opts.roles.length}`, "omit --nodes (and --roles) to start it as it is, or use another --name");
@@ -49,7 +49,7 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   }
 
   // Converge: start every node that is not running (stopped or crashed); leave running ones alone.
-  const vms = await Promise.all(state.nodes.map((n) => vmState(state.name, n)));
+  const vms = await Promise.all(state.nodes.map((n) => machines.status(state.name, n)));
   const toStart = state.nodes.filter((_, i) => vms[i]!.state !== "running");
   const running = state.nodes.length - toStart.length;
   if (existing) {
@@ -59,14 +59,13 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   const roles = await loadClusterRoles(opts.project, state);
   if (toStart.length) await writeConfigDrives(opts.project, state, toStart);
   for (const node of toStart) {
-    const files = nodeFiles(state.name, node.name);
-    if (await createPersistDisk(files.persistDisk, roles.get(node.role)!.spec.vm.persist_disk_gib)) opts.log(`  new persist disk for ${node.name}`);
+    if (await machines.createPersistDisk(state.name, node.name, roles.get(node.role)!.spec.vm.persist_disk_gib)) opts.log(`  new persist disk for ${node.name}`);
   }
 
   // Host ports are chosen once and recorded before any VM starts.
-  await assignClusterPorts(state, toStart, opts.log);
+  await machines.assignPorts(state, toStart, opts.log);
   await writeClusterState(state);
-  const { accel, started } = toStart.length ? await startCluster(state, opts.log, toStart) : { accel: "tcg" as const, started: [] };
+  const { accel, started } = toStart.length ? await machines.startCluster(state, opts.log, toStart) : { accel: "tcg" as const, started: [] };
   await writeClusterState(state);
   try {
     opts.log(`cluster ${opts.name}: waiting for Consul quorum (timeout ${opts.timeoutMs / 1000}s)`);
@@ -80,10 +79,10 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   } catch (e) {
     if (running === 0) {
       opts.log(`cluster ${opts.name}: did not come up; stopping its VMs (state and logs are kept in ${paths.dir})`);
-      await stopCluster(state, { graceMs: 0 });
+      await machines.stopCluster(state, { graceMs: 0 });
     } else {
       opts.log(`cluster ${opts.name}: did not come up; stopping the nodes this run started (${started.map((n) => n.name).join(", ") || "none"}); state and logs are kept in ${paths.dir}`);
-      await Promise.all(started.map((n) => stopNode(state, n, { graceMs: 0 })));
+      await Promise.all(started.map((n) => machines.stop(state, n, { graceMs: 0 })));
     }
     throw e;
   }

@@ -7,7 +7,7 @@ import { readSecrets } from "../bootstrap/secrets.js";
 import { newImages } from "../cluster/images.js";
 import { clusterPaths, requireCluster, writeClusterState, type ClusterState } from "../state/state.js";
 import { activeVaultNode, clusterHealth, GateError, planUpgrade, resumeInterrupted, rollbackNode, runUpgrade, type UpgradeOptions } from "../cluster/upgrade.js";
-import { anythingRunning } from "../provider/qemu/provider.js";
+import { localMachines } from "../provider/local.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 
@@ -49,7 +49,7 @@ function gateFailure(e: GateError, state: ClusterState): ResinError {
 export async function upgradeCommand(opts: UpgradeCommandOptions): Promise<void> {
   const state = await requireCluster(opts.name);
   if (opts.resume && !state.upgrade) throw new ResinError(`cluster '${opts.name}' has no unfinished upgrade to resume`);
-  if (!opts.resume && !(await anythingRunning(state))) throw new ResinError(`cluster '${opts.name}' is not running`, `start it first: resin up --name ${opts.name}`);
+  if (!opts.resume && !(await localMachines().anythingRunning(state))) throw new ResinError(`cluster '${opts.name}' is not running`, `start it first: resin up --name ${opts.name}`);
   if (opts.resume && !opts.dryRun) {
     // Finish what an interruption cut short and start the nodes that are not running.
     await resumeInterrupted(state, await upgradeOptions(opts, state));

@@ -2,7 +2,7 @@
 // an initramfs holding the whole root filesystem, and a manifest naming the origin of
 // every file. Builds are skipped when nothing that goes into them changed.
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { execa } from "execa";
@@ -12,7 +12,7 @@ import { lockKey, upstreamVersion, type Lock, type LockedDeb } from "../artifact
 import { unpackedDeb } from "../artifacts/cache.js";
 import { hostCodename } from "../artifacts/apt.js";
 import { cachedRelease, missingReleaseError, releaseEntries, type ReleaseIndex } from "../artifacts/official.js";
-import { canonicalJson, sha256 } from "../util/hash.js";
+import { canonicalJson, sha256, sha256File } from "../util/hash.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { Rootfs, type Provenance } from "./rootfs.js";
@@ -233,12 +233,15 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const scratch = `${dir}.tmp-${process.pid}`;
   await rm(scratch, { recursive: true, force: true });
   await mkdir(scratch, { recursive: true });
-  await writeSquashfs(rootfs.list(), join(scratch, "rootfs.squashfs"));
-  const squashfs = await readFile(join(scratch, "rootfs.squashfs"));
-  const described = (file: string, data: Buffer): ImageFile => ({ file, sha256: sha256(data), size: data.length });
-  const parts = [described("vmlinuz", kernel.vmlinuz), described("initrd.img", initrd), described("rootfs.squashfs", squashfs)];
+  // The disk images are written from these files, which are never read whole again.
+  const at = (file: string) => join(scratch, file);
+  await writeFile(at("vmlinuz"), kernel.vmlinuz);
+  await writeFile(at("initrd.img"), initrd);
+  await writeSquashfs(rootfs.list(), at("rootfs.squashfs"));
+  const described = async (file: string): Promise<ImageFile> => ({ file, sha256: await sha256File(at(file)), size: (await stat(at(file))).size });
+  const parts = [await described("vmlinuz"), await described("initrd.img"), await described("rootfs.squashfs")];
   const digest = imageDigest(parts);
-  const disk = await writeDisks({ dir: scratch, digest, role: name, channel: role.channel, kernel: kernel.vmlinuz, initrd, rootfs: squashfs, stub });
+  const disk = await writeDisks({ dir: scratch, digest, role: name, channel: role.channel, kernel: at("vmlinuz"), initrd: at("initrd.img"), rootfs: at("rootfs.squashfs"), stub });
   const manifest: ImageManifest = {
     role: name,
     channel: role.channel,
@@ -257,9 +260,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   };
 
   // Replace the old image only once the new one is complete.
-  await writeFile(join(scratch, "vmlinuz"), kernel.vmlinuz);
-  await writeFile(join(scratch, "initrd.img"), initrd);
-  await writeFile(join(scratch, "manifest.json"), `${canonicalJson(manifest)}\n`);
+  await writeFile(at("manifest.json"), `${canonicalJson(manifest)}\n`);
   await rm(dir, { recursive: true, force: true });
   await rename(scratch, dir);
   return { dir, manifest, cached: false };

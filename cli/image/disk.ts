@@ -14,16 +14,22 @@
 // the file rootfs.squashfs. Its command line names the ISO by its volume label; /init
 // mounts it and the root file from it. The system area carries a GPT whose ESP is
 // efi.img, so the same file also boots written to a USB stick or attached as a disk.
+//
+// Both are layouts (layout.ts): only GPT headers, FAT tables, ISO structures and the
+// UKI's headers are built in memory; the kernel, the initramfs and the squashfs root are
+// copied from their files into each output at their offsets, 1 MiB at a time.
 import { createHash } from "node:crypto";
-import { open, readFile, rm, writeFile } from "node:fs/promises";
+import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { ResinError } from "../util/errors.js";
+import { sha256File } from "../util/hash.js";
 import { requireTools } from "../util/tools.js";
-import { writeFat16 } from "./fat.js";
+import { layoutFat16 } from "./fat.js";
 import { ALIGN_SECTORS, GPT_ATTR, GPT_TYPE, SECTOR, alignUp, derivedGuid, writeGpt } from "./gpt.js";
 import { buildUki } from "./uki.js";
 import { ISO_SECTOR, layoutIso9660 } from "./iso9660.js";
+import { fileBytes, layout, sha256Of, sizeOf, writeLayout, type FileBytes, type Layout } from "./layout.js";
 
 /** The file of systemd-boot-efi the UKI is made from (a build-only file: it never enters the root filesystem). */
 export const EFI_STUB_PATH = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
@@ -65,9 +71,11 @@ export interface DiskInputs {
   digest: string;
   role: string;
   channel: string;
-  kernel: Buffer;
-  initrd: Buffer;
-  rootfs: Buffer;
+  /** Paths of the image's kernel, initramfs and squashfs root: read only while an output is written or hashed. */
+  kernel: string;
+  initrd: string;
+  rootfs: string;
+  /** The UEFI stub (small: the one payload held in memory). */
   stub: { data: Buffer; from: string };
 }
 
@@ -83,28 +91,31 @@ export function osRelease(role: string, channel: string, digest: string): string
   ].join("\n");
 }
 
-const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
+/** The image's files, each with its size as it is now: what the layouts below are made from. */
+export type ImageParts = Pick<DiskInputs, "digest" | "role" | "channel" | "stub"> & { kernel: FileBytes; initrd: FileBytes; rootfs: FileBytes };
 
-type ImageParts = Pick<DiskInputs, "digest" | "role" | "channel" | "kernel" | "initrd" | "rootfs" | "stub">;
+export async function imageParts(inputs: Omit<DiskInputs, "dir">): Promise<ImageParts> {
+  return { ...inputs, kernel: await fileBytes(inputs.kernel), initrd: await fileBytes(inputs.initrd), rootfs: await fileBytes(inputs.rootfs) };
+}
 
 /**
  * A FAT volume holding /EFI/BOOT/BOOTX64.EFI: the image's unified kernel image with
  * `cmdline`. Its volume id comes from the digest and `purpose`, so it is reproducible
  * and differs between the disk's ESP and the ISO's boot image.
  */
-function efiVolume(inputs: ImageParts, cmdline: string, fat: { label: string; purpose: string; hiddenSectors?: number }): { uki: Buffer; fat: Buffer } {
-  const uki = buildUki({ stub: inputs.stub.data, kernel: inputs.kernel, initrd: inputs.initrd, cmdline, osRelease: osRelease(inputs.role, inputs.channel, inputs.digest) });
+async function efiVolume(inputs: ImageParts, cmdline: string, fat: { label: string; purpose: string; hiddenSectors?: number }): Promise<{ uki: Layout; fat: Layout }> {
+  const uki = await buildUki({ stub: inputs.stub.data, kernel: inputs.kernel, initrd: inputs.initrd, cmdline, osRelease: osRelease(inputs.role, inputs.channel, inputs.digest) });
   const volumeId = createHash("sha256").update(`${inputs.digest}\0${fat.purpose}`).digest().readUInt32LE(0);
-  return { uki, fat: writeFat16({ files: [{ path: ESP_BOOT_PATH, data: uki }], label: fat.label, volumeId, hiddenSectors: fat.hiddenSectors }) };
+  return { uki, fat: layoutFat16({ files: [{ path: ESP_BOOT_PATH, data: uki }], label: fat.label, volumeId, hiddenSectors: fat.hiddenSectors }) };
 }
 
-/** Lay out the disk and return its pieces by byte offset (the rest are zeros). */
-export function diskLayout(inputs: ImageParts) {
+/** Lay out the disk: GPT, the ESP, the root partition; `image` is what disk.raw holds. */
+export async function diskLayout(inputs: ImageParts) {
   const espStart = ALIGN_SECTORS;
-  const { uki, fat: esp } = efiVolume(inputs, DISK_CMDLINE, { label: "RESIN-ESP", purpose: "esp-volume-id", hiddenSectors: espStart });
-  const espSectors = esp.length / SECTOR;
+  const { uki, fat: esp } = await efiVolume(inputs, DISK_CMDLINE, { label: "RESIN-ESP", purpose: "esp-volume-id", hiddenSectors: espStart });
+  const espSectors = esp.size / SECTOR;
   const rootStart = espStart + espSectors;
-  const rootSectors = alignUp(inputs.rootfs.length, ALIGN_SECTORS * SECTOR) / SECTOR;
+  const rootSectors = alignUp(inputs.rootfs.size, ALIGN_SECTORS * SECTOR) / SECTOR;
   // The last MiB holds the backup GPT.
   const sectors = rootStart + rootSectors + ALIGN_SECTORS;
   const partitions = [
@@ -117,84 +128,75 @@ export function diskLayout(inputs: ImageParts) {
     uki,
     diskGuid,
     partitions,
-    size: sectors * SECTOR,
-    pieces: [
+    image: layout(sectors * SECTOR, [
       { offset: 0, data: gpt.head },
       { offset: espStart * SECTOR, data: esp },
       { offset: rootStart * SECTOR, data: inputs.rootfs },
       { offset: gpt.tailLba * SECTOR, data: gpt.tail },
-    ],
+    ]),
   };
 }
 
-/** The bootable ISO's bytes: El Torito UEFI catalog, efi.img, rootfs.squashfs, and a hybrid GPT. */
-export function isoImage(inputs: ImageParts): { image: Buffer; volumeId: string; uki: Buffer } {
+/** The bootable ISO: El Torito UEFI catalog, efi.img, rootfs.squashfs, and a hybrid GPT. */
+export async function isoLayout(inputs: ImageParts): Promise<{ image: Layout; volumeId: string; uki: Layout }> {
   const volumeId = isoVolumeId(inputs.digest);
-  const { uki, fat: efi } = efiVolume(inputs, isoCmdline(volumeId), { label: "RESIN-EFI", purpose: "iso-esp-volume-id" });
-  const { image: iso, extents } = layoutIso9660({
+  const { uki, fat: efi } = await efiVolume(inputs, isoCmdline(volumeId), { label: "RESIN-EFI", purpose: "iso-esp-volume-id" });
+  // The GPT: its header and entries fit the ISO's 32 KiB system area, its backup goes
+  // after the ISO volume, where ISO readers do not look.
+  const tailSectors = 33;
+  const perIsoSector = ISO_SECTOR / SECTOR;
+  let tail: { offset: number; data: Buffer } | undefined;
+  const { image: iso } = layoutIso9660({
     volumeId,
     files: [
       { name: "efi.img", data: efi },
       { name: "rootfs.squashfs", data: inputs.rootfs },
     ],
     boot: { efiImage: "efi.img", catalog: "boot.cat" },
+    systemArea: ({ extents, sectors: isoSectors }) => {
+      const esp = extents["efi.img"]!;
+      const gpt = writeGpt({
+        diskGuid: derivedGuid(inputs.digest, "iso-disk"),
+        sectors: isoSectors * perIsoSector + tailSectors,
+        partitions: [
+          {
+            name: ESP_PARTITION_LABEL,
+            type: GPT_TYPE.esp,
+            guid: derivedGuid(inputs.digest, "iso-esp"),
+            firstLba: esp.sector * perIsoSector,
+            lastLba: esp.sector * perIsoSector + Math.ceil(esp.bytes / SECTOR) - 1,
+          },
+        ],
+      });
+      if (gpt.head.length > 16 * ISO_SECTOR) throw new Error("disk.iso: the GPT does not fit the ISO system area");
+      tail = { offset: gpt.tailLba * SECTOR, data: gpt.tail };
+      return gpt.head;
+    },
   });
-  // The GPT: its header and entries fit the ISO's 32 KiB system area, its backup goes
-  // after the ISO volume, where ISO readers do not look.
-  const isoSectors = iso.length / SECTOR;
-  const tailSectors = 33;
-  const sectors = isoSectors + tailSectors;
-  const perIsoSector = ISO_SECTOR / SECTOR;
-  const esp = extents["efi.img"]!;
-  const gpt = writeGpt({
-    diskGuid: derivedGuid(inputs.digest, "iso-disk"),
-    sectors,
-    partitions: [
-      {
-        name: ESP_PARTITION_LABEL,
-        type: GPT_TYPE.esp,
-        guid: derivedGuid(inputs.digest, "iso-esp"),
-        firstLba: esp.sector * perIsoSector,
-        lastLba: esp.sector * perIsoSector + Math.ceil(esp.bytes / SECTOR) - 1,
-      },
-    ],
-  });
-  if (gpt.head.length > 16 * ISO_SECTOR) throw new Error("disk.iso: the GPT does not fit the ISO system area");
-  const image = Buffer.alloc(sectors * SECTOR);
-  iso.copy(image);
-  gpt.head.copy(image, 0);
-  gpt.tail.copy(image, gpt.tailLba * SECTOR);
+  const image = layout(iso.size + tailSectors * SECTOR, [{ offset: 0, data: iso }, tail!]);
   return { image, volumeId, uki };
 }
 
-/** Write disk.raw (sparse where it is zero) and disk.qcow2 into `inputs.dir`. */
+/** Write disk.raw (sparse where it is zero), disk.qcow2 and disk.iso into `inputs.dir`. */
 export async function writeDisks(inputs: DiskInputs): Promise<DiskManifest> {
   requireTools(["qemu-img"]);
-  const layout = diskLayout(inputs);
+  const parts = await imageParts(inputs);
+  const disk = await diskLayout(parts);
   const rawPath = join(inputs.dir, "disk.raw");
   const qcowPath = join(inputs.dir, "disk.qcow2");
-  const handle = await open(rawPath, "w");
-  try {
-    for (const { offset, data } of layout.pieces) await handle.write(data, 0, data.length, offset);
-    await handle.truncate(layout.size);
-  } finally {
-    await handle.close();
-  }
+  await writeLayout(rawPath, disk.image);
   // Options pinned, so another qemu-img's defaults do not change the bytes.
   await rm(qcowPath, { force: true });
   const convert = await execa("qemu-img", ["convert", "-q", "-f", "raw", "-O", "qcow2", "-o", "compat=1.1,cluster_size=65536,lazy_refcounts=off,refcount_bits=16", rawPath, qcowPath], { reject: false });
   if (convert.exitCode !== 0) throw new ResinError(`qemu-img convert failed: ${convert.stderr || convert.stdout}`, "install qemu-utils (apt-get install qemu-utils)");
-  const iso = isoImage(inputs);
-  await writeFile(join(inputs.dir, "disk.iso"), iso.image);
-  const described = async (path: string, file: string): Promise<DiskFile> => {
-    const data = await readFile(path);
-    return { file, sha256: sha256(data), size: data.length };
-  };
+  const iso = await isoLayout(parts);
+  await writeLayout(join(inputs.dir, "disk.iso"), iso.image);
+  const described = async (path: string, file: string): Promise<DiskFile> => ({ file, sha256: await sha256File(path), size: (await stat(path)).size });
   return {
     cmdline: DISK_CMDLINE,
-    uki: { path: ESP_BOOT_PATH, sha256: sha256(layout.uki), size: layout.uki.length, stub: inputs.stub.from },
-    diskGuid: layout.diskGuid,
-    partitions: layout.partitions.map(({ name, type, guid, firstLba, lastLba }) => ({ name, type, guid, firstLba, lastLba })),
+    uki: { path: ESP_BOOT_PATH, sha256: await sha256Of(disk.uki), size: sizeOf(disk.uki), stub: inputs.stub.from },
+    diskGuid: disk.diskGuid,
+    partitions: disk.partitions.map(({ name, type, guid, firstLba, lastLba }) => ({ name, type, guid, firstLba, lastLba })),
     raw: await described(rawPath, "disk.raw"),
     qcow2: await described(qcowPath, "disk.qcow2"),
     iso: { ...(await described(join(inputs.dir, "disk.iso"), "disk.iso")), volumeId: iso.volumeId, cmdline: isoCmdline(iso.volumeId) },

@@ -8,11 +8,16 @@
 // the data clusters. The cluster size is the smallest that keeps the cluster count in
 // FAT16's range (4085..65524); the volume is sized to hold the files and rounded up to
 // whole MiB.
+//
+// The volume is a layout (layout.ts): the boot sector, FATs, root directory and other
+// directories are built in memory, the files' data (a UKI naming the kernel and
+// initramfs files) stays where it is until the layout is written.
+import { inMemory, layout as placed, sizeOf, type Bytes, type Layout, type Piece } from "./layout.js";
 
 export interface FatFile {
   /** "EFI/BOOT/BOOTX64.EFI": upper-case 8.3 components separated by "/". */
   path: string;
-  data: Buffer;
+  data: Bytes;
 }
 
 export interface FatOptions {
@@ -50,7 +55,7 @@ const LABEL_PATTERN = /^[A-Z0-9_-]{1,11}$/;
 interface Node {
   name: string;
   /** Present for files; directories have children. */
-  data?: Buffer;
+  data?: Bytes;
   children?: Map<string, Node>;
   firstCluster: number;
   clusters: number;
@@ -94,7 +99,7 @@ function buildTree(files: FatFile[]): Node {
     }
     const leaf = parts[parts.length - 1]!;
     if (dir.children!.has(leaf)) throw new Error(`fat: duplicate path ${JSON.stringify(path)}`);
-    if (data.length > 0xffffffff) throw new Error(`fat: ${JSON.stringify(path)} is too large`);
+    if (sizeOf(data) > 0xffffffff) throw new Error(`fat: ${JSON.stringify(path)} is too large`);
     dir.children!.set(leaf, { name: leaf, data, firstCluster: 0, clusters: 0 });
   }
   if (root.children!.size + 1 > ROOT_ENTRIES) throw new Error(`fat: more than ${ROOT_ENTRIES - 1} entries in the root directory`);
@@ -139,14 +144,19 @@ function layout(contentClusters: (clusterBytes: number) => number, freeBytes: nu
   throw new Error("fat: too much content for a FAT16 volume");
 }
 
-/** A FAT16 volume holding `files`. */
+/** A FAT16 volume holding `files`, in memory (their data must be too). */
 export function writeFat16(opts: FatOptions): Buffer {
+  return inMemory(layoutFat16(opts));
+}
+
+/** A FAT16 volume holding `files`, as a layout: its metadata in memory, each file's data in place. */
+export function layoutFat16(opts: FatOptions): Layout {
   if (!LABEL_PATTERN.test(opts.label)) throw new Error(`fat: invalid label ${JSON.stringify(opts.label)} (1..11 of [A-Z0-9_-])`);
   if (!Number.isInteger(opts.volumeId) || opts.volumeId < 0 || opts.volumeId > 0xffffffff) throw new Error("fat: the volume id is a 32-bit number");
   const root = buildTree(opts.files);
   const nodes = walk(root);
   const clustersOf = (n: Node, clusterBytes: number) =>
-    n.children ? Math.ceil(((n.children.size + 2) * ENTRY) / clusterBytes) : Math.ceil(n.data!.length / clusterBytes);
+    n.children ? Math.ceil(((n.children.size + 2) * ENTRY) / clusterBytes) : Math.ceil(sizeOf(n.data!) / clusterBytes);
   const geo = layout((cb) => nodes.reduce((sum, n) => sum + clustersOf(n, cb), 0), opts.freeBytes ?? 0);
   const clusterBytes = geo.sectorsPerCluster * SECTOR;
 
@@ -157,14 +167,16 @@ export function writeFat16(opts: FatOptions): Buffer {
     next += n.clusters;
   }
 
-  const image = Buffer.alloc(geo.totalSectors * SECTOR);
   const fatStart = RESERVED_SECTORS * SECTOR;
   const rootStart = fatStart + FAT_COUNT * geo.fatSectors * SECTOR;
   const dataStart = rootStart + ROOT_SECTORS * SECTOR;
   const clusterOffset = (c: number) => dataStart + (c - 2) * clusterBytes;
+  // Boot sector, FATs and the root directory; then directories and files in their clusters.
+  const head = Buffer.alloc(dataStart);
+  const pieces: Piece[] = [{ offset: 0, data: head }];
 
   // Boot sector with the BIOS parameter block.
-  const bs = image.subarray(0, SECTOR);
+  const bs = head.subarray(0, SECTOR);
   Buffer.from([0xeb, 0x3c, 0x90]).copy(bs, 0);
   bs.write("MSWIN4.1", 3, "ascii");
   bs.writeUInt16LE(SECTOR, 11);
@@ -198,28 +210,28 @@ export function writeFat16(opts: FatOptions): Buffer {
       fat.writeUInt16LE(i === n.clusters - 1 ? END_OF_CHAIN : c + 1, c * 2);
     }
   }
-  for (let i = 0; i < FAT_COUNT; i++) fat.copy(image, fatStart + i * fat.length);
+  for (let i = 0; i < FAT_COUNT; i++) fat.copy(head, fatStart + i * fat.length);
 
   // Directories: the root (with the volume label) in its fixed region, the rest in clusters.
   const entriesOf = (dir: Node) =>
     sorted(dir).map((child) =>
       child.children
         ? dirEntry(shortName(child.name), ATTR_DIRECTORY, child.firstCluster, 0)
-        : dirEntry(shortName(child.name), ATTR_ARCHIVE, child.firstCluster, child.data!.length),
+        : dirEntry(shortName(child.name), ATTR_ARCHIVE, child.firstCluster, sizeOf(child.data!)),
     );
-  Buffer.concat([dirEntry(Buffer.from(opts.label.padEnd(11, " "), "ascii"), ATTR_VOLUME_ID, 0, 0), ...entriesOf(root)]).copy(image, rootStart);
+  Buffer.concat([dirEntry(Buffer.from(opts.label.padEnd(11, " "), "ascii"), ATTR_VOLUME_ID, 0, 0), ...entriesOf(root)]).copy(head, rootStart);
   const writeDir = (dir: Node, parentCluster: number) => {
     const entries = [dirEntry(shortName("."), ATTR_DIRECTORY, dir.firstCluster, 0), dirEntry(shortName(".."), ATTR_DIRECTORY, parentCluster, 0), ...entriesOf(dir)];
-    Buffer.concat(entries).copy(image, clusterOffset(dir.firstCluster));
+    pieces.push({ offset: clusterOffset(dir.firstCluster), data: Buffer.concat(entries) });
     for (const child of sorted(dir)) {
       if (child.children) writeDir(child, dir.firstCluster);
-      else if (child.clusters > 0) child.data!.copy(image, clusterOffset(child.firstCluster));
+      else if (child.clusters > 0) pieces.push({ offset: clusterOffset(child.firstCluster), data: child.data! });
     }
   };
   for (const child of sorted(root)) {
     // ".." of a directory in the root points at cluster 0.
     if (child.children) writeDir(child, 0);
-    else if (child.clusters > 0) child.data!.copy(image, clusterOffset(child.firstCluster));
+    else if (child.clusters > 0) pieces.push({ offset: clusterOffset(child.firstCluster), data: child.data! });
   }
-  return image;
+  return placed(geo.totalSectors * SECTOR, pieces);
 }

@@ -10,10 +10,15 @@
 //   17/18  Volume Descriptor Set Terminator
 //   then   type L path table, type M path table, root directory
 //   then   file data, each file starting on its own sector
+//
+// The image is a layout (layout.ts): the descriptors, path tables and root directory
+// are built in memory, each file's data (the squashfs root, say) stays where it is until
+// the layout is written.
+import { inMemory, layout, sizeOf, type Bytes, type Layout } from "./layout.js";
 
 export interface IsoFile {
   name: string;
-  data: Buffer;
+  data: Bytes;
 }
 
 /** A UEFI-bootable image: `efiImage` names the file (among `files`) holding a FAT volume with EFI/BOOT/BOOTX64.EFI. */
@@ -27,6 +32,17 @@ export interface IsoOptions {
   volumeId: string;
   files: IsoFile[];
   boot?: IsoBoot;
+  /**
+   * What goes in the system area (at most its 16 sectors), made once the files are
+   * placed: e.g. a GPT whose ESP is the boot image. Zeros when absent.
+   */
+  systemArea?: (placed: { extents: Record<string, IsoExtent>; sectors: number }) => Buffer;
+}
+
+/** Where a file's data starts (its sector) and how long it is. */
+export interface IsoExtent {
+  sector: number;
+  bytes: number;
 }
 
 const SECTOR = 2048;
@@ -158,7 +174,7 @@ function validate(opts: IsoOptions): void {
     }
     if (seen.has(name)) throw new Error(`iso9660: duplicate file name ${JSON.stringify(name)}`);
     seen.add(name);
-    if (data.length > MAX_FILE_SIZE) throw new Error(`iso9660: file ${JSON.stringify(name)} is too large`);
+    if (sizeOf(data) > MAX_FILE_SIZE) throw new Error(`iso9660: file ${JSON.stringify(name)} is too large`);
   }
   if (opts.boot) {
     if (!seen.has(opts.boot.efiImage)) throw new Error(`iso9660: the EFI boot image ${JSON.stringify(opts.boot.efiImage)} is not among the files`);
@@ -200,14 +216,14 @@ function bootCatalog(imageSector: number, imageBytes: number): Buffer {
  * label such as "cidata" is what blkid reports.
  */
 export function writeIso9660(opts: IsoOptions): Buffer {
-  return layoutIso9660(opts).image;
+  return inMemory(layoutIso9660(opts).image);
 }
 
-/** The image and where each file's data starts (its sector) and how long it is. */
-export function layoutIso9660(opts: IsoOptions): { image: Buffer; extents: Record<string, { sector: number; bytes: number }> } {
+/** The image as a layout (its structures in memory, each file's data in place), and where each file is. */
+export function layoutIso9660(opts: IsoOptions): { image: Layout; extents: Record<string, IsoExtent> } {
   validate(opts);
   const fixed = fixedSectors(opts.boot !== undefined);
-  const catalogFile = opts.boot ? [{ name: opts.boot.catalog, data: Buffer.alloc(SECTOR) }] : [];
+  const catalogFile: IsoFile[] = opts.boot ? [{ name: opts.boot.catalog, data: Buffer.alloc(SECTOR) }] : [];
   const files = [...opts.files, ...catalogFile].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
   // Root directory: ".", ".." (both the root itself), then one record per file.
@@ -216,15 +232,16 @@ export function layoutIso9660(opts: IsoOptions): { image: Buffer; extents: Recor
     directoryRecord(Buffer.from([1]), fixed.rootDir, SECTOR, true),
   ];
   let nextSector = fixed.firstFile;
-  const placed: { extent: number; data: Buffer }[] = [];
-  const extents: Record<string, { sector: number; bytes: number }> = {};
+  const placed: { extent: number; data: Bytes }[] = [];
+  const extents: Record<string, IsoExtent> = {};
   for (const { name, data } of files) {
+    const bytes = sizeOf(data);
     // Empty files take no sectors; by convention they point at extent 0.
-    const extent = data.length === 0 ? 0 : nextSector;
-    nextSector += sectorsFor(data.length);
+    const extent = bytes === 0 ? 0 : nextSector;
+    nextSector += sectorsFor(bytes);
     placed.push({ extent, data });
-    extents[name] = { sector: extent, bytes: data.length };
-    records.push(directoryRecord(Buffer.from(`${name};1`, "ascii"), extent, data.length, false));
+    extents[name] = { sector: extent, bytes };
+    records.push(directoryRecord(Buffer.from(`${name};1`, "ascii"), extent, bytes, false));
   }
   const rootDir = Buffer.concat(records);
   if (rootDir.length > SECTOR) {
@@ -232,21 +249,22 @@ export function layoutIso9660(opts: IsoOptions): { image: Buffer; extents: Recor
   }
   const totalSectors = Math.max(nextSector, MINIMUM_SECTORS);
 
-  const image = Buffer.alloc(totalSectors * SECTOR);
+  // Everything before the first file's data: system area, descriptors, path tables, root directory.
+  const head = Buffer.alloc(fixed.firstFile * SECTOR);
   const at = (sector: number) => sector * SECTOR;
 
   // Path tables: a single entry for the root directory (ECMA-119 9.4).
-  const lTable = image.subarray(at(fixed.lPathTable));
+  const lTable = head.subarray(at(fixed.lPathTable));
   lTable[0] = 1; // identifier length
   lTable.writeUInt32LE(fixed.rootDir, 2);
   lTable.writeUInt16LE(1, 6); // parent directory number: root is its own parent
-  const mTable = image.subarray(at(fixed.mPathTable));
+  const mTable = head.subarray(at(fixed.mPathTable));
   mTable[0] = 1;
   mTable.writeUInt32BE(fixed.rootDir, 2);
   mTable.writeUInt16BE(1, 6);
 
   // Primary Volume Descriptor.
-  const pvd = image.subarray(at(PVD_SECTOR), at(PVD_SECTOR + 1));
+  const pvd = head.subarray(at(PVD_SECTOR), at(PVD_SECTOR + 1));
   pvd[PVD.type] = VD_TYPE_PRIMARY;
   pvd.write(STANDARD_ID, PVD.standardId, "ascii");
   pvd[PVD.version] = 1;
@@ -269,7 +287,7 @@ export function layoutIso9660(opts: IsoOptions): { image: Buffer; extents: Recor
 
   if (opts.boot) {
     // Boot Record Volume Descriptor: points at the catalog, which points at the FAT image.
-    const record = image.subarray(at(BOOT_RECORD_SECTOR), at(BOOT_RECORD_SECTOR + 1));
+    const record = head.subarray(at(BOOT_RECORD_SECTOR), at(BOOT_RECORD_SECTOR + 1));
     record[0] = 0; // boot record
     record.write(STANDARD_ID, 1, "ascii");
     record[6] = 1;
@@ -281,12 +299,17 @@ export function layoutIso9660(opts: IsoOptions): { image: Buffer; extents: Recor
   }
 
   // Volume Descriptor Set Terminator.
-  const term = image.subarray(at(fixed.terminator));
+  const term = head.subarray(at(fixed.terminator));
   term[0] = VD_TYPE_TERMINATOR;
   term.write(STANDARD_ID, 1, "ascii");
   term[6] = 1;
 
-  rootDir.copy(image, at(fixed.rootDir));
-  for (const { extent, data } of placed) data.copy(image, at(extent));
+  rootDir.copy(head, at(fixed.rootDir));
+  if (opts.systemArea) {
+    const area = opts.systemArea({ extents, sectors: totalSectors });
+    if (area.length > at(SYSTEM_AREA_SECTORS)) throw new Error(`iso9660: ${area.length} bytes do not fit the ${at(SYSTEM_AREA_SECTORS)}-byte system area`);
+    area.copy(head, 0);
+  }
+  const image = layout(at(totalSectors), [{ offset: 0, data: head }, ...placed.map(({ extent, data }) => ({ offset: at(extent), data }))]);
   return { image, extents };
 }

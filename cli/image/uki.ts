@@ -6,17 +6,20 @@
 // This is what `objcopy --add-section … --change-section-vma …` does, written here
 // because objcopy stamps the current time into the PE header (binutils 2.40 ignores
 // SOURCE_DATE_EPOCH for PE output) and needs the section addresses worked out anyway.
+// The kernel and initramfs are not copied here: the UKI is a layout (layout.ts) that
+// names them, and they are read only when it is written or hashed.
+import { chunksOf, layout, sizeOf, type Bytes, type Layout, type Piece } from "./layout.js";
 
 export interface UkiSection {
   /** At most 8 bytes: ".linux", ".initrd", ".cmdline", ".osrel". */
   name: string;
-  data: Buffer;
+  data: Bytes;
 }
 
 export interface UkiParts {
   stub: Buffer;
-  kernel: Buffer;
-  initrd: Buffer;
+  kernel: Bytes;
+  initrd: Bytes;
   cmdline: string;
   osRelease: string;
 }
@@ -60,17 +63,52 @@ function parse(pe: Buffer): PeHeaders {
   };
 }
 
-/** The PE image checksum (as ImageHlp's CheckSumMappedFile): 16-bit one's-complement-style sum plus the length. */
-export function peChecksum(pe: Buffer, checksumOffset: number): number {
+/**
+ * The running sum behind the PE image checksum (as ImageHlp's CheckSumMappedFile): the
+ * image's little-endian 16-bit words but the checksum field, added with the carry folded
+ * back in, then the image's length. Fed in chunks of any size, in order.
+ */
+function peSum(checksumOffset: number) {
   let sum = 0;
-  const padded = pe.length % 2 ? Buffer.concat([pe, Buffer.alloc(1)]) : pe;
-  for (let i = 0; i < padded.length; i += 2) {
-    if (i === checksumOffset || i === checksumOffset + 2) continue;
-    sum += padded.readUInt16LE(i);
+  let position = 0;
+  /** A word's first byte, when a chunk ended between its two bytes. */
+  let low: number | undefined;
+  const word = (at: number, value: number) => {
+    if (at === checksumOffset || at === checksumOffset + 2) return;
+    sum += value;
     sum = (sum & 0xffff) + (sum >>> 16);
-  }
-  sum = (sum & 0xffff) + (sum >>> 16);
-  return (sum + pe.length) >>> 0;
+  };
+  return {
+    add(chunk: Buffer): void {
+      let i = 0;
+      if (low !== undefined && chunk.length > 0) {
+        word(position - 1, low | (chunk[0]! << 8));
+        low = undefined;
+        i = 1;
+      }
+      for (; i + 1 < chunk.length; i += 2) word(position + i, chunk.readUInt16LE(i));
+      if (i < chunk.length) low = chunk[i];
+      position += chunk.length;
+    },
+    total(): number {
+      if (low !== undefined) word(position - 1, low); // an odd length: the last byte pairs with a zero
+      sum = (sum & 0xffff) + (sum >>> 16);
+      return (sum + position) >>> 0;
+    },
+  };
+}
+
+/** The PE image checksum of an image in memory. */
+export function peChecksum(pe: Buffer, checksumOffset: number): number {
+  const sum = peSum(checksumOffset);
+  sum.add(pe);
+  return sum.total();
+}
+
+async function peChecksumOf(image: Layout, checksumOffset: number): Promise<number> {
+  const sum = peSum(checksumOffset);
+  for await (const chunk of chunksOf(image)) sum.add(chunk);
+  return sum.total();
 }
 
 /** Names of a PE image's sections, in table order (for tests and checks). */
@@ -88,8 +126,12 @@ export function peSections(pe: Buffer): { name: string; virtualAddress: number; 
   });
 }
 
-/** Append initialised, read-only data sections to a PE32+ image. */
-export function addPeSections(stub: Buffer, sections: UkiSection[]): Buffer {
+/**
+ * Append initialised, read-only data sections to a PE32+ image. The result is a layout:
+ * the stub with the new section headers in memory, each section's data (a file, say)
+ * at its file offset. Its checksum reads the sections once.
+ */
+export async function addPeSections(stub: Buffer, sections: UkiSection[]): Promise<Layout> {
   const h = parse(stub);
   const tableEnd = h.sectionTable + (h.sections + sections.length) * SECTION_HEADER;
   const existing = peSections(stub);
@@ -97,38 +139,41 @@ export function addPeSections(stub: Buffer, sections: UkiSection[]): Buffer {
   if (tableEnd > firstRaw) throw new Error(`uki: no room in the stub's headers for ${sections.length} more section headers`);
   const fileEnd = Math.max(stub.length, ...existing.map((s) => s.rawOffset + s.rawSize));
 
-  const out: Buffer[] = [Buffer.from(stub), Buffer.alloc(alignUp(fileEnd, h.fileAlignment) - stub.length)];
-  let rawOffset = alignUp(fileEnd, h.fileAlignment);
+  const head = Buffer.concat([stub, Buffer.alloc(alignUp(fileEnd, h.fileAlignment) - stub.length)]);
+  if (tableEnd > head.length) throw new Error(`uki: no room in the stub's headers for ${sections.length} more section headers`);
+  const pieces: Piece[] = [{ offset: 0, data: head }];
+  let rawOffset = head.length;
   let va = alignUp(h.sizeOfImage, Math.max(SECTION_VA_ALIGN, h.sectionAlignment));
   let addedRaw = 0;
   const headers: Buffer[] = [];
   for (const { name, data } of sections) {
     if (Buffer.byteLength(name, "latin1") > 8) throw new Error(`uki: section name ${name} is longer than 8 bytes`);
-    const rawSize = alignUp(data.length, h.fileAlignment);
+    const size = sizeOf(data);
+    const rawSize = alignUp(size, h.fileAlignment);
     const header = Buffer.alloc(SECTION_HEADER);
     header.write(name, 0, 8, "latin1");
-    header.writeUInt32LE(data.length, 8);
+    header.writeUInt32LE(size, 8);
     header.writeUInt32LE(va, 12);
     header.writeUInt32LE(rawSize, 16);
     header.writeUInt32LE(rawOffset, 20);
     header.writeUInt32LE(DATA_SECTION, 36);
     headers.push(header);
-    out.push(data, Buffer.alloc(rawSize - data.length));
+    pieces.push({ offset: rawOffset, data });
     rawOffset += rawSize;
     addedRaw += rawSize;
-    va = alignUp(va + data.length, Math.max(SECTION_VA_ALIGN, h.sectionAlignment));
+    va = alignUp(va + size, Math.max(SECTION_VA_ALIGN, h.sectionAlignment));
   }
-  const image = Buffer.concat(out);
-  Buffer.concat(headers).copy(image, h.sectionTable + h.sections * SECTION_HEADER);
-  image.writeUInt16LE(h.sections + sections.length, h.coff + 2);
-  image.writeUInt32LE((image.readUInt32LE(h.optional + 8) + addedRaw) >>> 0, h.optional + 8); // SizeOfInitializedData
-  image.writeUInt32LE(alignUp(va, h.sectionAlignment), h.optional + 56); // SizeOfImage
-  image.writeUInt32LE(peChecksum(image, h.optional + 64), h.optional + 64);
+  Buffer.concat(headers).copy(head, h.sectionTable + h.sections * SECTION_HEADER);
+  head.writeUInt16LE(h.sections + sections.length, h.coff + 2);
+  head.writeUInt32LE((head.readUInt32LE(h.optional + 8) + addedRaw) >>> 0, h.optional + 8); // SizeOfInitializedData
+  head.writeUInt32LE(alignUp(va, h.sectionAlignment), h.optional + 56); // SizeOfImage
+  const image = layout(rawOffset, pieces);
+  head.writeUInt32LE(await peChecksumOf(image, h.optional + 64), h.optional + 64);
   return image;
 }
 
 /** The UKI: the stub with os-release, command line, initramfs and kernel (last, as ukify orders them). */
-export function buildUki(parts: UkiParts): Buffer {
+export function buildUki(parts: UkiParts): Promise<Layout> {
   return addPeSections(parts.stub, [
     { name: ".osrel", data: Buffer.from(parts.osRelease, "utf8") },
     { name: ".cmdline", data: Buffer.from(parts.cmdline, "utf8") },

@@ -1,7 +1,7 @@
 // The one place above provider/ that names an implementation: this host's machines.
-import type { Machines } from "./machine.js";
+import type { ClusterMachines } from "./machine.js";
 import { qemuMachines } from "./qemu/machines.js";
 
-export function localMachines(): Machines {
+export function localMachines(): ClusterMachines {
   return qemuMachines;
 }

@@ -1,7 +1,10 @@
 // What the cluster stage needs of the machines a cluster's nodes run on, in the spirit
 // of Flatcar mantle's platform.Machine: start, stop, ask how it is, read its console.
-// Local QEMU (provider/qemu/machines.ts) is one implementation; `localMachines()` in
-// provider/local.ts is how cluster/ obtains it.
+// Commands need a little more, for a whole cluster at once (ClusterMachines, like
+// mantle's platform.Cluster): host ports and persist disks before anything boots,
+// starting and stopping every node with the network they share, and whether anything
+// of a cluster runs. Local QEMU (provider/qemu/machines.ts) is one implementation;
+// `localMachines()` in provider/local.ts is how cluster/ and commands obtain it.
 import type { ClusterState, NodeState } from "../state/state.js";
 import type { Log } from "../util/log.js";
 
@@ -31,4 +34,27 @@ export interface Machines {
   logFiles(cluster: string, node: string): { console: string; stderr: string };
   /** Forget the accelerator chosen for this host, so that the next start probes again. */
   forgetAccel(): Promise<void>;
+}
+
+export interface ClusterMachines extends Machines {
+  /**
+   * Give each of `nodes` that lacks one a host port for each forward its image has, keep
+   * the ports nodes have, and move (and say) a port another program holds now. The
+   * caller saves the state.
+   */
+  assignPorts(state: ClusterState, nodes: NodeState[], log: Log): Promise<void>;
+  /** Create the node's persist disk of `gib` GiB unless it has one (a node's data is never replaced). True when created. */
+  createPersistDisk(cluster: string, node: string, gib: number): Promise<boolean>;
+  /**
+   * Start the nodes that are not running (all of the cluster's by default), in order, and
+   * leave running ones alone; on a failure, stop the ones this call started. Says which
+   * accelerator it uses; returns it and the nodes started.
+   */
+  startCluster(state: ClusterState, log: Log, nodes?: NodeState[]): Promise<{ accel: Accel; started: NodeState[] }>;
+  /** Stop every node (cleanly when graceMs > 0), then the network they share. */
+  stopCluster(state: ClusterState, opts?: { graceMs?: number }): Promise<void>;
+  /** Stop whatever still runs of a cluster whose state cannot be read, found by what its directory holds. */
+  stopLeftovers(cluster: string): Promise<void>;
+  /** Whether a node of the cluster runs, or the network they share. */
+  anythingRunning(state: ClusterState): Promise<boolean>;
 }

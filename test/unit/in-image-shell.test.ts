@@ -129,6 +129,56 @@ describe("the in-image shell", () => {
     }
   });
 
+  it("consul/run gives Consul its .hcl and .json files one by one, in -config-dir's order, and no PEM file", () => {
+    const dir = mkdtempSync(join(tmpdir(), "resin-consul-run-"));
+    try {
+      const at = (path: string) => join(dir, path);
+      // The run script and the helpers it uses from base (private-config, …) with every path under the temporary directory.
+      const rehome = (text: string) =>
+        text
+          .replaceAll("/usr/lib/resin/", `${dir}/usr/lib/resin/`)
+          .replaceAll("/etc/consul.d", at("etc/consul.d"))
+          .replaceAll("/var/lib/", `${dir}/var/lib/`)
+          .replaceAll("/run/", `${dir}/run/`);
+      const run = readFileSync(join(SERVICES, "consul/run"), "utf8");
+      writeFileSync(at("consul-run"), rehome(run), { mode: 0o755 });
+      mkdirSync(at("usr/lib/resin"), { recursive: true });
+      for (const [, helper] of run.matchAll(/\/usr\/lib\/resin\/([\w.-]+)/g)) {
+        writeFileSync(at(`usr/lib/resin/${helper}`), rehome(readFileSync(join(SERVICES, "base", helper!), "utf8")), { mode: 0o755 });
+      }
+      // chpst would drop to the consul user and chown hand it its files: neither can here.
+      // The fake consul writes its arguments, one a line.
+      mkdirSync(at("bin"));
+      writeFileSync(at("bin/chpst"), '#!/bin/sh\n[ "$1" = -u ] && shift 2\nexec "$@"\n', { mode: 0o755 });
+      writeFileSync(at("bin/chown"), "#!/bin/sh\n", { mode: 0o755 });
+      writeFileSync(at("bin/consul"), `#!/bin/sh\nfor a; do printf '%s\\n' "$a"; done > '${at("argv")}'\n`, { mode: 0o755 });
+      const env = { ...process.env, LC_ALL: "C", PATH: `${at("bin")}:${process.env.PATH ?? "/usr/bin:/bin"}` };
+      // The image's config, with what -config-dir skips: a directory and files of other extensions.
+      mkdirSync(at("etc/consul.d/sub.hcl"), { recursive: true });
+      for (const name of ["00-role.hcl", "50-extra.json", "README", "x.hcl.bak"]) writeFileSync(at(`etc/consul.d/${name}`), "");
+      // The node's metadata: its config, a name that must stay one argument, and the PEM files.
+      mkdirSync(at("run/config/consul"), { recursive: true });
+      for (const name of ["10-node.hcl", "05-a.json", "20 b*.hcl", "ca.pem", "cert.pem", "key.pem"]) writeFileSync(at(`run/config/consul/${name}`), "");
+      for (const sh of [["sh"], ...(busybox ? [[busybox, "sh"]] : [])]) {
+        rmSync(at("argv"), { force: true });
+        const r = spawnSync(sh[0]!, [...sh.slice(1), at("consul-run")], { env, encoding: "utf8" });
+        expect(r.status, `${sh.join(" ")}: ${r.stdout}${r.stderr}`).toBe(0);
+        expect(readFileSync(at("argv"), "utf8").split("\n").slice(0, -1), sh.join(" ")).toEqual([
+          "agent",
+          `-config-file=${dir}/etc/consul.d/00-role.hcl`,
+          `-config-file=${dir}/etc/consul.d/50-extra.json`,
+          `-config-file=${dir}/run/consul/05-a.json`,
+          `-config-file=${dir}/run/consul/10-node.hcl`,
+          `-config-file=${dir}/run/consul/20 b*.hcl`,
+        ]);
+        // The PEM files are there, where the config names them; Consul is not asked to read them as config.
+        expect(readdirSync(at("run/consul")).filter((n) => n.endsWith(".pem")).sort()).toEqual(["ca.pem", "cert.pem", "key.pem"]);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("disks.sh gives results on stdout and by status, and sets none of the caller's variables", () => {
     const text = readFileSync(join(SERVICES, "base/disks.sh"), "utf8");
     const functions = [...text.matchAll(/^([a-z_]+)\(\) (.)$/gm)];

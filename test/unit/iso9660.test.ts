@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { layoutIso9660, writeIso9660 } from "../../cli/image/iso9660.js";
+import { inMemory } from "../../cli/image/layout.js";
 
 const XORRISO = "/usr/bin/xorriso";
 const BLKID = "/sbin/blkid";
@@ -121,7 +122,7 @@ describe("writeIso9660", () => {
 describe("writeIso9660 with an El Torito UEFI boot entry", () => {
   const efi = distinctBytes(1024 * 1024 + 3);
   const root = distinctBytes(2 * 1024 * 1024);
-  const { image, extents } = layoutIso9660({
+  const { image: layout, extents } = layoutIso9660({
     volumeId: "RESIN-0123456789ab",
     files: [
       { name: "rootfs.squashfs", data: root },
@@ -129,6 +130,7 @@ describe("writeIso9660 with an El Torito UEFI boot entry", () => {
     ],
     boot: { efiImage: "efi.img", catalog: "boot.cat" },
   });
+  const image = inMemory(layout);
   const path = writeImage("boot.iso", image);
 
   it("xorriso reports the UEFI, no-emulation boot image at the efi.img extent, and reads every file back", () => {

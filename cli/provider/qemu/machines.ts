@@ -1,11 +1,11 @@
 // Local QEMU as a Machines implementation (see provider/machine.ts).
 import { imageDirFor, nodeFiles } from "../../state/state.js";
-import type { Machines } from "../machine.js";
+import type { ClusterMachines } from "../machine.js";
 import { chooseAccel, forgetAccel } from "./accel.js";
-import { startNode, stopNode, vmState } from "./provider.js";
-import { consoleBytes, consoleTail, vmPaths } from "./vm.js";
+import { anythingRunning, assignClusterPorts, startCluster, startNode, stopCluster, stopLeftovers, stopNode, vmState } from "./provider.js";
+import { consoleBytes, consoleTail, createPersistDisk, vmPaths } from "./vm.js";
 
-export const qemuMachines: Machines = {
+export const qemuMachines: ClusterMachines = {
   async start(state, node, log) {
     return startNode(state, node, await chooseAccel(imageDirFor(state.name, node.image), log), log);
   },
@@ -18,4 +18,10 @@ export const qemuMachines: Machines = {
     return { console, stderr };
   },
   forgetAccel,
+  assignPorts: (state, nodes, log) => assignClusterPorts(state, nodes, log),
+  createPersistDisk: (cluster, node, gib) => createPersistDisk(nodeFiles(cluster, node).persistDisk, gib),
+  startCluster: (state, log, nodes) => startCluster(state, log, nodes),
+  stopCluster: (state, opts) => stopCluster(state, opts),
+  stopLeftovers,
+  anythingRunning: (state) => anythingRunning(state),
 };

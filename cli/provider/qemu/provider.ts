@@ -2,7 +2,7 @@
 // switch and one VM per node. Nodes start and stop together or one at a time, and a
 // VM that ended without resin stopping it is reported as crashed, with the reason.
 import { existsSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { clusterPaths, ensureClusterDir, imageDirFor, nodeFiles, type ClusterState, type NodeState } from "../../state/state.js";
 import { readManifest, servicePorts } from "../../image/manifest.js";
@@ -128,6 +128,15 @@ export async function startCluster(state: ClusterState, log: Log, nodes: NodeSta
 export async function stopCluster(state: ClusterState, opts: { graceMs?: number } = {}): Promise<void> {
   await Promise.all(state.nodes.map((n) => stopNode(state, n, opts)));
   await stopSwitch(switchPaths(clusterPaths(state.name).dir));
+}
+
+/** Stop whatever still runs from a cluster directory whose state file cannot be read: each node's VM by its pid file, then the switch. */
+export async function stopLeftovers(cluster: string): Promise<void> {
+  const dir = clusterPaths(cluster).dir;
+  const nodesDir = join(dir, "nodes");
+  const nodes = existsSync(nodesDir) ? await readdir(nodesDir) : [];
+  await Promise.all(nodes.map((n) => stopVm(join(nodesDir, n), { graceMs: 0 })));
+  await stopSwitch(switchPaths(dir));
 }
 
 /** Why a VM that nobody stopped has ended, from the last lines its console shows. */
