@@ -21,6 +21,7 @@ import { buildFloorImage, FLOOR_APPLETS, FLOOR_MODULES, type FloorImage, type Fl
 import { bootGenericCluster, GENERIC_APPEND, type GenericBoot } from "./generic/cluster.js";
 import { buildGenericImage } from "./generic/image.js";
 import { bootResinCluster, measureBuilds, SECOND_ROLE, type BuildRun, type ResinBoot } from "./resin-side.js";
+import { measureResilience, upgradeImageSet, type ResilienceRun } from "./resilience.js";
 import { log, ratio, repoRoot, resin, runCleanups, sample, stopChildren, tempDirCleanup, waitForChildren, type Sample, type VmMemory } from "./util.js";
 
 const SCHEMA = 3;
@@ -192,13 +193,78 @@ async function floorOnly(runs: number, timeoutS: number, keep: boolean): Promise
   log("results in out/bench/floor-latest.json (out/bench/latest.json is left as it was)");
 }
 
+/** Issue #15's targets, shown beside the figures (the bench never fails on a number). */
+const TARGETS = { resinOverFloorLaunchToQuorum: 1.25, leaderFailoverSeconds: 5, upgradeTotalSeconds: 90, upgradeLongestLeaderlessSeconds: 2, upgradeLostWrites: 0 };
+
+/** Median per boot step over every node of every run. */
+function timelineSamples(timelines: { step: string; uptimeSeconds: number }[][]): Record<string, Sample> {
+  const byStep = new Map<string, number[]>();
+  for (const t of timelines) for (const { step, uptimeSeconds } of t) byStep.set(step, [...(byStep.get(step) ?? []), uptimeSeconds]);
+  return Object.fromEntries([...byStep].map(([step, all]) => [step, sample(all)]));
+}
+
+/** The faults and upgrade keys of latest.json, medians over the runs. */
+function resilienceSamples(runs: ResilienceRun[]) {
+  const leaderless = runs.map((r) => r.upgradeLongestLeaderlessSeconds);
+  return {
+    faults: {
+      leaderFailoverSeconds: sample(runs.map((r) => r.leaderFailoverSeconds)),
+      lostWrites: sample(runs.map((r) => r.failoverLostWrites)),
+    },
+    upgrade: {
+      totalSeconds: sample(runs.map((r) => r.upgradeSeconds)),
+      longestLeaderlessSeconds: { ...sample(leaderless), max: Math.max(...leaderless) },
+      lostWrites: sample(runs.map((r) => r.upgradeLostWrites)),
+      ackedWrites: sample(runs.map((r) => r.upgradeAckedWrites)),
+      refusedWrites: sample(runs.map((r) => r.upgradeRefusedWrites)),
+      nodeSeconds: runs.map((r) => r.upgradeNodeSeconds),
+    },
+  };
+}
+
+/** Faults and upgrade, BENCH_RUNS times, each on a fresh cluster; image set B built once. */
+async function resilienceRuns(runs: number, timeoutS: number, keep: boolean): Promise<ResilienceRun[]> {
+  log("image set B for the upgrade: consul-server with one setting changed (log_level DEBUG), in a project copy");
+  const setB = await upgradeImageSet(keep);
+  const all: ResilienceRun[] = [];
+  for (let i = 0; i < runs; i++) {
+    log(`faults and upgrade, run ${i + 1}/${runs}: a fresh cluster, its leader's VM SIGKILLed, then resin upgrade to ${setB.digest.slice(0, 19)} under writes`);
+    all.push(await measureResilience({ name: `${CLUSTER}-r`, timeoutS, imageSet: setB.dir, keepOnFailure: keep }));
+  }
+  return all;
+}
+
+function resilienceTable(r: ReturnType<typeof resilienceSamples>, runs: number): string[] {
+  const target = (x: number, max: number, unit: string) => `${x.toFixed(1)}${unit}  (target ≤ ${max}${unit}: ${x <= max ? "met" : "NOT met"})`;
+  return [
+    `Under change: 3 × consul-server, Resin (median of ${runs})`,
+    `  leader failover (SIGKILL → a new leader accepts a write)   ${target(r.faults.leaderFailoverSeconds.median, TARGETS.leaderFailoverSeconds, " s")}; writes lost ${r.faults.lostWrites.median}`,
+    `  rolling upgrade of 3 nodes                                 ${target(r.upgrade.totalSeconds.median, TARGETS.upgradeTotalSeconds, " s")}`,
+    `  longest window without a leader during it                  ${target(r.upgrade.longestLeaderlessSeconds.median, TARGETS.upgradeLongestLeaderlessSeconds, " s")}; max ${r.upgrade.longestLeaderlessSeconds.max.toFixed(1)} s`,
+    `  acknowledged writes lost during it                         ${r.upgrade.lostWrites.median} (of ${r.upgrade.ackedWrites.median}; target 0)`,
+  ];
+}
+
+/** BENCH_ONLY=resilience: faults and upgrade alone; prints them and writes out/bench/resilience-latest.json. */
+async function resilienceOnly(runs: number, timeoutS: number, keep: boolean): Promise<void> {
+  const started = new Date();
+  const { manifest } = await buildResinImage();
+  const samples = resilienceSamples(await resilienceRuns(runs, timeoutS, keep));
+  const results = { schema: SCHEMA, only: "resilience", date: started.toISOString(), finished: new Date().toISOString(), machine: machine(await chooseAccel()), runs, resinImage: { digest: manifest.digest }, targets: TARGETS, ...samples };
+  process.stdout.write(resilienceTable(samples, runs).join("\n") + "\n");
+  mkdirSync(join(repoRoot, "out", "bench"), { recursive: true });
+  writeFileSync(join(repoRoot, "out", "bench", "resilience-latest.json"), JSON.stringify(results, null, 2) + "\n");
+  log("results in out/bench/resilience-latest.json (out/bench/latest.json is left as it was)");
+}
+
 async function main(): Promise<void> {
   const runs = positiveInt("BENCH_RUNS", 3);
   const timeoutS = positiveInt("BENCH_TIMEOUT", 600);
   const keep = process.env.BENCH_KEEP === "1";
   const only = process.env.BENCH_ONLY ?? "";
   if (only === "floor") return floorOnly(runs, timeoutS, keep);
-  if (only !== "") throw new Error(`BENCH_ONLY=${only}: the only choice is 'floor' (or unset for the whole bench)`);
+  if (only === "resilience") return resilienceOnly(runs, timeoutS, keep);
+  if (only !== "") throw new Error(`BENCH_ONLY=${only}: the choices are 'floor' and 'resilience' (or unset for the whole bench)`);
   const accel = await chooseAccel();
   const started = new Date();
   log(`${runs} runs, accelerator ${accel}; Resin's consul-server image first (fetches what the cache lacks)`);
@@ -277,6 +343,9 @@ async function main(): Promise<void> {
     );
   }
 
+  // Faults and upgrade on fresh Resin clusters (the floor and generic sides have no upgrade).
+  const resilience = resilienceSamples(await resilienceRuns(runs, timeoutS, keep));
+
   // ---- results
   // Specs edited while the bench ran make `resin up` rebuild: say so, the sizes are step 1's.
   const changedDuringRun = [...bootedDigests].some((d) => d !== manifest.digest);
@@ -301,6 +370,8 @@ async function main(): Promise<void> {
       launchToQuorumSeconds: sample(resinBoots.map((b) => b.quorumSeconds)),
       launchToHealthySeconds: sample(resinBoots.map((b) => b.healthySeconds)),
       upToQuorumSeconds: sample(resinBoots.map((b) => b.upToQuorumSeconds)),
+      /** The guest's uptime at each boot step (services/base/timeline.sh), median over every node. */
+      timelineUptimeSeconds: timelineSamples(resinBoots.flatMap((b) => b.timelines)),
     },
     generic: {
       launchToQuorumSeconds: sample(genericBoots.map((b) => b.quorumSeconds)),
@@ -337,6 +408,8 @@ async function main(): Promise<void> {
     },
     floorImage: { description: floorDescription, kernelAppend: floorAppend(floorPlan(), floorPlan().nodes[0]!), sameKernel: floor.kernelSha256 === manifest.kernel.sha256 },
     boot,
+    ...resilience,
+    targets: TARGETS,
     memory,
     image: { resin: resinImage, generic: genericImage, floor: floorSizes(floor), resinSecondRole: { role: SECOND_ROLE, ...secondRole } },
     build,
@@ -378,7 +451,7 @@ type Results = {
   runs: number;
   machine: ReturnType<typeof machine>;
   boot: {
-    resin: Record<string, Sample>;
+    resin: Record<"launchToQuorumSeconds" | "launchToHealthySeconds" | "upToQuorumSeconds", Sample> & { timelineUptimeSeconds: Record<string, Sample> };
     generic: Record<string, Sample>;
     floor: { launchToQuorumSeconds: Sample; launchToHealthySeconds: Sample; initUptimeSeconds: Record<string, Sample> };
   };
@@ -392,6 +465,8 @@ type Results = {
     };
     generic: { coldSeconds: Sample; cachedDebs: { before: number; after: number } };
   };
+  faults: ReturnType<typeof resilienceSamples>["faults"];
+  upgrade: ReturnType<typeof resilienceSamples>["upgrade"];
   genericImage: { sameKernel: boolean };
   floorImage: { sameKernel: boolean };
   resinImage: { digest: string; bootedDigests: string[]; changedDuringRun: boolean };
@@ -460,6 +535,14 @@ function table(r: Results, previous?: Results): string {
       r.build.resin.afterEdit.map((a, i) => `run ${i + 1} built ${a.built.join(", ") || "nothing"}, up to date ${a.upToDate.join(", ") || "nothing"}`).join("; ") +
       (r.build.resin.onlyEditedRoleRebuilt ? " — only the edited role rebuilt" : " — NOT only the edited role"),
     `same kernel bytes as Resin: generic ${r.genericImage.sameKernel ? "yes" : "no"}, floor ${r.floorImage.sameKernel ? "yes" : "no"}; generic .debs cached before its build: ${r.build.generic.cachedDebs.before}`,
+    `Resin/floor, launch → quorum: ${s(ratio(r.boot.resin.launchToQuorumSeconds.median, r.boot.floor.launchToQuorumSeconds.median), 2)}× (target ≤ ${TARGETS.resinOverFloorLaunchToQuorum}×)`,
+    `Resin boot timeline, guest uptime in seconds (median of ${r.runs * 3} nodes): ` +
+      (Object.entries(r.boot.resin.timelineUptimeSeconds)
+        .map(([step, x]) => `${step} ${sec(x.median)}`)
+        .join(", ") || "none reported"),
+    "",
+    ...resilienceTable({ faults: r.faults, upgrade: r.upgrade }, r.runs),
+    "",
     `floor /init, guest uptime in seconds (median of ${r.runs * 3} nodes): ` +
       (Object.entries(r.boot.floor.initUptimeSeconds)
         .map(([step, x]) => `${step} ${sec2(x.median)}`)

@@ -16,6 +16,8 @@ export interface ResinBoot {
   quorumSeconds: number;
   healthySeconds: number;
   memory: VmMemory[];
+  /** Per node, the guest's uptime at each boot step (`resin status --json`'s timeline). */
+  timelines: { step: string; uptimeSeconds: number }[][];
 }
 
 /**
@@ -46,10 +48,12 @@ export async function bootResinCluster(opts: { name: string; timeoutS: number; k
       if (!pid) throw new Error(`no QEMU pid for Resin node ${node.name}`);
       memory.push(vmMemory(pid, node.memoryMib));
     }
+    const status = JSON.parse((await resin(["status", "--name", opts.name, "--json"], env, { allowFail: true })).stdout) as { nodes: { timeline: { step: string; uptimeSeconds: number }[] | null }[] };
+    const timelines = status.nodes.map((n) => n.timeline ?? []);
     await resin(["down", "--name", opts.name], env);
     // `resin up` returns once autopilot is healthy and the ACL tokens exist; quorum came
     // (healthy − quorum) seconds before that.
-    return { boot: { upToQuorumSeconds: up.seconds - healthySeconds + quorumSeconds, quorumSeconds, healthySeconds, memory }, stateHome, release };
+    return { boot: { upToQuorumSeconds: up.seconds - healthySeconds + quorumSeconds, quorumSeconds, healthySeconds, memory, timelines }, stateHome, release };
   } catch (e) {
     failed = true;
     for (const n of ["1", "2", "3"]) {

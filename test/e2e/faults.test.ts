@@ -11,6 +11,7 @@ import { guestSv } from "../../cli/cluster/guest.js";
 import { statusToken } from "../../cli/bootstrap/node-secrets.js";
 import type { ClusterStatus } from "../../cli/commands/status.js";
 import { clusterJson, consulAt, keepLogsOnFailure, killLeftovers, processesUnder, resin, resinAsync, resinStatus } from "./helpers.js";
+import { firstAcceptedWrite } from "../../bench/consul-load.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-faults-"));
 keepLogsOnFailure(stateHome, "faults");
@@ -133,17 +134,7 @@ describe("fault tolerance of a three-node Consul cluster", () => {
     const killedAt = Date.now();
     process.kill(qemuPid(leader), "SIGKILL");
     // Failover ends when a survivor accepts a write again (a new leader serves writes).
-    const newLeaderAt = await until("a new leader that serves writes", 120_000, async () => {
-      for (const node of survivors) {
-        try {
-          await kvPut(consulOf(node), "faults/probe", String(Date.now()));
-          return Date.now();
-        } catch {
-          // no leader yet
-        }
-      }
-      return undefined;
-    });
+    const newLeaderAt = await firstAcceptedWrite(survivors.map(consulOf), "faults/probe", 120_000);
     const failover = (newLeaderAt - killedAt) / 1000;
     const lost = await lostKeys(survivors[0]!);
     report(`leader ${leader} SIGKILLed: new leader served writes after ${failover.toFixed(1)}s; acknowledged keys lost: ${lost.length} of ${acked.size}`);

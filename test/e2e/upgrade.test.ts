@@ -6,7 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { agentConfig, consulView, kvGet, kvPut } from "../../cli/cluster/consul.js";
+import { agentConfig, kvGet, kvPut } from "../../cli/cluster/consul.js";
+import { lostWrites, startLoad } from "../../bench/consul-load.js";
 import { cliPath, consulAt, keepLogsOnFailure, killLeftovers, repoRoot, resinAsync, resinStatus } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-upgrade-"));
@@ -69,52 +70,16 @@ describe("health-gated rolling upgrade", () => {
   });
 
   it("replaces every node with image set B while writes go on, losing none", async () => {
-    const acked = new Map<string, string>();
-    let writing = true;
-    let failedWrites = 0;
-    const writer = (async () => {
-      for (let i = 0; writing; i++) {
-        const key = `upgrade/${String(i).padStart(5, "0")}`;
-        let ok = false;
-        for (const n of nodes) {
-          try {
-            await kvPut(consulAt(stateHome, name, n), key, key);
-            acked.set(key, key);
-            ok = true;
-            break;
-          } catch {
-            // that node is down or has no leader: try the next
-          }
-        }
-        if (!ok) failedWrites++;
-        await sleep(100);
-      }
-    })();
-    let longestGap = 0;
-    let gapStart: number | undefined;
-    const watcher = (async () => {
-      while (writing) {
-        const views = await Promise.all(nodes.map((n) => consulView(consulAt(stateHome, name, n), 1000).catch(() => ({ leader: undefined }))));
-        const now = Date.now();
-        if (views.some((v) => v.leader)) {
-          if (gapStart !== undefined) longestGap = Math.max(longestGap, now - gapStart);
-          gapStart = undefined;
-        } else gapStart ??= now;
-        await sleep(250);
-      }
-    })();
-
+    const load = startLoad(() => nodes.map((n) => consulAt(stateHome, name, n)), "upgrade");
     const started = Date.now();
     const upgrade = await execa(process.execPath, [cliPath, "upgrade", "--name", name, "--image-set", setB.dir], { env: { ...process.env, ...env }, reject: false });
     const seconds = (Date.now() - started) / 1000;
     await sleep(2000);
-    writing = false;
-    await Promise.all([writer, watcher]);
+    const { acked, refused, longestLeaderlessSeconds } = await load.stop();
     if (upgrade.exitCode !== 0) throw new Error(`upgrade failed:\n${upgrade.stderr}`);
 
-    const lost: string[] = [];
-    for (const [key, value] of acked) if ((await kvGet(consulAt(stateHome, name, "upgrade-1"), key)) !== value) lost.push(key);
-    report(`3 nodes replaced in ${seconds.toFixed(1)}s; longest window without a leader ${(longestGap / 1000).toFixed(1)}s; writes acknowledged ${acked.size}, refused ${failedWrites}, lost ${lost.length}`);
+    const lost = await lostWrites(consulAt(stateHome, name, "upgrade-1"), acked);
+    report(`3 nodes replaced in ${seconds.toFixed(1)}s; longest window without a leader ${longestLeaderlessSeconds.toFixed(1)}s; writes acknowledged ${acked.size}, refused ${refused}, lost ${lost.length}`);
     expect(lost).toEqual([]);
     expect(acked.size).toBeGreaterThan(0);
 
