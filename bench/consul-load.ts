@@ -10,8 +10,10 @@ export interface LoadResult {
   acked: Map<string, string>;
   /** Writes no node accepted (the writer moved on to the next key). */
   refused: number;
-  /** The longest time in which no node named a leader, in seconds. */
+  /** The longest time in which no node named a leader, in seconds (a node that still names a dead leader counts as naming one). */
   longestLeaderlessSeconds: number;
+  /** The longest time between two acknowledged writes, in seconds: the outage a writing client saw. */
+  longestWriteGapSeconds: number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -27,6 +29,8 @@ export function startLoad(nodes: () => ConsulEndpoint[], prefix: string): { stop
   let running = true;
   let longest = 0;
   let gapStart: number | undefined;
+  let lastAck: number | undefined;
+  let longestWriteGap = 0;
   const writer = (async () => {
     for (let i = 0; running; i++) {
       const key = `${prefix}/${String(i).padStart(6, "0")}`;
@@ -35,6 +39,9 @@ export function startLoad(nodes: () => ConsulEndpoint[], prefix: string): { stop
         try {
           await kvPut(ep, key, key);
           acked.set(key, key);
+          const now = Date.now();
+          if (lastAck !== undefined) longestWriteGap = Math.max(longestWriteGap, now - lastAck);
+          lastAck = now;
           ok = true;
           break;
         } catch {
@@ -61,7 +68,7 @@ export function startLoad(nodes: () => ConsulEndpoint[], prefix: string): { stop
       running = false;
       await Promise.all([writer, watcher]);
       if (gapStart !== undefined) longest = Math.max(longest, Date.now() - gapStart);
-      return { acked, refused, longestLeaderlessSeconds: longest / 1000 };
+      return { acked, refused, longestLeaderlessSeconds: longest / 1000, longestWriteGapSeconds: longestWriteGap / 1000 };
     },
   };
 }

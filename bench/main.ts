@@ -214,10 +214,12 @@ function resilienceSamples(runs: ResilienceRun[]) {
     upgrade: {
       totalSeconds: sample(runs.map((r) => r.upgradeSeconds)),
       longestLeaderlessSeconds: { ...sample(leaderless), max: Math.max(...leaderless) },
+      longestWriteGapSeconds: sample(runs.map((r) => r.upgradeLongestWriteGapSeconds)),
       lostWrites: sample(runs.map((r) => r.upgradeLostWrites)),
       ackedWrites: sample(runs.map((r) => r.upgradeAckedWrites)),
       refusedWrites: sample(runs.map((r) => r.upgradeRefusedWrites)),
       nodeSeconds: runs.map((r) => r.upgradeNodeSeconds),
+      nodePhases: runs.map((r) => r.upgradeNodePhases),
     },
   };
 }
@@ -241,6 +243,7 @@ function resilienceTable(r: ReturnType<typeof resilienceSamples>, runs: number):
     `  leader failover (SIGKILL → a new leader accepts a write)   ${target(r.faults.leaderFailoverSeconds.median, TARGETS.leaderFailoverSeconds, " s")}; writes lost ${r.faults.lostWrites.median}`,
     `  rolling upgrade of 3 nodes                                 ${target(r.upgrade.totalSeconds.median, TARGETS.upgradeTotalSeconds, " s")}`,
     `  longest window without a leader during it                  ${target(r.upgrade.longestLeaderlessSeconds.median, TARGETS.upgradeLongestLeaderlessSeconds, " s")}; max ${r.upgrade.longestLeaderlessSeconds.max.toFixed(1)} s`,
+    `  longest time between acknowledged writes during it         ${r.upgrade.longestWriteGapSeconds.median.toFixed(1)} s (a writer's outage; the writer puts a key every 100 ms)`,
     `  acknowledged writes lost during it                         ${r.upgrade.lostWrites.median} (of ${r.upgrade.ackedWrites.median}; target 0)`,
   ];
 }

@@ -21,11 +21,14 @@ export interface ResilienceRun {
   /** `resin upgrade` of all three nodes, wall time. */
   upgradeSeconds: number;
   upgradeLongestLeaderlessSeconds: number;
+  /** The longest time between two acknowledged writes during the upgrade. */
+  upgradeLongestWriteGapSeconds: number;
   upgradeLostWrites: number;
   upgradeAckedWrites: number;
   upgradeRefusedWrites: number;
-  /** Per node, as `resin upgrade` reported it: "<node> <seconds>". */
+  /** Per node, as `resin upgrade` reported it: seconds, and where they went. */
   upgradeNodeSeconds: Record<string, number>;
+  upgradeNodePhases: Record<string, string>;
 }
 
 interface NodeView {
@@ -97,10 +100,13 @@ export async function measureResilience(opts: { name: string; timeoutS: number; 
     await new Promise((r) => setTimeout(r, 2000));
     const result = await load.stop();
     const upgradeLostWrites = (await lostWrites(endpoint(nodes[0]!), result.acked)).length;
-    const upgradeNodeSeconds = Object.fromEntries([...upgrade.stderr.matchAll(/^\s+(\S+): healthy on the new image after ([\d.]+)s/gm)].map((m) => [m[1]!, Number(m[2])]));
+    const reported = [...upgrade.stderr.matchAll(/^\s+(\S+): healthy on the new image after ([\d.]+)s(?: \((.*)\))?$/gm)];
+    const upgradeNodeSeconds = Object.fromEntries(reported.map((m) => [m[1]!, Number(m[2])]));
+    const upgradeNodePhases = Object.fromEntries(reported.map((m) => [m[1]!, m[3] ?? ""]));
+    for (const [n, p] of Object.entries(upgradeNodePhases)) log(`    ${n}: ${p}`);
     log(
       `  upgrade: ${upgrade.seconds.toFixed(1)}s for 3 nodes (${Object.entries(upgradeNodeSeconds).map(([n, s]) => `${n} ${s}s`).join(", ")}); ` +
-        `longest without a leader ${result.longestLeaderlessSeconds.toFixed(1)}s; writes acknowledged ${result.acked.size}, refused ${result.refused}, lost ${upgradeLostWrites}`,
+        `longest without a leader ${result.longestLeaderlessSeconds.toFixed(1)}s, between acknowledged writes ${result.longestWriteGapSeconds.toFixed(1)}s; writes acknowledged ${result.acked.size}, refused ${result.refused}, lost ${upgradeLostWrites}`,
     );
     await release();
     return {
@@ -108,10 +114,12 @@ export async function measureResilience(opts: { name: string; timeoutS: number; 
       failoverLostWrites,
       upgradeSeconds: upgrade.seconds,
       upgradeLongestLeaderlessSeconds: result.longestLeaderlessSeconds,
+      upgradeLongestWriteGapSeconds: result.longestWriteGapSeconds,
       upgradeLostWrites,
       upgradeAckedWrites: result.acked.size,
       upgradeRefusedWrites: result.refused,
       upgradeNodeSeconds,
+      upgradeNodePhases,
     };
   } catch (e) {
     failed = true;

@@ -129,6 +129,20 @@ export async function autopilotHealth(ep: ConsulEndpoint, timeoutMs = 3000): Pro
   }
 }
 
+/** Autopilot's settings (operator/autopilot/configuration), as Consul keeps them in raft. */
+export async function autopilotConfig(ep: ConsulEndpoint): Promise<Record<string, unknown>> {
+  const { status, text } = await consulClient(ep).get("/v1/operator/autopilot/configuration", { timeoutMs: 10_000 });
+  if (status !== 200) throw new Error(`autopilot configuration: ${status} ${text}`);
+  return JSON.parse(text) as Record<string, unknown>;
+}
+
+/** Turn autopilot's dead-server cleanup on or off, leaving its other settings as they are. */
+export async function setDeadServerCleanup(ep: ConsulEndpoint, on: boolean): Promise<void> {
+  const config = await autopilotConfig(ep);
+  const { status, text } = await consulClient(ep).put("/v1/operator/autopilot/configuration", { body: JSON.stringify({ ...config, CleanupDeadServers: on }), timeoutMs: 10_000 });
+  if (status !== 200 || text.trim() !== "true") throw new Error(`autopilot configuration: ${status} ${text}`);
+}
+
 /** Ask the agent to leave the cluster gracefully (a server leaves raft). */
 export async function agentLeave(ep: ConsulEndpoint): Promise<void> {
   const { status, text } = await consulClient(ep).put("/v1/agent/leave", { timeoutMs: 30_000 });

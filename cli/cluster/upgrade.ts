@@ -6,7 +6,7 @@ import { ResinError } from "../util/errors.js";
 import { sleep } from "../util/time.js";
 import type { Machines } from "../provider/machine.js";
 import { localMachines } from "../provider/local.js";
-import { agentLeave, autopilotHealth, consulEndpoint, consulView, type AutopilotHealth, type ConsulAccess, type ConsulEndpoint } from "./consul.js";
+import { agentLeave, autopilotConfig, autopilotHealth, consulEndpoint, consulView, setDeadServerCleanup, type AutopilotHealth, type ConsulAccess, type ConsulEndpoint } from "./consul.js";
 import { writeClusterState, type ClusterState, type NodeState } from "../state/state.js";
 import type { Secrets } from "../bootstrap/secrets.js";
 import { hostTls } from "./api.js";
@@ -122,8 +122,10 @@ async function vaultGate(state: ClusterState, opts: UpgradeOptions, before = tru
 }
 
 /** Gate after booting a node: it is back as a raft peer, and autopilot calls every server healthy. */
-async function gateAfter(state: ClusterState, node: NodeState, opts: UpgradeOptions): Promise<void> {
+async function gateAfter(state: ClusterState, node: NodeState, opts: UpgradeOptions, phases = new Phases()): Promise<void> {
   const timeoutMs = opts.gateTimeoutMs;
+  let peer = false;
+  let healthy = false;
   const deadline = Date.now() + timeoutMs;
   let why = "it did not answer";
   for (;;) {
@@ -132,13 +134,20 @@ async function gateAfter(state: ClusterState, node: NodeState, opts: UpgradeOpti
     const ep = consulEndpoint(node, opts.access)!;
     const view = await consulView(ep);
     if (view.leader && view.peers?.includes(`${node.address}:8300`)) {
+      if (!peer) phases.end("→ raft peer");
+      peer = true;
       const autopilot = await autopilotHealth(ep);
+      if (!healthy && autopilot?.healthy && autopilot.servers.length === opts.consulServers) {
+        phases.end("→ healthy");
+        healthy = true;
+      }
       // Every server a voter again (autopilot promotes a returning server once it has been
       // stable), and every node naming the same leader: the cluster is as whole as before.
       const settled = autopilot?.healthy && autopilot.servers.length === opts.consulServers && autopilot.servers.every((s) => s.voter);
       if (settled && !(await oneLeader(state, opts))) {
         why = "its nodes do not yet agree on one leader";
       } else if (settled) {
+        phases.end("→ voter, one leader");
         // A node that runs Vault comes back sealed: unseal it, then wait for Vault's raft.
         if (!node.ports["vault.https"] || !opts.secrets?.vault) return;
         await ensureVaultReady(await vaultNodes(state, machinesOf(opts)), opts.secrets, () => Promise.reject(new Error("Vault is initialised already")), { timeoutMs: Math.max(1000, deadline - Date.now()), log: opts.log });
@@ -152,7 +161,7 @@ async function gateAfter(state: ClusterState, node: NodeState, opts: UpgradeOpti
       why = view.error ? `its Consul is ${view.error}` : "it has not rejoined the raft peers";
     }
     if (Date.now() > deadline) throw new GateError(`node ${node.name} failed its health gate after ${timeoutMs / 1000}s on the new image: ${why}`);
-    await sleep(1000);
+    await sleep(500);
   }
 }
 
@@ -214,22 +223,49 @@ async function awaitFollowers(ep: ConsulEndpoint, node: NodeState, opts: Upgrade
  * The intent is recorded before the node is stopped, so an interruption anywhere in
  * between leaves a state that `--resume` (and `rollback`) can finish.
  */
-async function replace(state: ClusterState, node: NodeState, image: string, opts: UpgradeOptions): Promise<void> {
+async function replace(state: ClusterState, node: NodeState, image: string, opts: UpgradeOptions, phases = new Phases()): Promise<Phases> {
   state.upgrade!.replacing = { node: node.name, image };
   await writeClusterState(state);
   const ep = consulEndpoint(node, opts.access);
   const machines = machinesOf(opts);
   if (ep && (await machines.status(state.name, node)).state === "running") {
-    await awaitFollowers(ep, node, opts);
-    await agentLeave(ep).catch((e: Error) => opts.log(`  ${node.name}: leave failed (${e.message}); stopping anyway`));
+    // A Consul server keeps its raft seat while it reboots (autopilot's dead-server
+    // cleanup is off for the upgrade): it comes back a voter, with no leave to propagate
+    // and no promotion to wait for. The leader goes only once its followers have its
+    // last entry, so either can win the election at once. Client agents leave.
+    const view = await consulView(ep);
+    if (view.peers?.includes(`${node.address}:8300`)) {
+      await awaitFollowers(ep, node, opts);
+      phases.end("catch-up");
+    } else {
+      await agentLeave(ep).catch((e: Error) => opts.log(`  ${node.name}: leave failed (${e.message}); stopping anyway`));
+      phases.end("leave");
+    }
   }
   await machines.stop(state, node);
+  phases.end("stop");
   node.image = image;
   await writeClusterState(state);
   await opts.writeConfig(node);
   await machines.start(state, node, opts.log);
+  phases.end("launch");
   state.upgrade!.replacing = undefined;
   await writeClusterState(state);
+  return phases;
+}
+
+/** Where a node's replacement spent its time, for the log: "leave 1.2s, stop 3.0s, …". */
+class Phases {
+  private last = Date.now();
+  private readonly parts: string[] = [];
+  end(name: string): void {
+    const now = Date.now();
+    this.parts.push(`${name} ${((now - this.last) / 1000).toFixed(1)}s`);
+    this.last = now;
+  }
+  toString(): string {
+    return this.parts.join(", ");
+  }
 }
 
 /**
@@ -255,24 +291,65 @@ export async function resumeInterrupted(state: ClusterState, opts: UpgradeOption
   }
 }
 
+/** Any node's Consul that answers with a leader: the way in for cluster-wide settings. */
+async function anyConsul(state: ClusterState, opts: UpgradeOptions): Promise<ConsulEndpoint | undefined> {
+  for (const n of state.nodes) {
+    const ep = consulEndpoint(n, opts.access);
+    if (ep && (await machinesOf(opts).status(state.name, n)).state === "running" && (await consulView(ep)).leader) return ep;
+  }
+  return undefined;
+}
+
+/**
+ * For the length of an upgrade, autopilot must not prune a server that is only
+ * rebooting onto its new image. Turn its dead-server cleanup off, once, and record
+ * whether it was on (endUpgrade turns it back on).
+ */
+async function holdDeadServerCleanup(state: ClusterState, opts: UpgradeOptions): Promise<void> {
+  if (state.upgrade!.restoreDeadServerCleanup !== undefined || opts.consulServers < 2) return;
+  const ep = await anyConsul(state, opts);
+  if (!ep) return; // the gate before the first node says why
+  const on = (await autopilotConfig(ep)).CleanupDeadServers === true;
+  state.upgrade!.restoreDeadServerCleanup = on;
+  await writeClusterState(state);
+  if (on) {
+    await setDeadServerCleanup(ep, false);
+    opts.log("  autopilot's dead-server cleanup is off until the upgrade ends (servers keep their raft seats while they reboot)");
+  }
+}
+
+/** The upgrade is over: autopilot's cleanup back as it was, and no upgrade in the state. */
+export async function endUpgrade(state: ClusterState, opts: UpgradeOptions): Promise<void> {
+  if (state.upgrade?.restoreDeadServerCleanup) {
+    const ep = await anyConsul(state, opts);
+    if (!ep) throw new GateError("the upgrade is done, but no node's Consul answers to turn autopilot's dead-server cleanup back on");
+    await setDeadServerCleanup(ep, true);
+    opts.log("  autopilot's dead-server cleanup is on again");
+  }
+  state.upgrade = undefined;
+  await writeClusterState(state);
+}
+
 export async function runUpgrade(state: ClusterState, opts: UpgradeOptions): Promise<{ steps: UpgradeStep[] }> {
   const target = state.upgrade!.target;
   const done: UpgradeStep[] = [];
+  await holdDeadServerCleanup(state, opts);
   for (;;) {
     const before = await clusterHealth(state, opts.access, machinesOf(opts));
     const [step] = planUpgrade(state, target, before.leader, await activeVaultNode(state, opts.secrets, machinesOf(opts)));
     if (!step) break;
     const node = state.nodes.find((n) => n.name === step.node)!;
     const started = Date.now();
+    const phases = new Phases();
     await gateBefore(state, node, opts);
+    phases.end("gate");
     opts.log(`  ${node.name}: ${step.from.slice(7, 19)} → ${step.to.slice(7, 19)}`);
-    await replace(state, node, step.to, opts);
-    await gateAfter(state, node, opts);
-    opts.log(`  ${node.name}: healthy on the new image after ${((Date.now() - started) / 1000).toFixed(1)}s`);
+    await replace(state, node, step.to, opts, phases);
+    await gateAfter(state, node, opts, phases);
+    opts.log(`  ${node.name}: healthy on the new image after ${((Date.now() - started) / 1000).toFixed(1)}s (${phases})`);
     done.push(step);
   }
-  state.upgrade = undefined;
-  await writeClusterState(state);
+  await endUpgrade(state, opts);
   const removed = await pruneImages(state);
   if (removed.length) opts.log(`  removed ${removed.length} image(s) no node boots any more`);
   return { steps: done };

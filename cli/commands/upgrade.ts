@@ -6,7 +6,7 @@ import { consulAccess, consulServerCount } from "../cluster/consul.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { newImages } from "../cluster/images.js";
 import { clusterPaths, requireCluster, writeClusterState, type ClusterState } from "../state/state.js";
-import { activeVaultNode, clusterHealth, GateError, planUpgrade, resumeInterrupted, rollbackNode, runUpgrade, type UpgradeOptions } from "../cluster/upgrade.js";
+import { activeVaultNode, clusterHealth, endUpgrade, GateError, planUpgrade, resumeInterrupted, rollbackNode, runUpgrade, type UpgradeOptions } from "../cluster/upgrade.js";
 import { localMachines } from "../provider/local.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
@@ -62,17 +62,14 @@ export async function upgradeCommand(opts: UpgradeCommandOptions): Promise<void>
   for (const s of steps) opts.log(`  ${s.node}: ${s.from.slice(0, 19)} → ${s.to.slice(0, 19)}`);
   if (steps.length === 0) {
     opts.log("  nothing to do: every node runs its role's image");
-    if (state.upgrade) {
-      state.upgrade = undefined;
-      await writeClusterState(state);
-    }
+    if (state.upgrade) await endUpgrade(state, await upgradeOptions(opts, state));
     return;
   }
   if (opts.dryRun) return;
 
   // The images nodes run now stay in the cluster until the upgrade completes (rollback).
   const previous = Object.fromEntries(state.nodes.map((n) => [n.name, state.upgrade?.previous[n.name] ?? n.image]));
-  state.upgrade = { target, previous, replacing: state.upgrade?.replacing };
+  state.upgrade = { target, previous, replacing: state.upgrade?.replacing, restoreDeadServerCleanup: state.upgrade?.restoreDeadServerCleanup };
   await writeClusterState(state);
   const started = Date.now();
   try {

@@ -69,6 +69,11 @@ export const ClusterStateSchema = z.object({
       previous: z.record(z.string(), digest),
       /** The node being replaced and the image it is moving to, recorded before it is stopped. */
       replacing: z.object({ node: z.string(), image: digest }).optional(),
+      /**
+       * Autopilot's dead-server cleanup was on and the upgrade turned it off, so that a
+       * server that is only rebooting is not pruned from raft; the upgrade's end turns it on.
+       */
+      restoreDeadServerCleanup: z.boolean().optional(),
     })
     .optional(),
 });

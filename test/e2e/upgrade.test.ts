@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { agentConfig, kvGet, kvPut } from "../../cli/cluster/consul.js";
+import { agentConfig, autopilotConfig, kvGet, kvPut } from "../../cli/cluster/consul.js";
 import { lostWrites, startLoad } from "../../bench/consul-load.js";
 import { cliPath, consulAt, keepLogsOnFailure, killLeftovers, repoRoot, resinAsync, resinStatus } from "./helpers.js";
 
@@ -75,11 +75,11 @@ describe("health-gated rolling upgrade", () => {
     const upgrade = await execa(process.execPath, [cliPath, "upgrade", "--name", name, "--image-set", setB.dir], { env: { ...process.env, ...env }, reject: false });
     const seconds = (Date.now() - started) / 1000;
     await sleep(2000);
-    const { acked, refused, longestLeaderlessSeconds } = await load.stop();
+    const { acked, refused, longestLeaderlessSeconds, longestWriteGapSeconds } = await load.stop();
     if (upgrade.exitCode !== 0) throw new Error(`upgrade failed:\n${upgrade.stderr}`);
 
     const lost = await lostWrites(consulAt(stateHome, name, "upgrade-1"), acked);
-    report(`3 nodes replaced in ${seconds.toFixed(1)}s; longest window without a leader ${longestLeaderlessSeconds.toFixed(1)}s; writes acknowledged ${acked.size}, refused ${refused}, lost ${lost.length}`);
+    report(`3 nodes replaced in ${seconds.toFixed(1)}s; longest window without a leader ${longestLeaderlessSeconds.toFixed(1)}s, between acknowledged writes ${longestWriteGapSeconds.toFixed(1)}s; writes acknowledged ${acked.size}, refused ${refused}, lost ${lost.length}`);
     expect(lost).toEqual([]);
     expect(acked.size).toBeGreaterThan(0);
 
@@ -92,6 +92,10 @@ describe("health-gated rolling upgrade", () => {
       expect(config.Logging?.LogLevel ?? config.LogLevel).toBe("DEBUG");
     }
     expect(upgrade.stderr).toContain("upgrade of upgrade complete: 3 node(s) replaced");
+    // Servers kept their raft seats while they rebooted; autopilot's cleanup is back on.
+    expect(upgrade.stderr).toContain("autopilot's dead-server cleanup is off until the upgrade ends");
+    expect(upgrade.stderr).toContain("autopilot's dead-server cleanup is on again");
+    expect((await autopilotConfig(consulAt(stateHome, name, "upgrade-1"))).CleanupDeadServers).toBe(true);
   });
 
   it("stops at a node whose new image fails its gate, and rollback restores it", async () => {
@@ -117,10 +121,14 @@ describe("health-gated rolling upgrade", () => {
     expect(await kvGet(consulAt(stateHome, name, broken!), "upgrade/during-failure")).toBe("ok");
     report(`broken image stopped the upgrade at ${broken}; rollback brought it back healthy`);
 
-    // Going "up" to what every node runs ends the unfinished upgrade.
+    // The unfinished upgrade holds autopilot's dead-server cleanup off...
+    expect((await autopilotConfig(consulAt(stateHome, name, others[0]!))).CleanupDeadServers).toBe(false);
+    // ...and going "up" to what every node runs ends it, and turns the cleanup back on.
     const done = await resinAsync(["upgrade", "--name", name, "--image-set", setB.dir], env);
     expect(done.status).toBe(0);
     expect(done.stderr).toContain("nothing to do");
+    expect(done.stderr).toContain("autopilot's dead-server cleanup is on again");
+    expect((await autopilotConfig(consulAt(stateHome, name, others[0]!))).CleanupDeadServers).toBe(true);
     expect(JSON.parse(readFileSync(join(stateHome, "clusters", name, "cluster.json"), "utf8")).upgrade).toBeUndefined();
   });
 });
