@@ -11,7 +11,8 @@ import { consulAccess, consulView, type ConsulEndpoint } from "../cli/cluster/co
 import type { Secrets } from "../cli/bootstrap/secrets.js";
 import { readPid } from "../cli/provider/qemu/process.js";
 import { firstAcceptedWrite, lostWrites, startLoad } from "./consul-load.js";
-import { killLeftovers, log, onCleanup, repoRoot, resin, rmDirNow } from "./util.js";
+import { log, onCleanup, repoRoot, resin, rmDirNow } from "./util.js";
+import { scratchCluster } from "./resin-side.js";
 
 export interface ResilienceRun {
   /** SIGKILL of the leader's VM → the first write a new leader accepted. */
@@ -62,15 +63,7 @@ export async function upgradeImageSet(keepOnFailure: boolean): Promise<{ dir: st
 }
 
 export async function measureResilience(opts: { name: string; timeoutS: number; imageSet: string; keepOnFailure: boolean }): Promise<ResilienceRun> {
-  const stateHome = mkdtempSync(join(tmpdir(), "resin-bench-resilience-"));
-  const env = { RESIN_STATE_HOME: stateHome };
-  let failed = false;
-  const release = onCleanup(`resin cluster in ${stateHome}`, async () => {
-    await resin(["destroy", opts.name, "--yes"], env, { allowFail: true });
-    const left = killLeftovers(stateHome);
-    if (left.length) log(`killed leftover processes ${left.join(", ")} under ${stateHome}`);
-    if (!opts.keepOnFailure || !failed) rmDirNow(stateHome);
-  });
+  const { stateHome, env, release, failed } = scratchCluster(opts.name, "resin-bench-resilience-", opts.keepOnFailure);
   try {
     await resin(["up", "--name", opts.name, "--nodes", "3", "--role", "consul-server", "--channel", "debian", "--timeout", String(opts.timeoutS)], env);
     const { nodes, endpoint } = await clusterNodes(stateHome, opts.name);
@@ -122,7 +115,7 @@ export async function measureResilience(opts: { name: string; timeoutS: number; 
       upgradeNodePhases,
     };
   } catch (e) {
-    failed = true;
+    failed();
     if (opts.keepOnFailure) log(`BENCH_KEEP: the resilience cluster's files stay in ${stateHome}`);
     throw e;
   }

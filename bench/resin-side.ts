@@ -25,16 +25,26 @@ export interface ResinBoot {
  * not destroyed: the generic cluster reuses its config drives and secrets. The returned
  * release() destroys it and removes the directory (also run by the bench's cleanup).
  */
-export async function bootResinCluster(opts: { name: string; timeoutS: number; keepOnFailure: boolean }): Promise<{ boot: ResinBoot; stateHome: string; release: () => Promise<void> }> {
-  const stateHome = mkdtempSync(join(tmpdir(), "resin-bench-state-"));
+/**
+ * A Resin cluster's own RESIN_STATE_HOME, and its cleanup (registered at once, so it runs
+ * on failure and on SIGINT too): destroy, kill what is left by pid, remove the directory,
+ * unless `failed()` was called and BENCH_KEEP keeps it.
+ */
+export function scratchCluster(name: string, prefix: string, keepOnFailure: boolean): { stateHome: string; env: Record<string, string>; release: () => Promise<void>; failed: () => void } {
+  const stateHome = mkdtempSync(join(tmpdir(), prefix));
   const env = { RESIN_STATE_HOME: stateHome };
   let failed = false;
   const release = onCleanup(`resin cluster in ${stateHome}`, async () => {
-    await resin(["destroy", opts.name, "--yes"], env, { allowFail: true });
+    await resin(["destroy", name, "--yes"], env, { allowFail: true });
     const left = killLeftovers(stateHome);
     if (left.length) log(`killed leftover processes ${left.join(", ")} under ${stateHome}`);
-    if (!opts.keepOnFailure || !failed) rmDirNow(stateHome);
+    if (!keepOnFailure || !failed) rmDirNow(stateHome);
   });
+  return { stateHome, env, release, failed: () => (failed = true) };
+}
+
+export async function bootResinCluster(opts: { name: string; timeoutS: number; keepOnFailure: boolean }): Promise<{ boot: ResinBoot; stateHome: string; release: () => Promise<void> }> {
+  const { stateHome, env, release, failed } = scratchCluster(opts.name, "resin-bench-state-", opts.keepOnFailure);
   const nodesDir = join(stateHome, "clusters", opts.name, "nodes");
   try {
     const up = await resin(["up", "--name", opts.name, "--nodes", "3", "--role", "consul-server", "--channel", "debian", "--timeout", String(opts.timeoutS)], env, { echo: true });
@@ -55,7 +65,7 @@ export async function bootResinCluster(opts: { name: string; timeoutS: number; k
     // (healthy − quorum) seconds before that.
     return { boot: { upToQuorumSeconds: up.seconds - healthySeconds + quorumSeconds, quorumSeconds, healthySeconds, memory, timelines }, stateHome, release };
   } catch (e) {
-    failed = true;
+    failed();
     for (const n of ["1", "2", "3"]) {
       const dir = join(nodesDir, `${opts.name}-${n}`);
       if (!existsSync(dir)) continue;

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, readdirSync, rmSync } from "node:fs";
 import { lstat, readdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { consoleTail } from "../cli/provider/qemu/vm.js";
 
 /** The repository: dist/bench/util.js → two levels up. */
 export const repoRoot = resolve(import.meta.dirname, "..", "..");
@@ -224,3 +225,11 @@ export async function treeBytes(dir: string, skip: (rel: string) => boolean = ()
   return total;
 }
 
+
+/** After a failed boot: the last console lines of each node (QEMU node directory), on stderr. */
+export async function showConsoles(what: string, dirs: string[]): Promise<void> {
+  for (const d of dirs) {
+    const tail = await consoleTail(d, 25);
+    if (tail.trim()) process.stderr.write(`--- console of ${what} node in ${d} (last lines):\n${tail}\n`);
+  }
+}

@@ -15,8 +15,8 @@ import { QEMU, type Accel } from "../../cli/provider/qemu/accel.js";
 import { readPid } from "../../cli/provider/qemu/process.js";
 import { freeLoopbackPort } from "../../cli/provider/qemu/ports.js";
 import { startSwitch, stopSwitch, switchPaths } from "../../cli/provider/qemu/vde.js";
-import { consoleTail, KERNEL_APPEND, qemuArgs, stopVm, vmPaths, type VmSpec } from "../../cli/provider/qemu/vm.js";
-import { killLeftovers, log, onCleanup, rmDirNow, run, vmMemory, type VmMemory } from "../util.js";
+import { KERNEL_APPEND, qemuArgs, stopVm, vmPaths, type VmSpec } from "../../cli/provider/qemu/vm.js";
+import { killLeftovers, log, onCleanup, rmDirNow, run, showConsoles, vmMemory, type VmMemory } from "../util.js";
 import { FLOOR_HTTP_PORT, type FloorImage } from "./image.js";
 
 export const FLOOR_CLUSTER = "floor";
@@ -158,10 +158,7 @@ export async function bootFloorCluster(opts: {
     return { quorumSeconds, healthySeconds: seconds, memory, consoleTimeline };
   } catch (e) {
     failed = true;
-    for (const d of dirs) {
-      const tail = await consoleTail(d, 25);
-      if (tail.trim()) process.stderr.write(`--- console of floor node in ${d} (last lines):\n${tail}\n`);
-    }
+    await showConsoles("floor", dirs);
     if (opts.keepOnFailure) log(`BENCH_KEEP: the floor cluster's files stay in ${home}`);
     throw e;
   } finally {

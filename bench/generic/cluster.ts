@@ -16,8 +16,8 @@ import { QEMU, type Accel } from "../../cli/provider/qemu/accel.js";
 import { readPid } from "../../cli/provider/qemu/process.js";
 import { freeLoopbackPort } from "../../cli/provider/qemu/ports.js";
 import { startSwitch, stopSwitch, switchPaths } from "../../cli/provider/qemu/vde.js";
-import { consoleTail, createPersistDisk, KERNEL_APPEND, qemuArgs, stopVm, vmPaths, type VmSpec } from "../../cli/provider/qemu/vm.js";
-import { killLeftovers, log, onCleanup, rmDirNow, run, vmMemory, type VmMemory } from "../util.js";
+import { createPersistDisk, KERNEL_APPEND, qemuArgs, stopVm, vmPaths, type VmSpec } from "../../cli/provider/qemu/vm.js";
+import { killLeftovers, log, onCleanup, rmDirNow, run, showConsoles, vmMemory, type VmMemory } from "../util.js";
 import type { GenericImage } from "./image.js";
 
 export interface GenericBoot {
@@ -130,10 +130,7 @@ export async function bootGenericCluster(opts: {
     return { quorumSeconds, healthySeconds: seconds, memory };
   } catch (e) {
     failed = true;
-    for (const d of dirs) {
-      const tail = await consoleTail(d, 25);
-      if (tail.trim()) process.stderr.write(`--- console of generic node in ${d} (last lines):\n${tail}\n`);
-    }
+    await showConsoles("generic", dirs);
     if (opts.keepOnFailure) log(`BENCH_KEEP: the generic cluster's files stay in ${home}`);
     throw e;
   } finally {
