@@ -193,8 +193,8 @@ const machinesOf = (opts: UpgradeOptions): Machines => opts.machines ?? localMac
 
 /**
  * Whether every other voter holds the leader's last raft log entry, as autopilot reports
- * it. Consul 1.8 has no leadership transfer; a leader that leaves only once a follower
- * has everything hands over to a server that can win the next election at once. Pure.
+ * it. Consul 1.8 has no leadership transfer; a leader stopped only once its followers
+ * have everything leaves servers that can win the next election at once. Pure.
  */
 export function followersCaughtUp(health: AutopilotHealth | undefined, leaderAddress: string): boolean {
   const leader = health?.servers.find((s) => s.address === leaderAddress);
@@ -202,7 +202,7 @@ export function followersCaughtUp(health: AutopilotHealth | undefined, leaderAdd
   return health.servers.filter((s) => s !== leader && s.voter).every((s) => s.healthy && s.lastIndex >= leader.lastIndex);
 }
 
-/** Before the leader leaves: wait (up to `ms`) until its followers have caught up; go on regardless after. */
+/** Before the leader is stopped: wait (up to `ms`) until its followers have caught up; go on regardless after. */
 async function awaitFollowers(ep: ConsulEndpoint, node: NodeState, opts: UpgradeOptions, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
@@ -211,7 +211,7 @@ async function awaitFollowers(ep: ConsulEndpoint, node: NodeState, opts: Upgrade
     if (!leader || !leader.address.startsWith(`${node.address}:`)) return; // not the leader (any more)
     if (followersCaughtUp(health, leader.address)) return;
     if (Date.now() > deadline) {
-      opts.log(`  ${node.name}: its followers had not caught up after ${ms / 1000}s; leaving anyway`);
+      opts.log(`  ${node.name}: its followers had not caught up after ${ms / 1000}s; stopping it anyway`);
       return;
     }
     await sleep(100);
@@ -219,7 +219,8 @@ async function awaitFollowers(ep: ConsulEndpoint, node: NodeState, opts: Upgrade
 }
 
 /**
- * Boot `node` on `image` in place of what it runs: graceful leave, stop, swap, start.
+ * Boot `node` on `image` in place of what it runs: a server's followers catch up (a
+ * client agent leaves), stop, swap, start.
  * The intent is recorded before the node is stopped, so an interruption anywhere in
  * between leaves a state that `--resume` (and `rollback`) can finish.
  */
