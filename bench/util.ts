@@ -4,7 +4,10 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, readdirSync, rmSync } from "node:fs";
 import { lstat, readdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { consoleTail } from "../cli/provider/qemu/vm.js";
+import { QEMU } from "../cli/provider/qemu/accel.js";
+import { readPid } from "../cli/provider/qemu/process.js";
+import { stopSwitch, type SwitchPaths } from "../cli/provider/qemu/vde.js";
+import { consoleTail, stopVm, vmPaths } from "../cli/provider/qemu/vm.js";
 
 /** The repository: dist/bench/util.js → two levels up. */
 export const repoRoot = resolve(import.meta.dirname, "..", "..");
@@ -232,4 +235,26 @@ export async function showConsoles(what: string, dirs: string[]): Promise<void> 
     const tail = await consoleTail(d, 25);
     if (tail.trim()) process.stderr.write(`--- console of ${what} node in ${d} (last lines):\n${tail}\n`);
   }
+}
+
+/**
+ * The VMs and switch of a cluster the bench boots itself (generic, floor), stopped by
+ * pid at the end, on failure and on SIGINT: each VM, the switch, then anything left
+ * under `home`.
+ */
+export function benchVmsCleanup(what: string, home: string, dirs: string[], sw: SwitchPaths): () => Promise<void> {
+  return onCleanup(`${what} VMs`, async () => {
+    await Promise.all(dirs.map((d) => stopVm(d, { graceMs: 0 })));
+    await stopSwitch(sw);
+    const left = killLeftovers(home);
+    if (left.length) log(`killed leftover processes ${left.join(", ")} under ${home}`);
+  });
+}
+
+/** Launch one daemonised QEMU with `args` for the node in `dir`; returns its pid. */
+export async function launchVm(what: string, dir: string, args: string[]): Promise<number> {
+  await run(QEMU, args, { what: `QEMU (${what})` });
+  const pid = await readPid(vmPaths(dir).pidFile);
+  if (!pid) throw new Error(`QEMU for ${what} wrote no pid file`);
+  return pid;
 }

@@ -11,12 +11,11 @@ import { join } from "node:path";
 import { planCluster, type ClusterPlan, type NodePlan } from "../../cli/bootstrap/plan.js";
 import { waitForQuorum, silentAfterMs } from "../../cli/cluster/health.js";
 import { clusterPaths, nodeFiles, type ClusterState } from "../../cli/state/state.js";
-import { QEMU, type Accel } from "../../cli/provider/qemu/accel.js";
-import { readPid } from "../../cli/provider/qemu/process.js";
+import type { Accel } from "../../cli/provider/qemu/accel.js";
 import { freeLoopbackPort } from "../../cli/provider/qemu/ports.js";
-import { startSwitch, stopSwitch, switchPaths } from "../../cli/provider/qemu/vde.js";
-import { KERNEL_APPEND, qemuArgs, stopVm, vmPaths, type VmSpec } from "../../cli/provider/qemu/vm.js";
-import { killLeftovers, log, onCleanup, rmDirNow, run, showConsoles, vmMemory, type VmMemory } from "../util.js";
+import { startSwitch, switchPaths } from "../../cli/provider/qemu/vde.js";
+import { KERNEL_APPEND, qemuArgs, vmPaths, type VmSpec } from "../../cli/provider/qemu/vm.js";
+import { benchVmsCleanup, launchVm, log, onCleanup, rmDirNow, showConsoles, vmMemory, type VmMemory } from "../util.js";
 import { FLOOR_HTTP_PORT, type FloorImage } from "./image.js";
 
 export const FLOOR_CLUSTER = "floor";
@@ -107,12 +106,7 @@ export async function bootFloorCluster(opts: {
   };
   const sw = switchPaths(clusterPaths(state.name).dir);
   const dirs = state.nodes.map((n) => nodeFiles(state.name, n.name).dir);
-  const stopAll = onCleanup("floor cluster VMs", async () => {
-    await Promise.all(dirs.map((d) => stopVm(d, { graceMs: 0 })));
-    await stopSwitch(sw);
-    const left = killLeftovers(home);
-    if (left.length) log(`killed leftover processes ${left.join(", ")} under ${home}`);
-  });
+  const stopAll = benchVmsCleanup("floor cluster", home, dirs, sw);
   try {
     for (const d of dirs) await mkdir(d, { recursive: true, mode: 0o700 });
     await startSwitch(sw);
@@ -135,9 +129,7 @@ export async function bootFloorCluster(opts: {
         hostMac: node.hostMac,
         forwards: [{ hostPort, guestPort: FLOOR_HTTP_PORT }],
       });
-      await run(QEMU, args, { what: `QEMU (floor node ${node.name})` });
-      const pid = await readPid(vmPaths(files.dir).pidFile);
-      if (!pid) throw new Error(`QEMU for floor node ${node.name} wrote no pid file`);
+      const pid = await launchVm(`floor node ${node.name}`, files.dir, args);
       // What `resin up` records: a VM that ends now has crashed (waitForQuorum says so at once).
       await writeFile(files.startedMarker, `${pid}\n`);
       pids.push(pid);

@@ -12,12 +12,11 @@ import { finishCluster, localTargets } from "../../cli/cluster/bootstrap.js";
 import { consulAccess } from "../../cli/cluster/consul.js";
 import { waitForQuorum } from "../../cli/cluster/health.js";
 import { ClusterStateSchema, clusterPaths, nodeFiles, type ClusterState } from "../../cli/state/state.js";
-import { QEMU, type Accel } from "../../cli/provider/qemu/accel.js";
-import { readPid } from "../../cli/provider/qemu/process.js";
+import type { Accel } from "../../cli/provider/qemu/accel.js";
 import { freeLoopbackPort } from "../../cli/provider/qemu/ports.js";
-import { startSwitch, stopSwitch, switchPaths } from "../../cli/provider/qemu/vde.js";
-import { createPersistDisk, KERNEL_APPEND, qemuArgs, stopVm, vmPaths, type VmSpec } from "../../cli/provider/qemu/vm.js";
-import { killLeftovers, log, onCleanup, rmDirNow, run, showConsoles, vmMemory, type VmMemory } from "../util.js";
+import { startSwitch, switchPaths } from "../../cli/provider/qemu/vde.js";
+import { createPersistDisk, KERNEL_APPEND, qemuArgs, type VmSpec } from "../../cli/provider/qemu/vm.js";
+import { benchVmsCleanup, launchVm, log, onCleanup, rmDirNow, run, showConsoles, vmMemory, type VmMemory } from "../util.js";
 import type { GenericImage } from "./image.js";
 
 export interface GenericBoot {
@@ -72,12 +71,7 @@ export async function bootGenericCluster(opts: {
   const state: ClusterState = { ...resinState, nodes: resinState.nodes.map((n) => ({ ...n, ports: {} })) };
   const sw = switchPaths(clusterPaths(state.name).dir);
   const dirs = state.nodes.map((n) => nodeFiles(state.name, n.name).dir);
-  const stopAll = onCleanup("generic cluster VMs", async () => {
-    await Promise.all(dirs.map((d) => stopVm(d, { graceMs: 0 })));
-    await stopSwitch(sw);
-    const left = killLeftovers(home);
-    if (left.length) log(`killed leftover processes ${left.join(", ")} under ${home}`);
-  });
+  const stopAll = benchVmsCleanup("generic cluster", home, dirs, sw);
   try {
     for (const node of state.nodes) {
       const files = nodeFiles(state.name, node.name);
@@ -113,9 +107,7 @@ export async function bootGenericCluster(opts: {
         configDrive: files.configDrive,
         persistDisk: files.persistDisk,
       };
-      await run(QEMU, genericQemuArgs(spec), { what: `QEMU (generic node ${node.name})` });
-      const pid = await readPid(vmPaths(files.dir).pidFile);
-      if (!pid) throw new Error(`QEMU for generic node ${node.name} wrote no pid file`);
+      const pid = await launchVm(`generic node ${node.name}`, files.dir, genericQemuArgs(spec));
       pids.push(pid);
     }
     // From here on it is what `resin up` does after starting its VMs.
