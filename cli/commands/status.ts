@@ -45,6 +45,12 @@ export const NodeStatusSchema = z.object({
    * an image from before the timeline; null when the node does not answer.
    */
   timeline: z.array(z.object({ step: z.string(), uptimeSeconds: z.number() })).nullable().default(null),
+  /**
+   * What comes before the timeline, measured by the host: seconds from the VM's launch
+   * until the guest kernel's clock started (firmware, loading and unpacking the kernel).
+   * Null when the provider does not know the launch time or the node does not answer.
+   */
+  launchToKernelSeconds: z.number().nullable().default(null),
   consul: z
     .object({ leader: z.string().nullable(), peers: z.array(z.string()).nullable(), error: z.string().nullable() })
     .nullable(),
@@ -87,7 +93,9 @@ export async function clusterStatus(name: string): Promise<ClusterStatus> {
       const running = vm.state === "running";
       const endpoint = consulEndpoint(node, access);
       const statusPort = node.ports["base.status"];
+      const asked = Date.now();
       const guest = running && statusPort ? await guestStatus(statusPort) : undefined;
+      const answered = Date.now();
       const consul = running && endpoint ? await consulView(endpoint) : undefined;
       const vaultPort = node.ports["vault.https"];
       const vault = running && vaultPort ? await vaultView(vaultUrl(vaultPort), { ...tls, timeoutMs: 5000 }) : null;
@@ -101,6 +109,7 @@ export async function clusterStatus(name: string): Promise<ClusterStatus> {
         boot: guest && "boot" in guest ? guest.boot : null,
         services: guest && "services" in guest ? (guest.services as NodeStatus["services"]) : null,
         timeline: guest && "timeline" in guest ? guest.timeline : null,
+        launchToKernelSeconds: guest && "uptimeSeconds" in guest ? launchToKernel(vm.startedAt, guest.uptimeSeconds, asked, answered) : null,
         consul: consul ? { leader: consul.leader ?? null, peers: consul.peers ?? null, error: consul.error ?? null } : null,
         vault,
       };
@@ -122,18 +131,30 @@ export async function clusterStatus(name: string): Promise<ClusterStatus> {
   return { name: state.name, channel: state.channel, healthy, leader, failureTolerance: autopilot?.failureTolerance ?? null, vault, nodes };
 }
 
+/**
+ * Pure: seconds from a VM's launch (ms since the epoch) to its kernel's clock starting,
+ * from the guest's uptime as it answered between `asked` and `answered` (the midpoint is
+ * taken). Null when either is unknown.
+ */
+export function launchToKernel(startedAt: number | undefined, uptimeSeconds: number | null, asked: number, answered: number): number | null {
+  if (startedAt === undefined || uptimeSeconds === null) return null;
+  const kernelStarted = (asked + answered) / 2 - uptimeSeconds * 1000;
+  return Math.round(kernelStarted - startedAt) / 1000;
+}
+
 /** `resin status --timeline`: per node, the guest's uptime at each step of its boot. */
 export function formatTimeline(status: ClusterStatus): string {
   const steps: string[] = [];
   for (const n of status.nodes) for (const t of n.timeline ?? []) if (!steps.includes(t.step)) steps.push(t.step);
   if (steps.length === 0) return `cluster ${status.name}: no node reports a boot timeline (not running, or an image from before it)`;
-  const rows = [["NODE", ...steps.map((s) => s.toUpperCase())]];
+  const rows = [["NODE", "LAUNCH→KERNEL", ...steps.map((s) => s.toUpperCase())]];
   for (const n of status.nodes) {
     const at = new Map((n.timeline ?? []).map((t) => [t.step, t.uptimeSeconds]));
-    rows.push([n.name, ...steps.map((s) => (at.has(s) ? at.get(s)!.toFixed(1) : "-"))]);
+    rows.push([n.name, n.launchToKernelSeconds === null ? "-" : n.launchToKernelSeconds.toFixed(1), ...steps.map((s) => (at.has(s) ? at.get(s)!.toFixed(1) : "-"))]);
   }
   return `${formatTable(rows)}
-seconds of guest uptime at each step of boot (the kernel starts at 0)`;
+seconds of guest uptime at each step of boot (the kernel starts at 0); LAUNCH→KERNEL: seconds
+from the VM's launch until then (firmware, loading and unpacking the kernel), measured by the host`;
 }
 
 function servicesColumn(n: NodeStatus): string {

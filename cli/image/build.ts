@@ -17,7 +17,7 @@ import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { Rootfs, type Provenance } from "./rootfs.js";
 import { writeSquashfs } from "./squashfs.js";
-import { kernelFiles } from "./kernel.js";
+import { kernelFiles, pciModuleAliases } from "./kernel.js";
 import { readElfDeps } from "./elf.js";
 import { modeInside, readInside } from "./package-files.js";
 import { writeCpio } from "./cpio.js";
@@ -139,11 +139,16 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const base = role.services.find((s) => s.kernel)!;
   const kernelRoot = unpacked.get(base.kernel!.package)!;
   const kernelLabel = { kind: "deb", source: debLabel(base.kernel!.package) };
-  const bootModules = [...new Set([...base.kernel!.modules, ...role.services.flatMap((s) => s.modules)])];
-  const kernel = await kernelFiles(kernelRoot, [...base.initramfs!.modules, ...bootModules]);
+  const { modules, hardware_modules: hardware, on_demand_modules: onDemand } = base.kernel!;
+  const bootModules = [...new Set([...modules, ...role.services.flatMap((s) => s.modules)])];
+  const kernel = await kernelFiles(kernelRoot, [...base.initramfs!.modules, ...bootModules, ...hardware, ...onDemand]);
   for (const [path, data] of kernel.files) rootfs.file(path, data, 0o644, kernelLabel);
-  // The boot script loads these in order; their dependencies come from modules.dep.
-  rootfs.file("etc/modules", Buffer.from(bootModules.join("\n") + "\n"), 0o644, { kind: "service", source: `${base.name}/service.yml` });
+  // The boot script loads these with one modprobe; their dependencies come from modules.dep.
+  const fromBase = { kind: "service", source: `${base.name}/service.yml` };
+  rootfs.file("etc/modules", Buffer.from(bootModules.join("\n") + "\n"), 0o644, fromBase);
+  // And these only where a PCI device matches one of their aliases.
+  const aliases = kernel.files.get(join("lib", "modules", kernel.version, "modules.alias"))!.toString("utf8");
+  rootfs.file("etc/modules.pci", Buffer.from(pciModuleAliases(aliases, hardware, shownPath(base.file))), 0o644, fromBase);
 
   // Files taken from packages, then the shared libraries they load.
   const appletBinaries: { path: string; root: string }[] = [];

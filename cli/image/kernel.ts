@@ -95,3 +95,27 @@ export async function kernelFiles(unpacked: string, wanted: string[]): Promise<K
   const vmlinuz = await readFile(join(unpacked, "boot", `vmlinuz-${version}`));
   return { version, vmlinuz, files, modules: [...chosen.keys()].sort() };
 }
+
+/**
+ * Pure: the image's etc/modules.pci, one "PATTERN MODULE" line per PCI alias of the
+ * given hardware modules, read from the image's modules.alias (depmod's
+ * "alias pci:v…d…sv*sd*bc*sc*i* module" lines). The boot script matches each PCI
+ * device's modalias against the patterns (shell globs) and loads only what matches.
+ */
+export function pciModuleAliases(modulesAlias: string, hardwareModules: string[], file = "the base service"): string {
+  const wanted = new Set(hardwareModules.map(normalise));
+  const lines: string[] = [];
+  const found = new Set<string>();
+  for (const line of modulesAlias.split("\n")) {
+    const m = /^alias (pci:\S+) (\S+)$/.exec(line.trim());
+    if (!m || !wanted.has(normalise(m[2]!))) continue;
+    // A pattern becomes a shell glob: anything but the alias alphabet and * could mean more.
+    if (!/^pci:[A-Za-z0-9*]+$/.test(m[1]!)) throw new ResinError(`kernel module ${m[2]}: unexpected PCI alias '${m[1]}' in modules.alias`);
+    lines.push(`${m[1]} ${normalise(m[2]!)}`);
+    found.add(normalise(m[2]!));
+  }
+  for (const name of wanted) {
+    if (!found.has(name)) throw new ResinError(`${file}: kernel.hardware_modules: '${name}' drives no PCI device (modules.alias has no pci: alias for it)`, "list it under kernel.modules to load it at every boot");
+  }
+  return lines.sort().map((l) => `${l}\n`).join("");
+}

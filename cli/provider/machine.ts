@@ -13,6 +13,8 @@ export type MachineState = "running" | "stopped" | "crashed";
 export interface MachineStatus {
   state: MachineState;
   pid?: number;
+  /** When a running machine was launched (ms since the epoch), where the provider knows. */
+  startedAt?: number;
   /** Why a machine nobody stopped has ended. */
   reason?: string;
 }

@@ -107,7 +107,15 @@ export const ServiceSchema = z
     kernel: z
       .object({
         package: debianPackage,
+        /** Loaded at every boot, by one modprobe. */
         modules: z.array(z.string().regex(/^[a-z0-9_]+$/, "must be a kernel module name such as 'virtio_net'")).min(1),
+        /**
+         * Drivers loaded at boot only on a machine with a PCI device they drive (matched by
+         * their PCI aliases, e.g. AWS's ENA NIC): a local VM does not load them.
+         */
+        hardware_modules: z.array(z.string().regex(/^[a-z0-9_]+$/, "must be a kernel module name such as 'ena'")).default([]),
+        /** In the image but not loaded at boot: the script that needs one loads it (e.g. vfat for a FAT config drive). */
+        on_demand_modules: z.array(z.string().regex(/^[a-z0-9_]+$/, "must be a kernel module name such as 'vfat'")).default([]),
       })
       .strict()
       .optional(),

@@ -6,7 +6,8 @@
 // gossip key, tokens, network) from that provider.
 import { gzipSync } from "node:zlib";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -124,6 +125,26 @@ describe("in-image metadata providers, each booting a real node in QEMU", () => 
     expect(guest).toContain("resin: metadata from cmdline");
     expect(web.requests.map((r) => `${r.method} ${r.path}`)).toEqual(["GET /nodes/meta-1.json"]);
     expect(decoy.requests).toEqual([]);
+  });
+
+  it("cdrom: a FAT config drive labelled CIDATA (as cloud-localds -f vfat writes one); FAT is loaded only for it", async () => {
+    // The node's config drive file, made FAT by mkfs.vfat and mtools for this boot only.
+    const drive = nodeFiles(name, state.nodes[0]!.name).configDrive;
+    const iso = `${drive}.iso-kept`;
+    copyFileSync(drive, iso);
+    try {
+      const data = join(stateHome, "user-data");
+      writeFileSync(data, userData);
+      rmSync(drive);
+      execFileSync("mkfs.vfat", ["-C", "-n", "CIDATA", drive, "4096"], { stdio: "pipe" });
+      execFileSync("mcopy", ["-i", drive, data, "::user-data"], { stdio: "pipe" });
+      const { seconds, console: guest } = await bootToLeader({});
+      console.log(`cdrom provider, FAT drive: power-on → Consul leader in ${seconds.toFixed(1)} s`);
+      expect(guest).toContain("resin: metadata from cdrom");
+    } finally {
+      copyFileSync(iso, drive);
+      rmSync(iso);
+    }
   });
 
   it("none: a node nothing answers for says which providers it tried, powers off and shows as crashed", async () => {

@@ -195,6 +195,36 @@ describe("the in-image shell", () => {
     }
   });
 
+  it("pci-modules names the drivers the machine's PCI devices match, and nothing without a match", () => {
+    const dir = mkdtempSync(join(tmpdir(), "resin-pci-modules-"));
+    try {
+      // The patterns as the builder writes them from modules.alias (ena's real ones).
+      mkdirSync(join(dir, "etc"));
+      writeFileSync(join(dir, "etc/modules.pci"), "pci:v00001D0Fd00000EC2sv*sd*bc*sc*i* ena\npci:v00001D0Fd0000EC20sv*sd*bc*sc*i* ena\n");
+      const device = (slot: string, alias: string) => {
+        mkdirSync(join(dir, "sys/bus/pci/devices", slot), { recursive: true });
+        writeFileSync(join(dir, "sys/bus/pci/devices", slot, "modalias"), `${alias}\n`);
+      };
+      // A local VM: a q35 bridge and virtio devices only.
+      device("0000:00:00.0", "pci:v00008086d000029C0sv00001AF4sd00001100bc06sc00i00");
+      device("0000:00:02.0", "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00");
+      const run = () =>
+        [["sh"], ...(busybox ? [[busybox, "sh"]] : [])].map((sh) => {
+          const r = spawnSync(sh[0]!, [...sh.slice(1), join(SERVICES, "base/pci-modules"), dir], { encoding: "utf8" });
+          return { out: r.stdout, why: `${sh.join(" ")}: exit ${r.status} ${r.stderr}` };
+        });
+      for (const r of run()) expect(r.out, r.why).toBe("");
+      // A Nitro instance's ENA NIC (vendor 1d0f, device ec20).
+      device("0000:00:05.0", "pci:v00001D0Fd0000EC20sv00001D0Fsd00000000bc02sc00i00");
+      for (const r of run()) expect(r.out, r.why).toBe("ena\n");
+      // No list in the image (one built before it): nothing, and no error.
+      rmSync(join(dir, "etc/modules.pci"));
+      for (const r of run()) expect(r.out, r.why).toBe("");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("marks each boot step once, with the guest's uptime, and leaves the caller's variables alone", () => {
     const dir = mkdtempSync(join(tmpdir(), "resin-timeline-"));
     try {
@@ -222,6 +252,7 @@ describe("the in-image shell", () => {
     try {
       const log = [
         "==> Starting Consul agent...",
+        "==> Consul agent running!",
         "2026-11-28T10:00:01.000Z [INFO]  agent.server: New leader elected: payload=demo-2",
         "2026-11-28T10:00:09.000Z [INFO]  agent.server: New leader elected: payload=demo-3",
         "2026-11-28T10:00:10.000Z [INFO]  agent.server: cluster leadership acquired",
@@ -233,7 +264,7 @@ describe("the in-image shell", () => {
       });
       expect(r.stdout, r.stderr).toBe(`${log}\n`);
       const marks = readFileSync(join(dir, "timeline"), "utf8").trim().split("\n");
-      expect(marks.map((l) => l.split(" ")[1]), marks.join("\n")).toEqual(["leader"]);
+      expect(marks.map((l) => l.split(" ")[1]), marks.join("\n")).toEqual(["agent", "leader"]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

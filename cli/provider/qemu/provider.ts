@@ -2,7 +2,7 @@
 // switch and one VM per node. Nodes start and stop together or one at a time, and a
 // VM that ended without resin stopping it is reported as crashed, with the reason.
 import { existsSync } from "node:fs";
-import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { clusterPaths, ensureClusterDir, imageDirFor, nodeFiles, type ClusterState, type NodeState } from "../../state/state.js";
 import { readManifest, servicePorts } from "../../image/manifest.js";
@@ -11,7 +11,7 @@ import type { Log } from "../../util/log.js";
 import { chooseAccel, type Accel } from "./accel.js";
 import { assignPorts } from "./ports.js";
 import { startSwitch, stopSwitch, switchPaths, switchRunning } from "./vde.js";
-import { consoleTail, KERNEL_APPEND, startVm, stopVm, vmPid, type MetadataService, type VmSpec } from "./vm.js";
+import { consoleTail, KERNEL_APPEND, startVm, stopVm, vmPaths, vmPid, type MetadataService, type VmSpec } from "./vm.js";
 
 export type VmState = "running" | "stopped" | "crashed";
 
@@ -149,10 +149,11 @@ async function crashReason(dir: string): Promise<string> {
   return "the QEMU process ended without a guest shutdown (killed, or QEMU failed)";
 }
 
-export async function vmState(cluster: string, node: NodeState): Promise<{ state: VmState; pid?: number; reason?: string }> {
+export async function vmState(cluster: string, node: NodeState): Promise<{ state: VmState; pid?: number; startedAt?: number; reason?: string }> {
   const files = nodeFiles(cluster, node.name);
   const pid = await vmPid(files.dir);
-  if (pid) return { state: "running", pid };
+  // QEMU writes its pid file as it starts, before it sets up the machine.
+  if (pid) return { state: "running", pid, startedAt: await stat(vmPaths(files.dir).pidFile).then((s) => s.mtimeMs, () => undefined) };
   if (existsSync(files.stoppedMarker) || !existsSync(files.startedMarker)) return { state: "stopped" };
   return { state: "crashed", reason: await crashReason(files.dir) };
 }
