@@ -375,6 +375,8 @@ async function main(): Promise<void> {
       upToQuorumSeconds: sample(resinBoots.map((b) => b.upToQuorumSeconds)),
       /** The guest's uptime at each boot step (services/base/timeline.sh), median over every node. */
       timelineUptimeSeconds: timelineSamples(resinBoots.flatMap((b) => b.timelines)),
+      /** Before the timeline, host-measured: VM launch → the kernel's clock starting, median over every node. */
+      launchToKernelSeconds: sample(resinBoots.flatMap((b) => b.launchToKernelSeconds)),
     },
     generic: {
       launchToQuorumSeconds: sample(genericBoots.map((b) => b.quorumSeconds)),
@@ -454,7 +456,7 @@ type Results = {
   runs: number;
   machine: ReturnType<typeof machine>;
   boot: {
-    resin: Record<"launchToQuorumSeconds" | "launchToHealthySeconds" | "upToQuorumSeconds", Sample> & { timelineUptimeSeconds: Record<string, Sample> };
+    resin: Record<"launchToQuorumSeconds" | "launchToHealthySeconds" | "upToQuorumSeconds", Sample> & { timelineUptimeSeconds: Record<string, Sample>; launchToKernelSeconds?: Sample };
     generic: Record<string, Sample>;
     floor: { launchToQuorumSeconds: Sample; launchToHealthySeconds: Sample; initUptimeSeconds: Record<string, Sample> };
   };
@@ -543,6 +545,7 @@ function table(r: Results, previous?: Results): string {
       (Object.entries(r.boot.resin.timelineUptimeSeconds)
         .map(([step, x]) => `${step} ${sec(x.median)}`)
         .join(", ") || "none reported"),
+    `before it, VM launch → kernel clock (host-measured; firmware, loading and unpacking the kernel, the same kernel and QEMU arguments as the floor): ${sec(r.boot.resin.launchToKernelSeconds?.median)} s`,
     "",
     ...resilienceTable({ faults: r.faults, upgrade: r.upgrade }, r.runs),
     "",

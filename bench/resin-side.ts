@@ -18,6 +18,8 @@ export interface ResinBoot {
   memory: VmMemory[];
   /** Per node, the guest's uptime at each boot step (`resin status --json`'s timeline). */
   timelines: { step: string; uptimeSeconds: number }[][];
+  /** Per node, seconds from its VM's launch to its kernel's clock starting (`resin status --json`). */
+  launchToKernelSeconds: number[];
 }
 
 /**
@@ -58,12 +60,15 @@ export async function bootResinCluster(opts: { name: string; timeoutS: number; k
       if (!pid) throw new Error(`no QEMU pid for Resin node ${node.name}`);
       memory.push(vmMemory(pid, node.memoryMib));
     }
-    const status = JSON.parse((await resin(["status", "--name", opts.name, "--json"], env, { allowFail: true })).stdout) as { nodes: { timeline: { step: string; uptimeSeconds: number }[] | null }[] };
+    const status = JSON.parse((await resin(["status", "--name", opts.name, "--json"], env, { allowFail: true })).stdout) as {
+      nodes: { timeline: { step: string; uptimeSeconds: number }[] | null; launchToKernelSeconds: number | null }[];
+    };
     const timelines = status.nodes.map((n) => n.timeline ?? []);
+    const launchToKernelSeconds = status.nodes.flatMap((n) => (n.launchToKernelSeconds === null ? [] : [n.launchToKernelSeconds]));
     await resin(["down", "--name", opts.name], env);
     // `resin up` returns once autopilot is healthy and the ACL tokens exist; quorum came
     // (healthy − quorum) seconds before that.
-    return { boot: { upToQuorumSeconds: up.seconds - healthySeconds + quorumSeconds, quorumSeconds, healthySeconds, memory, timelines }, stateHome, release };
+    return { boot: { upToQuorumSeconds: up.seconds - healthySeconds + quorumSeconds, quorumSeconds, healthySeconds, memory, timelines, launchToKernelSeconds }, stateHome, release };
   } catch (e) {
     failed();
     for (const n of ["1", "2", "3"]) {
