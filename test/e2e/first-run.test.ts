@@ -57,18 +57,14 @@ describe("the accelerator probe", () => {
     expect(r.ms).toBeLessThan(6000);
   });
 
-  it("falls back to TCG, says so once, and remembers it; RESIN_ACCEL still forces", async () => {
+  it("falls back to TCG, says so once, and remembers it; RESIN_ACCEL still forces", async (ctx) => {
+    if (!existsSync("/dev/kvm")) ctx.skip("no /dev/kvm on this host: TCG is chosen without a probe, so there is no fallback to show");
     const saved = { cache: process.env.RESIN_CACHE_HOME, accel: process.env.RESIN_ACCEL };
     process.env.RESIN_CACHE_HOME = mkdtempSync(join(tmpdir(), "resin-e2e-accel-"));
     delete process.env.RESIN_ACCEL;
     try {
       const said: string[] = [];
       const hanging = [...accelArgs("tcg"), "-S"];
-      if (!existsSync("/dev/kvm")) {
-        report("no /dev/kvm: TCG is chosen without a probe");
-        expect(await chooseAccel(imageDir, (l) => said.push(l), hanging)).toBe("tcg");
-        return;
-      }
       expect(await chooseAccel(imageDir, (l) => said.push(l), hanging)).toBe("tcg");
       expect(await chooseAccel(imageDir, (l) => said.push(l), hanging)).toBe("tcg");
       expect(said, said.join("\n")).toHaveLength(1);
@@ -84,21 +80,29 @@ describe("the accelerator probe", () => {
     }
   });
 
-  it("names a node whose console stays silent, with the cause and the fix, long before the timeout", async () => {
-    // On this kind of host KVM runs QEMU but the Linux guest never prints a byte.
-    const probe = await probeAccel(image, accelArgs("kvm"), 5000).catch(() => ({ ok: true }));
-    if (!existsSync("/dev/kvm") || probe.ok) {
-      report("KVM works here (or is absent): the silent-console case cannot be shown with it");
-      return;
-    }
+  // Forced KVM fails in one of two ways, by host: on Intel hosts seen here the Linux guest
+  // hangs before its first console byte; on AMD hosts QEMU exits at once ("failed to set
+  // MSR 0x10a"). The probe says which this host does; `up` must name it with the fix.
+  it("names a forced KVM that fails, a silent guest or a QEMU that exits, with the cause and the fix", async (ctx) => {
+    if (!existsSync("/dev/kvm")) ctx.skip("no /dev/kvm on this host: KVM cannot be forced to fail");
+    const probe = await probeAccel(image, accelArgs("kvm"), 5000);
+    if (probe.ok) ctx.skip(`KVM works on this host (the probe reached userspace in ${(probe.ms / 1000).toFixed(1)}s): no failure to name`);
+    const expected = /printed nothing/.test(probe.why ?? "") ? "silent" : "exits";
+    report(`KVM probe on this host: ${probe.why} (expecting a ${expected === "silent" ? "silent guest" : "QEMU that exits at start"})`);
     const started = Date.now();
     const r = await resinAsync(["up", "--name", "silent", "--nodes", "1", "--role", "consul-server", "--channel", "debian", "--timeout", "300"], { ...env, RESIN_ACCEL: "kvm" });
     const seconds = (Date.now() - started) / 1000;
-    report(`silent KVM guest reported after ${seconds.toFixed(1)}s (timeout 300s)`);
+    const silent = /resin: node silent-1 has printed nothing on its console in (\d+)s: its guest is not running \(accelerator kvm, forced by RESIN_ACCEL\)/.exec(r.stderr);
+    const exited = /resin: QEMU exited as node silent-1 started under accelerator kvm \(forced by RESIN_ACCEL\): qemu-system-\w+: \S/.exec(r.stderr);
+    report(`forced KVM: ${silent ? `silent guest named at ${silent[1]}s` : exited ? "QEMU exited at start" : "neither outcome"} (${seconds.toFixed(1)}s wall, timeout 300s)`);
     expect(r.status, r.stderr).toBe(1);
-    expect(r.stderr).toMatch(/resin: node silent-1 has printed nothing on its console in \d+s: its guest is not running \(accelerator kvm, forced by RESIN_ACCEL\)/);
+    expect(silent || exited, r.stderr).toBeTruthy();
+    expect(silent ? "silent" : "exits", `the probe said: ${probe.why}\n${r.stderr}`).toBe(expected);
+    // The documented bound: a KVM guest silent for 20 s is named (checked every poll, about 1 s).
+    if (silent) expect(Number(silent[1]), r.stderr).toBeGreaterThanOrEqual(20);
+    if (silent) expect(Number(silent[1]), r.stderr).toBeLessThan(30);
     expect(r.stderr).toContain("RESIN_ACCEL=tcg resin up --name silent");
-    expect(seconds).toBeLessThan(120);
+    expect(seconds, "a guard against a hang, not a speed target").toBeLessThan(240);
     expect(processesUnder(join(stateHome, "clusters", "silent"))).toEqual([]);
     expect(existsSync(join(stateHome, "clusters", "silent", "secrets.json"))).toBe(true);
   });

@@ -2,6 +2,7 @@ import { describe, it, expect } from "vitest";
 import { join } from "node:path";
 import { accelArgs } from "../../cli/provider/qemu/accel.js";
 import { KERNEL_APPEND, qemuArgs, vmPaths, type VmSpec } from "../../cli/provider/qemu/vm.js";
+import { kvmStartError } from "../../cli/provider/qemu/provider.js";
 
 // The QEMU command line is built by a pure function; these tests read it the way
 // QEMU would and check the isolation promises: the cluster NIC is a private VDE
@@ -162,5 +163,25 @@ describe("qemuArgs with a metadata service instead of a config drive", () => {
     // Still exactly one switch NIC and one host NIC besides it.
     expect(netdevs.filter((n) => n.startsWith("user,"))).toHaveLength(2);
     for (const n of netdevs.filter((n) => n.startsWith("user,"))) expect(n).toContain("restrict=on");
+  });
+});
+
+describe("kvmStartError: a QEMU that exits at start under KVM", () => {
+  const said = "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69\nqemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion `ret == cpu->kvm_msr_buf->nmsrs' failed.\n";
+
+  it("names the node, the accelerator and why it was used, QEMU's first line, and the fix", () => {
+    const forced = kvmStartError("silent", "silent-1", said, true);
+    expect(forced.message).toBe("QEMU exited as node silent-1 started under accelerator kvm (forced by RESIN_ACCEL): qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69");
+    expect(forced.hint!.split("\n")).toEqual([
+      "QEMU: qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion `ret == cpu->kvm_msr_buf->nmsrs' failed.",
+      "the likely cause is KVM on this host; use TCG:   RESIN_ACCEL=tcg resin up --name silent",
+    ]);
+    expect(kvmStartError("prod", "prod-2", said, false).message).toContain("under accelerator kvm (it passed its probe)");
+  });
+
+  it("still gives the fix when QEMU said nothing", () => {
+    const e = kvmStartError("c", "c-1", "", true);
+    expect(e.message).toMatch(/: no message$/);
+    expect(e.hint).toBe("the likely cause is KVM on this host; use TCG:   RESIN_ACCEL=tcg resin up --name c");
   });
 });

@@ -8,7 +8,7 @@ import { clusterPaths, ensureClusterDir, imageDirFor, nodeFiles, type ClusterSta
 import { readManifest, servicePorts } from "../../image/manifest.js";
 import { ResinError } from "../../util/errors.js";
 import type { Log } from "../../util/log.js";
-import { chooseAccel, type Accel } from "./accel.js";
+import { chooseAccel, forgetAccel, type Accel } from "./accel.js";
 import { assignPorts } from "./ports.js";
 import { startSwitch, stopSwitch, switchPaths, switchRunning } from "./vde.js";
 import { consoleTail, KERNEL_APPEND, startVm, stopVm, vmPaths, vmPid, type MetadataService, type VmSpec } from "./vm.js";
@@ -81,7 +81,7 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
   } catch (e) {
     // Another program took a port between our check and QEMU's bind: move that one, once.
     const taken = /host forwarding rule 'tcp:127\.0\.0\.1:(\d+)-/.exec((e as Error).message);
-    if (!taken) throw e;
+    if (!taken) throw accel === "kvm" ? await kvmStartFailure(state, node, e) : e;
     const key = Object.keys(node.ports).find((k) => node.ports[k] === Number(taken[1]));
     if (!key) throw e;
     delete node.ports[key];
@@ -92,6 +92,27 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
   await writeFile(files.startedMarker, `${pid}\n`);
   log(`  started ${node.name} (${node.address}, pid ${pid}, ${Object.entries(node.ports).map(([k, p]) => `${k} → 127.0.0.1:${p}`).join(", ")})`);
   return pid;
+}
+
+/**
+ * QEMU exited as it started under KVM (seen on AMD hosts whose KVM cannot set an MSR):
+ * name the accelerator, why it was used, QEMU's own words and the fix, as a silent
+ * console does. A probed choice is forgotten, so the next run probes again.
+ */
+async function kvmStartFailure(state: ClusterState, node: NodeState, e: unknown): Promise<unknown> {
+  if (!(e instanceof ResinError)) return e;
+  const forced = process.env.RESIN_ACCEL === "kvm";
+  if (!forced) await forgetAccel();
+  return kvmStartError(state.name, node.name, e.message.replace(/^QEMU did not start node [^:]+: /, ""), forced);
+}
+
+/** The error for a QEMU that exited at start under KVM: its first line in the message, the rest and the fix in the hint. */
+export function kvmStartError(cluster: string, node: string, qemuSaid: string, forced: boolean): ResinError {
+  const said = qemuSaid.split("\n").map((l) => l.trim()).filter(Boolean);
+  return new ResinError(
+    `QEMU exited as node ${node} started under accelerator kvm (${forced ? "forced by RESIN_ACCEL" : "it passed its probe"}): ${said[0] ?? "no message"}`,
+    [...said.slice(1).map((l) => `QEMU: ${l}`), `the likely cause is KVM on this host; use TCG:   RESIN_ACCEL=tcg resin up --name ${cluster}`].join("\n"),
+  );
 }
 
 /** Stop one node on purpose: cleanly when graceMs > 0, and remember that it was resin. */
