@@ -25,8 +25,12 @@ import { findImage, formatManifest } from "./commands/inspect.js";
 import { ResinError } from "./util/errors.js";
 import { projectRoot } from "./util/paths.js";
 import { stderrLog } from "./util/log.js";
+import { defaultTestRoles, testCommand } from "./commands/test.js";
+import { portCommand } from "./commands/port.js";
+import { initCommand } from "./commands/init.js";
 
-const DEFAULT_CLUSTER = "resin";
+// RESIN_CLUSTER names the cluster when --name is not given (resin test sets it for its scripts).
+const DEFAULT_CLUSTER = process.env.RESIN_CLUSTER || "resin";
 
 const channelOption = () =>
   new Option("--channel <channel>", "where Consul, Nomad and Vault come from: verified official releases, or Debian's packages (Consul 1.8.7 only)")
@@ -288,6 +292,54 @@ program
   .action(async (image: string, opts: { channel: Channel; json?: boolean }) => {
     const { dir, manifest } = await findImage(projectRoot(), image, opts.channel);
     process.stdout.write(opts.json ? `${JSON.stringify(manifest, null, 2)}\n` : `${formatManifest(dir, manifest)}\n`);
+  });
+
+program
+  .command("port")
+  .description("print where a node's forwarded port is on this host (127.0.0.1:PORT), e.g. resin port web-1 hello.http")
+  .argument("<node>", "node name")
+  .argument("<service.port>", "a port a service of the node's image declares, e.g. consul.https")
+  .option("--name <name>", "cluster name (default: $RESIN_CLUSTER, else resin)", DEFAULT_CLUSTER)
+  .action(async (node: string, key: string, opts: { name: string }) => {
+    process.stdout.write(`${await portCommand(opts.name, node, key)}\n`);
+  });
+
+program
+  .command("test")
+  .description("build the project's roles, boot a scratch cluster, and test it: healthy, every Consul check passing, every executable in tests/ exiting 0; then tear it down")
+  .addOption(rolesOption())
+  .addOption(channelOption())
+  .addOption(offlineOption())
+  .option("--junit <file>", "also write the results as JUnit XML")
+  .option("--keep", "leave the cluster running afterwards (it says how to reach and remove it)")
+  .option("--timeout <seconds>", "how long the cluster may take to come up", integer, 600)
+  .option("--checks-timeout <seconds>", "how long every Consul check may take to pass", integer, 120)
+  .option("--script-timeout <seconds>", "how long one tests/ script may run", integer, 300)
+  .action(async (opts: { roles?: string; channel: Channel; offline?: boolean; junit?: string; keep?: boolean; timeout: number; checksTimeout: number; scriptTimeout: number }) => {
+    const project = projectRoot();
+    const roles = opts.roles !== undefined ? parseRoleCounts(opts.roles) : await defaultTestRoles(project);
+    const passed = await testCommand({
+      project,
+      roles,
+      channel: opts.channel,
+      offline: opts.offline || offlineByDefault(),
+      junit: opts.junit ? resolve(opts.junit) : undefined,
+      keep: !!opts.keep,
+      upTimeoutSeconds: opts.timeout,
+      checksTimeoutSeconds: opts.checksTimeout,
+      scriptTimeoutSeconds: opts.scriptTimeout,
+      log: stderrLog,
+    });
+    if (!passed) process.exitCode = 1;
+  });
+
+program
+  .command("init")
+  .description("write a small working project: a role on stock services plus a service of its own, a test script, a CI workflow and a README")
+  .argument("[dir]", "where (a new or empty directory)", ".")
+  .action(async (dir: string) => {
+    const target = await initCommand(dir);
+    process.stdout.write(`a new Resin project in ${target}: see its README.md; then: cd ${dir} && resin test --channel debian\n`);
   });
 
 registerArtifactsCommand(program);

@@ -183,3 +183,22 @@ export async function agentConfig(ep: ConsulEndpoint): Promise<Record<string, un
 export async function lanMembers(ep: ConsulEndpoint): Promise<string[]> {
   return ((await getJson(ep, "/v1/agent/members", 5000)) as { Name: string }[]).map((m) => m.Name);
 }
+
+/** One health check as Consul's catalog holds it (GET /v1/health/state/any). */
+export interface ConsulCheck {
+  node: string;
+  checkId: string;
+  name: string;
+  /** passing, warning or critical. */
+  status: string;
+  /** The check's last output (a TCP dial's result, an HTTP status line). */
+  output: string;
+  /** "" for a node-level check (serfHealth). */
+  serviceName: string;
+}
+
+/** Every check of every node and service in the catalog, as the endpoint's token may read them. */
+export async function consulChecks(ep: ConsulEndpoint, timeoutMs = 5000): Promise<ConsulCheck[]> {
+  const body = (await getJson(ep, "/v1/health/state/any", timeoutMs)) as { Node: string; CheckID: string; Name: string; Status: string; Output: string; ServiceName: string }[];
+  return body.map((c) => ({ node: String(c.Node), checkId: String(c.CheckID), name: String(c.Name), status: String(c.Status), output: String(c.Output ?? ""), serviceName: String(c.ServiceName ?? "") }));
+}
