@@ -28,6 +28,7 @@ import { stderrLog } from "./util/log.js";
 import { defaultTestRoles, testCommand } from "./commands/test.js";
 import { portCommand } from "./commands/port.js";
 import { initCommand } from "./commands/init.js";
+import { runBuildChecks } from "./bootstrap/build-checks.js";
 
 // RESIN_CLUSTER names the cluster when --name is not given (resin test sets it for its scripts).
 const DEFAULT_CLUSTER = process.env.RESIN_CLUSTER || "resin";
@@ -71,7 +72,7 @@ program
   .addOption(offlineOption())
   .option("--update-lock", "re-resolve every Debian package to the newest version and rewrite resin.lock.json")
   .action(async (roles: string[], opts: { updateLock?: boolean; channel: Channel; offline?: boolean }) => {
-    await buildRoles({ project: projectRoot(), roles, channel: opts.channel, offline: opts.offline || offlineByDefault(), updateLock: opts.updateLock, log: stderrLog });
+    await buildRoles({ project: projectRoot(), roles, channel: opts.channel, offline: opts.offline || offlineByDefault(), updateLock: opts.updateLock, log: stderrLog, check: runBuildChecks });
   });
 
 program

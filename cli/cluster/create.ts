@@ -1,6 +1,7 @@
 // A new cluster's state: its roles' images built and copied in, the node plan, the
 // secrets bundle, all recorded. `resin up` and `resin plan` both start here, so a
 // cluster planned for a provisioner and one booted locally are the same thing.
+import { runBuildChecks } from "../bootstrap/build-checks.js";
 import { loadRole, type Role } from "../spec/load.js";
 import type { Channel } from "../spec/schema.js";
 import { clusterPaths, validateClusterName, writeClusterState, type ClusterState, type Network } from "../state/state.js";
@@ -50,7 +51,7 @@ export async function createCluster(opts: CreateOptions): Promise<ClusterState> 
   const paths = clusterPaths(opts.name);
   const roleNames = [...new Set(opts.roles)];
   opts.log(`cluster ${opts.name}: building image${roleNames.length > 1 ? "s" : ""} for ${roleNames.join(", ")}`);
-  const images = await buildRoles({ project: opts.project, roles: roleNames, channel: opts.channel, offline: opts.offline, log: opts.log });
+  const images = await buildRoles({ project: opts.project, roles: roleNames, channel: opts.channel, offline: opts.offline, log: opts.log, check: runBuildChecks });
   const imageOf = new Map(images.map((i) => [i.manifest.role, i]));
   const roles = new Map<string, Role>();
   for (const name of roleNames) roles.set(name, await loadRole(opts.project, name, opts.channel));

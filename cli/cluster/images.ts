@@ -1,6 +1,7 @@
 // Images a cluster's nodes boot are copied into the cluster's state directory, by
 // digest: a later build never changes what a running node boots, and the image a node
 // ran before an upgrade stays there until the upgrade is complete.
+import { runBuildChecks } from "../bootstrap/build-checks.js";
 import { existsSync } from "node:fs";
 import { copyFile, lstat, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -115,7 +116,7 @@ export async function newImages(
       target[role] = manifest.digest;
     }
   } else {
-    for (const image of await buildRoles({ project: opts.project, roles, channel: state.channel, offline: opts.offline, log: opts.log })) {
+    for (const image of await buildRoles({ project: opts.project, roles, channel: state.channel, offline: opts.offline, log: opts.log, check: runBuildChecks })) {
       await installImage(state.name, image.dir, image.manifest.digest, { disks: opts.disks });
       target[image.manifest.role] = image.manifest.digest;
     }

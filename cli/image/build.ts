@@ -24,7 +24,7 @@ import { writeCpio } from "./cpio.js";
 import { EFI_STUB_PATH, writeDisks } from "./disk.js";
 import type { TreeEntry } from "./tree.js";
 import { builderCode, imageToolVersions } from "./fingerprint.js";
-import { imageDigest, imagesDir, readManifest, type ImageBuilder, type ImageFile, type ImageManifest } from "./manifest.js";
+import { imageDigest, imagesDir, readManifest, type BuildCheckResult, type ImageBuilder, type ImageFile, type ImageManifest, type ServiceVersion } from "./manifest.js";
 
 /** Bump when the image layout changes in a way the inputs below do not capture. */
 const IMAGE_FORMAT = 3;
@@ -89,7 +89,8 @@ export async function inputDigest(role: Role, debs: Map<string, LockedDeb>, rele
   const services = await Promise.all(
     role.services.map(async (s) => {
       // The initramfs files (/init) count too: a change to one must rebuild the image.
-      const sources = [...new Set([...s.files, ...(s.initramfs?.files ?? []), ...s.templates.image].map((f) => f.src))].sort();
+      // So do the node templates: a build check reads a sample node's config rendered from them.
+      const sources = [...new Set([...s.files, ...(s.initramfs?.files ?? []), ...s.templates.image, ...s.templates.node].map((f) => f.src))].sort();
       const contents = await Promise.all(sources.map(async (src) => [src, sha256(await readFile(join(s.dir, src)))]));
       return { spec: { ...s, dir: undefined, file: undefined }, contents };
     }),
@@ -108,7 +109,15 @@ export async function inputDigest(role: Role, debs: Map<string, LockedDeb>, rele
   );
 }
 
-export async function buildImage(project: string, role: Role, lock: Lock, log: Log): Promise<BuiltImage> {
+/**
+ * Runs a role's build checks against a freshly packed image before it replaces the old
+ * one, and says what each printed; throws when one fails. It is given to the build by
+ * its caller (cli/bootstrap/build-checks.ts renders a sample node's metadata, which
+ * this stage cannot).
+ */
+export type BuildCheck = (role: Role, image: { rootfs: string; services: ServiceVersion[] }, log: Log) => Promise<BuildCheckResult[]>;
+
+export async function buildImage(project: string, role: Role, lock: Lock, log: Log, check: BuildCheck): Promise<BuiltImage> {
   const name = role.spec.role;
   const dir = join(imagesDir(project, role.channel), name);
   const debs = await lockedFor(role, lock);
@@ -247,6 +256,12 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const parts = [await described("vmlinuz"), await described("initrd.img"), await described("rootfs.squashfs")];
   const digest = imageDigest(parts);
   const disk = await writeDisks({ dir: scratch, digest, role: name, channel: role.channel, kernel: at("vmlinuz"), initrd: at("initrd.img"), rootfs: at("rootfs.squashfs"), stub });
+  const services = role.services.map((s) => ({ name: s.name, version: serviceVersion(s, debs), ports: s.ports }));
+  // A failing check leaves the previous image in place: the new one is never installed.
+  const checks = await check(role, { rootfs: at("rootfs.squashfs"), services }, log).catch(async (e: unknown) => {
+    await rm(scratch, { recursive: true, force: true });
+    throw e;
+  });
   const manifest: ImageManifest = {
     role: name,
     channel: role.channel,
@@ -257,11 +272,12 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
     initrd: parts[1]!,
     rootfs: parts[2]!,
     disk,
-    services: role.services.map((s) => ({ name: s.name, version: serviceVersion(s, debs), ports: s.ports })),
+    services,
     packages: [...new Map([...debs.values()].map((d) => [d.package, d])).values()].sort((a, b) => a.package.localeCompare(b.package)),
     releases: [...releases.values()].sort((a, b) => a.product.localeCompare(b.product)),
     files: rootfs.manifest(),
     initramfsFiles: initramfs.manifest(),
+    checks,
   };
 
   // Replace the old image only once the new one is complete.

@@ -59,6 +59,18 @@ export interface ImageManifest {
   /** Every file of the root filesystem with its sha256 and origin. */
   files: ManifestFile[];
   initramfsFiles: ManifestFile[];
+  /** The services' build checks and what each said (absent in manifests from before them). */
+  checks?: BuildCheckResult[];
+}
+
+/** One build check (a service's `checks.build` command) as it ran against the image. */
+export interface BuildCheckResult {
+  service: string;
+  command: string;
+  exitCode: number;
+  seconds: number;
+  /** What it printed (stdout and stderr, the last 4 KiB), made printable. */
+  output: string;
 }
 
 /** Where `resin build` writes a channel's images. */
@@ -103,6 +115,7 @@ export const ImageManifestSchema = z
     releases: z.array(z.object({}).passthrough()),
     files: z.array(z.object({ path: z.string() }).passthrough()),
     initramfsFiles: z.array(z.object({ path: z.string() }).passthrough()),
+    checks: z.array(z.object({ service: name, command: z.string(), exitCode: z.number().int(), seconds: z.number(), output: z.string() }).strict()).optional(),
   })
   .passthrough();
 

@@ -7,7 +7,7 @@ import { debRequests, ensureDebs } from "../artifacts/debian.js";
 import { readLock, writeLock } from "../artifacts/lock.js";
 import { cachedRelease, fetchRelease, missingReleaseError } from "../artifacts/official.js";
 import type { ReleaseRef } from "../artifacts/releases.js";
-import { buildImage, type BuiltImage } from "./build.js";
+import { buildImage, type BuildCheck, type BuiltImage } from "./build.js";
 import { ResinError } from "../util/errors.js";
 import { requireTools } from "../util/tools.js";
 import type { Log } from "../util/log.js";
@@ -20,6 +20,8 @@ export interface BuildOptions {
   offline?: boolean;
   updateLock?: boolean;
   log: Log;
+  /** Runs the roles' build checks (cli/bootstrap/build-checks.ts: runBuildChecks). */
+  check: BuildCheck;
 }
 
 export function offlineByDefault(): boolean {
@@ -110,7 +112,7 @@ export async function buildRoles(opts: BuildOptions): Promise<BuiltImage[]> {
 
   const images: BuiltImage[] = [];
   for (const role of roles) {
-    const image = await buildImage(opts.project, role, lock, opts.log);
+    const image = await buildImage(opts.project, role, lock, opts.log, opts.check);
     opts.log(`${image.cached ? "up to date" : "built"}: ${role.spec.role} (${opts.channel}) ${image.manifest.digest.slice(0, 19)} in ${image.dir}`);
     images.push(image);
   }

@@ -149,6 +149,16 @@ export const ServiceSchema = z
       .default({}),
     options: z.record(z.string().regex(/^[a-z][a-z0-9_]*$/, "option names are snake_case"), OptionSchema).default({}),
     ports: z.record(z.string(), z.number().int().min(1).max(65535)).default({}),
+    /**
+     * Commands run when the image is built, against its root filesystem with its own
+     * programs, after a sample node's metadata is written to /run/config as stage 1 does
+     * it: in a private mount namespace, with no network (cli/bootstrap/build-checks.ts).
+     * A check that fails stops the build.
+     */
+    checks: z
+      .object({ build: z.array(z.string().min(1, "a build check is a shell command such as 'consul validate /etc/consul.d'")).default([]) })
+      .strict()
+      .default({}),
   })
   .strict();
 
