@@ -13,7 +13,7 @@ import { withClusterLock } from "./state/lock.js";
 import { rollbackCommand, upgradeCommand } from "./commands/upgrade.js";
 import { envCommand } from "./commands/env.js";
 import { defaultJoin } from "./bootstrap/plan.js";
-import { validateClusterName, type Network } from "./state/state.js";
+import { clusterForNode, validateClusterName, type Network } from "./state/state.js";
 import { planCommand } from "./commands/plan.js";
 import { parseRoleCounts } from "./cluster/create.js";
 import { bootstrapCommand } from "./commands/bootstrap.js";
@@ -27,6 +27,8 @@ import { projectRoot } from "./util/paths.js";
 import { stderrLog } from "./util/log.js";
 
 const DEFAULT_CLUSTER = "resin";
+// Commands about one node find its cluster by the node's name when --name is not given.
+const nodeClusterOption = () => new Option("--name <name>", "cluster name (default: the one cluster that has a node of that name)");
 
 const channelOption = () =>
   new Option("--channel <channel>", "where Consul, Nomad and Vault come from: verified official releases, or Debian's packages (Consul 1.8.7 only)")
@@ -40,12 +42,12 @@ const rolesOption = () =>
 const offlineOption = () => new Option("--offline", "never download; use only cached artifacts (also RESIN_OFFLINE=1)");
 
 /** Each node's role for a new cluster, from --roles, or --role and --nodes (three control-plane nodes by default). */
-function nodeRoles(opts: { role?: string; nodes?: number; roles?: string }): { roles: string[]; given: boolean } {
+function nodeRoles(opts: { role?: string; nodes?: number; roles?: string }): { roles: string[]; given: boolean; rolesGiven: boolean } {
   if (opts.roles !== undefined) {
     if (opts.role !== undefined || opts.nodes !== undefined) throw new ResinError("--roles says every node's role", "drop --role and --nodes, or drop --roles");
-    return { roles: parseRoleCounts(opts.roles), given: true };
+    return { roles: parseRoleCounts(opts.roles), given: true, rolesGiven: true };
   }
-  return { roles: Array.from({ length: opts.nodes ?? 3 }, () => opts.role ?? "control-plane"), given: opts.nodes !== undefined };
+  return { roles: Array.from({ length: opts.nodes ?? 3 }, () => opts.role ?? "control-plane"), given: opts.nodes !== undefined, rolesGiven: opts.role !== undefined };
 }
 
 function integer(value: string): number {
@@ -92,6 +94,7 @@ program
       channel: opts.channel,
       offline: opts.offline || offlineByDefault(),
       nodesGiven: nodes.given,
+      rolesGiven: nodes.rolesGiven,
       timeoutMs: opts.timeout * 1000,
       log: stderrLog,
     }));
@@ -173,40 +176,43 @@ program
   .command("stop")
   .description("stop one node cleanly (its disk is kept)")
   .argument("<node>", "node name, e.g. resin-2")
-  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
-  .action(async (node: string, opts: { name: string }) => {
-    await withClusterLock(opts.name, `stop ${node}`, () => stopNodeCommand(opts.name, node, stderrLog));
+  .addOption(nodeClusterOption())
+  .action(async (node: string, opts: { name?: string }) => {
+    const name = await clusterForNode(node, opts.name);
+    await withClusterLock(name, `stop ${node}`, () => stopNodeCommand(name, node, stderrLog));
   });
 
 program
   .command("start")
   .description("boot one stopped or crashed node again, with its disk and metadata")
   .argument("<node>", "node name")
-  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
-  .action(async (node: string, opts: { name: string }) => {
-    await withClusterLock(opts.name, `start ${node}`, () => startNodeCommand(opts.name, node, stderrLog));
+  .addOption(nodeClusterOption())
+  .action(async (node: string, opts: { name?: string }) => {
+    const name = await clusterForNode(node, opts.name);
+    await withClusterLock(name, `start ${node}`, () => startNodeCommand(name, node, stderrLog));
   });
 
 program
   .command("restart")
   .description("reboot one node's VM, or with --service restart one supervised service inside it")
   .argument("<node>", "node name")
-  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
+  .addOption(nodeClusterOption())
   .option("--service <service>", "restart only this service (runit restarts it inside the running node)")
-  .action(async (node: string, opts: { name: string; service?: string }) => {
-    await withClusterLock(opts.name, `restart ${node}`, () => restartCommand(opts.name, node, opts.service, stderrLog));
+  .action(async (node: string, opts: { name?: string; service?: string }) => {
+    const name = await clusterForNode(node, opts.name);
+    await withClusterLock(name, `restart ${node}`, () => restartCommand(name, node, opts.service, stderrLog));
   });
 
 program
   .command("logs")
   .description("print a node's console log, or with --service that service's log from the node")
   .argument("<node>", "node name")
-  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
+  .addOption(nodeClusterOption())
   .option("--service <service>", "a supervised service's own log, read from the running node (with the node's status token)")
   .option("-f, --follow", "keep printing the console log as it grows")
   .option("-n, --lines <n>", "how many lines", integer, 200)
-  .action(async (node: string, opts: { name: string; service?: string; follow?: boolean; lines: number }) => {
-    await logsCommand(opts.name, node, opts);
+  .action(async (node: string, opts: { name?: string; service?: string; follow?: boolean; lines: number }) => {
+    await logsCommand(await clusterForNode(node, opts.name), node, opts);
   });
 
 program
@@ -261,11 +267,12 @@ program
   .command("rollback")
   .description("boot a node an unfinished upgrade replaced on the image it ran before")
   .argument("<node>", "node name")
-  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
+  .addOption(nodeClusterOption())
   .option("--gate-timeout <seconds>", "how long the node may take to become healthy", integer, 300)
-  .action(async (node: string, opts: { name: string; gateTimeout: number }) => {
-    await withClusterLock(opts.name, `rollback ${node}`, () =>
-      rollbackCommand({ project: projectRoot(), name: opts.name, node, gateTimeoutMs: opts.gateTimeout * 1000, log: stderrLog }),
+  .action(async (node: string, opts: { name?: string; gateTimeout: number }) => {
+    const name = await clusterForNode(node, opts.name);
+    await withClusterLock(name, `rollback ${node}`, () =>
+      rollbackCommand({ project: projectRoot(), name, node, gateTimeoutMs: opts.gateTimeout * 1000, log: stderrLog }),
     );
   });
 
