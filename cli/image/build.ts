@@ -3,7 +3,7 @@
 // every file. Builds are skipped when nothing that goes into them changed.
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { join, posix } from "node:path";
+import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { execa } from "execa";
 import { shownPath, type Role, type Service } from "../spec/load.js";
@@ -18,8 +18,8 @@ import type { Log } from "../util/log.js";
 import { Rootfs, type Provenance } from "./rootfs.js";
 import { writeSquashfs } from "./squashfs.js";
 import { kernelFiles, pciModuleAliases } from "./kernel.js";
-import { linkInside, modeInside, readInside } from "./package-files.js";
-import { addLibraryClosure, PackageSearch, type Opener, type PackageRoot } from "./libraries.js";
+import { modeInside, readInside } from "./package-files.js";
+import { addLibraryClosure, PackageSearch, takePath, type Opener, type PackageRoot } from "./libraries.js";
 import { writeCpio } from "./cpio.js";
 import { EFI_STUB_PATH, writeDisks } from "./disk.js";
 import { builderCode, imageToolVersions } from "./fingerprint.js";
@@ -199,7 +199,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
       const root = unpacked.get(pkg.name)!;
       for (const path of pkg.paths) {
         if (!pkg.build_only && !pkg.install_to) {
-          await takePath(rootfs, { service, pkg: rootOf(pkg.name), path, search, owners, used });
+          await takePath(rootfs, { where: shownPath(service.file), pkg: rootOf(pkg.name), path, search, owners, used });
           continue;
         }
         const data = await readInside(root, path);
@@ -344,49 +344,4 @@ async function assembleInitramfs(
     tree.file(f.dst, await readFile(join(base.dir, f.src)), parseInt(f.mode, 8), { kind: "service", source: `${base.name}/${f.src}` });
   }
   return tree;
-}
-
-/**
- * One path of a package into the image. A symlink goes in as a link, and its target
- * too, followed hop by hop: from the same package, else from the first package of the
- * service's search that has it; a link whose target no package has is an error.
- */
-async function takePath(
-  rootfs: Rootfs,
-  at: { service: Service; pkg: PackageRoot; path: string; search: PackageSearch; owners: Map<string, PackageSearch>; used: (from: PackageRoot) => void },
-): Promise<void> {
-  const { service, search } = at;
-  let from = at.pkg;
-  let path = posix.normalize(at.path);
-  for (let hops = 0; hops < 20; hops++) {
-    const target = await linkInside(from.root, path);
-    if (target === undefined) {
-      const data = await readInside(from.root, path);
-      if (!data) {
-        if (hops === 0) throw new ResinError(`${shownPath(service.file)}: packages: ${from.name} has no file '${path}'`, `list the package's files with: dpkg-deb -c <the .deb>, or look in ${from.root}`);
-        throw new ResinError(`${shownPath(service.file)}: packages: ${at.pkg.name} '${at.path}' leads to '${path}', which is not a file in ${from.name}`, "name the file itself in paths");
-      }
-      rootfs.file(path, data, await modeInside(from.root, path), { kind: "deb", source: from.label });
-      at.owners.set(path, search);
-      at.used(from);
-      return;
-    }
-    rootfs.symlink(path, target, { kind: "deb", source: from.label });
-    at.used(from);
-    const next = posix.normalize(target.startsWith("/") ? target.slice(1) : posix.join(posix.dirname(path), target));
-    const holder = next.startsWith("..") ? undefined : (await existsIn(from, next)) ? from : await search.holder(next);
-    if (!holder) {
-      throw new ResinError(
-        `${shownPath(service.file)}: packages: ${at.pkg.name} '${at.path}' is a link to '${target}' (${next}), which none of the packages searched has (searched: ${search.searched().join(", ")})`,
-        "add the package that ships it to the service's packages, or name the file itself in paths",
-      );
-    }
-    from = holder;
-    path = next;
-  }
-  throw new ResinError(`${shownPath(service.file)}: packages: ${at.pkg.name} '${at.path}': too many levels of symbolic links`);
-}
-
-async function existsIn(from: PackageRoot, path: string): Promise<boolean> {
-  return (await linkInside(from.root, path)) !== undefined || (await readInside(from.root, path)) !== undefined;
 }

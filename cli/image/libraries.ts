@@ -9,7 +9,8 @@ import { ResinError } from "../util/errors.js";
 import type { Rootfs } from "./rootfs.js";
 import type { TreeEntry } from "./tree.js";
 import { readElfDeps } from "./elf.js";
-import { existsInside, modeInside, readInside } from "./package-files.js";
+import { posix } from "node:path";
+import { existsInside, linkInside, modeInside, readInside } from "./package-files.js";
 
 /** Where a dynamic linker finds libraries without an ld.so.cache (Debian's system search path). */
 export const LIBRARY_DIRS = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "lib", "usr/lib"];
@@ -163,4 +164,49 @@ export async function addLibraryClosure(
     `${count} shared librar${count === 1 ? "y is" : "ies are"} in none of the packages searched: ${groups.join(" | ")}`,
     "add the Debian package that ships each one (find it with: dpkg -S <library>) to the service's packages, or list them under the service's libraries",
   );
+}
+
+/**
+ * One path of a package into the image. A symlink goes in as a link, and its target
+ * too, followed hop by hop: from the same package, else from the first package of the
+ * service's search that has it; a link whose target no package has is an error.
+ */
+export async function takePath(
+  rootfs: Rootfs,
+  at: { where: string; pkg: PackageRoot; path: string; search: PackageSearch; owners: Map<string, PackageSearch>; used: (from: PackageRoot) => void },
+): Promise<void> {
+  const { where, search } = at;
+  let from = at.pkg;
+  let path = posix.normalize(at.path);
+  for (let hops = 0; hops < 20; hops++) {
+    const target = await linkInside(from.root, path);
+    if (target === undefined) {
+      const data = await readInside(from.root, path);
+      if (!data) {
+        if (hops === 0) throw new ResinError(`${where}: packages: ${from.name} has no file '${path}'`, `list the package's files with: dpkg-deb -c <the .deb>, or look in ${from.root}`);
+        throw new ResinError(`${where}: packages: ${at.pkg.name} '${at.path}' leads to '${path}', which is not a file in ${from.name}`, "name the file itself in paths");
+      }
+      rootfs.file(path, data, await modeInside(from.root, path), { kind: "deb", source: from.label });
+      at.owners.set(path, search);
+      at.used(from);
+      return;
+    }
+    rootfs.symlink(path, target, { kind: "deb", source: from.label });
+    at.used(from);
+    const next = posix.normalize(target.startsWith("/") ? target.slice(1) : posix.join(posix.dirname(path), target));
+    const holder = next.startsWith("..") ? undefined : (await existsIn(from, next)) ? from : await search.holder(next);
+    if (!holder) {
+      throw new ResinError(
+        `${where}: packages: ${at.pkg.name} '${at.path}' is a link to '${target}' (${next}), which none of the packages searched has (searched: ${search.searched().join(", ")})`,
+        "add the package that ships it to the service's packages, or name the file itself in paths",
+      );
+    }
+    from = holder;
+    path = next;
+  }
+  throw new ResinError(`${where}: packages: ${at.pkg.name} '${at.path}': too many levels of symbolic links`);
+}
+
+async function existsIn(from: PackageRoot, path: string): Promise<boolean> {
+  return (await linkInside(from.root, path)) !== undefined || (await readInside(from.root, path)) !== undefined;
 }
