@@ -102,7 +102,7 @@ export function checkSameRoles(existing: ClusterState, roles: string[], countGiv
   const kinds = (rs: string[]) => (countGiven ? describeRoles([...rs].sort()) : [...new Set(rs)].sort().join(","));
   if (kinds(has) === kinds(roles)) return;
   throw new ResinError(
-    `cluster '${existing.name}' runs ${describeRoles(has)}, not ${describeRoles(roles)}`,
+    `cluster '${existing.name}' runs ${describeRoles(has)}, not ${countGiven ? describeRoles(roles) : [...new Set(roles)].join(", ")}`,
     `omit --role/--roles to start it as it is, or give a new cluster its own name: resin up --name <new> --role ${roles[0]}`,
   );
 }

@@ -198,7 +198,7 @@ describe("resin up --role on an existing cluster", () => {
   const existing = { name: "resin", nodes: ["consul-server", "consul-server", "consul-server"].map((role, i) => ({ name: `resin-${i + 1}`, role })) } as unknown as ClusterState;
 
   it("is refused when the cluster runs other roles", () => {
-    expect(() => checkSameRoles(existing, ["cache", "cache", "cache"], false)).toThrow("cluster 'resin' runs 3 × consul-server, not 3 × cache");
+    expect(() => checkSameRoles(existing, ["cache", "cache", "cache"], false)).toThrow("cluster 'resin' runs 3 × consul-server, not cache");
   });
 
   it("is fine when the roles are the cluster's", () => {
