@@ -58,7 +58,7 @@ function integer(value: string): number {
 
 const program = new Command()
   .name("resin")
-  .description("Immutable images and local clusters for the HashiCorp stack.\nRoles are in machines/*.yml, service images in services/*/.")
+  .description("Immutable images and local clusters for the HashiCorp stack.\nRoles are in machines/*.yml, service images in services/*/: the project's own (the nearest directory with machines/, or RESIN_PROJECT) and Resin's stock ones beneath them.")
   .showHelpAfterError();
 
 program
@@ -278,8 +278,8 @@ program
 
 program
   .command("validate")
-  .description("check role and service specs; every mistake is reported with file, line, field and fix")
-  .argument("[roles...]", "role names (default: all)")
+  .description("check role and service specs; every mistake is reported with file, line, field and fix; for each role, where it and each of its services come from (project or stock)")
+  .argument("[roles...]", "role names (default: all of the project's own)")
   .action(async (roles: string[]) => {
     const results = await validateRoles(projectRoot(), roles);
     process.stdout.write(`${formatValidity(results)}\n`);
