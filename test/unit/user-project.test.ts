@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { availableRoles, listRoles, loadRole, shownPath } from "../../cli/spec/load.js";
 import { formatValidity, validateRoles } from "../../cli/commands/validate.js";
-import { debRequests } from "../../cli/artifacts/debian.js";
+import { Debs, debRequests } from "../../cli/artifacts/debian.js";
+import type { Lock } from "../../cli/artifacts/lock.js";
 import { clusterOfNode, type ClusterState } from "../../cli/state/state.js";
 import { checkSameRoles } from "../../cli/commands/up.js";
 import { projectRoot } from "../../cli/util/paths.js";
@@ -210,5 +211,49 @@ describe("resin up --role on an existing cluster", () => {
     const mixed = { name: "m", nodes: [{ role: "a" }, { role: "a" }, { role: "b" }] } as unknown as ClusterState;
     expect(() => checkSameRoles(mixed, ["a", "b", "b"], true)).toThrow("cluster 'm' runs 2 × a, 1 × b, not 1 × a, 2 × b");
     expect(() => checkSameRoles(mixed, ["a", "a", "b"], true)).not.toThrow();
+  });
+});
+
+describe("the project's own resin.lock.json", () => {
+  const sha = "ab".repeat(32);
+  const stockEntry = { package: "consul", version: "1.8.7+dfsg1-2+b3", suite: "bullseye", sha256: sha, size: 1 };
+
+  /** A cache holding the blob, so nothing needs fetching; offline, so nothing may be asked of apt. */
+  function offlineDebs(lock: Lock, seed?: Lock) {
+    const cache = mkdtempSync(join(tmpdir(), "resin-lock-cache-"));
+    scratch.push(cache);
+    mkdirSync(join(cache, "blobs", "sha256"), { recursive: true });
+    writeFileSync(join(cache, "blobs", "sha256", sha), "x");
+    process.env.RESIN_CACHE_HOME = cache;
+    const lines: string[] = [];
+    return { debs: new Debs(lock, (l) => lines.push(l), { offline: true, seed, suites: ["bullseye"] }), lines };
+  }
+  afterEach(() => {
+    delete process.env.RESIN_CACHE_HOME;
+  });
+
+  it("pins a package it has no entry for as Resin's own lock pins it, without asking the mirror", async () => {
+    const lock: Lock = { lockfileVersion: 1, debian: {} };
+    const { debs, lines } = offlineDebs(lock, { lockfileVersion: 1, debian: { "bullseye/consul": stockEntry } });
+    expect(await debs.ensure({ name: "consul", suite: "bullseye", kernel: false })).toEqual(stockEntry);
+    expect(lock.debian["bullseye/consul"]).toEqual(stockEntry);
+    expect(debs.changed).toBe(true);
+    expect(lines.join("\n")).toContain("as Resin's own resin.lock.json pins it");
+  });
+
+  it("keeps its own entry over Resin's", async () => {
+    const own = { ...stockEntry, version: "mine" };
+    const lock: Lock = { lockfileVersion: 1, debian: { "bullseye/consul": own } };
+    const { debs } = offlineDebs(lock, { lockfileVersion: 1, debian: { "bullseye/consul": stockEntry } });
+    expect(await debs.ensure({ name: "consul", suite: "bullseye", kernel: false })).toEqual(own);
+    expect(debs.changed).toBe(false);
+  });
+
+  it("needs the mirror's Packages index once to record what a package depends on, and says so offline", async () => {
+    const lock: Lock = { lockfileVersion: 1, debian: { "bullseye/consul": stockEntry } };
+    const { debs } = offlineDebs(lock);
+    await expect(debs.ensure({ name: "consul", suite: "bullseye", kernel: false, closure: true })).rejects.toThrow("offline, but resin.lock.json does not say what bullseye/consul depends on");
+    lock.debian["bullseye/consul"] = { ...stockEntry, depends: ["libc6"] };
+    expect((await debs.ensure({ name: "consul", suite: "bullseye", kernel: false, closure: true })).depends).toEqual(["libc6"]);
   });
 });
