@@ -4,7 +4,7 @@
 // another image set (`resin upgrade`) while a writer keeps writing (total time, the
 // longest window without a leader, acknowledged writes lost).
 import { mkdtempSync } from "node:fs";
-import { cp, readFile, writeFile } from "node:fs/promises";
+import { cp, mkdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { consulAccess, consulView, type ConsulEndpoint } from "../cli/cluster/consul.js";
@@ -51,9 +51,11 @@ export async function upgradeImageSet(keepOnFailure: boolean): Promise<{ dir: st
   onCleanup(`upgrade image set ${project}`, () => {
     if (!keepOnFailure) rmDirNow(project);
   });
-  for (const entry of ["machines", "services", "resin.lock.json"]) await cp(join(repoRoot, entry), join(project, entry), { recursive: true });
+  // A user's project (stock specs beneath it) whose own consul-server replaces the stock one.
+  await mkdir(join(project, "machines"), { recursive: true });
   const role = join(project, "machines", "consul-server.yml");
-  const text = await readFile(role, "utf8");
+  await cp(join(repoRoot, "machines", "consul-server.yml"), role);
+  const text = `${await readFile(role, "utf8")}override: true\n`;
   if (!text.includes("    server: true\n")) throw new Error("machines/consul-server.yml no longer sets `server: true` under config.consul: update bench/resilience.ts");
   await writeFile(role, text.replace("    server: true\n", "    server: true\n    log_level: DEBUG\n"));
   await resin(["build", "consul-server", "--channel", "debian", "--offline"], { RESIN_PROJECT: project });

@@ -1,7 +1,7 @@
 // Resin's side of the bench, through the CLI exactly as a user runs it: `resin up` of a
 // fresh three-node consul-server cluster, and `resin build` into fresh project copies.
 import { existsSync, mkdtempSync } from "node:fs";
-import { cp, readFile, writeFile } from "node:fs/promises";
+import { cp, mkdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ImageManifest } from "../cli/image/manifest.js";
@@ -153,7 +153,11 @@ export async function measureBuilds(keepOnFailure: boolean): Promise<BuildRun> {
     if (!keepOnFailure || !failed) rmDirNow(project);
   });
   try {
-    for (const entry of ["machines", "services", "resin.lock.json"]) await cp(join(repoRoot, entry), join(project, entry), { recursive: true });
+    // A user's project: the stock specs beneath it, its own copy of consul-server (to edit
+    // below; a copy of a stock role says `override: true`) and a second role.
+    await mkdir(join(project, "machines"), { recursive: true });
+    await cp(join(repoRoot, "machines", "consul-server.yml"), join(project, "machines", "consul-server.yml"), { recursive: true });
+    await writeFile(join(project, "machines", "consul-server.yml"), `${await readFile(join(project, "machines", "consul-server.yml"), "utf8")}override: true\n`);
     await writeFile(join(project, "machines", `${SECOND_ROLE}.yml`), SECOND_ROLE_YAML);
     const env = { RESIN_PROJECT: project };
     const build = (args: string[]) => resin(["build", ...args, "--channel", "debian", "--offline"], env);

@@ -13,7 +13,7 @@ import { withClusterLock } from "./state/lock.js";
 import { rollbackCommand, upgradeCommand } from "./commands/upgrade.js";
 import { envCommand } from "./commands/env.js";
 import { defaultJoin } from "./bootstrap/plan.js";
-import { validateClusterName, type Network } from "./state/state.js";
+import { clusterForNode, validateClusterName, type Network } from "./state/state.js";
 import { planCommand } from "./commands/plan.js";
 import { parseRoleCounts } from "./cluster/create.js";
 import { bootstrapCommand } from "./commands/bootstrap.js";
@@ -32,6 +32,8 @@ import { runBuildChecks } from "./bootstrap/build-checks.js";
 
 // RESIN_CLUSTER names the cluster when --name is not given (resin test sets it for its scripts).
 const DEFAULT_CLUSTER = process.env.RESIN_CLUSTER || "resin";
+// Commands about one node find its cluster by the node's name when --name is not given (nor RESIN_CLUSTER).
+const nodeClusterOption = () => new Option("--name <name>", "cluster name (default: $RESIN_CLUSTER, else the one cluster that has a node of that name)").default(process.env.RESIN_CLUSTER || undefined);
 
 const channelOption = () =>
   new Option("--channel <channel>", "where Consul, Nomad and Vault come from: verified official releases, or Debian's packages (Consul 1.8.7 only)")
@@ -45,12 +47,12 @@ const rolesOption = () =>
 const offlineOption = () => new Option("--offline", "never download; use only cached artifacts (also RESIN_OFFLINE=1)");
 
 /** Each node's role for a new cluster, from --roles, or --role and --nodes (three control-plane nodes by default). */
-function nodeRoles(opts: { role?: string; nodes?: number; roles?: string }): { roles: string[]; given: boolean } {
+function nodeRoles(opts: { role?: string; nodes?: number; roles?: string }): { roles: string[]; given: boolean; rolesGiven: boolean } {
   if (opts.roles !== undefined) {
     if (opts.role !== undefined || opts.nodes !== undefined) throw new ResinError("--roles says every node's role", "drop --role and --nodes, or drop --roles");
-    return { roles: parseRoleCounts(opts.roles), given: true };
+    return { roles: parseRoleCounts(opts.roles), given: true, rolesGiven: true };
   }
-  return { roles: Array.from({ length: opts.nodes ?? 3 }, () => opts.role ?? "control-plane"), given: opts.nodes !== undefined };
+  return { roles: Array.from({ length: opts.nodes ?? 3 }, () => opts.role ?? "control-plane"), given: opts.nodes !== undefined, rolesGiven: opts.role !== undefined };
 }
 
 function integer(value: string): number {
@@ -61,7 +63,7 @@ function integer(value: string): number {
 
 const program = new Command()
   .name("resin")
-  .description("Immutable images and local clusters for the HashiCorp stack.\nRoles are in machines/*.yml, service images in services/*/.")
+  .description("Immutable images and local clusters for the HashiCorp stack.\nRoles are in machines/*.yml, service images in services/*/: the project's own (the nearest directory with machines/, or RESIN_PROJECT) and Resin's stock ones beneath them.")
   .showHelpAfterError();
 
 program
@@ -97,6 +99,7 @@ program
       channel: opts.channel,
       offline: opts.offline || offlineByDefault(),
       nodesGiven: nodes.given,
+      rolesGiven: nodes.rolesGiven,
       timeoutMs: opts.timeout * 1000,
       log: stderrLog,
     }));
@@ -178,40 +181,43 @@ program
   .command("stop")
   .description("stop one node cleanly (its disk is kept)")
   .argument("<node>", "node name, e.g. resin-2")
-  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
-  .action(async (node: string, opts: { name: string }) => {
-    await withClusterLock(opts.name, `stop ${node}`, () => stopNodeCommand(opts.name, node, stderrLog));
+  .addOption(nodeClusterOption())
+  .action(async (node: string, opts: { name?: string }) => {
+    const name = await clusterForNode(node, opts.name);
+    await withClusterLock(name, `stop ${node}`, () => stopNodeCommand(name, node, stderrLog));
   });
 
 program
   .command("start")
   .description("boot one stopped or crashed node again, with its disk and metadata")
   .argument("<node>", "node name")
-  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
-  .action(async (node: string, opts: { name: string }) => {
-    await withClusterLock(opts.name, `start ${node}`, () => startNodeCommand(opts.name, node, stderrLog));
+  .addOption(nodeClusterOption())
+  .action(async (node: string, opts: { name?: string }) => {
+    const name = await clusterForNode(node, opts.name);
+    await withClusterLock(name, `start ${node}`, () => startNodeCommand(name, node, stderrLog));
   });
 
 program
   .command("restart")
   .description("reboot one node's VM, or with --service restart one supervised service inside it")
   .argument("<node>", "node name")
-  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
+  .addOption(nodeClusterOption())
   .option("--service <service>", "restart only this service (runit restarts it inside the running node)")
-  .action(async (node: string, opts: { name: string; service?: string }) => {
-    await withClusterLock(opts.name, `restart ${node}`, () => restartCommand(opts.name, node, opts.service, stderrLog));
+  .action(async (node: string, opts: { name?: string; service?: string }) => {
+    const name = await clusterForNode(node, opts.name);
+    await withClusterLock(name, `restart ${node}`, () => restartCommand(name, node, opts.service, stderrLog));
   });
 
 program
   .command("logs")
   .description("print a node's console log, or with --service that service's log from the node")
   .argument("<node>", "node name")
-  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
+  .addOption(nodeClusterOption())
   .option("--service <service>", "a supervised service's own log, read from the running node (with the node's status token)")
   .option("-f, --follow", "keep printing the console log as it grows")
   .option("-n, --lines <n>", "how many lines", integer, 200)
-  .action(async (node: string, opts: { name: string; service?: string; follow?: boolean; lines: number }) => {
-    await logsCommand(opts.name, node, opts);
+  .action(async (node: string, opts: { name?: string; service?: string; follow?: boolean; lines: number }) => {
+    await logsCommand(await clusterForNode(node, opts.name), node, opts);
   });
 
 program
@@ -266,18 +272,19 @@ program
   .command("rollback")
   .description("boot a node an unfinished upgrade replaced on the image it ran before")
   .argument("<node>", "node name")
-  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
+  .addOption(nodeClusterOption())
   .option("--gate-timeout <seconds>", "how long the node may take to become healthy", integer, 300)
-  .action(async (node: string, opts: { name: string; gateTimeout: number }) => {
-    await withClusterLock(opts.name, `rollback ${node}`, () =>
-      rollbackCommand({ project: projectRoot(), name: opts.name, node, gateTimeoutMs: opts.gateTimeout * 1000, log: stderrLog }),
+  .action(async (node: string, opts: { name?: string; gateTimeout: number }) => {
+    const name = await clusterForNode(node, opts.name);
+    await withClusterLock(name, `rollback ${node}`, () =>
+      rollbackCommand({ project: projectRoot(), name, node, gateTimeoutMs: opts.gateTimeout * 1000, log: stderrLog }),
     );
   });
 
 program
   .command("validate")
-  .description("check role and service specs; every mistake is reported with file, line, field and fix")
-  .argument("[roles...]", "role names (default: all)")
+  .description("check role and service specs; every mistake is reported with file, line, field and fix; for each role, where it and each of its services come from (project or stock)")
+  .argument("[roles...]", "role names (default: all of the project's own)")
   .action(async (roles: string[]) => {
     const results = await validateRoles(projectRoot(), roles);
     process.stdout.write(`${formatValidity(results)}\n`);
@@ -300,9 +307,9 @@ program
   .description("print where a node's forwarded port is on this host (127.0.0.1:PORT), e.g. resin port web-1 hello.http")
   .argument("<node>", "node name")
   .argument("<service.port>", "a port a service of the node's image declares, e.g. consul.https")
-  .option("--name <name>", "cluster name (default: $RESIN_CLUSTER, else resin)", DEFAULT_CLUSTER)
-  .action(async (node: string, key: string, opts: { name: string }) => {
-    process.stdout.write(`${await portCommand(opts.name, node, key)}\n`);
+  .addOption(nodeClusterOption())
+  .action(async (node: string, key: string, opts: { name?: string }) => {
+    process.stdout.write(`${await portCommand(await clusterForNode(node, opts.name), node, key)}\n`);
   });
 
 program

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { ResinError } from "../util/errors.js";
 import { cacheHome } from "../util/paths.js";
+import { indexPackages, parsePackages, type PackagesIndex } from "./depends.js";
 import { findDebianMirror, osCodename, renderSourcesList, type AptSourceFile } from "./apt-sources.js";
 
 export async function hostCodename(): Promise<string> {
@@ -30,7 +31,11 @@ async function readHostSources(): Promise<AptSourceFile[]> {
 
 export class Apt {
   private updated = false;
-  private constructor(private readonly options: string[]) {}
+  private readonly indexes = new Map<string, PackagesIndex>();
+  private constructor(
+    private readonly options: string[],
+    private readonly lists: string,
+  ) {}
 
   /** Prepare the private apt root for these suites (the lists are fetched lazily). */
   static async open(suites: string[], root = join(cacheHome(), "apt")): Promise<Apt> {
@@ -60,7 +65,21 @@ export class Apt {
       "APT::Architecture=amd64",
       "APT::Sandbox::User=root",
     ].flatMap((o) => ["-o", o]);
-    return new Apt(options);
+    return new Apt(options, join(root, "lists"));
+  }
+
+  /** A suite's Packages index (main, amd64), from the private lists apt-get update fetched. */
+  async index(suite: string): Promise<PackagesIndex> {
+    await this.update();
+    const cached = this.indexes.get(suite);
+    if (cached) return cached;
+    const files = (await readdir(this.lists)).filter((f) => f.includes(`_dists_${suite}_main_binary-amd64_Packages`)).sort();
+    if (!files.length) throw new ResinError(`Resin's private package lists have no Packages index for '${suite}'`, "check the suite name; run the build again with network access");
+    // apt keeps its lists compressed (lz4, gz, …); apt-helper reads any of them.
+    const texts = await Promise.all(files.map(async (f) => (await execa("/usr/lib/apt/apt-helper", ["cat-file", join(this.lists, f)], { maxBuffer: 1 << 30 })).stdout));
+    const index = indexPackages(texts.flatMap(parsePackages));
+    this.indexes.set(suite, index);
+    return index;
   }
 
   private async update(): Promise<void> {

@@ -8,7 +8,8 @@ import type { Log } from "../util/log.js";
 import { cacheHome } from "../util/paths.js";
 import { ResinError } from "../util/errors.js";
 import { Apt, hostCodename } from "./apt.js";
-import { hasBlob, putBlob } from "./cache.js";
+import { hasBlob, putBlob, unpackedDeb } from "./cache.js";
+import { dependencyClosure } from "./depends.js";
 import { lockKey, type Lock, type LockedDeb } from "./lock.js";
 
 export interface DebRequest {
@@ -16,41 +17,70 @@ export interface DebRequest {
   suite: string;
   /** A metapackage (linux-image-amd64) stands for the versioned package it depends on. */
   kernel: boolean;
+  /** Lock what it Depends on too: its service has no `libraries:` list. */
+  closure?: boolean;
 }
 
 /** Every package a set of services takes files from, with the default suite filled in. */
 export async function debRequests(services: Service[]): Promise<DebRequest[]> {
   const host = await hostCodename();
   const requests = new Map<string, DebRequest>();
-  const add = (name: string, suite: string | undefined, kernel = false) => {
+  const add = (name: string, suite: string | undefined, kernel = false, closure = false) => {
     const s = suite ?? host;
-    requests.set(lockKey(s, name), { name, suite: s, kernel });
+    const key = lockKey(s, name);
+    requests.set(key, { name, suite: s, kernel, closure: closure || requests.get(key)?.closure || undefined });
   };
   for (const service of services) {
     if (service.kernel) add(service.kernel.package, undefined, true);
-    for (const p of service.packages) add(p.name, p.suite);
-    for (const lib of service.libraries) add(lib, undefined);
+    for (const p of service.packages) add(p.name, p.suite, false, !service.libraries);
+    for (const lib of service.libraries ?? []) add(lib, undefined);
   }
   return [...requests.values()].sort((a, b) => lockKey(a.suite, a.name).localeCompare(lockKey(b.suite, b.name)));
 }
 
-/**
- * Fill in missing lock entries (when `updateLock` or absent) and fetch missing blobs.
- * Returns the lock, changed in place where entries were added.
- */
-export async function ensureDebs(requests: DebRequest[], lock: Lock, log: Log, opts: { updateLock?: boolean; offline?: boolean } = {}): Promise<{ changed: boolean }> {
-  let apt: Apt | undefined;
-  const openApt = async (why: string) => {
-    if (opts.offline) throw new ResinError(`offline, but ${why}`, "run the build once without --offline (and without RESIN_OFFLINE=1) to fetch it");
-    return (apt ??= await Apt.open(requests.map((r) => r.suite)));
-  };
-  let changed = false;
+export interface DebOptions {
+  updateLock?: boolean;
+  offline?: boolean;
+  /** Entries to take as they are when the lock has none (Resin's own lock, for a user's project). */
+  seed?: Lock;
+  /** Every suite the build may need (the private sources.list names each). */
+  suites: string[];
+}
 
-  for (const request of requests) {
+/**
+ * Locked, cached Debian packages: fills in missing lock entries (or all, with
+ * `updateLock`) and fetches missing blobs. The lock is changed in place; `changed` says so.
+ */
+export class Debs {
+  changed = false;
+  private apt?: Apt;
+  private readonly checked = new Set<string>();
+
+  constructor(
+    readonly lock: Lock,
+    private readonly log: Log,
+    private readonly opts: DebOptions,
+  ) {}
+
+  private async openApt(why: string): Promise<Apt> {
+    if (this.opts.offline) throw new ResinError(`offline, but ${why}`, "run the build once without --offline (and without RESIN_OFFLINE=1) to fetch it");
+    return (this.apt ??= await Apt.open(this.opts.suites));
+  }
+
+  /** The lock entry for a request, resolved and fetched when needed. */
+  async ensure(request: DebRequest): Promise<LockedDeb> {
     const key = lockKey(request.suite, request.name);
-    let locked = lock.debian[key];
-    if (!locked || opts.updateLock) {
-      const a = await openApt(`resin.lock.json has no entry for ${key}`);
+    let locked = this.lock.debian[key];
+    const recheck = this.opts.updateLock && !this.checked.has(key);
+    this.checked.add(key);
+    if (!locked && !this.opts.updateLock && this.opts.seed?.debian[key]) {
+      locked = { ...this.opts.seed.debian[key]! };
+      this.log(`  lock ${key} → ${locked.package} ${locked.version} (as Resin's own resin.lock.json pins it)`);
+      this.lock.debian[key] = locked;
+      this.changed = true;
+    }
+    if (!locked || recheck) {
+      const a = await this.openApt(`resin.lock.json has no entry for ${key}`);
       let name = request.name;
       let version = await a.candidate(name, request.suite);
       if (request.kernel) {
@@ -65,15 +95,26 @@ export async function ensureDebs(requests: DebRequest[], lock: Lock, log: Log, o
       const next: LockedDeb = { package: name, version, suite: request.suite, sha256: fields.SHA256 ?? "", size: Number(fields.Size ?? 0) };
       if (!/^[0-9a-f]{64}$/.test(next.sha256)) throw new ResinError(`apt has no SHA256 for ${name}=${version}`);
       if (!locked || locked.sha256 !== next.sha256) {
-        log(`  lock ${key} → ${name} ${version}`);
-        lock.debian[key] = next;
-        changed = true;
+        this.log(`  lock ${key} → ${name} ${version}`);
+        this.lock.debian[key] = next;
+        this.changed = true;
+        locked = next;
       }
-      locked = next;
+    }
+    if (request.closure && (!locked.depends || recheck)) {
+      // What the package Depends on, from the suite's own Packages index.
+      const a = await this.openApt(`resin.lock.json does not say what ${key} depends on`);
+      const { packages } = dependencyClosure(await a.index(request.suite), [locked.package]);
+      if (!locked.depends || locked.depends.join(" ") !== packages.join(" ")) {
+        this.log(`  lock ${key}: depends on ${packages.length} package${packages.length === 1 ? "" : "s"} in ${request.suite}`);
+        locked = { ...locked, depends: packages };
+        this.lock.debian[key] = locked;
+        this.changed = true;
+      }
     }
     if (!hasBlob(locked.sha256)) {
-      const a = await openApt(`${locked.package} ${locked.version} is not in the cache`);
-      log(`  fetch ${locked.package} ${locked.version} (${locked.suite}, ${(locked.size / 1e6).toFixed(1)} MB)`);
+      const a = await this.openApt(`${locked.package} ${locked.version} is not in the cache`);
+      this.log(`  fetch ${locked.package} ${locked.version} (${locked.suite}, ${(locked.size / 1e6).toFixed(1)} MB)`);
       const tmp = await mkdtemp(join(cacheHome(), "download-"));
       try {
         const file = await a.download(locked.package, locked.version, tmp);
@@ -88,6 +129,19 @@ export async function ensureDebs(requests: DebRequest[], lock: Lock, log: Log, o
         await rm(tmp, { recursive: true, force: true });
       }
     }
+    return locked;
   }
-  return { changed };
+
+  /** A package unpacked in the cache (locked and fetched first when needed). */
+  async open(name: string, suite: string): Promise<{ root: string; deb: LockedDeb }> {
+    const deb = await this.ensure({ name, suite, kernel: false });
+    return { root: await unpackedDeb(deb.sha256, `${deb.package} ${deb.version}`), deb };
+  }
+}
+
+/** Lock and fetch every request (see Debs). */
+export async function ensureDebs(requests: DebRequest[], lock: Lock, log: Log, opts: Omit<DebOptions, "suites"> = {}): Promise<{ changed: boolean; debs: Debs }> {
+  const debs = new Debs(lock, log, { ...opts, suites: requests.map((r) => r.suite) });
+  for (const request of requests) await debs.ensure(request);
+  return { changed: debs.changed, debs };
 }

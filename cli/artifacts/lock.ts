@@ -15,6 +15,12 @@ export const LockedDebSchema = z
     suite: z.string(),
     sha256: z.string().regex(/^[0-9a-f]{64}$/),
     size: z.number().int().nonnegative(),
+    /**
+     * For a package of a service without `libraries:`: what it Depends/Pre-Depends on,
+     * transitively, in its suite (Debian's data when it was locked), nearest first. The
+     * shared libraries of the service's files are looked for in these packages.
+     */
+    depends: z.array(z.string()).optional(),
   })
   .strict();
 

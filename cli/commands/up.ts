@@ -11,7 +11,7 @@ import { localMachines } from "../provider/local.js";
 import { ResinError } from "../util/errors.js";
 import { requireTools } from "../util/tools.js";
 import type { Log } from "../util/log.js";
-import { createCluster } from "../cluster/create.js";
+import { createCluster, describeRoles } from "../cluster/create.js";
 
 export interface UpOptions {
   project: string;
@@ -22,6 +22,8 @@ export interface UpOptions {
   offline?: boolean;
   /** Whether --nodes or --roles was given (an existing cluster keeps its size otherwise). */
   nodesGiven: boolean;
+  /** Whether --role or --roles was given (an existing cluster of other roles is refused). */
+  rolesGiven?: boolean;
   timeoutMs: number;
   log: Log;
 }
@@ -35,6 +37,7 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   if (existing && opts.nodesGiven && existing.nodes.length !== opts.roles.length) {
     throw new ResinError(`cluster '${opts.name}' has ${existing.nodes.length} nodes, not ${opts.roles.length}`, "omit --nodes (and --roles) to start it as it is, or use another --name");
   }
+  if (existing && opts.rolesGiven) checkSameRoles(existing, opts.roles, opts.nodesGiven);
 
   let state: ClusterState;
   if (existing) {
@@ -87,4 +90,19 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     throw e;
   }
   return state;
+}
+
+/**
+ * `resin up --role X` (or --roles) on an existing cluster must mean the roles it has:
+ * an existing cluster is never changed to other roles, and silence would suggest it was.
+ */
+export function checkSameRoles(existing: ClusterState, roles: string[], countGiven: boolean): void {
+  const has = existing.nodes.map((n) => n.role);
+  // With a count (--nodes, --roles R=N) the nodes per role must match too; without, the roles.
+  const kinds = (rs: string[]) => (countGiven ? describeRoles([...rs].sort()) : [...new Set(rs)].sort().join(","));
+  if (kinds(has) === kinds(roles)) return;
+  throw new ResinError(
+    `cluster '${existing.name}' runs ${describeRoles(has)}, not ${countGiven ? describeRoles(roles) : [...new Set(roles)].join(", ")}`,
+    `omit --role/--roles to start it as it is, or give a new cluster its own name: resin up --name <new> --role ${roles[0]}`,
+  );
 }

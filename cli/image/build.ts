@@ -18,19 +18,15 @@ import type { Log } from "../util/log.js";
 import { Rootfs, type Provenance } from "./rootfs.js";
 import { writeSquashfs } from "./squashfs.js";
 import { kernelFiles, pciModuleAliases } from "./kernel.js";
-import { readElfDeps } from "./elf.js";
 import { modeInside, readInside } from "./package-files.js";
+import { addLibraryClosure, PackageSearch, takePath, type Opener, type PackageRoot } from "./libraries.js";
 import { writeCpio } from "./cpio.js";
 import { EFI_STUB_PATH, writeDisks } from "./disk.js";
-import type { TreeEntry } from "./tree.js";
 import { builderCode, imageToolVersions } from "./fingerprint.js";
 import { imageDigest, imagesDir, readManifest, type BuildCheckResult, type ImageBuilder, type ImageFile, type ImageManifest, type ServiceVersion } from "./manifest.js";
 
 /** Bump when the image layout changes in a way the inputs below do not capture. */
 const IMAGE_FORMAT = 3;
-
-/** Where a dynamic linker finds libraries without an ld.so.cache (Debian's system search path). */
-const LIBRARY_DIRS = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "lib", "usr/lib"];
 
 export interface BuiltImage {
   dir: string;
@@ -51,9 +47,31 @@ async function lockedFor(role: Role, lock: Lock): Promise<Map<string, LockedDeb>
   for (const s of role.services) {
     if (s.kernel) take(s.kernel.package);
     for (const p of s.packages) take(p.name, p.suite);
-    for (const l of s.libraries) take(l);
+    for (const l of s.libraries ?? []) take(l);
   }
   return map;
+}
+
+/**
+ * For each service without `libraries:`, what its packages Depend on (as resin.lock.json
+ * pins it), nearest first: where its shared libraries and link targets are looked for.
+ */
+async function closuresFor(role: Role, debs: Map<string, LockedDeb>): Promise<Map<string, { name: string; suite: string }[]>> {
+  const host = await hostCodename();
+  const map = new Map<string, { name: string; suite: string }[]>();
+  for (const s of role.services) {
+    if (s.libraries) continue;
+    const closure = new Map<string, string>();
+    for (const p of s.packages) for (const d of debs.get(p.name)?.depends ?? []) if (!closure.has(d)) closure.set(d, p.suite ?? host);
+    map.set(s.name, [...closure].map(([name, suite]) => ({ name, suite })));
+  }
+  return map;
+}
+
+/** The lock entries of the closure packages the lock has: they decide which files a build takes. */
+function closureEntries(closures: Map<string, { name: string; suite: string }[]>, lock: Lock): [string, LockedDeb][] {
+  const keys = new Set([...closures.values()].flat().map((c) => lockKey(c.suite, c.name)));
+  return [...keys].sort().flatMap((k) => (lock.debian[k] ? [[k, lock.debian[k]] as [string, LockedDeb]] : []));
 }
 
 /** The version templates see: the release's, else the upstream version of the service's first package. */
@@ -85,7 +103,7 @@ export function imageTemplateContext(role: Role, serviceName: string, versions: 
 }
 
 /** The build's cache key: a digest over everything that reaches the image's bytes. */
-export async function inputDigest(role: Role, debs: Map<string, LockedDeb>, releases: Map<string, ReleaseIndex>, builder: ImageBuilder): Promise<string> {
+export async function inputDigest(role: Role, debs: Map<string, LockedDeb>, releases: Map<string, ReleaseIndex>, builder: ImageBuilder, closure: [string, LockedDeb][] = []): Promise<string> {
   const services = await Promise.all(
     role.services.map(async (s) => {
       // The initramfs files (/init) count too: a change to one must rebuild the image.
@@ -105,6 +123,8 @@ export async function inputDigest(role: Role, debs: Map<string, LockedDeb>, rele
       services,
       debs: [...debs.entries()].sort(([a], [b]) => a.localeCompare(b)),
       releases: [...releases.entries()].sort(([a], [b]) => a.localeCompare(b)),
+      // Only where a service takes its libraries from its packages' Depends.
+      ...(closure.length ? { closure } : {}),
     }),
   );
 }
@@ -117,13 +137,18 @@ export async function inputDigest(role: Role, debs: Map<string, LockedDeb>, rele
  */
 export type BuildCheck = (role: Role, image: { rootfs: string; services: ServiceVersion[] }, log: Log) => Promise<BuildCheckResult[]>;
 
-export async function buildImage(project: string, role: Role, lock: Lock, log: Log, check: BuildCheck): Promise<BuiltImage> {
+/**
+ * Build one role's image. `open` unpacks a package of a service's Depends closure,
+ * locking and fetching it first when the lock has none (the lock is changed in place).
+ */
+export async function buildImage(project: string, role: Role, lock: Lock, log: Log, check: BuildCheck, open?: Opener): Promise<BuiltImage> {
   const name = role.spec.role;
   const dir = join(imagesDir(project, role.channel), name);
   const debs = await lockedFor(role, lock);
   const releases = await releasesFor(role);
   const builder: ImageBuilder = { code: await builderCode(), tools: await imageToolVersions() };
-  const digestOfInputs = await inputDigest(role, debs, releases, builder);
+  const closures = await closuresFor(role, debs);
+  let digestOfInputs = await inputDigest(role, debs, releases, builder, closureEntries(closures, lock));
   // A previous manifest that does not pass its schema is simply rebuilt over.
   const previous = await readManifest(dir).catch(() => undefined);
   if (
@@ -159,22 +184,42 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const aliases = kernel.files.get(join("lib", "modules", kernel.version, "modules.alias"))!.toString("utf8");
   rootfs.file("etc/modules.pci", Buffer.from(pciModuleAliases(aliases, hardware, shownPath(base.file))), 0o644, fromBase);
 
-  // Files taken from packages, then the shared libraries they load.
+  // Files taken from packages, then the shared libraries they load. Each service's files
+  // are searched for what they need in its own packages (see libraries.ts).
+  const rootOf = (requested: string): PackageRoot => ({ name: requested, root: unpacked.get(requested)!, label: debLabel(requested) });
+  const listed = role.services.flatMap((s) => s.libraries ?? []).map(rootOf);
+  const pooled = new PackageSearch("the role's libraries", role.services.flatMap((s) => [...(s.libraries ?? []), ...s.packages.map((p) => p.name)]).map(rootOf));
+  const searches = new Map<string, PackageSearch>();
+  for (const s of role.services) {
+    const closure = closures.get(s.name);
+    searches.set(s.name, closure ? new PackageSearch(`service '${s.name}'`, [...s.packages.map((p) => rootOf(p.name)), ...listed], closure, open) : pooled);
+  }
+  const owners = new Map<string, PackageSearch>();
+  const usedDebs = new Map<string, LockedDeb>();
+  const used = (from: PackageRoot) => {
+    if (from.deb) usedDebs.set(from.deb.package, from.deb);
+  };
   const appletBinaries: { path: string; root: string }[] = [];
   // Files the builder itself uses (the UEFI stub), kept out of the root filesystem.
   const buildOnly = new Map<string, { data: Buffer; from: string }>();
   for (const service of role.services) {
+    const search = searches.get(service.name)!;
     for (const pkg of service.packages) {
       const root = unpacked.get(pkg.name)!;
       for (const path of pkg.paths) {
+        if (!pkg.build_only && !pkg.install_to) {
+          await takePath(rootfs, { where: shownPath(service.file), pkg: rootOf(pkg.name), path, search, owners, used });
+          continue;
+        }
         const data = await readInside(root, path);
         if (!data) throw new ResinError(`${shownPath(service.file)}: packages: ${pkg.name} has no file '${path}'`, `list the package's files with: dpkg-deb -c <the .deb>, or look in ${root}`);
         if (pkg.build_only) {
           buildOnly.set(path, { data, from: `deb:${debLabel(pkg.name)}` });
           continue;
         }
-        const target = pkg.install_to ? `${pkg.install_to}/${path.split("/").pop()}` : path;
+        const target = `${pkg.install_to}/${path.split("/").pop()}`;
         rootfs.file(target, data, await modeInside(root, path), { kind: "deb", source: debLabel(pkg.name) });
+        owners.set(target, search);
       }
       if (pkg.applets) appletBinaries.push({ path: pkg.paths[0]!, root });
     }
@@ -196,9 +241,14 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
       const data = entries.get(inZip);
       if (!data) throw new ResinError(`${shownPath(service.file)}: the ${release.product} ${release.version} release has no file '${inZip}'`, `its files are: ${[...entries.keys()].join(", ") || "(none matched)"}`);
       rootfs.file(path, data, 0o755, { kind: "release", source: `${release.product} ${release.version} (${releases.get(service.name)!.file})` });
+      owners.set(path, searches.get(service.name)!);
     }
   }
-  await addLibraryClosure(rootfs, role, unpacked, debLabel);
+  const lockBefore = canonicalJson(closureEntries(closures, lock));
+  await addLibraryClosure(rootfs, owners, pooled, used);
+  // Packages the closure opened for the first time are in the lock now: the next build's
+  // inputs include them, so this one's digest must too, or it would never be up to date.
+  if (canonicalJson(closureEntries(closures, lock)) !== lockBefore) digestOfInputs = await inputDigest(role, debs, releases, builder, closureEntries(closures, lock));
 
   // Users, service files and image-time templates.
   const users = role.services.flatMap((s) => (s.user ? [s.user] : []));
@@ -273,7 +323,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
     rootfs: parts[2]!,
     disk,
     services,
-    packages: [...new Map([...debs.values()].map((d) => [d.package, d])).values()].sort((a, b) => a.package.localeCompare(b.package)),
+    packages: [...new Map([...debs.values(), ...usedDebs.values()].map((d) => [d.package, d])).values()].sort((a, b) => a.package.localeCompare(b.package)),
     releases: [...releases.values()].sort((a, b) => a.product.localeCompare(b.product)),
     files: rootfs.manifest(),
     initramfsFiles: initramfs.manifest(),
@@ -310,51 +360,4 @@ async function assembleInitramfs(
     tree.file(f.dst, await readFile(join(base.dir, f.src)), parseInt(f.mode, 8), { kind: "service", source: `${base.name}/${f.src}` });
   }
   return tree;
-}
-
-async function addLibraryClosure(
-  rootfs: Rootfs,
-  role: Role,
-  unpacked: Map<string, string>,
-  debLabel: (requested: string) => string,
-): Promise<void> {
-  const searchRoots = role.services.flatMap((s) => [...s.libraries, ...s.packages.map((p) => p.name)]).map((n) => ({ name: n, root: unpacked.get(n)! }));
-  const queue: TreeEntry[] = rootfs.list().filter((e) => e.type === "file");
-  const seen = new Set<string>();
-  while (queue.length > 0) {
-    const entry = queue.shift()!;
-    if (entry.type !== "file" || seen.has(entry.path)) continue;
-    seen.add(entry.path);
-    let deps;
-    try {
-      deps = readElfDeps(entry.data);
-    } catch (e) {
-      throw new ResinError(`${entry.path}: ${(e as Error).message}`, "the package file is damaged; delete it from the cache and build again");
-    }
-    if (!deps) continue;
-    const wanted = [...(deps.interpreter ? [deps.interpreter.replace(/^\/+/, "")] : []), ...deps.needed.map((soname) => LIBRARY_DIRS.map((d) => `${d}/${soname}`))];
-    for (const want of wanted) {
-      const candidates = Array.isArray(want) ? want : [want];
-      if (candidates.some((c) => rootfs.has(c))) continue;
-      let found = false;
-      for (const candidate of candidates) {
-        for (const { name, root } of searchRoots) {
-          const data = await readInside(root, candidate);
-          if (!data) continue;
-          rootfs.file(candidate, data, 0o755, { kind: "deb", source: debLabel(name) });
-          queue.push(rootfs.get(candidate)!);
-          found = true;
-          break;
-        }
-        if (found) break;
-      }
-      if (!found) {
-        const soname = candidates[0]!.split("/").pop();
-        throw new ResinError(
-          `${entry.path} needs ${soname}, which none of the packages listed under 'libraries' provides (searched: ${searchRoots.map((r) => r.name).join(", ")})`,
-          `add the Debian package that ships it to the service's libraries (find it with: dpkg -S ${soname})`,
-        );
-      }
-    }
-  }
 }

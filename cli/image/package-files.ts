@@ -45,3 +45,24 @@ export async function modeInside(root: string, rel: string): Promise<number> {
   const resolved = await resolveInside(root, rel);
   return resolved ? (await lstat(join(root, resolved))).mode & 0o7777 : 0o644;
 }
+
+/**
+ * If `rel` is itself a symlink inside the package (its directories resolved inside the
+ * package), the link's target as written; undefined for anything else.
+ */
+export async function linkInside(root: string, rel: string): Promise<string | undefined> {
+  const path = posix.normalize(rel).replace(/^\/+/, "");
+  const dir = posix.dirname(path) === "." ? "" : await resolveInside(root, posix.dirname(path));
+  if (dir === undefined) return undefined;
+  const full = join(root, dir, posix.basename(path));
+  const stat = await lstat(full).catch(() => undefined);
+  return stat?.isSymbolicLink() ? readlink(full) : undefined;
+}
+
+/** Whether the package has `rel` at all: a file, a directory or a symlink (even a dangling one). */
+export async function existsInside(root: string, rel: string): Promise<boolean> {
+  const path = posix.normalize(rel).replace(/^\/+/, "");
+  const dir = posix.dirname(path) === "." ? "" : await resolveInside(root, posix.dirname(path));
+  if (dir === undefined) return false;
+  return (await lstat(join(root, dir, posix.basename(path))).catch(() => undefined)) !== undefined;
+}

@@ -1,9 +1,11 @@
 // Build roles' images: spec → artifacts → image for each named role (`resin build`, and the
 // builds `resin up`, `plan` and `upgrade` start from).
 import { join } from "node:path";
-import { listRoles, loadRole, type Role } from "../spec/load.js";
+import { listRoles, loadRole, shownPath, type Role } from "../spec/load.js";
 import { CHANNELS, type Channel } from "../spec/schema.js";
-import { debRequests, ensureDebs } from "../artifacts/debian.js";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { Debs, debRequests } from "../artifacts/debian.js";
 import { readLock, writeLock } from "../artifacts/lock.js";
 import { cachedRelease, fetchRelease, missingReleaseError } from "../artifacts/official.js";
 import type { ReleaseRef } from "../artifacts/releases.js";
@@ -11,6 +13,7 @@ import { buildImage, type BuildCheck, type BuiltImage } from "./build.js";
 import { ResinError } from "../util/errors.js";
 import { requireTools } from "../util/tools.js";
 import type { Log } from "../util/log.js";
+import { installRoot } from "../util/paths.js";
 
 export interface BuildOptions {
   project: string;
@@ -101,20 +104,40 @@ export async function buildRoles(opts: BuildOptions): Promise<BuiltImage[]> {
   // Official releases first: they are what a machine without internet access lacks, and
   // saying so should not wait for Debian downloads. Either stops before any image is made.
   await ensureReleases(roles, opts);
+  // The project's own lock pins every package its builds take, stock services' too; a
+  // package it has no entry for is pinned as Resin's own lock pins it, when that has one.
   const lockPath = join(opts.project, "resin.lock.json");
+  const stockLock = join(installRoot(), "resin.lock.json");
   const lock = await readLock(lockPath);
+  const seed = resolve(stockLock) !== resolve(lockPath) && existsSync(stockLock) ? await readLock(stockLock) : undefined;
   const requests = await debRequests(roles.flatMap((r) => r.services));
-  const { changed } = await ensureDebs(requests, lock, opts.log, { updateLock: opts.updateLock, offline: opts.offline });
-  if (changed) {
+  const debs = new Debs(lock, opts.log, { updateLock: opts.updateLock, offline: opts.offline, seed, suites: requests.map((r) => r.suite) });
+  const saveLock = async () => {
+    if (!debs.changed) return;
     await writeLock(lockPath, lock);
-    opts.log(`  updated ${lockPath}`);
+    opts.log(`  updated ${shownPath(lockPath)}`);
+    debs.changed = false;
+  };
+  try {
+    for (const request of requests) await debs.ensure(request);
+  } finally {
+    await saveLock();
   }
 
+  // A service without `libraries:` may open packages of its Depends closure as it builds.
+  const open = async (name: string, suite: string) => {
+    const { root, deb } = await debs.open(name, suite);
+    return { name, root, label: `${deb.package} ${deb.version}`, deb };
+  };
   const images: BuiltImage[] = [];
   for (const role of roles) {
-    const image = await buildImage(opts.project, role, lock, opts.log, opts.check);
-    opts.log(`${image.cached ? "up to date" : "built"}: ${role.spec.role} (${opts.channel}) ${image.manifest.digest.slice(0, 19)} in ${image.dir}`);
-    images.push(image);
+    try {
+      const image = await buildImage(opts.project, role, lock, opts.log, opts.check, open);
+      opts.log(`${image.cached ? "up to date" : "built"}: ${role.spec.role} (${opts.channel}) ${image.manifest.digest.slice(0, 19)} in ${image.dir}`);
+      images.push(image);
+    } finally {
+      await saveLock();
+    }
   }
   return images;
 }

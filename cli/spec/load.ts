@@ -2,16 +2,19 @@
 // the line, the field and what would fix it.
 import { readFile, readdir } from "node:fs/promises";
 import { existsSync } from "node:fs";
-import { join, relative } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { LineCounter, parseDocument, isMap, isNode, isScalar } from "yaml";
 import { ZodArray, ZodDefault, ZodObject, ZodOptional, ZodRecord, type z, type ZodIssue } from "zod";
 import { ResinError, SpecError } from "../util/errors.js";
+import { installRoot } from "../util/paths.js";
 import { MachineSchema, ServiceSchema, type Channel, type MachineSpec, type OptionValue, type ReleaseSpec, type ServiceSpec } from "./schema.js";
 
 export interface Service extends ServiceSpec {
   /** Directory holding service.yml and the files it names. */
   dir: string;
   file: string;
+  /** The project's own service, or Resin's stock one. */
+  origin: Origin;
   /** The official release the chosen channel takes the program from, if any. */
   release?: ReleaseSpec;
 }
@@ -19,6 +22,8 @@ export interface Service extends ServiceSpec {
 export interface Role {
   spec: MachineSpec;
   file: string;
+  /** The project's own role, or Resin's stock one. */
+  origin: Origin;
   channel: Channel;
   /** Services in the order the role lists them. */
   services: Service[];
@@ -132,8 +137,23 @@ function explain(issue: ZodIssue): string {
   }
 }
 
-export async function listRoles(project: string): Promise<string[]> {
-  const dir = join(project, "machines");
+/**
+ * Where specs come from: the project's own `machines/` and `services/`, and beneath
+ * them Resin's stock ones (from the installation). A project that is the installation
+ * itself (this repository) has the stock layer only.
+ */
+export type Origin = "project" | "stock";
+
+interface Found {
+  file: string;
+  origin: Origin;
+}
+
+const layers = (project: string, stock: string): { root: string; origin: Origin }[] =>
+  resolve(project) === resolve(stock) ? [{ root: stock, origin: "stock" }] : [{ root: project, origin: "project" }, { root: stock, origin: "stock" }];
+
+async function rolesIn(root: string): Promise<string[]> {
+  const dir = join(root, "machines");
   if (!existsSync(dir)) return [];
   return (await readdir(dir))
     .filter((f) => f.endsWith(".yml"))
@@ -141,21 +161,68 @@ export async function listRoles(project: string): Promise<string[]> {
     .sort();
 }
 
-export async function listServices(project: string): Promise<string[]> {
-  const dir = join(project, "services");
+async function servicesIn(root: string): Promise<string[]> {
+  const dir = join(root, "services");
   if (!existsSync(dir)) return [];
   const names = await readdir(dir);
   return names.filter((n) => existsSync(join(dir, n, "service.yml"))).sort();
 }
 
-export async function loadService(project: string, name: string): Promise<Service> {
-  const dir = join(project, "services", name);
-  const file = join(dir, "service.yml");
+/** The project's own roles (the stock ones when the project is the installation): what "all roles" means. */
+export async function listRoles(project: string, stock = installRoot()): Promise<string[]> {
+  return rolesIn(layers(project, stock)[0]!.root);
+}
+
+/** Every role a build may name: the project's and the stock ones. */
+export async function availableRoles(project: string, stock = installRoot()): Promise<string[]> {
+  const all = await Promise.all(layers(project, stock).map((l) => rolesIn(l.root)));
+  return [...new Set(all.flat())].sort();
+}
+
+/** Every service a role may list: the project's and the stock ones. */
+export async function listServices(project: string, stock = installRoot()): Promise<string[]> {
+  const all = await Promise.all(layers(project, stock).map((l) => servicesIn(l.root)));
+  return [...new Set(all.flat())].sort();
+}
+
+/** The file a role or service is read from: the project's own, else the stock one. */
+function findSpec(kind: "role" | "service", project: string, stock: string, name: string): Found | undefined {
+  const path = (root: string) => (kind === "role" ? join(root, "machines", `${name}.yml`) : join(root, "services", name, "service.yml"));
+  for (const { root, origin } of layers(project, stock)) if (existsSync(path(root))) return { file: path(root), origin };
+  return undefined;
+}
+
+/**
+ * A project's spec with a stock name must say `override: true`, so that nobody replaces
+ * (or keeps a stale copy of) a stock role or service without knowing; and `override`
+ * where nothing is replaced is a mistake too.
+ */
+function checkOverride(kind: "role" | "service", found: Found, stockFile: string | undefined, override: boolean | undefined, lineAt: (p: (string | number)[]) => number | undefined): void {
+  if (found.origin !== "project") return;
+  const shown = shownPath(found.file);
+  const field = kind === "role" ? "role" : "name";
+  if (stockFile && !override) {
+    throw new SpecError(shown, [
+      { field, line: lineAt([field]), message: `Resin has a stock ${kind} of this name (${shownPath(stockFile)}): rename yours, or add 'override: true' to replace the stock one in this project` },
+    ]);
+  }
+  if (!stockFile && override) {
+    throw new SpecError(shown, [{ field: "override", line: lineAt(["override"]), message: `there is no stock ${kind} of this name to replace: remove 'override'` }]);
+  }
+}
+
+export async function loadService(project: string, name: string, stock = installRoot()): Promise<Service> {
+  const found = findSpec("service", project, stock, name);
+  if (!found) throw new SpecError(join("services", name, "service.yml"), [{ field: "", message: `no such service; the services are: ${(await listServices(project, stock)).join(", ")}` }]);
+  const { file, origin } = found;
+  const dir = dirname(file);
   const shown = shownPath(file);
   const { data: spec, lineAt } = await loadYaml(file, ServiceSchema, shown);
   if (spec.name !== name) {
     throw new SpecError(shown, [{ field: "name", line: lineAt(["name"]), message: `is '${spec.name}' but the directory is '${name}': make them equal` }]);
   }
+  const stockFile = join(stock, "services", name, "service.yml");
+  checkOverride("service", found, existsSync(stockFile) ? stockFile : undefined, spec.override, lineAt);
   for (const [key, option] of Object.entries(spec.options)) {
     if (!matchesType(option.default, option.type)) {
       throw new SpecError(shown, [{ field: `options.${key}.default`, line: lineAt(["options", key, "default"]), message: `must be a ${option.type}` }]);
@@ -166,12 +233,13 @@ export async function loadService(project: string, name: string): Promise<Servic
       throw new SpecError(shown, [{ field: "files", message: `'${f.src}' does not exist in ${shownPath(dir)}/` }]);
     }
   }
-  return { ...spec, dir, file };
+  return { ...spec, dir, file, origin };
 }
 
 /**
  * A service as built on one channel: the channel's packages and libraries join the
- * service's own, and its release (if any) is where the program comes from.
+ * service's own, and its release (if any) is where the program comes from. A service
+ * without channels (its top-level `packages`) is the same on every channel.
  */
 export function onChannel(service: Service, channel: Channel): Service {
   if (!service.channels) return service;
@@ -183,30 +251,35 @@ export function onChannel(service: Service, channel: Channel): Service {
       `build with --channel ${Object.keys(service.channels)[0]}, or choose a role without ${service.name}`,
     );
   }
+  // `libraries` given in either place replaces Debian's Depends for the whole service.
+  const libraries = service.libraries || chosen.libraries ? [...(service.libraries ?? []), ...(chosen.libraries ?? [])] : undefined;
   return {
     ...service,
     packages: [...service.packages, ...chosen.packages],
-    libraries: [...service.libraries, ...chosen.libraries],
+    libraries,
     release: chosen.release,
   };
 }
 
 /** Load machines/<role>.yml with the services it includes, and check how they fit together. */
-export async function loadRole(project: string, role: string, channel: Channel = "official"): Promise<Role> {
-  const roles = await listRoles(project);
-  if (!roles.includes(role)) {
+export async function loadRole(project: string, role: string, channel: Channel = "official", stock = installRoot()): Promise<Role> {
+  const found = findSpec("role", project, stock, role);
+  if (!found) {
+    const roles = await availableRoles(project, stock);
     throw new SpecError(join("machines", `${role}.yml`), [
       { field: "", message: `no such role; the roles are: ${roles.join(", ") || "(none)"}` },
     ]);
   }
-  const file = join(project, "machines", `${role}.yml`);
+  const { file, origin } = found;
   const shown = shownPath(file);
   const { data: spec, lineAt } = await loadYaml(file, MachineSchema, shown);
   if (spec.role !== role) {
     throw new SpecError(shown, [{ field: "role", line: lineAt(["role"]), message: `is '${spec.role}' but the file is named '${role}.yml': make them equal` }]);
   }
+  const stockFile = join(stock, "machines", `${role}.yml`);
+  checkOverride("role", found, existsSync(stockFile) ? stockFile : undefined, spec.override, lineAt);
 
-  const available = await listServices(project);
+  const available = await listServices(project, stock);
   const problems: { field: string; line?: number; message: string }[] = [];
   spec.services.forEach((s, i) => {
     if (!available.includes(s)) problems.push({ field: `services[${i}]`, line: lineAt(["services", i]), message: `unknown service '${s}'; the services are: ${available.join(", ")}` });
@@ -217,7 +290,7 @@ export async function loadRole(project: string, role: string, channel: Channel =
     throw new SpecError(shown, [{ field: `services[${repeat}]`, line: lineAt(["services", repeat]), message: `lists '${spec.services[repeat]}' twice: remove the repeat` }]);
   }
 
-  const services = (await Promise.all(spec.services.map((s) => loadService(project, s)))).map((s) => onChannel(s, channel));
+  const services = (await Promise.all(spec.services.map((s) => loadService(project, s, stock)))).map((s) => onChannel(s, channel));
   const kernels = services.filter((s) => s.kernel);
   if (kernels.length !== 1) {
     throw new SpecError(shown, [
@@ -258,7 +331,7 @@ export async function loadRole(project: string, role: string, channel: Channel =
     }
   }
   if (problems.length) throw new SpecError(shown, problems);
-  return { spec, file, channel, services, options };
+  return { spec, file, origin, channel, services, options };
 }
 
 function matchesType(value: unknown, type: "boolean" | "string" | "integer"): boolean {

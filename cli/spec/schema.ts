@@ -89,7 +89,8 @@ export const GoModuleSchema = z
 export const ChannelSchema = z
   .object({
     packages: z.array(PackageSchema).default([]),
-    libraries: z.array(debianPackage).default([]),
+    /** As the service's own `libraries`: given here or there, it replaces Debian's Depends. */
+    libraries: z.array(debianPackage).optional(),
     release: ReleaseSchema.optional(),
   })
   .strict();
@@ -137,8 +138,15 @@ export const ServiceSchema = z
       .optional(),
     /** Extra kernel modules this service needs loaded at boot (e.g. br_netfilter). */
     modules: z.array(z.string().regex(/^[A-Za-z0-9_]+$/, "must be a kernel module name such as 'br_netfilter'")).default([]),
+    /** Packages every channel takes; `channels` adds what differs per channel. */
     packages: z.array(PackageSchema).default([]),
-    libraries: z.array(debianPackage).default([]),
+    /**
+     * The packages the shared libraries of this service's files come from. Without it,
+     * the libraries come from what its packages Depend/Pre-Depend on (Debian's own data).
+     */
+    libraries: z.array(debianPackage).optional(),
+    /** A project's service of the same name as a stock one replaces it only when it says so. */
+    override: z.boolean().optional(),
     /** Sources per channel; a service without channels is the same on every channel. */
     channels: z.object({ official: ChannelSchema.optional(), debian: ChannelSchema.optional() }).strict().optional(),
     user: z.object({ name, uid: z.number().int().min(1).max(65533) }).strict().optional(),
@@ -166,6 +174,8 @@ export const MachineSchema = z
   .object({
     role: name,
     description: z.string().min(1),
+    /** A project's role of the same name as a stock one replaces it only when it says so. */
+    override: z.boolean().optional(),
     services: z.array(name).min(1, "a role needs at least the 'base' service"),
     config: z.record(name, z.record(z.string(), z.unknown())).default({}),
     vm: z

@@ -173,3 +173,29 @@ export async function requireCluster(name: string): Promise<ClusterState> {
   }
   return state;
 }
+
+/**
+ * The cluster a command about one node means when no --name is given: the only one that
+ * has a node of that name. None, or several, is an error that names what there is.
+ */
+export function clusterOfNode(node: string, clusters: { name: string; nodes: string[] }[]): string {
+  const holders = clusters.filter((c) => c.nodes.includes(node)).map((c) => c.name);
+  if (holders.length === 1) return holders[0]!;
+  if (holders.length > 1) {
+    throw new ResinError(`node '${node}' is in ${holders.length} clusters: ${holders.join(", ")}`, `say which: ${holders.map((h) => `--name ${h}`).join(" or ")}`);
+  }
+  const known = clusters.map((c) => `${c.name} (${c.nodes.join(", ")})`);
+  throw new ResinError(`no cluster has a node named '${node}'`, known.length ? `the clusters and their nodes: ${known.join("; ")}` : "start one with `resin up`");
+}
+
+/** `name` when given, else the cluster that has `node` (see clusterOfNode). */
+export async function clusterForNode(node: string, name: string | undefined): Promise<string> {
+  if (name !== undefined) return name;
+  const clusters: { name: string; nodes: string[] }[] = [];
+  for (const c of await listClusters()) {
+    // A cluster whose state cannot be read has no nodes to offer here.
+    const state = await readClusterState(c).catch(() => undefined);
+    if (state) clusters.push({ name: c, nodes: state.nodes.map((n) => n.name) });
+  }
+  return clusterOfNode(node, clusters);
+}

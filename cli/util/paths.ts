@@ -32,14 +32,15 @@ export function installRoot(): string {
 }
 
 /**
- * The project: the nearest directory at or above `start` that has both machines/ and
- * services/ (a user's own copy), else the installation's stock specs.
+ * The project: the nearest directory at or above `start` that has machines/ (a user's
+ * own roles, and services/ if it adds services; Resin's stock ones are always there
+ * beneath them), else the installation itself. The project holds out/ and resin.lock.json.
  */
 export function projectRoot(start = process.cwd()): string {
   if (process.env.RESIN_PROJECT) return resolve(process.env.RESIN_PROJECT);
   let dir = resolve(start);
   for (;;) {
-    if (existsSync(join(dir, "machines")) && existsSync(join(dir, "services"))) return dir;
+    if (existsSync(join(dir, "machines"))) return dir;
     const up = dirname(dir);
     if (up === dir) return installRoot();
     dir = up;

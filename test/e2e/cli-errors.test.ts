@@ -1,19 +1,16 @@
 // Bad input gives a clear error and touches no cluster state.
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { keepLogsOnFailure, processesUnder, repoRoot, resin } from "./helpers.js";
+import { keepLogsOnFailure, processesUnder, resin, userProject } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-errors-"));
 keepLogsOnFailure(stateHome, "cli-errors");
 afterAll(() => rmSync(stateHome, { recursive: true, force: true }));
 
 function projectWith(role: string, yaml: string): string {
-  const dir = mkdtempSync(join(tmpdir(), "resin-e2e-project-"));
-  cpSync(join(repoRoot, "services"), join(dir, "services"), { recursive: true });
-  cpSync(join(repoRoot, "resin.lock.json"), join(dir, "resin.lock.json"));
-  cpSync(join(repoRoot, "machines"), join(dir, "machines"), { recursive: true });
+  const dir = userProject("resin-e2e-project-");
   writeFileSync(join(dir, "machines", `${role}.yml`), yaml);
   return dir;
 }
@@ -121,7 +118,7 @@ describe("resin plan", () => {
 
 describe("resin plan --upgrade", () => {
   it("moves a planned cluster to its role's new image, keeping secrets, and refuses what it cannot do", () => {
-    const project = projectWith("consul-server", "role: consul-server\ndescription: Consul server\nservices: [base, consul]\nconfig:\n  consul:\n    server: true\nvm: { memory_mib: 1024, cpus: 1, persist_disk_gib: 2 }\n");
+    const project = projectWith("consul-server", "role: consul-server\noverride: true\ndescription: Consul server\nservices: [base, consul]\nconfig:\n  consul:\n    server: true\nvm: { memory_mib: 1024, cpus: 1, persist_disk_gib: 2 }\n");
     const env = { RESIN_STATE_HOME: stateHome, RESIN_PROJECT: project };
     try {
       const missing = resin(["plan", "--name", "nosuch", "--upgrade"], env);
@@ -138,7 +135,7 @@ describe("resin plan --upgrade", () => {
       expect(same.stderr).toContain("every node already has its role's newest image");
 
       // A one-line change to the role: a new image for every node.
-      writeFileSync(join(project, "machines", "consul-server.yml"), "role: consul-server\ndescription: Consul server\nservices: [base, consul]\nconfig:\n  consul:\n    server: true\n    log_level: DEBUG\nvm: { memory_mib: 1024, cpus: 1, persist_disk_gib: 2 }\n");
+      writeFileSync(join(project, "machines", "consul-server.yml"), "role: consul-server\noverride: true\ndescription: Consul server\nservices: [base, consul]\nconfig:\n  consul:\n    server: true\n    log_level: DEBUG\nvm: { memory_mib: 1024, cpus: 1, persist_disk_gib: 2 }\n");
       const upgraded = resin(["plan", "--name", "rolling", "--upgrade", "--json"], env);
       expect(upgraded.status, upgraded.stderr).toBe(0);
       expect(upgraded.stderr).toContain("3 of 3 nodes move to new images");

@@ -3,13 +3,13 @@
 // role on the debian channel: base, a Consul server (what `resin up` waits for), cni
 // and docker, plus a test-only service that imports a one-file image (the node's own
 // busybox) into the engine and runs it on the default bridge network.
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { keepLogsOnFailure, killLeftovers, repoRoot, resin, resinAsync, resinStatus } from "./helpers.js";
+import { keepLogsOnFailure, killLeftovers, resin, resinAsync, resinStatus, userProject } from "./helpers.js";
 
-const project = mkdtempSync(join(tmpdir(), "resin-e2e-docker-project-"));
+const project = userProject("resin-e2e-docker-project-");
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-docker-state-"));
 keepLogsOnFailure(stateHome, "docker");
 const env = { RESIN_STATE_HOME: stateHome, RESIN_PROJECT: project };
@@ -34,9 +34,7 @@ function logsOf(service: string): string {
 
 describe("the docker service runs a container in a Resin node", () => {
   beforeAll(async () => {
-    for (const dir of ["services", "machines"]) cpSync(join(repoRoot, dir), join(project, dir), { recursive: true });
-    cpSync(join(repoRoot, "resin.lock.json"), join(project, "resin.lock.json"));
-    mkdirSync(join(project, "services", "docker-smoke"));
+    mkdirSync(join(project, "services", "docker-smoke"), { recursive: true });
     writeFileSync(join(project, "services", "docker-smoke", "run"), SMOKE_RUN, { mode: 0o755 });
     writeFileSync(
       join(project, "services", "docker-smoke", "service.yml"),

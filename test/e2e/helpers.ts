@@ -2,7 +2,8 @@
 // outlives a test.
 import { execFileSync, spawnSync } from "node:child_process";
 import { execa } from "execa";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { afterEach, expect } from "vitest";
 import { join, resolve } from "node:path";
 import { consulAccess, type ConsulEndpoint } from "../../cli/cluster/consul.js";
@@ -10,6 +11,23 @@ import type { Secrets } from "../../cli/bootstrap/secrets.js";
 import { StatusSchema, type ClusterStatus } from "../../cli/commands/status.js";
 
 export const repoRoot = resolve(import.meta.dirname, "..", "..");
+
+/**
+ * A user's project as `resin` finds one: a directory with machines/ (empty here). Resin's
+ * stock roles and services are beneath it, and its resin.lock.json starts from Resin's pins.
+ */
+export function userProject(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  mkdirSync(join(dir, "machines"));
+  return dir;
+}
+
+/** Copy a stock role (machines/R.yml) or service (services/S) into a project as its own, with `override: true`. */
+export function overrideStock(project: string, part: string): void {
+  cpSync(join(repoRoot, part), join(project, part), { recursive: true });
+  const spec = part.endsWith(".yml") ? join(project, part) : join(project, part, "service.yml");
+  writeFileSync(spec, `${readFileSync(spec, "utf8")}override: true\n`);
+}
 export const cliPath = join(repoRoot, "dist", "cli", "main.js");
 
 declare module "vitest" {

@@ -1,14 +1,14 @@
 // A cluster of several roles from one `resin up --roles`: a Consul server and a node
 // whose role runs a Consul client agent. (Nomad cannot be had here, so the client role
 // is a test-only one on the debian channel: base and consul with server = false.)
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kvGet, kvPut, lanMembers } from "../../cli/cluster/consul.js";
-import { consulAt, keepLogsOnFailure, killLeftovers, repoRoot, resinAsync, resinStatus } from "./helpers.js";
+import { consulAt, keepLogsOnFailure, killLeftovers, resinAsync, resinStatus, userProject } from "./helpers.js";
 
-const project = mkdtempSync(join(tmpdir(), "resin-e2e-mixed-project-"));
+const project = userProject("resin-e2e-mixed-project-");
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-mixed-state-"));
 keepLogsOnFailure(stateHome, "mixed-roles");
 const env = { RESIN_STATE_HOME: stateHome, RESIN_PROJECT: project };
@@ -16,8 +16,6 @@ const name = "mixed";
 
 describe("resin up --roles: a Consul server and a Consul client node in one cluster", () => {
   beforeAll(async () => {
-    for (const dir of ["services", "machines"]) cpSync(join(repoRoot, dir), join(project, dir), { recursive: true });
-    cpSync(join(repoRoot, "resin.lock.json"), join(project, "resin.lock.json"));
     writeFileSync(
       join(project, "machines", "consul-client.yml"),
       "role: consul-client\ndescription: test only - a Consul client agent\nservices: [base, consul]\nconfig:\n  consul:\n    server: false\nvm: { memory_mib: 768, cpus: 1, persist_disk_gib: 1 }\n",

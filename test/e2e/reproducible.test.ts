@@ -1,10 +1,9 @@
 // Two builds of the same inputs give byte-identical images.
-import { cpSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { cliPath, fileBytes, repoRoot } from "./helpers.js";
+import { cliPath, fileBytes, repoRoot, userProject } from "./helpers.js";
 
 const projects: string[] = [];
 afterAll(() => projects.forEach((p) => rmSync(p, { recursive: true, force: true })));
@@ -13,9 +12,8 @@ afterAll(() => projects.forEach((p) => rmSync(p, { recursive: true, force: true 
 // synchronous spawn blocks the test worker past vitest's RPC timeout.
 const outs: string[] = [];
 async function buildInFreshProject(): Promise<Record<string, string | undefined>> {
-  const dir = mkdtempSync(join(tmpdir(), "resin-repro-"));
+  const dir = userProject("resin-repro-");
   projects.push(dir);
-  for (const part of ["machines", "services", "resin.lock.json"]) cpSync(join(repoRoot, part), join(dir, part), { recursive: true });
   const r = await execa(process.execPath, [cliPath, "build", "consul-server", "--channel", "debian"], { cwd: repoRoot, env: { RESIN_PROJECT: dir }, reject: false, timeout: 10 * 60_000 });
   if (r.exitCode !== 0) throw new Error(`build failed:\n${r.stderr}`);
   expect(r.stderr).toContain("built: consul-server");

@@ -1,14 +1,14 @@
 // Rolling upgrade with real Consul 1.8.7: image set A (the shared build) → B (a role
 // setting changed) under a writer loop, then a deliberately broken image set C whose
 // gate failure stops the upgrade, and a rollback. Prints what it measured.
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { agentConfig, autopilotConfig, kvGet, kvPut } from "../../cli/cluster/consul.js";
 import { lostWrites, startLoad } from "../../bench/consul-load.js";
-import { cliPath, consulAt, keepLogsOnFailure, killLeftovers, repoRoot, resinAsync, resinStatus } from "./helpers.js";
+import { cliPath, consulAt, keepLogsOnFailure, killLeftovers, overrideStock, resinAsync, resinStatus, userProject } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-upgrade-"));
 keepLogsOnFailure(stateHome, "upgrade");
@@ -21,9 +21,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Build consul-server in a copy of the project changed by `edit`; returns the image set directory. */
 async function imageSet(edit: (project: string) => void): Promise<{ dir: string; digest: string }> {
-  const project = mkdtempSync(join(tmpdir(), "resin-e2e-imageset-"));
+  const project = userProject("resin-e2e-imageset-");
   scratch.push(project);
-  for (const part of ["machines", "services", "resin.lock.json"]) cpSync(join(repoRoot, part), join(project, part), { recursive: true });
   edit(project);
   const r = await resinAsync(["build", "consul-server", "--channel", "debian"], { RESIN_PROJECT: project });
   if (r.status !== 0) throw new Error(`build failed:\n${r.stderr}`);
@@ -42,11 +41,13 @@ describe("health-gated rolling upgrade", () => {
   beforeAll(async () => {
     // B: a baked setting that the API shows (the agent's log level).
     setB = await imageSet((p) => {
+      overrideStock(p, "machines/consul-server.yml");
       const role = join(p, "machines", "consul-server.yml");
       writeFileSync(role, readFileSync(role, "utf8").replace("    ui: true\n", "    ui: true\n    log_level: DEBUG\n"));
     });
     // C: broken on purpose — a key Consul rejects, so the agent never starts.
     setC = await imageSet((p) => {
+      overrideStock(p, "services/consul");
       const template = join(p, "services", "consul", "role.hcl.hbs");
       writeFileSync(template, `${readFileSync(template, "utf8")}\nresin_not_a_consul_key = true\n`);
     });

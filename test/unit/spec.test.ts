@@ -1,5 +1,5 @@
 import { describe, it, expect, afterEach } from "vitest";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,11 +17,10 @@ import { ResinError, SpecError } from "../../cli/util/errors.js";
 // line:  the line (or lines) the message may point at (null: no line is required,
 //        e.g. for a required field that is absent);
 // says:  text the message must contain.
-// Each fixture is loaded as machines/<fixture name>.yml in a scratch project that has
-// a copy of the real services/.
+// Each fixture is loaded as machines/<fixture name>.yml in a scratch project, with
+// Resin's stock services beneath it.
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
-const SERVICES = join(REPO, "services");
 const BAD = fileURLToPath(new URL("../fixtures/specs/bad/", import.meta.url));
 
 interface Expectation {
@@ -55,11 +54,10 @@ afterEach(() => {
   for (const d of scratch.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-/** A scratch project with the real services and the given machines/<role>.yml files. */
+/** A scratch project with the given machines/<role>.yml files (the stock services beneath them). */
 function project(machines: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), "resin-spec-"));
   scratch.push(dir);
-  cpSync(SERVICES, join(dir, "services"), { recursive: true });
   mkdirSync(join(dir, "machines"));
   for (const [role, text] of Object.entries(machines)) writeFileSync(join(dir, "machines", `${role}.yml`), text);
   return dir;
@@ -185,20 +183,23 @@ describe("good role specs", () => {
 });
 
 describe("unknown roles", () => {
-  it("lists the roles there are", async () => {
+  it("lists the roles there are: the project's and the stock ones", async () => {
     const dir = project({
-      "consul-server": "role: consul-server\ndescription: d\nservices: [base, consul]\n",
-      "consul-client": "role: consul-client\ndescription: d\nservices: [base, consul]\n",
+      "my-server": "role: my-server\ndescription: d\nservices: [base, consul]\n",
+      "my-client": "role: my-client\ndescription: d\nservices: [base, consul]\n",
     });
-    const err = await loadError(dir, "nomad-server");
-    expect(err.message).toMatch(/machines\/nomad-server\.yml/);
+    const err = await loadError(dir, "no-such-server");
+    expect(err.message).toMatch(/machines\/no-such-server\.yml/);
     expect(err.message).toContain("no such role");
-    expect(err.message).toContain("consul-client, consul-server");
+    expect(err.message).toContain("consul-server, control-plane, my-client, my-server, nomad-client");
     expect(err.message).not.toMatch(/\bundefined\b/);
   });
 
-  it("says '(none)' when the project has no roles", async () => {
-    const err = await loadError(project({}), "consul-server");
-    expect(err.message).toContain("(none)");
+  it("says '(none)' when neither the project nor the stock layer has roles", async () => {
+    const emptyStock = project({});
+    const dir = project({});
+    const err = await loadRole(dir, "consul-server", "official", emptyStock).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(SpecError);
+    expect((err as SpecError).message).toContain("(none)");
   });
 });
