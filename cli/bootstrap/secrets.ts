@@ -90,9 +90,13 @@ export interface ServiceRoles {
 }
 
 /** Policies the host gives the tokens it pre-seeds, once Consul has a leader (rules in Consul's ACL language). */
-/** One agent's: write its own node, read the rest (what anti-entropy and its checks need). */
-export function consulAgentPolicy(node: string): string {
-  return `node ${JSON.stringify(node)} {\n  policy = "write"\n}\nnode_prefix "" {\n  policy = "read"\n}\nservice_prefix "" {\n  policy = "read"\n}\n`;
+/**
+ * One agent's: write its own node and exactly the services its role registers (none for
+ * most stock roles), read the rest (what anti-entropy, its checks and DNS need).
+ */
+export function consulAgentPolicy(node: string, services: string[] = []): string {
+  const writes = [...new Set(services)].sort().map((s) => `service ${JSON.stringify(s)} {\n  policy = "write"\n}\n`).join("");
+  return `node ${JSON.stringify(node)} {\n  policy = "write"\n}\nnode_prefix "" {\n  policy = "read"\n}\nservice_prefix "" {\n  policy = "read"\n}\n${writes}`;
 }
 export const CONSUL_NOMAD_POLICY = `agent_prefix "" {\n  policy = "read"\n}\nnode_prefix "" {\n  policy = "read"\n}\nservice_prefix "" {\n  policy = "write"\n}\n`;
 

@@ -9,7 +9,8 @@ import { localMachines } from "../provider/local.js";
 import { consulAgentToken } from "../bootstrap/node-secrets.js";
 import { bootstrapNomadAcl } from "./nomad.js";
 import { ensureVaultReady, type VaultNode } from "./vault.js";
-import { clusterPaths } from "../state/state.js";
+import { clusterPaths, imageDirFor } from "../state/state.js";
+import { readManifest, registeredServices } from "../image/manifest.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { sleep } from "../util/time.js";
@@ -44,20 +45,29 @@ export function localTargets(state: ClusterState, access: ConsulAccess): ApiTarg
 
 /** Everything after quorum, in order: Consul's tokens, Nomad's ACL bootstrap, Vault's init and unseal. */
 export async function finishCluster(state: ClusterState, secrets: Secrets, targets: ApiTargets, log: Log): Promise<void> {
-  if (targets.consul) await bootstrapConsulAcl(targets.consul, secrets, state.nodes.map((n) => n.name), log);
+  if (targets.consul) await bootstrapConsulAcl(targets.consul, secrets, await nodesRegistering(state), log);
   if (targets.nomad) await bootstrapNomad(targets.nomad, secrets, log);
   if (targets.vault.nodes.length > 0) await bringUpVault(state, targets.vault, secrets, log);
 }
 
-/** Every agent's own token (write on its node only) and Nomad's token, created with their policies. */
-export async function bootstrapConsulAcl(ep: ConsulEndpoint, secrets: Secrets, nodes: string[], log: Log, timeoutMs = 120_000): Promise<void> {
+/** Each node with the Consul services its image registers (from the image's manifest). */
+export async function nodesRegistering(state: ClusterState): Promise<{ name: string; services: string[] }[]> {
+  return Promise.all(state.nodes.map(async (n) => ({ name: n.name, services: registeredServices((await readManifest(imageDirFor(state.name, n.image))) ?? { services: [] }) })));
+}
+
+/**
+ * Every agent's own token (write on its node and on the services its image registers)
+ * and Nomad's token, created with their policies; a policy whose rules changed (a node
+ * moved to an image that registers other services) is updated.
+ */
+export async function bootstrapConsulAcl(ep: ConsulEndpoint, secrets: Secrets, nodes: { name: string; services: string[] }[], log: Log, timeoutMs = 120_000): Promise<void> {
   if (!ep.access) return; // an agent without TLS and ACLs has nothing to bootstrap
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
       const made: string[] = [];
       for (const node of nodes) {
-        if ((await ensureToken(ep, `resin-agent-${node}`, consulAgentPolicy(node), consulAgentToken(secrets, node))) === "created") made.push(node);
+        if ((await ensureToken(ep, `resin-agent-${node.name}`, consulAgentPolicy(node.name, node.services), consulAgentToken(secrets, node.name))) === "created") made.push(node.name);
       }
       const nomad = await ensureToken(ep, "resin-nomad", CONSUL_NOMAD_POLICY, secrets.consul.nomadToken);
       log(`  Consul ACL: ${made.length ? `agent tokens created for ${made.join(", ")}` : "agent tokens already there"}; nomad token ${nomad === "created" ? "created" : "already there"}`);

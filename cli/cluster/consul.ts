@@ -160,17 +160,30 @@ export async function rawStatus(ep: ConsulEndpoint, path: string, token?: string
  */
 export async function ensureToken(ep: ConsulEndpoint, name: string, rules: string, secretId: string): Promise<"created" | "existed"> {
   const consul = consulClient(ep);
+  await ensurePolicy(ep, name, rules);
   const self = await consul.get("/v1/acl/token/self", { token: secretId });
   if (self.status === 200) return "existed";
-  const policies = await consul.get("/v1/acl/policies");
-  if (policies.status !== 200) throw new Error(`list ACL policies: ${policies.status} ${policies.text}`);
-  if (!policies.json<{ Name: string }[]>().some((p) => p.Name === name)) {
-    const created = await consul.put("/v1/acl/policy", { body: { Name: name, Rules: rules } });
-    if (created.status !== 200) throw new Error(`create ACL policy ${name}: ${created.status} ${created.text}`);
-  }
   const token = await consul.put("/v1/acl/token", { body: { SecretID: secretId, Description: `resin: ${name}`, Policies: [{ Name: name }] } });
   if (token.status !== 200) throw new Error(`create ACL token ${name}: ${token.status} ${token.text}`);
   return "created";
+}
+
+/** Create the policy, or bring an existing one's rules to `rules`. Idempotent. */
+export async function ensurePolicy(ep: ConsulEndpoint, name: string, rules: string): Promise<void> {
+  const consul = consulClient(ep);
+  const policies = await consul.get("/v1/acl/policies");
+  if (policies.status !== 200) throw new Error(`list ACL policies: ${policies.status} ${policies.text}`);
+  const found = policies.json<{ ID: string; Name: string }[]>().find((p) => p.Name === name);
+  if (!found) {
+    const created = await consul.put("/v1/acl/policy", { body: { Name: name, Rules: rules } });
+    if (created.status !== 200) throw new Error(`create ACL policy ${name}: ${created.status} ${created.text}`);
+    return;
+  }
+  const current = await consul.get(`/v1/acl/policy/${encodeURIComponent(found.ID)}`);
+  if (current.status !== 200) throw new Error(`read ACL policy ${name}: ${current.status} ${current.text}`);
+  if (current.json<{ Rules: string }>().Rules === rules) return;
+  const updated = await consul.put(`/v1/acl/policy/${encodeURIComponent(found.ID)}`, { body: { Name: name, Rules: rules } });
+  if (updated.status !== 200) throw new Error(`update ACL policy ${name}: ${updated.status} ${updated.text}`);
 }
 
 /** The agent's running configuration (GET /v1/agent/self → DebugConfig), to observe baked settings. */

@@ -3,7 +3,7 @@
 // state (active, standby, sealed) with its raft peers.
 // The JSON form (--json) follows StatusSchema and is kept stable.
 import { z } from "zod";
-import { autopilotHealth, consulAccess, consulEndpoint, consulView } from "../cluster/consul.js";
+import { autopilotHealth, consulAccess, consulChecks, consulEndpoint, consulView, type ConsulCheck } from "../cluster/consul.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { hostTls } from "../cluster/api.js";
 import { unsealed, vaultRaftPeers, vaultView, VAULT_STATES } from "../cluster/vault.js";
@@ -12,6 +12,7 @@ import { guestStatus } from "../cluster/guest.js";
 import { clusterPaths, requireCluster } from "../state/state.js";
 import { localMachines } from "../provider/local.js";
 import { formatTable } from "../util/table.js";
+import { printable } from "../util/text.js";
 
 const GuestServiceSchema = z.object({
   name: z.string(),
@@ -59,6 +60,8 @@ export const NodeStatusSchema = z.object({
     .object({ state: z.enum(VAULT_STATES).nullable(), version: z.string().nullable(), error: z.string().nullable() })
     .nullable()
     .default(null),
+  /** The Consul services registered on this node with the worst status of their checks (passing, warning, critical); null when Consul did not answer. */
+  registered: z.array(z.object({ service: z.string(), status: z.string() })).nullable().default(null),
 });
 
 export const StatusSchema = z.object({
@@ -112,6 +115,7 @@ export async function clusterStatus(name: string): Promise<ClusterStatus> {
         launchToKernelSeconds: guest && "uptimeSeconds" in guest ? launchToKernel(vm.startedAt, guest.uptimeSeconds, asked, answered) : null,
         consul: consul ? { leader: consul.leader ?? null, peers: consul.peers ?? null, error: consul.error ?? null } : null,
         vault,
+        registered: null,
       };
     }),
   );
@@ -121,6 +125,8 @@ export async function clusterStatus(name: string): Promise<ClusterStatus> {
   const leader = leaders.size === 1 ? [...leaders][0] || null : null;
   const answering = state.nodes.find((_, i) => nodes[i]!.consul?.leader);
   const autopilot = answering ? await autopilotHealth(consulEndpoint(answering, access)!) : undefined;
+  const checks = answering ? await consulChecks(consulEndpoint(answering, access)!).catch(() => undefined) : undefined;
+  if (checks) for (const n of nodes) n.registered = registeredHealth(checks, n.name);
   const active = nodes.find((n) => n.vault?.state === "active");
   const activePort = state.nodes.find((n) => n.name === active?.name)?.ports["vault.https"];
   const peers = activePort && secrets.vault ? await vaultRaftPeers(vaultUrl(activePort), secrets.vault.rootToken, { ...tls, timeoutMs: 5000 }).catch(() => undefined) : undefined;
@@ -129,6 +135,19 @@ export async function clusterStatus(name: string): Promise<ClusterStatus> {
   const vaultUnsealed = nodes.every((n) => !n.vault || (n.vault.state !== null && unsealed(n.vault.state)));
   const healthy = nodes.every((n) => n.vm.state === "running") && !!leader && autopilot?.healthy === true && vaultUnsealed;
   return { name: state.name, channel: state.channel, healthy, leader, failureTolerance: autopilot?.failureTolerance ?? null, vault, nodes };
+}
+
+const SEVERITY = ["passing", "warning", "critical"];
+
+/** Pure: per service registered on `node` (Consul's own excepted), the worst status of its checks. */
+export function registeredHealth(checks: ConsulCheck[], node: string): { service: string; status: string }[] {
+  const worst = new Map<string, string>();
+  for (const c of checks) {
+    if (c.node !== node || !c.serviceName || c.serviceName === "consul") continue;
+    const before = worst.get(c.serviceName);
+    if (before === undefined || SEVERITY.indexOf(c.status) > SEVERITY.indexOf(before)) worst.set(c.serviceName, c.status);
+  }
+  return [...worst].sort(([a], [b]) => a.localeCompare(b)).map(([service, status]) => ({ service: printable(service), status: printable(status) }));
 }
 
 /**
@@ -168,11 +187,13 @@ function servicesColumn(n: NodeStatus): string {
 
 export function formatStatus(status: ClusterStatus): string {
   const withVault = status.nodes.some((n) => n.vault);
-  const rows = [["NODE", "ROLE", "ADDRESS", "VM", "SERVICES", "CONSUL", ...(withVault ? ["VAULT"] : [])]];
+  const withRegistered = status.nodes.some((n) => n.registered?.length);
+  const rows = [["NODE", "ROLE", "ADDRESS", "VM", "SERVICES", "CONSUL", ...(withRegistered ? ["IN CONSUL"] : []), ...(withVault ? ["VAULT"] : [])]];
   for (const n of status.nodes) {
     const consul = n.consul ? describeView({ leader: n.consul.leader ?? undefined, peers: n.consul.peers ?? undefined, error: n.consul.error ?? undefined }) : "-";
     const vault = n.vault ? (n.vault.state ?? `not answering (${n.vault.error})`) : "-";
-    rows.push([n.name, n.role, n.address, n.vm.state, servicesColumn(n), consul, ...(withVault ? [vault] : [])]);
+    const registered = n.registered?.length ? n.registered.map((r) => `${r.service} ${r.status}`).join(", ") : "-";
+    rows.push([n.name, n.role, n.address, n.vm.state, servicesColumn(n), consul, ...(withRegistered ? [registered] : []), ...(withVault ? [vault] : [])]);
   }
   const table = formatTable(rows);
   const tolerance = status.failureTolerance !== null ? `, failure tolerance ${status.failureTolerance}` : "";

@@ -23,6 +23,7 @@ import { addLibraryClosure, PackageSearch, takePath, type Opener, type PackageRo
 import { writeCpio } from "./cpio.js";
 import { EFI_STUB_PATH, writeDisks } from "./disk.js";
 import { builderCode, imageToolVersions } from "./fingerprint.js";
+import { CONSUL_SERVICES_FILE, consulServiceDefinitions, consulServiceNames, SYSCTL_FILE, sysctlLines } from "./registrations.js";
 import { imageDigest, imagesDir, readManifest, type BuildCheckResult, type ImageBuilder, type ImageFile, type ImageManifest, type ServiceVersion } from "./manifest.js";
 
 /** Bump when the image layout changes in a way the inputs below do not capture. */
@@ -266,6 +267,11 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
       rootfs.file(t.dst, Buffer.from(text), parseInt(t.mode, 8), { kind: "template", source: `${service.name}/${t.src}` });
     }
   }
+  // What the services ask of Consul and of the kernel (`consul.services`, `sysctl:`).
+  const definitions = consulServiceDefinitions(role.services);
+  if (definitions) rootfs.file(CONSUL_SERVICES_FILE, Buffer.from(definitions), 0o644, { kind: "generated", source: "consul.services of the role's services" });
+  const sysctl = sysctlLines(role);
+  if (sysctl) rootfs.file(SYSCTL_FILE, Buffer.from(sysctl), 0o644, { kind: "generated", source: "sysctl of the role and its services" });
 
   // Every supervised service gets the same plumbing: runsv's state on /run (the image
   // stays read-only), a finish script that counts restarts, and a logger.
@@ -306,7 +312,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const parts = [await described("vmlinuz"), await described("initrd.img"), await described("rootfs.squashfs")];
   const digest = imageDigest(parts);
   const disk = await writeDisks({ dir: scratch, digest, role: name, channel: role.channel, kernel: at("vmlinuz"), initrd: at("initrd.img"), rootfs: at("rootfs.squashfs"), stub });
-  const services = role.services.map((s) => ({ name: s.name, version: serviceVersion(s, debs), ports: s.ports }));
+  const services = role.services.map((s) => ({ name: s.name, version: serviceVersion(s, debs), ports: s.ports, ...(s.consul ? { registers: consulServiceNames([s]) } : {}) }));
   // A failing check leaves the previous image in place: the new one is never installed.
   const checks = await check(role, { rootfs: at("rootfs.squashfs"), services }, log).catch(async (e: unknown) => {
     await rm(scratch, { recursive: true, force: true });

@@ -25,6 +25,8 @@ export interface ServiceVersion {
   name: string;
   version?: string;
   ports: Record<string, number>;
+  /** The Consul services it registers (`consul.services`): what the node's agent token may write. */
+  registers?: string[];
 }
 
 /** What made an image besides its inputs: the builder's code and the host programs it ran. */
@@ -83,6 +85,11 @@ export function imageDigest(parts: ImageFile[]): string {
   return `sha256:${sha256(parts.map((p) => `${p.sha256} ${p.file}\n`).join(""))}`;
 }
 
+/** Every Consul service the image's agent registers. */
+export function registeredServices(manifest: Pick<ImageManifest, "services">): string[] {
+  return manifest.services.flatMap((s) => s.registers ?? []).sort();
+}
+
 /** The guest ports an image's services serve, named "<service>.<port>" (e.g. "consul.https"). */
 export function servicePorts(manifest: Pick<ImageManifest, "services">): Record<string, number> {
   return Object.fromEntries(manifest.services.flatMap((s) => Object.entries(s.ports).map(([k, p]) => [`${s.name}.${k}`, p])));
@@ -110,7 +117,7 @@ export const ImageManifestSchema = z
     disk: z
       .object({ raw: imageFile("disk.raw"), qcow2: imageFile("disk.qcow2"), iso: imageFile("disk.iso") })
       .passthrough(),
-    services: z.array(z.object({ name, version: z.string().optional(), ports: z.record(name, PortSchema) }).passthrough()),
+    services: z.array(z.object({ name, version: z.string().optional(), ports: z.record(name, PortSchema), registers: z.array(name).optional() }).passthrough()),
     packages: z.array(z.object({ package: z.string() }).passthrough()),
     releases: z.array(z.object({}).passthrough()),
     files: z.array(z.object({ path: z.string() }).passthrough()),

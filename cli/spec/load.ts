@@ -4,7 +4,7 @@ import { readFile, readdir } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { LineCounter, parseDocument, isMap, isNode, isScalar } from "yaml";
-import { ZodArray, ZodDefault, ZodObject, ZodOptional, ZodRecord, type z, type ZodIssue } from "zod";
+import { ZodArray, ZodDefault, ZodObject, ZodOptional, ZodRecord, ZodUnion, type z, type ZodIssue } from "zod";
 import { ResinError, SpecError } from "../util/errors.js";
 import { installRoot } from "../util/paths.js";
 import { MachineSchema, ServiceSchema, type Channel, type MachineSpec, type OptionValue, type ReleaseSpec, type ServiceSpec } from "./schema.js";
@@ -111,7 +111,9 @@ function allowedKeys(schema: z.ZodTypeAny, path: (string | number)[]): string[] 
     else return [];
   }
   const target = current ? unwrap(current) : undefined;
-  return target instanceof ZodObject ? Object.keys(target.shape as object) : [];
+  // A union of objects (a Consul check: tcp, http or https) allows what any of them does.
+  const objects = target instanceof ZodUnion ? (target.options as z.ZodTypeAny[]) : [target];
+  return [...new Set(objects.flatMap((o) => (o instanceof ZodObject ? Object.keys(o.shape as object) : [])))];
 }
 
 /** A path as the user would type it: relative to the working directory when inside it. */
@@ -228,6 +230,15 @@ export async function loadService(project: string, name: string, stock = install
       throw new SpecError(shown, [{ field: `options.${key}.default`, line: lineAt(["options", key, "default"]), message: `must be a ${option.type}` }]);
     }
   }
+  // A Consul registration names its ports by the service's own names for them.
+  const portProblems = (spec.consul?.services ?? []).flatMap((c, i) => [
+    ...(c.port in spec.ports ? [] : [{ field: `consul.services[${i}].port`, line: lineAt(["consul", "services", i, "port"]), message: `'${c.port}' is not one of this service's ports (${Object.keys(spec.ports).join(", ") || "it has none: add ports:"})` }]),
+    ...c.checks.flatMap((check, j) => {
+      const port = "tcp" in check ? check.tcp : "http" in check ? check.http : check.https;
+      return port in spec.ports ? [] : [{ field: `consul.services[${i}].checks[${j}]`, line: lineAt(["consul", "services", i, "checks", j]), message: `'${port}' is not one of this service's ports (${Object.keys(spec.ports).join(", ") || "none"})` }];
+    }),
+  ]);
+  if (portProblems.length) throw new SpecError(shown, portProblems);
   for (const f of [...spec.files, ...(spec.initramfs?.files ?? []), ...spec.templates.image, ...spec.templates.node]) {
     if (!existsSync(join(dir, f.src))) {
       throw new SpecError(shown, [{ field: "files", message: `'${f.src}' does not exist in ${shownPath(dir)}/` }]);
@@ -329,6 +340,10 @@ export async function loadRole(project: string, role: string, channel: Channel =
         options[serviceName]![key] = value as OptionValue;
       }
     }
+  }
+  const registering = services.filter((s) => s.consul);
+  if (registering.length && !services.some((s) => s.name === "consul")) {
+    problems.push({ field: "services", line: lineAt(["services"]), message: `${registering.map((s) => s.name).join(", ")} register in Consul, but the role has no 'consul' service: add it` });
   }
   if (problems.length) throw new SpecError(shown, problems);
   return { spec, file, origin, channel, services, options };

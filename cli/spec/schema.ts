@@ -95,6 +95,37 @@ export const ChannelSchema = z
   })
   .strict();
 
+const portName = z.string().regex(/^[a-z][a-z0-9_-]*$/, "must be a name from the service's ports, such as 'api'");
+const interval = z.string().regex(/^[1-9][0-9]*(ms|s|m)$/, "must be a duration such as 5s, 500ms or 1m").default("10s");
+
+/** A health check Consul runs on the node against one of the service's ports. */
+export const ConsulCheckSchema = z.union([
+  z.object({ tcp: portName, interval }).strict(),
+  z.object({ http: portName, path: z.string().regex(/^\/[^\s]*$/, "must be a path such as /health").default("/"), interval }).strict(),
+  z
+    .object({ https: portName, path: z.string().regex(/^\/[^\s]*$/, "must be a path such as /health").default("/"), interval, tls_skip_verify: z.boolean().default(false) })
+    .strict(),
+], { errorMap: () => ({ message: "a check is one of { tcp: PORT, interval: 5s }, { http: PORT, path: /health, interval: 5s }, { https: PORT, path: /health, interval: 5s }, PORT a name from ports" }) });
+
+/** A service the node's Consul agent registers, from a config file fixed in the image. */
+export const ConsulServiceSchema = z
+  .object({
+    name: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, "must be a DNS label: lowercase letters, digits and '-'"),
+    port: portName,
+    tags: z.array(z.string().regex(/^[A-Za-z0-9_.:=-]+$/, "must be a plain tag such as 'web' or 'v1'")).default([]),
+    checks: z.array(ConsulCheckSchema).default([]),
+  })
+  .strict();
+
+/**
+ * Kernel parameters stage 1 sets before any service starts: dotted names as sysctl
+ * writes them (vm.overcommit_memory), values numbers or plain words.
+ */
+export const SysctlSchema = z.record(
+  z.string().regex(/^[a-z0-9_]+(\.[a-z0-9_-]+)+$/, "must be a dotted kernel parameter such as vm.overcommit_memory (no '/', no '..')"),
+  z.union([z.number().int(), z.string().regex(/^[A-Za-z0-9_.: -]+$/, "must be a number or plain words")]),
+);
+
 /** A TCP port, 1 to 65535. */
 export const PortSchema = z.number().int("must be a whole number").min(1, "must be a port, 1 to 65535").max(65535, "must be a port, 1 to 65535");
 
@@ -167,6 +198,9 @@ export const ServiceSchema = z
       .object({ build: z.array(z.string().min(1, "a build check is a shell command such as 'consul validate /etc/consul.d'")).default([]) })
       .strict()
       .default({}),
+    /** Services the node's Consul agent registers, with their health checks (rendered into the image). */
+    consul: z.object({ services: z.array(ConsulServiceSchema).min(1, "list at least one service, or drop consul:") }).strict().optional(),
+    sysctl: SysctlSchema.default({}),
   })
   .strict();
 
@@ -178,6 +212,8 @@ export const MachineSchema = z
     override: z.boolean().optional(),
     services: z.array(name).min(1, "a role needs at least the 'base' service"),
     config: z.record(name, z.record(z.string(), z.unknown())).default({}),
+    /** Kernel parameters for this role, over those its services set. */
+    sysctl: SysctlSchema.default({}),
     vm: z
       .object({
         memory_mib: z.number().int().min(256).max(65536).default(1024),
@@ -195,3 +231,4 @@ export type PackageSpec = z.infer<typeof PackageSchema>;
 export type ReleaseSpec = z.infer<typeof ReleaseSchema>;
 export type GoModuleSpec = z.infer<typeof GoModuleSchema>;
 export type OptionValue = boolean | string | number;
+export type ConsulServiceSpec = z.infer<typeof ConsulServiceSchema>;

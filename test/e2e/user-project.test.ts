@@ -12,6 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ImageManifest } from "../../cli/image/manifest.js";
 import type { Lock } from "../../cli/artifacts/lock.js";
 import { cliPath, keepLogsOnFailure, killLeftovers, repoRoot, resinStatus, type CliResult } from "./helpers.js";
+import { consulAgentPolicy, readSecrets } from "../../cli/bootstrap/secrets.js";
+import { consulAgentToken } from "../../cli/bootstrap/node-secrets.js";
+import { consulAccess, consulChecks, consulClient, ensureToken } from "../../cli/cluster/consul.js";
 
 const FIXTURE = join(repoRoot, "test", "fixtures", "user-project");
 const project = mkdtempSync(join(tmpdir(), "resin-e2e-user-project-"));
@@ -117,6 +120,47 @@ describe("a user's own role in their own project: stock services by name, Redis 
     expect(answer).toBe("+PONG");
     expect(await redis(port!, "SET resin user-project")).toBe("+OK");
     expect(await redis(port!, "GET resin")).toBe("$12");
+  });
+
+  it("Consul's catalog has Redis with its TCP check passing, and resin status shows it", async () => {
+    const s = resinStatus(stateHome, name);
+    const ep = { port: s.nodes[0]!.ports["consul.https"]!, access: consulAccess(await readSecrets(join(stateHome, "clusters", name, "secrets.json"))) };
+    let checks = await consulChecks(ep);
+    for (let i = 0; i < 60 && !checks.some((c) => c.serviceName === "redis" && c.status === "passing"); i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      checks = await consulChecks(ep);
+    }
+    const redisChecks = checks.filter((c) => c.serviceName === "redis");
+    expect(redisChecks.map((c) => [c.node, c.name, c.status]), JSON.stringify(checks)).toEqual([["cache-1", "redis: tcp 6379", "passing"]]);
+    const catalog = await consulClient(ep).get("/v1/catalog/service/redis");
+    expect(catalog.json<{ ServiceTags: string[]; ServicePort: number; Node: string }[]>().map((e) => [e.Node, e.ServicePort, e.ServiceTags])).toEqual([["cache-1", 6379, ["cache"]]]);
+    expect(resinStatus(stateHome, name).nodes[0]!.registered).toEqual([{ service: "redis", status: "passing" }]);
+  });
+
+  it("the node's token writes exactly the services its role declares: 200 for redis, 403 for others and for another node's token", async () => {
+    const secrets = await readSecrets(join(stateHome, "clusters", name, "secrets.json"));
+    const ep = { port: resinStatus(stateHome, name).nodes[0]!.ports["consul.https"]!, access: consulAccess(secrets) };
+    const consul = consulClient(ep);
+    const own = consulAgentToken(secrets, "cache-1");
+    const register = (service: string, token: string) => consul.put("/v1/agent/service/register", { body: { Name: service, ID: `${service}-probe`, Port: 1 }, token });
+    const deregister = (service: string, token: string) => consul.put(`/v1/agent/service/deregister/${service}-probe`, { token });
+    // Another node's agent token, with the policy Resin gives a node that registers nothing.
+    const other = "5f0c3b1e-0000-4000-8000-000000000009";
+    await ensureToken(ep, "resin-agent-cache-9", consulAgentPolicy("cache-9"), other);
+    expect((await register("redis", other)).status).toBe(403);
+    expect((await register("postgres", own)).status).toBe(403);
+    const ok = await register("redis", own);
+    expect(ok.status, ok.text).toBe(200);
+    expect((await deregister("redis", other)).status).toBe(403);
+    expect((await deregister("redis", own)).status).toBe(200);
+  });
+
+  it("stage 1 set the role's sysctl before Redis started, and Redis does not complain", async () => {
+    const console = await resinHere(["logs", "cache-1", "-n", "2000"]);
+    expect(console.stdout).toContain("sysctl vm.overcommit_memory = 1");
+    const log = await resinHere(["logs", "cache-1", "--service", "redis"]);
+    expect(log.stdout).toContain("Ready to accept connections");
+    expect(log.stdout).not.toContain("overcommit_memory is set to 0");
   });
 
   it("resin logs finds the cluster from the node's name alone", async () => {
