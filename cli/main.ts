@@ -230,12 +230,12 @@ program
   .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
   .option("--service <service>", "whose UI: consul, nomad or vault", "consul")
   .option("--node <node>", "the node to start with (default: the first running node that serves the service)")
-  .option("--port <port>", "the local port on 127.0.0.1 (default: a free one)", integer, 0)
+  .option("--port <port>", "the local port on 127.0.0.1 (default: a free one)", integer)
   .option("--no-open", "do not open a browser; only print the URL")
   .option("--print-token", "also print the management token (full access; the read-only one is `resin env --ui`)")
-  .action(async (opts: { name: string; service: string; node?: string; port: number; open: boolean; printToken?: boolean }) => {
+  .action(async (opts: { name: string; service: string; node?: string; port?: number; open: boolean; printToken?: boolean }) => {
     validateClusterName(opts.name);
-    await uiCommand({ ...opts, log: stderrLog });
+    await uiCommand({ ...opts, port: opts.port ?? 0, log: stderrLog });
   });
 
 program

@@ -189,10 +189,12 @@ describe("resin ui: Consul's web UI in a real browser through the local mTLS pro
 
     // Key/Value: the key the test wrote, opened from the list.
     await browser.evaluate(`document.querySelector('a[href$="/kv"]').click()`);
-    await browser.waitFor(`[...document.querySelectorAll("a")].find((a) => a.textContent.trim() === "resin-ui/")`, "the resin-ui/ folder");
-    await browser.evaluate(`[...document.querySelectorAll("a")].find((a) => a.textContent.trim() === "resin-ui/").click()`);
-    await browser.waitFor(`[...document.querySelectorAll("a")].find((a) => a.textContent.trim() === "greeting")`, "the greeting key");
-    await browser.evaluate(`[...document.querySelectorAll("a")].find((a) => a.textContent.trim() === "greeting").click()`);
+    const folder = `[...document.querySelectorAll("a")].find((a) => a.textContent.trim().startsWith("resin-ui") || a.getAttribute("href")?.endsWith("/kv/resin-ui/"))`;
+    await browser.waitFor(folder, "the resin-ui folder");
+    await browser.evaluate(`${folder}.click()`);
+    const key = `[...document.querySelectorAll("a")].find((a) => a.textContent.trim() === "greeting" || a.getAttribute("href")?.endsWith("/kv/resin-ui/greeting/edit"))`;
+    await browser.waitFor(key, "the greeting key");
+    await browser.evaluate(`${key}.click()`);
     await browser.waitFor(`document.body.innerText.includes(${JSON.stringify(VALUE)})`, "the key's value");
     const screenshot = join(repoRoot, "out", "ui-screenshot.png");
     writeFileSync(screenshot, await browser.screenshot());
@@ -239,8 +241,9 @@ describe("resin ui: Consul's web UI in a real browser through the local mTLS pro
     const oneLine = (r: { status: number; stdout: string; stderr: string }) => {
       expect(r.status).toBe(1);
       expect(r.stdout).toBe("");
-      expect(r.stderr).toMatch(/^resin: [^\n]+\n  [^\n]+\n$/);
-      return r.stderr;
+      // (execa drops the last newline, spawnSync keeps it)
+      expect(r.stderr).toMatch(/^resin: [^\n]+\n  [^\n]+\n?$/);
+      return r.stderr.trimEnd();
     };
     expect(oneLine(resin(["ui", "--name", name, "--no-open", "--service", "postgres"], env))).toMatch(/^resin: unknown service 'postgres' for --service\n  .*consul, nomad, vault/);
     expect(oneLine(resin(["ui", "--name", name, "--no-open", "--service", "nomad", "--node", `${name}-1`], env))).toMatch(new RegExp(`^resin: node ${name}-1 does not run nomad\\n`));
@@ -250,7 +253,7 @@ describe("resin ui: Consul's web UI in a real browser through the local mTLS pro
     await new Promise<void>((r) => holder.listen(0, "127.0.0.1", () => r()));
     const port = (holder.address() as { port: number }).port;
     try {
-      expect(oneLine(await resinAsync(["ui", "--name", name, "--no-open", "--port", String(port)], env, 180_000))).toBe(`resin: 127.0.0.1:${port} is in use\n  choose another --port, or leave --port out to take a free one\n`);
+      expect(oneLine(await resinAsync(["ui", "--name", name, "--no-open", "--port", String(port)], env, 180_000))).toBe(`resin: 127.0.0.1:${port} is in use\n  choose another --port, or leave --port out to take a free one`);
     } finally {
       await new Promise<void>((r) => holder.close(() => r()));
     }
