@@ -2,14 +2,14 @@
 // role, which builds Consul's UI in), the real proxy, and Debian's Chromium, headless,
 // driven over the Chrome DevTools Protocol (cdp.ts).
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { request } from "undici";
 import { consulClient, kvGet, kvPut } from "../../cli/cluster/consul.js";
-import { CONSUL_UI_POLICY } from "../../cli/bootstrap/secrets.js";
+import { CONSUL_UI_POLICY, type Secrets } from "../../cli/bootstrap/secrets.js";
 import { launchChromium, type Browser } from "./cdp.js";
 import { cliPath, consulAt, keepLogsOnFailure, killLeftovers, repoRoot, resin, resinAsync } from "./helpers.js";
 
@@ -106,6 +106,32 @@ describe("resin ui: Consul's web UI in a real browser through the local mTLS pro
     expect(policies.map((p) => p.Name)).toEqual(["resin-ui-read"]);
     const policy = await consul.get(`/v1/acl/policy/${policies[0]!.ID}`);
     expect(policy.json<{ Rules: string }>().Rules).toBe(CONSUL_UI_POLICY);
+  });
+
+  it("gives a cluster made before the UI token one at its next resin up", async () => {
+    // Make the cluster look older: no uiToken in its bundle, and no such token in Consul.
+    const path = join(stateHome, "clusters", name, "secrets.json");
+    const bundle = JSON.parse(readFileSync(path, "utf8")) as Secrets;
+    const old = bundle.consul.uiToken!;
+    const consul = consulClient(consulAt(stateHome, name, `${name}-1`));
+    const accessor = (await consul.get("/v1/acl/token/self", { token: old })).json<{ AccessorID: string }>().AccessorID;
+    expect((await consul.delete(`/v1/acl/token/${accessor}`)).status).toBe(200);
+    delete bundle.consul.uiToken;
+    writeFileSync(path, `${JSON.stringify(bundle, null, 2)}\n`, { mode: 0o600 });
+    const none = resin(["env", "--ui", "--name", name], env);
+    expect(none.status).toBe(1);
+    expect(none.stderr).toBe(`resin: cluster '${name}' has no read-only UI token yet\n  \`resin up --name ${name}\` creates it (the cluster's other secrets stay as they are)\n`);
+
+    const up = await resinAsync(["up", "--name", name, "--timeout", "600"], env);
+    expect(up.status, up.stderr).toBe(0);
+    expect(up.stderr).toContain("read-only UI token created");
+    const token = readOnlyToken();
+    expect(token).not.toBe(old);
+    const after = JSON.parse(readFileSync(path, "utf8")) as Secrets;
+    expect({ ...after, consul: { ...after.consul, uiToken: undefined } }).toEqual({ ...bundle, consul: { ...bundle.consul, uiToken: undefined } });
+    const self = await consul.get("/v1/acl/token/self", { token });
+    expect(self.status).toBe(200);
+    expect(self.json<{ Policies: { Name: string }[] }>().Policies.map((p) => p.Name)).toEqual(["resin-ui-read"]);
   });
 
   it("refuses a request without the cookie and a wrong secret with 403; the secret works once", async () => {
@@ -221,14 +247,15 @@ describe("resin ui: Consul's web UI in a real browser through the local mTLS pro
     const to = moved.line.match(/now through (\S+) /)![1]!;
     expect(to).not.toBe(through);
     process.stderr.write(
-      `e2e: resin ui: moved from ${through} to ${to} ${((moved.at - stopDone) / 1000).toFixed(1)} s after \`resin stop\` returned (${((moved.at - stopStarted) / 1000).toFixed(1)} s after it began): "${moved.line}"\n`,
+      `e2e: resin ui: moved from ${through} to ${to} ${((moved.at - stopStarted) / 1000).toFixed(1)} s after \`resin stop\` began (it took ${((stopDone - stopStarted) / 1000).toFixed(1)} s to return): "${moved.line}"\n`,
     );
-    // The same browser session goes on through the new node.
-    const nodes = await browser.evaluate<{ status: number; names: string[] }>(
-      `fetch("/v1/catalog/nodes", { headers: { "X-Consul-Token": ${JSON.stringify(token)} } }).then(async (r) => ({ status: r.status, names: (await r.json()).map((n) => n.Node) }))`,
+    // The same browser session goes on through the new node (once Consul has a leader
+    // again, if the stopped node led: until then Consul itself answers 500 "rpc error").
+    const nodes = await browser.waitFor<string[]>(
+      `fetch("/v1/catalog/nodes", { headers: { "X-Consul-Token": ${JSON.stringify(token)} } }).then(async (r) => (r.status === 200 ? (await r.json()).map((n) => n.Node) : null))`,
+      "the catalog's nodes through the new node",
     );
-    expect(nodes.status).toBe(200);
-    expect(nodes.names.sort()).toEqual([`${name}-1`, `${name}-2`, `${name}-3`]);
+    expect(nodes.sort()).toEqual([`${name}-1`, `${name}-2`, `${name}-3`]);
     expect(await browser.evaluate<string>(`fetch("/v1/kv/${KEY}?raw", { headers: { "X-Consul-Token": ${JSON.stringify(token)} } }).then((r) => r.text())`)).toBe(VALUE);
   });
 
