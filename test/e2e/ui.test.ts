@@ -18,7 +18,8 @@ keepLogsOnFailure(stateHome, "ui");
 const env = { RESIN_STATE_HOME: stateHome };
 const name = "e2e-ui";
 const KEY = "resin-ui/greeting";
-const VALUE = "written by the e2e test for the UI to show";
+// JSON, so that the UI's code view (JSON by default) shows it without a lint mark.
+const VALUE = '{"written_by": "the e2e test", "for": "resin ui"}';
 
 /** A running `resin ui`: its printed URL, what it said on stderr (with when), and its process. */
 interface UiRun {
