@@ -12,6 +12,7 @@ import { destroyCommand, listCommand, logsCommand, restartCommand, startNodeComm
 import { withClusterLock } from "./state/lock.js";
 import { rollbackCommand, upgradeCommand } from "./commands/upgrade.js";
 import { envCommand } from "./commands/env.js";
+import { uiCommand } from "./commands/ui.js";
 import { defaultJoin } from "./bootstrap/plan.js";
 import { clusterForNode, validateClusterName, type Network } from "./state/state.js";
 import { planCommand } from "./commands/plan.js";
@@ -224,8 +225,23 @@ program
   .command("env")
   .description("print export lines for the consul, nomad and vault CLIs: eval \"$(resin env)\"")
   .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
-  .action(async (opts: { name: string }) => {
-    process.stdout.write(await envCommand(opts.name));
+  .option("--ui", "print only Consul's read-only token, to log in to the web UI with (resin ui)")
+  .action(async (opts: { name: string; ui?: boolean }) => {
+    process.stdout.write(await envCommand(opts.name, { ui: opts.ui }));
+  });
+
+program
+  .command("ui")
+  .description("open a cluster's web UI (Consul, Nomad or Vault) through a local proxy that speaks mutual TLS to the node: it prints a one-time login URL, follows the cluster across stopped nodes, and runs until Ctrl-C")
+  .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
+  .option("--service <service>", "whose UI: consul, nomad or vault", "consul")
+  .option("--node <node>", "the node to start with (default: the first running node that serves the service)")
+  .option("--port <port>", "the local port on 127.0.0.1 (default: a free one)", integer)
+  .option("--no-open", "do not open a browser; only print the URL")
+  .option("--print-token", "also print the management token (full access; the read-only one is `resin env --ui`)")
+  .action(async (opts: { name: string; service: string; node?: string; port?: number; open: boolean; printToken?: boolean }) => {
+    validateClusterName(opts.name);
+    await uiCommand({ ...opts, port: opts.port ?? 0, log: stderrLog });
   });
 
 program

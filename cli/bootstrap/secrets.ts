@@ -6,7 +6,8 @@
 //   ca                          the cluster CA's certificate and key (the key never leaves the host)
 //   cli                         the host's client certificate for the agents' HTTPS APIs
 //   nodes.<name>.<service>      each node's certificate and key per service it runs
-//   consul                      ACL tokens: management (pre-seeded on the servers), agent, nomad
+//   consul                      ACL tokens: management (pre-seeded on the servers), agent, nomad,
+//                               and the web UI's read-only one (added to older bundles by `resin up`)
 //   nomad                       the secret Nomad's ACL bootstrap creates its management token with
 //   vault                       Vault's unseal keys and root token, once Vault is initialised
 //                               (recordVaultInit adds them; they never reach a node)
@@ -67,6 +68,12 @@ export const SecretsSchema = z
         agentToken: uuid,
         /** What Nomad agents use to register in Consul; the host creates it with CONSUL_NOMAD_POLICY. */
         nomadToken: uuid,
+        /**
+         * Read-only, for logging in to the web UI (`resin ui`, `resin env --ui`); the host
+         * creates it with CONSUL_UI_POLICY. Optional: bundles made before it get one from
+         * withUiToken at their next `resin up`.
+         */
+        uiToken: uuid.optional(),
       })
       .strict(),
     nomad: z.object({ bootstrapSecret: uuid }).strict(),
@@ -74,7 +81,7 @@ export const SecretsSchema = z
   })
   .strict()
   .superRefine((s, ctx) => {
-    const tokens = [s.consul.managementToken, s.consul.agentToken, s.consul.nomadToken, s.nomad.bootstrapSecret];
+    const tokens = [s.consul.managementToken, s.consul.agentToken, s.consul.nomadToken, s.nomad.bootstrapSecret, ...(s.consul.uiToken ? [s.consul.uiToken] : [])];
     if (new Set(tokens).size !== tokens.length) ctx.addIssue({ code: "custom", path: ["consul"], message: "every token must be different" });
   });
 
@@ -98,6 +105,8 @@ export function consulAgentPolicy(node: string, services: string[] = []): string
   const writes = [...new Set(services)].sort().map((s) => `service ${JSON.stringify(s)} {\n  policy = "write"\n}\n`).join("");
   return `node ${JSON.stringify(node)} {\n  policy = "write"\n}\nnode_prefix "" {\n  policy = "read"\n}\nservice_prefix "" {\n  policy = "read"\n}\n${writes}`;
 }
+/** The web UI's read-only token: see nodes, services (with their health) and keys; nothing else. */
+export const CONSUL_UI_POLICY = `node_prefix "" {\n  policy = "read"\n}\nservice_prefix "" {\n  policy = "read"\n}\nkey_prefix "" {\n  policy = "read"\n}\n`;
 export const CONSUL_NOMAD_POLICY = `agent_prefix "" {\n  policy = "read"\n}\nnode_prefix "" {\n  policy = "read"\n}\nservice_prefix "" {\n  policy = "write"\n}\n`;
 
 const HINT = "restore the file from your backup; Resin will not replace a cluster's secrets";
@@ -124,7 +133,7 @@ export async function generateSecrets(plan: ClusterPlan, serviceRoles: (node: No
     ca,
     cli: await issueCertificate(ca, cliCertSpec(plan.name)),
     nodes,
-    consul: { managementToken: randomUUID(), agentToken: randomUUID(), nomadToken: randomUUID() },
+    consul: { managementToken: randomUUID(), agentToken: randomUUID(), nomadToken: randomUUID(), uiToken: randomUUID() },
     nomad: { bootstrapSecret: randomUUID() },
   };
   return SecretsSchema.parse(secrets);
@@ -183,7 +192,21 @@ export async function recordVaultInit(path: string, init: Omit<VaultInit, "initi
   }
   const vault = VaultInitSchema.safeParse({ ...init, initializedAt: init.initializedAt ?? new Date().toISOString() });
   if (!vault.success) throw new Error(`Vault init results are not as expected (${describeIssues(vault.error)})`);
-  const updated = SecretsSchema.parse({ ...secrets, vault: vault.data });
+  return rewriteSecrets(path, SecretsSchema.parse({ ...secrets, vault: vault.data }));
+}
+
+/**
+ * The bundle with the web UI's read-only token: a bundle made before there was one gets
+ * a fresh one, written back atomically; every other field stays as it was.
+ */
+export async function withUiToken(path: string): Promise<Secrets> {
+  const secrets = await readSecrets(path);
+  if (secrets.consul.uiToken) return secrets;
+  return rewriteSecrets(path, SecretsSchema.parse({ ...secrets, consul: { ...secrets.consul, uiToken: randomUUID() } }));
+}
+
+/** Replace the bundle atomically: a 0600 sibling, synced, renamed over it, the directory synced. */
+async function rewriteSecrets(path: string, updated: Secrets): Promise<Secrets> {
   const tmp = `${path}.tmp-${process.pid}`;
   await rm(tmp, { force: true });
   const file = await open(tmp, "wx", 0o600);

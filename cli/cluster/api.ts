@@ -58,7 +58,8 @@ export function hostTls(secrets: Secrets, serverName?: string): ApiTls & { cert:
 // One connection pool per TLS identity, kept for the life of the process (undici lets an
 // idle socket not hold the process open), so every client with the same material shares it.
 const dispatchers = new Map<string, Dispatcher>();
-function dispatcherFor(tls: ApiTls): Dispatcher {
+/** The shared connection pool for one TLS identity (resin ui's proxy forwards through it too). */
+export function dispatcherFor(tls: ApiTls): Dispatcher {
   const key = createHash("sha256").update(JSON.stringify([tls.ca, tls.cert ?? "", tls.key ?? "", tls.serverName ?? ""])).digest("hex");
   let agent = dispatchers.get(key);
   if (!agent) {

@@ -3,7 +3,7 @@
 // the host creates them (with the SecretIDs it generated) and their policies. Nomad: ACL
 // bootstrap with the pre-generated secret. Vault: init once, unseal every node. All
 // idempotent, so `resin up` of an existing cluster runs them again safely.
-import { consulAgentPolicy, CONSUL_NOMAD_POLICY, readSecrets, recordVaultInit, type Secrets } from "../bootstrap/secrets.js";
+import { consulAgentPolicy, CONSUL_NOMAD_POLICY, CONSUL_UI_POLICY, readSecrets, recordVaultInit, type Secrets } from "../bootstrap/secrets.js";
 import type { Machines } from "../provider/machine.js";
 import { localMachines } from "../provider/local.js";
 import { consulAgentToken } from "../bootstrap/node-secrets.js";
@@ -56,9 +56,9 @@ export async function nodesRegistering(state: ClusterState): Promise<{ name: str
 }
 
 /**
- * Every agent's own token (write on its node and on the services its image registers)
- * and Nomad's token, created with their policies; a policy whose rules changed (a node
- * moved to an image that registers other services) is updated.
+ * Every agent's own token (write on its node and on the services its image registers),
+ * Nomad's token and the web UI's read-only token, created with their policies; a policy
+ * whose rules changed (a node moved to an image that registers other services) is updated.
  */
 export async function bootstrapConsulAcl(ep: ConsulEndpoint, secrets: Secrets, nodes: { name: string; services: string[] }[], log: Log, timeoutMs = 120_000): Promise<void> {
   if (!ep.access) return; // an agent without TLS and ACLs has nothing to bootstrap
@@ -70,7 +70,9 @@ export async function bootstrapConsulAcl(ep: ConsulEndpoint, secrets: Secrets, n
         if ((await ensureToken(ep, `resin-agent-${node.name}`, consulAgentPolicy(node.name, node.services), consulAgentToken(secrets, node.name))) === "created") made.push(node.name);
       }
       const nomad = await ensureToken(ep, "resin-nomad", CONSUL_NOMAD_POLICY, secrets.consul.nomadToken);
-      log(`  Consul ACL: ${made.length ? `agent tokens created for ${made.join(", ")}` : "agent tokens already there"}; nomad token ${nomad === "created" ? "created" : "already there"}`);
+      const ui = secrets.consul.uiToken ? await ensureToken(ep, "resin-ui-read", CONSUL_UI_POLICY, secrets.consul.uiToken) : undefined;
+      const uiSaid = ui ? `; read-only UI token ${ui === "created" ? "created" : "already there"}` : "";
+      log(`  Consul ACL: ${made.length ? `agent tokens created for ${made.join(", ")}` : "agent tokens already there"}; nomad token ${nomad === "created" ? "created" : "already there"}${uiSaid}`);
       return;
     } catch (e) {
       const message = (e as Error).message;

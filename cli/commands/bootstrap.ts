@@ -5,7 +5,7 @@
 // servers' addresses; each certificate is checked against the name every server of its
 // kind carries, since a DHCP node's certificate cannot name its address.
 import { NOMAD_REGION, VAULT_TLS_SERVER_NAME } from "../bootstrap/pki.js";
-import { readSecrets } from "../bootstrap/secrets.js";
+import { withUiToken } from "../bootstrap/secrets.js";
 import { finishCluster, type ApiTargets } from "../cluster/bootstrap.js";
 import { consulAccess } from "../cluster/consul.js";
 import { clusterPaths, requireCluster } from "../state/state.js";
@@ -34,7 +34,7 @@ export async function bootstrapCommand(opts: BootstrapOptions): Promise<void> {
     throw new ResinError("nothing to bootstrap", "name at least one server: --consul ADDRESS, --nomad ADDRESS or --vault ADDRESS (repeat --vault for each Vault server)");
   }
   const state = await requireCluster(opts.name);
-  const secrets = await readSecrets(clusterPaths(opts.name).secrets);
+  const secrets = await withUiToken(clusterPaths(opts.name).secrets);
   const targets: ApiTargets = { vault: { nodes: [], serverName: VAULT_TLS_SERVER_NAME } };
   if (opts.consul) {
     const { host, port } = parseAddress(opts.consul, 8501, "--consul");

@@ -1,6 +1,8 @@
 // `resin env`: export lines that point the stock consul, nomad and vault CLIs at a
 // cluster, so that `eval "$(resin env)"` just works. The host's client certificate and
 // the CA are written (0600) into the cluster's state directory for them to read.
+// `resin env --ui` prints only the read-only Consul token, to log in to the web UI with
+// (`resin ui`).
 import { writeHostTls } from "../bootstrap/host-tls.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { clusterPaths, requireCluster, type NodeState } from "../state/state.js";
@@ -9,9 +11,13 @@ import { ResinError } from "../util/errors.js";
 
 const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
 
-export async function envCommand(cluster: string): Promise<string> {
+export async function envCommand(cluster: string, opts: { ui?: boolean } = {}): Promise<string> {
   const state = await requireCluster(cluster);
   const secrets = await readSecrets(clusterPaths(cluster).secrets);
+  if (opts.ui) {
+    if (!secrets.consul.uiToken) throw new ResinError(`cluster '${cluster}' has no read-only UI token yet`, `\`resin up --name ${cluster}\` creates it (the cluster's other secrets stay as they are)`);
+    return `${secrets.consul.uiToken}\n`;
+  }
   const { ca, cert, key } = await writeHostTls(cluster, secrets);
 
   // Any running node will do: each forwards its own API ports to 127.0.0.1.

@@ -1,7 +1,7 @@
 // `resin up`: build (or reuse) the role's image, create or reload the cluster's
 // state, write each node's config drive, boot the VMs and wait for quorum.
 import type { Channel } from "../spec/schema.js";
-import { readSecrets } from "../bootstrap/secrets.js";
+import { withUiToken } from "../bootstrap/secrets.js";
 import { consulAccess, consulServerCount } from "../cluster/consul.js";
 import { finishCluster, localTargets } from "../cluster/bootstrap.js";
 import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
@@ -72,7 +72,8 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   await writeClusterState(state);
   try {
     opts.log(`cluster ${opts.name}: waiting for Consul quorum (timeout ${opts.timeoutMs / 1000}s)`);
-    const secrets = await readSecrets(paths.secrets);
+    // A bundle from before the web UI had a read-only token gets one now (kept with the rest).
+    const secrets = await withUiToken(paths.secrets);
     const access = consulAccess(secrets);
     const consulServers = consulServerCount(state.nodes, roles);
     const silent = { nodes: started.map((n) => n.name), accel, afterMs: silentAfterMs(accel) };

@@ -3,7 +3,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { createSecrets, generateSecrets, readSecrets, recordVaultInit, SecretsSchema, type Secrets, type ServiceRoles } from "../../cli/bootstrap/secrets.js";
+import { createSecrets, CONSUL_UI_POLICY, generateSecrets, readSecrets, recordVaultInit, SecretsSchema, withUiToken, type Secrets, type ServiceRoles } from "../../cli/bootstrap/secrets.js";
 import { planCluster, type ClusterPlan, type NodePlan } from "../../cli/bootstrap/plan.js";
 import { ResinError } from "../../cli/util/errors.js";
 
@@ -248,5 +248,48 @@ describe("recordVaultInit", () => {
     expect(updated.gossipKey).toBe(created.gossipKey);
     expect(updated.consul).toEqual(created.consul);
     expect(randomUUID()).not.toBe(updated.nomad.bootstrapSecret);
+  });
+});
+
+describe("the web UI's read-only token", () => {
+  it("is made with a new bundle, different from every other token", async () => {
+    const s = await generateSecrets(PLAN, ROLES);
+    expect(s.consul.uiToken).toMatch(/^[0-9a-f-]{36}$/);
+    expect([s.consul.managementToken, s.consul.agentToken, s.consul.nomadToken, s.nomad.bootstrapSecret]).not.toContain(s.consul.uiToken);
+    expect(() => SecretsSchema.parse({ ...s, consul: { ...s.consul, uiToken: s.consul.managementToken } })).toThrow(/every token must be different/);
+  });
+
+  it("is added once to a bundle made before it, which otherwise stays as it was", async () => {
+    const dir = tempDir();
+    const path = join(dir, "secrets.json");
+    const created = await createSecrets(path, PLAN, ROLES);
+    const { uiToken: _, ...older } = created.consul;
+    writeFileSync(path, `${JSON.stringify({ ...created, consul: older }, null, 2)}\n`, { mode: 0o600 });
+    // An older bundle still reads.
+    expect((await readSecrets(path)).consul.uiToken).toBeUndefined();
+    const updated = await withUiToken(path);
+    expect(updated.consul.uiToken).toMatch(/^[0-9a-f-]{36}$/);
+    expect(updated.consul.uiToken).not.toBe(created.consul.uiToken);
+    expect({ ...updated, consul: { ...updated.consul, uiToken: undefined } }).toEqual({ ...created, consul: { ...older, uiToken: undefined } });
+    expect(await readSecrets(path)).toEqual(updated);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(readdirSync(dir)).toEqual(["secrets.json"]);
+    // The next call keeps it: same bytes on disk.
+    const bytes = readFileSync(path);
+    expect(await withUiToken(path)).toEqual(updated);
+    expect(readFileSync(path).equals(bytes)).toBe(true);
+  });
+
+  it("does not touch a damaged file", async () => {
+    const path = join(tempDir(), "secrets.json");
+    writeFileSync(path, "{", { mode: 0o600 });
+    await rejection(withUiToken(path));
+    expect(readFileSync(path, "utf8")).toBe("{");
+  });
+
+  it("reads nodes, services and keys, and nothing else", () => {
+    const rules = [...CONSUL_UI_POLICY.matchAll(/^(\w+) "([^"]*)" \{\n  policy = "(\w+)"\n\}$/gm)].map((m) => `${m[1]} ${JSON.stringify(m[2])} ${m[3]}`);
+    expect(rules).toEqual(['node_prefix "" read', 'service_prefix "" read', 'key_prefix "" read']);
+    expect(CONSUL_UI_POLICY.replace(/^(\w+) "[^"]*" \{\n  policy = "read"\n\}\n/gm, "")).toBe("");
   });
 });
