@@ -89,6 +89,10 @@ describe("resin test on a project made by resin init", () => {
     expect(lint.status, lint.stderr).toBe(0);
     expect(r.stdout).toMatch(/^5 passed, 0 failed, 0 skipped$/m);
     expect(xml).toContain("hello answers on 127.0.0.1:");
+    // The image was checked before it booted: Consul read its role and sample-node config.
+    const manifest = JSON.parse(readFileSync(join(project, "out", "images", "debian", "web", "manifest.json"), "utf8")) as { checks: { service: string; exitCode: number; output: string }[] };
+    expect(manifest.checks.map((c) => [c.service, c.exitCode])).toEqual([["consul", 0]]);
+    expect(manifest.checks[0]!.output).toContain("Configuration is valid!");
     expectNothingLeft();
   });
 
