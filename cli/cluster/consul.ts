@@ -215,3 +215,9 @@ export async function consulChecks(ep: ConsulEndpoint, timeoutMs = 5000): Promis
   const body = (await getJson(ep, "/v1/health/state/any", timeoutMs)) as { Node: string; CheckID: string; Name: string; Status: string; Output: string; ServiceName: string }[];
   return body.map((c) => ({ node: String(c.Node), checkId: String(c.CheckID), name: String(c.Name), status: String(c.Status), output: String(c.Output ?? ""), serviceName: String(c.ServiceName ?? "") }));
 }
+
+/** The nodes on which the catalog has `service` registered. */
+export async function consulServiceNodes(ep: ConsulEndpoint, service: string, timeoutMs = 5000): Promise<string[]> {
+  const body = (await getJson(ep, `/v1/catalog/service/${encodeURIComponent(service)}`, timeoutMs)) as { Node: string }[];
+  return [...new Set(body.map((e) => String(e.Node)))].sort();
+}

@@ -15,9 +15,10 @@ import { execa } from "execa";
 import type { Channel } from "../spec/schema.js";
 import { listRoles } from "../spec/load.js";
 import { readSecrets } from "../bootstrap/secrets.js";
-import { consulAccess, consulChecks, consulEndpoint, type ConsulCheck } from "../cluster/consul.js";
+import { consulAccess, consulChecks, consulEndpoint, consulServiceNodes, type ConsulCheck, type ConsulEndpoint } from "../cluster/consul.js";
+import { readManifest } from "../image/manifest.js";
 import { describeRoles } from "../cluster/create.js";
-import { clusterPaths, requireCluster } from "../state/state.js";
+import { clusterPaths, imageDirFor, requireCluster } from "../state/state.js";
 import { localMachines } from "../provider/local.js";
 import { ResinError } from "../util/errors.js";
 import { installRoot } from "../util/paths.js";
@@ -97,21 +98,40 @@ export function caseSlug(name: string): string {
   return name.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 80) || "case";
 }
 
-/** Consul's checks as test cases: one per service (node-level checks as "node health"), failed unless every check passes. */
-export function checkCases(checks: ConsulCheck[], seconds: Map<string, number>, timeoutSeconds: number): TestCase[] {
-  const groups = new Map<string, ConsulCheck[]>();
-  for (const c of checks) groups.set(c.serviceName, [...(groups.get(c.serviceName) ?? []), c]);
-  return [...groups.keys()].sort().map((service) => {
-    const all = groups.get(service)!;
-    const bad = all.filter((c) => c.status !== "passing");
+/** What Consul says at one moment: every check, and on which nodes each expected service is registered. */
+export interface ConsulSnapshot {
+  checks: ConsulCheck[];
+  registered: Map<string, string[]>;
+}
+
+/** Whether one service (or, for "", the nodes' own checks) is where it should be with every check passing. */
+function serviceProblems(snap: ConsulSnapshot, service: string, expectedNodes: string[]): string[] {
+  const missing = expectedNodes.filter((n) => !(snap.registered.get(service) ?? []).includes(n)).map((n) => `${n}: not registered`);
+  const failing = snap.checks.filter((c) => c.serviceName === service && c.status !== "passing").map((c) => `${c.node}: ${c.name} ${c.status}`);
+  return [...missing, ...failing];
+}
+
+/**
+ * Consul's view as test cases: one per service the nodes' images register (and any other
+ * service with checks, Consul's own aside), and one for the nodes' own checks; a case
+ * fails unless its service is registered on every node whose image registers it and
+ * every check of it passes.
+ */
+export function checkCases(snap: ConsulSnapshot, expected: Map<string, string[]>, seconds: Map<string, number>, timeoutSeconds: number): TestCase[] {
+  const services = [...new Set(["", ...expected.keys(), ...snap.checks.map((c) => c.serviceName).filter((s) => s !== "consul")])].sort();
+  return services.map((service) => {
+    const problems = serviceProblems(snap, service, expected.get(service) ?? []);
     const name = service ? `consul: service ${service} passes its checks` : "consul: every node's health checks pass";
-    const detail = all.map((c) => `${c.node}: ${c.name} (${c.checkId}): ${c.status}${c.output ? `: ${c.output.trim()}` : ""}`).join("\n");
+    const detail = [
+      ...(service ? [`registered on: ${(snap.registered.get(service) ?? []).join(", ") || "no node"}`] : []),
+      ...snap.checks.filter((c) => c.serviceName === service).map((c) => `${c.node}: ${c.name} (${c.checkId}): ${c.status}${c.output ? `: ${c.output.trim()}` : ""}`),
+    ].join("\n");
     return {
       name,
       classname: "resin.consul",
       seconds: seconds.get(service) ?? timeoutSeconds,
-      outcome: bad.length ? "failed" : "passed",
-      message: bad.length ? `not passing after ${timeoutSeconds}s: ${bad.map((c) => `${c.node}: ${c.name} ${c.status}`).join("; ")}` : undefined,
+      outcome: problems.length ? "failed" : "passed",
+      message: problems.length ? `not passing after ${timeoutSeconds}s: ${problems.join("; ")}` : undefined,
       output: printable(detail),
     } satisfies TestCase;
   });
@@ -188,12 +208,14 @@ export async function testCommand(opts: TestOptions): Promise<boolean> {
 
     // 2. Every check of every service Consul knows, until all pass or the bound.
     const checks = await waitForChecks(name, opts.checksTimeoutSeconds, abort.signal);
-    const checkResults = checkCases(checks.last, checks.passedAfter, opts.checksTimeoutSeconds);
-    for (const c of checkResults) {
+    for (const c of checkCases(checks.last, checks.expected, checks.passedAfter, opts.checksTimeoutSeconds)) {
       if (c.outcome === "failed") {
-        const service = checks.last.find((k) => c.name === `consul: service ${k.serviceName} passes its checks`)?.serviceName;
-        const nodes = [...new Set(checks.last.filter((k) => k.serviceName === service && k.status !== "passing").map((k) => k.node))];
-        await keepLogs(c, service ? nodes.map((node) => ({ node, service })) : []);
+        // The logs of the service on each node where it is missing or a check fails.
+        const service = /^consul: service (.+) passes its checks$/.exec(c.name)?.[1];
+        const bad = checks.last.checks.filter((k) => k.serviceName === service && k.status !== "passing").map((k) => k.node);
+        const missing = (checks.expected.get(service ?? "") ?? []).filter((n) => !(checks.last.registered.get(service ?? "") ?? []).includes(n));
+        const owner = (node: string) => checks.owners.get(`${node}/${service}`) ?? service!;
+        await keepLogs(c, service ? [...new Set([...bad, ...missing])].map((node) => ({ node, service: owner(node) })) : []);
       }
       cases.push(c);
     }
@@ -228,29 +250,50 @@ export async function testCommand(opts: TestOptions): Promise<boolean> {
   }
 }
 
-async function waitForChecks(name: string, timeoutSeconds: number, signal: AbortSignal): Promise<{ last: ConsulCheck[]; passedAfter: Map<string, number> }> {
+async function waitForChecks(name: string, timeoutSeconds: number, signal: AbortSignal) {
   const state = await requireCluster(name);
   const access = consulAccess(await readSecrets(clusterPaths(name).secrets));
   const endpoints = state.nodes.map((n) => consulEndpoint(n, access)).filter((e) => e !== undefined);
+  // What each node's image registers: Consul must have every one of them, on that node;
+  // and which of the image's services registers it (whose log to keep when it fails).
+  const expected = new Map<string, string[]>();
+  const owners = new Map<string, string>();
+  for (const node of state.nodes) {
+    for (const s of (await readManifest(imageDirFor(name, node.image)))?.services ?? []) {
+      for (const registered of s.registers ?? []) {
+        expected.set(registered, [...(expected.get(registered) ?? []), node.name]);
+        owners.set(`${node.name}/${registered}`, s.name);
+      }
+    }
+  }
   const started = Date.now();
   const passedAfter = new Map<string, number>();
-  let last: ConsulCheck[] = [];
+  let last: ConsulSnapshot = { checks: [], registered: new Map() };
   for (;;) {
     for (const ep of endpoints) {
-      const answer = await consulChecks(ep).catch(() => undefined);
-      if (answer) {
-        last = answer;
+      const snap = await consulSnapshot(ep, [...expected.keys()]).catch(() => undefined);
+      if (snap) {
+        last = snap;
         break;
       }
     }
     const elapsed = (Date.now() - started) / 1000;
-    for (const service of new Set(last.map((c) => c.serviceName))) {
-      if (!passedAfter.has(service) && last.filter((c) => c.serviceName === service).every((c) => c.status === "passing")) passedAfter.set(service, elapsed);
+    const cases = checkCases(last, expected, new Map(), timeoutSeconds);
+    for (const c of cases) {
+      const service = c.name === "consul: every node's health checks pass" ? "" : c.name.replace(/^consul: service (.+) passes its checks$/, "$1");
+      if (c.outcome === "passed" && !passedAfter.has(service) && (service !== "" || last.checks.length > 0)) passedAfter.set(service, elapsed);
     }
-    const allPassing = last.length > 0 && last.every((c) => c.status === "passing");
-    if (allPassing || elapsed >= timeoutSeconds || signal.aborted) return { last, passedAfter };
+    const done = last.checks.length > 0 && cases.every((c) => c.outcome === "passed");
+    if (done || elapsed >= timeoutSeconds || signal.aborted) return { last, expected, owners, passedAfter };
     await sleep(1000);
   }
+}
+
+async function consulSnapshot(ep: ConsulEndpoint, services: string[]): Promise<ConsulSnapshot> {
+  const checks = await consulChecks(ep);
+  const registered = new Map<string, string[]>();
+  for (const s of services) registered.set(s, await consulServiceNodes(ep, s));
+  return { checks, registered };
 }
 
 async function teardown(name: string, home: string, keep: boolean, log: Log, env: NodeJS.ProcessEnv): Promise<void> {

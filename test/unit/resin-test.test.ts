@@ -52,21 +52,33 @@ describe("junitXml", () => {
   });
 });
 
-describe("checkCases: Consul's checks as test cases", () => {
-  const check = (node: string, serviceName: string, status: string, output = ""): ConsulCheck => ({ node, serviceName, status, output, checkId: `${serviceName || "serfHealth"}-${node}`, name: serviceName ? `Service '${serviceName}' check` : "Serf Health Status" });
+describe("checkCases: Consul's view as test cases", () => {
+  const check = (node: string, serviceName: string, status: string, output = ""): ConsulCheck => ({ node, serviceName, status, output, checkId: `${serviceName || "serfHealth"}-${node}`, name: serviceName ? `${serviceName}: tcp 7000` : "Serf Health Status" });
+  const expected = new Map([["hello", ["web-1", "web-2"]], ["echo", ["web-1", "web-2"]]]);
 
-  it("makes one case per service and one for node health, failed unless every check passes, naming each bad one", () => {
+  it("one case per registered service and one for node health; failed unless registered everywhere its image says and every check passes", () => {
     const cases = checkCases(
-      [check("web-1", "", "passing"), check("web-2", "", "passing"), check("web-1", "hello", "passing"), check("web-2", "hello", "critical", "connection refused")],
+      {
+        checks: [check("web-1", "", "passing"), check("web-2", "", "passing"), check("web-1", "hello", "passing"), check("web-2", "hello", "critical", "dial tcp 127.0.0.1:7009: connect: connection refused"), check("web-1", "consul", "passing")],
+        registered: new Map([["hello", ["web-1", "web-2"]], ["echo", ["web-1"]]]),
+      },
+      expected,
       new Map([["", 3.5]]),
       60,
     );
     expect(cases.map((c) => [c.name, c.outcome, c.seconds])).toEqual([
       ["consul: every node's health checks pass", "passed", 3.5],
+      ["consul: service echo passes its checks", "failed", 60],
       ["consul: service hello passes its checks", "failed", 60],
     ]);
-    expect(cases[1]!.message).toBe("not passing after 60s: web-2: Service 'hello' check critical");
-    expect(cases[1]!.output).toContain("web-2: Service 'hello' check (hello-web-2): critical: connection refused");
+    expect(cases[1]!.message).toBe("not passing after 60s: web-2: not registered");
+    expect(cases[2]!.message).toBe("not passing after 60s: web-2: hello: tcp 7000 critical");
+    expect(cases[2]!.output).toContain("web-2: hello: tcp 7000 (hello-web-2): critical: dial tcp 127.0.0.1:7009: connect: connection refused");
+  });
+
+  it("passes when every expected service is registered and passing, a service without checks included", () => {
+    const cases = checkCases({ checks: [check("web-1", "", "passing"), check("web-1", "hello", "passing")], registered: new Map([["hello", ["web-1"]], ["echo", ["web-1"]]]) }, new Map([["hello", ["web-1"]], ["echo", ["web-1"]]]), new Map(), 60);
+    expect(cases.map((c) => c.outcome)).toEqual(["passed", "passed", "passed"]);
   });
 });
 
