@@ -237,6 +237,66 @@ describe("the cluster lock", () => {
     }
   }, 60_000);
 
+  it("lets exactly one of three racing commands own a stale lock, whatever the order they reach it", async () => {
+    // Three processes, each held (a barrier, not a delay) after it has read the stale
+    // lock and before it acts on it. The first is let go and takes the lock over; then
+    // the other two, whose view of the lock is now out of date, are let go together.
+    // However they interleave, the first must stay the only owner.
+    const stateHome = tempDir();
+    const script = `
+      import { createInterface } from "node:readline";
+      const { withClusterLock } = await import(${JSON.stringify(cli)});
+      const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+      const next = async () => (await lines.next()).value;
+      let held = false;
+      try {
+        await withClusterLock("race3", "test", async () => { console.log("owner"); await next(); }, {
+          onStale: async () => { if (held) return; held = true; console.log("stale"); await next(); },
+        });
+        console.log("took it");
+      } catch (e) { console.log("refused: " + e.message); }
+      process.exit(0);`;
+    for (let round = 0; round < 10; round++) {
+      mkdirSync(join(stateHome, "clusters"), { recursive: true });
+      writeFileSync(join(stateHome, "clusters", "race3.lock"), "999999999 up\n");
+      const children = [0, 1, 2].map(() => {
+        const child = spawn(process.execPath, ["--input-type=module", "-e", script], { env: { ...process.env, RESIN_STATE_HOME: stateHome } });
+        const said: string[] = [];
+        const waiters: (() => void)[] = [];
+        let buffer = "";
+        child.stdout.on("data", (d) => {
+          buffer += d;
+          for (let i = buffer.indexOf("\n"); i >= 0; i = buffer.indexOf("\n")) {
+            said.push(buffer.slice(0, i));
+            buffer = buffer.slice(i + 1);
+            for (const w of waiters.splice(0)) w();
+          }
+        });
+        child.stderr.on("data", (d) => said.push(`stderr: ${d}`));
+        const closed = new Promise<void>((r) => child.on("close", () => r()));
+        /** Resolves once the child has said a line matching `pattern`. */
+        const saying = async (pattern: RegExp) => {
+          while (!said.some((l) => pattern.test(l))) await new Promise<void>((r) => waiters.push(r));
+        };
+        return { child, said, saying, closed, tell: (line: string) => child.stdin.write(`${line}\n`) };
+      });
+      const [first, ...rest] = children as [(typeof children)[0], ...typeof children];
+      await Promise.all(children.map((c) => c.saying(/^stale$/)));
+      first.tell("go");
+      await first.saying(/^owner$/);
+      for (const c of rest) c.tell("go");
+      // Each of the other two ends up owning the lock or refused.
+      await Promise.all(rest.map((c) => c.saying(/^(owner|refused: .*)$/)));
+      const all = children.map((c) => c.said.join(" / ")).join(" | ");
+      expect(rest.filter((c) => c.said.includes("owner")), all).toEqual([]);
+      for (const c of rest) expect(c.said.at(-1), all).toMatch(/^refused: cluster 'race3' is busy: another resin command \(pid \d+, test\)/);
+      first.tell("release");
+      await Promise.all(children.map((c) => c.closed));
+      expect(first.said.at(-1), all).toBe("took it");
+      expect(readdirSync(join(stateHome, "clusters")), all).toEqual([]);
+    }
+  }, 120_000);
+
   it("never reads a half-written lock: a live owner's lock always names it", async () => {
     process.env.RESIN_STATE_HOME = tempDir();
     await withClusterLock("held", "up", async () => {
