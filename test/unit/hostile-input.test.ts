@@ -10,7 +10,7 @@ import { gunzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import { installImage } from "../../cli/cluster/images.js";
 import { withClusterLock } from "../../cli/state/lock.js";
-import { clusterPaths, imageDirFor } from "../../cli/state/state.js";
+import { clusterPaths, imageDirFor, readClusterState } from "../../cli/state/state.js";
 import { imageDigest, readManifest } from "../../cli/image/manifest.js";
 import { probeInitramfs, PROBE_MARKER } from "../../cli/provider/qemu/accel.js";
 import { assignPorts } from "../../cli/provider/qemu/ports.js";
@@ -173,6 +173,49 @@ describe("cluster names", () => {
   });
 });
 
+describe("cluster.json is checked on every read", () => {
+  const valid = () => ({
+    version: 1,
+    name: "victim",
+    channel: "debian",
+    datacenter: "dc1",
+    subnet: "10.77.0.0/24",
+    network: { mode: "static" },
+    nodes: [
+      {
+        name: "victim-1", role: "consul-server", index: 1, address: "10.77.0.11", prefix: 24,
+        clusterMac: "52:54:0a:1b:01:01", hostMac: "52:54:0a:1b:02:01", hostAddress: "10.0.2.15/24",
+        image: "sha256:" + "a".repeat(64), memoryMib: 512, cpus: 1, ports: { "base.status": 40000 },
+      },
+    ],
+  });
+  it.each([
+    ["a cluster MAC that adds QEMU options", (s: any) => (s.nodes[0].clusterMac = "52:54:00:00:00:01,romfile=/etc/shadow"), "nodes.0.clusterMac"],
+    ["a host MAC with a second network line", (s: any) => (s.nodes[0].hostMac = "52:54:00:00:00:02\n* 10.9.9.9/8 host"), "nodes.0.hostMac"],
+    ["an upper-case MAC", (s: any) => (s.nodes[0].hostMac = "52:54:00:00:00:0A"), "nodes.0.hostMac"],
+    ["a node name that leaves nodes/", (s: any) => (s.nodes[0].name = "../../../tmp/x"), "nodes.0.name"],
+    ["a node name that is not <cluster>-<index>", (s: any) => (s.nodes[0].name = "other-1"), "'other-1' is not victim-1"],
+    ["an address with a space", (s: any) => (s.nodes[0].address = "10.77.0.11 host"), "nodes.0.address"],
+    ["a host address without its prefix", (s: any) => (s.nodes[0].hostAddress = "10.0.2.15"), "nodes.0.hostAddress"],
+    ["a cluster name that is not this cluster's", (s: any) => (s.name = "elsewhere"), "is not the cluster it is stored for"],
+  ])("refuses %s, naming the field, and leaves the file alone", async (_what, spoil, field) => {
+    process.env.RESIN_STATE_HOME = tempDir();
+    const state = valid();
+    mkdirSync(clusterPaths("victim").dir, { recursive: true });
+    writeFileSync(clusterPaths("victim").stateFile, JSON.stringify(state));
+    expect((await readClusterState("victim"))!.nodes[0]!.clusterMac).toBe("52:54:0a:1b:01:01");
+    spoil(state);
+    const text = JSON.stringify(state);
+    writeFileSync(clusterPaths("victim").stateFile, text);
+    const e = await rejection(readClusterState("victim"));
+    expect(e.message, e.message).toContain(clusterPaths("victim").stateFile);
+    expect(e.message, e.message).toContain(field);
+    expect(e.message.split("\n")).toHaveLength(1);
+    expect(e.hint).toMatch(/restore it from a backup/);
+    expect(readFileSync(clusterPaths("victim").stateFile, "utf8")).toBe(text);
+  });
+});
+
 describe("QEMU's command line", () => {
   it("cannot be given a forward that is not a pair of ports", () => {
     const spec = {
@@ -181,6 +224,16 @@ describe("QEMU's command line", () => {
       forwards: [{ hostPort: "1,hostfwd=tcp::2222-:22" as unknown as number, guestPort: 22 }],
     };
     expect(() => qemuArgs(spec)).toThrow(/is not a pair of TCP ports/);
+  });
+
+  it("cannot be given a MAC that adds options", () => {
+    const spec = {
+      name: "n", dir: "/d", kernel: "/k", initrd: "/i", rootDisk: "/r", append: "", memoryMib: 256, cpus: 1, accel: "tcg" as const,
+      switchSocket: "/s", clusterMac: "52:54:00:00:00:01", hostMac: "52:54:00:00:00:02", persistDisk: "/p", forwards: [],
+    };
+    expect(qemuArgs(spec)).toContain("virtio-net-pci,netdev=host,mac=52:54:00:00:00:02");
+    expect(() => qemuArgs({ ...spec, hostMac: "52:54:00:00:00:02,romfile=/etc/shadow" })).toThrow(/"52:54:00:00:00:02,romfile=\/etc\/shadow" is not a MAC address/);
+    expect(() => qemuArgs({ ...spec, clusterMac: "" })).toThrow(/is not a MAC address/);
   });
 });
 
