@@ -110,10 +110,15 @@ export const ImageManifestSchema = z
 export async function readManifest(dir: string): Promise<ImageManifest | undefined> {
   const path = join(dir, "manifest.json");
   if (!existsSync(path)) return undefined;
+  return parseManifest(await readFile(path, "utf8"), path);
+}
+
+/** Pure: a manifest's text (read from `path`, named in errors), checked against its schema. */
+export function parseManifest(text: string, path: string): ImageManifest {
   const hint = "rebuild the image (resin build), or take it from an image set you trust";
   let data: unknown;
   try {
-    data = JSON.parse(await readFile(path, "utf8"));
+    data = JSON.parse(text);
   } catch (e) {
     throw new ResinError(`image manifest ${path} is not valid JSON: ${(e as Error).message}`, hint);
   }

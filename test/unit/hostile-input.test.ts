@@ -148,6 +148,38 @@ describe("image manifests from an image set are checked, not trusted", () => {
     expect(e.message, e.message).toContain("vmlinuz is missing or not a regular file");
   });
 
+  it("ties the disk images to the digest the cluster installed: a later image set with the same digest and another disk.raw is refused, nothing installed", async () => {
+    process.env.RESIN_STATE_HOME = tempDir();
+    // The cluster installs an image without its disk images (what `resin up` does).
+    const first = fakeImage(join(tempDir(), "consul-server"));
+    await installImage("victim", first.dir, first.manifest.digest);
+    const installed = imageDirFor("victim", first.manifest.digest);
+    const installedManifest = readFileSync(join(installed, "manifest.json"), "utf8");
+    expect(existsSync(join(installed, "disk.raw"))).toBe(false);
+    // A crafted set: the same kernel, initrd and root filesystem (so the same digest), another disk.raw.
+    const crafted = fakeImage(join(tempDir(), "consul-server"));
+    expect(crafted.manifest.digest).toBe(first.manifest.digest);
+    const evil = "a disk that boots something else";
+    writeFileSync(join(crafted.dir, "disk.raw"), evil);
+    // Its manifest telling the truth about the new disk…
+    crafted.manifest.disk.raw = { file: "disk.raw", sha256: sha256(evil), size: Buffer.byteLength(evil) };
+    writeFileSync(join(crafted.dir, "manifest.json"), JSON.stringify(crafted.manifest));
+    const before = snapshot(process.env.RESIN_STATE_HOME);
+    const e = await rejection(installImage("victim", crafted.dir, crafted.manifest.digest, { disks: true }));
+    expect(e.message, e.message).toContain(`its manifest lists a disk.raw (sha256 ${sha256(evil)}) that is not the one cluster 'victim' installed`);
+    expect(snapshot(process.env.RESIN_STATE_HOME)).toEqual(before);
+    // …or lying, the installed one's hash over other bytes.
+    crafted.manifest.disk.raw = first.manifest.disk.raw;
+    writeFileSync(join(crafted.dir, "manifest.json"), JSON.stringify(crafted.manifest));
+    const lie = await rejection(installImage("victim", crafted.dir, crafted.manifest.digest, { disks: true }));
+    expect(lie.message, lie.message).toMatch(/disk\.raw does not match its manifest/);
+    expect(snapshot(process.env.RESIN_STATE_HOME)).toEqual(before);
+    expect(readFileSync(join(installed, "manifest.json"), "utf8")).toBe(installedManifest);
+    // The honest set's disk images are taken.
+    await installImage("victim", first.dir, first.manifest.digest, { disks: true });
+    expect(readFileSync(join(installed, "disk.raw"), "utf8")).toBe("raw");
+  });
+
   it("installs an honest image with the same bytes, in a 0700 cluster directory", async () => {
     process.env.RESIN_STATE_HOME = tempDir();
     const { dir, manifest } = fakeImage(join(tempDir(), "consul-server"));
