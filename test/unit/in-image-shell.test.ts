@@ -234,6 +234,44 @@ describe("the in-image shell", () => {
     }
   });
 
+  it("vault/run hands vault its data directory only, and vault makes raft/ itself", () => {
+    const dir = mkdtempSync(join(tmpdir(), "resin-vault-run-"));
+    try {
+      const at = (path: string) => join(dir, path);
+      const rehome = (text: string) => text.replaceAll("/usr/lib/resin/", `${dir}/usr/lib/resin/`).replaceAll("/var/lib/", `${dir}/var/lib/`).replaceAll("/run/", `${dir}/run/`);
+      const run = readFileSync(join(SERVICES, "vault/run"), "utf8");
+      writeFileSync(at("vault-run"), rehome(run), { mode: 0o755 });
+      mkdirSync(at("usr/lib/resin"), { recursive: true });
+      for (const [, helper] of run.matchAll(/\/usr\/lib\/resin\/([\w.-]+)/g)) {
+        writeFileSync(at(`usr/lib/resin/${helper}`), rehome(readFileSync(join(SERVICES, "base", helper!), "utf8")), { mode: 0o755 });
+      }
+      // chpst and chown record what they were asked (neither can change users here); vault records its arguments.
+      mkdirSync(at("bin"));
+      writeFileSync(at("bin/chpst"), `#!/bin/sh\nprintf 'chpst %s\\n' "$*" >> '${at("calls")}'\n[ "$1" = -u ] && shift 2\nexec "$@"\n`, { mode: 0o755 });
+      writeFileSync(at("bin/chown"), `#!/bin/sh\nprintf 'chown %s\\n' "$*" >> '${at("calls")}'\n`, { mode: 0o755 });
+      writeFileSync(at("bin/vault"), "#!/bin/sh\n", { mode: 0o755 });
+      const env = { ...process.env, LC_ALL: "C", PATH: `${at("bin")}:${process.env.PATH ?? "/usr/bin:/bin"}` };
+      mkdirSync(at("run/config/vault"), { recursive: true });
+      writeFileSync(at("run/config/vault/10-node.hcl"), 'api_addr = "https://10.0.0.1:8200"\n');
+      for (const sh of [["sh"], ...(busybox ? [[busybox, "sh"]] : [])]) {
+        rmSync(at("calls"), { force: true });
+        rmSync(at("var"), { recursive: true, force: true });
+        const r = spawnSync(sh[0]!, [...sh.slice(1), at("vault-run")], { env, encoding: "utf8" });
+        expect(r.status, `${sh.join(" ")}: ${r.stdout}${r.stderr}`).toBe(0);
+        const calls = readFileSync(at("calls"), "utf8").trim().split("\n");
+        expect(calls.slice(1), sh.join(" ")).toEqual([
+          `chown vault:vault ${dir}/var/lib/vault`,
+          `chpst -u vault:vault mkdir -p ${dir}/var/lib/vault/raft`,
+          `chpst -u vault:vault vault server -config=/etc/vault.d -config=${dir}/run/vault`,
+        ]);
+        expect(calls[0], sh.join(" ")).toMatch(new RegExp(`^chown vault:vault ${dir}/run/\\.vault\\.\\w+/10-node\\.hcl ${dir}/run/\\.vault\\.\\w+$`));
+        expect(statSync(at("var/lib/vault/raft")).isDirectory()).toBe(true);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("disks.sh gives results on stdout and by status, and sets none of the caller's variables", () => {
     const text = readFileSync(join(SERVICES, "base/disks.sh"), "utf8");
     const functions = [...text.matchAll(/^([a-z_]+)\(\) (.)$/gm)];
