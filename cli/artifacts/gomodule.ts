@@ -164,7 +164,7 @@ export function pinnedGoEnv(inherited: NodeJS.ProcessEnv, cgo: boolean, proxies:
 
 /** The go command's environment (pinnedGoEnv), with the module proxies this machine's go is set to use. */
 export async function goEnv(cgo: boolean): Promise<NodeJS.ProcessEnv> {
-  const { stdout } = await execa("go", ["env", "GOPROXY"], { env: { ...process.env, GOTOOLCHAIN: "local" } }).catch(() => {
+  const { stdout } = await execa("go", ["env", "GOPROXY"], { env: { ...process.env, GOTOOLCHAIN: "local", GOFLAGS: "-mod=readonly" } }).catch(() => {
     throw new ResinError("the go command is not installed", "install Go (1.21 or newer) and put it on PATH; Resin builds Go modules with it");
   });
   // Never "direct": source comes from the module proxy and nowhere else.
