@@ -131,10 +131,40 @@ export function parseModuleList(text: string): string[] {
   return modules;
 }
 
-/** The go command's environment: this machine's toolchain only, modules only through its proxy. */
+/**
+ * Pure: the go command's environment from the inherited one and the module proxies to
+ * use. This machine's toolchain only; modules only through the proxies, every sum checked
+ * against the checksum database: whatever the caller's environment or go env file says,
+ * nothing names modules to fetch directly (GONOPROXY, GOPRIVATE), to skip the checksum
+ * database (GONOSUMDB, GOPRIVATE, GOSUMDB=off) or to fetch insecurely (GOINSECURE), and
+ * no go.work replaces the wrapper's modules. GOENV=off: the go env file (`go env -w`)
+ * cannot bring any of them back, as an empty variable would let it.
+ */
+export function pinnedGoEnv(inherited: NodeJS.ProcessEnv, cgo: boolean, proxies: string[]): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...inherited,
+    GOENV: "off",
+    GOTOOLCHAIN: "local",
+    GOFLAGS: "-mod=readonly",
+    GOOS: "linux",
+    GOARCH: "amd64",
+    CGO_ENABLED: cgo ? "1" : "0",
+    GOPROXY: proxies.join(","),
+    GONOPROXY: "",
+    GONOSUMDB: "",
+    GOPRIVATE: "",
+    GOINSECURE: "",
+    GOWORK: "off",
+  };
+  // A named checksum database stays; "off" (or nothing) is Go's default one.
+  const sumdb = inherited.GOSUMDB?.trim();
+  if (!sumdb || sumdb === "off") delete env.GOSUMDB;
+  return env;
+}
+
+/** The go command's environment (pinnedGoEnv), with the module proxies this machine's go is set to use. */
 export async function goEnv(cgo: boolean): Promise<NodeJS.ProcessEnv> {
-  const base = { ...process.env, GOTOOLCHAIN: "local", GOFLAGS: "-mod=readonly", GOOS: "linux", GOARCH: "amd64", CGO_ENABLED: cgo ? "1" : "0" };
-  const { stdout } = await execa("go", ["env", "GOPROXY"], { env: base }).catch(() => {
+  const { stdout } = await execa("go", ["env", "GOPROXY"], { env: { ...process.env, GOTOOLCHAIN: "local", GOFLAGS: "-mod=readonly" } }).catch(() => {
     throw new ResinError("the go command is not installed", "install Go (1.21 or newer) and put it on PATH; Resin builds Go modules with it");
   });
   // Never "direct": source comes from the module proxy and nowhere else.
@@ -142,7 +172,7 @@ export async function goEnv(cgo: boolean): Promise<NodeJS.ProcessEnv> {
   if (proxies.length === 0) {
     throw new ResinError(`GOPROXY names no module proxy (${stdout.trim() || "empty"})`, "set GOPROXY to your Go module proxy; Resin takes modules only from a proxy, never directly from version control");
   }
-  return { ...base, GOPROXY: proxies.join(",") };
+  return pinnedGoEnv(process.env, cgo, proxies);
 }
 
 /** The recipe for a service's Go module on this machine. */

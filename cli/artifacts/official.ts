@@ -2,13 +2,15 @@
 // their SHA256SUMS verifies against HashiCorp's release key and the zip matches its line
 // in those sums. A verified zip goes into the content-addressed cache, and an index file
 // per release, <cache>/releases/<product>/<version>/linux_amd64.json, records which blob
-// it is and who signed it, so that later builds need neither network nor re-verification
-// of the signature (only the blob's sha256 is checked again, by verifiedBlob).
+// it is and who signed it, so that later builds need no network. The SHA256SUMS and its
+// signature are cached beside it (as blobs too), and every read of the index verifies
+// them again against the keys trusted now: a release cached while RESIN_RELEASE_KEY_FILE
+// named another key counts as absent once that key is no longer trusted.
 //
 // Failure rule: nothing that failed verification ever reaches the cache, and a failure
 // removes only this run's temp files, never an earlier good copy.
 import { createWriteStream, existsSync } from "node:fs";
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { createHash } from "node:crypto";
 import { pipeline } from "node:stream/promises";
@@ -16,7 +18,7 @@ import { request } from "undici";
 import * as openpgp from "openpgp";
 import { unzipSync } from "fflate";
 import { ResinError } from "../util/errors.js";
-import { canonicalJson, sha256, sha256File } from "../util/hash.js";
+import { canonicalJson, sha256File } from "../util/hash.js";
 import { writeFileAtomic } from "../util/files.js";
 import type { Log } from "../util/log.js";
 import { cacheHome } from "../util/paths.js";
@@ -47,8 +49,10 @@ export interface ReleaseIndex {
   file: string;
   /** The archive's sha256: its blob in the cache. */
   sha256: string;
-  /** sha256 of the SHA256SUMS file whose signature was verified. */
+  /** sha256 of the SHA256SUMS file whose signature was verified: its blob in the cache. */
   sumsSha256: string;
+  /** sha256 of that signature: its blob in the cache. */
+  sigSha256: string;
   /** Primary key fingerprint (lower-case hex) of the key that signed the sums. */
   signer: string;
 }
@@ -196,23 +200,36 @@ function isIndex(value: unknown, ref: ReleaseRef): value is ReleaseIndex {
     typeof v.sha256 === "string" &&
     /^[0-9a-f]{64}$/.test(v.sha256) &&
     typeof v.sumsSha256 === "string" &&
+    /^[0-9a-f]{64}$/.test(v.sumsSha256) &&
+    typeof v.sigSha256 === "string" &&
+    /^[0-9a-f]{64}$/.test(v.sigSha256) &&
     typeof v.signer === "string"
   );
 }
 
-/** The index entry of a verified, cached release, or undefined (a damaged index counts as absent). */
-export async function cachedRelease(ref: ReleaseRef): Promise<ReleaseIndex | undefined> {
-  let text: string;
+/**
+ * The index entry of a cached release whose SHA256SUMS verifies now, against the keys
+ * trusted now (`trustedKeys`, else RESIN_RELEASE_KEY_FILE, else HashiCorp's key), and
+ * lists the cached archive; else undefined. A damaged index, one from before the sums
+ * were cached, and one whose signer is not trusted now all count as absent.
+ */
+export async function cachedRelease(ref: ReleaseRef, trustedKeys?: string): Promise<ReleaseIndex | undefined> {
+  let value: unknown;
   try {
-    text = await readFile(indexPath(ref), "utf8");
+    value = JSON.parse(await readFile(indexPath(ref), "utf8"));
   } catch {
     return undefined;
   }
+  if (!isIndex(value, ref) || !hasBlob(value.sumsSha256) || !hasBlob(value.sigSha256)) return undefined;
   try {
-    const value: unknown = JSON.parse(text);
-    return isIndex(value, ref) ? value : undefined;
-  } catch {
-    return undefined;
+    const what = `${ref.product} ${ref.version}`;
+    const sumsText = await readFile(await verifiedBlob(value.sumsSha256, `${what} ${releaseFiles(ref).sums}`));
+    const signature = await readFile(await verifiedBlob(value.sigSha256, `${what} ${releaseFiles(ref).sig}`));
+    const verified = await verifiedSums(ref, sumsText, signature, { log: () => undefined, trustedKeys });
+    return verified.expected === value.sha256 ? { ...value, signer: verified.signer } : undefined;
+  } catch (e) {
+    if (e instanceof ResinError) return undefined;
+    throw e;
   }
 }
 
@@ -275,6 +292,7 @@ export function missingReleaseError(refs: ReleaseRef[]): ResinError {
       `  resin artifacts fetch ${refs.map(formatRef).join(" ")}`,
       "without, copy each release's zip, SHA256SUMS and SHA256SUMS.sig into one directory <dir> and run:",
       ...offline,
+      "(a release cached while another release key was trusted counts as missing: its sums do not verify against the key trusted now)",
     ].join("\n"),
   );
 }
@@ -309,8 +327,15 @@ async function verifiedSums(ref: ReleaseRef, sumsText: Buffer, signature: Buffer
   return { expected, signer };
 }
 
-/** Admit a downloaded or imported archive whose sums verified: check its sha256, cache it, write its index. */
-async function admit(ref: ReleaseRef, archive: string, archiveSha: string, sumsText: Buffer, verified: { expected: string; signer: string }, log: Log): Promise<ReleaseIndex> {
+/** Admit a downloaded or imported archive whose sums verified: check its sha256, cache it with its sums and signature, write its index. */
+async function admit(
+  ref: ReleaseRef,
+  archive: string,
+  archiveSha: string,
+  proof: { sumsText: Buffer; signature: Buffer },
+  verified: { expected: string; signer: string },
+  log: Log,
+): Promise<ReleaseIndex> {
   const files = releaseFiles(ref);
   if (archiveSha !== verified.expected) {
     throw fail(
@@ -323,12 +348,21 @@ async function admit(ref: ReleaseRef, archive: string, archiveSha: string, sumsT
   const sha = await putBlob(archive);
   // putBlob keeps an existing blob of the same name; make sure that one is sound too.
   await verifiedBlob(sha, `${ref.product} ${ref.version} release archive ${files.zip}`);
+  // The sums and signature, so that each later use can verify them again (cachedRelease).
+  const sumsFile = join(dirname(archive), files.sums);
+  const sigFile = join(dirname(archive), files.sig);
+  await writeFile(sumsFile, proof.sumsText);
+  await writeFile(sigFile, proof.signature);
+  const [sumsSha256, sigSha256] = [await putBlob(sumsFile), await putBlob(sigFile)];
+  await verifiedBlob(sumsSha256, `${ref.product} ${ref.version} ${files.sums}`);
+  await verifiedBlob(sigSha256, `${ref.product} ${ref.version} ${files.sig}`);
   const entry: ReleaseIndex = {
     product: ref.product,
     version: ref.version,
     file: files.zip,
     sha256: sha,
-    sumsSha256: sha256(sumsText),
+    sumsSha256,
+    sigSha256,
     signer: verified.signer,
   };
   await writeFileAtomic(indexPath(ref), `${canonicalJson(entry)}\n`);
@@ -357,7 +391,7 @@ export async function fetchRelease(ref: ReleaseRef, opts: ReleaseOptions & { bas
   checkRef(ref);
   const files = releaseFiles(ref);
   if (!opts.force) {
-    const cached = await cachedRelease(ref);
+    const cached = await cachedRelease(ref, opts.trustedKeys);
     if (cached && hasBlob(cached.sha256)) {
       await verifiedBlob(cached.sha256, `${ref.product} ${ref.version} release archive ${cached.file}`);
       opts.log(`  ${ref.product} ${ref.version}: already cached and verified (${cached.sha256})`);
@@ -375,7 +409,7 @@ export async function fetchRelease(ref: ReleaseRef, opts: ReleaseOptions & { bas
     const verified = await verifiedSums(ref, sumsText, signature, opts);
     const archive = join(tmp, files.zip);
     const archiveSha = await downloadToFile(ref, files.zip, urls.zip, archive, ARCHIVE_LIMIT);
-    return await admit(ref, archive, archiveSha, sumsText, verified, opts.log);
+    return await admit(ref, archive, archiveSha, { sumsText, signature }, verified, opts.log);
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
@@ -420,7 +454,7 @@ export async function importRelease(zipPath: string, opts: ReleaseOptions & { su
     } catch (e) {
       throw fail(ref, files.zip, `cannot read ${zipPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
-    return await admit(ref, archive, await sha256File(archive), sumsText, verified, opts.log);
+    return await admit(ref, archive, await sha256File(archive), { sumsText, signature }, verified, opts.log);
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }

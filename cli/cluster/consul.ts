@@ -7,6 +7,8 @@ import { serversByService } from "../bootstrap/metadata.js";
 import type { Secrets } from "../bootstrap/secrets.js";
 import { ApiClient, ApiUnreachable, hostTls, type ApiTls } from "./api.js";
 import type { NodeState } from "../state/state.js";
+import { z } from "zod";
+import { fromOutside, printableLine } from "../util/text.js";
 
 export interface ConsulAccess extends ApiTls {
   /** PEM: the host's client certificate and key (the CA and serverName as in ApiTls). */
@@ -66,12 +68,13 @@ export interface ConsulView {
 
 export async function consulView(ep: ConsulEndpoint, timeoutMs = 5000): Promise<ConsulView> {
   try {
-    const leader = (await getJson(ep, "/v1/status/leader", timeoutMs)) as string;
-    const peers = (await getJson(ep, "/v1/status/peers", timeoutMs)) as string[];
+    // What Consul says reaches the terminal (resin status): parsed, its strings made printable.
+    const leader = fromOutside(z.string(), await getJson(ep, "/v1/status/leader", timeoutMs), "Consul's leader");
+    const peers = fromOutside(z.array(z.string()), await getJson(ep, "/v1/status/peers", timeoutMs), "Consul's raft peers");
     return { leader, peers };
   } catch (e) {
-    if (e instanceof ApiUnreachable) return { error: e.transient ? "not answering yet" : e.detail };
-    return { error: (e as Error).message };
+    if (e instanceof ApiUnreachable) return { error: e.transient ? "not answering yet" : printableLine(e.detail) };
+    return { error: printableLine((e as Error).message) };
   }
 }
 

@@ -1,24 +1,33 @@
 // The node's own status endpoint (busybox httpd + CGI inside the guest, reached
 // through its forwarded port): supervised services, their logs, and runit commands.
 import { request } from "undici";
-import { printable } from "../util/text.js";
+import { z } from "zod";
+import { fromOutside, parseOutsideJson, printable } from "../util/text.js";
 import { ResinError } from "../util/errors.js";
 
-export interface GuestService {
-  name: string;
+/** One supervised service as the node's status endpoint reports it (services/base/www/cgi-bin/status). */
+export const GuestServiceSchema = z.object({
+  name: z.string(),
   /** up, down, restarting (runit is between a stop and the next start), unknown */
-  state: string;
-  pid: number | null;
-  uptimeSeconds: number | null;
+  state: z.enum(["up", "down", "restarting", "unknown"]),
+  pid: z.number().int().nonnegative().nullable(),
+  uptimeSeconds: z.number().int().nonnegative().nullable(),
   /** How often the service exited since boot (runit started it again each time). */
-  restarts: number;
-}
+  restarts: z.number().int().nonnegative(),
+});
+export type GuestService = z.infer<typeof GuestServiceSchema>;
 
 /** One step of the node's boot timeline: the guest's uptime when boot first reached it. */
-export interface TimelineStep {
-  step: string;
-  uptimeSeconds: number;
-}
+const TimelineStepSchema = z.object({ step: z.string(), uptimeSeconds: z.number().finite().nonnegative() });
+export type TimelineStep = z.infer<typeof TimelineStepSchema>;
+
+/** The status endpoint's answer. Images from before the timeline send neither uptime nor timeline. */
+const GuestStatusSchema = z.object({
+  boot: z.string(),
+  uptimeSeconds: z.number().finite().nonnegative().nullable().default(null),
+  timeline: z.array(TimelineStepSchema).default([]),
+  services: z.array(GuestServiceSchema).nullable().default([]),
+});
 
 export interface GuestStatus {
   boot: string;
@@ -36,20 +45,11 @@ export async function guestStatus(port: number, timeoutMs = 10_000): Promise<Gue
     const res = await request(`${base(port)}/status`, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
     const text = await res.body.text();
     if (res.statusCode !== 200) return { error: `status endpoint answered ${res.statusCode}` };
-    // What a guest says reaches the terminal: keep only printable text.
-    const status = JSON.parse(text) as Partial<GuestStatus>;
-    // Images from before the timeline send neither uptime nor timeline.
-    const timeline = (status.timeline ?? [])
-      .filter((t) => typeof t.uptimeSeconds === "number" && Number.isFinite(t.uptimeSeconds))
-      .map((t) => ({ step: printable(String(t.step)), uptimeSeconds: t.uptimeSeconds }));
-    return {
-      boot: printable(String(status.boot)),
-      uptimeSeconds: typeof status.uptimeSeconds === "number" ? status.uptimeSeconds : null,
-      timeline,
-      services: (status.services ?? []).map((s) => ({ ...s, name: printable(String(s.name)), state: printable(String(s.state)) })),
-    };
+    // What a guest says reaches the terminal: parsed, and its strings made printable.
+    const status = fromOutside(GuestStatusSchema, parseOutsideJson(text, "the node's status"), "the node's status");
+    return { ...status, services: status.services ?? [] };
   } catch (e) {
-    return { error: (e as Error).message || "status endpoint not answering" };
+    return { error: printable((e as Error).message) || "status endpoint not answering" };
   }
 }
 

@@ -3,9 +3,9 @@
 // ran before an upgrade stays there until the upgrade is complete.
 import { runBuildChecks } from "../bootstrap/build-checks.js";
 import { existsSync } from "node:fs";
-import { copyFile, lstat, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { copyFile, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { imageDigest, readManifest, type ImageFile } from "../image/manifest.js";
+import { imageDigest, parseManifest, readManifest, type ImageFile } from "../image/manifest.js";
 import { buildRoles } from "../image/roles.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
@@ -25,11 +25,18 @@ export function missingDiskImages(cluster: string, digest: string): string[] {
  * are for other hypervisors and clouds: copied only when asked (`resin plan`), never
  * replaced. Nothing is trusted on the word of its manifest: the manifest must pass its
  * schema, every copied file must have the size and sha256 it lists, and the digest must
- * be the one its files give; otherwise nothing is installed.
+ * be the one its files give; otherwise nothing is installed. The manifest installed is
+ * the bytes that were checked (read once, never copied again). The digest covers the
+ * kernel, initrd and root filesystem only: once the cluster holds a digest, its
+ * installed manifest is what disk images from any later image set must match.
  */
 export async function installImage(cluster: string, builtDir: string, digest: string, opts: { disks?: boolean } = {}): Promise<void> {
-  const manifest = await readManifest(builtDir);
-  if (!manifest) throw new ResinError(`${builtDir} has no image: no ${join(builtDir, "manifest.json")}`, "build it with `resin build`, or point at an image set's role directory");
+  const manifestPath = join(builtDir, "manifest.json");
+  const manifestText = await readFile(manifestPath, "utf8").catch((e: NodeJS.ErrnoException) => {
+    if (e.code === "ENOENT") throw new ResinError(`${builtDir} has no image: no ${manifestPath}`, "build it with `resin build`, or point at an image set's role directory");
+    throw e;
+  });
+  const manifest = parseManifest(manifestText, manifestPath);
   const parts = [manifest.kernel, manifest.initrd, manifest.rootfs];
   const recomputed = imageDigest(parts);
   if (recomputed !== manifest.digest || manifest.digest !== digest) {
@@ -47,7 +54,7 @@ export async function installImage(cluster: string, builtDir: string, digest: st
     await mkdir(tmp);
     try {
       for (const part of parts) await copyChecked(builtDir, tmp, part);
-      await copyFile(join(builtDir, "manifest.json"), join(tmp, "manifest.json"));
+      await writeFile(join(tmp, "manifest.json"), manifestText, { flag: "wx" });
     } catch (e) {
       await rm(tmp, { recursive: true, force: true });
       throw e;
@@ -55,15 +62,31 @@ export async function installImage(cluster: string, builtDir: string, digest: st
     await rename(tmp, dir);
   }
   if (!opts.disks) return;
-  const disks = { "disk.raw": manifest.disk.raw, "disk.qcow2": manifest.disk.qcow2, "disk.iso": manifest.disk.iso };
-  for (const file of missingDiskImages(cluster, digest)) {
-    const part = disks[file as keyof typeof disks];
-    await copyChecked(builtDir, dir, part, `${file}.tmp`).catch(async (e: unknown) => {
-      await rm(join(dir, `${file}.tmp`), { force: true });
-      throw e;
-    });
-    await rename(join(dir, `${file}.tmp`), join(dir, file));
+  // What the cluster installed for this digest, not what this image set says.
+  const installed = await readManifest(dir);
+  if (!installed || installed.digest !== digest) {
+    throw new ResinError(`cluster '${cluster}': image ${digest} in ${dir} has no manifest of its own`, "the cluster's state directory was changed by hand; restore it or recreate the cluster");
   }
+  const disks = { "disk.raw": installed.disk.raw, "disk.qcow2": installed.disk.qcow2, "disk.iso": installed.disk.iso };
+  const missing = missingDiskImages(cluster, digest);
+  const claimed = { "disk.raw": manifest.disk.raw, "disk.qcow2": manifest.disk.qcow2, "disk.iso": manifest.disk.iso };
+  for (const file of missing) {
+    const [ours, theirs] = [disks[file as keyof typeof disks], claimed[file as keyof typeof claimed]];
+    if (ours.sha256 !== theirs.sha256 || ours.size !== theirs.size) {
+      throw new ResinError(
+        `image ${builtDir}: its manifest lists a ${file} (sha256 ${theirs.sha256}) that is not the one cluster '${cluster}' installed with image ${digest} (sha256 ${ours.sha256})`,
+        "the digest covers kernel, initrd and root filesystem only, and the disk images stay those of the first install: take the disk images from that image set, or rebuild the image",
+      );
+    }
+  }
+  // All or nothing: every missing disk image is copied and checked before any is put in place.
+  try {
+    for (const file of missing) await copyChecked(builtDir, dir, disks[file as keyof typeof disks], `${file}.tmp`);
+  } catch (e) {
+    for (const file of missing) await rm(join(dir, `${file}.tmp`), { force: true });
+    throw e;
+  }
+  for (const file of missing) await rename(join(dir, `${file}.tmp`), join(dir, file));
 }
 
 /** Copy one file an image lists (following nothing but the file itself) and check the copy's size and sha256. */

@@ -12,7 +12,9 @@
 // A raft node that joins through retry_join reports not-initialised until the leader
 // has answered its join; then it is unsealed with the same keys as the leader.
 import type { Secrets, VaultInit } from "../bootstrap/secrets.js";
+import { z } from "zod";
 import { ResinError } from "../util/errors.js";
+import { fromOutside, parseOutsideJson, printableLine } from "../util/text.js";
 import type { Log } from "../util/log.js";
 import { seconds } from "../util/time.js";
 import { ApiClient, hostTls, patience, retry, type ApiTls } from "./api.js";
@@ -89,12 +91,18 @@ export async function vaultHealth(url: string, opts: VaultClientOptions): Promis
   return { state, status, initialized: body.initialized, sealed: body.sealed, version: body.version };
 }
 
+/** GET /v1/sys/storage/raft/configuration's answer, as far as resin reads it. */
+const RaftConfigurationSchema = z.object({
+  data: z.object({ config: z.object({ servers: z.array(z.object({ node_id: z.string(), voter: z.boolean(), leader: z.boolean() })) }) }),
+});
+
 /** PUT /v1/sys/init: Shamir key shares and the root token. */
 /** The raft voters and non-voters as the active node knows them (GET /v1/sys/storage/raft/configuration, a token's read). */
 export async function vaultRaftPeers(url: string, token: string, opts: VaultClientOptions): Promise<{ node: string; voter: boolean; leader: boolean }[]> {
   const { status, text } = await vaultClient(url, opts, token).get("/v1/sys/storage/raft/configuration");
   if (status !== 200) throw new ResinError(`Vault at ${url} answered ${status} to GET /v1/sys/storage/raft/configuration: ${vaultErrors(text)}`);
-  const servers = (JSON.parse(text) as { data: { config: { servers: { node_id: string; voter: boolean; leader: boolean }[] } } }).data.config.servers;
+  const what = `Vault's raft configuration at ${url}`;
+  const servers = fromOutside(RaftConfigurationSchema, parseOutsideJson(text, what), what).data.config.servers;
   return servers.map((s) => ({ node: s.node_id, voter: s.voter, leader: s.leader })).sort((a, b) => a.node.localeCompare(b.node));
 }
 
@@ -113,9 +121,10 @@ export async function vaultAutopilot(url: string, token: string, opts: VaultClie
 export async function vaultView(url: string, opts: VaultClientOptions): Promise<{ state: VaultState | null; version: string | null; error: string | null }> {
   try {
     const h = await vaultHealth(url, opts);
-    return { state: h.state, version: h.version ?? null, error: null };
+    // Printed by resin status: Vault's own words made printable.
+    return { state: h.state, version: typeof h.version === "string" ? printableLine(h.version) : null, error: null };
   } catch (e) {
-    return { state: null, version: null, error: (e as Error).message.split("\n")[0]! };
+    return { state: null, version: null, error: printableLine((e as Error).message.split("\n")[0]!) };
   }
 }
 

@@ -8,19 +8,11 @@ import { readSecrets } from "../bootstrap/secrets.js";
 import { hostTls } from "../cluster/api.js";
 import { unsealed, vaultRaftPeers, vaultView, VAULT_STATES } from "../cluster/vault.js";
 import { describeView } from "../cluster/health.js";
-import { guestStatus } from "../cluster/guest.js";
+import { guestStatus, GuestServiceSchema } from "../cluster/guest.js";
 import { clusterPaths, requireCluster } from "../state/state.js";
 import { localMachines } from "../provider/local.js";
 import { formatTable } from "../util/table.js";
 import { printable } from "../util/text.js";
-
-const GuestServiceSchema = z.object({
-  name: z.string(),
-  state: z.enum(["up", "down", "restarting", "unknown"]),
-  pid: z.number().int().nullable(),
-  uptimeSeconds: z.number().int().nullable(),
-  restarts: z.number().int(),
-});
 
 export const NodeStatusSchema = z.object({
   name: z.string(),
@@ -110,7 +102,7 @@ export async function clusterStatus(name: string): Promise<ClusterStatus> {
         vm: { state: vm.state, pid: vm.pid ?? null, reason: vm.reason ?? null },
         ports: running ? node.ports : {},
         boot: guest && "boot" in guest ? guest.boot : null,
-        services: guest && "services" in guest ? (guest.services as NodeStatus["services"]) : null,
+        services: guest && "services" in guest ? guest.services : null,
         timeline: guest && "timeline" in guest ? guest.timeline : null,
         launchToKernelSeconds: guest && "uptimeSeconds" in guest ? launchToKernel(vm.startedAt, guest.uptimeSeconds, asked, answered) : null,
         consul: consul ? { leader: consul.leader ?? null, peers: consul.peers ?? null, error: consul.error ?? null } : null,

@@ -10,7 +10,7 @@ import { z } from "zod";
 import type { LockedDeb } from "../artifacts/lock.js";
 import type { ReleaseIndex } from "../artifacts/official.js";
 import { CHANNELS, PortSchema, type Channel } from "../spec/schema.js";
-import { ResinError } from "../util/errors.js";
+import { fromOutside, parseOutsideJson } from "../util/text.js";
 import { DIGEST_PATTERN, sha256 } from "../util/hash.js";
 import type { DiskManifest } from "./disk.js";
 import type { ManifestFile } from "./rootfs.js";
@@ -130,17 +130,12 @@ export const ImageManifestSchema = z
 export async function readManifest(dir: string): Promise<ImageManifest | undefined> {
   const path = join(dir, "manifest.json");
   if (!existsSync(path)) return undefined;
+  return parseManifest(await readFile(path, "utf8"), path);
+}
+
+/** Pure: a manifest's text (read from `path`, named in errors), checked against its schema (fromOutside: its strings printable). */
+export function parseManifest(text: string, path: string): ImageManifest {
   const hint = "rebuild the image (resin build), or take it from an image set you trust";
-  let data: unknown;
-  try {
-    data = JSON.parse(await readFile(path, "utf8"));
-  } catch (e) {
-    throw new ResinError(`image manifest ${path} is not valid JSON: ${(e as Error).message}`, hint);
-  }
-  const parsed = ImageManifestSchema.safeParse(data);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new ResinError(`image manifest ${path} is not valid: ${issue.path.join(".") || "(the whole file)"}: ${issue.message}`, hint);
-  }
-  return parsed.data as unknown as ImageManifest;
+  const data = parseOutsideJson(text, `image manifest ${path}`, hint);
+  return fromOutside(ImageManifestSchema, data, `image manifest ${path}`, hint) as unknown as ImageManifest;
 }

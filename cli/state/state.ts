@@ -31,16 +31,27 @@ export function validateClusterName(name: string): void {
 
 const digest = z.string().regex(DIGEST_PATTERN, "must be sha256: and 64 lower-case hex digits");
 
+// What reaches QEMU's options, file paths and a node's network file (one "MAC ADDRESS/PREFIX
+// PURPOSE" line per NIC) from cluster.json is checked on every read: a comma or a newline
+// there would add options or lines.
+export const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+const mac = z.string().regex(MAC_PATTERN, "must be a MAC address: six pairs of lower-case hex digits joined by ':'");
+const ipv4 = /(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}/;
+const clusterName = z.string().regex(/^[a-z][a-z0-9-]{0,30}$/, "must be a cluster name: lowercase letters, digits and '-', starting with a letter, at most 31 characters");
+
 export const NodeStateSchema = z.object({
-  name: z.string(),
-  role: z.string(),
-  index: z.number().int(),
+  /** <cluster>-<index>: also a directory name under nodes/. */
+  name: z.string().regex(/^[a-z][a-z0-9-]{0,30}-[1-9][0-9]{0,2}$/, "must be a node name such as resin-2"),
+  /** A machines/<role>.yml file's name. */
+  role: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "must be a role name such as consul-server"),
+  index: z.number().int().min(1),
   /** Its planned address, or "dhcp". */
-  address: z.string(),
-  clusterMac: z.string(),
-  hostMac: z.string(),
-  hostAddress: z.string(),
-  prefix: z.number().int(),
+  address: z.string().regex(new RegExp(`^(${ipv4.source}|dhcp)$`), "must be an IPv4 address or dhcp"),
+  clusterMac: mac,
+  hostMac: mac,
+  /** The host NIC's address and prefix, e.g. 10.0.2.15/24. */
+  hostAddress: z.string().regex(new RegExp(`^${ipv4.source}/(3[0-2]|[12]?\\d)$`), "must be an IPv4 address with a prefix, such as 10.0.2.15/24"),
+  prefix: z.number().int().min(0).max(32),
   /** Digest of the image the node boots; its files are under images/<hex>/. */
   image: digest,
   memoryMib: z.number().int(),
@@ -55,7 +66,7 @@ export const NodeStateSchema = z.object({
 
 export const ClusterStateSchema = z.object({
   version: z.literal(1),
-  name: z.string(),
+  name: clusterName,
   /** Where the nodes' programs come from: official releases or Debian packages. */
   channel: z.enum(CHANNELS),
   datacenter: z.string(),
@@ -140,8 +151,14 @@ export async function readClusterState(name: string): Promise<ClusterState | und
     throw new ResinError(`cluster state ${stateFile} is not valid JSON: ${(e as Error).message}`, "restore it from a backup, or stop its VMs and delete the directory by hand (this deletes its data)");
   }
   const parsed = ClusterStateSchema.safeParse(data);
+  const hint = "restore it from a backup, or correct the field named (`resin plan` writes every field; nothing was started)";
   if (!parsed.success) {
-    throw new ResinError(`cluster state ${stateFile} is damaged: ${parsed.error.issues[0]!.path.join(".")}: ${parsed.error.issues[0]!.message}`);
+    const issue = parsed.error.issues[0]!;
+    throw new ResinError(`cluster state ${stateFile} is damaged: ${issue.path.join(".") || "(the whole file)"}: ${issue.message}`, hint);
+  }
+  if (parsed.data.name !== name) throw new ResinError(`cluster state ${stateFile} is damaged: name: '${parsed.data.name}' is not the cluster it is stored for ('${name}')`, hint);
+  for (const node of parsed.data.nodes) {
+    if (node.name !== `${name}-${node.index}`) throw new ResinError(`cluster state ${stateFile} is damaged: nodes: '${node.name}' is not ${name}-${node.index}`, hint);
   }
   return parsed.data;
 }

@@ -6,7 +6,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { checkLicensedVersion, checkWrapper, ensureGoBuild, goBuildBinary, parseModuleList, recipeKey, goRecipe, LAST_MPL } from "../../cli/artifacts/gomodule.js";
+import { checkLicensedVersion, checkWrapper, ensureGoBuild, goBuildBinary, parseModuleList, pinnedGoEnv, recipeKey, goRecipe, LAST_MPL } from "../../cli/artifacts/gomodule.js";
 import type { GoModuleSpec } from "../../cli/spec/schema.js";
 
 const GO = spawnSync("go", ["version"]).status === 0;
@@ -25,6 +25,63 @@ describe("licence rule", () => {
     const check = () => checkLicensedVersion({ product, version }, "services/x/build/go.mod");
     if (allowed) expect(check).not.toThrow();
     else expect(check).toThrow(new RegExp(`${product} ${version.replace(/\./g, "\\.")} is under the BUSL-1.1 licence.*≤ ${LAST_MPL[product]!.replace(/\./g, "\\.")}`));
+  });
+});
+
+describe("the go command's environment", () => {
+  // What an operator's shell or CI may carry, each re-opening direct fetches or unchecked sums.
+  const hostile = {
+    PATH: "/usr/bin:/bin",
+    HOME: "/root",
+    GONOPROXY: "*",
+    GOPRIVATE: "*",
+    GONOSUMDB: "*",
+    GOINSECURE: "*",
+    GOSUMDB: "off",
+    GOWORK: "/tmp/evil/go.work",
+    GOFLAGS: "-insecure -mod=mod",
+    GOTOOLCHAIN: "auto",
+  };
+
+  it("clears what skips the proxy or the checksum database, turns go.work and the go env file off, keeps the rest", () => {
+    const env = pinnedGoEnv(hostile, false, ["https://proxy.example"]);
+    expect(env).toMatchObject({
+      PATH: "/usr/bin:/bin",
+      HOME: "/root",
+      GOPROXY: "https://proxy.example",
+      GONOPROXY: "",
+      GOPRIVATE: "",
+      GONOSUMDB: "",
+      GOINSECURE: "",
+      GOWORK: "off",
+      GOENV: "off",
+      GOFLAGS: "-mod=readonly",
+      GOTOOLCHAIN: "local",
+      CGO_ENABLED: "0",
+    });
+    expect("GOSUMDB" in env, "GOSUMDB=off is dropped: Go's default checksum database is on").toBe(false);
+    expect(pinnedGoEnv({ GOSUMDB: "" }, true, ["p"])).not.toHaveProperty("GOSUMDB");
+    expect(pinnedGoEnv({ GOSUMDB: " off " }, true, ["p"])).not.toHaveProperty("GOSUMDB");
+    // A checksum database named by the operator still checks every sum: it stays.
+    expect(pinnedGoEnv({ GOSUMDB: "sumdb.example+abcdef01+AAAA" }, true, ["p"]).GOSUMDB).toBe("sumdb.example+abcdef01+AAAA");
+    expect(pinnedGoEnv(hostile, true, ["a", "b"])).toMatchObject({ GOPROXY: "a,b", CGO_ENABLED: "1" });
+    // The inherited environment is not changed.
+    expect(hostile.GOSUMDB).toBe("off");
+  });
+
+  it.skipIf(!GO)("is what the real go command then uses, whatever a go env file says", () => {
+    const dir = mkdtempSync(join(tmpdir(), "resin-goenv-"));
+    try {
+      writeFileSync(join(dir, "env"), "GOSUMDB=off\nGONOSUMDB=*\nGOPRIVATE=*\nGONOPROXY=*\nGOINSECURE=*\n");
+      const env = pinnedGoEnv({ ...process.env, ...hostile, PATH: process.env.PATH, GOENV: join(dir, "env") }, false, ["https://proxy.example"]);
+      const seen = JSON.parse(execFileSync("go", ["env", "-json", "GONOPROXY", "GOPRIVATE", "GONOSUMDB", "GOINSECURE", "GOSUMDB", "GOWORK", "GOPROXY", "GOFLAGS"], { env, encoding: "utf8" }));
+      expect(seen).toMatchObject({ GONOPROXY: "", GOPRIVATE: "", GONOSUMDB: "", GOINSECURE: "", GOPROXY: "https://proxy.example", GOFLAGS: "-mod=readonly" });
+      expect(seen.GOSUMDB).not.toBe("off");
+      expect(seen.GOSUMDB).not.toBe("");
+      expect(["", "off"]).toContain(seen.GOWORK);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

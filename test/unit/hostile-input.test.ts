@@ -10,7 +10,7 @@ import { gunzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import { installImage } from "../../cli/cluster/images.js";
 import { withClusterLock } from "../../cli/state/lock.js";
-import { clusterPaths, imageDirFor } from "../../cli/state/state.js";
+import { clusterPaths, imageDirFor, readClusterState } from "../../cli/state/state.js";
 import { imageDigest, readManifest } from "../../cli/image/manifest.js";
 import { probeInitramfs, PROBE_MARKER } from "../../cli/provider/qemu/accel.js";
 import { assignPorts } from "../../cli/provider/qemu/ports.js";
@@ -148,6 +148,38 @@ describe("image manifests from an image set are checked, not trusted", () => {
     expect(e.message, e.message).toContain("vmlinuz is missing or not a regular file");
   });
 
+  it("ties the disk images to the digest the cluster installed: a later image set with the same digest and another disk.raw is refused, nothing installed", async () => {
+    process.env.RESIN_STATE_HOME = tempDir();
+    // The cluster installs an image without its disk images (what `resin up` does).
+    const first = fakeImage(join(tempDir(), "consul-server"));
+    await installImage("victim", first.dir, first.manifest.digest);
+    const installed = imageDirFor("victim", first.manifest.digest);
+    const installedManifest = readFileSync(join(installed, "manifest.json"), "utf8");
+    expect(existsSync(join(installed, "disk.raw"))).toBe(false);
+    // A crafted set: the same kernel, initrd and root filesystem (so the same digest), another disk.raw.
+    const crafted = fakeImage(join(tempDir(), "consul-server"));
+    expect(crafted.manifest.digest).toBe(first.manifest.digest);
+    const evil = "a disk that boots something else";
+    writeFileSync(join(crafted.dir, "disk.raw"), evil);
+    // Its manifest telling the truth about the new disk…
+    crafted.manifest.disk.raw = { file: "disk.raw", sha256: sha256(evil), size: Buffer.byteLength(evil) };
+    writeFileSync(join(crafted.dir, "manifest.json"), JSON.stringify(crafted.manifest));
+    const before = snapshot(process.env.RESIN_STATE_HOME);
+    const e = await rejection(installImage("victim", crafted.dir, crafted.manifest.digest, { disks: true }));
+    expect(e.message, e.message).toContain(`its manifest lists a disk.raw (sha256 ${sha256(evil)}) that is not the one cluster 'victim' installed`);
+    expect(snapshot(process.env.RESIN_STATE_HOME)).toEqual(before);
+    // …or lying, the installed one's hash over other bytes.
+    crafted.manifest.disk.raw = first.manifest.disk.raw;
+    writeFileSync(join(crafted.dir, "manifest.json"), JSON.stringify(crafted.manifest));
+    const lie = await rejection(installImage("victim", crafted.dir, crafted.manifest.digest, { disks: true }));
+    expect(lie.message, lie.message).toMatch(/disk\.raw does not match its manifest/);
+    expect(snapshot(process.env.RESIN_STATE_HOME)).toEqual(before);
+    expect(readFileSync(join(installed, "manifest.json"), "utf8")).toBe(installedManifest);
+    // The honest set's disk images are taken.
+    await installImage("victim", first.dir, first.manifest.digest, { disks: true });
+    expect(readFileSync(join(installed, "disk.raw"), "utf8")).toBe("raw");
+  });
+
   it("installs an honest image with the same bytes, in a 0700 cluster directory", async () => {
     process.env.RESIN_STATE_HOME = tempDir();
     const { dir, manifest } = fakeImage(join(tempDir(), "consul-server"));
@@ -173,6 +205,49 @@ describe("cluster names", () => {
   });
 });
 
+describe("cluster.json is checked on every read", () => {
+  const valid = () => ({
+    version: 1,
+    name: "victim",
+    channel: "debian",
+    datacenter: "dc1",
+    subnet: "10.77.0.0/24",
+    network: { mode: "static" },
+    nodes: [
+      {
+        name: "victim-1", role: "consul-server", index: 1, address: "10.77.0.11", prefix: 24,
+        clusterMac: "52:54:0a:1b:01:01", hostMac: "52:54:0a:1b:02:01", hostAddress: "10.0.2.15/24",
+        image: "sha256:" + "a".repeat(64), memoryMib: 512, cpus: 1, ports: { "base.status": 40000 },
+      },
+    ],
+  });
+  it.each([
+    ["a cluster MAC that adds QEMU options", (s: any) => (s.nodes[0].clusterMac = "52:54:00:00:00:01,romfile=/etc/shadow"), "nodes.0.clusterMac"],
+    ["a host MAC with a second network line", (s: any) => (s.nodes[0].hostMac = "52:54:00:00:00:02\n* 10.9.9.9/8 host"), "nodes.0.hostMac"],
+    ["an upper-case MAC", (s: any) => (s.nodes[0].hostMac = "52:54:00:00:00:0A"), "nodes.0.hostMac"],
+    ["a node name that leaves nodes/", (s: any) => (s.nodes[0].name = "../../../tmp/x"), "nodes.0.name"],
+    ["a node name that is not <cluster>-<index>", (s: any) => (s.nodes[0].name = "other-1"), "'other-1' is not victim-1"],
+    ["an address with a space", (s: any) => (s.nodes[0].address = "10.77.0.11 host"), "nodes.0.address"],
+    ["a host address without its prefix", (s: any) => (s.nodes[0].hostAddress = "10.0.2.15"), "nodes.0.hostAddress"],
+    ["a cluster name that is not this cluster's", (s: any) => (s.name = "elsewhere"), "is not the cluster it is stored for"],
+  ])("refuses %s, naming the field, and leaves the file alone", async (_what, spoil, field) => {
+    process.env.RESIN_STATE_HOME = tempDir();
+    const state = valid();
+    mkdirSync(clusterPaths("victim").dir, { recursive: true });
+    writeFileSync(clusterPaths("victim").stateFile, JSON.stringify(state));
+    expect((await readClusterState("victim"))!.nodes[0]!.clusterMac).toBe("52:54:0a:1b:01:01");
+    spoil(state);
+    const text = JSON.stringify(state);
+    writeFileSync(clusterPaths("victim").stateFile, text);
+    const e = await rejection(readClusterState("victim"));
+    expect(e.message, e.message).toContain(clusterPaths("victim").stateFile);
+    expect(e.message, e.message).toContain(field);
+    expect(e.message.split("\n")).toHaveLength(1);
+    expect(e.hint).toMatch(/restore it from a backup/);
+    expect(readFileSync(clusterPaths("victim").stateFile, "utf8")).toBe(text);
+  });
+});
+
 describe("QEMU's command line", () => {
   it("cannot be given a forward that is not a pair of ports", () => {
     const spec = {
@@ -181,6 +256,16 @@ describe("QEMU's command line", () => {
       forwards: [{ hostPort: "1,hostfwd=tcp::2222-:22" as unknown as number, guestPort: 22 }],
     };
     expect(() => qemuArgs(spec)).toThrow(/is not a pair of TCP ports/);
+  });
+
+  it("cannot be given a MAC that adds options", () => {
+    const spec = {
+      name: "n", dir: "/d", kernel: "/k", initrd: "/i", rootDisk: "/r", append: "", memoryMib: 256, cpus: 1, accel: "tcg" as const,
+      switchSocket: "/s", clusterMac: "52:54:00:00:00:01", hostMac: "52:54:00:00:00:02", persistDisk: "/p", forwards: [],
+    };
+    expect(qemuArgs(spec)).toContain("virtio-net-pci,netdev=host,mac=52:54:00:00:00:02");
+    expect(() => qemuArgs({ ...spec, hostMac: "52:54:00:00:00:02,romfile=/etc/shadow" })).toThrow(/"52:54:00:00:00:02,romfile=\/etc\/shadow" is not a MAC address/);
+    expect(() => qemuArgs({ ...spec, clusterMac: "" })).toThrow(/is not a MAC address/);
   });
 });
 
@@ -236,6 +321,66 @@ describe("the cluster lock", () => {
       expect(readdirSync(join(stateHome, "clusters"))).toEqual([]);
     }
   }, 60_000);
+
+  it("lets exactly one of three racing commands own a stale lock, whatever the order they reach it", async () => {
+    // Three processes, each held (a barrier, not a delay) after it has read the stale
+    // lock and before it acts on it. The first is let go and takes the lock over; then
+    // the other two, whose view of the lock is now out of date, are let go together.
+    // However they interleave, the first must stay the only owner.
+    const stateHome = tempDir();
+    const script = `
+      import { createInterface } from "node:readline";
+      const { withClusterLock } = await import(${JSON.stringify(cli)});
+      const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+      const next = async () => (await lines.next()).value;
+      let held = false;
+      try {
+        await withClusterLock("race3", "test", async () => { console.log("owner"); await next(); }, {
+          onStale: async () => { if (held) return; held = true; console.log("stale"); await next(); },
+        });
+        console.log("took it");
+      } catch (e) { console.log("refused: " + e.message); }
+      process.exit(0);`;
+    for (let round = 0; round < 10; round++) {
+      mkdirSync(join(stateHome, "clusters"), { recursive: true });
+      writeFileSync(join(stateHome, "clusters", "race3.lock"), "999999999 up\n");
+      const children = [0, 1, 2].map(() => {
+        const child = spawn(process.execPath, ["--input-type=module", "-e", script], { env: { ...process.env, RESIN_STATE_HOME: stateHome } });
+        const said: string[] = [];
+        const waiters: (() => void)[] = [];
+        let buffer = "";
+        child.stdout.on("data", (d) => {
+          buffer += d;
+          for (let i = buffer.indexOf("\n"); i >= 0; i = buffer.indexOf("\n")) {
+            said.push(buffer.slice(0, i));
+            buffer = buffer.slice(i + 1);
+            for (const w of waiters.splice(0)) w();
+          }
+        });
+        child.stderr.on("data", (d) => said.push(`stderr: ${d}`));
+        const closed = new Promise<void>((r) => child.on("close", () => r()));
+        /** Resolves once the child has said a line matching `pattern`. */
+        const saying = async (pattern: RegExp) => {
+          while (!said.some((l) => pattern.test(l))) await new Promise<void>((r) => waiters.push(r));
+        };
+        return { child, said, saying, closed, tell: (line: string) => child.stdin.write(`${line}\n`) };
+      });
+      const [first, ...rest] = children as [(typeof children)[0], ...typeof children];
+      await Promise.all(children.map((c) => c.saying(/^stale$/)));
+      first.tell("go");
+      await first.saying(/^owner$/);
+      for (const c of rest) c.tell("go");
+      // Each of the other two ends up owning the lock or refused.
+      await Promise.all(rest.map((c) => c.saying(/^(owner|refused: .*)$/)));
+      const all = children.map((c) => c.said.join(" / ")).join(" | ");
+      expect(rest.filter((c) => c.said.includes("owner")), all).toEqual([]);
+      for (const c of rest) expect(c.said.at(-1), all).toMatch(/^refused: cluster 'race3' is busy: another resin command \(pid \d+, test\)/);
+      first.tell("release");
+      await Promise.all(children.map((c) => c.closed));
+      expect(first.said.at(-1), all).toBe("took it");
+      expect(readdirSync(join(stateHome, "clusters")), all).toEqual([]);
+    }
+  }, 120_000);
 
   it("never reads a half-written lock: a live owner's lock always names it", async () => {
     process.env.RESIN_STATE_HOME = tempDir();

@@ -1,6 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -129,6 +129,55 @@ describe("the in-image shell", () => {
     }
   });
 
+  it("no script or template changes owners recursively, and stage 1 protects hard links and symlinks before any service starts", () => {
+    const recursive = walk(SERVICES).filter((p) => /\bchown\s+(-\w*\s+)*-\w*R/.test(readFileSync(p, "utf8"))).map((p) => relative(REPO, p));
+    expect(recursive).toEqual([]);
+    const boot = scripts.find((s) => s.name === "services/base/boot")!.text;
+    const set = boot.indexOf('echo 1 > "/proc/sys/fs/$key" || fail');
+    expect(set, "the boot script sets the sysctls and stops the node when it cannot").toBeGreaterThan(0);
+    expect(boot).toContain("for key in protected_hardlinks protected_symlinks; do");
+    expect(set).toBeLessThan(boot.indexOf("/usr/lib/resin/metadata/fetch"));
+    expect(set).toBeLessThan(boot.indexOf("echo ready > /run/resin/boot-state"));
+  });
+
+  it.runIf(process.getuid?.() === 0)("private-config: a hard link, a symlink or a dotfile the service user planted in its old copy hands it nothing (as root, real chown)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "resin-private-config-planted-"));
+    try {
+      const helper = join(dir, "private-config");
+      writeFileSync(helper, readFileSync(join(SERVICES, "base/private-config"), "utf8").replaceAll("/run/", `${dir}/run/`), { mode: 0o755 });
+      mkdirSync(join(dir, "run", "config", "svc"), { recursive: true });
+      writeFileSync(join(dir, "run", "config", "svc", "10-node.hcl"), "x = 1\n", { mode: 0o600 });
+      // A root-only file on the same filesystem, as /run/config/resin/status-token is on a node.
+      writeFileSync(join(dir, "run", "secret"), "root only\n", { mode: 0o600 });
+      const nobody = Number(spawnSync("id", ["-u", "daemon"], { encoding: "utf8" }).stdout.trim());
+      expect(nobody).toBeGreaterThan(0);
+      for (const sh of [["sh"], ...(busybox ? [[busybox, "sh"]] : [])]) {
+        // The old copy, which the user owns and has filled.
+        const old = join(dir, "run", "svc");
+        mkdirSync(old, { mode: 0o700 });
+        linkSync(join(dir, "run", "secret"), join(old, ".planted"));
+        linkSync(join(dir, "run", "secret"), join(old, "planted.hcl"));
+        symlinkSync(join(dir, "run", "secret"), join(old, "10-node.hcl"));
+        chownSync(old, nobody, nobody);
+        const r = spawnSync(sh[0]!, [...sh.slice(1), helper, "svc", "daemon"], { encoding: "utf8" });
+        expect(r.status, `${sh.join(" ")}: ${r.stdout}${r.stderr}`).toBe(0);
+        const secret = statSync(join(dir, "run", "secret"));
+        expect([secret.uid, secret.gid, secret.mode & 0o777], `${sh.join(" ")}: the root-only file stays root's`).toEqual([0, 0, 0o600]);
+        expect(readFileSync(join(dir, "run", "secret"), "utf8")).toBe("root only\n");
+        // A fresh directory with the node's config only, the user's; nothing left beside it.
+        expect(readdirSync(old)).toEqual(["10-node.hcl"]);
+        expect(lstatSync(join(old, "10-node.hcl")).isFile()).toBe(true);
+        expect(readFileSync(join(old, "10-node.hcl"), "utf8")).toBe("x = 1\n");
+        for (const p of [old, join(old, "10-node.hcl")]) expect(statSync(p).uid, p).toBe(nobody);
+        expect(statSync(old).mode & 0o777).toBe(0o700);
+        expect(readdirSync(join(dir, "run")).sort()).toEqual(["config", "secret", "svc"]);
+        rmSync(old, { recursive: true });
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("consul/run gives Consul its .hcl and .json files one by one, in -config-dir's order, and no PEM file", () => {
     const dir = mkdtempSync(join(tmpdir(), "resin-consul-run-"));
     try {
@@ -150,7 +199,7 @@ describe("the in-image shell", () => {
       // The fake consul writes its arguments, one a line.
       mkdirSync(at("bin"));
       writeFileSync(at("bin/chpst"), '#!/bin/sh\n[ "$1" = -u ] && shift 2\nexec "$@"\n', { mode: 0o755 });
-      writeFileSync(at("bin/chown"), "#!/bin/sh\n", { mode: 0o755 });
+      writeFileSync(at("bin/chown"), `#!/bin/sh\nprintf '%s\\n' "$*" >> '${at("chowns")}'\n`, { mode: 0o755 });
       writeFileSync(at("bin/consul"), `#!/bin/sh\nfor a; do printf '%s\\n' "$a"; done > '${at("argv")}'\n`, { mode: 0o755 });
       const env = { ...process.env, LC_ALL: "C", PATH: `${at("bin")}:${process.env.PATH ?? "/usr/bin:/bin"}` };
       // The image's config, with what -config-dir skips: a directory and files of other extensions.
@@ -161,6 +210,7 @@ describe("the in-image shell", () => {
       for (const name of ["10-node.hcl", "05-a.json", "20 b*.hcl", "ca.pem", "cert.pem", "key.pem"]) writeFileSync(at(`run/config/consul/${name}`), "");
       for (const sh of [["sh"], ...(busybox ? [[busybox, "sh"]] : [])]) {
         rmSync(at("argv"), { force: true });
+        rmSync(at("chowns"), { force: true });
         const r = spawnSync(sh[0]!, [...sh.slice(1), at("consul-run")], { env, encoding: "utf8" });
         expect(r.status, `${sh.join(" ")}: ${r.stdout}${r.stderr}`).toBe(0);
         expect(readFileSync(at("argv"), "utf8").split("\n").slice(0, -1), sh.join(" ")).toEqual([
@@ -173,6 +223,49 @@ describe("the in-image shell", () => {
         ]);
         // The PEM files are there, where the config names them; Consul is not asked to read them as config.
         expect(readdirSync(at("run/consul")).filter((n) => n.endsWith(".pem")).sort()).toEqual(["ca.pem", "cert.pem", "key.pem"]);
+        // Root hands consul its fresh config files and directory, and /var/lib/consul itself: nothing recursively.
+        const chowns = readFileSync(at("chowns"), "utf8").trim().split("\n");
+        expect(chowns.at(-1), sh.join(" ")).toBe(`consul:consul ${dir}/var/lib/consul`);
+        expect(chowns[0], sh.join(" ")).toMatch(new RegExp(`^consul:consul ${dir}/run/\\.consul\\.\\w+/05-a\\.json .* ${dir}/run/\\.consul\\.\\w+$`));
+        expect(chowns).toHaveLength(2);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("vault/run hands vault its data directory only, and vault makes raft/ itself", () => {
+    const dir = mkdtempSync(join(tmpdir(), "resin-vault-run-"));
+    try {
+      const at = (path: string) => join(dir, path);
+      const rehome = (text: string) => text.replaceAll("/usr/lib/resin/", `${dir}/usr/lib/resin/`).replaceAll("/var/lib/", `${dir}/var/lib/`).replaceAll("/run/", `${dir}/run/`);
+      const run = readFileSync(join(SERVICES, "vault/run"), "utf8");
+      writeFileSync(at("vault-run"), rehome(run), { mode: 0o755 });
+      mkdirSync(at("usr/lib/resin"), { recursive: true });
+      for (const [, helper] of run.matchAll(/\/usr\/lib\/resin\/([\w.-]+)/g)) {
+        writeFileSync(at(`usr/lib/resin/${helper}`), rehome(readFileSync(join(SERVICES, "base", helper!), "utf8")), { mode: 0o755 });
+      }
+      // chpst and chown record what they were asked (neither can change users here); vault records its arguments.
+      mkdirSync(at("bin"));
+      writeFileSync(at("bin/chpst"), `#!/bin/sh\nprintf 'chpst %s\\n' "$*" >> '${at("calls")}'\n[ "$1" = -u ] && shift 2\nexec "$@"\n`, { mode: 0o755 });
+      writeFileSync(at("bin/chown"), `#!/bin/sh\nprintf 'chown %s\\n' "$*" >> '${at("calls")}'\n`, { mode: 0o755 });
+      writeFileSync(at("bin/vault"), "#!/bin/sh\n", { mode: 0o755 });
+      const env = { ...process.env, LC_ALL: "C", PATH: `${at("bin")}:${process.env.PATH ?? "/usr/bin:/bin"}` };
+      mkdirSync(at("run/config/vault"), { recursive: true });
+      writeFileSync(at("run/config/vault/10-node.hcl"), 'api_addr = "https://10.0.0.1:8200"\n');
+      for (const sh of [["sh"], ...(busybox ? [[busybox, "sh"]] : [])]) {
+        rmSync(at("calls"), { force: true });
+        rmSync(at("var"), { recursive: true, force: true });
+        const r = spawnSync(sh[0]!, [...sh.slice(1), at("vault-run")], { env, encoding: "utf8" });
+        expect(r.status, `${sh.join(" ")}: ${r.stdout}${r.stderr}`).toBe(0);
+        const calls = readFileSync(at("calls"), "utf8").trim().split("\n");
+        expect(calls.slice(1), sh.join(" ")).toEqual([
+          `chown vault:vault ${dir}/var/lib/vault`,
+          `chpst -u vault:vault mkdir -p ${dir}/var/lib/vault/raft`,
+          `chpst -u vault:vault vault server -config=/etc/vault.d -config=${dir}/run/vault`,
+        ]);
+        expect(calls[0], sh.join(" ")).toMatch(new RegExp(`^chown vault:vault ${dir}/run/\\.vault\\.\\w+/10-node\\.hcl ${dir}/run/\\.vault\\.\\w+$`));
+        expect(statSync(at("var/lib/vault/raft")).isDirectory()).toBe(true);
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -102,10 +102,16 @@ function serve(release: Release): void {
 let testKey: TestKey;
 let otherKey: TestKey;
 let good: Release;
+/** The test key as a file, for RESIN_RELEASE_KEY_FILE: what the cache trusts on each read. */
+let testKeyFile: string;
+let keyDir: string;
 
 beforeAll(async () => {
   [testKey, otherKey] = await Promise.all([makeKey("Resin test release key"), makeKey("Some other key")]);
   good = await makeRelease(testKey);
+  keyDir = mkdtempSync(join(tmpdir(), "resin-release-keys-"));
+  testKeyFile = join(keyDir, "test-key.asc");
+  writeFileSync(testKeyFile, testKey.publicArmored);
   server = createServer((req, res) => {
     requests.push(req.url ?? "");
     const route = routes.get(req.url ?? "");
@@ -127,6 +133,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  rmSync(keyDir, { recursive: true, force: true });
   server.closeAllConnections();
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });
@@ -137,7 +144,8 @@ let cache: string;
 beforeEach(() => {
   cache = mkdtempSync(join(tmpdir(), "resin-releases-"));
   process.env.RESIN_CACHE_HOME = cache;
-  delete process.env.RESIN_RELEASE_KEY_FILE;
+  // Each read of the cache verifies the sums again against the keys trusted now: the test key.
+  process.env.RESIN_RELEASE_KEY_FILE = testKeyFile;
   delete process.env.RESIN_RELEASES_URL;
   routes.clear();
   requests.length = 0;
@@ -167,7 +175,7 @@ async function expectIntact(entry: ReleaseIndex): Promise<void> {
   await expect(verifiedBlob(entry.sha256, "test release")).resolves.toBe(blobPath(entry.sha256));
   expect(readFileSync(blobPath(entry.sha256)).equals(good.zip)).toBe(true);
   expect(readdirSync(cache).filter((n) => n.startsWith("release-"))).toEqual([]);
-  expect(readdirSync(join(cache, "blobs", "sha256"))).toEqual([entry.sha256]);
+  expect(readdirSync(join(cache, "blobs", "sha256")).sort()).toEqual([entry.sha256, entry.sumsSha256, entry.sigSha256].sort());
 }
 
 /** Run a forced re-fetch that must fail, and return its error. */
@@ -195,6 +203,7 @@ describe("fetchRelease", () => {
       file: "nomad_1.9.3_linux_amd64.zip",
       sha256: sha256(good.zip),
       sumsSha256: sha256(good.sums),
+      sigSha256: sha256(good.sig),
       signer: testKey.fingerprint,
     });
     expect(readFileSync(blobPath(entry.sha256)).equals(good.zip)).toBe(true);
@@ -343,6 +352,53 @@ describe("fetchRelease", () => {
   });
 });
 
+describe("the cached index, verified again on every read", () => {
+  it("keeps the sums and signature beside the archive, as blobs", async () => {
+    const entry = await cacheGood();
+    expect(readFileSync(blobPath(entry.sumsSha256)).equals(good.sums)).toBe(true);
+    expect(readFileSync(blobPath(entry.sigSha256)).equals(good.sig)).toBe(true);
+  });
+
+  it("trusts a release cached under RESIN_RELEASE_KEY_FILE only while that key is trusted", async () => {
+    serve(good);
+    const entry = await fetchRelease(REF, { log: silentLog, baseUrl });
+    routes.clear();
+    expect(await cachedRelease(REF)).toEqual(entry);
+    // The key unset: HashiCorp's key is trusted now, and it signed none of this.
+    delete process.env.RESIN_RELEASE_KEY_FILE;
+    expect(await cachedRelease(REF)).toBeUndefined();
+    expect(await listCachedReleases()).toEqual([]);
+    await expect(releaseEntries(REF)).rejects.toThrow(/not in the cache: nomad 1\.9\.3/);
+    // A fetch does not take the cached copy: it fetches again and verifies against HashiCorp's key.
+    serve(good);
+    await expect(fetchRelease(REF, { log: silentLog, baseUrl })).rejects.toThrow(/which is not HashiCorp's release key/);
+    // Another key named: not trusted either.
+    const other = join(keyDir, "other-key.asc");
+    writeFileSync(other, otherKey.publicArmored);
+    process.env.RESIN_RELEASE_KEY_FILE = other;
+    expect(await cachedRelease(REF)).toBeUndefined();
+    // The right key again: the same cache is trusted again, untouched.
+    process.env.RESIN_RELEASE_KEY_FILE = testKeyFile;
+    expect(await cachedRelease(REF)).toEqual(entry);
+  });
+
+  it("counts an index whose archive the signed sums do not list, or one without its sums, as absent", async () => {
+    const entry = await cacheGood();
+    const indexFile = join(cache, "releases", "nomad", "1.9.3", "linux_amd64.json");
+    const other = zipOf({ nomad: "another binary" });
+    writeFileSync(join(cache, "other.zip"), other);
+    mkdirSync(join(cache, "blobs", "sha256"), { recursive: true });
+    writeFileSync(blobPath(sha256(other)), other);
+    writeFileSync(indexFile, JSON.stringify({ ...entry, sha256: sha256(other) }));
+    expect(await cachedRelease(REF)).toBeUndefined();
+    const { sigSha256: _, ...before } = entry;
+    writeFileSync(indexFile, JSON.stringify(before));
+    expect(await cachedRelease(REF)).toBeUndefined();
+    writeFileSync(indexFile, JSON.stringify(entry));
+    expect(await cachedRelease(REF)).toEqual(entry);
+  });
+});
+
 describe("importRelease", () => {
   function releaseDir(release: Release): string {
     const dir = join(cache, "incoming");
@@ -363,6 +419,7 @@ describe("importRelease", () => {
       file: FILES.zip,
       sha256: sha256(good.zip),
       sumsSha256: sha256(good.sums),
+      sigSha256: sha256(good.sig),
       signer: testKey.fingerprint,
     });
     expect(await cachedRelease(REF)).toEqual(entry);
@@ -451,6 +508,7 @@ describe("verifySums and the HashiCorp key", () => {
   });
 
   it("verifies a signature HashiCorp really made (terraform-provider-aws 5.2.0, signed 2023-06-09)", async () => {
+    delete process.env.RESIN_RELEASE_KEY_FILE;
     const sums = readFileSync(join(FIXTURES, "terraform-provider-aws_5.2.0_SHA256SUMS"));
     const sig = readFileSync(join(FIXTURES, "terraform-provider-aws_5.2.0_SHA256SUMS.sig"));
     await expect(verifySums(sums, sig)).resolves.toEqual({ signer: HASHICORP_KEY_FINGERPRINT });
@@ -462,6 +520,7 @@ describe("verifySums and the HashiCorp key", () => {
   });
 
   it("by default trusts only HashiCorp's key", async () => {
+    delete process.env.RESIN_RELEASE_KEY_FILE;
     await expect(verifySums(good.sums, good.sig)).rejects.toThrow(
       new RegExp(`signature was made by key ${testKey.fingerprint.slice(-16).toUpperCase()}, which is not HashiCorp's release key \\(C874 011F 0AB4 0511 0D02 1055 3436 5D94 72D7 468F\\)`),
     );

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { ResinError } from "../../util/errors.js";
 import { printable } from "../../util/text.js";
+import { MAC_PATTERN } from "../../state/state.js";
 import { accelArgs, QEMU, type Accel } from "./accel.js";
 import { isOurs, readPid, stopProcess, waitForExit } from "./process.js";
 import { ctrlAltDelete } from "./qmp.js";
@@ -64,6 +65,10 @@ export function qemuArgs(spec: VmSpec): string[] {
   // Ports are joined into QEMU's option syntax: anything but a port number could add options.
   for (const f of [...spec.forwards, ...(spec.metadataService?.forwards ?? [])]) {
     if (!isPort(f.hostPort) || !isPort(f.guestPort)) throw new ResinError(`node ${spec.name}: forward ${String(f.hostPort)} → ${String(f.guestPort)} is not a pair of TCP ports (1 to 65535)`);
+  }
+  // So are MACs (cluster.json is checked on read; this is the last place before QEMU).
+  for (const mac of [spec.clusterMac, spec.hostMac]) {
+    if (!MAC_PATTERN.test(mac)) throw new ResinError(`node ${spec.name}: ${JSON.stringify(mac)} is not a MAC address`, "a MAC is six pairs of lower-case hex digits joined by ':'; correct it in the cluster's cluster.json");
   }
   const forwards = spec.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`).join("");
   return [
