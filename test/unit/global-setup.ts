@@ -4,6 +4,11 @@
 // missing, unpacked once): Consul 1.8.7 from bullseye, and the floor's kernel, busybox
 // and libc. A cold cache costs one download; a machine that cannot fetch them fails
 // here, naming the package, instead of skipping the tests that need them.
+//
+// Go for the Go-module builds (the OpenTofu the Terraform tests run where there is no
+// terraform): scripts/go-env.sh's PATH and GOTOOLCHAIN, so that `npx vitest` finds the Go
+// that scripts/ensure-deps.sh installs as `npm test` does. The test workers start after
+// this and inherit them.
 import { spawnSync } from "node:child_process";
 import { join, resolve } from "node:path";
 import type { TestProject } from "vitest/node";
@@ -22,6 +27,11 @@ declare module "vitest" {
 
 export default async function setup(project: TestProject): Promise<void> {
   const root = resolve(import.meta.dirname, "..", "..");
+  const go = spawnSync("sh", ["-c", `. ./scripts/go-env.sh && printf '%s\\n%s\\n' "$PATH" "\${GOTOOLCHAIN-}"`], { cwd: root, encoding: "utf8" });
+  if (go.status !== 0) throw new Error(`scripts/go-env.sh failed: ${go.stderr}`);
+  const [path, toolchain] = go.stdout.replace(/\n$/, "").split("\n");
+  process.env.PATH = path;
+  if (toolchain) process.env.GOTOOLCHAIN = toolchain;
   const lock = await readLock(join(root, "resin.lock.json"));
   const wanted = new Set(Object.values(floorDebs(Object.values(lock.debian))).map((d) => d.sha256));
   // Locked entries only: ensureDebs then consults apt for nothing but a missing blob.
