@@ -1,6 +1,7 @@
 import { defineConfig } from "vitest/config";
 
-// Two projects: fast unit tests, and the QEMU e2e suite that shares one image set
+// Two projects: fast unit tests (their global setup makes the real Debian packages they
+// run present, see test/unit/global-setup.ts), and the QEMU e2e suite that shares one image set
 // built in its global setup (see test/e2e/global-setup.ts).
 export default defineConfig({
   test: {
@@ -9,6 +10,7 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["test/unit/**/*.test.ts"],
+          globalSetup: ["test/unit/global-setup.ts"],
           testTimeout: 60_000,
         },
       },

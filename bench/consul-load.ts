@@ -120,3 +120,94 @@ export function firstAcceptedWrite(survivors: ConsulEndpoint[], key: string, tim
     tick();
   });
 }
+
+export interface FailoverResult {
+  /** Every key a client saw acknowledged, before, during and after the failover, with its value. */
+  acked: Map<string, string>;
+  /** Writes that failed or timed out (not acknowledged, so not required to survive). */
+  unacknowledged: number;
+  /** Client writes still waiting for their answer at the moment of the kill. */
+  inFlightAtKill: number;
+  /** Acknowledged writes sent after the kill (the new leader's). */
+  ackedAfterKill: number;
+  /** From the kill to the first write a survivor accepted (see firstAcceptedWrite), in seconds. */
+  failoverSeconds: number;
+  /** The longest time between two acknowledged client writes, in seconds. */
+  longestWriteGapSeconds: number;
+}
+
+/**
+ * Leader failover with writes in flight: `clientsPerNode` clients on each survivor write
+ * `<prefix>/<client>-<n>` back to back (each waits for its answer, then writes the next;
+ * a follower forwards each write to the leader), `kill()` is called while they write,
+ * and they go on until every client has had a write acknowledged after the new leader
+ * served its first one. Survivors are the nodes other than the leader to be killed.
+ */
+export async function failoverUnderWrites(opts: {
+  survivors: ConsulEndpoint[];
+  clientsPerNode: number;
+  prefix: string;
+  kill: () => void;
+  timeoutMs: number;
+}): Promise<FailoverResult> {
+  const acked = new Map<string, string>();
+  let unacknowledged = 0;
+  let running = true;
+  let killedAt = Number.POSITIVE_INFINITY;
+  let inFlight = 0;
+  let lastAck: number | undefined;
+  let longestGap = 0;
+  const clients = opts.survivors.flatMap((ep, node) => Array.from({ length: opts.clientsPerNode }, (_, c) => ({ ep, id: `${node}${String.fromCharCode(97 + c)}`, ackedAt: [] as number[], sentAt: [] as number[] })));
+  const writers = clients.map(async (client) => {
+    for (let n = 0; running; n++) {
+      const key = `${opts.prefix}/${client.id}-${String(n).padStart(6, "0")}`;
+      const sent = Date.now();
+      inFlight++;
+      try {
+        await kvPut(client.ep, key, `${key}@${sent}`);
+        const now = Date.now();
+        acked.set(key, `${key}@${sent}`);
+        client.ackedAt.push(now);
+        client.sentAt.push(sent);
+        if (lastAck !== undefined) longestGap = Math.max(longestGap, now - lastAck);
+        lastAck = now;
+      } catch {
+        unacknowledged++;
+        await sleep(100);
+      } finally {
+        inFlight--;
+      }
+    }
+  });
+  try {
+    // Every client has written before the kill.
+    const warm = Date.now() + opts.timeoutMs;
+    while (clients.some((c) => c.ackedAt.length < 3)) {
+      if (Date.now() > warm) throw new Error(`not every client had 3 writes acknowledged within ${opts.timeoutMs / 1000}s before the kill`);
+      await sleep(100);
+    }
+    killedAt = Date.now();
+    const inFlightAtKill = inFlight;
+    opts.kill();
+    const servedAt = await firstAcceptedWrite(opts.survivors, `${opts.prefix}-probe`, opts.timeoutMs);
+    // Every client writes through the new leader too before the writers stop.
+    const settle = Date.now() + opts.timeoutMs;
+    while (clients.some((c) => !c.sentAt.some((s) => s > servedAt))) {
+      if (Date.now() > settle) throw new Error(`a client had no write acknowledged within ${opts.timeoutMs / 1000}s after the new leader served its first`);
+      await sleep(100);
+    }
+    running = false;
+    await Promise.all(writers);
+    return {
+      acked,
+      unacknowledged,
+      inFlightAtKill,
+      ackedAfterKill: clients.reduce((sum, c) => sum + c.sentAt.filter((s) => s > killedAt).length, 0),
+      failoverSeconds: (servedAt - killedAt) / 1000,
+      longestWriteGapSeconds: longestGap / 1000,
+    };
+  } finally {
+    running = false;
+    await Promise.all(writers);
+  }
+}

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { consulAccess, consulView, type ConsulEndpoint } from "../cli/cluster/consul.js";
 import type { Secrets } from "../cli/bootstrap/secrets.js";
 import { readPid } from "../cli/provider/qemu/process.js";
-import { firstAcceptedWrite, lostWrites, startLoad } from "./consul-load.js";
+import { failoverUnderWrites, lostWrites, startLoad } from "./consul-load.js";
 import { log, onCleanup, repoRoot, resin, rmDirNow } from "./util.js";
 import { scratchCluster } from "./resin-side.js";
 
@@ -71,21 +71,21 @@ export async function measureResilience(opts: { name: string; timeoutS: number; 
     const { nodes, endpoint } = await clusterNodes(stateHome, opts.name);
     const all = () => nodes.map(endpoint);
 
-    // ---- failover: some acknowledged writes, then SIGKILL the leader's VM.
-    const before = startLoad(all, "bench/failover");
-    await new Promise((r) => setTimeout(r, 3000));
-    const written = await before.stop();
+    // ---- failover: SIGKILL the leader's VM while three clients on each survivor write
+    // (the same run as test/e2e/faults.test.ts).
     const leaderAddress = (await consulView(endpoint(nodes[0]!))).leader;
     const leader = nodes.find((n) => leaderAddress?.startsWith(`${n.address}:`));
     if (!leader) throw new Error(`no leader to kill (node 1 names ${leaderAddress ?? "none"})`);
     const pid = await readPid(join(stateHome, "clusters", opts.name, "nodes", leader.name, "qemu.pid"));
     if (!pid) throw new Error(`no QEMU pid for ${leader.name}`);
     const survivors = nodes.filter((n) => n !== leader).map(endpoint);
-    const killedAt = Date.now();
-    process.kill(pid, "SIGKILL");
-    const leaderFailoverSeconds = (await firstAcceptedWrite(survivors, "bench/failover-probe", opts.timeoutS * 1000) - killedAt) / 1000;
-    const failoverLostWrites = (await lostWrites(survivors[0]!, written.acked)).length;
-    log(`  failover: leader ${leader.name} SIGKILLed, a new leader accepted a write after ${leaderFailoverSeconds.toFixed(1)}s; ${failoverLostWrites} of ${written.acked.size} writes lost`);
+    const failover = await failoverUnderWrites({ survivors, clientsPerNode: 3, prefix: "bench/failover", kill: () => process.kill(pid, "SIGKILL"), timeoutMs: opts.timeoutS * 1000 });
+    const leaderFailoverSeconds = failover.failoverSeconds;
+    const failoverLostWrites = (await lostWrites(survivors[0]!, failover.acked)).length;
+    log(
+      `  failover: leader ${leader.name} SIGKILLed under 6 writing clients (${failover.inFlightAtKill} writes in flight), a new leader accepted a write after ${leaderFailoverSeconds.toFixed(1)}s; ` +
+        `longest between acknowledged writes ${failover.longestWriteGapSeconds.toFixed(1)}s; ${failoverLostWrites} of ${failover.acked.size} acknowledged writes lost`,
+    );
     await resin(["start", leader.name, "--name", opts.name], env);
     await waitHealthy(env, opts.name, opts.timeoutS);
 

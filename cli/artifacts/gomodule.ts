@@ -132,9 +132,20 @@ export function parseModuleList(text: string): string[] {
 }
 
 /**
+ * GOTOOLCHAIN for Resin's builds: an exact toolchain the caller pinned (go1.26.8, which
+ * the go command takes from the module proxy once; scripts/go-env.sh sets it where the
+ * machine's Go is older than a wrapper needs), else this machine's own ("local"). Never
+ * "auto" or "path": a build must not pick its Go by itself. The recipe records the
+ * version that ran (go env GOVERSION). Pure.
+ */
+export function pinnedToolchain(requested: string | undefined): string {
+  return requested && /^go1\.\d+\.\d+$/.test(requested) ? requested : "local";
+}
+
+/**
  * Pure: the go command's environment from the inherited one and the module proxies to
- * use. This machine's toolchain only; modules only through the proxies, every sum checked
- * against the checksum database: whatever the caller's environment or go env file says,
+ * use. This machine's toolchain (or an exact one pinned: pinnedToolchain); modules only
+ * through the proxies, every sum checked against the checksum database: whatever the caller's environment or go env file says,
  * nothing names modules to fetch directly (GONOPROXY, GOPRIVATE), to skip the checksum
  * database (GONOSUMDB, GOPRIVATE, GOSUMDB=off) or to fetch insecurely (GOINSECURE), and
  * no go.work replaces the wrapper's modules. GOENV=off: the go env file (`go env -w`)
@@ -144,7 +155,7 @@ export function pinnedGoEnv(inherited: NodeJS.ProcessEnv, cgo: boolean, proxies:
   const env: NodeJS.ProcessEnv = {
     ...inherited,
     GOENV: "off",
-    GOTOOLCHAIN: "local",
+    GOTOOLCHAIN: pinnedToolchain(inherited.GOTOOLCHAIN),
     GOFLAGS: "-mod=readonly",
     GOOS: "linux",
     GOARCH: "amd64",
@@ -164,8 +175,8 @@ export function pinnedGoEnv(inherited: NodeJS.ProcessEnv, cgo: boolean, proxies:
 
 /** The go command's environment (pinnedGoEnv), with the module proxies this machine's go is set to use. */
 export async function goEnv(cgo: boolean): Promise<NodeJS.ProcessEnv> {
-  const { stdout } = await execa("go", ["env", "GOPROXY"], { env: { ...process.env, GOTOOLCHAIN: "local", GOFLAGS: "-mod=readonly" } }).catch(() => {
-    throw new ResinError("the go command is not installed", "install Go (1.21 or newer) and put it on PATH; Resin builds Go modules with it");
+  const { stdout } = await execa("go", ["env", "GOPROXY"], { env: { ...process.env, GOTOOLCHAIN: pinnedToolchain(process.env.GOTOOLCHAIN), GOFLAGS: "-mod=readonly" } }).catch(() => {
+    throw new ResinError("the go command is not installed", "install Go (1.21 or newer) and put it on PATH, with GOTOOLCHAIN=go1.X.Y where it is older than a wrapper's go.mod needs (in a clone of Resin: sh scripts/ensure-deps.sh, then . scripts/go-env.sh)");
   });
   // Never "direct": source comes from the module proxy and nowhere else.
   const proxies = stdout.trim().split(/[,|]/).filter((p) => p && p !== "direct" && p !== "off");
@@ -274,7 +285,7 @@ export async function ensureGoBuild(spec: GoModuleSpec, wrapperDir: string, opts
     const timer = setInterval(() => opts.log(`  go: ${name}: ${compiled} of ${total} packages compiled, ${Math.round((Date.now() - started) / 1000)} s`), every);
     const result = await child.finally(() => clearInterval(timer));
     if (result.exitCode !== 0) {
-      throw new ResinError(`go build of ${name} failed: ${lastLine(result.all)}`, `run the same build by hand to see every error: cd ${wrapperDir} && GOTOOLCHAIN=local go ${args.join(" ")}; nothing was cached`);
+      throw new ResinError(`go build of ${name} failed: ${lastLine(result.all)}`, `run the same build by hand to see every error: cd ${wrapperDir} && GOTOOLCHAIN=${env.GOTOOLCHAIN} go ${args.join(" ")}; nothing was cached`);
     }
     const modules = parseModuleList((await execa("go", ["version", "-m", out], { env })).stdout);
     const sha = await putBlob(out, cacheHome(), false);

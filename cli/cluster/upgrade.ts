@@ -104,7 +104,7 @@ async function vaultNodes(state: ClusterState, machines: Machines): Promise<{ na
  * unsealed, raft autopilot healthy with every Vault server a voter, and (before a node
  * goes) one server allowed to fail. Undefined where there is no Vault to gate on.
  */
-async function vaultGate(state: ClusterState, opts: UpgradeOptions, before = true): Promise<{ ok: boolean; why: string } | undefined> {
+export async function vaultGate(state: ClusterState, opts: UpgradeOptions, before = true): Promise<{ ok: boolean; why: string } | undefined> {
   const token = opts.secrets?.vault?.rootToken;
   const servers = state.nodes.filter((n) => n.ports["vault.https"]).length;
   if (!token || servers === 0) return undefined;

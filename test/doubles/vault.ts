@@ -11,10 +11,22 @@
 //                        raft follower has joined), 400 {"errors":["Unseal failed, invalid key"]}
 //                        when the threshold is reached with a share that is not one of the keys
 //
+//   GET /v1/sys/storage/raft/autopilot/state   (X-Vault-Token: the root token; 403 without it,
+//                        503 on a sealed node) → {"data":{"healthy","failure_tolerance","leader",
+//                        "voters","servers":{<id>:{"id","name","address","node_status","healthy",
+//                        "status":"leader"|"voter"|"non-voter",…}}}}, as Vault's autopilot
+//                        (vault/raft.go, sdk autopilot) reports it: a server is healthy while
+//                        it is unsealed and in the raft; failure_tolerance = healthy voters
+//                        minus quorum (voters / 2 + 1), never below 0
+//   GET /v1/sys/storage/raft/configuration     (same token) → {"data":{"config":{"index",
+//                        "servers":[{"node_id","address","leader","voter","protocol_version"}]}}}
+//
 // The node that is initialised leads; the others are raft followers that "join" (answer
 // 501 and refuse keys) until `joinAfter` health requests after the leader was unsealed,
 // then are sealed until given the keys, then unsealed standbys (429). Shamir is
-// imitated: any `threshold` distinct shares from the set init made unseal.
+// imitated: any `threshold` distinct shares from the set init made unseal. `nonVoters`
+// join the raft as non-voters (as a node does until autopilot promotes it), and
+// `restart(i)` is a node's Vault process starting again: in the raft still, sealed.
 //
 // Nothing here ran a real Vault: Vault 1.21 cannot be obtained on this machine.
 import { randomBytes, randomUUID } from "node:crypto";
@@ -30,6 +42,8 @@ export interface VaultDoubleOptions {
   joinAfter?: number;
   /** Answer GET /v1/sys/health with this status (a broken node). */
   healthFailsWith?: number;
+  /** Nodes (by index) that join the raft as non-voters. */
+  nonVoters?: number[];
 }
 
 export interface VaultDoubleNode extends RunningDouble {
@@ -39,6 +53,8 @@ export interface VaultDoubleNode extends RunningDouble {
 export interface VaultDouble {
   nodes: VaultDoubleNode[];
   state(): { initialized: boolean; keys: string[]; rootToken?: string; sealed: boolean[]; leader?: number };
+  /** Node i's Vault starts again: its raft data kept, sealed, unseal progress lost. */
+  restart(i: number): void;
   close(): Promise<void>;
 }
 
@@ -69,7 +85,8 @@ export async function startVaultDouble(opts: VaultDoubleOptions): Promise<VaultD
     };
   };
 
-  const handler = (i: number) => (req: { method: string; path: string; body: string }) => {
+  const names = Array.from({ length: opts.nodes }, (_, i) => `vault-double-${i + 1}`);
+  const handler = (i: number) => (req: { method: string; path: string; body: string; headers: Record<string, string | string[] | undefined> }) => {
     const n = nodes[i]!;
     if (req.method === "GET" && req.path.startsWith("/v1/sys/health")) {
       if (opts.healthFailsWith) return { status: opts.healthFailsWith, body: { errors: ["internal error"] } };
@@ -123,18 +140,49 @@ export async function startVaultDouble(opts: VaultDoubleOptions): Promise<VaultD
       }
       return { status: 200, body: sealStatus(i) };
     }
+    if (req.method === "GET" && (req.path === "/v1/sys/storage/raft/autopilot/state" || req.path === "/v1/sys/storage/raft/configuration")) {
+      if (n.sealed) return { status: 503, body: { errors: ["Vault is sealed"] } };
+      if (!cluster.rootToken || req.headers["x-vault-token"] !== cluster.rootToken) return { status: 403, body: { errors: ["permission denied"] } };
+      const raft = nodes.map((m, j) => ({ m, j, id: names[j]! })).filter(({ m }) => m.joined);
+      const voter = (j: number) => !(opts.nonVoters ?? []).includes(j);
+      if (req.path === "/v1/sys/storage/raft/configuration") {
+        const servers = raft.map(({ j, id }) => ({ node_id: id, address: `${id}:8201`, leader: cluster.leader === j, voter: voter(j), protocol_version: "3" }));
+        return { status: 200, body: { data: { config: { index: 0, servers } } } };
+      }
+      const healthy = (m: (typeof nodes)[number]) => m.joined && !m.sealed;
+      const voters = raft.filter(({ j }) => voter(j));
+      const quorum = Math.floor(voters.length / 2) + 1;
+      const servers = Object.fromEntries(
+        raft.map(({ m, j, id }) => [
+          id,
+          { id, name: id, address: `${id}:8201`, node_status: m.sealed ? "left" : "alive", healthy: healthy(m), status: cluster.leader === j ? "leader" : voter(j) ? "voter" : "non-voter", last_term: 3, last_index: 42, meta: null },
+        ]),
+      );
+      const data = {
+        healthy: raft.every(({ m }) => healthy(m)),
+        failure_tolerance: Math.max(0, voters.filter(({ m }) => healthy(m)).length - quorum),
+        leader: names[cluster.leader ?? 0],
+        voters: voters.map(({ id }) => id),
+        servers,
+      };
+      return { status: 200, body: { data } };
+    }
     return { status: 404, body: { errors: [] } };
   };
 
   const running: VaultDoubleNode[] = [];
   for (let i = 0; i < opts.nodes; i++) {
-    const name = `vault-double-${i + 1}`;
+    const name = names[i]!;
     const served = await issueCertificate(opts.ca, vaultCertSpec({ name, address: "127.0.0.1" }));
     running.push({ name, ...(await serveHttps({ ca: opts.ca.cert, ...served, requireClientCert: opts.requireClientCert }, handler(i))) });
   }
   return {
     nodes: running,
     state: () => ({ initialized: cluster.initialized, keys: [...cluster.keys], rootToken: cluster.rootToken, sealed: nodes.map((n) => n.sealed), leader: cluster.leader }),
+    restart: (i) => {
+      nodes[i]!.sealed = true;
+      nodes[i]!.parts = [];
+    },
     close: async () => {
       await Promise.all(running.map((r) => r.close()));
     },

@@ -3,11 +3,15 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { keepLogsOnFailure, processesUnder, resin, userProject } from "./helpers.js";
+import { keepLogsOnFailure, processesUnder, resin, resinAsync, userProject } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-errors-"));
 keepLogsOnFailure(stateHome, "cli-errors");
 afterAll(() => rmSync(stateHome, { recursive: true, force: true }));
+
+/** A command that builds an image: a hang guard well inside its test's timeout (TEST_MS, two builds). */
+const BUILD_MS = 9 * 60_000;
+const TEST_MS = 2 * BUILD_MS + 5 * 60_000;
 
 function projectWith(role: string, yaml: string): string {
   const dir = userProject("resin-e2e-project-");
@@ -84,9 +88,10 @@ describe("resin plan", () => {
     expect(existsSync(join(stateHome, "clusters", "joiny"))).toBe(false);
   });
 
-  it("a DHCP cluster is planned with null addresses; resin up refuses it and another --nodes or --network, keeping its state", () => {
+  it("a DHCP cluster is planned with null addresses; resin up refuses it and another --nodes or --network, keeping its state", async () => {
     const env = { RESIN_STATE_HOME: stateHome, RESIN_OFFLINE: "1" };
-    const planned = resin(["plan", "--name", "cloudy", "--nodes", "3", "--role", "consul-server", "--channel", "debian", "--network", "dhcp", "--json"], env);
+    // Planning builds the image (or finds it built): run without blocking vitest's worker.
+    const planned = await resinAsync(["plan", "--name", "cloudy", "--nodes", "3", "--role", "consul-server", "--channel", "debian", "--network", "dhcp", "--json"], env, BUILD_MS);
     expect(planned.status, planned.stderr).toBe(0);
     const manifest = JSON.parse(planned.stdout) as {
       format: string;
@@ -113,11 +118,11 @@ describe("resin plan", () => {
     expect(restatic.stderr).toContain("cluster 'cloudy' was planned with dhcp addresses");
     // Nothing a failed command touched changed the cluster's secrets.
     expect(readFileSync(join(stateHome, "clusters", "cloudy", "secrets.json"), "utf8")).toBe(secretsBefore);
-  });
+  }, TEST_MS);
 });
 
 describe("resin plan --upgrade", () => {
-  it("moves a planned cluster to its role's new image, keeping secrets, and refuses what it cannot do", () => {
+  it("moves a planned cluster to its role's new image, keeping secrets, and refuses what it cannot do", async () => {
     const project = projectWith("consul-server", "role: consul-server\noverride: true\ndescription: Consul server\nservices: [base, consul]\nconfig:\n  consul:\n    server: true\nvm: { memory_mib: 1024, cpus: 1, persist_disk_gib: 2 }\n");
     const env = { RESIN_STATE_HOME: stateHome, RESIN_PROJECT: project };
     try {
@@ -125,7 +130,8 @@ describe("resin plan --upgrade", () => {
       expect(missing.status).toBe(1);
       expect(missing.stderr).toContain("cluster 'nosuch' does not exist, so there is nothing to upgrade");
 
-      const first = resin(["plan", "--name", "rolling", "--nodes", "3", "--role", "consul-server", "--channel", "debian", "--network", "dhcp", "--json"], env);
+      // These two build images (minutes under load): async, so vitest's worker stays responsive.
+      const first = await resinAsync(["plan", "--name", "rolling", "--nodes", "3", "--role", "consul-server", "--channel", "debian", "--network", "dhcp", "--json"], env, BUILD_MS);
       expect(first.status, first.stderr).toBe(0);
       const before = JSON.parse(first.stdout) as { roles: Record<string, { image: { digest: string; files: { disk_raw: { path: string } } } }> };
       const secrets = readFileSync(join(stateHome, "clusters", "rolling", "secrets.json"), "utf8");
@@ -136,7 +142,7 @@ describe("resin plan --upgrade", () => {
 
       // A one-line change to the role: a new image for every node.
       writeFileSync(join(project, "machines", "consul-server.yml"), "role: consul-server\noverride: true\ndescription: Consul server\nservices: [base, consul]\nconfig:\n  consul:\n    server: true\n    log_level: DEBUG\nvm: { memory_mib: 1024, cpus: 1, persist_disk_gib: 2 }\n");
-      const upgraded = resin(["plan", "--name", "rolling", "--upgrade", "--json"], env);
+      const upgraded = await resinAsync(["plan", "--name", "rolling", "--upgrade", "--json"], env, BUILD_MS);
       expect(upgraded.status, upgraded.stderr).toBe(0);
       expect(upgraded.stderr).toContain("3 of 3 nodes move to new images");
       const after = JSON.parse(upgraded.stdout) as typeof before;
@@ -149,5 +155,5 @@ describe("resin plan --upgrade", () => {
     } finally {
       rmSync(project, { recursive: true, force: true });
     }
-  });
+  }, TEST_MS);
 });

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { request } from "undici";
-import { kvGet, kvPut, lanMembers, rawStatus } from "../../cli/cluster/consul.js";
+import { consulClient, consulView, kvGet, kvPut, lanMembers, rawStatus } from "../../cli/cluster/consul.js";
 import type { ClusterState } from "../../cli/state/state.js";
 import { planCluster } from "../../cli/bootstrap/plan.js";
 import { nodeMetadata, serialiseMetadata } from "../../cli/bootstrap/metadata.js";
@@ -67,31 +67,32 @@ describe("three-node Consul cluster in QEMU", () => {
     expect(await rawStatus(ep, "/v1/kv/e2e/skeleton", ep.access!.token)).toBe(200);
   });
 
-  it("a fourth VM with the wrong gossip key cannot join", async () => {
+  it("a fourth VM with the wrong gossip key cannot join, and the same VM with the right key can", async () => {
     // Everything right but the gossip key: a certificate from the cluster CA, the same
-    // image, the cluster's own switch. Only the key keeps it out.
+    // image, the cluster's own switch. Only the key keeps it out; the positive control
+    // boots the same node (name, MAC, address, certificate, image) with the cluster's key
+    // on a fresh persist disk (Consul keeps the key it first started with in its data
+    // directory) and must join.
     const stateFile = JSON.parse(readFileSync(join(clusterDir, "cluster.json"), "utf8")) as ClusterState;
     const secrets = JSON.parse(readFileSync(join(clusterDir, "secrets.json"), "utf8")) as Secrets;
     const plan = planCluster(name, ["consul-server", "consul-server", "consul-server", "consul-server"]);
     const intruder = plan.nodes[3]!;
-    const wrong: Secrets = {
-      ...secrets,
-      gossipKey: randomBytes(32).toString("base64"),
-      nodes: { ...secrets.nodes, [intruder.name]: await issueNodeCertificates(secrets.ca, plan, intruder, { consul: "server" }) },
-    };
+    const certified: Secrets = { ...secrets, nodes: { ...secrets.nodes, [intruder.name]: await issueNodeCertificates(secrets.ca, plan, intruder, { consul: "server" }) } };
+    const wrong: Secrets = { ...certified, gossipKey: randomBytes(32).toString("base64") };
     const imageDir = join(clusterDir, "images", stateFile.nodes[0]!.image.replace("sha256:", ""));
     const manifest = JSON.parse(readFileSync(join(imageDir, "manifest.json"), "utf8")) as { services: { name: string; version?: string }[] };
     const role = await loadRole(repoRoot, "consul-server", "debian");
-    const tree = await nodeMetadata({
-      plan,
-      node: intruder,
-      secrets: wrong,
-      role,
-      versions: Object.fromEntries(manifest.services.map((x) => [x.name, { version: x.version ?? "" }])),
-      servers: { consul: plan.nodes.slice(0, 3) },
-    });
-    const dir = mkdtempSync(join(tmpdir(), "resin-e2e-intruder-"));
-    try {
+    const consoleText = (dir: string) => (existsSync(join(dir, "console.log")) ? readFileSync(join(dir, "console.log"), "utf8") : "");
+    const boot = async (withSecrets: Secrets): Promise<string> => {
+      const tree = await nodeMetadata({
+        plan,
+        node: intruder,
+        secrets: withSecrets,
+        role,
+        versions: Object.fromEntries(manifest.services.map((x) => [x.name, { version: x.version ?? "" }])),
+        servers: { consul: plan.nodes.slice(0, 3) },
+      });
+      const dir = mkdtempSync(join(tmpdir(), "resin-e2e-intruder-"));
       writeFileSync(join(dir, "cidata.iso"), writeIso9660({ volumeId: "cidata", files: [{ name: "user-data", data: serialiseMetadata(tree) }] }));
       await createPersistDisk(join(dir, "persist.qcow2"), 1);
       await startVm({
@@ -111,19 +112,53 @@ describe("three-node Consul cluster in QEMU", () => {
         configDrive: join(dir, "cidata.iso"),
         persistDisk: join(dir, "persist.qcow2"),
       });
-      const consoleLog = join(dir, "console.log");
-      // It must get as far as trying: its agent starts and its join attempts are refused.
-      const deadline = Date.now() + 180_000;
-      while (!/couldn't join|decrypt/i.test(existsSync(consoleLog) ? readFileSync(consoleLog, "utf8") : "")) {
-        if (Date.now() > deadline) throw new Error(`the intruder never tried to join; console:\n${readFileSync(consoleLog, "utf8").slice(-2000)}`);
-        await new Promise((r) => setTimeout(r, 1000));
+      return dir;
+    };
+    const until = async (what: string, dir: string, ok: () => Promise<boolean> | boolean) => {
+      // A hang guard: a node boots under TCG in well under a minute.
+      for (const deadline = Date.now() + 240_000; !(await ok()); await new Promise((r) => setTimeout(r, 1000))) {
+        if (Date.now() > deadline) throw new Error(`${what} did not happen within 240 s; console:\n${consoleText(dir).slice(-3000)}`);
       }
-      expect(await lanMembers(consulAt(stateHome, name, "e2e-1"))).toEqual(expect.not.arrayContaining([intruder.name]));
-      expect((await lanMembers(consulAt(stateHome, name, "e2e-1"))).sort()).toEqual(["e2e-1", "e2e-2", "e2e-3"]);
+    };
+    const members = async () => (await lanMembers(consulAt(stateHome, name, "e2e-1"))).sort();
+
+    // The wrong key: its join attempts fail on the key, as Consul 1.8.7 words it.
+    const refusedDir = await boot(wrong);
+    try {
+      const refusal = /Failed to join \S+: No installed keys could decrypt the message/;
+      await until("a join refused for its key", refusedDir, () => refusal.test(consoleText(refusedDir)));
+      expect(await members()).toEqual(["e2e-1", "e2e-2", "e2e-3"]);
     } finally {
-      await stopVm(dir, { graceMs: 0 });
-      rmSync(dir, { recursive: true, force: true });
+      await stopVm(refusedDir, { graceMs: 0 });
+      rmSync(refusedDir, { recursive: true, force: true });
     }
+
+    // The control: the cluster's key. It joins; then it is stopped and removed from the
+    // member list and the raft (force-leave with prune, as an operator would), and the
+    // cluster is back to its three servers.
+    const ep = consulAt(stateHome, name, "e2e-1");
+    const joinedDir = await boot(certified);
+    try {
+      await until(`${intruder.name} in the member list`, joinedDir, async () => (await members().catch(() => [])).includes(intruder.name));
+      expect(consoleText(joinedDir)).not.toMatch(/No installed keys could decrypt the message/);
+    } finally {
+      await stopVm(joinedDir, { graceMs: 0 });
+      rmSync(joinedDir, { recursive: true, force: true });
+    }
+    // Repeated until done: a force-leave of a server that just failed can take longer than
+    // one request waits on a loaded machine.
+    const consul = consulClient(ep);
+    await until("the cluster back to its three servers", joinedDir, async () => {
+      const now = await members().catch(() => [intruder.name]);
+      if (now.includes(intruder.name)) await consul.put(`/v1/agent/force-leave/${intruder.name}?prune`, { timeoutMs: 30_000 }).catch(() => undefined);
+      const peers = (await consulView(ep)).peers ?? [];
+      if (peers.includes(`${intruder.address}:8300`)) await consul.delete(`/v1/operator/raft/peer?address=${intruder.address}:8300`, { timeoutMs: 30_000 }).catch(() => undefined);
+      return peers.length === 3 && !now.includes(intruder.name) && (await members().catch(() => [])).join(",") === "e2e-1,e2e-2,e2e-3";
+    });
+    await until("a healthy cluster with failure tolerance 1", joinedDir, () => {
+      const st = resinStatus(stateHome, name);
+      return st.healthy && st.failureTolerance === 1;
+    });
   });
 
   it("a second `up` of the running cluster converges: it leaves every running node alone and changes no state", async () => {

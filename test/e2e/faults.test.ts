@@ -11,7 +11,7 @@ import { guestSv } from "../../cli/cluster/guest.js";
 import { statusToken } from "../../cli/bootstrap/node-secrets.js";
 import type { ClusterStatus } from "../../cli/commands/status.js";
 import { clusterJson, consulAt, keepLogsOnFailure, killLeftovers, processesUnder, resin, resinAsync, resinStatus } from "./helpers.js";
-import { firstAcceptedWrite } from "../../bench/consul-load.js";
+import { failoverUnderWrites, lostWrites } from "../../bench/consul-load.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-faults-"));
 keepLogsOnFailure(stateHome, "faults");
@@ -128,21 +128,28 @@ describe("fault tolerance of a three-node Consul cluster", () => {
     }
   });
 
-  it("survives SIGKILL of the leader's VM without losing an acknowledged write", async () => {
+  it("survives SIGKILL of the leader's VM with writes in flight, losing no acknowledged write", async () => {
     await healthy();
-    await writeKeys("faults/leader", 200, ["faults-1", "faults-2", "faults-3"]);
     const before = resinStatus(stateHome, name);
     const leader = nodeByAddress(before, before.leader!);
     const survivors = before.nodes.map((n) => n.name).filter((n) => n !== leader);
 
-    const killedAt = Date.now();
-    process.kill(qemuPid(leader), "SIGKILL");
-    // Failover ends when a survivor accepts a write again (a new leader serves writes).
-    const newLeaderAt = await firstAcceptedWrite(survivors.map(consulOf), "faults/probe", 120_000);
-    const failover = (newLeaderAt - killedAt) / 1000;
-    const lost = await lostKeys(survivors[0]!);
-    report(`leader ${leader} SIGKILLed: new leader served writes after ${failover.toFixed(1)}s; acknowledged keys lost: ${lost.length} of ${acked.size}`);
+    // Three clients on each survivor write back to back (their writes are forwarded to
+    // the leader) while the leader's VM is SIGKILLed, and until every client has written
+    // through the new leader.
+    const run = await failoverUnderWrites({ survivors: survivors.map(consulOf), clientsPerNode: 3, prefix: "faults/leader", kill: () => process.kill(qemuPid(leader), "SIGKILL"), timeoutMs: 120_000 });
+    for (const [key, value] of run.acked) acked.set(key, value);
+    const lost = await lostWrites(consulOf(survivors[0]!), run.acked);
+    report(
+      `leader ${leader} SIGKILLed under 6 writing clients (${run.inFlightAtKill} writes in flight): a new leader served writes after ${run.failoverSeconds.toFixed(1)}s; ` +
+        `longest between acknowledged writes ${run.longestWriteGapSeconds.toFixed(1)}s; acknowledged ${run.acked.size} (${run.ackedAfterKill} sent after the kill), unacknowledged ${run.unacknowledged}, lost ${lost.length}`,
+    );
     expect(lost).toEqual([]);
+    expect(run.inFlightAtKill).toBeGreaterThan(0);
+    expect(run.ackedAfterKill).toBeGreaterThan(0);
+    // A hang guard, not a speed claim (the bench measures it: a few seconds): Consul's
+    // election under TCG on a loaded 2-core machine stays far inside a minute.
+    expect(run.failoverSeconds).toBeLessThan(60);
 
     const crashed = resinStatus(stateHome, name).nodes.find((n) => n.name === leader)!;
     expect(crashed.vm.state).toBe("crashed");
@@ -155,7 +162,10 @@ describe("fault tolerance of a three-node Consul cluster", () => {
       return n.consul?.peers?.length === 3 && n.consul.leader ? true : undefined;
     });
     // A stale read answers from the node's own copy: it has every key once it caught up.
-    await until(`${leader} to hold every key`, 60_000, async () => ((await kvKeys(consulOf(leader), "faults/leader", { stale: true })).length === 200 ? true : undefined));
+    await until(`${leader} to hold every acknowledged key`, 60_000, async () => {
+      const held = new Set(await kvKeys(consulOf(leader), "faults/leader/", { stale: true }));
+      return [...run.acked.keys()].every((k) => held.has(k)) ? true : undefined;
+    });
     report(`${leader} rejoined with its data ${((Date.now() - restartedAt) / 1000).toFixed(1)}s after resin start`);
   });
 

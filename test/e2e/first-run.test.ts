@@ -54,7 +54,10 @@ describe("the accelerator probe", () => {
     report(`hanging accelerator refused after ${(r.ms / 1000).toFixed(1)}s: ${r.why}`);
     expect(r.ok).toBe(false);
     expect(r.why).toMatch(/printed nothing within 3s/);
-    expect(r.ms).toBeLessThan(6000);
+    // It waited out its deadline, and then ended: a hang guard with a margin no loaded
+    // machine reaches (the probe also builds its initramfs, which is CPU-bound).
+    expect(r.ms).toBeGreaterThanOrEqual(3000);
+    expect(r.ms, "a guard against a hang, not a speed target").toBeLessThan(60_000);
   });
 
   it("falls back to TCG, says so once, and remembers it; RESIN_ACCEL still forces", async (ctx) => {
@@ -276,8 +279,13 @@ describe("one node: persist disk, status endpoint, convergence", () => {
   it("up converges after the VM is killed: starts it again on the same host ports", async () => {
     const ports = clusterJson(stateHome, name).nodes[0]!.ports;
     process.kill(Number(readFileSync(join(nodeDir, "qemu.pid"), "utf8")), "SIGKILL");
-    await new Promise((r) => setTimeout(r, 1000));
-    expect(resinStatus(stateHome, name).nodes[0]!.vm.state).toBe("crashed");
+    // Polled, not slept on: the kernel ends the process at once, but a loaded machine may
+    // take a while to run `resin status`; the deadline only guards against a hang.
+    let state = "";
+    for (const deadline = Date.now() + 60_000; state !== "crashed" && Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
+      state = resinStatus(stateHome, name).nodes[0]!.vm.state;
+    }
+    expect(state, "resin status after SIGKILL of the node's QEMU").toBe("crashed");
     const r = await resinAsync(["up", "--name", name, "--timeout", "420"], env);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toContain("starting again");

@@ -1,13 +1,11 @@
-import { describe, it, expect } from "vitest";
+import { describe, it, expect, inject } from "vitest";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { readLock } from "../../cli/artifacts/lock.js";
-import { blobPath } from "../../cli/artifacts/cache.js";
 import { KERNEL_APPEND, qemuArgs, type VmSpec } from "../../cli/provider/qemu/vm.js";
-import { cacheHome } from "../../cli/util/paths.js";
 import { sha256 } from "../../cli/util/hash.js";
 import { floorAppend, floorPlan, floorQemuArgs, parseTimeline } from "../../bench/floor/cluster.js";
 import { FLOOR_APPLETS, FLOOR_HTTP_PORT, floorConsulConfig, floorDebs, floorInitramfs } from "../../bench/floor/image.js";
@@ -150,21 +148,15 @@ function nodeJson(dir: string, name: string, ip: string, join_: string): string 
   return readFileSync(out, "utf8");
 }
 
-// The initramfs itself, from the .debs resin.lock.json names, when Resin's artifact cache has them.
+// The initramfs itself, from the .debs resin.lock.json names (the unit suite's global
+// setup, test/unit/global-setup.ts, puts them in Resin's artifact cache).
 const lock = await readLock(join(REPO, "resin.lock.json"));
-const debs = (() => {
-  try {
-    return floorDebs(Object.values(lock.debian));
-  } catch {
-    return undefined;
-  }
-})();
-const cached = !!debs && Object.values(debs).every((d) => existsSync(join(cacheHome(), "unpacked", d.sha256)) || existsSync(blobPath(d.sha256)));
+const debs = floorDebs(Object.values(lock.debian));
 
-describe.skipIf(!cached)("the floor's initramfs (from the cached .debs)", () => {
+describe("the floor's initramfs (from the cached .debs)", () => {
   it("is the same bytes from the same inputs, and holds exactly busybox, consul, its libraries, the NIC modules, the config and /init", { timeout: 60_000 }, async () => {
-    const a = await floorInitramfs(debs!, RAFT, { init: INIT });
-    const b = await floorInitramfs(debs!, RAFT, { init: INIT });
+    const a = await floorInitramfs(debs, RAFT, { init: INIT });
+    const b = await floorInitramfs(debs, RAFT, { init: INIT });
     expect(sha256(a.cpio)).toBe(sha256(b.cpio));
     expect(a.cpio.equals(b.cpio)).toBe(true);
 
@@ -187,21 +179,23 @@ describe.skipIf(!cached)("the floor's initramfs (from the cached .debs)", () => 
       ],
     );
     const byPath = new Map(a.files.map((f) => [f.path, f]));
-    expect(byPath.get("usr/bin/consul")!.from).toBe(`deb:consul ${debs!.consul.version}`);
-    expect(byPath.get("bin/busybox")!.from).toBe(`deb:busybox-static ${debs!.busybox.version}`);
+    expect(byPath.get("usr/bin/consul")!.from).toBe(`deb:consul ${debs.consul.version}`);
+    expect(byPath.get("bin/busybox")!.from).toBe(`deb:busybox-static ${debs.busybox.version}`);
     expect(byPath.get("init")!.sha256).toBe(sha256(readFileSync(INIT)));
     expect(byPath.get("etc/consul.d/floor.json")!.sha256).toBe(sha256(floorConsulConfig(RAFT)));
     expect(byPath.get("init")!.mode).toBe("0755");
     for (const applet of FLOOR_APPLETS) expect(byPath.get(applet)).toMatchObject({ type: "symlink", target: "/bin/busybox" });
   });
 
-  const consulBin = debs && existsSync(join(cacheHome(), "unpacked", debs.consul.sha256)) ? join(cacheHome(), "unpacked", debs.consul.sha256, "usr", "bin", "consul") : undefined;
-  it.skipIf(!consulBin)("its config, with a node file as /init writes it, passes consul validate", () => {
+  it("its config, with a node file as /init writes it, passes consul validate", () => {
+    // The floor's consul is the same bullseye package the global setup unpacked.
+    expect(debs.consul.sha256).toBe(lock.debian["bullseye/consul"]?.sha256);
+    const consulBin = inject("consul187");
     const dir = mkdtempSync(join(tmpdir(), "resin-floor-config-"));
     try {
       writeFileSync(join(dir, "floor.json"), floorConsulConfig(RAFT));
       nodeJson(dir, "floor-1", "10.88.0.11/24", "10.88.0.11,10.88.0.12,10.88.0.13");
-      const r = spawnSync(consulBin!, ["validate", join(dir, "floor.json"), join(dir, "node.json")], { encoding: "utf8" });
+      const r = spawnSync(consulBin, ["validate", join(dir, "floor.json"), join(dir, "node.json")], { encoding: "utf8" });
       expect(r.status, r.stdout + r.stderr).toBe(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -1,27 +1,45 @@
-import { describe, it, expect, beforeAll, afterEach } from "vitest";
+import { describe, it, expect, beforeAll, afterAll, afterEach, inject } from "vitest";
 import { fileURLToPath } from "node:url";
 import { createCa, issueCertificate, cliCertSpec, consulCertSpec, type CertifiedKey } from "../../cli/bootstrap/pki.js";
-import { consulServerCount, consulView, ensureToken, kvGet, kvPut, rawStatus, type ConsulAccess, type ConsulEndpoint } from "../../cli/cluster/consul.js";
+import { consulServerCount, consulView, ensureToken, kvGet, kvKeys, kvPut, rawStatus, type ConsulAccess, type ConsulEndpoint } from "../../cli/cluster/consul.js";
 import type { NodeState } from "../../cli/state/state.js";
 import { loadRole } from "../../cli/spec/load.js";
 import type { Role } from "../../cli/spec/load.js";
 import { serveHttps, type Handler, type RunningDouble } from "../doubles/https.js";
+import { loopbackAddress, startDevConsul, type DevConsul } from "../tools/consul-dev.js";
 
-// Consul's host-side calls over the one API client, against a loopback HTTPS server
-// that requires a CA-signed client certificate and answers a few endpoints the way
-// Consul documents them. Not a Consul: enough to prove the product module's wiring
-// (address, TLS, X-Consul-Token, status handling) over real HTTP.
+// Consul's host-side calls over the one API client. What Consul answers is checked
+// against a real Consul 1.8.7 (Debian bullseye's, from the unit suite's global setup):
+// a dev-mode server on its own loopback address, HTTPS only with verified client
+// certificates and ACLs denying by default, as on a node. The answers real Consul never
+// gives on demand (a body that is not JSON, no listener, no leader) come from a
+// loopback HTTPS double that requires a CA-signed client certificate: not a Consul,
+// enough to prove how the client reports them.
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
 let ca: CertifiedKey;
 let served: CertifiedKey;
 let access: ConsulAccess;
+let real: DevConsul;
+let ep: ConsulEndpoint;
 beforeAll(async () => {
   ca = await createCa("consul-api");
-  served = await issueCertificate(ca, consulCertSpec({ name: "consul-1", address: "127.0.0.1" }, "dc1", "server"));
+  const address = loopbackAddress();
+  served = await issueCertificate(ca, consulCertSpec({ name: "consul-1", address }, "dc1", "server"));
   const cli = await issueCertificate(ca, cliCertSpec("consul-api"));
   access = { ca: ca.cert, cert: cli.cert, key: cli.key, token: "management-token" };
+  real = await startDevConsul(inject("consul187"), { address, caCert: ca.cert, served, managementToken: "management-token" });
+  ep = { host: address, port: real.httpsPort, access };
+  // A dev-mode server elects itself within seconds; the guard is for a hang, not a speed.
+  const deadline = Date.now() + 45_000;
+  while (!(await consulView(ep, 2000)).leader) {
+    if (Date.now() > deadline) throw new Error(`Consul 1.8.7 dev agent on ${address} has no leader after 45 s:\n${real.log()}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}, 60_000);
+afterAll(async () => {
+  await real?.stop();
 });
 
 const cleanup: (() => Promise<void>)[] = [];
@@ -29,24 +47,58 @@ afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
 });
 
+/** The double, for answers real Consul does not give on demand. */
 async function consulDouble(handler: Handler): Promise<RunningDouble & { ep: ConsulEndpoint }> {
   const double = await serveHttps({ ca: ca.cert, cert: served.cert, key: served.key, requireClientCert: true }, handler);
   cleanup.push(() => double.close());
   return { ...double, ep: { port: Number(new URL(double.url).port), access } };
 }
 
-describe("Consul over the API client", () => {
-  it("reads leader and peers with the management token over mTLS", async () => {
-    const consul = await consulDouble((r) =>
-      r.path === "/v1/status/leader"
-        ? { status: 200, body: '"10.88.0.11:8300"', contentType: "application/json" }
-        : { status: 200, body: ["10.88.0.11:8300", "10.88.0.12:8300"] },
-    );
-    expect(await consulView(consul.ep)).toEqual({ leader: "10.88.0.11:8300", peers: ["10.88.0.11:8300", "10.88.0.12:8300"] });
-    expect(consul.requests.map((r) => r.path)).toEqual(["/v1/status/leader", "/v1/status/peers"]);
-    expect(consul.requests.every((r) => r.authorizedClient && r.headers["x-consul-token"] === "management-token")).toBe(true);
+describe("real Consul 1.8.7 over the API client", () => {
+  it("reads leader and peers over mTLS: the dev server names itself", async () => {
+    const self = `${real.address}:${real.serverPort}`;
+    expect(await consulView(ep)).toEqual({ leader: self, peers: [self] });
   });
 
+  it("is refused without the host's client certificate (verify_incoming)", async () => {
+    const { cert: _c, key: _k, ...noCert } = access;
+    const view = await consulView({ ...ep, access: noCert }, 3000);
+    expect(view.leader, JSON.stringify(view)).toBeUndefined();
+    expect(view.error).toBeTruthy();
+  });
+
+  it("puts and gets KV values as raw bodies, under the key as given", async () => {
+    await kvPut(ep, "resin/a b", "value 1");
+    await kvPut(ep, "resin/json", '{"not": "re-encoded"}');
+    expect(await kvGet(ep, "resin/a b")).toBe("value 1");
+    expect(await kvGet(ep, "resin/json")).toBe('{"not": "re-encoded"}');
+    expect(await kvGet(ep, "resin/missing")).toBeUndefined();
+    expect(await kvKeys(ep, "resin/")).toEqual(["resin/a b", "resin/json"]);
+    // Without the management token, ACLs deny (default_policy = "deny").
+    await expect(kvPut({ ...ep, access: { ...access, token: "" } }, "resin/x", "y")).rejects.toThrow(/PUT resin\/x: 403/);
+  });
+
+  it("rawStatus sends no token unless given one", async () => {
+    expect(await rawStatus(ep, "/v1/acl/policies")).toBe(403);
+    expect(await rawStatus(ep, "/v1/acl/policies", "management-token")).toBe(200);
+    expect(await rawStatus(ep, "/v1/acl/policies", "not-a-token")).toBe(403);
+  });
+
+  it("ensureToken creates the policy and the token with our SecretID once, and that token works", async () => {
+    const secret = "6b3f1d2e-0c7a-4f55-9a41-2f0e5d3c9b17";
+    const rules = 'key_prefix "agent/" { policy = "write" }';
+    expect(await rawStatus(ep, "/v1/acl/token/self", secret)).toBe(403);
+    expect(await ensureToken(ep, "resin-agent", rules, secret)).toBe("created");
+    expect(await ensureToken(ep, "resin-agent", rules, secret)).toBe("existed");
+    expect(await rawStatus(ep, "/v1/acl/token/self", secret)).toBe(200);
+    // Exactly one policy of that name, and the token may do what it grants and no more.
+    const asAgent = { ...ep, access: { ...access, token: secret } };
+    await kvPut(asAgent, "agent/x", "1");
+    await expect(kvPut(asAgent, "resin/x", "1")).rejects.toThrow(/403/);
+  });
+});
+
+describe("Consul over the API client, against a double (answers real Consul does not give on demand)", () => {
   it("reports an answer that is not JSON as the view's error, naming the request", async () => {
     const consul = await consulDouble(() => ({ status: 200, body: "10.88.0.11:8300" }));
     expect((await consulView(consul.ep)).error).toBe(`Consul at https://127.0.0.1:${consul.ep.port} answered GET /v1/status/leader with something other than JSON: 10.88.0.11:8300`);
@@ -58,50 +110,6 @@ describe("Consul over the API client", () => {
     expect(await consulView(gone.ep, 1000)).toEqual({ error: "not answering yet" });
     const leaderless = await consulDouble(() => ({ status: 500, body: "No cluster leader" }));
     expect(await consulView(leaderless.ep)).toEqual({ error: "500 No cluster leader" });
-  });
-
-  it("puts and gets KV values as raw bodies", async () => {
-    const kv = new Map<string, string>();
-    const consul = await consulDouble((r) => {
-      const key = r.path.replace(/^\/v1\/kv\//, "").replace(/\?.*$/, "");
-      if (r.method === "PUT") {
-        kv.set(key, r.body);
-        return { status: 200, body: "true" };
-      }
-      return kv.has(key) ? { status: 200, body: kv.get(key)! } : { status: 404, body: "" };
-    });
-    await kvPut(consul.ep, "resin/a b", "value 1");
-    expect(await kvGet(consul.ep, "resin/a b")).toBe("value 1");
-    expect(await kvGet(consul.ep, "resin/missing")).toBeUndefined();
-    expect(consul.requests[0]).toMatchObject({ method: "PUT", path: "/v1/kv/resin/a%20b", body: "value 1" });
-    expect(consul.requests[0]!.headers["content-type"]).toBeUndefined();
-  });
-
-  it("rawStatus sends no token unless given one", async () => {
-    const consul = await consulDouble((r) => (r.headers["x-consul-token"] === "management-token" ? { status: 200, body: [] } : { status: 403, body: "Permission denied" }));
-    expect(await rawStatus(consul.ep, "/v1/acl/policies")).toBe(403);
-    expect(await rawStatus(consul.ep, "/v1/acl/policies", "management-token")).toBe(200);
-  });
-
-  it("ensureToken creates the policy and the token with our SecretID once", async () => {
-    const tokens = new Set<string>();
-    const policies: string[] = [];
-    const consul = await consulDouble((r) => {
-      if (r.path === "/v1/acl/token/self") return tokens.has(String(r.headers["x-consul-token"])) ? { status: 200, body: {} } : { status: 403, body: "ACL not found" };
-      if (r.path === "/v1/acl/policies") return { status: 200, body: policies.map((Name) => ({ Name })) };
-      if (r.path === "/v1/acl/policy") {
-        policies.push((JSON.parse(r.body) as { Name: string }).Name);
-        return { status: 200, body: {} };
-      }
-      tokens.add((JSON.parse(r.body) as { SecretID: string }).SecretID);
-      return { status: 200, body: {} };
-    });
-    expect(await ensureToken(consul.ep, "resin-agent", 'node_prefix "" { policy = "write" }', "agent-secret")).toBe("created");
-    expect(await ensureToken(consul.ep, "resin-agent", 'node_prefix "" { policy = "write" }', "agent-secret")).toBe("existed");
-    expect(policies).toEqual(["resin-agent"]);
-    const put = consul.requests.find((r) => r.path === "/v1/acl/token")!;
-    expect(put.headers["x-consul-token"]).toBe("management-token");
-    expect(JSON.parse(put.body)).toEqual({ SecretID: "agent-secret", Description: "resin: resin-agent", Policies: [{ Name: "resin-agent" }] });
   });
 });
 

@@ -128,11 +128,11 @@ describe("writeCpio", () => {
     for (const seed of [1, 2, 3, 42]) expect(writeCpio(shuffled(tree, seed)).equals(a)).toBe(true);
   });
 
-  it("handles a 70 MB file quickly", () => {
+  // How fast is the bench's business (its build times); here only that a file the size of
+  // a Consul binary, with a length that needs padding, comes back whole.
+  it("writes a 70 MB file whole", () => {
     const big = Buffer.alloc(70 * 1024 * 1024 + 3, 0xab);
-    const start = Date.now();
     const out = writeCpio([{ type: "dir", path: "lib", mode: 0o755 }, { type: "file", path: "lib/big", mode: 0o644, data: big }]);
-    expect(Date.now() - start).toBeLessThan(2000);
     const parsed = parseNewc(out);
     expect(parsed[1]!.data.equals(big)).toBe(true);
   });

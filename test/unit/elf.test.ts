@@ -1,4 +1,4 @@
-import { describe, it, expect, afterAll } from "vitest";
+import { describe, it, expect, afterAll, beforeEach, type TestContext } from "vitest";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -76,27 +76,39 @@ const LS = "/bin/ls";
 const LIBC = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6"].find(existsSync);
 const LOADER = "/lib64/ld-linux-x86-64.so.2";
 const onX86_64 = process.arch === "x64" && process.platform === "linux";
+const NOT_X86_64 = "this host is not x86-64 Linux: the real binaries compared here are x86-64 ELF";
 
-describe.runIf(onX86_64 && existsSync(LS))("readElfDeps on /bin/ls", () => {
-  const deps = readElfDeps(readFileSync(LS));
+// Each test below names what it needs and skips with that reason where it is missing.
+const needLs = (ctx: TestContext) => ctx.skip(!onX86_64 || !existsSync(LS), onX86_64 ? `${LS} is missing` : NOT_X86_64);
+const needReadelf = (ctx: TestContext) => ctx.skip(!hasReadelf, "readelf (Debian's binutils) is not installed");
 
-  it("finds the x86-64 loader and libc", () => {
+describe("readElfDeps on /bin/ls", () => {
+  it("finds the x86-64 loader and libc", (ctx) => {
+    needLs(ctx);
+    const deps = readElfDeps(readFileSync(LS));
     expect(deps?.interpreter).toBe("/lib64/ld-linux-x86-64.so.2");
     expect(deps?.needed).toContain("libc.so.6");
   });
 
-  it.runIf(hasReadelf)("agrees with readelf", () => {
+  it("agrees with readelf", (ctx) => {
+    needLs(ctx);
+    needReadelf(ctx);
     const want = readelf(LS)!;
-    expect(deps).toEqual({ interpreter: want.interpreter, needed: want.needed });
+    expect(readElfDeps(readFileSync(LS))).toEqual({ interpreter: want.interpreter, needed: want.needed });
   });
 });
 
-describe.runIf(onX86_64 && existsSync(LOADER))("readElfDeps on shared libraries", () => {
-  it("finds nothing needed by the loader itself", () => {
+describe("readElfDeps on shared libraries", () => {
+  const needLoader = (ctx: TestContext) => ctx.skip(!onX86_64 || !existsSync(LOADER), onX86_64 ? `${LOADER} is missing` : NOT_X86_64);
+  it("finds nothing needed by the loader itself", (ctx) => {
+    needLoader(ctx);
     expect(readElfDeps(readFileSync(LOADER))).toEqual({ interpreter: undefined, needed: [] });
   });
 
-  it.runIf(!!LIBC && hasReadelf)("agrees with readelf on libc", () => {
+  it("agrees with readelf on libc", (ctx) => {
+    needLoader(ctx);
+    ctx.skip(!LIBC, "no libc.so.6 in /lib/x86_64-linux-gnu, /usr/lib/x86_64-linux-gnu or /lib64");
+    needReadelf(ctx);
     const want = readelf(LIBC!)!;
     expect(readElfDeps(readFileSync(LIBC!))).toEqual({ interpreter: want.interpreter, needed: want.needed });
     expect(want.needed).toContain("ld-linux-x86-64.so.2");
@@ -106,8 +118,11 @@ describe.runIf(onX86_64 && existsSync(LOADER))("readElfDeps on shared libraries"
 // Debian's busybox package is dynamically linked (busybox-static is the static one),
 // so /bin/busybox is compared with readelf whatever it is; a static binary is looked
 // for separately, and compiled with `gcc -static` if none is found.
-describe.runIf(onX86_64 && existsSync("/bin/busybox") && hasReadelf)("readElfDeps on /bin/busybox", () => {
-  it("agrees with readelf", () => {
+describe("readElfDeps on /bin/busybox", () => {
+  it("agrees with readelf", (ctx) => {
+    ctx.skip(!onX86_64, NOT_X86_64);
+    ctx.skip(!existsSync("/bin/busybox"), "/bin/busybox is missing (Debian's busybox package)");
+    needReadelf(ctx);
     const want = readelf("/bin/busybox")!;
     expect(readElfDeps(readFileSync("/bin/busybox"))).toEqual({ interpreter: want.interpreter, needed: want.needed });
   });
@@ -143,14 +158,17 @@ function findStaticBinary(): string | undefined {
 }
 
 const staticBinary = findStaticBinary();
-describe.runIf(!!staticBinary)(`readElfDeps on a real static binary (${staticBinary ?? "none found"})`, () => {
-  it("finds no interpreter and no libraries", () => {
+describe("readElfDeps on a real static binary", () => {
+  it(`finds no interpreter and no libraries (${staticBinary ?? "none found"})`, (ctx) => {
+    ctx.skip(!staticBinary, "no static x86-64 binary here, and none could be built (needs readelf, and gcc with a static libc)");
     expect(readElfDeps(readFileSync(staticBinary!))).toEqual({ interpreter: undefined, needed: [] });
   });
 });
 
-describe.runIf(onX86_64 && existsSync("/usr/libexec/valgrind/cachegrind-x86-linux"))("readElfDeps on a real 32-bit binary", () => {
-  it("refuses it with a clear message", () => {
+describe("readElfDeps on a real 32-bit binary", () => {
+  it("refuses it with a clear message", (ctx) => {
+    ctx.skip(!onX86_64, NOT_X86_64);
+    ctx.skip(!existsSync("/usr/libexec/valgrind/cachegrind-x86-linux"), "no 32-bit binary here: /usr/libexec/valgrind/cachegrind-x86-linux (Debian's valgrind) is missing");
     expect(() => readElfDeps(readFileSync("/usr/libexec/valgrind/cachegrind-x86-linux"))).toThrow(/64-bit little-endian/);
   });
 });
@@ -161,8 +179,9 @@ describe.runIf(onX86_64 && existsSync("/usr/libexec/valgrind/cachegrind-x86-linu
 //   - header present, program headers or dynamic section cut off: it throws Node's
 //     RangeError (ERR_OUT_OF_RANGE / ERR_BUFFER_OUT_OF_BOUNDS) from Buffer.read*, which
 //     names neither the file nor the problem (see the report).
-describe.runIf(onX86_64 && existsSync(LS))("readElfDeps on a truncated /bin/ls", () => {
-  const ls = readFileSync(LS);
+describe("readElfDeps on a truncated /bin/ls", () => {
+  const ls = onX86_64 && existsSync(LS) ? readFileSync(LS) : Buffer.alloc(0);
+  beforeEach((ctx) => needLs(ctx));
 
   it("reports a file cut inside the ELF header as truncated", () => {
     expect(() => readElfDeps(ls.subarray(0, 32))).toThrow(/truncated or corrupt ELF/);

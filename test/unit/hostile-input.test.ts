@@ -292,14 +292,31 @@ describe("host ports", () => {
 describe("the cluster lock", () => {
   const cli = resolve(import.meta.dirname, "..", "..", "dist", "cli", "state", "lock.js");
 
-  /** A separate node process that takes the lock, holds it for `holdMs`, and reports. */
-  function contender(stateHome: string, holdMs: number): Promise<string> {
+  /**
+   * A separate node process that races for the lock through a barrier in `barrier`: it
+   * says it is ready, waits until both contenders are, then asks for the lock. One that
+   * takes it holds it until the other has had its answer (a file the other writes), so
+   * the two attempts overlap however slowly the machine runs them; the wait has a hang
+   * guard only (30 s), which a broken lock that let both in would reach.
+   */
+  function contender(stateHome: string, barrier: string, id: string): Promise<string> {
     const script = `
       const { withClusterLock } = await import(${JSON.stringify(cli)});
+      const { existsSync, writeFileSync, readdirSync } = await import("node:fs");
+      const { join } = await import("node:path");
+      const barrier = ${JSON.stringify(barrier)};
+      const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+      const until = async (ok) => { for (const end = Date.now() + 30000; !ok() && Date.now() < end; ) await sleep(5); };
+      writeFileSync(join(barrier, "ready-${id}"), "");
+      await until(() => readdirSync(barrier).filter((f) => f.startsWith("ready-")).length === 2);
+      const otherAnswered = () => readdirSync(barrier).some((f) => f.startsWith("answered-") && f !== "answered-${id}");
+      let result;
       try {
-        await withClusterLock("race", "test", () => new Promise((r) => setTimeout(r, ${holdMs})));
-        console.log("took it");
-      } catch (e) { console.log("refused: " + e.message); }`;
+        await withClusterLock("race", "test", () => until(otherAnswered));
+        result = "took it";
+      } catch (e) { result = "refused: " + e.message; }
+      writeFileSync(join(barrier, "answered-${id}"), "");
+      console.log(result);`;
     return new Promise((resolvePromise) => {
       const child = spawn(process.execPath, ["--input-type=module", "-e", script], { env: { ...process.env, RESIN_STATE_HOME: stateHome } });
       let out = "";
@@ -313,9 +330,11 @@ describe("the cluster lock", () => {
     const stateHome = tempDir();
     for (let round = 0; round < 5; round++) {
       mkdirSync(join(stateHome, "clusters"), { recursive: true });
+      const barrier = join(tempDir(), "barrier");
+      mkdirSync(barrier);
       // A lock whose owner has died (pid far beyond pid_max), as a crash leaves it.
       writeFileSync(join(stateHome, "clusters", "race.lock"), "999999999 up\n");
-      const results = await Promise.all([contender(stateHome, 1500), contender(stateHome, 1500)]);
+      const results = await Promise.all([contender(stateHome, barrier, "a"), contender(stateHome, barrier, "b")]);
       expect(results.filter((r) => r === "took it"), results.join(" | ")).toHaveLength(1);
       expect(results.find((r) => r !== "took it"), results.join(" | ")).toMatch(/^refused: cluster 'race' is busy: another resin command \(pid \d+, test\)/);
       expect(readdirSync(join(stateHome, "clusters"))).toEqual([]);

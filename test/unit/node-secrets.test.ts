@@ -1,8 +1,8 @@
-import { describe, it, expect, beforeAll } from "vitest";
+import { describe, it, expect, beforeAll, inject } from "vitest";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { request, Agent } from "undici";
@@ -242,27 +242,17 @@ describe("nodeSecretFiles", () => {
 // ---- a real Consul 1.8.7 ------------------------------------------------------------
 //
 // Consul 1.8.7 (the Debian package Resin's debian channel builds with) runs on this
-// machine: when `resin build --channel debian` has unpacked it into the cache, two real
-// agents, a server and a client, are started on loopback addresses with the files a
-// consul-server node and a Consul client node get (their config dirs rewritten from
-// /run/consul to a temporary directory and from the cluster subnet to 127.77.0.x),
-// and the host's calls are checked: mutual TLS on 8501 only, the server bootstraps the
-// management token from its config, and the client agent joins over verified TLS.
+// machine: the unit suite's global setup (test/unit/global-setup.ts) fetches and unpacks
+// it through Resin's artifact cache. Two real agents, a server and a client, are started
+// on loopback addresses with the files a consul-server node and a Consul client node get
+// (their config dirs rewritten from /run/consul to a temporary directory and from the
+// cluster subnet to 127.77.0.x), and the host's calls are checked: mutual TLS on 8501
+// only, the server bootstraps the management token from its config, the client agent
+// joins over verified TLS, and one node's token may register and deregister only itself.
 
-function findConsul187(): string | undefined {
-  const cache = process.env.RESIN_CACHE_HOME ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "resin");
-  const unpacked = join(cache, "unpacked");
-  if (!existsSync(unpacked)) return undefined;
-  for (const d of readdirSync(unpacked)) {
-    const bin = join(unpacked, d, "usr", "bin", "consul");
-    if (existsSync(bin) && /Consul v1\.8\.7/.test(spawnSync(bin, ["version"], { encoding: "utf8" }).stdout ?? "")) return bin;
-  }
-  return undefined;
-}
+const consulBin = inject("consul187");
 
-const consulBin = findConsul187();
-
-describe.skipIf(!consulBin)("a real Consul 1.8.7 server and client agent, with these files", () => {
+describe("a real Consul 1.8.7 server and client agent, with these files", () => {
   it("serve only mutual TLS, bootstrap the management token, and join with verified certificates", { timeout: 90_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), "resin-consul187-"));
     const procs: ChildProcess[] = [];
@@ -281,9 +271,9 @@ describe.skipIf(!consulBin)("a real Consul 1.8.7 server and client agent, with t
           s.replaceAll("/run/consul", cfg).replaceAll("/var/lib/consul", join(cfg, "data")).replace(/^client_addr .*$/m, `client_addr = "${d.node.address}"`);
         for (const text of await imageTexts(d.role, "debian")) writeFileSync(join(cfg, "00-role.hcl"), fix(text));
         for (const [path, f] of d.files) if (path.startsWith("consul/")) writeFileSync(join(cfg, path.slice("consul/".length)), fix(f.content), { mode: 0o600 });
-        const validate = spawnSync(consulBin!, ["validate", cfg], { encoding: "utf8" });
+        const validate = spawnSync(consulBin, ["validate", cfg], { encoding: "utf8" });
         expect(validate.status, validate.stdout + validate.stderr).toBe(0);
-        procs.push(spawn(consulBin!, ["agent", `-config-dir=${cfg}`], { stdio: ["ignore", "pipe", "pipe"] }));
+        procs.push(spawn(consulBin, ["agent", `-config-dir=${cfg}`], { stdio: ["ignore", "pipe", "pipe"] }));
       }
       const logs = procs.map(() => [] as string[]);
       procs.forEach((p, i) => {
@@ -347,6 +337,18 @@ describe.skipIf(!consulBin)("a real Consul 1.8.7 server and client agent, with t
       expect(own.status, own.text).toBe(200);
       const other = await register("t-1", consulAgentToken(secrets, "t-2"));
       expect(other.status, other.text).toBe(403);
+      // And the same for deregister: t-2's token may not remove t-1, and may remove t-2.
+      const deregister = async (node: string, token: string) => {
+        const res = await request("https://127.77.0.1:8501/v1/catalog/deregister", { method: "PUT", dispatcher, body: JSON.stringify({ Node: node }), headers: { "x-consul-token": token } });
+        return { status: res.statusCode, text: await res.body.text() };
+      };
+      const otherGone = await deregister("t-1", consulAgentToken(secrets, "t-2"));
+      expect(otherGone.status, otherGone.text).toBe(403);
+      const catalogNodes = async () => (JSON.parse((await get("https://127.77.0.1:8501/v1/catalog/nodes", secrets.consul.managementToken)).text) as { Node: string }[]).map((n) => n.Node).sort();
+      expect(await catalogNodes()).toEqual(["t-1", "t-2"]);
+      const ownGone = await deregister("t-2", consulAgentToken(secrets, "t-2"));
+      expect(ownGone.status, ownGone.text).toBe(200);
+      expect(await catalogNodes()).toEqual(["t-1"]);
       // The client agent serves its API over TLS too, with its client.dc1.consul certificate.
       const agentSelf = await get("https://127.77.0.2:8501/v1/agent/self", secrets.consul.managementToken);
       expect(JSON.parse(agentSelf.text).Config.NodeName).toBe("t-2");
@@ -362,7 +364,7 @@ describe.skipIf(!consulBin)("a real Consul 1.8.7 server and client agent, with t
 // A cloud cluster's agents learn their address at start (go-sockaddr) and find their
 // servers by cloud auto-join. Consul 1.8.7 is asked whether it accepts that config; it
 // is not started, since auto-join would ask a cloud's API.
-describe.skipIf(!consulBin)("a real Consul 1.8.7 with a DHCP cluster's files", () => {
+describe("a real Consul 1.8.7 with a DHCP cluster's files", () => {
   it("accepts go-sockaddr addresses and a cloud auto-join string (consul validate)", { timeout: 30_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), "resin-consul187-dhcp-"));
     try {
@@ -376,7 +378,7 @@ describe.skipIf(!consulBin)("a real Consul 1.8.7 with a DHCP cluster's files", (
       expect(node).toContain('bind_addr          = "{{ GetPrivateIP }}"');
       expect(node).toContain('retry_join         = ["provider=aws tag_key=resin-cluster tag_value=cloud"]');
       for (const [path, f] of d!.files) if (path.startsWith("consul/")) writeFileSync(join(dir, path.slice("consul/".length)), fix(f.content), { mode: 0o600 });
-      const validate = spawnSync(consulBin!, ["validate", dir], { encoding: "utf8" });
+      const validate = spawnSync(consulBin, ["validate", dir], { encoding: "utf8" });
       expect(validate.status, validate.stdout + validate.stderr).toBe(0);
       expect(validate.stdout).toContain("Configuration is valid!");
     } finally {

@@ -268,12 +268,23 @@ describe("ensureVaultReady", () => {
 
   it("unseals with the recorded keys after the nodes restart sealed", async () => {
     const { path, secrets } = await clusterSecrets();
-    const first = await startVaultDouble({ ca: secrets.ca, nodes: 1 });
-    cleanup.push(() => first.close());
-    const nodes = [{ name: first.nodes[0]!.name, url: first.nodes[0]!.url }];
-    const after = await ensureVaultReady(nodes, secrets, (init) => recordVaultInit(path, init), { timeoutMs: 5000, intervalMs: 20 });
-    expect(after.vault).toMatchObject({ shares: 1, threshold: 1 });
-    expect(first.state().sealed).toEqual([false]);
+    const vault = await startVaultDouble({ ca: secrets.ca, nodes: 3, requireClientCert: true });
+    cleanup.push(() => vault.close());
+    const nodes = vault.nodes.map((n) => ({ name: n.name, url: n.url }));
+    const after = await ensureVaultReady(nodes, secrets, (init) => recordVaultInit(path, init), { timeoutMs: 5000, intervalMs: 20, shares: 3, threshold: 2 });
+    expect(vault.state().sealed).toEqual([false, false, false]);
+    // Every node's Vault starts again: in the raft still, and sealed.
+    for (let i = 0; i < 3; i++) vault.restart(i);
+    expect(vault.state().sealed).toEqual([true, true, true]);
+    expect((await vaultHealth(nodes[0]!.url, hostTls(after))).state).toBe("sealed");
+    const unsealsBefore = vault.nodes.map((n) => n.requests.filter((r) => r.path === "/v1/sys/unseal").length);
+    const again = await ensureVaultReady(nodes, await readSecrets(path), () => Promise.reject(new Error("must not initialise or record again")), { timeoutMs: 5000, intervalMs: 20 });
+    expect(again).toEqual(after);
+    expect(vault.state().sealed).toEqual([false, false, false]);
+    // Each node was given the recorded shares again (the threshold, 2), and nobody initialised.
+    const unseals = vault.nodes.map((n, i) => n.requests.filter((r) => r.path === "/v1/sys/unseal").length - unsealsBefore[i]!);
+    expect(unseals).toEqual([2, 2, 2]);
+    expect(vault.nodes.flatMap((n) => n.requests).filter((r) => r.path === "/v1/sys/init")).toHaveLength(1);
   });
 
   it("refuses to go on when Vault is initialised but the bundle has no keys", async () => {

@@ -1,4 +1,4 @@
-import { describe, it, expect, beforeAll, afterAll } from "vitest";
+import { describe, it, expect, beforeAll, afterAll, vi } from "vitest";
 import { createHash } from "node:crypto";
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,6 +9,13 @@ import { execa } from "execa";
 import { parse as parseHcl2 } from "@cdktf/hcl2json";
 import { buildOpenTofu, describeEngine, ENGINE_ENV, OPENTOFU, terraformBinary } from "../tools/terraform.js";
 import { cacheHome } from "../../cli/util/paths.js";
+
+// Time: every engine command gets a hang guard (TF_MS), and every test and hook of this
+// file a timeout that holds its commands' guards with a margin (the most a test runs is
+// eight commands: 8 × 90 s = 12 min of 15), so a slow, loaded machine meets a command's
+// own "timed out" before vitest's, and neither as a speed claim.
+const TF_MS = 90_000;
+vi.setConfig({ testTimeout: 15 * 60_000, hookTimeout: 15 * 60_000 });
 
 // The Terraform tree (terraform/): modules for AWS and libvirt, and a local example
 // that drives resin through Terraform's built-in terraform_data.
@@ -57,7 +64,7 @@ async function terraform(cwd: string, args: string[], opts: { env?: Record<strin
   const r = await execa(TERRAFORM!, args, {
     cwd,
     env: { ...process.env, ...ENGINE_ENV, ...opts.env },
-    timeout: opts.timeoutMs ?? 50_000,
+    timeout: opts.timeoutMs ?? TF_MS,
     reject: false,
     stdin: "ignore",
   });
@@ -391,7 +398,7 @@ describe("examples/local with real Terraform (no provider needed)", () => {
     expect((await terraform(work, ["apply", "-auto-approve", "-input=false", "-no-color", ...vars], { env })).code).toBe(0);
     expect((await terraform(work, ["destroy", "-auto-approve", "-input=false", "-no-color", ...vars], { env })).code).toBe(0);
     expect(calls()).toEqual(["up --name tf-fake --nodes 5 --role control-plane --channel official --timeout 300", "status --name tf-fake", "down --name tf-fake"]);
-  }, 120_000);
+  });
 
   it("apply fails when resin status says the cluster is not healthy", async () => {
     const work = copyFiles("examples/local", ["versions.tf", "variables.tf", "main.tf", "outputs.tf"]);
@@ -403,7 +410,7 @@ describe("examples/local with real Terraform (no provider needed)", () => {
     expect(apply.code).toBe(1);
     expect(apply.flat).toContain("NOT healthy");
     expect(apply.flat).toContain("exit status 3");
-  }, 60_000);
+  });
 });
 
 // ---- the modules' plan-derived values, evaluated without their providers ---------------
@@ -515,7 +522,7 @@ describe("modules/aws: plan-derived values and validations, by real Terraform wi
       expect(gunzipSync(Buffer.from(values.user_data[name], "base64")).equals(data), `user data of ${name}`).toBe(true);
     }
     expect(values.image_ids).toEqual({ "consul-server": "ab".repeat(32) });
-  }, 60_000);
+  });
 
   it("a static plan is refused with one message that says why and what to run", async () => {
     const { run } = await evaluate(probe, [`plan_file=${fx.plans.static}`, ...common]);
@@ -535,7 +542,7 @@ describe("modules/aws: plan-derived values and validations, by real Terraform wi
     const join_ = await evaluate(probe, [`plan_file=${fx.plans.noAwsJoin}`, ...common]);
     expect(errorCount(join_.run)).toBe(1);
     expect(join_.run.flat).toContain("The plan's join string must name AWS cloud auto-join with a tag");
-  }, 60_000);
+  });
 
   it("bad variables are refused with their messages", async () => {
     const { run } = await evaluate(probe, [`plan_file=${fx.plans.dhcp}`, "bucket=Not_A_Bucket", "subnet_ids=[]", 'api_cidrs=["everyone"]']);
@@ -596,7 +603,7 @@ describe("init and validate with the providers (AWS, libvirt)", () => {
     tree = copyTree();
     cliConfig = join(tree, "mirror.tfrc");
     writeFileSync(cliConfig, `provider_installation {\n  filesystem_mirror {\n    path = ${JSON.stringify(mirror)}\n  }\n}\n`);
-    for (const d of dirs) inits.set(d, terraform(join(tree, d), ["init", "-backend=false", "-input=false", "-no-color"], { timeoutMs: 30_000, env: { TF_CLI_CONFIG_FILE: cliConfig } }));
+    for (const d of dirs) inits.set(d, terraform(join(tree, d), ["init", "-backend=false", "-input=false", "-no-color"], { env: { TF_CLI_CONFIG_FILE: cliConfig } }));
   });
 
   for (const d of dirs) {
@@ -610,7 +617,7 @@ describe("init and validate with the providers (AWS, libvirt)", () => {
       expect(init.code, `terraform init from the mirror ${mirror}:\n${init.stdout}${init.stderr}`).toBe(0);
       const r = await terraform(join(tree, d), ["validate", "-no-color"], { env: { TF_CLI_CONFIG_FILE: cliConfig } });
       expect(r.code, r.stdout + r.stderr).toBe(0);
-    }, 60_000);
+    });
   }
 });
 
@@ -628,7 +635,7 @@ describe("OpenTofu built from its Go module (the fallback when there is no terra
   }, 120 * 60_000);
 
   it("is OpenTofu 1.12.6 as released (no -dev marker), from the pinned module, its hcl replace applied, without cgo", async () => {
-    const v = await execa(tofu.path, ["version"], { env: { ...process.env, ...ENGINE_ENV }, reject: false });
+    const v = await execa(tofu.path, ["version"], { env: { ...process.env, ...ENGINE_ENV }, reject: false, timeout: TF_MS });
     expect(v.exitCode).toBe(0);
     // The whole line: a -dev build would say "OpenTofu v1.12.6-dev".
     expect(String(v.stdout)).toMatch(new RegExp(`^OpenTofu v${OPENTOFU.version.replace(/\./g, "\\.")}$`, "m"));
@@ -650,19 +657,19 @@ describe("OpenTofu built from its Go module (the fallback when there is no terra
     const rc = join(tempDir("tofurc"), "none.tofurc");
     writeFileSync(rc, `provider_installation {\n  filesystem_mirror {\n    path = ${JSON.stringify(empty)}\n  }\n}\n`);
     const env = { ...process.env, ...ENGINE_ENV, TF_CLI_CONFIG_FILE: rc, HTTPS_PROXY: "http://127.0.0.1:9", HTTP_PROXY: "http://127.0.0.1:9", NO_PROXY: "" };
-    const init = await execa(tofu.path, ["init", "-backend=false", "-input=false", "-no-color"], { cwd: dir, env, reject: false, all: true });
+    const init = await execa(tofu.path, ["init", "-backend=false", "-input=false", "-no-color"], { cwd: dir, env, reject: false, all: true, timeout: TF_MS });
     expect(init.exitCode, String(init.all)).toBe(0);
     expect(String(init.all)).toContain("OpenTofu has been successfully initialized!");
     expect(existsSync(join(dir, ".terraform", "providers"))).toBe(false);
-    const validate = await execa(tofu.path, ["validate", "-no-color"], { cwd: dir, env, reject: false, all: true });
+    const validate = await execa(tofu.path, ["validate", "-no-color"], { cwd: dir, env, reject: false, all: true, timeout: TF_MS });
     expect(validate.exitCode, String(validate.all)).toBe(0);
     expect(String(validate.all)).toContain("The configuration is valid.");
     // The same offline setup refuses a configuration that needs a provider: the check above can fail.
     writeFileSync(join(dir, "needs.tf"), 'terraform {\n  required_providers {\n    null = {\n      source = "hashicorp/null"\n    }\n  }\n}\n');
-    const refused = await execa(tofu.path, ["init", "-backend=false", "-input=false", "-no-color"], { cwd: dir, env, reject: false, all: true });
+    const refused = await execa(tofu.path, ["init", "-backend=false", "-input=false", "-no-color"], { cwd: dir, env, reject: false, all: true, timeout: TF_MS });
     expect(refused.exitCode).toBe(1);
     expect(String(refused.all).replace(/[\s│]+/g, " ")).toContain("hashicorp/null");
-  }, 60_000);
+  });
 
   describe("terraformBinary() picks the engine in order", () => {
     const fakeTerraform = (dir: string, version: string) => {
