@@ -66,7 +66,7 @@ consul:
       checks:
         - { tcp: tcp, interval: 5s }
 `);
-  write("services/echo/run", "#!/bin/sh\nexec 2>&1\nexec chpst -u echo:echo nc -lk -p 7000 -e cat\n", 0o755);
+  write("services/echo/run", "#!/bin/sh\nexec 2>&1\nexec chpst -u echo:echo nc -ll -p 7000 -e cat\n", 0o755);
   write("machines/web.yml", readFileSync(join(project, "machines", "web.yml"), "utf8").replace("services: [base, consul, hello]", "services: [base, consul, hello, echo]"));
 });
 
