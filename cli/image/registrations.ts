@@ -5,15 +5,22 @@ import type { Role, Service } from "../spec/load.js";
 import type { OptionValue } from "../spec/schema.js";
 import { canonicalJson } from "../util/hash.js";
 
-/** Where the definitions go: Consul's run script hands every *.json here to the agent. */
-export const CONSUL_SERVICES_FILE = "etc/consul.d/50-services.json";
+/**
+ * Where the definitions go. Consul's run script copies them to /run/consul/50-services.json
+ * with the node's own agent token in place of AGENT_TOKEN_PLACEHOLDER: Consul registers a
+ * service from a config file with the service's `token`, else the anonymous token (never
+ * acl.tokens.agent), and the image cannot know the node's token.
+ */
+export const CONSUL_SERVICES_FILE = "usr/lib/resin/consul/services.json";
+export const AGENT_TOKEN_PLACEHOLDER = "@resin-agent-token@";
 /** "key value" lines for services/base/sysctl. */
 export const SYSCTL_FILE = "etc/resin/sysctl";
 
 /**
  * Consul service definitions (JSON, read alike by Consul 1.8 and current Consul) for
  * every `consul.services` entry of the role's services, or undefined when there are none.
- * Checks run on the node itself, against the service's port on 127.0.0.1.
+ * Checks run on the node itself, against the service's port on 127.0.0.1; each
+ * definition carries the placeholder for the node's own token (see CONSUL_SERVICES_FILE).
  */
 export function consulServiceDefinitions(services: Service[]): string | undefined {
   const defs = services.flatMap((s) =>
@@ -23,6 +30,7 @@ export function consulServiceDefinitions(services: Service[]): string | undefine
       port: s.ports[c.port]!,
       tags: c.tags,
       meta: { "resin-service": s.name },
+      token: AGENT_TOKEN_PLACEHOLDER,
       checks: c.checks.map((check) => {
         if ("tcp" in check) return { name: `${c.name}: tcp ${s.ports[check.tcp]}`, tcp: `127.0.0.1:${s.ports[check.tcp]}`, interval: check.interval, timeout: "2s" };
         if ("http" in check) return { name: `${c.name}: http ${s.ports[check.http]}${check.path}`, http: `http://127.0.0.1:${s.ports[check.http]}${check.path}`, interval: check.interval, timeout: "2s" };

@@ -195,6 +195,7 @@ describe("the in-image shell", () => {
       writeFileSync(at("consul-run"), rehome(run), { mode: 0o755 });
       mkdirSync(at("usr/lib/resin"), { recursive: true });
       for (const [, helper] of run.matchAll(/\/usr\/lib\/resin\/([\w.-]+)/g)) {
+        if (!existsSync(join(SERVICES, "base", helper!))) continue; // usr/lib/resin/consul/: the role's definitions, below
         writeFileSync(at(`usr/lib/resin/${helper}`), rehome(readFileSync(join(SERVICES, "base", helper!), "utf8")), { mode: 0o755 });
       }
       // chpst would drop to the consul user and chown hand it its files: neither can here.
@@ -230,6 +231,20 @@ describe("the in-image shell", () => {
         expect(chowns.at(-1), sh.join(" ")).toBe(`consul:consul ${dir}/var/lib/consul`);
         expect(chowns[0], sh.join(" ")).toMatch(new RegExp(`^consul:consul ${dir}/run/\\.consul\\.\\w+/05-a\\.json .* ${dir}/run/\\.consul\\.\\w+$`));
         expect(chowns).toHaveLength(2);
+      }
+      // A role that registers services: their definitions get this node's own agent token
+      // (read from its config) in place of the placeholder, and join the config after it.
+      mkdirSync(at("usr/lib/resin/consul"));
+      writeFileSync(at("usr/lib/resin/consul/services.json"), '{"services":[{"name":"redis","token":"@resin-agent-token@"}]}\n');
+      writeFileSync(at("run/config/consul/10-node.hcl"), 'acl {\n  tokens {\n    master = "11111111-2222-4333-8444-555555555555"\n    agent  = "0a1b2c3d-0000-4000-8000-00000000abcd"\n  }\n}\n');
+      for (const sh of [["sh"], [busybox, "sh"]]) {
+        rmSync(at("chowns"), { force: true });
+        const r = spawnSync(sh[0]!, [...sh.slice(1), at("consul-run")], { env, encoding: "utf8" });
+        expect(r.status, `${sh.join(" ")}: ${r.stdout}${r.stderr}`).toBe(0);
+        expect(readFileSync(at("argv"), "utf8").split("\n").slice(0, -1).at(-1), sh.join(" ")).toBe(`-config-file=${dir}/run/consul/50-services.json`);
+        expect(readFileSync(at("run/consul/50-services.json"), "utf8")).toBe('{"services":[{"name":"redis","token":"0a1b2c3d-0000-4000-8000-00000000abcd"}]}\n');
+        expect(readFileSync(at("chowns"), "utf8"), sh.join(" ")).toContain(`consul:consul ${dir}/run/.consul-services.json`);
+        expect(existsSync(at("run/.consul-services.json"))).toBe(false);
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });

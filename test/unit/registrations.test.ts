@@ -51,6 +51,7 @@ describe("what goes into the image", () => {
         port: 8080,
         tags: ["web"],
         meta: { "resin-service": "web" },
+        token: "@resin-agent-token@",
         checks: [
           { name: "web: tcp 8080", tcp: "127.0.0.1:8080", interval: "5s", timeout: "2s" },
           { name: "web: http 9090/health", http: "http://127.0.0.1:9090/health", interval: "10s", timeout: "2s" },
