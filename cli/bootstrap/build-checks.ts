@@ -63,14 +63,17 @@ export const runBuildChecks: BuildCheck = async (role, image, log) => {
     for (const { service, command } of wanted) {
       const started = Date.now();
       const r = await inImage(root, command);
-      const result = { service, command, exitCode: r.exitCode ?? -1, seconds: Math.round(Date.now() - started) / 1000, output: tail(printable(r.all ?? "").trim()) };
+      // What goes into the manifest is what the check said, never how long it took: the
+      // same image must give the same manifest.
+      const result = { service, command, exitCode: r.exitCode ?? -1, output: tail(printable(r.all ?? "").trim()) };
+      const seconds = (Date.now() - started) / 1000;
       if (result.exitCode !== 0) {
         throw new ResinError(
           `${role.spec.role}: build check of service ${service} failed (${r.timedOut ? "timed out" : `exit ${result.exitCode}`}): ${command}`,
           `${result.output || "(it printed nothing)"}\nnothing was installed: the previous image of ${role.spec.role} is unchanged`,
         );
       }
-      log(`  check ${service}: ${command} (${result.seconds.toFixed(2)}s)`);
+      log(`  check ${service}: ${command} (${seconds.toFixed(2)}s)`);
       results.push(result);
     }
     return results;

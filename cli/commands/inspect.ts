@@ -39,7 +39,7 @@ export function formatManifest(dir: string, m: ImageManifest): string {
     ...m.packages.map((p) => `  deb     ${p.package} ${p.version} (${p.suite}) sha256:${p.sha256}`),
     ...m.releases.map((r) => `  release ${r.product} ${r.version} ${r.file} sha256:${r.sha256} signed by ${r.signer}`),
     "",
-    ...(m.checks?.length ? ["build checks (passed when it was built):", ...m.checks.map((c) => `  ${c.service}: ${c.command} (exit ${c.exitCode}, ${c.seconds.toFixed(2)}s)`), ""] : []),
+    ...(m.checks?.length ? ["build checks (passed when it was built):", ...m.checks.map((c) => `  ${c.service}: ${c.command} (exit ${c.exitCode})`), ""] : []),
     "root filesystem:",
   ];
   const rows = m.files.map((f) => [

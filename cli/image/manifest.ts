@@ -70,7 +70,6 @@ export interface BuildCheckResult {
   service: string;
   command: string;
   exitCode: number;
-  seconds: number;
   /** What it printed (stdout and stderr, the last 4 KiB), made printable. */
   output: string;
 }
@@ -122,7 +121,7 @@ export const ImageManifestSchema = z
     releases: z.array(z.object({}).passthrough()),
     files: z.array(z.object({ path: z.string() }).passthrough()),
     initramfsFiles: z.array(z.object({ path: z.string() }).passthrough()),
-    checks: z.array(z.object({ service: name, command: z.string(), exitCode: z.number().int(), seconds: z.number(), output: z.string() }).strict()).optional(),
+    checks: z.array(z.object({ service: name, command: z.string(), exitCode: z.number().int(), output: z.string() }).strict()).optional(),
   })
   .passthrough();
 

@@ -46,7 +46,9 @@ function write(path: string, text: string, mode = 0o644): void {
   chmodSync(join(project, path), mode);
 }
 
-const junitCases = (xml: string) => [...xml.matchAll(/<testcase name="([^"]+)"[^>]*?(\/>|>\s*<(failure|skipped))/g)].map((m) => `${m[1]}: ${m[3] ?? "passed"}`);
+/** Each <testcase> of a JUnit report as "name: passed|failure|skipped". */
+const junitCases = (xml: string) =>
+  [...xml.matchAll(/<testcase name="([^"]+)"[^>]*?(?:\/>|>([\s\S]*?)<\/testcase>)/g)].map((m) => `${m[1]}: ${/^\s*<(failure|skipped)/.exec(m[2] ?? "")?.[1] ?? "passed"}`);
 
 beforeAll(() => {
   mkdirSync(temp, { recursive: true });

@@ -45,11 +45,17 @@ describe("health-gated rolling upgrade", () => {
       const role = join(p, "machines", "consul-server.yml");
       writeFileSync(role, readFileSync(role, "utf8").replace("    ui: true\n", "    ui: true\n    log_level: DEBUG\n"));
     });
-    // C: broken on purpose — a key Consul rejects, so the agent never starts.
+    // C: broken on purpose — a key Consul rejects, so the agent never starts. Consul's
+    // build check (consul validate) would stop such a build, so this copy of the service
+    // drops its checks: the image boots, and only the upgrade's health gate can catch it.
     setC = await imageSet((p) => {
       overrideStock(p, "services/consul");
       const template = join(p, "services", "consul", "role.hcl.hbs");
       writeFileSync(template, `${readFileSync(template, "utf8")}\nresin_not_a_consul_key = true\n`);
+      const spec = join(p, "services", "consul", "service.yml");
+      const unchecked = readFileSync(spec, "utf8").replace(/\nchecks:\n(?:[ #].*\n)*/, "\n");
+      if (unchecked.includes("checks:")) throw new Error("the consul service's build check is still there");
+      writeFileSync(spec, unchecked);
     });
     const r = await resinAsync(["up", "--name", name, "--role", "consul-server", "--channel", "debian", "--timeout", "420"], env);
     if (r.status !== 0) throw new Error(`resin up failed:\n${r.stderr}`);
