@@ -10,7 +10,6 @@ import { canonicalJson } from "../util/hash.js";
 import type { ClusterPlan, NodePlan } from "./plan.js";
 import type { Secrets } from "./secrets.js";
 import { consulAgentToken, nodeSecretFiles, serviceRolesOf, statusToken } from "./node-secrets.js";
-import { consulServiceNames } from "../image/registrations.js";
 
 export type MetadataNode = { content: string; perm?: string } | { entries: Record<string, MetadataNode>; perm?: string };
 export type MetadataTree = Record<string, MetadataNode>;
@@ -84,8 +83,6 @@ export function templateContext(ctx: NodeContext, serviceName: string) {
       id: nodeId(ctx.secrets, ctx.node.name),
       /** This node's own Consul agent token (write on this node only). */
       consulAgentToken: consulAgentToken(ctx.secrets, ctx.node.name),
-      /** The Consul services the node's role registers (its agent registers them with its own token). */
-      consulServices: consulServiceNames(ctx.role.services),
       address: network.mode === "dhcp" ? DHCP_BIND_ADDRESS : ctx.node.address,
       index: ctx.node.index,
       role: ctx.node.role,

@@ -83,7 +83,8 @@ const TRANSIENT = new Set([
 ]);
 const TIMEOUTS = new Set(["UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT"]);
 
-function errorCode(e: unknown): string {
+/** A network error's code (undici puts it on the error or its cause), or "". */
+export function errorCode(e: unknown): string {
   const err = e as { code?: string; cause?: { code?: string } };
   return err.code ?? err.cause?.code ?? "";
 }

@@ -10,7 +10,7 @@ import { consulAgentToken } from "../bootstrap/node-secrets.js";
 import { bootstrapNomadAcl } from "./nomad.js";
 import { ensureVaultReady, type VaultNode } from "./vault.js";
 import { clusterPaths, imageDirFor } from "../state/state.js";
-import { readManifest, registeredServices } from "../image/manifest.js";
+import { readManifest, registrations } from "../image/manifest.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { sleep } from "../util/time.js";
@@ -50,9 +50,9 @@ export async function finishCluster(state: ClusterState, secrets: Secrets, targe
   if (targets.vault.nodes.length > 0) await bringUpVault(state, targets.vault, secrets, log);
 }
 
-/** Each node with the Consul services its image registers (from the image's manifest). */
-export async function nodesRegistering(state: ClusterState): Promise<{ name: string; services: string[] }[]> {
-  return Promise.all(state.nodes.map(async (n) => ({ name: n.name, services: registeredServices((await readManifest(imageDirFor(state.name, n.image))) ?? { services: [] }) })));
+/** Each node with the Consul services its image registers (the image's manifest says, and which of its services declares each). */
+export async function nodesRegistering(state: ClusterState): Promise<{ name: string; registrations: { name: string; service: string }[] }[]> {
+  return Promise.all(state.nodes.map(async (n) => ({ name: n.name, registrations: registrations((await readManifest(imageDirFor(state.name, n.image))) ?? { services: [] }) })));
 }
 
 /**
@@ -60,14 +60,14 @@ export async function nodesRegistering(state: ClusterState): Promise<{ name: str
  * Nomad's token and the web UI's read-only token, created with their policies; a policy
  * whose rules changed (a node moved to an image that registers other services) is updated.
  */
-export async function bootstrapConsulAcl(ep: ConsulEndpoint, secrets: Secrets, nodes: { name: string; services: string[] }[], log: Log, timeoutMs = 120_000): Promise<void> {
+export async function bootstrapConsulAcl(ep: ConsulEndpoint, secrets: Secrets, nodes: { name: string; registrations: { name: string }[] }[], log: Log, timeoutMs = 120_000): Promise<void> {
   if (!ep.access) return; // an agent without TLS and ACLs has nothing to bootstrap
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
       const made: string[] = [];
       for (const node of nodes) {
-        if ((await ensureToken(ep, `resin-agent-${node.name}`, consulAgentPolicy(node.name, node.services), consulAgentToken(secrets, node.name))) === "created") made.push(node.name);
+        if ((await ensureToken(ep, `resin-agent-${node.name}`, consulAgentPolicy(node.name, node.registrations.map((r) => r.name)), consulAgentToken(secrets, node.name))) === "created") made.push(node.name);
       }
       const nomad = await ensureToken(ep, "resin-nomad", CONSUL_NOMAD_POLICY, secrets.consul.nomadToken);
       const ui = secrets.consul.uiToken ? await ensureToken(ep, "resin-ui-read", CONSUL_UI_POLICY, secrets.consul.uiToken) : undefined;

@@ -214,13 +214,18 @@ export interface ConsulCheck {
 }
 
 /** Every check of every node and service in the catalog, as the endpoint's token may read them. */
+const ChecksSchema = z.array(
+  z.object({ Node: z.string(), CheckID: z.string(), Name: z.string(), Status: z.string(), Output: z.string().default(""), ServiceName: z.string().default("") }).passthrough(),
+);
+
 export async function consulChecks(ep: ConsulEndpoint, timeoutMs = 5000): Promise<ConsulCheck[]> {
-  const body = (await getJson(ep, "/v1/health/state/any", timeoutMs)) as { Node: string; CheckID: string; Name: string; Status: string; Output: string; ServiceName: string }[];
-  return body.map((c) => ({ node: String(c.Node), checkId: String(c.CheckID), name: String(c.Name), status: String(c.Status), output: String(c.Output ?? ""), serviceName: String(c.ServiceName ?? "") }));
+  // What Consul says reaches the terminal and JUnit files: parsed, its strings made printable.
+  const body = fromOutside(ChecksSchema, await getJson(ep, "/v1/health/state/any", timeoutMs), "Consul's health checks");
+  return body.map((c) => ({ node: c.Node, checkId: c.CheckID, name: c.Name, status: c.Status, output: c.Output, serviceName: c.ServiceName }));
 }
 
 /** The nodes on which the catalog has `service` registered. */
 export async function consulServiceNodes(ep: ConsulEndpoint, service: string, timeoutMs = 5000): Promise<string[]> {
-  const body = (await getJson(ep, `/v1/catalog/service/${encodeURIComponent(service)}`, timeoutMs)) as { Node: string }[];
-  return [...new Set(body.map((e) => String(e.Node)))].sort();
+  const body = fromOutside(z.array(z.object({ Node: z.string() }).passthrough()), await getJson(ep, `/v1/catalog/service/${encodeURIComponent(service)}`, timeoutMs), `Consul's catalog of ${service}`);
+  return [...new Set(body.map((e) => e.Node))].sort();
 }

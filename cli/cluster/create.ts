@@ -38,11 +38,20 @@ export function parseRoleCounts(spec: string): string[] {
   return roles;
 }
 
-/** What a cluster is made of, said briefly: "3 × consul-server, 2 × nomad-client". */
-export function describeRoles(roles: string[]): string {
+function roleCounts(roles: string[]): [string, number][] {
   const counts = new Map<string, number>();
   for (const r of roles) counts.set(r, (counts.get(r) ?? 0) + 1);
-  return [...counts].map(([r, n]) => `${n} × ${r}`).join(", ");
+  return [...counts];
+}
+
+/** What a cluster is made of, said briefly: "3 × consul-server, 2 × nomad-client". */
+export function describeRoles(roles: string[]): string {
+  return roleCounts(roles).map(([r, n]) => `${n} × ${r}`).join(", ");
+}
+
+/** The same counts as a --roles argument (parseRoleCounts reads it back): "consul-server=3,nomad-client=2". */
+export function formatRoleCounts(roles: string[]): string {
+  return roleCounts(roles).map(([r, n]) => `${r}=${n}`).join(",");
 }
 
 /** A new cluster: build its roles' images, plan the nodes, make the secrets bundle, record it all. */

@@ -17,7 +17,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { pipeline } from "node:stream/promises";
 import type { Dispatcher } from "undici";
 import { ResinError } from "../util/errors.js";
-import { dispatcherFor, type ApiTls } from "./api.js";
+import { dispatcherFor, errorCode, type ApiTls } from "./api.js";
 
 export const UI_SERVICES = ["consul", "nomad", "vault"] as const;
 export type UiService = (typeof UI_SERVICES)[number];
@@ -173,11 +173,6 @@ const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "tra
 
 const CONNECT_FAILURES = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "UND_ERR_SOCKET", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_CLOSED"]);
 
-function code(e: unknown): string {
-  const err = e as { code?: string; cause?: { code?: string } };
-  return err.code ?? err.cause?.code ?? "";
-}
-
 /** Does the upstream answer at all (any HTTP status)? Its failure in words, or undefined. */
 export async function probe(dispatcher: Dispatcher, up: Upstream, service: UiService, timeoutMs = 5000): Promise<string | undefined> {
   try {
@@ -185,7 +180,7 @@ export async function probe(dispatcher: Dispatcher, up: Upstream, service: UiSer
     await res.body.dump();
     return undefined;
   } catch (e) {
-    const c = code(e);
+    const c = errorCode(e);
     return c ? `${(e as Error).message} (${c})` : (e as Error).message;
   }
 }
@@ -261,7 +256,7 @@ export async function startUiProxy(opts: UiProxyOptions): Promise<UiProxy> {
       });
     } catch (e) {
       if (abort.signal.aborted) return; // the browser went away first
-      const c = code(e);
+      const c = errorCode(e);
       if (CONNECT_FAILURES.has(c)) {
         await moveFrom(up, `${c}`);
         // A request without a body can be sent again as it was, to the node now in use.

@@ -16,9 +16,9 @@ import type { Channel } from "../spec/schema.js";
 import { listRoles } from "../spec/load.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { consulAccess, consulChecks, consulEndpoint, consulServiceNodes, type ConsulCheck, type ConsulEndpoint } from "../cluster/consul.js";
-import { readManifest } from "../image/manifest.js";
-import { describeRoles } from "../cluster/create.js";
-import { clusterPaths, imageDirFor, requireCluster } from "../state/state.js";
+import { describeRoles, formatRoleCounts } from "../cluster/create.js";
+import { nodesRegistering } from "../cluster/bootstrap.js";
+import { clusterPaths, requireCluster } from "../state/state.js";
 import { localMachines } from "../provider/local.js";
 import { ResinError } from "../util/errors.js";
 import { installRoot } from "../util/paths.js";
@@ -117,7 +117,7 @@ function serviceProblems(snap: ConsulSnapshot, service: string, expectedNodes: s
  * fails unless its service is registered on every node whose image registers it and
  * every check of it passes.
  */
-export function checkCases(snap: ConsulSnapshot, expected: Map<string, string[]>, seconds: Map<string, number>, timeoutSeconds: number): TestCase[] {
+export function checkCases(snap: ConsulSnapshot, expected: Map<string, string[]>, seconds: Map<string, number>, timeoutSeconds: number): (TestCase & { service: string })[] {
   const services = [...new Set(["", ...expected.keys(), ...snap.checks.map((c) => c.serviceName).filter((s) => s !== "consul")])].sort();
   return services.map((service) => {
     const problems = serviceProblems(snap, service, expected.get(service) ?? []);
@@ -127,13 +127,14 @@ export function checkCases(snap: ConsulSnapshot, expected: Map<string, string[]>
       ...snap.checks.filter((c) => c.serviceName === service).map((c) => `${c.node}: ${c.name} (${c.checkId}): ${c.status}${c.output ? `: ${c.output.trim()}` : ""}`),
     ].join("\n");
     return {
+      service,
       name,
       classname: "resin.consul",
       seconds: seconds.get(service) ?? timeoutSeconds,
       outcome: problems.length ? "failed" : "passed",
       message: problems.length ? `not passing after ${timeoutSeconds}s: ${problems.join("; ")}` : undefined,
       output: printable(detail),
-    } satisfies TestCase;
+    };
   });
 }
 
@@ -144,6 +145,11 @@ export function formatSummary(cases: TestCase[]): string {
   return `${formatTable(rows)}\n${n("passed")} passed, ${n("failed")} failed, ${n("skipped")} skipped`;
 }
 
+/** This resin, run as a user's script would run it, with `env`; never throws on its exit status. */
+function resin(args: string[], env: NodeJS.ProcessEnv, signal?: AbortSignal) {
+  return execa(process.execPath, [join(installRoot(), "dist", "cli", "main.js"), ...args], { env, reject: false, all: true, stdin: "ignore", cancelSignal: signal });
+}
+
 export async function testCommand(opts: TestOptions): Promise<boolean> {
   const scripts = await checkTestInput(opts);
   const name = `test-${randomBytes(4).toString("hex")}`;
@@ -152,8 +158,7 @@ export async function testCommand(opts: TestOptions): Promise<boolean> {
   process.env.RESIN_STATE_HOME = home;
   const env = { ...process.env, RESIN_STATE_HOME: home, RESIN_PROJECT: opts.project, RESIN_CLUSTER: name };
   const abort = new AbortController();
-  const cli = (args: string[]) =>
-    execa(process.execPath, [join(installRoot(), "dist", "cli", "main.js"), ...args], { env, reject: false, all: true, stdin: "ignore", cancelSignal: abort.signal });
+  const cli = (args: string[]) => resin(args, env, abort.signal);
   const failures = join(opts.project, "out", "test-failures");
   await rm(failures, { recursive: true, force: true });
 
@@ -179,7 +184,7 @@ export async function testCommand(opts: TestOptions): Promise<boolean> {
       if (existsSync(console)) await copyFile(console, join(dir, `${node.name}.console.log`));
     }
     for (const s of services) {
-      const r = await execa(process.execPath, [join(installRoot(), "dist", "cli", "main.js"), "logs", s.node, "--name", name, "--service", s.service, "-n", "500"], { env, reject: false, all: true, stdin: "ignore" });
+      const r = await resin(["logs", s.node, "--name", name, "--service", s.service, "-n", "500"], env);
       await writeFile(join(dir, `${s.node}.${s.service}.log`), printable(r.all ?? ""));
     }
     c.message = `${c.message ?? "failed"} (logs: ${dir})`;
@@ -193,8 +198,7 @@ export async function testCommand(opts: TestOptions): Promise<boolean> {
     opts.log(`resin test: cluster ${name} (${describeRoles(opts.roles)}, ${opts.channel} channel), state in ${home}`);
     // 1. Build what is needed, boot, and wait for quorum and autopilot's health.
     const upStarted = Date.now();
-    const roleCounts = describeRoles(opts.roles).split(", ").map((p) => p.replace(/^(\d+) × (.+)$/, "$2=$1")).join(",");
-    const up = await cli(["up", "--name", name, "--roles", roleCounts, "--channel", opts.channel, "--timeout", String(opts.upTimeoutSeconds), ...(opts.offline ? ["--offline"] : [])]);
+    const up = await cli(["up", "--name", name, "--roles", formatRoleCounts(opts.roles), "--channel", opts.channel, "--timeout", String(opts.upTimeoutSeconds), ...(opts.offline ? ["--offline"] : [])]);
     const upCase: TestCase = { name: "cluster comes up healthy", classname: "resin.cluster", seconds: (Date.now() - upStarted) / 1000, outcome: "passed", output: printable(up.all ?? "") };
     if (up.exitCode !== 0) {
       upCase.outcome = "failed";
@@ -209,14 +213,12 @@ export async function testCommand(opts: TestOptions): Promise<boolean> {
     // 2. Every check of every service Consul knows, until all pass or the bound.
     const checks = await waitForChecks(name, opts.checksTimeoutSeconds, abort.signal);
     for (const c of checkCases(checks.last, checks.expected, checks.passedAfter, opts.checksTimeoutSeconds)) {
-      if (c.outcome === "failed") {
-        // The logs of the service on each node where it is missing or a check fails.
-        const service = /^consul: service (.+) passes its checks$/.exec(c.name)?.[1];
-        const bad = checks.last.checks.filter((k) => k.serviceName === service && k.status !== "passing").map((k) => k.node);
-        const missing = (checks.expected.get(service ?? "") ?? []).filter((n) => !(checks.last.registered.get(service ?? "") ?? []).includes(n));
-        const owner = (node: string) => checks.owners.get(`${node}/${service}`) ?? service!;
-        await keepLogs(c, service ? [...new Set([...bad, ...missing])].map((node) => ({ node, service: owner(node) })) : []);
-      }
+      if (c.outcome === "failed" && c.service) {
+        // The log of the image's service that declares it, on each node where it is missing or a check fails.
+        const bad = checks.last.checks.filter((k) => k.serviceName === c.service && k.status !== "passing").map((k) => k.node);
+        const missing = (checks.expected.get(c.service) ?? []).filter((n) => !(checks.last.registered.get(c.service) ?? []).includes(n));
+        await keepLogs(c, [...new Set([...bad, ...missing])].map((node) => ({ node, service: checks.owners.get(`${node}/${c.service}`) ?? c.service })));
+      } else if (c.outcome === "failed") await keepLogs(c);
       cases.push(c);
     }
 
@@ -255,15 +257,13 @@ async function waitForChecks(name: string, timeoutSeconds: number, signal: Abort
   const access = consulAccess(await readSecrets(clusterPaths(name).secrets));
   const endpoints = state.nodes.map((n) => consulEndpoint(n, access)).filter((e) => e !== undefined);
   // What each node's image registers: Consul must have every one of them, on that node;
-  // and which of the image's services registers it (whose log to keep when it fails).
+  // and which of the image's services declares it (whose log to keep when it fails).
   const expected = new Map<string, string[]>();
   const owners = new Map<string, string>();
-  for (const node of state.nodes) {
-    for (const s of (await readManifest(imageDirFor(name, node.image)))?.services ?? []) {
-      for (const registered of s.registers ?? []) {
-        expected.set(registered, [...(expected.get(registered) ?? []), node.name]);
-        owners.set(`${node.name}/${registered}`, s.name);
-      }
+  for (const node of await nodesRegistering(state)) {
+    for (const r of node.registrations) {
+      expected.set(r.name, [...(expected.get(r.name) ?? []), node.name]);
+      owners.set(`${node.name}/${r.name}`, r.service);
     }
   }
   const started = Date.now();
@@ -280,8 +280,7 @@ async function waitForChecks(name: string, timeoutSeconds: number, signal: Abort
     const elapsed = (Date.now() - started) / 1000;
     const cases = checkCases(last, expected, new Map(), timeoutSeconds);
     for (const c of cases) {
-      const service = c.name === "consul: every node's health checks pass" ? "" : c.name.replace(/^consul: service (.+) passes its checks$/, "$1");
-      if (c.outcome === "passed" && !passedAfter.has(service) && (service !== "" || last.checks.length > 0)) passedAfter.set(service, elapsed);
+      if (c.outcome === "passed" && !passedAfter.has(c.service) && (c.service !== "" || last.checks.length > 0)) passedAfter.set(c.service, elapsed);
     }
     const done = last.checks.length > 0 && cases.every((c) => c.outcome === "passed");
     if (done || elapsed >= timeoutSeconds || signal.aborted) return { last, expected, owners, passedAfter };
@@ -302,7 +301,7 @@ async function teardown(name: string, home: string, keep: boolean, log: Log, env
     log(`  remove it with: RESIN_STATE_HOME=${home} resin destroy ${name} --yes && rm -r ${home}`);
     return;
   }
-  const r = await execa(process.execPath, [join(installRoot(), "dist", "cli", "main.js"), "destroy", name, "--yes"], { env, reject: false, all: true, stdin: "ignore" });
+  const r = await resin(["destroy", name, "--yes"], env);
   if (r.exitCode !== 0 && existsSync(join(home, "clusters", name))) {
     log(`resin test: could not destroy cluster ${name}: ${printable(r.all ?? "")}`);
     return; // its state stays, so its VMs can still be found and stopped

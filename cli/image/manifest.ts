@@ -84,9 +84,9 @@ export function imageDigest(parts: ImageFile[]): string {
   return `sha256:${sha256(parts.map((p) => `${p.sha256} ${p.file}\n`).join(""))}`;
 }
 
-/** Every Consul service the image's agent registers. */
-export function registeredServices(manifest: Pick<ImageManifest, "services">): string[] {
-  return manifest.services.flatMap((s) => s.registers ?? []).sort();
+/** Every Consul service the image's agent registers, with the image's service that declares it. */
+export function registrations(manifest: Pick<ImageManifest, "services">): { name: string; service: string }[] {
+  return manifest.services.flatMap((s) => (s.registers ?? []).map((name) => ({ name, service: s.name }))).sort((a, b) => a.name.localeCompare(b.name));
 }
 
 /** The guest ports an image's services serve, named "<service>.<port>" (e.g. "consul.https"). */

@@ -318,7 +318,7 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
   it("gives the template context the node, cluster, secrets, service and options", () => {
     const ctx = templateContext(nodeContext(plan, 0, serverRole, 3), "consul");
     expect(ctx).toEqual({
-      node: { name: "demo-1", id: nodeId(SECRETS, "demo-1"), consulAgentToken: consulAgentToken(SECRETS, "demo-1"), consulServices: [], address: "10.88.0.11", index: 1, role: "consul-server" },
+      node: { name: "demo-1", id: nodeId(SECRETS, "demo-1"), consulAgentToken: consulAgentToken(SECRETS, "demo-1"), address: "10.88.0.11", index: 1, role: "consul-server" },
       cluster: { name: "demo", datacenter: "dc1", serverAddresses, serverCount: 3, servers: { consul: serverAddresses }, autoJoin: "" },
       secrets: SECRETS,
       service: { name: "consul", version: "1.8.7" },

@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { junitXml, type TestSuite } from "../../cli/util/junit.js";
 import { caseSlug, checkCases, checkTestInput, defaultTestRoles, formatSummary, parseExports, testScripts } from "../../cli/commands/test.js";
 import { initCommand } from "../../cli/commands/init.js";
+import { formatRoleCounts, parseRoleCounts } from "../../cli/cluster/create.js";
 import type { ConsulCheck } from "../../cli/cluster/consul.js";
 
 const repo = join(import.meta.dirname, "..", "..");
@@ -66,10 +67,10 @@ describe("checkCases: Consul's view as test cases", () => {
       new Map([["", 3.5]]),
       60,
     );
-    expect(cases.map((c) => [c.name, c.outcome, c.seconds])).toEqual([
-      ["consul: every node's health checks pass", "passed", 3.5],
-      ["consul: service echo passes its checks", "failed", 60],
-      ["consul: service hello passes its checks", "failed", 60],
+    expect(cases.map((c) => [c.service, c.name, c.outcome, c.seconds])).toEqual([
+      ["", "consul: every node's health checks pass", "passed", 3.5],
+      ["echo", "consul: service echo passes its checks", "failed", 60],
+      ["hello", "consul: service hello passes its checks", "failed", 60],
     ]);
     expect(cases[1]!.message).toBe("not passing after 60s: web-2: not registered");
     expect(cases[2]!.message).toBe("not passing after 60s: web-2: hello: tcp 7000 critical");
@@ -85,6 +86,12 @@ describe("checkCases: Consul's view as test cases", () => {
 describe("small parts", () => {
   it("parseExports reads resin env's quoting back, quotes inside values too", () => {
     expect(parseExports("export CONSUL_HTTP_ADDR='https://127.0.0.1:4000'\nexport X='it'\\''s'\n# comment\n")).toEqual({ CONSUL_HTTP_ADDR: "https://127.0.0.1:4000", X: "it's" });
+  });
+
+  it("formatRoleCounts gives the --roles argument that parseRoleCounts reads back to the same counts", () => {
+    const roles = ["web", "web", "db", "web"];
+    expect(formatRoleCounts(roles)).toBe("web=3,db=1");
+    expect(parseRoleCounts(formatRoleCounts(roles)).sort()).toEqual([...roles].sort());
   });
 
   it("caseSlug makes a directory name", () => {
