@@ -13,7 +13,7 @@ import { hostname, tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { execa } from "execa";
 import type { Channel } from "../spec/schema.js";
-import { listRoles } from "../spec/load.js";
+import { availableRoles, listRoles } from "../spec/load.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { consulAccess, consulChecks, consulEndpoint, consulServiceNodes, type ConsulCheck, type ConsulEndpoint } from "../cluster/consul.js";
 import { describeRoles, formatRoleCounts } from "../cluster/create.js";
@@ -62,7 +62,7 @@ export async function testScripts(project: string): Promise<string[]> {
 
 /** Refuse what cannot work before anything is built or booted. Returns the scripts. */
 export async function checkTestInput(opts: Pick<TestOptions, "project" | "roles" | "junit">): Promise<string[]> {
-  const known = await listRoles(opts.project);
+  const known = await availableRoles(opts.project);
   for (const role of new Set(opts.roles)) {
     if (!known.includes(role)) throw new ResinError(`--roles: no role '${role}' in ${opts.project}`, `its roles: ${known.join(", ") || "none (add machines/<role>.yml)"}`);
   }
@@ -76,9 +76,9 @@ export async function checkTestInput(opts: Pick<TestOptions, "project" | "roles"
 
 /** The roles of a run that names none: the project's own single role, three nodes of it. */
 export async function defaultTestRoles(project: string): Promise<string[]> {
-  const own = existsSync(join(project, "machines")) ? (await readdir(join(project, "machines"))).filter((f) => f.endsWith(".yml")).map((f) => f.slice(0, -4)) : [];
+  const own = await listRoles(project);
   if (own.length !== 1) {
-    throw new ResinError(`which roles to test? ${project}/machines has ${own.length ? own.sort().join(", ") : "no roles"}`, "name them: resin test --roles ROLE=COUNT,…");
+    throw new ResinError(`which roles to test? ${project}/machines has ${own.length ? own.join(", ") : "no roles"}`, "name them: resin test --roles ROLE=COUNT,…");
   }
   return [own[0]!, own[0]!, own[0]!];
 }

@@ -122,6 +122,14 @@ describe("bad input is refused before anything boots", () => {
     await expect(checkTestInput({ project: repo, roles: ["consul-server"], junit: join(scratch, "missing", "junit.xml") })).rejects.toThrow(/--junit .*missing\/junit\.xml: its directory .* does not exist/);
   });
 
+  it("a user's project may test Resin's stock roles beside its own", async () => {
+    const project = join(scratch, "p3");
+    mkdirSync(join(project, "machines"), { recursive: true });
+    writeFileSync(join(project, "machines", "web.yml"), "role: web\n");
+    await expect(checkTestInput({ project, roles: ["web", "consul-server"], junit: undefined })).resolves.toEqual([]);
+    await expect(checkTestInput({ project, roles: ["nope"], junit: undefined })).rejects.toMatchObject({ message: expect.stringMatching(/^--roles: no role 'nope' in /), hint: expect.stringMatching(/^its roles: .*consul-server.*web/) });
+  });
+
   it("a project of several roles must name them; one role defaults to three nodes of it", async () => {
     await expect(defaultTestRoles(repo)).rejects.toThrow(/which roles to test\? .* has consul-server, control-plane/);
     const one = join(scratch, "p2");
