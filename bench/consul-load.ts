@@ -126,10 +126,11 @@ export interface FailoverResult {
   acked: Map<string, string>;
   /** Writes that failed or timed out (not acknowledged, so not required to survive). */
   unacknowledged: number;
-  /** Client writes still waiting for their answer at the moment of the kill. */
-  inFlightAtKill: number;
-  /** Acknowledged writes sent after the kill (the new leader's). */
-  ackedAfterKill: number;
+  /**
+   * Writes that were sent before the kill and acknowledged after it: in flight through
+   * the failover (each lost-write check covers them like any other acknowledged write).
+   */
+  straddling: number;
   /** From the kill to the first write a survivor accepted (see firstAcceptedWrite), in seconds. */
   failoverSeconds: number;
   /** The longest time between two acknowledged client writes, in seconds. */
@@ -174,8 +175,6 @@ export async function failoverUnderWrites(opts: {
       } catch {
         unacknowledged++;
         await sleep(100);
-      } finally {
-        inFlight--;
       }
     }
   });
@@ -187,7 +186,6 @@ export async function failoverUnderWrites(opts: {
       await sleep(100);
     }
     killedAt = Date.now();
-    const inFlightAtKill = inFlight;
     opts.kill();
     const servedAt = await firstAcceptedWrite(opts.survivors, `${opts.prefix}-probe`, opts.timeoutMs);
     // Every client writes through the new leader too before the writers stop.
@@ -201,8 +199,7 @@ export async function failoverUnderWrites(opts: {
     return {
       acked,
       unacknowledged,
-      inFlightAtKill,
-      ackedAfterKill: clients.reduce((sum, c) => sum + c.sentAt.filter((s) => s > killedAt).length, 0),
+      straddling: clients.reduce((sum, c) => sum + c.sentAt.filter((s, i) => s < killedAt && c.ackedAt[i]! > killedAt).length, 0),
       failoverSeconds: (servedAt - killedAt) / 1000,
       longestWriteGapSeconds: longestGap / 1000,
     };

@@ -83,7 +83,7 @@ export async function measureResilience(opts: { name: string; timeoutS: number; 
     const leaderFailoverSeconds = failover.failoverSeconds;
     const failoverLostWrites = (await lostWrites(survivors[0]!, failover.acked)).length;
     log(
-      `  failover: leader ${leader.name} SIGKILLed under 6 writing clients (${failover.inFlightAtKill} writes in flight), a new leader accepted a write after ${leaderFailoverSeconds.toFixed(1)}s; ` +
+      `  failover: leader ${leader.name} SIGKILLed under 6 writing clients (${failover.straddling} writes sent before the kill acknowledged after it), a new leader accepted a write after ${leaderFailoverSeconds.toFixed(1)}s; ` +
         `longest between acknowledged writes ${failover.longestWriteGapSeconds.toFixed(1)}s; ${failoverLostWrites} of ${failover.acked.size} acknowledged writes lost`,
     );
     await resin(["start", leader.name, "--name", opts.name], env);

@@ -7,7 +7,7 @@ import { sleep } from "../util/time.js";
 import type { Machines } from "../provider/machine.js";
 import { localMachines } from "../provider/local.js";
 import { agentLeave, autopilotConfig, autopilotHealth, consulEndpoint, consulView, setDeadServerCleanup, type AutopilotHealth, type ConsulAccess, type ConsulEndpoint } from "./consul.js";
-import { writeClusterState, type ClusterState, type NodeState } from "../state/state.js";
+import { type ClusterState, type NodeState, requireNode, writeClusterState } from "../state/state.js";
 import type { Secrets } from "../bootstrap/secrets.js";
 import { hostTls } from "./api.js";
 import { ensureVaultReady, vaultAutopilot, vaultHealth, type VaultClientOptions } from "./vault.js";
@@ -358,8 +358,7 @@ export async function runUpgrade(state: ClusterState, opts: UpgradeOptions): Pro
 
 /** Boot a node on the image it ran before the unfinished upgrade. */
 export async function rollbackNode(state: ClusterState, nodeName: string, opts: UpgradeOptions): Promise<void> {
-  const node = state.nodes.find((n) => n.name === nodeName);
-  if (!node) throw new ResinError(`cluster '${state.name}' has no node '${nodeName}'`);
+  const node = requireNode(state, nodeName);
   const previous = state.upgrade?.previous[nodeName];
   // A node whose replacement was cut short may still be on its previous image, stopped.
   const interrupted = state.upgrade?.replacing?.node === nodeName && (await machinesOf(opts).status(state.name, node)).state !== "running";

@@ -6,7 +6,7 @@ import { dirname, resolve } from "node:path";
 import { createInterface } from "node:readline/promises";
 import { statusToken } from "../bootstrap/node-secrets.js";
 import { readSecrets } from "../bootstrap/secrets.js";
-import { clusterPaths, clustersDir, listClusters, requireCluster, writeClusterState, type ClusterState, type NodeState } from "../state/state.js";
+import { clusterPaths, clustersDir, listClusters, requireCluster, requireNode, writeClusterState, type ClusterState, type NodeState } from "../state/state.js";
 import { guestLog, guestSv } from "../cluster/guest.js";
 import { unsealAgain } from "../cluster/bootstrap.js";
 import { localMachines } from "../provider/local.js";
@@ -16,22 +16,16 @@ import { formatTable } from "../util/table.js";
 import { sleep } from "../util/time.js";
 import type { Log } from "../util/log.js";
 
-function findNode(state: ClusterState, name: string): NodeState {
-  const node = state.nodes.find((n) => n.name === name);
-  if (!node) throw new ResinError(`cluster '${state.name}' has no node '${name}'`, `its nodes: ${state.nodes.map((n) => n.name).join(", ")}`);
-  return node;
-}
-
 export async function stopNodeCommand(cluster: string, nodeName: string, log: Log): Promise<void> {
   const state = await requireCluster(cluster);
-  const node = findNode(state, nodeName);
+  const node = requireNode(state, nodeName);
   await localMachines().stop(state, node);
   log(`node ${nodeName}: stopped (its disk is kept; \`resin start ${nodeName}\` boots it again)`);
 }
 
 export async function startNodeCommand(cluster: string, nodeName: string, log: Log): Promise<void> {
   const state = await requireCluster(cluster);
-  const node = findNode(state, nodeName);
+  const node = requireNode(state, nodeName);
   const machines = localMachines();
   if ((await machines.status(state.name, node)).state === "running") throw new ResinError(`node ${nodeName} is already running`);
   await machines.start(state, node, log);
@@ -42,7 +36,7 @@ export async function startNodeCommand(cluster: string, nodeName: string, log: L
 /** Restart a node's VM, or (with `service`) one supervised service inside it. */
 export async function restartCommand(cluster: string, nodeName: string, service: string | undefined, log: Log): Promise<void> {
   const state = await requireCluster(cluster);
-  const node = findNode(state, nodeName);
+  const node = requireNode(state, nodeName);
   const machines = localMachines();
   if (service) {
     const port = node.ports["base.status"];
@@ -114,7 +108,7 @@ export async function destroyCommand(cluster: string, yes: boolean, log: Log): P
 
 export async function logsCommand(cluster: string, nodeName: string, opts: { service?: string; follow?: boolean; lines: number }): Promise<void> {
   const state = await requireCluster(cluster);
-  const node = findNode(state, nodeName);
+  const node = requireNode(state, nodeName);
   const machines = localMachines();
   if (opts.service) {
     const port = node.ports["base.status"];

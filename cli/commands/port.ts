@@ -1,12 +1,11 @@
 // `resin port NODE SERVICE.PORT`: where on this host a node's forwarded port is, as
 // 127.0.0.1:PORT, for scripts (a project's tests/) that talk to a service in a node.
-import { requireCluster } from "../state/state.js";
+import { requireCluster, requireNode } from "../state/state.js";
 import { ResinError } from "../util/errors.js";
 
 export async function portCommand(cluster: string, nodeName: string, key: string): Promise<string> {
   const state = await requireCluster(cluster);
-  const node = state.nodes.find((n) => n.name === nodeName);
-  if (!node) throw new ResinError(`cluster '${cluster}' has no node '${nodeName}'`, `its nodes: ${state.nodes.map((n) => n.name).join(", ")}`);
+  const node = requireNode(state, nodeName);
   const port = node.ports[key];
   const known = Object.keys(node.ports).sort().join(", ");
   if (!/^[a-z][a-z0-9-]*\.[a-z][a-z0-9_-]*$/.test(key)) throw new ResinError(`'${key}' is not SERVICE.PORT`, `e.g. consul.https; ${nodeName} forwards: ${known || "nothing yet (it has not started)"}`);

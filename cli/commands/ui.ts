@@ -6,7 +6,7 @@ import { readSecrets, type Secrets } from "../bootstrap/secrets.js";
 import { dispatcherFor, hostTls } from "../cluster/api.js";
 import { probe, startUiProxy, UI_SERVICES, type UiService, type Upstream } from "../cluster/ui-proxy.js";
 import { localMachines } from "../provider/local.js";
-import { clusterPaths, requireCluster } from "../state/state.js";
+import { clusterPaths, requireCluster, requireNode } from "../state/state.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { onPath } from "../util/tools.js";
@@ -54,7 +54,7 @@ export async function uiCommand(opts: UiOptions): Promise<void> {
   const state = await requireCluster(opts.name);
   const serving = state.nodes.filter((n) => n.ports[`${service}.https`]).map((n) => n.name);
   if (opts.node !== undefined) {
-    if (!state.nodes.some((n) => n.name === opts.node)) throw new ResinError(`cluster '${opts.name}' has no node '${opts.node}'`, `its nodes: ${state.nodes.map((n) => n.name).join(", ")}`);
+    requireNode(state, opts.node);
     if (!serving.includes(opts.node)) {
       throw new ResinError(`node ${opts.node} does not run ${service}`, serving.length ? `nodes that do: ${serving.join(", ")}` : `no node of cluster '${opts.name}' runs ${service}`);
     }

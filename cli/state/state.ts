@@ -216,3 +216,10 @@ export async function clusterForNode(node: string, name: string | undefined): Pr
   }
   return clusterOfNode(node, clusters);
 }
+
+/** The cluster's node of that name; anything else is an error that lists its nodes. */
+export function requireNode(state: ClusterState, name: string): NodeState {
+  const node = state.nodes.find((n) => n.name === name);
+  if (!node) throw new ResinError(`cluster '${state.name}' has no node '${name}'`, `its nodes: ${state.nodes.map((n) => n.name).join(", ")}`);
+  return node;
+}

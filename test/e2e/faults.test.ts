@@ -141,12 +141,14 @@ describe("fault tolerance of a three-node Consul cluster", () => {
     for (const [key, value] of run.acked) acked.set(key, value);
     const lost = await lostWrites(consulOf(survivors[0]!), run.acked);
     report(
-      `leader ${leader} SIGKILLed under 6 writing clients (${run.inFlightAtKill} writes in flight): a new leader served writes after ${run.failoverSeconds.toFixed(1)}s; ` +
-        `longest between acknowledged writes ${run.longestWriteGapSeconds.toFixed(1)}s; acknowledged ${run.acked.size} (${run.ackedAfterKill} sent after the kill), unacknowledged ${run.unacknowledged}, lost ${lost.length}`,
+      `leader ${leader} SIGKILLed under 6 writing clients: a new leader served writes after ${run.failoverSeconds.toFixed(1)}s; ` +
+        `longest between acknowledged writes ${run.longestWriteGapSeconds.toFixed(1)}s; acknowledged ${run.acked.size} (${run.straddling} sent before the kill and acknowledged after it), unacknowledged ${run.unacknowledged}, lost ${lost.length}`,
     );
     expect(lost).toEqual([]);
-    expect(run.inFlightAtKill).toBeGreaterThan(0);
-    expect(run.ackedAfterKill).toBeGreaterThan(0);
+    // Every client was writing at the kill (the writers never pause) and wrote through the
+    // new leader after it (failoverUnderWrites waits for that): what is claimed is that no
+    // acknowledged write, straddling the kill or not, went missing. How many straddled is
+    // reported above, not asserted: a write in flight at the kill may be refused instead.
     // A hang guard, not a speed claim (the bench measures it: a few seconds): Consul's
     // election under TCG on a loaded 2-core machine stays far inside a minute.
     expect(run.failoverSeconds).toBeLessThan(60);
