@@ -6,7 +6,8 @@
 # printing nothing, when no entry fits. Used by scripts/ensure-deps.sh to install Go.
 #   sh scripts/backports-source.sh CODENAME [APT_ETC_DIR, default /etc/apt]
 set -eu
-codename=$1
+codename=${1:-}
+[ -n "$codename" ] || exit 1
 etc=${2:-/etc/apt}
 # The first enabled `deb` entry for this release's main component: deb822 stanzas
 # (*.sources) or one-line entries (sources.list, *.list); its URI and keyring.

@@ -1,4 +1,4 @@
-# Sourced (`. scripts/go-env.sh`) by the npm scripts, .ci/run and the unit suite's global
+# Sourced (`. scripts/go-env.sh`) by the npm scripts (npm test, which .ci/run runs) and the unit suite's global
 # setup: puts a go command on PATH that can build Resin's Go wrapper modules, which need
 # the Go their go.mod names (test/tools/opentofu: 1.26.6) or newer. In order: a go
 # already on PATH, /usr/local/go (where Go's own archive installs), else Debian's

@@ -17,9 +17,14 @@ export const HOST_TOOLS = {
 export type HostTool = keyof typeof HOST_TOOLS;
 
 export function onPath(program: string): boolean {
-  return (process.env.PATH ?? "").split(delimiter).some((dir) => {
+  return whichProgram(program) !== undefined;
+}
+
+/** Where PATH finds an executable `program`, or undefined. */
+export function whichProgram(program: string): string | undefined {
+  return (process.env.PATH ?? "").split(delimiter).map((dir) => join(dir, program)).find((path) => {
     try {
-      accessSync(join(dir, program), constants.X_OK);
+      accessSync(path, constants.X_OK);
       return true;
     } catch {
       return false;

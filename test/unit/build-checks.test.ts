@@ -9,6 +9,7 @@ import { dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadRole } from "../../cli/spec/load.js";
 import { inImage, sampleUserData } from "../../cli/bootstrap/build-checks.js";
+import { busybox } from "../tools/busybox.js";
 
 const repo = join(import.meta.dirname, "..", "..");
 const scratch = mkdtempSync(join(tmpdir(), "resin-unit-build-checks-"));
@@ -32,7 +33,6 @@ describe("inImage: where a check runs", () => {
   const root = join(scratch, "root");
   mkdirSync(join(root, "bin"), { recursive: true });
   for (const d of ["dev", "proc", "mnt"]) mkdirSync(join(root, d));
-  const busybox = execFileSync("sh", ["-c", "command -v busybox"], { encoding: "utf8" }).trim();
   cpSync(busybox, join(root, "bin", "busybox"));
   for (const lib of execFileSync("ldd", [busybox], { encoding: "utf8" }).match(/\/\S+/g) ?? []) {
     mkdirSync(join(root, dirname(lib)), { recursive: true });

@@ -4,6 +4,7 @@ import { chmodSync, chownSync, existsSync, linkSync, lstatSync, mkdirSync, mkdte
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { busybox } from "../tools/busybox.js";
 
 // The shell that runs inside an image (services/*/: run scripts, the boot script, the
 // initramfs /init, the metadata providers and the files they source). The image has
@@ -12,16 +13,6 @@ import { fileURLToPath } from "node:url";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const SERVICES = join(REPO, "services");
-
-function onPath(bin: string): string | undefined {
-  for (const dir of (process.env.PATH ?? "/usr/bin:/bin").split(":")) {
-    if (dir && existsSync(join(dir, bin))) return join(dir, bin);
-  }
-  return undefined;
-}
-// busybox is a requirement of the suite (scripts/apt-packages.txt; scripts/ensure-deps.sh
-// installs it): where it is missing, the tests that run it fail naming it, not pass on dash alone.
-const busybox = existsSync("/bin/busybox") ? "/bin/busybox" : (onPath("busybox") ?? "busybox (not installed: run sh scripts/ensure-deps.sh)");
 
 function walk(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
@@ -89,8 +80,8 @@ describe("the in-image shell", () => {
   });
 
   it("copies a service's node config in one helper, which consul, nomad and vault call", () => {
-    const copiers = walk(SERVICES).filter((p) => readFileSync(p, "utf8").includes("cp /run/config/")).map((p) => relative(REPO, p));
-    expect(copiers).toEqual([]);
+    const copiers = walk(SERVICES).filter((p) => /\bcp\s+"?\/run\/config\//.test(readFileSync(p, "utf8"))).map((p) => relative(REPO, p));
+    expect(copiers).toEqual(["services/base/private-config"]);
     for (const [file, call] of [
       ["consul/run", "/usr/lib/resin/private-config consul consul || exit 1"],
       ["vault/run", "/usr/lib/resin/private-config vault vault || exit 1"],
@@ -153,7 +144,7 @@ describe("the in-image shell", () => {
       writeFileSync(join(dir, "run", "secret"), "root only\n", { mode: 0o600 });
       const nobody = Number(spawnSync("id", ["-u", "daemon"], { encoding: "utf8" }).stdout.trim());
       expect(nobody).toBeGreaterThan(0);
-      for (const sh of [["sh"], ...(busybox ? [[busybox, "sh"]] : [])]) {
+      for (const sh of [["sh"], [busybox, "sh"]]) {
         // The old copy, which the user owns and has filled.
         const old = join(dir, "run", "svc");
         mkdirSync(old, { mode: 0o700 });
@@ -270,7 +261,7 @@ describe("the in-image shell", () => {
       const env = { ...process.env, LC_ALL: "C", PATH: `${at("bin")}:${process.env.PATH ?? "/usr/bin:/bin"}` };
       mkdirSync(at("run/config/vault"), { recursive: true });
       writeFileSync(at("run/config/vault/10-node.hcl"), 'api_addr = "https://10.0.0.1:8200"\n');
-      for (const sh of [["sh"], ...(busybox ? [[busybox, "sh"]] : [])]) {
+      for (const sh of [["sh"], [busybox, "sh"]]) {
         rmSync(at("calls"), { force: true });
         rmSync(at("var"), { recursive: true, force: true });
         const r = spawnSync(sh[0]!, [...sh.slice(1), at("vault-run")], { env, encoding: "utf8" });

@@ -1,4 +1,5 @@
 import { describe, it, expect, afterEach } from "vitest";
+import { whichProgram } from "../../cli/util/tools.js";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,25 +19,18 @@ interface Awk {
   env?: Record<string, string>;
 }
 
-function onPath(bin: string): string | undefined {
-  for (const dir of (process.env.PATH ?? "/usr/bin:/bin").split(":")) {
-    if (dir && existsSync(join(dir, bin))) return join(dir, bin);
-  }
-  return undefined;
-}
-
 const candidates: { awk: Awk; missing?: string }[] = [];
 {
-  const mawk = existsSync("/usr/bin/mawk") ? "/usr/bin/mawk" : onPath("mawk");
+  const mawk = existsSync("/usr/bin/mawk") ? "/usr/bin/mawk" : whichProgram("mawk");
   candidates.push(mawk ? { awk: { name: "mawk", cmd: mawk, args: [] } } : { awk: { name: "mawk", cmd: "", args: [] }, missing: "mawk not installed" });
   // gawk's string model depends on the locale (characters vs bytes, and what
   // %c produces), so run it both ways.
-  const gawk = onPath("gawk");
+  const gawk = whichProgram("gawk");
   for (const locale of ["C.UTF-8", "C"]) {
     const name = `gawk (LC_ALL=${locale})`;
     candidates.push(gawk ? { awk: { name, cmd: gawk, args: [], env: { LC_ALL: locale } } } : { awk: { name, cmd: "", args: [] }, missing: "gawk not installed" });
   }
-  const busybox = existsSync("/bin/busybox") ? "/bin/busybox" : onPath("busybox");
+  const busybox = whichProgram("busybox");
   candidates.push(
     busybox
       ? { awk: { name: "busybox awk", cmd: busybox, args: ["awk"] } }

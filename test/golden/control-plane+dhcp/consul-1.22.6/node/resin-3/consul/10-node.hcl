@@ -9,8 +9,8 @@ encrypt            = "ERERERERERERERERERERERERERERERERERERERERERE="
 retry_join         = ["provider=aws tag_key=resin-cluster tag_value=resin"]
 bootstrap_expect   = 3
 
-# This server's own agent token (it may write this node only), and the management
-# token the servers create when one of
+# This server's own agent token (it may write this node and the services its role
+# registers, nothing else), and the management token the servers create when one of
 # them first leads (the host's token; only servers hold it).
 acl {
   tokens {

@@ -9,8 +9,8 @@ encrypt            = "ERERERERERERERERERERERERERERERERERERERERERE="
 retry_join         = ["10.88.0.11","10.88.0.12","10.88.0.13"]
 bootstrap_expect   = 3
 
-# This server's own agent token (it may write this node only), and the management
-# token the servers create when one of
+# This server's own agent token (it may write this node and the services its role
+# registers, nothing else), and the management token the servers create when one of
 # them first leads (the host's token; only servers hold it).
 acl {
   tokens {

@@ -8,8 +8,8 @@ advertise_addr     = "10.88.0.11"
 encrypt            = "ERERERERERERERERERERERERERERERERERERERERERE="
 retry_join         = []
 
-# This agent's own token, which may write this node only (the host creates it once the
-# servers have a leader).
+# This agent's own token, which may write this node and the services its role registers,
+# nothing else (the host creates it once the servers have a leader).
 acl {
   tokens {
     agent = "a9c2f465-7c34-4bc6-8258-b99b3921b71a"

@@ -8,8 +8,8 @@ advertise_addr     = "10.88.0.12"
 encrypt            = "ERERERERERERERERERERERERERERERERERERERERERE="
 retry_join         = []
 
-# This agent's own token, which may write this node only (the host creates it once the
-# servers have a leader).
+# This agent's own token, which may write this node and the services its role registers,
+# nothing else (the host creates it once the servers have a leader).
 acl {
   tokens {
     agent = "adb78ff9-4bb6-44db-89a0-b653b634a604"

@@ -8,8 +8,8 @@ advertise_addr     = "10.88.0.13"
 encrypt            = "ERERERERERERERERERERERERERERERERERERERERERE="
 retry_join         = []
 
-# This agent's own token, which may write this node only (the host creates it once the
-# servers have a leader).
+# This agent's own token, which may write this node and the services its role registers,
+# nothing else (the host creates it once the servers have a leader).
 acl {
   tokens {
     agent = "61e9eca7-7388-45ed-854e-2a581b54562b"
