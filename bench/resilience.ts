@@ -3,15 +3,14 @@
 // acknowledged writes lost), comes back whole (`resin start`), and is then upgraded to
 // another image set (`resin upgrade`) while a writer keeps writing (total time, the
 // longest window without a leader, acknowledged writes lost).
-import { mkdtempSync } from "node:fs";
-import { cp, mkdir, readFile, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { consulAccess, consulView, type ConsulEndpoint } from "../cli/cluster/consul.js";
 import type { Secrets } from "../cli/bootstrap/secrets.js";
 import { readPid } from "../cli/provider/qemu/process.js";
 import { failoverUnderWrites, lostWrites, startLoad } from "./consul-load.js";
-import { log, onCleanup, repoRoot, resin, rmDirNow } from "./util.js";
+import { log, onCleanup, resin, rmDirNow } from "./util.js";
+import { overrideStock, userProject } from "./project.js";
 import { scratchCluster } from "./resin-side.js";
 
 export interface ResilienceRun {
@@ -47,15 +46,14 @@ async function clusterNodes(stateHome: string, name: string): Promise<{ nodes: N
 
 /** An image set whose consul-server differs from the repository's by one setting (Consul's log level). */
 export async function upgradeImageSet(keepOnFailure: boolean): Promise<{ dir: string; digest: string }> {
-  const project = mkdtempSync(join(tmpdir(), "resin-bench-upgrade-set-"));
+  const project = userProject("resin-bench-upgrade-set-");
   onCleanup(`upgrade image set ${project}`, () => {
     if (!keepOnFailure) rmDirNow(project);
   });
   // A user's project (stock specs beneath it) whose own consul-server replaces the stock one.
-  await mkdir(join(project, "machines"), { recursive: true });
+  overrideStock(project, "machines/consul-server.yml");
   const role = join(project, "machines", "consul-server.yml");
-  await cp(join(repoRoot, "machines", "consul-server.yml"), role);
-  const text = `${await readFile(role, "utf8")}override: true\n`;
+  const text = await readFile(role, "utf8");
   if (!text.includes("    server: true\n")) throw new Error("machines/consul-server.yml no longer sets `server: true` under config.consul: update bench/resilience.ts");
   await writeFile(role, text.replace("    server: true\n", "    server: true\n    log_level: DEBUG\n"));
   await resin(["build", "consul-server", "--channel", "debian", "--offline"], { RESIN_PROJECT: project });

@@ -1,13 +1,14 @@
 // Resin's side of the bench, through the CLI exactly as a user runs it: `resin up` of a
 // fresh three-node consul-server cluster, and `resin build` into fresh project copies.
 import { existsSync, mkdtempSync } from "node:fs";
-import { cp, mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ImageManifest } from "../cli/image/manifest.js";
 import { consoleTail } from "../cli/provider/qemu/vm.js";
 import { readPid } from "../cli/provider/qemu/process.js";
-import { killLeftovers, log, onCleanup, repoRoot, resin, rmDirNow, vmMemory, type VmMemory } from "./util.js";
+import { killLeftovers, log, onCleanup, resin, rmDirNow, vmMemory, type VmMemory } from "./util.js";
+import { overrideStock, userProject } from "./project.js";
 
 export interface ResinBoot {
   /** Wall time of `resin up` up to quorum (image check, config drives, disks, launch, quorum). */
@@ -147,7 +148,7 @@ function editRoleYaml(text: string): { text: string; edit: string } {
 }
 
 export async function measureBuilds(keepOnFailure: boolean): Promise<BuildRun> {
-  const project = mkdtempSync(join(tmpdir(), "resin-bench-project-"));
+  const project = userProject("resin-bench-project-");
   let failed = false;
   const release = onCleanup(`project copy ${project}`, () => {
     if (!keepOnFailure || !failed) rmDirNow(project);
@@ -155,9 +156,7 @@ export async function measureBuilds(keepOnFailure: boolean): Promise<BuildRun> {
   try {
     // A user's project: the stock specs beneath it, its own copy of consul-server (to edit
     // below; a copy of a stock role says `override: true`) and a second role.
-    await mkdir(join(project, "machines"), { recursive: true });
-    await cp(join(repoRoot, "machines", "consul-server.yml"), join(project, "machines", "consul-server.yml"), { recursive: true });
-    await writeFile(join(project, "machines", "consul-server.yml"), `${await readFile(join(project, "machines", "consul-server.yml"), "utf8")}override: true\n`);
+    overrideStock(project, "machines/consul-server.yml");
     await writeFile(join(project, "machines", `${SECOND_ROLE}.yml`), SECOND_ROLE_YAML);
     const env = { RESIN_PROJECT: project };
     const build = (args: string[]) => resin(["build", ...args, "--channel", "debian", "--offline"], env);

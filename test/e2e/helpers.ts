@@ -2,8 +2,7 @@
 // outlives a test.
 import { execFileSync, spawnSync } from "node:child_process";
 import { execa } from "execa";
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
 import { afterEach, expect } from "vitest";
 import { join, resolve } from "node:path";
 import { consulAccess, type ConsulEndpoint } from "../../cli/cluster/consul.js";
@@ -16,18 +15,7 @@ export const repoRoot = resolve(import.meta.dirname, "..", "..");
  * A user's project as `resin` finds one: a directory with machines/ (empty here). Resin's
  * stock roles and services are beneath it, and its resin.lock.json starts from Resin's pins.
  */
-export function userProject(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  mkdirSync(join(dir, "machines"));
-  return dir;
-}
-
-/** Copy a stock role (machines/R.yml) or service (services/S) into a project as its own, with `override: true`. */
-export function overrideStock(project: string, part: string): void {
-  cpSync(join(repoRoot, part), join(project, part), { recursive: true });
-  const spec = part.endsWith(".yml") ? join(project, part) : join(project, part, "service.yml");
-  writeFileSync(spec, `${readFileSync(spec, "utf8")}override: true\n`);
-}
+export { overrideStock, userProject } from "../../bench/project.js";
 export const cliPath = join(repoRoot, "dist", "cli", "main.js");
 
 declare module "vitest" {
@@ -47,8 +35,9 @@ export interface CliResult {
  * Run a command that takes long (up, down, start, stop, build, upgrade …) without
  * blocking the test worker: vitest's worker must keep answering its own heartbeat.
  */
-export async function resinAsync(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 15 * 60_000): Promise<CliResult> {
-  const r = await execa(process.execPath, [cliPath, ...args], { cwd: repoRoot, env: { ...process.env, ...env }, timeout: timeoutMs, reject: false });
+export async function resinAsync(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 15 * 60_000, cwd = repoRoot): Promise<CliResult> {
+  // A variable set to undefined in `env` is left out of the child's environment.
+  const r = await execa(process.execPath, [cliPath, ...args], { cwd, env: { ...process.env, ...env }, extendEnv: false, timeout: timeoutMs, reject: false });
   return { status: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 

@@ -7,11 +7,10 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ImageManifest } from "../../cli/image/manifest.js";
 import type { Lock } from "../../cli/artifacts/lock.js";
-import { cliPath, keepLogsOnFailure, killLeftovers, repoRoot, resinStatus, type CliResult } from "./helpers.js";
+import { keepLogsOnFailure, killLeftovers, repoRoot, resinAsync, resinStatus, type CliResult } from "./helpers.js";
 import { consulAgentPolicy, readSecrets } from "../../cli/bootstrap/secrets.js";
 import { consulAgentToken } from "../../cli/bootstrap/node-secrets.js";
 import { consulAccess, consulChecks, consulClient, ensureToken } from "../../cli/cluster/consul.js";
@@ -23,10 +22,8 @@ keepLogsOnFailure(stateHome, "user-project");
 const name = "cache";
 
 /** The CLI run from inside the project, as a user runs it: no RESIN_PROJECT, the working directory says. */
-async function resinHere(args: string[], cwd = project): Promise<CliResult> {
-  const env: Record<string, string | undefined> = { ...process.env, RESIN_STATE_HOME: stateHome, RESIN_PROJECT: undefined };
-  const r = await execa(process.execPath, [cliPath, ...args], { cwd, env, extendEnv: false, reject: false, timeout: 20 * 60_000 });
-  return { status: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+function resinHere(args: string[], cwd = project): Promise<CliResult> {
+  return resinAsync(args, { RESIN_STATE_HOME: stateHome, RESIN_PROJECT: undefined }, 20 * 60_000, cwd);
 }
 
 /** Send one inline command to Redis and return its first reply line. */

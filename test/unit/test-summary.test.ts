@@ -34,6 +34,9 @@ describe("the test summary line", () => {
     // The script run as CI runs it prints the same and keeps the status it is given.
     const cli = await run(process.execPath, [join(root, "scripts", "test-summary.mjs"), out, "0"]);
     expect(cli.stdout.trimEnd().split("\n")).toEqual(lines);
+    // vitest's status, passed on: a failed run stays failed after the summary.
+    const failed = await run(process.execPath, [join(root, "scripts", "test-summary.mjs"), out, "1"]).then(() => 0, (e: { code?: number }) => e.code);
+    expect(failed).toBe(1);
   }, 60_000);
 
   it("reports a test that never finished as unfinished, not as skipped", () => {
