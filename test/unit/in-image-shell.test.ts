@@ -14,6 +14,36 @@ import { busybox } from "../tools/busybox.js";
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const SERVICES = join(REPO, "services");
 
+/**
+ * A service's run script in a scratch directory, with every path it names (and the base
+ * helpers it calls, copied beside it) moved under that directory; chpst and chown only
+ * record what they were asked in `calls` (neither can change users here; chpst drops
+ * its -u and runs the rest), and the service's program is `program` ({at:NAME} is a
+ * path in the directory). Returns the directory, a path maker and the environment.
+ */
+function runScriptSandbox(service: string, program: string): { dir: string; at: (path: string) => string; env: NodeJS.ProcessEnv } {
+  const dir = mkdtempSync(join(tmpdir(), `resin-${service}-run-`));
+  const at = (path: string) => join(dir, path);
+  const rehome = (text: string) =>
+    text
+      .replaceAll("/usr/lib/resin/", `${dir}/usr/lib/resin/`)
+      .replaceAll(`/etc/${service}.d`, at(`etc/${service}.d`))
+      .replaceAll("/var/lib/", `${dir}/var/lib/`)
+      .replaceAll("/run/", `${dir}/run/`);
+  const run = readFileSync(join(SERVICES, service, "run"), "utf8");
+  writeFileSync(at(`${service}-run`), rehome(run), { mode: 0o755 });
+  mkdirSync(at("usr/lib/resin"), { recursive: true });
+  for (const [, helper] of run.matchAll(/\/usr\/lib\/resin\/([\w.-]+)/g)) {
+    if (!existsSync(join(SERVICES, "base", helper!))) continue; // not a base helper (usr/lib/resin/consul/: a role's definitions)
+    writeFileSync(at(`usr/lib/resin/${helper}`), rehome(readFileSync(join(SERVICES, "base", helper!), "utf8")), { mode: 0o755 });
+  }
+  mkdirSync(at("bin"));
+  writeFileSync(at("bin/chpst"), `#!/bin/sh\nprintf 'chpst %s\\n' "$*" >> '${at("calls")}'\n[ "$1" = -u ] && shift 2\nexec "$@"\n`, { mode: 0o755 });
+  writeFileSync(at("bin/chown"), `#!/bin/sh\nprintf 'chown %s\\n' "$*" >> '${at("calls")}'\n`, { mode: 0o755 });
+  writeFileSync(at(`bin/${service}`), program.replace(/\{at:([\w.-]+)\}/g, (_m, name: string) => at(name)), { mode: 0o755 });
+  return { dir, at, env: { ...process.env, LC_ALL: "C", PATH: `${at("bin")}:${process.env.PATH ?? "/usr/bin:/bin"}` } };
+}
+
 function walk(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
     const path = join(dir, name);
@@ -172,30 +202,8 @@ describe("the in-image shell", () => {
   });
 
   it("consul/run gives Consul its .hcl and .json files one by one, in -config-dir's order, and no PEM file", () => {
-    const dir = mkdtempSync(join(tmpdir(), "resin-consul-run-"));
+    const { dir, at, env } = runScriptSandbox("consul", `#!/bin/sh\nfor a; do printf '%s\\n' "$a"; done > '{at:argv}'\n`);
     try {
-      const at = (path: string) => join(dir, path);
-      // The run script and the helpers it uses from base (private-config, …) with every path under the temporary directory.
-      const rehome = (text: string) =>
-        text
-          .replaceAll("/usr/lib/resin/", `${dir}/usr/lib/resin/`)
-          .replaceAll("/etc/consul.d", at("etc/consul.d"))
-          .replaceAll("/var/lib/", `${dir}/var/lib/`)
-          .replaceAll("/run/", `${dir}/run/`);
-      const run = readFileSync(join(SERVICES, "consul/run"), "utf8");
-      writeFileSync(at("consul-run"), rehome(run), { mode: 0o755 });
-      mkdirSync(at("usr/lib/resin"), { recursive: true });
-      for (const [, helper] of run.matchAll(/\/usr\/lib\/resin\/([\w.-]+)/g)) {
-        if (!existsSync(join(SERVICES, "base", helper!))) continue; // usr/lib/resin/consul/: the role's definitions, below
-        writeFileSync(at(`usr/lib/resin/${helper}`), rehome(readFileSync(join(SERVICES, "base", helper!), "utf8")), { mode: 0o755 });
-      }
-      // chpst would drop to the consul user and chown hand it its files: neither can here.
-      // The fake consul writes its arguments, one a line.
-      mkdirSync(at("bin"));
-      writeFileSync(at("bin/chpst"), '#!/bin/sh\n[ "$1" = -u ] && shift 2\nexec "$@"\n', { mode: 0o755 });
-      writeFileSync(at("bin/chown"), `#!/bin/sh\nprintf '%s\\n' "$*" >> '${at("chowns")}'\n`, { mode: 0o755 });
-      writeFileSync(at("bin/consul"), `#!/bin/sh\nfor a; do printf '%s\\n' "$a"; done > '${at("argv")}'\n`, { mode: 0o755 });
-      const env = { ...process.env, LC_ALL: "C", PATH: `${at("bin")}:${process.env.PATH ?? "/usr/bin:/bin"}` };
       // The image's config, with what -config-dir skips: a directory and files of other extensions.
       mkdirSync(at("etc/consul.d/sub.hcl"), { recursive: true });
       for (const name of ["00-role.hcl", "50-extra.json", "README", "x.hcl.bak"]) writeFileSync(at(`etc/consul.d/${name}`), "");
@@ -204,7 +212,7 @@ describe("the in-image shell", () => {
       for (const name of ["10-node.hcl", "05-a.json", "20 b*.hcl", "ca.pem", "cert.pem", "key.pem"]) writeFileSync(at(`run/config/consul/${name}`), "");
       for (const sh of [["sh"], [busybox, "sh"]]) {
         rmSync(at("argv"), { force: true });
-        rmSync(at("chowns"), { force: true });
+        rmSync(at("calls"), { force: true });
         const r = spawnSync(sh[0]!, [...sh.slice(1), at("consul-run")], { env, encoding: "utf8" });
         expect(r.status, `${sh.join(" ")}: ${r.stdout}${r.stderr}`).toBe(0);
         expect(readFileSync(at("argv"), "utf8").split("\n").slice(0, -1), sh.join(" ")).toEqual([
@@ -218,9 +226,9 @@ describe("the in-image shell", () => {
         // The PEM files are there, where the config names them; Consul is not asked to read them as config.
         expect(readdirSync(at("run/consul")).filter((n) => n.endsWith(".pem")).sort()).toEqual(["ca.pem", "cert.pem", "key.pem"]);
         // Root hands consul its fresh config files and directory, and /var/lib/consul itself: nothing recursively.
-        const chowns = readFileSync(at("chowns"), "utf8").trim().split("\n");
-        expect(chowns.at(-1), sh.join(" ")).toBe(`consul:consul ${dir}/var/lib/consul`);
-        expect(chowns[0], sh.join(" ")).toMatch(new RegExp(`^consul:consul ${dir}/run/\\.consul\\.\\w+/05-a\\.json .* ${dir}/run/\\.consul\\.\\w+$`));
+        const chowns = readFileSync(at("calls"), "utf8").trim().split("\n").filter((c) => c.startsWith("chown "));
+        expect(chowns.at(-1), sh.join(" ")).toBe(`chown consul:consul ${dir}/var/lib/consul`);
+        expect(chowns[0], sh.join(" ")).toMatch(new RegExp(`^chown consul:consul ${dir}/run/\\.consul\\.\\w+/05-a\\.json .* ${dir}/run/\\.consul\\.\\w+$`));
         expect(chowns).toHaveLength(2);
       }
       // A role that registers services: their definitions get this node's own agent token
@@ -229,12 +237,12 @@ describe("the in-image shell", () => {
       writeFileSync(at("usr/lib/resin/consul/services.json"), '{"services":[{"name":"redis","token":"@resin-agent-token@"}]}\n');
       writeFileSync(at("run/config/consul/10-node.hcl"), 'acl {\n  tokens {\n    master = "11111111-2222-4333-8444-555555555555"\n    agent  = "0a1b2c3d-0000-4000-8000-00000000abcd"\n  }\n}\n');
       for (const sh of [["sh"], [busybox, "sh"]]) {
-        rmSync(at("chowns"), { force: true });
+        rmSync(at("calls"), { force: true });
         const r = spawnSync(sh[0]!, [...sh.slice(1), at("consul-run")], { env, encoding: "utf8" });
         expect(r.status, `${sh.join(" ")}: ${r.stdout}${r.stderr}`).toBe(0);
         expect(readFileSync(at("argv"), "utf8").split("\n").slice(0, -1).at(-1), sh.join(" ")).toBe(`-config-file=${dir}/run/consul/50-services.json`);
         expect(readFileSync(at("run/consul/50-services.json"), "utf8")).toBe('{"services":[{"name":"redis","token":"0a1b2c3d-0000-4000-8000-00000000abcd"}]}\n');
-        expect(readFileSync(at("chowns"), "utf8"), sh.join(" ")).toContain(`consul:consul ${dir}/run/.consul-services.json`);
+        expect(readFileSync(at("calls"), "utf8"), sh.join(" ")).toContain(`chown consul:consul ${dir}/run/.consul-services.json`);
         expect(existsSync(at("run/.consul-services.json"))).toBe(false);
       }
     } finally {
@@ -243,22 +251,8 @@ describe("the in-image shell", () => {
   });
 
   it("vault/run hands vault its data directory only, and vault makes raft/ itself", () => {
-    const dir = mkdtempSync(join(tmpdir(), "resin-vault-run-"));
+    const { dir, at, env } = runScriptSandbox("vault", "#!/bin/sh\n");
     try {
-      const at = (path: string) => join(dir, path);
-      const rehome = (text: string) => text.replaceAll("/usr/lib/resin/", `${dir}/usr/lib/resin/`).replaceAll("/var/lib/", `${dir}/var/lib/`).replaceAll("/run/", `${dir}/run/`);
-      const run = readFileSync(join(SERVICES, "vault/run"), "utf8");
-      writeFileSync(at("vault-run"), rehome(run), { mode: 0o755 });
-      mkdirSync(at("usr/lib/resin"), { recursive: true });
-      for (const [, helper] of run.matchAll(/\/usr\/lib\/resin\/([\w.-]+)/g)) {
-        writeFileSync(at(`usr/lib/resin/${helper}`), rehome(readFileSync(join(SERVICES, "base", helper!), "utf8")), { mode: 0o755 });
-      }
-      // chpst and chown record what they were asked (neither can change users here); vault records its arguments.
-      mkdirSync(at("bin"));
-      writeFileSync(at("bin/chpst"), `#!/bin/sh\nprintf 'chpst %s\\n' "$*" >> '${at("calls")}'\n[ "$1" = -u ] && shift 2\nexec "$@"\n`, { mode: 0o755 });
-      writeFileSync(at("bin/chown"), `#!/bin/sh\nprintf 'chown %s\\n' "$*" >> '${at("calls")}'\n`, { mode: 0o755 });
-      writeFileSync(at("bin/vault"), "#!/bin/sh\n", { mode: 0o755 });
-      const env = { ...process.env, LC_ALL: "C", PATH: `${at("bin")}:${process.env.PATH ?? "/usr/bin:/bin"}` };
       mkdirSync(at("run/config/vault"), { recursive: true });
       writeFileSync(at("run/config/vault/10-node.hcl"), 'api_addr = "https://10.0.0.1:8200"\n');
       for (const sh of [["sh"], [busybox, "sh"]]) {
@@ -270,7 +264,7 @@ describe("the in-image shell", () => {
         expect(calls.slice(1), sh.join(" ")).toEqual([
           `chown vault:vault ${dir}/var/lib/vault`,
           `chpst -u vault:vault mkdir -p ${dir}/var/lib/vault/raft`,
-          `chpst -u vault:vault vault server -config=/etc/vault.d -config=${dir}/run/vault`,
+          `chpst -u vault:vault vault server -config=${dir}/etc/vault.d -config=${dir}/run/vault`,
         ]);
         expect(calls[0], sh.join(" ")).toMatch(new RegExp(`^chown vault:vault ${dir}/run/\\.vault\\.\\w+/10-node\\.hcl ${dir}/run/\\.vault\\.\\w+$`));
         expect(statSync(at("var/lib/vault/raft")).isDirectory()).toBe(true);
