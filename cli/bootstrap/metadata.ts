@@ -9,7 +9,7 @@ import { renderTemplate } from "../spec/template.js";
 import { canonicalJson } from "../util/hash.js";
 import type { ClusterPlan, NodePlan } from "./plan.js";
 import type { Secrets } from "./secrets.js";
-import { consulAgentToken, nodeSecretFiles, serviceRolesOf, statusToken } from "./node-secrets.js";
+import { nodeSecrets, serviceRolesOf, statusToken } from "./node-secrets.js";
 import { consulServiceNames } from "../image/registrations.js";
 
 export type MetadataNode = { content: string; perm?: string } | { entries: Record<string, MetadataNode>; perm?: string };
@@ -72,9 +72,13 @@ export function nodeId(secrets: Secrets, nodeName: string): string {
  */
 export const DHCP_BIND_ADDRESS = "{{ GetPrivateIP }}";
 
-/** The template context: what a node template may refer to. */
+/**
+ * The template context: what a node template may refer to. Of the bundle, only what the
+ * node's role may hold (nodeSecrets): a template asking for more fails to render.
+ */
 export function templateContext(ctx: NodeContext, serviceName: string) {
   const servers = ctx.servers[serviceName] ?? [];
+  const { files: _files, ...secrets } = nodeSecrets(ctx.secrets, ctx.node, serviceRolesOf(ctx.role));
   const network = ctx.plan.network;
   // Where an agent finds its servers: their planned addresses, or the cloud auto-join string.
   const joinTargets = (nodes: NodePlan[]) => (network.mode === "dhcp" ? [network.join] : nodes.map((n) => n.address));
@@ -82,8 +86,8 @@ export function templateContext(ctx: NodeContext, serviceName: string) {
     node: {
       name: ctx.node.name,
       id: nodeId(ctx.secrets, ctx.node.name),
-      /** This node's own Consul agent token (write on this node only). */
-      consulAgentToken: consulAgentToken(ctx.secrets, ctx.node.name),
+      /** This node's own Consul agent token (write on this node only), where it runs Consul. */
+      ...(secrets.consul.agentToken ? { consulAgentToken: secrets.consul.agentToken } : {}),
       /** The Consul services the node's role registers (its agent registers them with its own token). */
       consulServices: consulServiceNames(ctx.role.services),
       address: network.mode === "dhcp" ? DHCP_BIND_ADDRESS : ctx.node.address,
@@ -99,7 +103,7 @@ export function templateContext(ctx: NodeContext, serviceName: string) {
       /** The cloud auto-join string on a dhcp cluster, else empty. */
       autoJoin: network.mode === "dhcp" ? network.join : "",
     },
-    secrets: ctx.secrets,
+    secrets,
     service: { name: serviceName, version: ctx.versions[serviceName]?.version ?? "" },
     options: ctx.role.options[serviceName],
   };
@@ -120,7 +124,7 @@ export async function nodeMetadata(ctx: NodeContext): Promise<MetadataTree> {
   addFile(tree, "hostname", `${ctx.node.name}\n`);
   addFile(tree, "resin/network", networkFile(ctx.plan, ctx.node));
   // Certificates and keys: only those of the services this node's role runs.
-  for (const file of nodeSecretFiles(ctx.secrets, ctx.node, serviceRolesOf(ctx.role))) addFile(tree, file.path, file.content, file.perm);
+  for (const file of nodeSecrets(ctx.secrets, ctx.node, serviceRolesOf(ctx.role)).files) addFile(tree, file.path, file.content, file.perm);
   // What the node's status endpoint asks of the host before it controls a service.
   addFile(tree, "resin/status-token", `${statusToken(ctx.secrets, ctx.node.name)}\n`, "0600");
   for (const service of ctx.role.services) {

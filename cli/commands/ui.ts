@@ -62,7 +62,8 @@ export async function uiCommand(opts: UiOptions): Promise<void> {
   if (serving.length === 0) throw new ResinError(`no node of cluster '${opts.name}' runs ${service}`, `its nodes' roles: ${[...new Set(state.nodes.map((n) => n.role))].join(", ")}`);
 
   const secrets = await readSecrets(clusterPaths(opts.name).secrets);
-  const tls = hostTls(secrets);
+  // Each product's UI is checked against that product's CA, with the host's certificate for it.
+  const tls = hostTls(secrets, service);
   const candidates = await runningUpstreams(opts.name, service);
   if (opts.node !== undefined && !candidates.some((u) => u.node === opts.node)) {
     throw new ResinError(`node ${opts.node} is not running`, `start it with: resin start ${opts.node} --name ${opts.name}, or leave --node out`);
