@@ -217,9 +217,9 @@ export async function readOrReissueSecrets(
   } catch (e) {
     if (!(e instanceof LegacySecretsError) || !opts.reissue) throw e;
   }
-  const legacy: unknown = JSON.parse(await readFile(path, "utf8"));
-  const current = await reissueSecrets(legacy, opts.plan, opts.serviceRoles);
-  await writeFile(`${path}.one-ca`, serialise(legacy as Secrets), { mode: 0o600, flag: "wx" }).catch((e: NodeJS.ErrnoException) => {
+  const text = await readFile(path, "utf8");
+  const current = await reissueSecrets(JSON.parse(text), opts.plan, opts.serviceRoles);
+  await writeFile(`${path}.one-ca`, text, { mode: 0o600, flag: "wx" }).catch((e: NodeJS.ErrnoException) => {
     if (e.code !== "EEXIST") throw e; // an earlier attempt kept it already
   });
   await rewriteSecrets(path, current);
