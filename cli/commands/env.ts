@@ -10,6 +10,7 @@ import { writeHostTls } from "../bootstrap/host-tls.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { clusterPaths, requireCluster, type NodeState } from "../state/state.js";
 import { localMachines } from "../provider/local.js";
+import type { Machines } from "../provider/machine.js";
 import { ResinError } from "../util/errors.js";
 import { consulServerName } from "../cluster/consul.js";
 import { nomadServerName } from "../cluster/bootstrap.js";
@@ -17,7 +18,7 @@ import { VAULT_TLS_SERVER_NAME } from "../bootstrap/pki.js";
 
 const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
 
-export async function envCommand(cluster: string, opts: { ui?: boolean } = {}): Promise<string> {
+export async function envCommand(cluster: string, opts: { ui?: boolean } = {}, machines: Pick<Machines, "status"> = localMachines()): Promise<string> {
   const state = await requireCluster(cluster);
   const secrets = await readSecrets(clusterPaths(cluster).secrets);
   if (opts.ui) {
@@ -27,7 +28,6 @@ export async function envCommand(cluster: string, opts: { ui?: boolean } = {}): 
   const tls = await writeHostTls(cluster, secrets);
 
   // A running server of each product will do: each forwards its own API ports to 127.0.0.1.
-  const machines = localMachines();
   const running: NodeState[] = [];
   for (const node of state.nodes) if ((await machines.status(cluster, node)).state === "running") running.push(node);
   const port = (name: string, server: (n: NodeState) => boolean) => running.filter(server).map((n) => n.ports[name]).find(Boolean);

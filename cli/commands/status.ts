@@ -12,6 +12,7 @@ import { describeView } from "../cluster/health.js";
 import { guestStatus, GuestServiceSchema } from "../cluster/guest.js";
 import { clusterPaths, requireCluster } from "../state/state.js";
 import { localMachines } from "../provider/local.js";
+import type { Machines } from "../provider/machine.js";
 import { formatTable } from "../util/table.js";
 import { printable } from "../util/text.js";
 
@@ -76,14 +77,13 @@ export const StatusSchema = z.object({
 export type NodeStatus = z.infer<typeof NodeStatusSchema>;
 export type ClusterStatus = z.infer<typeof StatusSchema>;
 
-export async function clusterStatus(name: string): Promise<ClusterStatus> {
+export async function clusterStatus(name: string, machines: Pick<Machines, "status"> = localMachines()): Promise<ClusterStatus> {
   const state = await requireCluster(name);
   const secrets = await readSecrets(clusterPaths(name).secrets);
   // Per node what it may have: a Consul server the management token, a client agent its own.
   const keys = consulKeys(secrets, state.datacenter);
   const tls = hostTls(secrets, "vault", VAULT_TLS_SERVER_NAME);
   const vaultUrl = (port: number) => `https://127.0.0.1:${port}`;
-  const machines = localMachines();
   const nodes = await Promise.all(
     state.nodes.map(async (node): Promise<NodeStatus> => {
       const vm = await machines.status(state.name, node);
