@@ -119,6 +119,23 @@ export function networkFile(plan: ClusterPlan, node: NodePlan): string {
   return `${node.clusterMac} ${node.address}/${node.prefix} cluster\n${node.hostMac} ${node.hostAddress} host\n`;
 }
 
+/**
+ * The services whose agents find their peers by cloud auto-join on a DHCP cluster
+ * (Consul's retry_join, Vault's raft retry_join): go-discover asks the cloud's metadata
+ * service for the instance's region and credentials, as the service's own user.
+ */
+const AUTO_JOIN_SERVICES = ["consul", "vault"];
+
+/**
+ * Pure: the service users that may still reach the cloud's metadata service once stage
+ * 1 has closed it (resin/metadata-users): on a DHCP cluster, the users of the services
+ * of this role that join by cloud auto-join; on a static cluster, none (root only).
+ */
+export function metadataUsers(plan: Pick<ClusterPlan, "network">, role: Pick<Role, "services">): string[] {
+  if (plan.network.mode !== "dhcp") return [];
+  return role.services.filter((s) => AUTO_JOIN_SERVICES.includes(s.name) && s.user).map((s) => s.user!.name);
+}
+
 export async function nodeMetadata(ctx: NodeContext): Promise<MetadataTree> {
   const tree: MetadataTree = {};
   addFile(tree, "hostname", `${ctx.node.name}\n`);
@@ -127,6 +144,9 @@ export async function nodeMetadata(ctx: NodeContext): Promise<MetadataTree> {
   for (const file of nodeSecrets(ctx.secrets, ctx.node, serviceRolesOf(ctx.role)).files) addFile(tree, file.path, file.content, file.perm);
   // What the node's status endpoint asks of the host before it controls a service.
   addFile(tree, "resin/status-token", `${statusToken(ctx.secrets, ctx.node.name)}\n`, "0600");
+  // Who besides root may reach a cloud's metadata service after boot (services/base/metadata/close).
+  const users = metadataUsers(ctx.plan, ctx.role);
+  if (users.length > 0) addFile(tree, "resin/metadata-users", `${users.join("\n")}\n`);
   for (const service of ctx.role.services) {
     for (const t of service.templates.node) {
       const source = await readFile(join(service.dir, t.src), "utf8");

@@ -14,8 +14,11 @@ client {
   cni_path = "/opt/cni/bin"
 
   # Nodes have no route out: skip the cloud metadata probes instead of waiting on them.
+  # No task runs as root (Nomad's default) or as a service user that may still reach a
+  # cloud's metadata service after boot for cloud auto-join (services/base/metadata/close).
   options = {
     "fingerprint.denylist" = "env_aws,env_azure,env_digitalocean,env_gce"
+    "user.denylist"        = "root,Administrator,consul,vault"
   }
 }
 
