@@ -109,12 +109,13 @@ describe("in-image metadata providers, each booting a real node in QEMU", () => 
     });
     console.log(`aws (IMDSv2) provider: power-on → Consul leader in ${seconds.toFixed(1)} s`);
     expect(guest).toContain("resin: metadata from aws");
-    // Root's fetch at boot worked; then, before any service started, the service was closed.
-    expect(guest).toContain("resin: metadata service 169.254.169.254 closed to all but root");
     // The non-root process was refused at once by the node itself: nothing reached the service.
+    console.log(`aws: the consul user's GET of the user data after boot: ${probe?.Output.trim()}`);
+    expect(imds.requests.slice(asked), "requests after boot").toEqual([]);
     expect(probe, "the probe check's result").toMatchObject({ Status: "critical" });
     expect(probe!.Output).toMatch(/connection refused/);
-    expect(imds.requests.slice(asked), "requests after boot").toEqual([]);
+    // Root's fetch at boot worked (below); then, before any service started, the service was closed.
+    expect(guest).toContain("resin: metadata service 169.254.169.254 closed to all but root");
     const [put, get] = imds.requests;
     expect(put).toMatchObject({ method: "PUT", path: "/latest/api/token" });
     expect(Number(put!.headers["x-aws-ec2-metadata-token-ttl-seconds"])).toBeGreaterThan(0);
