@@ -5,7 +5,7 @@
 // longest window without a leader, acknowledged writes lost).
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { consulAccess, consulView, type ConsulEndpoint } from "../cli/cluster/consul.js";
+import { consulKeys, agentAccess, consulView, type ConsulEndpoint } from "../cli/cluster/consul.js";
 import type { Secrets } from "../cli/bootstrap/secrets.js";
 import { readPid } from "../cli/provider/qemu/process.js";
 import { failoverUnderWrites, lostWrites, startLoad } from "./consul-load.js";
@@ -39,9 +39,10 @@ interface NodeView {
 
 async function clusterNodes(stateHome: string, name: string): Promise<{ nodes: NodeView[]; endpoint: (n: NodeView) => ConsulEndpoint }> {
   const dir = join(stateHome, "clusters", name);
-  const state = JSON.parse(await readFile(join(dir, "cluster.json"), "utf8")) as { nodes: NodeView[] };
-  const access = consulAccess(JSON.parse(await readFile(join(dir, "secrets.json"), "utf8")) as Secrets);
-  return { nodes: state.nodes, endpoint: (n) => ({ port: n.ports["consul.https"]!, access }) };
+  const state = JSON.parse(await readFile(join(dir, "cluster.json"), "utf8")) as { nodes: NodeView[]; datacenter: string };
+  const keys = consulKeys(JSON.parse(await readFile(join(dir, "secrets.json"), "utf8")) as Secrets, state.datacenter);
+  // Each node with what it may have: a server the management token, a client agent its own.
+  return { nodes: state.nodes, endpoint: (n) => ({ port: n.ports["consul.https"]!, ...agentAccess(keys, n.name) }) };
 }
 
 /** An image set whose consul-server differs from the repository's by one setting (Consul's log level). */

@@ -223,7 +223,7 @@ program
 
 program
   .command("env")
-  .description("print export lines for the consul, nomad and vault CLIs: eval \"$(resin env)\"")
+  .description("print export lines for the consul, nomad and vault CLIs, pointed at a running server of each with its CA and server name: eval \"$(resin env)\"")
   .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
   .option("--ui", "print only Consul's read-only token, to log in to the web UI with (resin ui)")
   .action(async (opts: { name: string; ui?: boolean }) => {

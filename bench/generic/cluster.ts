@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readSecrets } from "../../cli/bootstrap/secrets.js";
 import { finishCluster, localTargets } from "../../cli/cluster/bootstrap.js";
-import { consulAccess } from "../../cli/cluster/consul.js";
+import { consulKeys } from "../../cli/cluster/consul.js";
 import { waitForQuorum } from "../../cli/cluster/health.js";
 import { ClusterStateSchema, clusterPaths, nodeFiles, type ClusterState } from "../../cli/state/state.js";
 import type { Accel } from "../../cli/provider/qemu/accel.js";
@@ -58,7 +58,7 @@ export async function bootGenericCluster(opts: {
   const resinDir = join(opts.resinStateHome, "clusters", opts.name);
   const resinState = ClusterStateSchema.parse(JSON.parse(await readFile(join(resinDir, "cluster.json"), "utf8")));
   const secrets = await readSecrets(join(resinDir, "secrets.json"));
-  const access = consulAccess(secrets);
+  const keys = consulKeys(secrets, resinState.datacenter);
 
   const home = mkdtempSync(join(tmpdir(), "resin-bench-generic-"));
   let failed = false;
@@ -113,8 +113,8 @@ export async function bootGenericCluster(opts: {
     // From here on it is what `resin up` does after starting its VMs.
     const nodeLog = (m: string) => process.stderr.write(`    | ${m}\n`);
     nodeLog(`generic cluster ${state.name}: waiting for Consul quorum (timeout ${opts.timeoutMs / 1000}s)`);
-    const { seconds, quorumSeconds } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: nodeLog, access });
-    await finishCluster(state, secrets, localTargets(state, access), nodeLog);
+    const { seconds, quorumSeconds } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: nodeLog, keys });
+    await finishCluster(state, secrets, localTargets(state, keys), nodeLog);
     nodeLog(`generic cluster ${state.name}: quorum in ${quorumSeconds.toFixed(1)}s, ready (autopilot healthy) in ${seconds.toFixed(1)}s`);
     const memory = state.nodes.map((n, i) => vmMemory(pids[i]!, n.memoryMib));
     await stopAll();

@@ -9,7 +9,7 @@ import { renderTemplate } from "../spec/template.js";
 import { canonicalJson } from "../util/hash.js";
 import type { ClusterPlan, NodePlan } from "./plan.js";
 import type { Secrets } from "./secrets.js";
-import { consulAgentToken, nodeSecretFiles, serviceRolesOf, statusToken } from "./node-secrets.js";
+import { nodeSecrets, serviceRolesOf, statusToken } from "./node-secrets.js";
 
 export type MetadataNode = { content: string; perm?: string } | { entries: Record<string, MetadataNode>; perm?: string };
 export type MetadataTree = Record<string, MetadataNode>;
@@ -71,9 +71,13 @@ export function nodeId(secrets: Secrets, nodeName: string): string {
  */
 export const DHCP_BIND_ADDRESS = "{{ GetPrivateIP }}";
 
-/** The template context: what a node template may refer to. */
+/**
+ * The template context: what a node template may refer to. Of the bundle, only what the
+ * node's role may hold (nodeSecrets): a template asking for more fails to render.
+ */
 export function templateContext(ctx: NodeContext, serviceName: string) {
   const servers = ctx.servers[serviceName] ?? [];
+  const { files: _files, ...secrets } = nodeSecrets(ctx.secrets, ctx.node, serviceRolesOf(ctx.role));
   const network = ctx.plan.network;
   // Where an agent finds its servers: their planned addresses, or the cloud auto-join string.
   const joinTargets = (nodes: NodePlan[]) => (network.mode === "dhcp" ? [network.join] : nodes.map((n) => n.address));
@@ -81,8 +85,8 @@ export function templateContext(ctx: NodeContext, serviceName: string) {
     node: {
       name: ctx.node.name,
       id: nodeId(ctx.secrets, ctx.node.name),
-      /** This node's own Consul agent token (write on this node only). */
-      consulAgentToken: consulAgentToken(ctx.secrets, ctx.node.name),
+      /** This node's own Consul agent token (write on this node only), where it runs Consul. */
+      ...(secrets.consul.agentToken ? { consulAgentToken: secrets.consul.agentToken } : {}),
       address: network.mode === "dhcp" ? DHCP_BIND_ADDRESS : ctx.node.address,
       index: ctx.node.index,
       role: ctx.node.role,
@@ -96,7 +100,7 @@ export function templateContext(ctx: NodeContext, serviceName: string) {
       /** The cloud auto-join string on a dhcp cluster, else empty. */
       autoJoin: network.mode === "dhcp" ? network.join : "",
     },
-    secrets: ctx.secrets,
+    secrets,
     service: { name: serviceName, version: ctx.versions[serviceName]?.version ?? "" },
     options: ctx.role.options[serviceName],
   };
@@ -112,14 +116,34 @@ export function networkFile(plan: ClusterPlan, node: NodePlan): string {
   return `${node.clusterMac} ${node.address}/${node.prefix} cluster\n${node.hostMac} ${node.hostAddress} host\n`;
 }
 
+/**
+ * The services whose agents find their peers by cloud auto-join on a DHCP cluster
+ * (Consul's retry_join, Vault's raft retry_join): go-discover asks the cloud's metadata
+ * service for the instance's region and credentials, as the service's own user.
+ */
+const AUTO_JOIN_SERVICES = ["consul", "vault"];
+
+/**
+ * Pure: the service users that may still reach the cloud's metadata service once stage
+ * 1 has closed it (resin/metadata-users): on a DHCP cluster, the users of the services
+ * of this role that join by cloud auto-join; on a static cluster, none (root only).
+ */
+export function metadataUsers(plan: Pick<ClusterPlan, "network">, role: Pick<Role, "services">): string[] {
+  if (plan.network.mode !== "dhcp") return [];
+  return role.services.filter((s) => AUTO_JOIN_SERVICES.includes(s.name) && s.user).map((s) => s.user!.name);
+}
+
 export async function nodeMetadata(ctx: NodeContext): Promise<MetadataTree> {
   const tree: MetadataTree = {};
   addFile(tree, "hostname", `${ctx.node.name}\n`);
   addFile(tree, "resin/network", networkFile(ctx.plan, ctx.node));
   // Certificates and keys: only those of the services this node's role runs.
-  for (const file of nodeSecretFiles(ctx.secrets, ctx.node, serviceRolesOf(ctx.role))) addFile(tree, file.path, file.content, file.perm);
+  for (const file of nodeSecrets(ctx.secrets, ctx.node, serviceRolesOf(ctx.role)).files) addFile(tree, file.path, file.content, file.perm);
   // What the node's status endpoint asks of the host before it controls a service.
   addFile(tree, "resin/status-token", `${statusToken(ctx.secrets, ctx.node.name)}\n`, "0600");
+  // Who besides root may reach a cloud's metadata service after boot (services/base/metadata/close).
+  const users = metadataUsers(ctx.plan, ctx.role);
+  if (users.length > 0) addFile(tree, "resin/metadata-users", `${users.join("\n")}\n`);
   for (const service of ctx.role.services) {
     for (const t of service.templates.node) {
       const source = await readFile(join(service.dir, t.src), "utf8");

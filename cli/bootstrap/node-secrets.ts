@@ -1,21 +1,31 @@
 // Which secrets a node gets, and which the host keeps: least privilege, by role.
 //
-// A node gets, for each service it runs, `<service>/ca.pem` (the CA *certificate*),
+// nodeSecrets() is the one place that chooses, from the bundle, what a node's role may
+// hold; the node's templates see only that (never the bundle), so a template that asks
+// for a secret its role does not get fails to render instead of leaking it.
+//
+// Files: for each service it runs, `<service>/ca.pem` (that product's CA *certificate*),
 // `<service>/cert.pem` and `<service>/key.pem` (its own certificate for that service),
-// all 0600 in its metadata. Each service's run script copies /run/config/<service>/*
-// into its private /run/<service>/, which is where the templates point
-// (ca_file = "/run/consul/ca.pem", …). Nothing else of the bundle is a file:
-//   - the gossip keys and ACL tokens are rendered by the node templates, which write
-//     each only where its role needs it (Consul's management token on Consul servers
-//     only, the agent token on every Consul agent, Nomad's gossip key on Nomad servers
-//     only, the Consul token for Nomad on Nomad agents only);
-//   - the CA key, the CLI key, Nomad's bootstrap secret and Vault's unseal keys and root
-//     token never reach a node.
+// and on a node running Nomad beside Consul, `nomad/consul-ca.pem`, `nomad/consul-cert.pem`
+// and `nomad/consul-key.pem` (what Nomad presents to its Consul agent), all 0600 in its
+// metadata. Each service's run script copies /run/config/<service>/* into its private
+// /run/<service>/, which is where the templates point (ca_file = "/run/consul/ca.pem", …).
+// Values for the templates:
+//   - Consul's gossip key: every Consul agent; Consul's management token: Consul servers
+//     only; the node's own agent token (derived for its name): every Consul agent;
+//   - Nomad's gossip key: Nomad servers only; the Consul token for Nomad: Nomad agents
+//     on a node with a Consul agent.
+// The CA keys, the host's client keys, the agent-token key, Nomad's bootstrap secret and
+// Vault's unseal keys and root token never reach a node.
 // test/unit/node-secrets.test.ts walks every role in machines/ and checks this by content.
 import { createHmac } from "node:crypto";
 import type { Role } from "../spec/load.js";
 import { ResinError } from "../util/errors.js";
 import type { Secrets, ServiceRoles } from "./secrets.js";
+import type { Product } from "./pki.js";
+
+// Not imported from pki.ts: reading a bundle must not load the PKI (WebCrypto, x509).
+const PRODUCTS: readonly Product[] = ["consul", "nomad", "vault"];
 
 export interface SecretFile {
   /** `<service>/<file>` in the node's metadata (/run/config/<service>/<file>), or a file name for the host. */
@@ -36,6 +46,40 @@ export function serviceRolesOf(role: Pick<Role, "services" | "options">): Servic
   return roles;
 }
 
+/**
+ * Everything of the bundle one node may hold, for the services it runs as `roles` says:
+ * the values its templates render and the files of its metadata. Pure.
+ */
+export interface NodeSecrets {
+  /** Consul's gossip key: on every Consul agent. */
+  gossipKey?: string;
+  /** Nomad's gossip key: on Nomad servers. */
+  nomadGossipKey?: string;
+  consul: {
+    /** The node's own agent token (write on this node only): on every Consul agent. */
+    agentToken?: string;
+    /** The host's token, pre-seeded on the servers: on Consul servers only. */
+    managementToken?: string;
+    /** What Nomad registers in Consul with: on Nomad agents beside a Consul agent. */
+    nomadToken?: string;
+  };
+  files: SecretFile[];
+}
+
+export function nodeSecrets(bundle: Secrets, node: string | { name: string }, roles: ServiceRoles): NodeSecrets {
+  const name = typeof node === "string" ? node : node.name;
+  // Keys are left out, not set to undefined: a strict template then fails on one it may not use.
+  const chosen: NodeSecrets = { consul: {}, files: nodeSecretFiles(bundle, name, roles) };
+  if (roles.consul) {
+    chosen.gossipKey = bundle.gossipKey;
+    chosen.consul.agentToken = consulAgentToken(bundle, name);
+    if (roles.consul === "server") chosen.consul.managementToken = bundle.consul.managementToken;
+  }
+  if (roles.nomad === "server") chosen.nomadGossipKey = bundle.nomadGossipKey;
+  if (roles.nomad && roles.consul) chosen.consul.nomadToken = bundle.consul.nomadToken;
+  return chosen;
+}
+
 /** The files one node gets in its metadata, for the services it runs as `roles` says. */
 export function nodeSecretFiles(bundle: Secrets, node: string | { name: string }, roles: ServiceRoles): SecretFile[] {
   const name = typeof node === "string" ? node : node.name;
@@ -44,8 +88,8 @@ export function nodeSecretFiles(bundle: Secrets, node: string | { name: string }
     throw new ResinError(`the cluster's secrets have no certificates for node ${name}`, "the cluster's state and secrets disagree; restore both from your backup");
   }
   const files: SecretFile[] = [];
-  const add = (service: string, pair: { cert: string; key: string }) => {
-    files.push({ path: `${service}/ca.pem`, content: bundle.ca.cert, perm: "0600" });
+  const add = (service: "consul" | "nomad" | "vault", pair: { cert: string; key: string }) => {
+    files.push({ path: `${service}/ca.pem`, content: bundle.cas[service].cert, perm: "0600" });
     files.push({ path: `${service}/cert.pem`, content: pair.cert, perm: "0600" });
     files.push({ path: `${service}/key.pem`, content: pair.key, perm: "0600" });
   };
@@ -61,6 +105,13 @@ export function nodeSecretFiles(bundle: Secrets, node: string | { name: string }
     }
     add(service, pair);
   }
+  if (roles.nomad && roles.consul) {
+    const pair = certs.nomadConsul;
+    if (!pair) throw new ResinError(`node ${name} runs nomad beside consul, but the cluster's secrets hold no certificate for its Nomad to present to Consul`, "a cluster keeps the roles it was created with: recreate it to change them");
+    files.push({ path: "nomad/consul-ca.pem", content: bundle.cas.consul.cert, perm: "0600" });
+    files.push({ path: "nomad/consul-cert.pem", content: pair.cert, perm: "0600" });
+    files.push({ path: "nomad/consul-key.pem", content: pair.key, perm: "0600" });
+  }
   if (roles.vault) {
     if (!certs.vault) throw new ResinError(`node ${name} runs vault, but the cluster's secrets hold no vault certificate for it`, "a cluster keeps the roles it was created with: recreate it to change them");
     add("vault", certs.vault);
@@ -69,29 +120,24 @@ export function nodeSecretFiles(bundle: Secrets, node: string | { name: string }
 }
 
 /**
- * The files the host keeps for talking to the cluster: the CA certificate (to check the
- * agents) and the CLI's client certificate and key (to present to them). File names, to
- * be written 0600 in a directory of the caller's choosing.
+ * The files the host keeps for talking to the cluster, per product: its CA certificate
+ * (to check the agents: `consul-ca.pem`) and the host's client certificate and key for it
+ * (to present to them: `consul-cli.pem`, `consul-cli-key.pem`). File names, to be written
+ * 0600 in a directory of the caller's choosing.
  */
 export function cliSecretFiles(bundle: Secrets): SecretFile[] {
-  return [
-    { path: "ca.pem", content: bundle.ca.cert, perm: "0600" },
-    { path: "cli.pem", content: bundle.cli.cert, perm: "0600" },
-    { path: "cli-key.pem", content: bundle.cli.key, perm: "0600" },
-  ];
+  return PRODUCTS.flatMap((p) => [
+    { path: `${p}-ca.pem`, content: bundle.cas[p].cert, perm: "0600" as const },
+    { path: `${p}-cli.pem`, content: bundle.cli[p].cert, perm: "0600" as const },
+    { path: `${p}-cli-key.pem`, content: bundle.cli[p].key, perm: "0600" as const },
+  ]);
 }
 
-/** The host's TLS material for the agents' HTTPS APIs, in the shape cli/cluster/{nomad,vault}.ts take. */
-export function cliTls(bundle: Secrets): { ca: string; clientCert: string; clientKey: string } {
-  return { ca: bundle.ca.cert, clientCert: bundle.cli.cert, clientKey: bundle.cli.key };
+/** The host's TLS material for one product's HTTPS APIs. */
+export function cliTls(bundle: Secrets, product: Product): { ca: string; clientCert: string; clientKey: string } {
+  return { ca: bundle.cas[product].cert, clientCert: bundle.cli[product].cert, clientKey: bundle.cli[product].key };
 }
 
-/**
- * The token a node's status endpoint wants before it acts on a service or shows a log
- * (resin/status-token in the node's metadata, "Authorization: Bearer" from the host).
- * Derived from the CA key, which never leaves the host, so no bundle change is needed
- * and one node's token opens no other node. Pure: the same bundle gives the same token.
- */
 /**
  * A node's own Consul agent token (a UUID), derived from the cluster's agent-token key
  * and the node's name: the host creates it with a policy that may write that node only,
@@ -102,6 +148,12 @@ export function consulAgentToken(bundle: Pick<Secrets, "consul">, node: string):
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
+/**
+ * The token a node's status endpoint wants before it acts on a service or shows a log
+ * (resin/status-token in the node's metadata, "Authorization: Bearer" from the host).
+ * Derived from Consul's CA key, which never leaves the host, so no bundle change is needed
+ * and one node's token opens no other node. Pure: the same bundle gives the same token.
+ */
 export function statusToken(bundle: Secrets, node: string): string {
-  return createHmac("sha256", bundle.ca.key).update(`resin status endpoint\n${node}\n`).digest("hex");
+  return createHmac("sha256", bundle.cas.consul.key).update(`resin status endpoint\n${node}\n`).digest("hex");
 }

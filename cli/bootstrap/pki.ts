@@ -1,16 +1,23 @@
-// The cluster's private PKI: one CA per cluster (ECDSA P-256, 10 years) and the leaf
-// certificates each node presents (ECDSA P-256, 2 years), all made with WebCrypto and
-// @peculiar/x509. Pure: every function takes what it signs with and returns PEM; no
-// file is read or written here.
+// The cluster's private PKI: one CA per product and cluster (Consul, Nomad, Vault;
+// ECDSA P-256, 10 years) and the leaf certificates each node presents (ECDSA P-256,
+// 2 years), all made with WebCrypto and @peculiar/x509. Pure: every function takes what
+// it signs with and returns PEM; no file is read or written here.
 //
-// Names follow what the agents check:
-//   Consul  servers `server.<datacenter>.consul` (verify_server_hostname), client agents
-//           `client.<datacenter>.consul` (what `consul tls cert create -client` makes: a
-//           client agent needs a CA-signed certificate for verify_incoming on the servers,
-//           and serves HTTPS itself, so it is both serverAuth and clientAuth);
-//   Nomad   `server.<region>.nomad` / `client.<region>.nomad` (region "global");
+// A product trusts only its own CA, so no certificate of one product is accepted by
+// another: a Nomad client's certificate opens neither Consul nor Vault. Each certificate
+// has the extended key usages of its use and no more:
+//   Consul  servers `server.<datacenter>.consul` (verify_server_hostname): serverAuth and
+//           clientAuth (their own RPC, both ways); client agents `client.<datacenter>.consul`:
+//           clientAuth for their RPC to the servers, serverAuth for the HTTPS API they serve
+//           on their node. Only a server's certificate names `server.<datacenter>.consul`,
+//           which is what the host checks before it sends the management token.
+//           Nomad's client certificate for its local Consul agent: clientAuth only.
+//   Nomad   `server.<region>.nomad` / `client.<region>.nomad` (region "global"): both
+//           usages (RPC both ways, and the HTTPS API every agent serves).
 //   Vault   the node's name and VAULT_TLS_SERVER_NAME, which every Vault node's
-//           certificate carries so that raft retry_join can check any of them by one name.
+//           certificate carries so that raft retry_join can check any of them by one name;
+//           also clientAuth: a joining node presents it to the leader's API.
+//   host    one client certificate per product (clientAuth only, no names to serve).
 // Every agent certificate also names the node, its cluster address, `localhost` and
 // 127.0.0.1: the host reaches each node through a port forward on 127.0.0.1, and agents
 // on a node talk to each other over loopback.
@@ -89,13 +96,22 @@ function pemKey(text: string): string {
   return `${text.replace(/\r\n/g, "\n").trimEnd()}\n`;
 }
 
-/** A new cluster CA: ECDSA P-256, CA:true (critical, no intermediates), keyCertSign + cRLSign. */
-export async function createCa(clusterName: string, opts: IssueOptions = {}): Promise<CertifiedKey> {
+/** The products that each have a CA of their own. */
+export const PRODUCTS = ["consul", "nomad", "vault"] as const;
+export type Product = (typeof PRODUCTS)[number];
+const PRODUCT_NAME: Record<Product, string> = { consul: "Consul", nomad: "Nomad", vault: "Vault" };
+
+/**
+ * A new CA: ECDSA P-256, CA:true (critical, no intermediates), keyCertSign + cRLSign.
+ * With a product, the CA of that product's certificates in the cluster ("Resin cluster
+ * demo Consul CA"); without, a CA of the one-CA bundles made before (kept for tests).
+ */
+export async function createCa(clusterName: string, opts: IssueOptions & { product?: Product } = {}): Promise<CertifiedKey> {
   const now = opts.now ?? new Date();
   const keys = (await crypto.subtle.generateKey(EC, true, ["sign", "verify"])) as CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serialNumber(),
-    name: [{ CN: [`Resin cluster ${clusterName} CA`] }, { O: ["Resin"] }],
+    name: [{ CN: [`Resin cluster ${clusterName} ${opts.product ? `${PRODUCT_NAME[opts.product]} ` : ""}CA`] }, { O: ["Resin"] }],
     notBefore: new Date(now.getTime() - BACKDATE_MS),
     notAfter: new Date(now.getTime() + CA_VALIDITY_DAYS * DAY_MS),
     keys,
@@ -147,6 +163,7 @@ function unique(values: string[]): string[] {
   return [...new Set(values)];
 }
 
+/** RPC both ways (an agent dials and is dialled) and an HTTPS API of its own. */
 const AGENT_USAGES: Usage[] = ["serverAuth", "clientAuth"];
 const nodeDns = (node: NodeNames, name: string) => [name, node.name, "localhost"];
 // A node whose address comes from DHCP is named by its DNS names only.
@@ -178,7 +195,19 @@ export function vaultCertSpec(node: NodeNames): LeafSpec {
   };
 }
 
-/** The host's certificate, presented to every agent's HTTPS API: client authentication only, no names to serve. */
-export function cliCertSpec(clusterName: string): LeafSpec {
-  return { commonName: `resin-cli.${clusterName}`, dnsNames: [], ipAddresses: [], usages: ["clientAuth"] };
+/**
+ * The certificate Nomad presents to its node's Consul agent (Consul's verify_incoming
+ * wants one from Consul's CA): client authentication only, no names to serve.
+ */
+export function nomadConsulCertSpec(node: NodeNames): LeafSpec {
+  return { commonName: `nomad.${node.name}`, dnsNames: [], ipAddresses: [], usages: ["clientAuth"] };
+}
+
+/**
+ * The host's certificate for one product's HTTPS APIs (one per product, each from that
+ * product's CA): client authentication only, no names to serve. Without a product, the
+ * one certificate of the bundles made before (kept for tests).
+ */
+export function cliCertSpec(clusterName: string, product?: Product): LeafSpec {
+  return { commonName: `resin-cli${product ? `-${product}` : ""}.${clusterName}`, dnsNames: [], ipAddresses: [], usages: ["clientAuth"] };
 }

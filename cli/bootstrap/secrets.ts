@@ -3,14 +3,21 @@
 //
 // The bundle (secrets.json, mode 0600, in the cluster's 0700 state directory) holds:
 //   gossipKey, nomadGossipKey   Consul's and Nomad's serf encryption keys
-//   ca                          the cluster CA's certificate and key (the key never leaves the host)
-//   cli                         the host's client certificate for the agents' HTTPS APIs
-//   nodes.<name>.<service>      each node's certificate and key per service it runs
+//   cas.<product>               one CA per product (consul, nomad, vault): certificate and
+//                               key (the keys never leave the host)
+//   cli.<product>               the host's client certificate for that product's HTTPS APIs
+//   nodes.<name>.<service>      each node's certificate and key per service it runs, and
+//                               nomadConsul: the one its Nomad presents to its Consul agent
 //   consul                      ACL tokens: management (pre-seeded on the servers), agent, nomad,
 //                               and the web UI's read-only one (added to older bundles by `resin up`)
 //   nomad                       the secret Nomad's ACL bootstrap creates its management token with
 //   vault                       Vault's unseal keys and root token, once Vault is initialised
 //                               (recordVaultInit adds them; they never reach a node)
+//
+// A bundle of an older Resin has one CA (`ca`, `cli`) for all three products. It is
+// re-issued by `resin up` while no node of the cluster runs (reissueSecrets: three new
+// CAs and every certificate again; tokens, gossip keys and Vault's keys kept; the old
+// file kept beside it); every other command refuses it with that fix (LegacySecretsError).
 import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
@@ -18,7 +25,7 @@ import { dirname } from "node:path";
 import { z } from "zod";
 import { ResinError } from "../util/errors.js";
 import type { ClusterPlan, NodePlan } from "./plan.js";
-import type { CertifiedKey } from "./pki.js";
+import type { CertifiedKey, Product } from "./pki.js";
 
 // The PKI (WebCrypto + @peculiar/x509) is loaded only to make a bundle, not to read one.
 const pki = () => import("./pki.js");
@@ -31,6 +38,7 @@ const certPem = pemBlock("CERTIFICATE");
 const keyPem = pemBlock("PRIVATE KEY");
 const certifiedKey = z.object({ cert: certPem, key: keyPem }).strict();
 const agentCert = z.object({ role: z.enum(["server", "client"]), cert: certPem, key: keyPem }).strict();
+const perProduct = z.object({ consul: certifiedKey, nomad: certifiedKey, vault: certifiedKey }).strict();
 
 export const VaultInitSchema = z
   .object({
@@ -51,11 +59,21 @@ export const SecretsSchema = z
     gossipKey: gossip,
     /** Nomad's serf encryption key, same form. */
     nomadGossipKey: gossip,
-    ca: certifiedKey,
-    cli: certifiedKey,
+    /** One CA per product: each product trusts its own only. */
+    cas: perProduct,
+    /** The host's client certificate per product, from that product's CA. */
+    cli: perProduct,
     nodes: z.record(
       z.string().regex(/^[a-z][a-z0-9-]*$/, "must be a node name"),
-      z.object({ consul: agentCert.optional(), nomad: agentCert.optional(), vault: certifiedKey.optional() }).strict(),
+      z
+        .object({
+          consul: agentCert.optional(),
+          nomad: agentCert.optional(),
+          /** What the node's Nomad presents to its Consul agent (Consul's CA, clientAuth only). */
+          nomadConsul: certifiedKey.optional(),
+          vault: certifiedKey.optional(),
+        })
+        .strict(),
     ),
     consul: z
       .object({
@@ -86,6 +104,24 @@ export const SecretsSchema = z
   });
 
 export type Secrets = z.infer<typeof SecretsSchema>;
+
+/** A bundle of an older Resin: one CA for Consul, Nomad and Vault, one host certificate. */
+const LegacySecretsSchema = z
+  .object({ ca: certifiedKey, cli: certifiedKey })
+  .passthrough()
+  .refine((s) => !("cas" in s));
+
+/** A bundle with one CA for every product: `resin up` of the stopped cluster issues its certificates again. */
+export class LegacySecretsError extends ResinError {
+  constructor(path: string, cluster?: string) {
+    const name = cluster ?? "<name>";
+    super(
+      `cluster secrets ${path} are from an older Resin: one CA for Consul, Nomad and Vault, so one product's certificates open the others`,
+      `stop the whole cluster and start it again, which issues every certificate again from a CA per product (tokens, gossip keys and Vault's keys are kept):\n  resin down --name ${name} && resin up --name ${name}`,
+    );
+    this.name = "LegacySecretsError";
+  }
+}
 export type VaultInit = z.infer<typeof VaultInitSchema>;
 export type NodeCertificates = Secrets["nodes"][string];
 
@@ -111,32 +147,84 @@ export const CONSUL_NOMAD_POLICY = `agent_prefix "" {\n  policy = "read"\n}\nnod
 
 const HINT = "restore the file from your backup; Resin will not replace a cluster's secrets";
 
-/** A node's certificates for the services it runs. */
-export async function issueNodeCertificates(ca: CertifiedKey, plan: ClusterPlan, node: NodePlan, roles: ServiceRoles): Promise<NodeCertificates> {
-  const { consulCertSpec, issueCertificate, nomadCertSpec, vaultCertSpec } = await pki();
+export type ProductCas = Record<Product, CertifiedKey>;
+
+/** A node's certificates for the services it runs, each from its product's CA. */
+export async function issueNodeCertificates(cas: ProductCas, plan: ClusterPlan, node: NodePlan, roles: ServiceRoles): Promise<NodeCertificates> {
+  const { consulCertSpec, issueCertificate, nomadCertSpec, nomadConsulCertSpec, vaultCertSpec } = await pki();
   const out: NodeCertificates = {};
-  if (roles.consul) out.consul = { role: roles.consul, ...(await issueCertificate(ca, consulCertSpec(node, plan.datacenter, roles.consul))) };
-  if (roles.nomad) out.nomad = { role: roles.nomad, ...(await issueCertificate(ca, nomadCertSpec(node, roles.nomad))) };
-  if (roles.vault) out.vault = await issueCertificate(ca, vaultCertSpec(node));
+  if (roles.consul) out.consul = { role: roles.consul, ...(await issueCertificate(cas.consul, consulCertSpec(node, plan.datacenter, roles.consul))) };
+  if (roles.nomad) {
+    out.nomad = { role: roles.nomad, ...(await issueCertificate(cas.nomad, nomadCertSpec(node, roles.nomad))) };
+    // Nomad registers with the node's Consul agent only where there is one.
+    if (roles.consul) out.nomadConsul = await issueCertificate(cas.consul, nomadConsulCertSpec(node));
+  }
+  if (roles.vault) out.vault = await issueCertificate(cas.vault, vaultCertSpec(node));
   return out;
 }
 
-/** A new bundle for the plan: fresh keys, CA, certificates and tokens. Pure (no I/O). */
-export async function generateSecrets(plan: ClusterPlan, serviceRoles: (node: NodePlan) => ServiceRoles): Promise<Secrets> {
-  const { cliCertSpec, createCa, issueCertificate } = await pki();
-  const ca = await createCa(plan.name);
+/** Three new CAs, the host's certificate from each, and every node's certificates. */
+async function issueAll(plan: ClusterPlan, serviceRoles: (node: NodePlan) => ServiceRoles): Promise<Pick<Secrets, "cas" | "cli" | "nodes">> {
+  const { cliCertSpec, createCa, issueCertificate, PRODUCTS } = await pki();
+  const cas = {} as ProductCas;
+  const cli = {} as ProductCas;
+  for (const product of PRODUCTS) {
+    cas[product] = await createCa(plan.name, { product });
+    cli[product] = await issueCertificate(cas[product], cliCertSpec(plan.name, product));
+  }
   const nodes: Secrets["nodes"] = {};
-  for (const node of plan.nodes) nodes[node.name] = await issueNodeCertificates(ca, plan, node, serviceRoles(node));
+  for (const node of plan.nodes) nodes[node.name] = await issueNodeCertificates(cas, plan, node, serviceRoles(node));
+  return { cas, cli, nodes };
+}
+
+/** A new bundle for the plan: fresh keys, CAs, certificates and tokens. Pure (no I/O). */
+export async function generateSecrets(plan: ClusterPlan, serviceRoles: (node: NodePlan) => ServiceRoles): Promise<Secrets> {
   const secrets: Secrets = {
     gossipKey: randomBytes(32).toString("base64"),
     nomadGossipKey: randomBytes(32).toString("base64"),
-    ca,
-    cli: await issueCertificate(ca, cliCertSpec(plan.name)),
-    nodes,
+    ...(await issueAll(plan, serviceRoles)),
     consul: { managementToken: randomUUID(), agentToken: randomUUID(), nomadToken: randomUUID(), uiToken: randomUUID() },
     nomad: { bootstrapSecret: randomUUID() },
   };
   return SecretsSchema.parse(secrets);
+}
+
+/**
+ * An older bundle (one CA) made current: a CA per product and every certificate issued
+ * again; the gossip keys, every token and Vault's keys are kept as they are, so Consul's
+ * and Vault's data stay theirs. Pure (no I/O). Every node must then boot with new
+ * metadata: `resin up` does this only while no node runs.
+ */
+export async function reissueSecrets(legacy: unknown, plan: ClusterPlan, serviceRoles: (node: NodePlan) => ServiceRoles): Promise<Secrets> {
+  const kept: Record<string, unknown> = { ...LegacySecretsSchema.parse(legacy) };
+  for (const replaced of ["ca", "cli", "nodes"]) delete kept[replaced];
+  const current = SecretsSchema.safeParse({ ...kept, ...(await issueAll(plan, serviceRoles)) });
+  if (!current.success) throw new ResinError(`the older cluster secrets are damaged (${describeIssues(current.error)})`, HINT);
+  return current.data;
+}
+
+/**
+ * The bundle, made current first when it is an older one and `reissue` allows it (no
+ * node runs): the older file is kept beside it (secrets.json.one-ca, 0600). Otherwise
+ * as readSecrets.
+ */
+export async function readOrReissueSecrets(
+  path: string,
+  opts: { reissue: boolean; cluster: string; plan: ClusterPlan; serviceRoles: (node: NodePlan) => ServiceRoles; log?: (line: string) => void },
+): Promise<Secrets> {
+  try {
+    return await readSecrets(path, opts.cluster);
+  } catch (e) {
+    if (!(e instanceof LegacySecretsError) || !opts.reissue) throw e;
+  }
+  const text = await readFile(path, "utf8");
+  const current = await reissueSecrets(JSON.parse(text), opts.plan, opts.serviceRoles);
+  await writeFile(`${path}.one-ca`, text, { mode: 0o600, flag: "wx" }).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== "EEXIST") throw e; // an earlier attempt kept it already
+  });
+  await rewriteSecrets(path, current);
+  opts.log?.(`  secrets: a CA per product (Consul, Nomad, Vault) and every certificate issued again; tokens, gossip keys and Vault's keys kept (the older bundle is in ${path}.one-ca)`);
+  return current;
 }
 
 function describeIssues(error: z.ZodError): string {
@@ -146,7 +234,8 @@ function describeIssues(error: z.ZodError): string {
     .join("; ");
 }
 
-export async function readSecrets(path: string): Promise<Secrets> {
+/** The cluster's bundle, checked. `cluster` names it in the fix for an older bundle. */
+export async function readSecrets(path: string, cluster?: string): Promise<Secrets> {
   let data: unknown;
   try {
     data = JSON.parse(await readFile(path, "utf8"));
@@ -162,6 +251,7 @@ export async function readSecrets(path: string): Promise<Secrets> {
         "a cluster made before TLS and ACLs cannot be upgraded in place: `resin destroy` it and `resin up` a new one",
       );
     }
+    if (LegacySecretsSchema.safeParse(data).success) throw new LegacySecretsError(path, cluster ?? clusterOf(path));
     throw new ResinError(`cluster secrets ${path} are damaged (${describeIssues(parsed.error)})`, HINT);
   }
   return parsed.data;
@@ -174,6 +264,12 @@ export async function createSecrets(path: string, plan: ClusterPlan, serviceRole
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   await writeFile(path, serialise(secrets), { mode: 0o600, flag: "wx" });
   return secrets;
+}
+
+/** The cluster's name from its bundle's path (…/clusters/<name>/secrets.json), for messages. */
+function clusterOf(path: string): string | undefined {
+  const m = path.match(/\/clusters\/([a-z][a-z0-9-]*)\/secrets\.json$/);
+  return m?.[1];
 }
 
 function serialise(secrets: Secrets): string {

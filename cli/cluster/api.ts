@@ -8,6 +8,7 @@
 import { createHash } from "node:crypto";
 import { Agent, request, type Dispatcher } from "undici";
 import type { Secrets } from "../bootstrap/secrets.js";
+import type { Product } from "../bootstrap/pki.js";
 import { ResinError } from "../util/errors.js";
 import { seconds, sleep } from "../util/time.js";
 
@@ -50,9 +51,12 @@ export interface ApiResponse {
   json<T = unknown>(): T;
 }
 
-/** The host's TLS material from the cluster's secrets: the cluster CA and the CLI's certificate. */
-export function hostTls(secrets: Secrets, serverName?: string): ApiTls & { cert: string; key: string } {
-  return { ca: secrets.ca.cert, cert: secrets.cli.cert, key: secrets.cli.key, ...(serverName ? { serverName } : {}) };
+/**
+ * The host's TLS material for one product from the cluster's secrets: that product's CA
+ * (the only one its agents are checked against) and the host's certificate from it.
+ */
+export function hostTls(secrets: Secrets, product: Product, serverName?: string): ApiTls & { cert: string; key: string } {
+  return { ca: secrets.cas[product].cert, cert: secrets.cli[product].cert, key: secrets.cli[product].key, ...(serverName ? { serverName } : {}) };
 }
 
 // One connection pool per TLS identity, kept for the life of the process (undici lets an

@@ -15,7 +15,8 @@ import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { sleep } from "../util/time.js";
 import { hostTls } from "./api.js";
-import { consulAccess, consulEndpoint, ensureToken, type ConsulAccess, type ConsulEndpoint } from "./consul.js";
+import { consulEndpoint, consulKeys, ensureToken, isConsulServer, type ConsulEndpoint, type ConsulKeys } from "./consul.js";
+import { NOMAD_REGION, VAULT_TLS_SERVER_NAME } from "../bootstrap/pki.js";
 import type { ClusterState } from "../state/state.js";
 
 // Right after an election Consul 1.8 still runs its ACL system in legacy mode, and a
@@ -33,14 +34,27 @@ export interface ApiTargets {
   vault: { nodes: VaultNode[]; serverName?: string };
 }
 
-/** A local cluster's APIs, through each node's forwarded ports. */
-export function localTargets(state: ClusterState, access: ConsulAccess): ApiTargets {
-  const nomadPort = state.nodes.map((n) => n.ports["nomad.https"]).find(Boolean);
+/**
+ * A local cluster's APIs, through each node's forwarded ports: Consul and Nomad through
+ * a server (the management token and Nomad's bootstrap secret go to nothing else, and
+ * each is checked by the name only its servers' certificates carry); Vault on every
+ * node that runs it, checked against Vault's CA and the name every Vault node carries.
+ */
+export function localTargets(state: ClusterState, keys: ConsulKeys): ApiTargets {
+  const nomadServer = state.nodes.find((n) => n.ports["nomad.https"] && keys.secrets.nodes[n.name]?.nomad?.role === "server");
   return {
-    consul: state.nodes.map((n) => consulEndpoint(n, access)).find(Boolean),
-    nomad: nomadPort ? { url: `https://127.0.0.1:${nomadPort}` } : undefined,
-    vault: { nodes: state.nodes.filter((n) => n.ports["vault.https"]).map((n) => ({ name: n.name, url: `https://127.0.0.1:${n.ports["vault.https"]}` })) },
+    consul: state.nodes.map((n) => consulEndpoint(n, keys)).find((ep) => ep && ep.access && isConsulServer(ep)),
+    nomad: nomadServer ? { url: `https://127.0.0.1:${nomadServer.ports["nomad.https"]}`, serverName: nomadServerName() } : undefined,
+    vault: {
+      nodes: state.nodes.filter((n) => n.ports["vault.https"]).map((n) => ({ name: n.name, url: `https://127.0.0.1:${n.ports["vault.https"]}` })),
+      serverName: VAULT_TLS_SERVER_NAME,
+    },
   };
+}
+
+/** The name only a Nomad server's certificate carries (server.global.nomad). */
+export function nomadServerName(): string {
+  return `server.${NOMAD_REGION}.nomad`;
 }
 
 /** Everything after quorum, in order: Consul's tokens, Nomad's ACL bootstrap, Vault's init and unseal. */
@@ -86,7 +100,7 @@ export async function bootstrapConsulAcl(ep: ConsulEndpoint, secrets: Secrets, n
 
 /** Nomad's ACL bootstrap through a node that serves Nomad's API. */
 export async function bootstrapNomad(target: { url: string; serverName?: string }, secrets: Secrets, log: Log, timeoutMs = 300_000): Promise<void> {
-  const result = await bootstrapNomadAcl(target.url, secrets.nomad.bootstrapSecret, { ...hostTls(secrets, target.serverName), timeoutMs, log });
+  const result = await bootstrapNomadAcl(target.url, secrets.nomad.bootstrapSecret, { ...hostTls(secrets, "nomad", target.serverName ?? nomadServerName()), timeoutMs, log });
   log(`  Nomad ACL: ${result.created ? "bootstrapped" : "already bootstrapped"} (management token accessor ${result.accessorId})`);
 }
 
@@ -100,9 +114,10 @@ export async function unsealAgain(state: ClusterState, log: Log, timeoutMs = 300
   if (!secrets.vault) return;
   const running = new Set<string>();
   for (const node of state.nodes) if ((await machines.status(state.name, node)).state === "running") running.add(node.name);
-  const nodes = localTargets(state, consulAccess(secrets)).vault.nodes.filter((n) => running.has(n.name));
+  const vault = localTargets(state, consulKeys(secrets, state.datacenter)).vault;
+  const nodes = vault.nodes.filter((n) => running.has(n.name));
   if (nodes.length === 0) return;
-  await ensureVaultReady(nodes, secrets, () => Promise.reject(new Error("Vault is initialised already")), { timeoutMs, log });
+  await ensureVaultReady(nodes, secrets, () => Promise.reject(new Error("Vault is initialised already")), { timeoutMs, log, serverName: vault.serverName });
   log(`  Vault: unsealed on ${nodes.map((n) => n.name).join(", ")}`);
 }
 

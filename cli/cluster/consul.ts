@@ -1,10 +1,18 @@
 // Consul's HTTP API as the host reaches it: through each node's forwarded port on
 // 127.0.0.1 (or, for a cluster deployed elsewhere, a server's address), over TLS with
-// the cluster CA and the host's client certificate, with the management token. Every
-// call goes through the one API client (api.ts), so access is decided in one place.
+// Consul's CA and the host's client certificate for Consul. Every call goes through the
+// one API client (api.ts), so access is decided in one place.
+//
+// Which token goes where is decided here too, per node (agentAccess): the management
+// token goes only to a listener whose certificate from Consul's CA names
+// `server.<dc>.consul`, a name only Consul servers' certificates carry; a client agent
+// gets its own agent token, and only when its certificate names that very node. A port
+// that answers with any other certificate (a client agent's on a "server" port, a Nomad
+// or Vault certificate) fails the TLS handshake before a header is sent.
 import type { Role } from "../spec/load.js";
 import { serversByService } from "../bootstrap/metadata.js";
 import type { Secrets } from "../bootstrap/secrets.js";
+import { consulAgentToken } from "../bootstrap/node-secrets.js";
 import { ApiClient, ApiUnreachable, hostTls, type ApiTls } from "./api.js";
 import type { NodeState } from "../state/state.js";
 import { z } from "zod";
@@ -24,18 +32,54 @@ export interface ConsulEndpoint {
   port: number;
   /** Absent for an agent that serves plain HTTP (no TLS, no ACLs). */
   access?: ConsulAccess;
+  /** False for a client agent: it gets its own token only, and cannot answer for the servers (autopilot, ACLs). */
+  server?: boolean;
 }
 
-export function consulAccess(secrets: Secrets): ConsulAccess {
-  return { ...hostTls(secrets), token: secrets.consul.managementToken };
+/** What the host holds to reach a cluster's Consul agents; agentAccess decides per node what each gets. */
+export interface ConsulKeys {
+  secrets: Secrets;
+  datacenter: string;
 }
 
-/** The node's Consul API port (HTTPS when the image serves it) with the host's access. */
-export function consulEndpoint(node: NodeState, access?: ConsulAccess): ConsulEndpoint | undefined {
+export function consulKeys(secrets: Secrets, datacenter: string): ConsulKeys {
+  return { secrets, datacenter };
+}
+
+/** The name only a Consul server's certificate carries (Consul's own verify_server_hostname checks it too). */
+export function consulServerName(datacenter: string): string {
+  return `server.${datacenter}.consul`;
+}
+
+/**
+ * How the host reaches a Consul server: the management token, to a listener whose
+ * certificate from Consul's CA names `server.<dc>.consul`, and to nothing else.
+ */
+export function consulAccess(secrets: Secrets, datacenter: string): ConsulAccess {
+  return { ...hostTls(secrets, "consul", consulServerName(datacenter)), token: secrets.consul.managementToken };
+}
+
+/**
+ * How the host reaches one node's Consul agent: a server (as the bundle's certificates
+ * say) as consulAccess; a client agent with its own agent token, to a listener whose
+ * certificate from Consul's CA names that node. Pure.
+ */
+export function agentAccess(keys: ConsulKeys, node: string): { access: ConsulAccess; server: boolean } {
+  if (keys.secrets.nodes[node]?.consul?.role === "server") return { access: consulAccess(keys.secrets, keys.datacenter), server: true };
+  return { access: { ...hostTls(keys.secrets, "consul", node), token: consulAgentToken(keys.secrets, node) }, server: false };
+}
+
+/** The node's Consul API port (HTTPS when the image serves it) with what the host sends that node. */
+export function consulEndpoint(node: NodeState, keys?: ConsulKeys): ConsulEndpoint | undefined {
   const https = node.ports["consul.https"];
-  if (https) return { port: https, access };
+  if (https) return keys ? { port: https, ...agentAccess(keys, node.name) } : { port: https };
   const http = node.ports["consul.http"];
   return http ? { port: http } : undefined;
+}
+
+/** Whether the endpoint may answer for the servers (autopilot, ACLs, the catalog with management rights). */
+export function isConsulServer(ep: ConsulEndpoint): boolean {
+  return ep.server !== false;
 }
 
 /** How many of the nodes run Consul as a server (raft voters): the peers quorum must count. */

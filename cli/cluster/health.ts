@@ -5,7 +5,7 @@ import type { Log } from "../util/log.js";
 import { sleep } from "../util/time.js";
 import type { Accel, Machines } from "../provider/machine.js";
 import { localMachines } from "../provider/local.js";
-import { autopilotHealth, consulEndpoint, consulView, hasQuorum, type ConsulAccess, type ConsulView } from "./consul.js";
+import { autopilotHealth, consulEndpoint, consulView, hasQuorum, isConsulServer, type ConsulKeys, type ConsulView } from "./consul.js";
 import type { ClusterState } from "../state/state.js";
 
 export function describeView(v: ConsulView): string {
@@ -50,7 +50,7 @@ async function checkSilent(state: ClusterState, watch: SilentWatch, elapsedMs: n
  */
 export async function waitForQuorum(
   state: ClusterState,
-  opts: { timeoutMs: number; log: Log; access?: ConsulAccess; consulServers?: number; silent?: SilentWatch; machines?: Machines },
+  opts: { timeoutMs: number; log: Log; keys?: ConsulKeys; consulServers?: number; silent?: SilentWatch; machines?: Machines },
 ): Promise<{ seconds: number; quorumSeconds: number; leader: string }> {
   const machines = opts.machines ?? localMachines();
   const started = Date.now();
@@ -68,13 +68,17 @@ export async function waitForQuorum(
       }
     }
     if (opts.silent) await checkSilent(state, opts.silent, Date.now() - started, machines);
-    const views = await Promise.all(servers.map((n) => consulView(consulEndpoint(n, opts.access)!)));
+    // Each agent with what it may have: a server the management token, a client agent its own.
+    const endpoints = servers.map((n) => consulEndpoint(n, opts.keys)!);
+    const views = await Promise.all(endpoints.map((ep) => consulView(ep)));
     const seconds = (Date.now() - started) / 1000;
     let report = servers.map((n, i) => `${n.name}: ${describeView(views[i]!)}`).join("; ");
     // Every agent, server or client, names the leader and sees the servers as raft peers.
     if (hasQuorum(views, opts.consulServers ?? servers.length)) {
       quorumSeconds ??= seconds;
-      const autopilot = await autopilotHealth(consulEndpoint(servers[0]!, opts.access)!);
+      // Autopilot answers to the management token: asked of a server only.
+      const server = endpoints.find(isConsulServer);
+      const autopilot = server ? await autopilotHealth(server) : undefined;
       if (autopilot?.healthy) return { seconds, quorumSeconds, leader: views[0]!.leader! };
       report = `quorum after ${quorumSeconds.toFixed(1)}s, waiting for autopilot to call every server healthy`;
     }

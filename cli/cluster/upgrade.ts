@@ -6,10 +6,11 @@ import { ResinError } from "../util/errors.js";
 import { sleep } from "../util/time.js";
 import type { Machines } from "../provider/machine.js";
 import { localMachines } from "../provider/local.js";
-import { agentLeave, autopilotConfig, autopilotHealth, consulEndpoint, consulView, setDeadServerCleanup, type AutopilotHealth, type ConsulAccess, type ConsulEndpoint } from "./consul.js";
-import { type ClusterState, type NodeState, requireNode, writeClusterState } from "../state/state.js";
+import { agentLeave, autopilotConfig, autopilotHealth, consulEndpoint, consulView, isConsulServer, setDeadServerCleanup, type AutopilotHealth, type ConsulEndpoint, type ConsulKeys } from "./consul.js";
+import { requireNode, writeClusterState, type ClusterState, type NodeState } from "../state/state.js";
 import type { Secrets } from "../bootstrap/secrets.js";
 import { hostTls } from "./api.js";
+import { VAULT_TLS_SERVER_NAME } from "../bootstrap/pki.js";
 import { ensureVaultReady, vaultAutopilot, vaultHealth, type VaultClientOptions } from "./vault.js";
 import { pruneImages } from "./images.js";
 
@@ -37,8 +38,8 @@ export interface ClusterHealth {
   running: number;
 }
 
-/** Running VMs, the leader and autopilot's view, asked through the first node that knows a leader. */
-export async function clusterHealth(state: ClusterState, access?: ConsulAccess, machines: Machines = localMachines()): Promise<ClusterHealth> {
+/** Running VMs, the leader and autopilot's view, asked through the first server that knows a leader. */
+export async function clusterHealth(state: ClusterState, access?: ConsulKeys, machines: Machines = localMachines()): Promise<ClusterHealth> {
   let leader: string | undefined;
   let autopilot: AutopilotHealth | undefined;
   let running = 0;
@@ -46,7 +47,8 @@ export async function clusterHealth(state: ClusterState, access?: ConsulAccess, 
     if ((await machines.status(state.name, node)).state !== "running") continue;
     running++;
     const ep = consulEndpoint(node, access);
-    if (!ep) continue;
+    // Autopilot answers to the management token, which only servers get.
+    if (!ep || !isConsulServer(ep)) continue;
     const view = await consulView(ep);
     if (view.leader && !leader) {
       leader = view.leader;
@@ -84,7 +86,7 @@ async function gateBefore(state: ClusterState, node: NodeState, opts: UpgradeOpt
 /** The node whose Vault is active, if any: it is replaced last. */
 export async function activeVaultNode(state: ClusterState, secrets?: Secrets, machines: Machines = localMachines()): Promise<string | undefined> {
   if (!secrets?.vault) return undefined;
-  const tls: VaultClientOptions = { ...hostTls(secrets), timeoutMs: 5000 };
+  const tls: VaultClientOptions = { ...hostTls(secrets, "vault", VAULT_TLS_SERVER_NAME), timeoutMs: 5000 };
   for (const n of await vaultNodes(state, machines)) if ((await vaultHealth(n.url, tls).catch(() => undefined))?.state === "active") return n.name;
   return undefined;
 }
@@ -108,7 +110,7 @@ export async function vaultGate(state: ClusterState, opts: UpgradeOptions, befor
   const token = opts.secrets?.vault?.rootToken;
   const servers = state.nodes.filter((n) => n.ports["vault.https"]).length;
   if (!token || servers === 0) return undefined;
-  const tls: VaultClientOptions = { ...hostTls(opts.secrets!), timeoutMs: 5000 };
+  const tls: VaultClientOptions = { ...hostTls(opts.secrets!, "vault", VAULT_TLS_SERVER_NAME), timeoutMs: 5000 };
   const nodes = await vaultNodes(state, machinesOf(opts));
   for (const n of nodes) {
     const h = await vaultHealth(n.url, tls).catch(() => undefined);
@@ -150,7 +152,7 @@ async function gateAfter(state: ClusterState, node: NodeState, opts: UpgradeOpti
         phases.end("→ voter, one leader");
         // A node that runs Vault comes back sealed: unseal it, then wait for Vault's raft.
         if (!node.ports["vault.https"] || !opts.secrets?.vault) return;
-        await ensureVaultReady(await vaultNodes(state, machinesOf(opts)), opts.secrets, () => Promise.reject(new Error("Vault is initialised already")), { timeoutMs: Math.max(1000, deadline - Date.now()), log: opts.log });
+        await ensureVaultReady(await vaultNodes(state, machinesOf(opts)), opts.secrets, () => Promise.reject(new Error("Vault is initialised already")), { timeoutMs: Math.max(1000, deadline - Date.now()), log: opts.log, serverName: VAULT_TLS_SERVER_NAME });
         const vault = await vaultGate(state, opts, false);
         if (!vault || vault.ok) return;
         why = vault.why;
@@ -181,7 +183,7 @@ export interface UpgradeOptions {
   gateTimeoutMs: number;
   /** How many Consul servers autopilot must count healthy. */
   consulServers: number;
-  access?: ConsulAccess;
+  access?: ConsulKeys;
   /** The cluster's secrets: Vault's keys and token, where it runs Vault. */
   secrets?: Secrets;
   log: Log;
@@ -292,11 +294,11 @@ export async function resumeInterrupted(state: ClusterState, opts: UpgradeOption
   }
 }
 
-/** Any node's Consul that answers with a leader: the way in for cluster-wide settings. */
+/** Any Consul server that answers with a leader: the way in for cluster-wide settings. */
 async function anyConsul(state: ClusterState, opts: UpgradeOptions): Promise<ConsulEndpoint | undefined> {
   for (const n of state.nodes) {
     const ep = consulEndpoint(n, opts.access);
-    if (ep && (await machinesOf(opts).status(state.name, n)).state === "running" && (await consulView(ep)).leader) return ep;
+    if (ep && isConsulServer(ep) && (await machinesOf(opts).status(state.name, n)).state === "running" && (await consulView(ep)).leader) return ep;
   }
   return undefined;
 }

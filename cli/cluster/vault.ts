@@ -175,7 +175,7 @@ export interface EnsureVaultOptions {
  * Make every Vault node initialised and unsealed. The first node (in plan order) is
  * initialised when the bundle holds no Vault keys yet; `record` must store the result
  * durably (recordVaultInit) before anything else happens, and returns the updated
- * bundle. The host's TLS material (cluster CA, CLI certificate) comes from the bundle.
+ * bundle. The host's TLS material (Vault's CA, the host's Vault certificate) comes from the bundle.
  * Returns the bundle with the keys.
  */
 export async function ensureVaultReady(
@@ -185,8 +185,8 @@ export async function ensureVaultReady(
   opts: EnsureVaultOptions,
 ): Promise<Secrets> {
   if (nodes.length === 0) return bundle;
-  // The host speaks to Vault as it does to every agent: the cluster CA, the CLI's certificate.
-  const client: VaultClientOptions = { ...hostTls(bundle, opts.serverName), timeoutMs: 10_000 };
+  // The host speaks to Vault as it does to every agent: Vault's CA, the host's certificate for Vault.
+  const client: VaultClientOptions = { ...hostTls(bundle, "vault", opts.serverName), timeoutMs: 10_000 };
   const log = opts.log ?? (() => {});
   const wait = patience({
     timeoutMs: opts.timeoutMs,

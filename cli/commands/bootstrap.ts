@@ -38,7 +38,7 @@ export async function bootstrapCommand(opts: BootstrapOptions): Promise<void> {
   const targets: ApiTargets = { vault: { nodes: [], serverName: VAULT_TLS_SERVER_NAME } };
   if (opts.consul) {
     const { host, port } = parseAddress(opts.consul, 8501, "--consul");
-    targets.consul = { host, port, access: { ...consulAccess(secrets), serverName: `server.${state.datacenter}.consul` } };
+    targets.consul = { host, port, access: consulAccess(secrets, state.datacenter), server: true };
   }
   if (opts.nomad) {
     const { host, port } = parseAddress(opts.nomad, 4646, "--nomad");

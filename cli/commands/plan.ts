@@ -99,7 +99,8 @@ export async function writePlan(project: string, state: ClusterState, log: Log):
       state,
       images,
       vm: new Map([...roles].map(([name, role]) => [name, role.spec.vm])),
-      caCertificate: tls.ca,
+      caCertificate: tls.consul.ca,
+      caCertificates: { consul: tls.consul.ca, nomad: tls.nomad.ca, vault: tls.vault.ca },
       metadata,
     }),
   );

@@ -3,7 +3,8 @@
 // state (active, standby, sealed) with its raft peers.
 // The JSON form (--json) follows StatusSchema and is kept stable.
 import { z } from "zod";
-import { autopilotHealth, consulAccess, consulChecks, consulEndpoint, consulView, type ConsulCheck } from "../cluster/consul.js";
+import { autopilotHealth, consulChecks, consulEndpoint, consulKeys, consulView, isConsulServer, type ConsulCheck } from "../cluster/consul.js";
+import { VAULT_TLS_SERVER_NAME } from "../bootstrap/pki.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { hostTls } from "../cluster/api.js";
 import { unsealed, vaultRaftPeers, vaultView, VAULT_STATES } from "../cluster/vault.js";
@@ -11,6 +12,7 @@ import { describeView } from "../cluster/health.js";
 import { guestStatus, GuestServiceSchema } from "../cluster/guest.js";
 import { clusterPaths, requireCluster } from "../state/state.js";
 import { localMachines } from "../provider/local.js";
+import type { Machines } from "../provider/machine.js";
 import { formatTable } from "../util/table.js";
 import { printable } from "../util/text.js";
 
@@ -75,18 +77,18 @@ export const StatusSchema = z.object({
 export type NodeStatus = z.infer<typeof NodeStatusSchema>;
 export type ClusterStatus = z.infer<typeof StatusSchema>;
 
-export async function clusterStatus(name: string): Promise<ClusterStatus> {
+export async function clusterStatus(name: string, machines: Pick<Machines, "status"> = localMachines()): Promise<ClusterStatus> {
   const state = await requireCluster(name);
   const secrets = await readSecrets(clusterPaths(name).secrets);
-  const access = consulAccess(secrets);
-  const tls = hostTls(secrets);
+  // Per node what it may have: a Consul server the management token, a client agent its own.
+  const keys = consulKeys(secrets, state.datacenter);
+  const tls = hostTls(secrets, "vault", VAULT_TLS_SERVER_NAME);
   const vaultUrl = (port: number) => `https://127.0.0.1:${port}`;
-  const machines = localMachines();
   const nodes = await Promise.all(
     state.nodes.map(async (node): Promise<NodeStatus> => {
       const vm = await machines.status(state.name, node);
       const running = vm.state === "running";
-      const endpoint = consulEndpoint(node, access);
+      const endpoint = consulEndpoint(node, keys);
       const statusPort = node.ports["base.status"];
       const asked = Date.now();
       const guest = running && statusPort ? await guestStatus(statusPort) : undefined;
@@ -112,12 +114,12 @@ export async function clusterStatus(name: string): Promise<ClusterStatus> {
     }),
   );
   // Healthy: every VM runs, every node names the same leader, and autopilot (asked
-  // through any node that knows the leader) reports every server healthy.
+  // through a server that knows the leader) reports every server healthy.
   const leaders = new Set(nodes.filter((n) => n.consul).map((n) => n.consul!.leader));
   const leader = leaders.size === 1 ? [...leaders][0] || null : null;
-  const answering = state.nodes.find((_, i) => nodes[i]!.consul?.leader);
-  const autopilot = answering ? await autopilotHealth(consulEndpoint(answering, access)!) : undefined;
-  const checks = answering ? await consulChecks(consulEndpoint(answering, access)!).catch(() => undefined) : undefined;
+  const answering = state.nodes.map((n, i) => (nodes[i]!.consul?.leader ? consulEndpoint(n, keys) : undefined)).find((ep) => ep && isConsulServer(ep));
+  const autopilot = answering ? await autopilotHealth(answering) : undefined;
+  const checks = answering ? await consulChecks(answering).catch(() => undefined) : undefined;
   if (checks) for (const n of nodes) n.registered = registeredHealth(checks, n.name);
   const active = nodes.find((n) => n.vault?.state === "active");
   const activePort = state.nodes.find((n) => n.name === active?.name)?.ports["vault.https"];

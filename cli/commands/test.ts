@@ -15,7 +15,7 @@ import { execa } from "execa";
 import type { Channel } from "../spec/schema.js";
 import { availableRoles, listRoles } from "../spec/load.js";
 import { readSecrets } from "../bootstrap/secrets.js";
-import { consulAccess, consulChecks, consulEndpoint, consulServiceNodes, type ConsulCheck, type ConsulEndpoint } from "../cluster/consul.js";
+import { consulChecks, consulEndpoint, consulKeys, isConsulServer, consulServiceNodes, type ConsulCheck, type ConsulEndpoint } from "../cluster/consul.js";
 import { describeRoles, formatRoleCounts } from "../cluster/create.js";
 import { nodesRegistering } from "../cluster/bootstrap.js";
 import { clusterPaths, requireCluster } from "../state/state.js";
@@ -254,8 +254,9 @@ export async function testCommand(opts: TestOptions): Promise<boolean> {
 
 async function waitForChecks(name: string, timeoutSeconds: number, signal: AbortSignal) {
   const state = await requireCluster(name);
-  const access = consulAccess(await readSecrets(clusterPaths(name).secrets));
-  const endpoints = state.nodes.map((n) => consulEndpoint(n, access)).filter((e) => e !== undefined);
+  const keys = consulKeys(await readSecrets(clusterPaths(name).secrets), state.datacenter);
+  // The servers answer with the whole catalog; a client agent's own token sees less.
+  const endpoints = state.nodes.map((n) => consulEndpoint(n, keys)).filter((e): e is ConsulEndpoint => e !== undefined && isConsulServer(e));
   // What each node's image registers: Consul must have every one of them, on that node;
   // and which of the image's services declares it (whose log to keep when it fails).
   const expected = new Map<string, string[]>();

@@ -8,6 +8,9 @@ import { probe, startUiProxy, UI_SERVICES, type UiService, type Upstream } from 
 import { localMachines } from "../provider/local.js";
 import { clusterPaths, requireCluster, requireNode } from "../state/state.js";
 import { ResinError } from "../util/errors.js";
+import { consulServerName } from "../cluster/consul.js";
+import { nomadServerName } from "../cluster/bootstrap.js";
+import { VAULT_TLS_SERVER_NAME } from "../bootstrap/pki.js";
 import type { Log } from "../util/log.js";
 import { onPath } from "../util/tools.js";
 
@@ -33,14 +36,31 @@ function managementToken(service: UiService, secrets: Secrets): string | undefin
   return secrets.vault?.rootToken;
 }
 
-/** The running nodes of the cluster that serve the service, in the cluster's order (read afresh each time). */
-async function runningUpstreams(cluster: string, service: UiService): Promise<Upstream[]> {
+/**
+ * Whether the node serves the product's UI as a server: the UI is where one logs in with
+ * the management token, so it goes through servers only (a Consul or Nomad client agent
+ * runs where workloads run), each checked by the name only its servers carry.
+ */
+function servesAsServer(service: UiService, secrets: Secrets, node: string): boolean {
+  const certs = secrets.nodes[node];
+  if (service === "vault") return !!certs?.vault;
+  return certs?.[service]?.role === "server";
+}
+
+function serverName(service: UiService, datacenter: string): string {
+  if (service === "consul") return consulServerName(datacenter);
+  if (service === "nomad") return nomadServerName();
+  return VAULT_TLS_SERVER_NAME;
+}
+
+/** The running servers of the cluster for the service, in the cluster's order (read afresh each time). */
+async function runningUpstreams(cluster: string, service: UiService, secrets: Secrets): Promise<Upstream[]> {
   const state = await requireCluster(cluster);
   const machines = localMachines();
   const out: Upstream[] = [];
   for (const node of state.nodes) {
     const port = node.ports[`${service}.https`];
-    if (port && (await machines.status(cluster, node)).state === "running") out.push({ node: node.name, url: `https://127.0.0.1:${port}` });
+    if (port && servesAsServer(service, secrets, node.name) && (await machines.status(cluster, node)).state === "running") out.push({ node: node.name, url: `https://127.0.0.1:${port}` });
   }
   return out;
 }
@@ -52,18 +72,22 @@ export async function uiCommand(opts: UiOptions): Promise<void> {
   const service = opts.service as UiService;
   if (opts.port < 0 || opts.port > 65535) throw new ResinError(`--port ${opts.port} is not a TCP port`, "give 1-65535, or leave --port out to take a free one");
   const state = await requireCluster(opts.name);
-  const serving = state.nodes.filter((n) => n.ports[`${service}.https`]).map((n) => n.name);
+  const secrets = await readSecrets(clusterPaths(opts.name).secrets);
+  const running = state.nodes.filter((n) => n.ports[`${service}.https`]).map((n) => n.name);
+  const serving = running.filter((n) => servesAsServer(service, secrets, n));
   if (opts.node !== undefined) {
     requireNode(state, opts.node);
     if (!serving.includes(opts.node)) {
-      throw new ResinError(`node ${opts.node} does not run ${service}`, serving.length ? `nodes that do: ${serving.join(", ")}` : `no node of cluster '${opts.name}' runs ${service}`);
+      const why = running.includes(opts.node) ? `node ${opts.node} is a ${PRODUCT[service]} client, not a server` : `node ${opts.node} does not run ${service}`;
+      throw new ResinError(why, serving.length ? `the UI goes through servers: ${serving.join(", ")}` : `no node of cluster '${opts.name}' runs ${service} as a server`);
     }
   }
-  if (serving.length === 0) throw new ResinError(`no node of cluster '${opts.name}' runs ${service}`, `its nodes' roles: ${[...new Set(state.nodes.map((n) => n.role))].join(", ")}`);
+  if (serving.length === 0) throw new ResinError(`no node of cluster '${opts.name}' runs ${service} as a server`, `its nodes' roles: ${[...new Set(state.nodes.map((n) => n.role))].join(", ")}`);
 
-  const secrets = await readSecrets(clusterPaths(opts.name).secrets);
-  const tls = hostTls(secrets);
-  const candidates = await runningUpstreams(opts.name, service);
+  // Each product's UI is checked against that product's CA and the name only its servers
+  // carry, with the host's certificate for it.
+  const tls = hostTls(secrets, service, serverName(service, state.datacenter));
+  const candidates = await runningUpstreams(opts.name, service, secrets);
   if (opts.node !== undefined && !candidates.some((u) => u.node === opts.node)) {
     throw new ResinError(`node ${opts.node} is not running`, `start it with: resin start ${opts.node} --name ${opts.name}, or leave --node out`);
   }
@@ -87,7 +111,7 @@ export async function uiCommand(opts: UiOptions): Promise<void> {
     );
   }
 
-  const proxy = await startUiProxy({ service, port: opts.port, tls, first, candidates: () => runningUpstreams(opts.name, service), log: opts.log });
+  const proxy = await startUiProxy({ service, port: opts.port, tls, first, candidates: () => runningUpstreams(opts.name, service, secrets), log: opts.log });
   try {
     process.stdout.write(`${proxy.url}\n`);
     opts.log(`resin ui: ${PRODUCT[service]}'s UI of cluster '${opts.name}' through ${first.node}, on 127.0.0.1:${proxy.port} only; the link works once, in one browser; Ctrl-C stops it`);

@@ -1,8 +1,9 @@
 // `resin up`: build (or reuse) the role's image, create or reload the cluster's
 // state, write each node's config drive, boot the VMs and wait for quorum.
 import type { Channel } from "../spec/schema.js";
-import { withUiToken } from "../bootstrap/secrets.js";
-import { consulAccess, consulServerCount } from "../cluster/consul.js";
+import { readOrReissueSecrets, withUiToken } from "../bootstrap/secrets.js";
+import { serviceRolesOf } from "../bootstrap/node-secrets.js";
+import { consulKeys, consulServerCount } from "../cluster/consul.js";
 import { finishCluster, localTargets } from "../cluster/bootstrap.js";
 import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
 import { clusterPaths, readClusterState, validateClusterName, writeClusterState, type ClusterState } from "../state/state.js";
@@ -60,6 +61,15 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
   }
 
   const roles = await loadClusterRoles(opts.project, state);
+  // A bundle of an older Resin (one CA for every product) gets a CA per product and new
+  // certificates, but only while no node runs: every node must boot with them at once.
+  await readOrReissueSecrets(paths.secrets, {
+    reissue: running === 0,
+    cluster: state.name,
+    plan: { name: state.name, datacenter: state.datacenter, subnet: state.subnet, network: state.network, nodes: state.nodes },
+    serviceRoles: (node) => serviceRolesOf(roles.get(node.role)!),
+    log: opts.log,
+  });
   if (toStart.length) await writeConfigDrives(opts.project, state, toStart);
   for (const node of toStart) {
     if (await machines.createPersistDisk(state.name, node.name, roles.get(node.role)!.spec.vm.persist_disk_gib)) opts.log(`  new persist disk for ${node.name}`);
@@ -74,11 +84,11 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     opts.log(`cluster ${opts.name}: waiting for Consul quorum (timeout ${opts.timeoutMs / 1000}s)`);
     // A bundle from before the web UI had a read-only token gets one now (kept with the rest).
     const secrets = await withUiToken(paths.secrets);
-    const access = consulAccess(secrets);
+    const keys = consulKeys(secrets, state.datacenter);
     const consulServers = consulServerCount(state.nodes, roles);
     const silent = { nodes: started.map((n) => n.name), accel, afterMs: silentAfterMs(accel) };
-    const { seconds, quorumSeconds, leader } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: opts.log, access, consulServers, silent });
-    await finishCluster(state, secrets, localTargets(state, access), opts.log);
+    const { seconds, quorumSeconds, leader } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: opts.log, keys, consulServers, silent });
+    await finishCluster(state, secrets, localTargets(state, keys), opts.log);
     opts.log(`cluster ${opts.name}: quorum in ${quorumSeconds.toFixed(1)}s, ready (autopilot healthy) in ${seconds.toFixed(1)}s, leader ${leader}`);
   } catch (e) {
     if (running === 0) {

@@ -2,7 +2,7 @@
 // cli/cluster/upgrade.ts. New images come from a fresh build of the cluster's roles
 // or from an image set someone else built (--image-set DIR with DIR/<role>/).
 import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
-import { consulAccess, consulServerCount } from "../cluster/consul.js";
+import { consulKeys, consulServerCount } from "../cluster/consul.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { newImages } from "../cluster/images.js";
 import { clusterPaths, requireCluster, writeClusterState, type ClusterState } from "../state/state.js";
@@ -26,7 +26,7 @@ async function upgradeOptions(opts: { project: string; gateTimeoutMs: number; lo
   const roles = await loadClusterRoles(opts.project, state);
   const secrets = await readSecrets(clusterPaths(state.name).secrets);
   return {
-    access: consulAccess(secrets),
+    access: consulKeys(secrets, state.datacenter),
     secrets,
     writeConfig: (node) => writeConfigDrives(opts.project, state, [node]),
     gateTimeoutMs: opts.gateTimeoutMs,
@@ -57,7 +57,7 @@ export async function upgradeCommand(opts: UpgradeCommandOptions): Promise<void>
 
   const target = opts.resume ? state.upgrade!.target : await newImages(state, opts);
   const secrets = await readSecrets(clusterPaths(state.name).secrets);
-  const steps = planUpgrade(state, target, (await clusterHealth(state, consulAccess(secrets))).leader, await activeVaultNode(state, secrets));
+  const steps = planUpgrade(state, target, (await clusterHealth(state, consulKeys(secrets, state.datacenter))).leader, await activeVaultNode(state, secrets));
   opts.log(`upgrade plan for ${opts.name} (followers first, Consul leader and active Vault last):`);
   for (const s of steps) opts.log(`  ${s.node}: ${s.from.slice(0, 19)} → ${s.to.slice(0, 19)}`);
   if (steps.length === 0) {

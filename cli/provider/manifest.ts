@@ -28,8 +28,10 @@ export const PlanManifestSchema = z.object({
       z.object({ mode: z.literal("static"), subnet: z.string() }),
       z.object({ mode: z.literal("dhcp"), join: z.string() }),
     ]),
-    /** The cluster CA's certificate, for clients (never its key). */
+    /** Consul's CA certificate, for clients (never its key); kept from when one CA served every product. */
     caCertificate: z.string().startsWith("/"),
+    /** Each product's CA certificate (each product trusts only its own). */
+    caCertificates: z.object({ consul: z.string().startsWith("/"), nomad: z.string().startsWith("/"), vault: z.string().startsWith("/") }),
   }),
   roles: z.record(
     z.string(),
@@ -68,6 +70,7 @@ export interface ManifestInputs {
   /** Per role, its VM size. */
   vm: Map<string, { memory_mib: number; cpus: number; persist_disk_gib: number }>;
   caCertificate: string;
+  caCertificates: { consul: string; nomad: string; vault: string };
   /** Per node, its metadata file. */
   metadata: Map<string, { path: string; sha256: string; bytes: number }>;
 }
@@ -109,6 +112,7 @@ export function planManifest(inputs: ManifestInputs): PlanManifest {
       channel: state.channel,
       network: state.network.mode === "dhcp" ? { mode: "dhcp", join: state.network.join } : { mode: "static", subnet: state.subnet },
       caCertificate: inputs.caCertificate,
+      caCertificates: inputs.caCertificates,
     },
     roles,
     nodes: state.nodes.map((node) => ({

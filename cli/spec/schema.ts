@@ -147,7 +147,7 @@ export const ServiceSchema = z
          */
         hardware_modules: z.array(z.string().regex(/^[a-z0-9_]+$/, "must be a kernel module name such as 'ena'")).default([]),
         /** In the image but not loaded at boot: the script that needs one loads it (e.g. vfat for a FAT config drive). */
-        on_demand_modules: z.array(z.string().regex(/^[a-z0-9_]+$/, "must be a kernel module name such as 'vfat'")).default([]),
+        on_demand_modules: z.array(z.string().regex(/^[A-Za-z0-9_]+$/, "must be a kernel module name such as 'vfat'")).default([]),
       })
       .strict()
       .optional(),

@@ -16,8 +16,13 @@ export function compareVersions(a: string, b: string): number {
 const env = Handlebars.create();
 // {{#if (since service.version "1.11")}} … {{/if}}: config keys that appeared in that release.
 env.registerHelper("since", (version: unknown, min: unknown) => compareVersions(String(version), String(min)) >= 0);
-// {{json value}}: a correctly quoted HCL/JSON string, list or number.
-env.registerHelper("json", (value: unknown) => new env.SafeString(JSON.stringify(value)));
+// {{json value}}: a correctly quoted HCL/JSON string, list or number. Strict mode does
+// not check a helper's arguments, so a value the context lacks (a secret the node's role
+// does not get) is refused here rather than rendered as nothing.
+env.registerHelper("json", (value: unknown, options: { loc?: { start?: { line?: number } } }) => {
+  if (value === undefined) throw new Error(`{{json}} of a value the context does not have (line ${options.loc?.start?.line ?? "?"}): is it something this node's role does not get?`);
+  return new env.SafeString(JSON.stringify(value));
+});
 
 export function renderTemplate(source: string, context: object, name: string): string {
   try {

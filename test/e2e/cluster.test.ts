@@ -77,7 +77,7 @@ describe("three-node Consul cluster in QEMU", () => {
     const secrets = JSON.parse(readFileSync(join(clusterDir, "secrets.json"), "utf8")) as Secrets;
     const plan = planCluster(name, ["consul-server", "consul-server", "consul-server", "consul-server"]);
     const intruder = plan.nodes[3]!;
-    const certified: Secrets = { ...secrets, nodes: { ...secrets.nodes, [intruder.name]: await issueNodeCertificates(secrets.ca, plan, intruder, { consul: "server" }) } };
+    const certified: Secrets = { ...secrets, nodes: { ...secrets.nodes, [intruder.name]: await issueNodeCertificates(secrets.cas, plan, intruder, { consul: "server" }) } };
     const wrong: Secrets = { ...certified, gossipKey: randomBytes(32).toString("base64") };
     const imageDir = join(clusterDir, "images", stateFile.nodes[0]!.image.replace("sha256:", ""));
     const manifest = JSON.parse(readFileSync(join(imageDir, "manifest.json"), "utf8")) as { services: { name: string; version?: string }[] };
@@ -139,7 +139,7 @@ describe("three-node Consul cluster in QEMU", () => {
     const ep = consulAt(stateHome, name, "e2e-1");
     const joinedDir = await boot(certified);
     try {
-      await until(`${intruder.name} in the member list`, joinedDir, async () => (await members().catch(() => [])).includes(intruder.name));
+      await until(`${intruder.name} in the member list`, joinedDir, async () => (await members().catch((): string[] => [])).includes(intruder.name));
       expect(consoleText(joinedDir)).not.toMatch(/No installed keys could decrypt the message/);
     } finally {
       await stopVm(joinedDir, { graceMs: 0 });

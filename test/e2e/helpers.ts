@@ -5,7 +5,7 @@ import { execa } from "execa";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
 import { afterEach, expect } from "vitest";
 import { join, resolve } from "node:path";
-import { consulAccess, type ConsulEndpoint } from "../../cli/cluster/consul.js";
+import { agentAccess, consulKeys, type ConsulEndpoint } from "../../cli/cluster/consul.js";
 import type { Secrets } from "../../cli/bootstrap/secrets.js";
 import { StatusSchema, type ClusterStatus } from "../../cli/commands/status.js";
 
@@ -94,15 +94,20 @@ export function killLeftovers(dir: string): void {
   }
 }
 
-export function clusterJson(stateHome: string, name: string): { nodes: { name: string; ports: Record<string, number> }[] } {
+export function clusterJson(stateHome: string, name: string): { datacenter: string; nodes: { name: string; ports: Record<string, number> }[] } {
   return JSON.parse(readFileSync(join(stateHome, "clusters", name, "cluster.json"), "utf8"));
 }
 
-/** How the host reaches a node's Consul API: HTTPS port, cluster CA, CLI cert, management token. */
+/**
+ * How the host reaches a node's Consul API, as Resin does: HTTPS port, Consul's CA, the
+ * host's Consul certificate; a server checked by server.<dc>.consul and given the
+ * management token, a client agent checked by its node name and given its own token.
+ */
 export function consulAt(stateHome: string, name: string, node: string): ConsulEndpoint {
   const secrets = JSON.parse(readFileSync(join(stateHome, "clusters", name, "secrets.json"), "utf8")) as Secrets;
-  const port = clusterJson(stateHome, name).nodes.find((n) => n.name === node)!.ports["consul.https"]!;
-  return { port, access: consulAccess(secrets) };
+  const state = clusterJson(stateHome, name);
+  const port = state.nodes.find((n) => n.name === node)!.ports["consul.https"]!;
+  return { port, ...agentAccess(consulKeys(secrets, state.datacenter), node) };
 }
 
 export function fileBytes(path: string): string | undefined {

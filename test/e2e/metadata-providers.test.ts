@@ -11,7 +11,7 @@ import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { consulView, rawStatus } from "../../cli/cluster/consul.js";
+import { consulClient, consulView, rawStatus } from "../../cli/cluster/consul.js";
 import { consulAgentToken } from "../../cli/bootstrap/node-secrets.js";
 import type { Secrets } from "../../cli/bootstrap/secrets.js";
 import { nodeFiles, readClusterState, writeClusterState, type ClusterState } from "../../cli/state/state.js";
@@ -84,11 +84,38 @@ describe("in-image metadata providers, each booting a real node in QEMU", () => 
     rmSync(stateHome, { recursive: true, force: true });
   });
 
-  it("aws: takes an IMDSv2 token, then the (gzipped) user data with it", async () => {
+  it("aws: takes an IMDSv2 token, then the (gzipped) user data with it; then the service is closed to every user but root", async () => {
     const imds = await double(imdsV2Double(gzipSync(userData)));
-    const { seconds, console: guest } = await bootToLeader({ metadataService: { forwards: [{ guestAddress: IMDS, guestPort: 80, hostPort: imds.port }] } });
+    let probe: { Status: string; Output: string } | undefined;
+    let asked = -1;
+    const { seconds, console: guest } = await bootToLeader({ metadataService: { forwards: [{ guestAddress: IMDS, guestPort: 80, hostPort: imds.port }] } }, async () => {
+      // A process of the node's own network namespace that is not root: the node's Consul
+      // agent, which runs as user consul (uid 100). An HTTP check registered through its
+      // API makes the agent itself GET the user data, over and over; what it got is the
+      // check's output. (Consul is the one non-root program every image runs; no test-only
+      // service is needed.)
+      const consul = consulClient(consulAt(stateHome, name, `${name}-1`));
+      asked = imds.requests.length;
+      const check = { Name: "imds-probe", HTTP: `http://${IMDS}/latest/user-data`, Interval: "1s", Timeout: "3s" };
+      expect((await consul.put("/v1/agent/check/register", { body: check })).status).toBe(200);
+      const deadline = Date.now() + 60_000;
+      while (Date.now() < deadline) {
+        probe = (await consul.get("/v1/agent/checks")).json<Record<string, { Status: string; Output: string }>>()["imds-probe"];
+        if (probe?.Output) break;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      // The agent keeps registered checks on its persist disk: later boots start without it.
+      expect((await consul.put("/v1/agent/check/deregister/imds-probe")).status).toBe(200);
+    });
     console.log(`aws (IMDSv2) provider: power-on → Consul leader in ${seconds.toFixed(1)} s`);
     expect(guest).toContain("resin: metadata from aws");
+    // The non-root process was refused at once by the node itself: nothing reached the service.
+    console.log(`aws: the consul user's GET of the user data after boot: ${probe?.Output.trim()}`);
+    expect(imds.requests.slice(asked), "requests after boot").toEqual([]);
+    expect(probe, "the probe check's result").toMatchObject({ Status: "critical" });
+    expect(probe!.Output).toMatch(/connection refused/);
+    // Root's fetch at boot worked (below); then, before any service started, the service was closed.
+    expect(guest).toContain("resin: metadata service 169.254.169.254 closed to all but root");
     const [put, get] = imds.requests;
     expect(put).toMatchObject({ method: "PUT", path: "/latest/api/token" });
     expect(Number(put!.headers["x-aws-ec2-metadata-token-ttl-seconds"])).toBeGreaterThan(0);
@@ -103,6 +130,7 @@ describe("in-image metadata providers, each booting a real node in QEMU", () => 
     const { seconds, console: guest } = await bootToLeader({ metadataService: { forwards: [{ guestAddress: IMDS, guestPort: 80, hostPort: ec2.port }] } });
     console.log(`generic provider: power-on → Consul leader in ${seconds.toFixed(1)} s`);
     expect(guest).toContain("resin: metadata from generic");
+    expect(guest).toContain("resin: metadata service 169.254.169.254 closed to all but root");
     // The aws provider asked first and was refused, then the generic one read the data.
     expect(ec2.requests.map((r) => `${r.method} ${r.path}`)).toEqual(["PUT /latest/api/token", "GET /latest/user-data"]);
   });

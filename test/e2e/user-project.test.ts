@@ -106,7 +106,7 @@ describe("a user's own role in their own project: stock services by name, Redis 
     expect(s.healthy).toBe(true);
     const node = s.nodes[0]!;
     expect([node.name, node.role]).toEqual(["cache-1", "cache"]);
-    expect(node.services.find((x) => x.name === "redis")?.state).toBe("up");
+    expect(node.services?.find((x) => x.name === "redis")?.state).toBe("up");
     const port = node.ports["redis.redis"];
     expect(port).toBeGreaterThan(0);
     let answer = "";
@@ -121,7 +121,7 @@ describe("a user's own role in their own project: stock services by name, Redis 
 
   it("Consul's catalog has Redis with its TCP check passing, and resin status shows it", async () => {
     const s = resinStatus(stateHome, name);
-    const ep = { port: s.nodes[0]!.ports["consul.https"]!, access: consulAccess(await readSecrets(join(stateHome, "clusters", name, "secrets.json"))) };
+    const ep = { port: s.nodes[0]!.ports["consul.https"]!, access: consulAccess(await readSecrets(join(stateHome, "clusters", name, "secrets.json")), "dc1") };
     let checks = await consulChecks(ep);
     for (let i = 0; i < 60 && !checks.some((c) => c.serviceName === "redis" && c.status === "passing"); i++) {
       await new Promise((r) => setTimeout(r, 1000));
@@ -136,7 +136,7 @@ describe("a user's own role in their own project: stock services by name, Redis 
 
   it("the node's token writes exactly the services its role declares: 200 for redis, 403 for others and for another node's token", async () => {
     const secrets = await readSecrets(join(stateHome, "clusters", name, "secrets.json"));
-    const ep = { port: resinStatus(stateHome, name).nodes[0]!.ports["consul.https"]!, access: consulAccess(secrets) };
+    const ep = { port: resinStatus(stateHome, name).nodes[0]!.ports["consul.https"]!, access: consulAccess(secrets, "dc1") };
     const consul = consulClient(ep);
     const own = consulAgentToken(secrets, "cache-1");
     const register = (service: string, token: string) => consul.put("/v1/agent/service/register", { body: { Name: service, ID: `${service}-probe`, Port: 1 }, token });

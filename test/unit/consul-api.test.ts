@@ -62,7 +62,7 @@ describe("real Consul 1.8.7 over the API client", () => {
 
   it("is refused without the host's client certificate (verify_incoming)", async () => {
     const { cert: _c, key: _k, ...noCert } = access;
-    const view = await consulView({ ...ep, access: noCert }, 3000);
+    const view = await consulView({ ...ep, access: noCert as ConsulAccess }, 3000);
     expect(view.leader, JSON.stringify(view)).toBeUndefined();
     expect(view.error).toBeTruthy();
   });

@@ -488,8 +488,9 @@ describe.each(CASES.map((c) => ({ ...c, addresses: c.dhcp ? "DHCP" : "static", o
       const files = { ca_file: "/run/nomad/ca.pem", cert_file: "/run/nomad/cert.pem", key_file: "/run/nomad/key.pem" };
       expect(block(hcl, "tls")).toEqual({ http: true, rpc: true, ...files, verify_server_hostname: true, verify_https_client: false });
       expect(block(hcl, "acl")).toEqual({ enabled: true });
-      // The local Consul agent over mutual TLS, with the node's Nomad certificate.
-      expect(block(hcl, "consul")).toEqual({ address: "127.0.0.1:8501", ssl: true, ...files });
+      // The local Consul agent over mutual TLS, checked against Consul's CA, with the
+      // client certificate Consul's CA issued this node's Nomad (not its Nomad certificate).
+      expect(block(hcl, "consul")).toEqual({ address: "127.0.0.1:8501", ssl: true, ca_file: "/run/nomad/consul-ca.pem", cert_file: "/run/nomad/consul-cert.pem", key_file: "/run/nomad/consul-key.pem" });
       expect(role.services.find((s) => s.name === "nomad")!.ports).toEqual({ https: 4646 });
       expect(block(hcl, "server")).toEqual(options.server ? { enabled: true } : undefined);
       if (options.client) {

@@ -44,7 +44,8 @@ function manifestFor(state: ClusterState) {
     state,
     images: new Map([["sha256:abc", { dir: "/state/images/abc", manifest: image("consul-server", "sha256:abc") }]]),
     vm: new Map([["consul-server", { memory_mib: 1024, cpus: 1, persist_disk_gib: 2 }]]),
-    caCertificate: "/state/tls/ca.pem",
+    caCertificate: "/state/tls/consul-ca.pem",
+    caCertificates: { consul: "/state/tls/consul-ca.pem", nomad: "/state/tls/nomad-ca.pem", vault: "/state/tls/vault-ca.pem" },
     metadata: new Map(state.nodes.map((n, i) => [n.name, { path: `/state/nodes/${n.name}/user-data.json`, sha256: hex(String(i)), bytes: 100 + i }])),
   });
 }
@@ -53,7 +54,10 @@ describe("planManifest", () => {
   it("describes a static cluster: image files with digests, nodes with addresses, MACs and metadata", () => {
     const m = PlanManifestSchema.parse(manifestFor(stateFor({ mode: "static" })));
     expect(m.format).toBe(MANIFEST_FORMAT);
-    expect(m.cluster).toEqual({ name: "demo", datacenter: "dc1", channel: "debian", network: { mode: "static", subnet: "10.88.0.0/24" }, caCertificate: "/state/tls/ca.pem" });
+    expect(m.cluster).toEqual({ name: "demo", datacenter: "dc1", channel: "debian", network: { mode: "static", subnet: "10.88.0.0/24" },
+      caCertificate: "/state/tls/consul-ca.pem",
+      caCertificates: { consul: "/state/tls/consul-ca.pem", nomad: "/state/tls/nomad-ca.pem", vault: "/state/tls/vault-ca.pem" },
+    });
     const role = m.roles["consul-server"]!;
     expect(role.image.files.disk_raw).toEqual({ path: "/state/images/abc/disk.raw", sha256: hex("d"), bytes: 40 });
     expect(role.image.files.kernel.path).toBe("/state/images/abc/vmlinuz");

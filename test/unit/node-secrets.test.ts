@@ -13,7 +13,7 @@ import { imageTemplateContext } from "../../cli/image/build.js";
 import { nodeMetadata, serversByService, type MetadataNode, type MetadataTree } from "../../cli/bootstrap/metadata.js";
 import { defaultJoin, planCluster, type ClusterPlan, type NodePlan } from "../../cli/bootstrap/plan.js";
 import { consulAgentPolicy, generateSecrets, type Secrets, type ServiceRoles } from "../../cli/bootstrap/secrets.js";
-import { cliSecretFiles, consulAgentToken, cliTls, nodeSecretFiles, serviceRolesOf, type SecretFile } from "../../cli/bootstrap/node-secrets.js";
+import { cliSecretFiles, consulAgentToken, cliTls, nodeSecretFiles, nodeSecrets, serviceRolesOf, type SecretFile } from "../../cli/bootstrap/node-secrets.js";
 import { ResinError } from "../../cli/util/errors.js";
 
 // Least privilege, checked by content: for every role in machines/, a three-node
@@ -82,10 +82,11 @@ const holders = (d: Drive, needle: string) => [...d.files].filter(([, f]) => f.c
 const dirs = (paths: string[]) => [...new Set(paths.map((p) => p.split("/")[0]))].sort();
 
 function checkLeastPrivilege(all: Drive[], secrets: Secrets): void {
+  const products = ["consul", "nomad", "vault"] as const;
   const never: [string, string][] = [
-    ["the CA key", pemBody(secrets.ca.key)],
-    ["the CLI key", pemBody(secrets.cli.key)],
-    ["the CLI certificate", pemBody(secrets.cli.cert)],
+    ...products.map((p): [string, string] => [`${p}'s CA key`, pemBody(secrets.cas[p].key)]),
+    ...products.map((p): [string, string] => [`the host's ${p} key`, pemBody(secrets.cli[p].key)]),
+    ...products.map((p): [string, string] => [`the host's ${p} certificate`, pemBody(secrets.cli[p].cert)]),
     ["Nomad's bootstrap secret", secrets.nomad.bootstrapSecret],
     ["the key Consul agent tokens are derived from", secrets.consul.agentToken],
     ["Vault's root token", secrets.vault!.rootToken],
@@ -102,20 +103,29 @@ function checkLeastPrivilege(all: Drive[], secrets: Secrets): void {
     for (const other of all.filter((o) => o.node.name !== d.node.name)) {
       expect(holders(d, consulAgentToken(secrets, other.node.name)), `${where} must not hold ${other.node.name}'s agent token`).toEqual([]);
     }
-    expect(dirs(holders(d, secrets.consul.nomadToken)), `${where}: Consul's token for Nomad`).toEqual(d.roles.nomad ? ["nomad"] : []);
+    expect(dirs(holders(d, secrets.consul.nomadToken)), `${where}: Consul's token for Nomad`).toEqual(d.roles.nomad && consul ? ["nomad"] : []);
     expect(dirs(holders(d, secrets.gossipKey)), `${where}: Consul's gossip key`).toEqual(consul ? ["consul"] : []);
     expect(dirs(holders(d, secrets.nomadGossipKey)), `${where}: Nomad's gossip key`).toEqual(d.roles.nomad === "server" ? ["nomad"] : []);
 
-    // Certificates: the CA certificate and this node's own pair, per service it runs; no other node's key.
-    const services = (["consul", "nomad", "vault"] as const).filter((s) => d.roles[s]);
-    expect(dirs(holders(d, pemBody(secrets.ca.cert))), `${where}: the CA certificate`).toEqual([...services].sort());
+    // Certificates: each service's own product's CA certificate and this node's own pair,
+    // per service it runs (Nomad beside Consul also Consul's CA and its client pair for
+    // Consul); no other node's key.
+    const services = products.filter((s) => d.roles[s]);
+    for (const p of products) {
+      const expected = [...(d.roles[p] ? [`${p}/ca.pem`] : []), ...(p === "consul" && d.roles.nomad && consul ? ["nomad/consul-ca.pem"] : [])];
+      expect(holders(d, pemBody(secrets.cas[p].cert)).sort(), `${where}: ${p}'s CA certificate`).toEqual(expected.sort());
+    }
     const own = secrets.nodes[d.node.name]!;
     for (const s of services) {
       const pair = own[s]!;
-      expect(d.files.get(`${s}/ca.pem`)?.content).toBe(secrets.ca.cert);
+      expect(d.files.get(`${s}/ca.pem`)?.content).toBe(secrets.cas[s].cert);
       expect(d.files.get(`${s}/cert.pem`)?.content).toBe(pair.cert);
       expect(d.files.get(`${s}/key.pem`)?.content).toBe(pair.key);
       expect(holders(d, pemBody(pair.key)), `${where}: its ${s} key`).toEqual([`${s}/key.pem`]);
+    }
+    if (d.roles.nomad && consul) {
+      expect(d.files.get("nomad/consul-cert.pem")?.content).toBe(own.nomadConsul!.cert);
+      expect(holders(d, pemBody(own.nomadConsul!.key)), `${where}: its Nomad's key for Consul`).toEqual(["nomad/consul-key.pem"]);
     }
     for (const [other, certs] of Object.entries(secrets.nodes)) {
       if (other === d.node.name) continue;
@@ -144,8 +154,10 @@ function checkReferencedFiles(all: Drive[], imageTexts: Map<string, string[]>): 
         referenced.add(`${service}/${file}`);
       }
     }
-    // Each service's config names its CA, certificate and key (so the check above is not vacuous).
+    // Each service's config names its CA, certificate and key (so the check above is not
+    // vacuous), and Nomad's consul block Consul's CA and its client pair for Consul.
     const expected = (["consul", "nomad", "vault"] as const).filter((s) => d.roles[s]).flatMap((s) => [`${s}/ca.pem`, `${s}/cert.pem`, `${s}/key.pem`]);
+    if (d.roles.nomad) expected.push("nomad/consul-ca.pem", "nomad/consul-cert.pem", "nomad/consul-key.pem");
     expect([...referenced].sort(), `${d.node.name}: files its configs reference`).toEqual(expected.sort());
   }
 }
@@ -201,9 +213,19 @@ describe("every role's nodes get only what their role needs", async () => {
     const texts = new Map<string, string[]>();
     for (const [n, r] of roles) texts.set(n, await imageTexts(r, "official"));
     checkReferencedFiles(all, texts);
-    // The Nomad client in particular: its own client certificate, no management token, no CA key, no Vault.
+    // The Nomad client in particular: its own client certificates, no management token, no CA key, no Vault.
     const client = all.find((d) => d.node.role === "nomad-client")!;
-    expect([...client.files.keys()].filter((p) => p.endsWith(".pem")).sort()).toEqual(["consul/ca.pem", "consul/cert.pem", "consul/key.pem", "nomad/ca.pem", "nomad/cert.pem", "nomad/key.pem"]);
+    expect([...client.files.keys()].filter((p) => p.endsWith(".pem")).sort()).toEqual([
+      "consul/ca.pem",
+      "consul/cert.pem",
+      "consul/key.pem",
+      "nomad/ca.pem",
+      "nomad/cert.pem",
+      "nomad/consul-ca.pem",
+      "nomad/consul-cert.pem",
+      "nomad/consul-key.pem",
+      "nomad/key.pem",
+    ]);
   });
 });
 
@@ -214,11 +236,26 @@ describe("nodeSecretFiles", () => {
     secrets = await generateSecrets(plan, (n) => (n.role === "control-plane" ? { consul: "server", nomad: "server", vault: true } : { consul: "client", nomad: "client" }));
   });
 
-  it("gives a node the CA certificate and its own pair per service, 0600", () => {
+  it("gives a node its product's CA certificate and its own pair per service, 0600", () => {
     const files = nodeSecretFiles(secrets, plan.nodes[1]!, { consul: "client", nomad: "client" });
-    expect(files.map((f) => f.path)).toEqual(["consul/ca.pem", "consul/cert.pem", "consul/key.pem", "nomad/ca.pem", "nomad/cert.pem", "nomad/key.pem"]);
+    expect(files.map((f) => f.path)).toEqual([
+      "consul/ca.pem",
+      "consul/cert.pem",
+      "consul/key.pem",
+      "nomad/ca.pem",
+      "nomad/cert.pem",
+      "nomad/key.pem",
+      "nomad/consul-ca.pem",
+      "nomad/consul-cert.pem",
+      "nomad/consul-key.pem",
+    ]);
     expect(files.every((f) => f.perm === "0600")).toBe(true);
-    expect(files.find((f) => f.path === "nomad/key.pem")!.content).toBe(secrets.nodes["demo-2"]!.nomad!.key);
+    const content = (path: string) => files.find((f) => f.path === path)!.content;
+    expect(content("nomad/key.pem")).toBe(secrets.nodes["demo-2"]!.nomad!.key);
+    expect(content("consul/ca.pem")).toBe(secrets.cas.consul.cert);
+    expect(content("nomad/ca.pem")).toBe(secrets.cas.nomad.cert);
+    expect(content("nomad/consul-ca.pem")).toBe(secrets.cas.consul.cert);
+    expect(content("nomad/consul-cert.pem")).toBe(secrets.nodes["demo-2"]!.nomadConsul!.cert);
   });
 
   it("refuses a node whose role changed since the cluster was made, or that it does not know", () => {
@@ -227,15 +264,83 @@ describe("nodeSecretFiles", () => {
     expect(() => nodeSecretFiles(secrets, "demo-9", { consul: "client" })).toThrow(/no certificates for node demo-9/);
   });
 
-  it("gives the host the CA certificate and the CLI pair, and never the CA key", () => {
+  it("gives the host each product's CA certificate and its client pair for it, and never a CA key", () => {
     const files = cliSecretFiles(secrets);
-    expect(files.map((f) => [f.path, f.perm])).toEqual([
-      ["ca.pem", "0600"],
-      ["cli.pem", "0600"],
-      ["cli-key.pem", "0600"],
-    ]);
-    expect(files.map((f) => f.content)).toEqual([secrets.ca.cert, secrets.cli.cert, secrets.cli.key]);
-    expect(cliTls(secrets)).toEqual({ ca: secrets.ca.cert, clientCert: secrets.cli.cert, clientKey: secrets.cli.key });
+    expect(files.map((f) => [f.path, f.perm])).toEqual(
+      ["consul", "nomad", "vault"].flatMap((p) => [
+        [`${p}-ca.pem`, "0600"],
+        [`${p}-cli.pem`, "0600"],
+        [`${p}-cli-key.pem`, "0600"],
+      ]),
+    );
+    for (const p of ["consul", "nomad", "vault"] as const) {
+      expect(files.filter((f) => f.path.startsWith(`${p}-`)).map((f) => f.content)).toEqual([secrets.cas[p].cert, secrets.cli[p].cert, secrets.cli[p].key]);
+      expect(cliTls(secrets, p)).toEqual({ ca: secrets.cas[p].cert, clientCert: secrets.cli[p].cert, clientKey: secrets.cli[p].key });
+      expect(files.some((f) => f.content === secrets.cas[p].key)).toBe(false);
+    }
+  });
+});
+
+// The one function that chooses what of the bundle a node's role may hold (its templates
+// see nothing else): the values by role, exactly.
+describe("nodeSecrets", () => {
+  let secrets: Secrets;
+  const plan = planCluster("demo", ["control-plane", "consul-server", "nomad-server", "nomad-client", "vault-server"]);
+  const ROLES: Record<string, ServiceRoles> = {
+    "control-plane": { consul: "server", nomad: "server", vault: true },
+    "consul-server": { consul: "server" },
+    "nomad-server": { consul: "client", nomad: "server" },
+    "nomad-client": { consul: "client", nomad: "client" },
+    "vault-server": { consul: "client", vault: true },
+  };
+  beforeAll(async () => {
+    secrets = await generateSecrets(plan, (n) => ROLES[n.role]!);
+  });
+  const values = (role: string) => {
+    const node = plan.nodes.find((n) => n.role === role)!;
+    const { files, ...chosen } = nodeSecrets(secrets, node, ROLES[role]!);
+    return { node: node.name, chosen, paths: files.map((f) => f.path) };
+  };
+
+  it("gives a Nomad client its own agent token and Nomad's Consul token: no management token, no gossip key of Nomad, no Vault material", () => {
+    const { node, chosen, paths } = values("nomad-client");
+    expect(chosen).toEqual({ gossipKey: secrets.gossipKey, consul: { agentToken: consulAgentToken(secrets, node), nomadToken: secrets.consul.nomadToken } });
+    expect(paths.filter((p) => p.startsWith("vault/"))).toEqual([]);
+  });
+
+  it("gives the management token to Consul servers only, and Nomad's gossip key to Nomad servers only", () => {
+    expect(values("consul-server").chosen).toEqual({ gossipKey: secrets.gossipKey, consul: { agentToken: consulAgentToken(secrets, values("consul-server").node), managementToken: secrets.consul.managementToken } });
+    const cp = values("control-plane");
+    expect(cp.chosen).toEqual({
+      gossipKey: secrets.gossipKey,
+      nomadGossipKey: secrets.nomadGossipKey,
+      consul: { agentToken: consulAgentToken(secrets, cp.node), managementToken: secrets.consul.managementToken, nomadToken: secrets.consul.nomadToken },
+    });
+    const ns = values("nomad-server");
+    expect(ns.chosen).toEqual({ gossipKey: secrets.gossipKey, nomadGossipKey: secrets.nomadGossipKey, consul: { agentToken: consulAgentToken(secrets, ns.node), nomadToken: secrets.consul.nomadToken } });
+    const vs = values("vault-server");
+    expect(vs.chosen).toEqual({ gossipKey: secrets.gossipKey, consul: { agentToken: consulAgentToken(secrets, vs.node) } });
+  });
+
+  it("leaves out, rather than empties, what a role does not get: a template asking for it fails to render", async () => {
+    const { chosen } = values("nomad-client");
+    expect("managementToken" in chosen.consul).toBe(false);
+    expect("nomadGossipKey" in chosen).toBe(false);
+    const asking = "encrypt = {{json secrets.nomadGossipKey}}\n";
+    expect(() => renderTemplate(asking, { secrets: chosen }, "nomad/asking.hbs")).toThrow(/nomad\/asking.hbs: {{json}} of a value the context does not have/);
+    expect(renderTemplate(asking, { secrets: values("nomad-server").chosen }, "nomad/asking.hbs")).toBe(`encrypt = ${JSON.stringify(secrets.nomadGossipKey)}\n`);
+  });
+
+  it("never holds the bundle's keys, the host's, Nomad's bootstrap secret or Vault's", () => {
+    for (const role of Object.keys(ROLES)) {
+      const text = JSON.stringify(values(role).chosen);
+      for (const p of ["consul", "nomad", "vault"] as const) {
+        expect(text).not.toContain(pemBody(secrets.cas[p].key).slice(0, 40));
+        expect(text).not.toContain(pemBody(secrets.cli[p].key).slice(0, 40));
+      }
+      expect(text).not.toContain(secrets.nomad.bootstrapSecret);
+      expect(text).not.toContain(secrets.consul.agentToken);
+    }
   });
 });
 
@@ -280,7 +385,7 @@ describe("a real Consul 1.8.7 server and client agent, with these files", () => 
         p.stdout!.on("data", (b: Buffer) => logs[i]!.push(b.toString()));
         p.stderr!.on("data", (b: Buffer) => logs[i]!.push(b.toString()));
       });
-      const tls = cliTls(secrets);
+      const tls = cliTls(secrets, "consul");
       const dispatcher = new Agent({ connect: { ca: tls.ca, cert: tls.clientCert, key: tls.clientKey } });
       const get = async (url: string, token?: string, d = dispatcher) => {
         const res = await request(url, { dispatcher: d, headers: token ? { "x-consul-token": token } : {}, headersTimeout: 3000, bodyTimeout: 3000 });
@@ -305,6 +410,14 @@ describe("a real Consul 1.8.7 server and client agent, with these files", () => 
       const anonymous = new Agent({ connect: { ca: tls.ca } });
       await expect(get("https://127.77.0.1:8501/v1/status/leader", undefined, anonymous)).rejects.toThrow();
       await anonymous.close();
+      // Nor with a certificate of another product's CA: the host's own for Nomad or Vault
+      // (signed by a CA Consul does not trust) opens nothing. Before there was a CA per
+      // product, any of the cluster's certificates was a valid Consul client.
+      for (const product of ["nomad", "vault"] as const) {
+        const other = new Agent({ connect: { ca: tls.ca, cert: secrets.cli[product].cert, key: secrets.cli[product].key } });
+        await expect(get("https://127.77.0.1:8501/v1/status/leader", undefined, other), `the host's ${product} certificate`).rejects.toThrow();
+        await other.close();
+      }
 
       // The agent token starts to work once the host creates it (as cli/cluster/bootstrap.ts does).
       const put = async (path: string, body: unknown) => {

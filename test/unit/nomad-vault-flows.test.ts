@@ -236,7 +236,7 @@ describe("ensureVaultReady", () => {
 
   it("initialises once, records the keys (0600) before unsealing, and unseals every node", async () => {
     const { path, secrets } = await clusterSecrets();
-    const vault = await startVaultDouble({ ca: secrets.ca, nodes: 3, joinAfter: 2, requireClientCert: true });
+    const vault = await startVaultDouble({ ca: secrets.cas.vault, nodes: 3, joinAfter: 2, requireClientCert: true });
     cleanup.push(() => vault.close());
     const nodes = vault.nodes.map((n) => ({ name: n.name, url: n.url }));
     let recordedWhileSealed: boolean | undefined;
@@ -258,7 +258,7 @@ describe("ensureVaultReady", () => {
     expect(unsealCalls[0]).toBe(3);
     expect(log.some((l) => /sealed, 2\/3 key shares given/.test(l))).toBe(true);
     expect(vault.nodes.flatMap((n) => n.requests).every((r) => r.authorizedClient)).toBe(true);
-    expect((await vaultHealth(nodes[1]!.url, hostTls(after))).state).toBe("standby");
+    expect((await vaultHealth(nodes[1]!.url, hostTls(after, "vault"))).state).toBe("standby");
 
     // A second run (the cluster restarted) neither initialises nor records again.
     const again = await ensureVaultReady(nodes, after, () => Promise.reject(new Error("must not record twice")), { timeoutMs: 5000, intervalMs: 20 });
@@ -268,7 +268,7 @@ describe("ensureVaultReady", () => {
 
   it("unseals with the recorded keys after the nodes restart sealed", async () => {
     const { path, secrets } = await clusterSecrets();
-    const vault = await startVaultDouble({ ca: secrets.ca, nodes: 3, requireClientCert: true });
+    const vault = await startVaultDouble({ ca: secrets.cas.vault, nodes: 3, requireClientCert: true });
     cleanup.push(() => vault.close());
     const nodes = vault.nodes.map((n) => ({ name: n.name, url: n.url }));
     const after = await ensureVaultReady(nodes, secrets, (init) => recordVaultInit(path, init), { timeoutMs: 5000, intervalMs: 20, shares: 3, threshold: 2 });
@@ -276,7 +276,7 @@ describe("ensureVaultReady", () => {
     // Every node's Vault starts again: in the raft still, and sealed.
     for (let i = 0; i < 3; i++) vault.restart(i);
     expect(vault.state().sealed).toEqual([true, true, true]);
-    expect((await vaultHealth(nodes[0]!.url, hostTls(after))).state).toBe("sealed");
+    expect((await vaultHealth(nodes[0]!.url, hostTls(after, "vault"))).state).toBe("sealed");
     const unsealsBefore = vault.nodes.map((n) => n.requests.filter((r) => r.path === "/v1/sys/unseal").length);
     const again = await ensureVaultReady(nodes, await readSecrets(path), () => Promise.reject(new Error("must not initialise or record again")), { timeoutMs: 5000, intervalMs: 20 });
     expect(again).toEqual(after);
@@ -289,9 +289,9 @@ describe("ensureVaultReady", () => {
 
   it("refuses to go on when Vault is initialised but the bundle has no keys", async () => {
     const { secrets } = await clusterSecrets();
-    const vault = await startVaultDouble({ ca: secrets.ca, nodes: 2 });
+    const vault = await startVaultDouble({ ca: secrets.cas.vault, nodes: 2 });
     cleanup.push(() => vault.close());
-    await initVault(vault.nodes[0]!.url, { shares: 1, threshold: 1 }, hostTls(secrets));
+    await initVault(vault.nodes[0]!.url, { shares: 1, threshold: 1 }, hostTls(secrets, "vault"));
     const err = await rejection(
       ensureVaultReady(vault.nodes.map((n) => ({ name: n.name, url: n.url })), secrets, () => Promise.reject(new Error("no")), { timeoutMs: 2000, intervalMs: 20 }),
     );
@@ -301,9 +301,9 @@ describe("ensureVaultReady", () => {
 
   it("fails with a clear error when the recorded keys do not open this Vault", async () => {
     const { path, secrets } = await clusterSecrets();
-    const vault = await startVaultDouble({ ca: secrets.ca, nodes: 1 });
+    const vault = await startVaultDouble({ ca: secrets.cas.vault, nodes: 1 });
     cleanup.push(() => vault.close());
-    await initVault(vault.nodes[0]!.url, { shares: 1, threshold: 1 }, hostTls(secrets));
+    await initVault(vault.nodes[0]!.url, { shares: 1, threshold: 1 }, hostTls(secrets, "vault"));
     const wrong = await recordVaultInit(path, { shares: 1, threshold: 1, unsealKeys: ["cd".repeat(33)], rootToken: "hvs.wrong" });
     const err = await rejection(ensureVaultReady([{ name: vault.nodes[0]!.name, url: vault.nodes[0]!.url }], wrong, () => Promise.reject(new Error("no")), { timeoutMs: 2000, intervalMs: 20 }));
     expect(err.message).toContain("Unseal failed, invalid key");

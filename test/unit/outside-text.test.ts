@@ -52,7 +52,7 @@ function clusterWith(node: Partial<ClusterStatus["nodes"][number]>): ClusterStat
       {
         name: "c-1", role: "consul-server", address: "10.0.0.11", image: "sha256:" + "a".repeat(64),
         vm: { state: "running", pid: 1, reason: null }, ports: {}, boot: null, services: null, timeline: null,
-        launchToKernelSeconds: null, consul: null, vault: null, ...node,
+        launchToKernelSeconds: null, consul: null, vault: null, registered: null, ...node,
       },
     ],
   };

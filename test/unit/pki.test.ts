@@ -15,7 +15,9 @@ import {
   createCa,
   issueCertificate,
   nomadCertSpec,
+  nomadConsulCertSpec,
   vaultCertSpec,
+  PRODUCTS,
   type CertifiedKey,
   type LeafSpec,
 } from "../../cli/bootstrap/pki.js";
@@ -165,13 +167,22 @@ const CASES: RoleCase[] = [
     eku: "TLS Web Server Authentication, TLS Web Client Authentication",
   },
   {
-    what: "the host's CLI",
-    spec: cliCertSpec("demo"),
+    what: "Nomad's client certificate for its Consul agent",
+    spec: nomadConsulCertSpec(node),
+    dns: [],
+    ip: [],
+    // Presented to Consul's HTTPS API only: it can serve nothing.
+    purposes: { sslserver: false, sslclient: true },
+    eku: "TLS Web Client Authentication",
+  },
+  ...(["consul", "nomad", "vault"] as const).map((product) => ({
+    what: `the host's CLI for ${product}`,
+    spec: cliCertSpec("demo", product),
     dns: [],
     ip: [],
     purposes: { sslserver: false, sslclient: true },
     eku: "TLS Web Client Authentication",
-  },
+  })),
 ];
 
 describe.each(CASES)("the certificate of $what", (c) => {
@@ -245,30 +256,49 @@ describe("issueCertificate", () => {
 });
 
 describe("a cluster's bundle", () => {
-  it("gives each node certificates for its services only, all chaining to the cluster CA, none holding the CA key", async () => {
+  it("has a CA per product; each node's certificate for a service chains to that product's CA and to no other, none holding a CA key", async () => {
     const plan = planCluster("demo", ["control-plane", "nomad-client", "vault-server"]);
     const secrets = await generateSecrets(plan, (n) =>
       n.role === "control-plane" ? { consul: "server", nomad: "server", vault: true } : n.role === "nomad-client" ? { consul: "client", nomad: "client" } : { consul: "client", vault: true },
     );
-    writeFileSync(join(dir, "bundle-ca.pem"), secrets.ca.cert);
+    const caFile: Record<string, string> = {};
+    for (const product of PRODUCTS) {
+      caFile[product] = join(dir, `bundle-${product}-ca.pem`);
+      writeFileSync(caFile[product]!, secrets.cas[product].cert);
+      expect(new x509.X509Certificate(secrets.cas[product].cert).subject).toContain(`Resin cluster demo ${product[0]!.toUpperCase()}${product.slice(1)} CA`);
+    }
+    expect(new Set(PRODUCTS.map((p) => secrets.cas[p].key)).size).toBe(3);
     expect(Object.keys(secrets.nodes)).toEqual(["demo-1", "demo-2", "demo-3"]);
-    expect(Object.keys(secrets.nodes["demo-1"]!).sort()).toEqual(["consul", "nomad", "vault"]);
-    expect(Object.keys(secrets.nodes["demo-2"]!).sort()).toEqual(["consul", "nomad"]);
+    expect(Object.keys(secrets.nodes["demo-1"]!).sort()).toEqual(["consul", "nomad", "nomadConsul", "vault"]);
+    expect(Object.keys(secrets.nodes["demo-2"]!).sort()).toEqual(["consul", "nomad", "nomadConsul"]);
     expect(Object.keys(secrets.nodes["demo-3"]!).sort()).toEqual(["consul", "vault"]);
-    const caKeyBody = secrets.ca.key.split("\n").slice(1, -2).join("");
+    const caKeyBodies = PRODUCTS.map((p) => secrets.cas[p].key.split("\n").slice(1, -2).join(""));
+    // Which CA signs what: a service's certificates its product's; Nomad's certificate for Consul, Consul's.
+    const issuer: Record<string, string> = { consul: "consul", nomad: "nomad", vault: "vault", nomadConsul: "consul" };
     for (const [name, certs] of Object.entries(secrets.nodes)) {
       const address = plan.nodes.find((n) => n.name === name)!.address;
       for (const [service, pair] of Object.entries(certs)) {
-        expect(JSON.stringify(pair).replace(/\\n/g, ""), `${name} ${service}`).not.toContain(caKeyBody);
-        const { status, out } = openssl(["verify", "-CAfile", join(dir, "bundle-ca.pem"), "-purpose", "sslserver", save(pair.cert)]);
-        expect(status, out).toBe(0);
-        expect(sans(new x509.X509Certificate(pair.cert)).ip).toEqual([address, "127.0.0.1"]);
+        for (const body of caKeyBodies) expect(JSON.stringify(pair).replace(/\\n/g, ""), `${name} ${service}`).not.toContain(body);
+        const purpose = service === "nomadConsul" ? "sslclient" : "sslserver";
+        for (const product of PRODUCTS) {
+          const { status, out } = openssl(["verify", "-CAfile", caFile[product]!, "-purpose", purpose, save(pair.cert)]);
+          expect(status === 0, `${name} ${service} against ${product}'s CA: ${out}`).toBe(product === issuer[service]);
+        }
+        if (service !== "nomadConsul") expect(sans(new x509.X509Certificate(pair.cert)).ip).toEqual([address, "127.0.0.1"]);
       }
     }
     expect(sans(new x509.X509Certificate(secrets.nodes["demo-1"]!.consul!.cert)).dns[0]).toBe("server.dc1.consul");
     expect(sans(new x509.X509Certificate(secrets.nodes["demo-2"]!.consul!.cert)).dns[0]).toBe("client.dc1.consul");
     expect(sans(new x509.X509Certificate(secrets.nodes["demo-2"]!.nomad!.cert)).dns[0]).toBe("client.global.nomad");
-    expect(verify(secrets.cli.cert, "sslclient").status).not.toBe(0); // another CA than this file's `ca`
-    expect(openssl(["verify", "-CAfile", join(dir, "bundle-ca.pem"), "-purpose", "sslclient", save(secrets.cli.cert)]).status).toBe(0);
+    // Only a Consul server's certificate names server.<dc>.consul.
+    const naming = Object.entries(secrets.nodes).flatMap(([name, certs]) => Object.entries(certs).filter(([, pair]) => sans(new x509.X509Certificate(pair.cert)).dns.includes("server.dc1.consul")).map(([s]) => `${name}/${s}`));
+    expect(naming).toEqual(["demo-1/consul"]);
+    // The host's certificate per product: a client of that product's CA only.
+    for (const product of PRODUCTS) {
+      for (const other of PRODUCTS) {
+        const { status } = openssl(["verify", "-CAfile", caFile[other]!, "-purpose", "sslclient", save(secrets.cli[product].cert)]);
+        expect(status === 0, `the host's ${product} certificate against ${other}'s CA`).toBe(product === other);
+      }
+    }
   });
 });

@@ -320,7 +320,9 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
     expect(ctx).toEqual({
       node: { name: "demo-1", id: nodeId(SECRETS, "demo-1"), consulAgentToken: consulAgentToken(SECRETS, "demo-1"), address: "10.88.0.11", index: 1, role: "consul-server" },
       cluster: { name: "demo", datacenter: "dc1", serverAddresses, serverCount: 3, servers: { consul: serverAddresses }, autoJoin: "" },
-      secrets: SECRETS,
+      // Of the bundle, only what a Consul server's templates may render: no CA or host key,
+      // no other node's certificate, no Nomad or Vault secret.
+      secrets: { gossipKey: SECRETS.gossipKey, consul: { agentToken: consulAgentToken(SECRETS, "demo-1"), managementToken: SECRETS.consul.managementToken } },
       service: { name: "consul", version: "1.8.7" },
       options: { server: true, ui: true, log_level: "INFO", raft_multiplier: 1, server_stabilization_seconds: 10 },
     });
@@ -345,7 +347,7 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
     // The node config, and the node's TLS files (the CA certificate and its own pair, 0600).
     const consul = (tree.consul as { entries: Record<string, MetadataNode> }).entries;
     expect(Object.keys(consul).sort()).toEqual(["10-node.hcl", "ca.pem", "cert.pem", "key.pem"]);
-    expect(consul["ca.pem"]).toEqual({ content: SECRETS.ca.cert, perm: "0600" });
+    expect(consul["ca.pem"]).toEqual({ content: SECRETS.cas.consul.cert, perm: "0600" });
     expect(consul["cert.pem"]).toEqual({ content: SECRETS.nodes["demo-1"]!.consul!.cert, perm: "0600" });
     expect(consul["key.pem"]).toEqual({ content: SECRETS.nodes["demo-1"]!.consul!.key, perm: "0600" });
   });

@@ -3,7 +3,21 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { createSecrets, CONSUL_UI_POLICY, generateSecrets, readSecrets, recordVaultInit, SecretsSchema, withUiToken, type Secrets, type ServiceRoles } from "../../cli/bootstrap/secrets.js";
+import {
+  createSecrets,
+  CONSUL_UI_POLICY,
+  generateSecrets,
+  LegacySecretsError,
+  readOrReissueSecrets,
+  readSecrets,
+  recordVaultInit,
+  SecretsSchema,
+  withUiToken,
+  type Secrets,
+  type ServiceRoles,
+} from "../../cli/bootstrap/secrets.js";
+import { cliCertSpec, consulCertSpec, createCa, issueCertificate, nomadCertSpec, vaultCertSpec } from "../../cli/bootstrap/pki.js";
+import { X509Certificate } from "node:crypto";
 import { planCluster, type ClusterPlan, type NodePlan } from "../../cli/bootstrap/plan.js";
 import { ResinError } from "../../cli/util/errors.js";
 
@@ -72,7 +86,7 @@ describe("generateSecrets", () => {
       expect(s.vault).toBeUndefined();
     }
     expect(other.gossipKey).not.toBe(good.gossipKey);
-    expect(other.ca.key).not.toBe(good.ca.key);
+    for (const product of ["consul", "nomad", "vault"] as const) expect(other.cas[product].key).not.toBe(good.cas[product].key);
     expect(other.consul.managementToken).not.toBe(good.consul.managementToken);
   });
 
@@ -161,10 +175,11 @@ describe("readSecrets", () => {
     ["a short gossip key", () => mutate((s) => (s.gossipKey = Buffer.alloc(16).toString("base64"))), "gossipKey"],
     ["a long gossip key", () => mutate((s) => (s.nomadGossipKey = Buffer.alloc(64).toString("base64"))), "nomadGossipKey"],
     ["a key that is a number", () => mutate((s) => (s.gossipKey = 42)), "gossipKey"],
-    ["no CA", () => mutate((s) => delete s.ca), "ca"],
-    ["a CA key that is not PEM", () => mutate((s) => (s.ca.key = "MIGHAgEAMBMGByqGSM49")), "ca.key"],
+    ["no CAs", () => mutate((s) => delete s.cas), "cas"],
+    ["no Vault CA", () => mutate((s) => delete s.cas.vault), "cas.vault"],
+    ["a CA key that is not PEM", () => mutate((s) => (s.cas.consul.key = "MIGHAgEAMBMGByqGSM49")), "cas.consul.key"],
     ["a certificate cut short", () => mutate((s) => (s.nodes["demo-1"].consul.cert = s.nodes["demo-1"].consul.cert.slice(0, 100))), "nodes.demo-1.consul.cert"],
-    ["a certificate in place of a key", () => mutate((s) => (s.cli.key = s.cli.cert)), "cli.key"],
+    ["a certificate in place of a key", () => mutate((s) => (s.cli.nomad.key = s.cli.nomad.cert)), "cli.nomad.key"],
     ["an unknown role", () => mutate((s) => (s.nodes["demo-4"].nomad.role = "both")), "nodes.demo-4.nomad.role"],
     ["a token that is not a UUID", () => mutate((s) => (s.consul.agentToken = "root")), "consul.agentToken"],
     ["the same token twice", () => mutate((s) => (s.consul.agentToken = s.consul.managementToken)), "different"],
@@ -194,6 +209,82 @@ describe("readSecrets", () => {
     const err = await readBroken(JSON.stringify({ gossipKey: key(), nomadGossipKey: key() }));
     expect(err.message).toMatch(/older Resin: they have no CA, certificates or ACL tokens/);
     expect(err.hint).toMatch(/resin destroy/);
+  });
+});
+
+// A bundle of an older Resin, made as it made them: one CA for every product, one host
+// certificate, each node's certificates from that CA; Vault initialised.
+async function legacyBundle(): Promise<Record<string, unknown>> {
+  const ca = await createCa("demo");
+  const nodes: Record<string, Record<string, unknown>> = {};
+  for (const node of PLAN.nodes) {
+    const roles = ROLES(node);
+    const certs: Record<string, unknown> = {};
+    if (roles.consul) certs.consul = { role: roles.consul, ...(await issueCertificate(ca, consulCertSpec(node, "dc1", roles.consul))) };
+    if (roles.nomad) certs.nomad = { role: roles.nomad, ...(await issueCertificate(ca, nomadCertSpec(node, roles.nomad))) };
+    if (roles.vault) certs.vault = await issueCertificate(ca, vaultCertSpec(node));
+    nodes[node.name] = certs;
+  }
+  const { cas: _cas, cli: _cli, nodes: _nodes, ...rest } = good;
+  return {
+    ...rest,
+    ca,
+    cli: await issueCertificate(ca, cliCertSpec("demo")),
+    nodes,
+    vault: { shares: 1, threshold: 1, unsealKeys: ["aa"], rootToken: "hvs.legacy", initializedAt: new Date().toISOString() },
+  };
+}
+
+describe("a bundle of an older Resin (one CA for Consul, Nomad and Vault)", () => {
+  it("is refused by every reader with the fix, and nothing on disk changes", async () => {
+    const dir = tempDir();
+    const path = join(dir, "clusters", "demo", "secrets.json");
+    mkdirSync(dirname(path), { recursive: true });
+    const text = `${JSON.stringify(await legacyBundle(), null, 2)}\n`;
+    writeFileSync(path, text, { mode: 0o600 });
+    const err = await rejection(readSecrets(path));
+    expect(err).toBeInstanceOf(LegacySecretsError);
+    expect(err.message).toBe(`cluster secrets ${path} are from an older Resin: one CA for Consul, Nomad and Vault, so one product's certificates open the others`);
+    expect(err.hint).toContain("resin down --name demo && resin up --name demo");
+    expect(err.hint).toContain("tokens, gossip keys and Vault's keys are kept");
+    // resin up while a node runs: the same refusal.
+    const running = await rejection(readOrReissueSecrets(path, { reissue: false, cluster: "demo", plan: PLAN, serviceRoles: ROLES }));
+    expect(running).toBeInstanceOf(LegacySecretsError);
+    expect(readFileSync(path, "utf8")).toBe(text);
+    expect(readdirSync(dirname(path))).toEqual(["secrets.json"]);
+  });
+
+  it("is re-issued by resin up with no node running: a CA per product, every certificate new, every token and key kept, the old file kept", async () => {
+    const dir = tempDir();
+    const path = join(dir, "secrets.json");
+    const legacy = await legacyBundle();
+    const text = JSON.stringify(legacy); // not how Resin writes it: the copy must keep the bytes
+    writeFileSync(path, text, { mode: 0o600 });
+    const said: string[] = [];
+    const current = await readOrReissueSecrets(path, { reissue: true, cluster: "demo", plan: PLAN, serviceRoles: ROLES, log: (l) => said.push(l) });
+    expect(SecretsSchema.safeParse(current).success).toBe(true);
+    expect(await readSecrets(path)).toEqual(current);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    // Kept: gossip keys, tokens, Nomad's secret, Vault's keys.
+    for (const k of ["gossipKey", "nomadGossipKey", "consul", "nomad", "vault"] as const) expect(current[k]).toEqual(legacy[k]);
+    // New: a CA per product, none the old one; every node's certificates from them.
+    const oldCa = (legacy.ca as { cert: string }).cert;
+    const cas = (["consul", "nomad", "vault"] as const).map((p) => current.cas[p].cert);
+    expect(new Set([...cas, oldCa]).size).toBe(4);
+    expect(Object.keys(current.nodes)).toEqual(PLAN.nodes.map((n) => n.name));
+    for (const [name, certs] of Object.entries(current.nodes)) {
+      for (const [service, pair] of Object.entries(certs)) {
+        const product = service === "nomadConsul" ? "consul" : (service as "consul" | "nomad" | "vault");
+        expect(new X509Certificate(pair.cert).checkIssued(new X509Certificate(current.cas[product].cert)), `${name} ${service}`).toBe(true);
+        expect(new X509Certificate(pair.cert).checkIssued(new X509Certificate(oldCa)), `${name} ${service}`).toBe(false);
+      }
+    }
+    // The older bundle is kept beside it, 0600, byte for byte.
+    expect(readFileSync(`${path}.one-ca`, "utf8")).toBe(text);
+    expect(statSync(`${path}.one-ca`).mode & 0o777).toBe(0o600);
+    expect(said.join("\n")).toContain("a CA per product (Consul, Nomad, Vault) and every certificate issued again");
+    // Once current, it is read as it is: nothing is issued again.
+    expect(await readOrReissueSecrets(path, { reissue: true, cluster: "demo", plan: PLAN, serviceRoles: ROLES })).toEqual(current);
   });
 });
 

@@ -226,7 +226,7 @@ describe("terraform/: every .tf parsed by the HCL2 parser", () => {
     expect(lt.for_each).toBe("${local.nodes}");
     expect(lt.user_data).toContain("local.user_data[each.key]");
     expect(m.locals.user_data).toMatch(/base64gzip\(file\(node\.metadata\.path\)\)/);
-    expect(lt.metadata_options[0]).toMatchObject({ http_tokens: "required", http_put_response_hop_limit: 1 });
+    expect(lt.metadata_options[0]).toMatchObject({ http_tokens: "required", http_put_response_hop_limit: 1, http_protocol_ipv6: "disabled" });
     // The persist disk: a second EBS volume sized by the role.
     expect(lt.block_device_mappings).toHaveLength(1);
     expect(lt.block_device_mappings[0].ebs[0].volume_size).toContain("persist_disk_gib");

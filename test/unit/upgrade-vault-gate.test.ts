@@ -32,7 +32,7 @@ async function vaultCluster(nodes: number, opts: { nonVoters?: number[] } = {}):
   const path = join(dir, "secrets.json");
   const plan = planCluster("gate", Array.from({ length: nodes }, () => "vault-server"));
   const fresh = await createSecrets(path, plan, () => ({ consul: "client", vault: true }));
-  const vault = await startVaultDouble({ ca: fresh.ca, nodes, requireClientCert: true, ...opts });
+  const vault = await startVaultDouble({ ca: fresh.cas.vault, nodes, requireClientCert: true, ...opts });
   cleanup.push(() => vault.close());
   const endpoints = vault.nodes.map((n) => ({ name: n.name, url: n.url }));
   const secrets = await ensureVaultReady(endpoints, fresh, (init) => recordVaultInit(path, init), { timeoutMs: 10_000, intervalMs: 20, shares: 3, threshold: 2 });
@@ -47,7 +47,7 @@ async function vaultCluster(nodes: number, opts: { nonVoters?: number[] } = {}):
 describe("the Vault double's raft, as the host reads it", () => {
   it("autopilot and the raft configuration name every voter, and a non-voter as one", async () => {
     const { vault, secrets } = await vaultCluster(3, { nonVoters: [2] });
-    const tls = { ...hostTls(secrets), timeoutMs: 5000 };
+    const tls = { ...hostTls(secrets, "vault"), timeoutMs: 5000 };
     const token = secrets.vault!.rootToken;
     expect(await vaultAutopilot(vault.nodes[0]!.url, token, tls)).toEqual({ healthy: true, failureTolerance: 0, voters: ["vault-double-1", "vault-double-2"] });
     expect(await vaultRaftPeers(vault.nodes[1]!.url, token, tls)).toEqual([
@@ -63,7 +63,7 @@ describe("the Vault double's raft, as the host reads it", () => {
 describe("vaultGate", () => {
   it("passes a healthy three-node cluster, before and after a node", async () => {
     const { state, upgrade, vault, secrets } = await vaultCluster(3);
-    expect(await vaultAutopilot(vault.nodes[0]!.url, secrets.vault!.rootToken, { ...hostTls(secrets), timeoutMs: 5000 })).toMatchObject({ healthy: true, failureTolerance: 1 });
+    expect(await vaultAutopilot(vault.nodes[0]!.url, secrets.vault!.rootToken, { ...hostTls(secrets, "vault"), timeoutMs: 5000 })).toMatchObject({ healthy: true, failureTolerance: 1 });
     expect(await vaultGate(state, upgrade)).toEqual({ ok: true, why: "" });
     expect(await vaultGate(state, upgrade, false)).toEqual({ ok: true, why: "" });
   });

@@ -35,12 +35,16 @@ resource "aws_launch_template" "node" {
     delete_on_termination       = true
   }
 
-  # IMDSv2 only, and one hop: containers on a Nomad client cannot reach it through
-  # the node, so they cannot read the node's user data.
+  # IMDSv2 only, and one hop. The hop limit stops only containers behind a bridge:
+  # the node itself closes the service once its boot has read the user data
+  # (services/base/metadata/close: only root, and the users of the agents that need it
+  # for cloud auto-join, reach 169.254.169.254 after that; packets from other network
+  # namespaces are dropped). The IPv6 endpoint stays off: those rules are IPv4.
   metadata_options {
     http_endpoint               = "enabled"
     http_tokens                 = "required"
     http_put_response_hop_limit = 1
+    http_protocol_ipv6          = "disabled"
     instance_metadata_tags      = "disabled"
   }
 

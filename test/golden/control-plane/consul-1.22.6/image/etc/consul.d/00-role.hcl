@@ -19,7 +19,7 @@ autopilot {
   server_stabilization_time = "10s"
 }
 
-# Mutual TLS everywhere, with the cluster's CA: agents and every API client (Nomad, the
+# Mutual TLS everywhere, with Consul's own CA: agents and every API client (Nomad, the
 # host's CLI) present a certificate it signed, and servers must be server.<dc>.consul.
 # The files come from the node's metadata (the run script copies them to /run/consul).
 tls {

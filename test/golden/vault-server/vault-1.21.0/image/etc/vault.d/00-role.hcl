@@ -4,10 +4,11 @@ ui            = true
 disable_mlock = true
 log_level     = "info"
 
-# The API over mutual TLS: this node's certificate from the cluster's CA (the run
-# script copies it to /run/vault), and only clients with a certificate from that CA
-# get an answer: the host (its CLI certificate) and the other Vault nodes (raft
-# joins), so nobody can race the host to /v1/sys/init. Cluster traffic on 8201 is
+# The API over mutual TLS: this node's certificate from Vault's own CA (the run script
+# copies it to /run/vault), and only clients with a certificate from that CA get an
+# answer: the host (its certificate for Vault) and the other Vault nodes (raft joins).
+# No Consul or Nomad certificate is from it, so no other node can race the host to
+# /v1/sys/init. Cluster traffic on 8201 is
 # always mutual TLS, with certificates Vault makes itself.
 listener "tcp" {
   address                            = "0.0.0.0:8200"

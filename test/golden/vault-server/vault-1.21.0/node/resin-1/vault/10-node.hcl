@@ -5,7 +5,7 @@ cluster_addr = "https://10.88.0.11:8201"
 
 # Integrated storage on the persist disk. An uninitialised node keeps trying to join
 # through every Vault server until one of them is initialised and unsealed; it checks
-# the leader's certificate against the cluster's CA and the name every Vault node's
+# the leader's certificate against Vault's CA and the name every Vault node's
 # certificate carries, and presents its own (the API requires a client certificate).
 storage "raft" {
   path    = "/var/lib/vault/raft"
