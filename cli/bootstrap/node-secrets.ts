@@ -12,7 +12,8 @@
 // /run/<service>/, which is where the templates point (ca_file = "/run/consul/ca.pem", …).
 // Values for the templates:
 //   - Consul's gossip key: every Consul agent; Consul's management token: Consul servers
-//     only; the node's own agent token (derived for its name): every Consul agent;
+//     only; the node's own agent token (derived for its name) and the cluster's DNS token
+//     (read nodes and services, which every agent token may already): every Consul agent;
 //   - Nomad's gossip key: Nomad servers only; the Consul token for Nomad: Nomad agents
 //     on a node with a Consul agent.
 // The CA keys, the host's client keys, the agent-token key, Nomad's bootstrap secret and
@@ -58,6 +59,8 @@ export interface NodeSecrets {
   consul: {
     /** The node's own agent token (write on this node only): on every Consul agent. */
     agentToken?: string;
+    /** The cluster's DNS token (read nodes and services), every agent's default token: on every Consul agent. */
+    dnsToken?: string;
     /** The host's token, pre-seeded on the servers: on Consul servers only. */
     managementToken?: string;
     /** What Nomad registers in Consul with: on Nomad agents beside a Consul agent. */
@@ -73,6 +76,7 @@ export function nodeSecrets(bundle: Secrets, node: string | { name: string }, ro
   if (roles.consul) {
     chosen.gossipKey = bundle.gossipKey;
     chosen.consul.agentToken = consulAgentToken(bundle, name);
+    chosen.consul.dnsToken = consulDnsToken(bundle);
     if (roles.consul === "server") chosen.consul.managementToken = bundle.consul.managementToken;
   }
   if (roles.nomad === "server") chosen.nomadGossipKey = bundle.nomadGossipKey;
@@ -144,7 +148,23 @@ export function cliTls(bundle: Secrets, product: Product): { ca: string; clientC
  * so one node's token cannot register or deregister another.
  */
 export function consulAgentToken(bundle: Pick<Secrets, "consul">, node: string): string {
-  const h = createHmac("sha256", bundle.consul.agentToken).update(`consul agent\n${node}\n`).digest("hex");
+  return derivedToken(bundle, `consul agent\n${node}\n`);
+}
+
+/**
+ * The cluster's DNS token (a UUID), derived from the agent-token key: every agent's default
+ * token, which its DNS interface answers with (Consul 1.8 has no DNS token of its own). The
+ * host creates it with CONSUL_DNS_POLICY: read nodes and services, which each node's own
+ * agent token may already, so holding it gives a node nothing new. A bundle needs no new
+ * field for it: derived like the agent tokens, from a label no node name can produce.
+ */
+export function consulDnsToken(bundle: Pick<Secrets, "consul">): string {
+  return derivedToken(bundle, "consul dns\n");
+}
+
+/** A version-4-shaped UUID from the cluster's agent-token key and a label (HMAC-SHA256). */
+function derivedToken(bundle: Pick<Secrets, "consul">, label: string): string {
+  const h = createHmac("sha256", bundle.consul.agentToken).update(label).digest("hex");
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 

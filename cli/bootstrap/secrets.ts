@@ -143,6 +143,11 @@ export function consulAgentPolicy(node: string, services: string[] = []): string
 }
 /** The web UI's read-only token: see nodes, services (with their health) and keys; nothing else. */
 export const CONSUL_UI_POLICY = `node_prefix "" {\n  policy = "read"\n}\nservice_prefix "" {\n  policy = "read"\n}\nkey_prefix "" {\n  policy = "read"\n}\n`;
+/**
+ * The DNS token's policy: what Consul's DNS interface answers (node and service lookups),
+ * read only. Every agent sends it as its default token; see consulDnsToken.
+ */
+export const CONSUL_DNS_POLICY = `node_prefix "" {\n  policy = "read"\n}\nservice_prefix "" {\n  policy = "read"\n}\n`;
 export const CONSUL_NOMAD_POLICY = `agent_prefix "" {\n  policy = "read"\n}\nnode_prefix "" {\n  policy = "read"\n}\nservice_prefix "" {\n  policy = "write"\n}\n`;
 
 const HINT = "restore the file from your backup; Resin will not replace a cluster's secrets";

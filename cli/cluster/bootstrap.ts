@@ -3,10 +3,10 @@
 // the host creates them (with the SecretIDs it generated) and their policies. Nomad: ACL
 // bootstrap with the pre-generated secret. Vault: init once, unseal every node. All
 // idempotent, so `resin up` of an existing cluster runs them again safely.
-import { consulAgentPolicy, CONSUL_NOMAD_POLICY, CONSUL_UI_POLICY, readSecrets, recordVaultInit, type Secrets } from "../bootstrap/secrets.js";
+import { consulAgentPolicy, CONSUL_DNS_POLICY, CONSUL_NOMAD_POLICY, CONSUL_UI_POLICY, readSecrets, recordVaultInit, type Secrets } from "../bootstrap/secrets.js";
 import type { Machines } from "../provider/machine.js";
 import { localMachines } from "../provider/local.js";
-import { consulAgentToken } from "../bootstrap/node-secrets.js";
+import { consulAgentToken, consulDnsToken } from "../bootstrap/node-secrets.js";
 import { bootstrapNomadAcl } from "./nomad.js";
 import { ensureVaultReady, type VaultNode } from "./vault.js";
 import { clusterPaths, imageDirFor } from "../state/state.js";
@@ -71,7 +71,8 @@ export async function nodesRegistering(state: ClusterState): Promise<{ name: str
 
 /**
  * Every agent's own token (write on its node and on the services its image registers),
- * Nomad's token and the web UI's read-only token, created with their policies; a policy
+ * the DNS token every agent answers DNS with, Nomad's token and the web UI's read-only
+ * token, created with their policies; a policy
  * whose rules changed (a node moved to an image that registers other services) is updated.
  */
 export async function bootstrapConsulAcl(ep: ConsulEndpoint, secrets: Secrets, nodes: { name: string; registrations: { name: string }[] }[], log: Log, timeoutMs = 120_000): Promise<void> {
@@ -83,10 +84,11 @@ export async function bootstrapConsulAcl(ep: ConsulEndpoint, secrets: Secrets, n
       for (const node of nodes) {
         if ((await ensureToken(ep, `resin-agent-${node.name}`, consulAgentPolicy(node.name, node.registrations.map((r) => r.name)), consulAgentToken(secrets, node.name))) === "created") made.push(node.name);
       }
+      const dns = await ensureToken(ep, "resin-dns", CONSUL_DNS_POLICY, consulDnsToken(secrets));
       const nomad = await ensureToken(ep, "resin-nomad", CONSUL_NOMAD_POLICY, secrets.consul.nomadToken);
       const ui = secrets.consul.uiToken ? await ensureToken(ep, "resin-ui-read", CONSUL_UI_POLICY, secrets.consul.uiToken) : undefined;
       const uiSaid = ui ? `; read-only UI token ${ui === "created" ? "created" : "already there"}` : "";
-      log(`  Consul ACL: ${made.length ? `agent tokens created for ${made.join(", ")}` : "agent tokens already there"}; nomad token ${nomad === "created" ? "created" : "already there"}${uiSaid}`);
+      log(`  Consul ACL: ${made.length ? `agent tokens created for ${made.join(", ")}` : "agent tokens already there"}; DNS token ${dns === "created" ? "created" : "already there"}; nomad token ${nomad === "created" ? "created" : "already there"}${uiSaid}`);
       return;
     } catch (e) {
       const message = (e as Error).message;

@@ -14,6 +14,7 @@ import { keepLogsOnFailure, killLeftovers, repoRoot, resinAsync, resinStatus, ty
 import { consulAgentPolicy, readSecrets } from "../../cli/bootstrap/secrets.js";
 import { consulAgentToken } from "../../cli/bootstrap/node-secrets.js";
 import { consulAccess, consulChecks, consulClient, ensureToken } from "../../cli/cluster/consul.js";
+import { dnsQueryTcp } from "../tools/dns.js";
 
 const FIXTURE = join(repoRoot, "test", "fixtures", "user-project");
 const project = mkdtempSync(join(tmpdir(), "resin-e2e-user-project-"));
@@ -132,6 +133,20 @@ describe("a user's own role in their own project: stock services by name, Redis 
     const catalog = await consulClient(ep).get("/v1/catalog/service/redis");
     expect(catalog.json<{ ServiceTags: string[]; ServicePort: number; Node: string }[]>().map((e) => [e.Node, e.ServicePort, e.ServiceTags])).toEqual([["cache-1", 6379, ["cache"]]]);
     expect(resinStatus(stateHome, name).nodes[0]!.registered).toEqual([{ service: "redis", status: "passing" }]);
+  });
+
+  it("Consul's DNS names Redis: redis.service.consul answers with the node's address, through the node's forwarded DNS port", async () => {
+    const node = resinStatus(stateHome, name).nodes[0]!;
+    const port = node.ports["consul.dns"];
+    expect(port).toBeGreaterThan(0);
+    let answer = await dnsQueryTcp("127.0.0.1", port!, "redis.service.consul");
+    // The check passed above; DNS answers only for a healthy instance, which it already is.
+    for (let i = 0; i < 10 && answer.addresses.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      answer = await dnsQueryTcp("127.0.0.1", port!, "redis.service.consul");
+    }
+    expect(answer).toEqual({ rcode: "NOERROR", addresses: [node.address] });
+    expect((await dnsQueryTcp("127.0.0.1", port!, "postgres.service.consul")).addresses).toEqual([]);
   });
 
   it("the node's token writes exactly the services its role declares: 200 for redis, 403 for others and for another node's token", async () => {

@@ -12,9 +12,10 @@ import { renderTemplate } from "../../cli/spec/template.js";
 import { imageTemplateContext } from "../../cli/image/build.js";
 import { nodeMetadata, serversByService, type MetadataNode, type MetadataTree } from "../../cli/bootstrap/metadata.js";
 import { defaultJoin, planCluster, type ClusterPlan, type NodePlan } from "../../cli/bootstrap/plan.js";
-import { consulAgentPolicy, generateSecrets, type Secrets, type ServiceRoles } from "../../cli/bootstrap/secrets.js";
-import { cliSecretFiles, consulAgentToken, cliTls, nodeSecretFiles, nodeSecrets, serviceRolesOf, type SecretFile } from "../../cli/bootstrap/node-secrets.js";
+import { consulAgentPolicy, CONSUL_DNS_POLICY, generateSecrets, type Secrets, type ServiceRoles } from "../../cli/bootstrap/secrets.js";
+import { cliSecretFiles, consulAgentToken, consulDnsToken, cliTls, nodeSecretFiles, nodeSecrets, serviceRolesOf, type SecretFile } from "../../cli/bootstrap/node-secrets.js";
 import { ResinError } from "../../cli/util/errors.js";
+import { dnsQueryTcp } from "../tools/dns.js";
 
 // Least privilege, checked by content: for every role in machines/, a three-node
 // cluster of it (and one mixed cluster of every role) is given its secrets, and each
@@ -103,6 +104,8 @@ function checkLeastPrivilege(all: Drive[], secrets: Secrets): void {
     for (const other of all.filter((o) => o.node.name !== d.node.name)) {
       expect(holders(d, consulAgentToken(secrets, other.node.name)), `${where} must not hold ${other.node.name}'s agent token`).toEqual([]);
     }
+    // The DNS token (read nodes and services) is every agent's default token, on every Consul agent alike.
+    expect(dirs(holders(d, consulDnsToken(secrets))), `${where}: Consul's DNS token`).toEqual(consul ? ["consul"] : []);
     expect(dirs(holders(d, secrets.consul.nomadToken)), `${where}: Consul's token for Nomad`).toEqual(d.roles.nomad && consul ? ["nomad"] : []);
     expect(dirs(holders(d, secrets.gossipKey)), `${where}: Consul's gossip key`).toEqual(consul ? ["consul"] : []);
     expect(dirs(holders(d, secrets.nomadGossipKey)), `${where}: Nomad's gossip key`).toEqual(d.roles.nomad === "server" ? ["nomad"] : []);
@@ -304,22 +307,22 @@ describe("nodeSecrets", () => {
 
   it("gives a Nomad client its own agent token and Nomad's Consul token: no management token, no gossip key of Nomad, no Vault material", () => {
     const { node, chosen, paths } = values("nomad-client");
-    expect(chosen).toEqual({ gossipKey: secrets.gossipKey, consul: { agentToken: consulAgentToken(secrets, node), nomadToken: secrets.consul.nomadToken } });
+    expect(chosen).toEqual({ gossipKey: secrets.gossipKey, consul: { agentToken: consulAgentToken(secrets, node), dnsToken: consulDnsToken(secrets), nomadToken: secrets.consul.nomadToken } });
     expect(paths.filter((p) => p.startsWith("vault/"))).toEqual([]);
   });
 
   it("gives the management token to Consul servers only, and Nomad's gossip key to Nomad servers only", () => {
-    expect(values("consul-server").chosen).toEqual({ gossipKey: secrets.gossipKey, consul: { agentToken: consulAgentToken(secrets, values("consul-server").node), managementToken: secrets.consul.managementToken } });
+    expect(values("consul-server").chosen).toEqual({ gossipKey: secrets.gossipKey, consul: { agentToken: consulAgentToken(secrets, values("consul-server").node), dnsToken: consulDnsToken(secrets), managementToken: secrets.consul.managementToken } });
     const cp = values("control-plane");
     expect(cp.chosen).toEqual({
       gossipKey: secrets.gossipKey,
       nomadGossipKey: secrets.nomadGossipKey,
-      consul: { agentToken: consulAgentToken(secrets, cp.node), managementToken: secrets.consul.managementToken, nomadToken: secrets.consul.nomadToken },
+      consul: { agentToken: consulAgentToken(secrets, cp.node), dnsToken: consulDnsToken(secrets), managementToken: secrets.consul.managementToken, nomadToken: secrets.consul.nomadToken },
     });
     const ns = values("nomad-server");
-    expect(ns.chosen).toEqual({ gossipKey: secrets.gossipKey, nomadGossipKey: secrets.nomadGossipKey, consul: { agentToken: consulAgentToken(secrets, ns.node), nomadToken: secrets.consul.nomadToken } });
+    expect(ns.chosen).toEqual({ gossipKey: secrets.gossipKey, nomadGossipKey: secrets.nomadGossipKey, consul: { agentToken: consulAgentToken(secrets, ns.node), dnsToken: consulDnsToken(secrets), nomadToken: secrets.consul.nomadToken } });
     const vs = values("vault-server");
-    expect(vs.chosen).toEqual({ gossipKey: secrets.gossipKey, consul: { agentToken: consulAgentToken(secrets, vs.node) } });
+    expect(vs.chosen).toEqual({ gossipKey: secrets.gossipKey, consul: { agentToken: consulAgentToken(secrets, vs.node), dnsToken: consulDnsToken(secrets) } });
   });
 
   it("leaves out, rather than empties, what a role does not get: a template asking for it fails to render", async () => {
@@ -462,6 +465,26 @@ describe("a real Consul 1.8.7 server and client agent, with these files", () => 
       const ownGone = await deregister("t-2", consulAgentToken(secrets, "t-2"));
       expect(ownGone.status, ownGone.text).toBe(200);
       expect(await catalogNodes()).toEqual(["t-1"]);
+      // DNS answers with every agent's default token, the cluster's DNS token: refused
+      // while the host has not created it (the agent holds a token Consul does not know),
+      // answered once it has, on the client agent as on the server. The same token opens
+      // nothing else to a request that carries none: no write, no key.
+      const dnsAsk = () => Promise.all(["127.77.0.1", "127.77.0.2"].map((a) => dnsQueryTcp(a, 8600, "consul.service.consul")));
+      const before = await dnsAsk();
+      expect(before.map((a) => a.addresses), JSON.stringify(before)).toEqual([[], []]);
+      expect((await put("/v1/acl/policy", { Name: "resin-dns", Rules: CONSUL_DNS_POLICY })).status).toBe(200);
+      expect((await put("/v1/acl/token", { SecretID: consulDnsToken(secrets), Policies: [{ Name: "resin-dns" }] })).status).toBe(200);
+      let after = await dnsAsk();
+      for (let i = 0; i < 20 && after.some((a) => a.addresses.length === 0); i++) {
+        await new Promise((r) => setTimeout(r, 500));
+        after = await dnsAsk();
+      }
+      expect(after, JSON.stringify(after)).toEqual([{ rcode: "NOERROR", addresses: ["127.77.0.1"] }, { rcode: "NOERROR", addresses: ["127.77.0.1"] }]);
+      const tokenless = await register("t-1", "");
+      expect(tokenless.status, tokenless.text).toBe(403);
+      expect((await put("/v1/kv/resin/probe", "written with the management token")).status).toBe(200);
+      const keyTokenless = await get("https://127.77.0.2:8501/v1/kv/resin/probe");
+      expect(keyTokenless.status, keyTokenless.text).toBe(403);
       // The client agent serves its API over TLS too, with its client.dc1.consul certificate.
       const agentSelf = await get("https://127.77.0.2:8501/v1/agent/self", secrets.consul.managementToken);
       expect(JSON.parse(agentSelf.text).Config.NodeName).toBe("t-2");

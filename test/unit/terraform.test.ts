@@ -253,8 +253,8 @@ describe("terraform/: every .tf parsed by the HCL2 parser", () => {
   it("the AWS security group opens the HashiStack's ports within the group, and the API ports to api_cidrs", () => {
     const m = mod("modules/aws");
     const cluster = Object.values(m.locals.cluster_ports as Record<string, PortRule>);
-    for (const port of [8300, 8301, 8302, 8501, 8503, 4646, 4647, 4648, 8200, 8201, 9100]) expect(covers(cluster, port, "tcp"), `tcp ${port}`).toBe(true);
-    for (const port of [8301, 8302, 4648]) expect(covers(cluster, port, "udp"), `udp ${port}`).toBe(true);
+    for (const port of [8300, 8301, 8302, 8501, 8503, 8600, 4646, 4647, 4648, 8200, 8201, 9100]) expect(covers(cluster, port, "tcp"), `tcp ${port}`).toBe(true);
+    for (const port of [8301, 8302, 8600, 4648]) expect(covers(cluster, port, "udp"), `udp ${port}`).toBe(true);
     // Nothing else: no port outside those the services serve.
     for (const r of cluster) expect(r.to - r.from, JSON.stringify(r)).toBeLessThanOrEqual(2);
     const api = Object.values(m.locals.api_ports as Record<string, PortRule>);

@@ -35,6 +35,8 @@ locals {
     "consul-serf-udp"     = { from = 8301, to = 8302, protocol = "udp", description = "Consul Serf LAN and WAN gossip" }
     "consul-https"        = { from = 8501, to = 8501, protocol = "tcp", description = "Consul HTTPS API" }
     "consul-grpc-tls"     = { from = 8503, to = 8503, protocol = "tcp", description = "Consul gRPC with TLS" }
+    "consul-dns-tcp"      = { from = 8600, to = 8600, protocol = "tcp", description = "Consul DNS" }
+    "consul-dns-udp"      = { from = 8600, to = 8600, protocol = "udp", description = "Consul DNS" }
     "nomad-tcp"           = { from = 4646, to = 4648, protocol = "tcp", description = "Nomad HTTP API (4646), RPC (4647) and Serf (4648)" }
     "nomad-serf-udp"      = { from = 4648, to = 4648, protocol = "udp", description = "Nomad Serf gossip" }
     "vault"               = { from = 8200, to = 8201, protocol = "tcp", description = "Vault API (8200) and cluster (8201)" }

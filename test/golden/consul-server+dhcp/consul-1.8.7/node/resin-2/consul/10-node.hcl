@@ -10,11 +10,13 @@ retry_join         = ["provider=aws tag_key=resin-cluster tag_value=resin"]
 bootstrap_expect   = 3
 
 # This server's own agent token (it may write this node and the services its role
-# registers, nothing else), and the management token the servers create when one of
-# them first leads (the host's token; only servers hold it).
+# registers, nothing else), the management token the servers create when one of
+# them first leads (the host's token; only servers hold it), and the cluster's DNS
+# token as the default (read nodes and services: what DNS answers with).
 acl {
   tokens {
-    master = "11111111-1111-4111-8111-111111111111"
-    agent  = "adb78ff9-4bb6-44db-89a0-b653b634a604"
+    master  = "11111111-1111-4111-8111-111111111111"
+    agent   = "adb78ff9-4bb6-44db-89a0-b653b634a604"
+    default = "0e96037b-9ff0-42bd-83ae-27c606f8fe93"
   }
 }

@@ -9,9 +9,11 @@ encrypt            = "ERERERERERERERERERERERERERERERERERERERERERE="
 retry_join         = []
 
 # This agent's own token, which may write this node and the services its role registers,
-# nothing else (the host creates it once the servers have a leader).
+# nothing else (the host creates it once the servers have a leader), and the cluster's
+# DNS token as the default (read nodes and services: what DNS answers with).
 acl {
   tokens {
-    agent = "adb78ff9-4bb6-44db-89a0-b653b634a604"
+    agent   = "adb78ff9-4bb6-44db-89a0-b653b634a604"
+    default = "0e96037b-9ff0-42bd-83ae-27c606f8fe93"
   }
 }
