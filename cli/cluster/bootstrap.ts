@@ -15,7 +15,7 @@ import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { sleep } from "../util/time.js";
 import { hostTls } from "./api.js";
-import { consulEndpoint, consulKeys, ensureToken, isConsulServer, type ConsulEndpoint, type ConsulKeys } from "./consul.js";
+import { consulEndpoint, consulKeys, ensurePolicy, ensureToken, isConsulServer, type ConsulEndpoint, type ConsulKeys } from "./consul.js";
 import { NOMAD_REGION, VAULT_TLS_SERVER_NAME } from "../bootstrap/pki.js";
 import type { ClusterState } from "../state/state.js";
 
@@ -66,7 +66,22 @@ export async function finishCluster(state: ClusterState, secrets: Secrets, targe
 
 /** Each node with the Consul services its image registers (the image's manifest says, and which of its services declares each). */
 export async function nodesRegistering(state: ClusterState): Promise<{ name: string; registrations: { name: string; service: string }[] }[]> {
-  return Promise.all(state.nodes.map(async (n) => ({ name: n.name, registrations: registrations((await readManifest(imageDirFor(state.name, n.image))) ?? { services: [] }) })));
+  return Promise.all(state.nodes.map(async (n) => ({ name: n.name, registrations: await imageRegistrations(state, n.image) })));
+}
+
+async function imageRegistrations(state: ClusterState, image: string): Promise<{ name: string; service: string }[]> {
+  return registrations((await readManifest(imageDirFor(state.name, image))) ?? { services: [] });
+}
+
+/**
+ * Before a node boots another image (an upgrade, a rollback): its agent token's policy
+ * names exactly the Consul services that image registers, so they register at its first
+ * start rather than at the next `resin up`. Through a Consul server; nothing to do where
+ * Consul has no ACLs. Returns whether the policy changed.
+ */
+export async function grantImageServices(server: ConsulEndpoint, state: ClusterState, node: string, image: string): Promise<"updated" | "unchanged"> {
+  if (!server.access) return "unchanged";
+  return ensurePolicy(server, `resin-agent-${node}`, consulAgentPolicy(node, (await imageRegistrations(state, image)).map((r) => r.name)));
 }
 
 /**

@@ -215,8 +215,8 @@ export async function ensureToken(ep: ConsulEndpoint, name: string, rules: strin
   return "created";
 }
 
-/** Create the policy, or bring an existing one's rules to `rules`. Idempotent. */
-export async function ensurePolicy(ep: ConsulEndpoint, name: string, rules: string): Promise<void> {
+/** Create the policy, or bring an existing one's rules to `rules`. Idempotent; says whether it changed anything. */
+export async function ensurePolicy(ep: ConsulEndpoint, name: string, rules: string): Promise<"updated" | "unchanged"> {
   const consul = consulClient(ep);
   const policies = await consul.get("/v1/acl/policies");
   if (policies.status !== 200) throw new Error(`list ACL policies: ${policies.status} ${policies.text}`);
@@ -224,13 +224,14 @@ export async function ensurePolicy(ep: ConsulEndpoint, name: string, rules: stri
   if (!found) {
     const created = await consul.put("/v1/acl/policy", { body: { Name: name, Rules: rules } });
     if (created.status !== 200) throw new Error(`create ACL policy ${name}: ${created.status} ${created.text}`);
-    return;
+    return "updated";
   }
   const current = await consul.get(`/v1/acl/policy/${encodeURIComponent(found.ID)}`);
   if (current.status !== 200) throw new Error(`read ACL policy ${name}: ${current.status} ${current.text}`);
-  if (current.json<{ Rules: string }>().Rules === rules) return;
+  if (current.json<{ Rules: string }>().Rules === rules) return "unchanged";
   const updated = await consul.put(`/v1/acl/policy/${encodeURIComponent(found.ID)}`, { body: { Name: name, Rules: rules } });
   if (updated.status !== 200) throw new Error(`update ACL policy ${name}: ${updated.status} ${updated.text}`);
+  return "updated";
 }
 
 /** The agent's running configuration (GET /v1/agent/self → DebugConfig), to observe baked settings. */

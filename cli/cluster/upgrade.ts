@@ -13,6 +13,7 @@ import { hostTls } from "./api.js";
 import { VAULT_TLS_SERVER_NAME } from "../bootstrap/pki.js";
 import { ensureVaultReady, vaultAutopilot, vaultHealth, type VaultClientOptions } from "./vault.js";
 import { pruneImages } from "./images.js";
+import { grantImageServices } from "./bootstrap.js";
 
 export interface UpgradeStep {
   node: string;
@@ -231,6 +232,11 @@ async function replace(state: ClusterState, node: NodeState, image: string, opts
   await writeClusterState(state);
   const ep = consulEndpoint(node, opts.access);
   const machines = machinesOf(opts);
+  // The new image may register other Consul services than the old: its token's policy says so first.
+  const server = opts.access ? await anyConsul(state, opts) : undefined;
+  if (server && (await grantImageServices(server, state, node.name, image)) === "updated") {
+    opts.log(`  ${node.name}: its Consul agent policy now names the services of ${image.slice(7, 19)}`);
+  }
   if (ep && (await machines.status(state.name, node)).state === "running") {
     // A Consul server keeps its raft seat while it reboots (autopilot's dead-server
     // cleanup is off for the upgrade): it comes back a voter, with no leave to propagate

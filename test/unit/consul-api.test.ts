@@ -1,8 +1,15 @@
 import { describe, it, expect, beforeAll, afterAll, afterEach, inject } from "vitest";
 import { fileURLToPath } from "node:url";
 import { createCa, issueCertificate, cliCertSpec, consulCertSpec, type CertifiedKey } from "../../cli/bootstrap/pki.js";
-import { consulServerCount, consulView, ensureToken, kvGet, kvKeys, kvPut, rawStatus, type ConsulAccess, type ConsulEndpoint } from "../../cli/cluster/consul.js";
-import type { NodeState } from "../../cli/state/state.js";
+import { consulClient, consulServerCount, consulView, ensureToken, kvGet, kvKeys, kvPut, rawStatus, type ConsulAccess, type ConsulEndpoint } from "../../cli/cluster/consul.js";
+import { imageDirFor, type ClusterState, type NodeState } from "../../cli/state/state.js";
+import { grantImageServices } from "../../cli/cluster/bootstrap.js";
+import { consulAgentPolicy } from "../../cli/bootstrap/secrets.js";
+import { imageDigest } from "../../cli/image/manifest.js";
+import { sha256 } from "../../cli/util/hash.js";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { loadRole } from "../../cli/spec/load.js";
 import type { Role } from "../../cli/spec/load.js";
 import { serveHttps, type Handler, type RunningDouble } from "../doubles/https.js";
@@ -95,6 +102,41 @@ describe("real Consul 1.8.7 over the API client", () => {
     const asAgent = { ...ep, access: { ...access, token: secret } };
     await kvPut(asAgent, "agent/x", "1");
     await expect(kvPut(asAgent, "resin/x", "1")).rejects.toThrow(/403/);
+  });
+
+  it("grantImageServices gives a node's agent policy exactly what the image it is about to boot registers, before it boots", async () => {
+    // The node's token as `resin up` made it for an image that registers nothing.
+    const token = "0d5c9a7e-3f1b-4c2d-8e6a-5b4c3d2e1f0a";
+    expect(await ensureToken(ep, "resin-agent-cache-1", consulAgentPolicy("cache-1"), token)).toBe("created");
+    // The image an upgrade boots next registers redis (its manifest says so).
+    const home = mkdtempSync(join(tmpdir(), "resin-grant-"));
+    const previous = process.env.RESIN_STATE_HOME;
+    process.env.RESIN_STATE_HOME = home;
+    cleanup.push(async () => {
+      if (previous === undefined) delete process.env.RESIN_STATE_HOME;
+      else process.env.RESIN_STATE_HOME = previous;
+      rmSync(home, { recursive: true, force: true });
+    });
+    const file = (name: string) => ({ file: name, sha256: sha256(name), size: 1 });
+    const image = imageDigest([file("vmlinuz"), file("initrd.img"), file("rootfs.squashfs")]);
+    const manifest = {
+      role: "cache", channel: "debian", inputDigest: "x", digest: image,
+      kernel: { ...file("vmlinuz"), version: "6.1", modules: [] }, initrd: file("initrd.img"), rootfs: file("rootfs.squashfs"),
+      disk: { raw: file("disk.raw"), qcow2: file("disk.qcow2"), iso: file("disk.iso") },
+      services: [{ name: "consul", version: "1.8.7", ports: { https: 8501 } }, { name: "redis", ports: { redis: 6379 }, registers: ["redis"] }],
+      packages: [], releases: [], files: [], initramfsFiles: [],
+    };
+    mkdirSync(imageDirFor("grant", image), { recursive: true });
+    writeFileSync(join(imageDirFor("grant", image), "manifest.json"), JSON.stringify(manifest));
+    const state = { name: "grant" } as ClusterState;
+    const register = (t: string) => consulClient(ep).put("/v1/agent/service/register", { body: { Name: "redis", ID: "redis-grant", Port: 6379 }, token: t });
+
+    expect((await register(token)).status).toBe(403);
+    expect(await grantImageServices(ep, state, "cache-1", image)).toBe("updated");
+    const after = await register(token);
+    expect(after.status, after.text).toBe(200);
+    expect(await grantImageServices(ep, state, "cache-1", image)).toBe("unchanged");
+    expect((await consulClient(ep).put("/v1/agent/service/deregister/redis-grant", { token })).status).toBe(200);
   });
 });
 
