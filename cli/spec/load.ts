@@ -345,6 +345,25 @@ export async function loadRole(project: string, role: string, channel: Channel =
   if (registering.length && !services.some((s) => s.name === "consul")) {
     problems.push({ field: "services", line: lineAt(["services"]), message: `${registering.map((s) => s.name).join(", ")} register in Consul, but the role has no 'consul' service: add it` });
   }
+  // One Consul name per role: Consul would keep only the last definition of a repeated one.
+  const registeredBy = new Map<string, string>();
+  for (const s of registering) {
+    for (const c of s.consul!.services) {
+      const first = registeredBy.get(c.name);
+      if (first) problems.push({ field: "services", line: lineAt(["services"]), message: `services ${first} and ${s.name} both register '${c.name}' in Consul: rename one (consul.services[].name in its service.yml)` });
+      else registeredBy.set(c.name, s.name);
+    }
+  }
+  // Two services that want one kernel parameter set differently: the role decides, not their order.
+  const sysctlBy = new Map<string, { service: string; value: string }>();
+  for (const s of services) {
+    for (const [key, value] of Object.entries(s.sysctl)) {
+      const first = sysctlBy.get(key);
+      if (first && first.value !== String(value) && !(key in spec.sysctl)) {
+        problems.push({ field: "sysctl", line: lineAt(["services"]), message: `services ${first.service} and ${s.name} set ${key} differently (${first.value}, ${String(value)}): choose one under the role's own sysctl:` });
+      } else if (!first) sysctlBy.set(key, { service: s.name, value: String(value) });
+    }
+  }
   if (problems.length) throw new SpecError(shown, problems);
   return { spec, file, origin, channel, services, options };
 }

@@ -100,6 +100,21 @@ describe("a user's project on top of the stock specs", () => {
     expect([role.origin, role.spec.description]).toEqual(["project", "mine"]);
   });
 
+  it("refuses two services of a role that register one Consul name, or set one kernel parameter differently, naming both", async () => {
+    const redis = readFileSync(join(FIXTURE, "services", "redis", "service.yml"), "utf8");
+    const sentinel = redis.replace("name: redis\n", "name: sentinel\n").replace("vm.overcommit_memory: 1", "vm.overcommit_memory: 0").replace("uid: 250", "uid: 251").replace("name: redis, uid", "name: sentinel, uid");
+    const role = (extra = "") => `role: cache\ndescription: two\nservices: [base, consul, redis, sentinel]\nconfig: { consul: { server: true } }\n${extra}`;
+    const files = { "services/sentinel/service.yml": sentinel, "services/sentinel/run": "#!/bin/sh\n" };
+    const err = await specError(loadRole(project({ ...files, "machines/cache.yml": role() }), "cache", "debian"));
+    expect(err.problems.map((p) => p.message)).toEqual([
+      "services redis and sentinel both register 'redis' in Consul: rename one (consul.services[].name in its service.yml)",
+      "services redis and sentinel set vm.overcommit_memory differently (1, 0): choose one under the role's own sysctl:",
+    ]);
+    // The role's own value decides the parameter; the repeated Consul name stays an error.
+    const chosen = await specError(loadRole(project({ ...files, "machines/cache.yml": role("sysctl: { vm.overcommit_memory: 1 }\n") }), "cache", "debian"));
+    expect(chosen.problems.map((p) => p.message)).toEqual(["services redis and sentinel both register 'redis' in Consul: rename one (consul.services[].name in its service.yml)"]);
+  });
+
   it("refuses override: true where there is nothing to replace", async () => {
     const dir = project();
     const path = join(dir, "services", "redis", "service.yml");
