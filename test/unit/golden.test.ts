@@ -13,7 +13,7 @@ import { lockKey, readLock, type LockedDeb } from "../../cli/artifacts/lock.js";
 import { DHCP_BIND_ADDRESS, nodeMetadata, serversByService, type MetadataNode, type MetadataTree, type ServiceVersions } from "../../cli/bootstrap/metadata.js";
 import { defaultJoin, planCluster, type ClusterPlan, type NodePlan } from "../../cli/bootstrap/plan.js";
 import { generateSecrets, type Secrets } from "../../cli/bootstrap/secrets.js";
-import { consulAgentToken, serviceRolesOf } from "../../cli/bootstrap/node-secrets.js";
+import { consulAgentToken, consulDnsToken, serviceRolesOf } from "../../cli/bootstrap/node-secrets.js";
 import { VAULT_TLS_SERVER_NAME } from "../../cli/bootstrap/pki.js";
 
 // Golden files for every template of every role, at every release Resin supports.
@@ -254,7 +254,8 @@ function consulKeys(version: string): Keys {
       enabled: true,
       default_policy: true,
       enable_token_persistence: true,
-      tokens: { agent: true, ...(since("1.11") ? { initial_management: true } : { master: true }) },
+      // agent and default since 1.4 (the ACL system of today); master became initial_management in 1.11.
+      tokens: { agent: true, default: true, ...(since("1.11") ? { initial_management: true } : { master: true }) },
     },
   };
   if (since("1.12")) {
@@ -449,11 +450,11 @@ describe.each(CASES.map((c) => ({ ...c, addresses: c.dhcp ? "DHCP" : "static", o
         expect(hcl).toMatchObject({ ...files, verify_incoming: true, verify_outgoing: true, verify_server_hostname: true });
         expect(hcl.tls).toBeUndefined();
       }
-      // The API on HTTPS 8501 only (service.yml forwards the port named https).
+      // The API on HTTPS 8501 only (service.yml forwards the port named https), and DNS on 8600 (Consul's default; forwarded too).
       expect(block(hcl, "ports")).toEqual(
         compareVersions(consul, "1.14") >= 0 ? { http: -1, https: 8501, grpc: -1, grpc_tls: 8503 } : { http: -1, https: 8501, grpc: 8502 },
       );
-      expect(role.services.find((s) => s.name === "consul")!.ports).toEqual({ https: 8501 });
+      expect(role.services.find((s) => s.name === "consul")!.ports).toEqual({ https: 8501, dns: 8600 });
       expect(block(hcl, "acl")).toEqual({ enabled: true, default_policy: "deny", enable_token_persistence: true });
 
       const consulServers = joinTargets(servers.consul ?? []);
@@ -469,7 +470,11 @@ describe.each(CASES.map((c) => ({ ...c, addresses: c.dhcp ? "DHCP" : "static", o
         expect(n.bootstrap_expect).toBe(options.server ? NODES : undefined);
         // Servers pre-seed the management token; every agent has its own token, and only that.
         expect(block(n, "acl")).toEqual({
-          tokens: [options.server ? { [management]: FIXED.consul.managementToken, agent: consulAgentToken(FIXED, f.node.name) } : { agent: consulAgentToken(FIXED, f.node.name) }],
+          tokens: [
+            options.server
+              ? { [management]: FIXED.consul.managementToken, agent: consulAgentToken(FIXED, f.node.name), default: consulDnsToken(FIXED) }
+              : { agent: consulAgentToken(FIXED, f.node.name), default: consulDnsToken(FIXED) },
+          ],
         });
       }
     });
@@ -639,7 +644,7 @@ describe("a mixed cluster", () => {
     expect(block(files.nomad!, "server")).toBeUndefined();
     expect(block(files.nomad!, "client")).toEqual({ server_join: [{ retry_join: controlPlane }] });
     // A Consul client agent: its own agent token, never the management token.
-    expect(block(files.consul!, "acl")).toEqual({ tokens: [{ agent: consulAgentToken(FIXED, plan.nodes[3]!.name) }] });
+    expect(block(files.consul!, "acl")).toEqual({ tokens: [{ agent: consulAgentToken(FIXED, plan.nodes[3]!.name), default: consulDnsToken(FIXED) }] });
   });
 
   it("joins a separate Vault server to every Vault server's raft", async () => {

@@ -17,7 +17,7 @@ import {
 } from "../../cli/bootstrap/metadata.js";
 import { planCluster, type ClusterPlan } from "../../cli/bootstrap/plan.js";
 import { generateSecrets, type Secrets } from "../../cli/bootstrap/secrets.js";
-import { consulAgentToken, statusToken } from "../../cli/bootstrap/node-secrets.js";
+import { consulAgentToken, consulDnsToken, statusToken } from "../../cli/bootstrap/node-secrets.js";
 
 // The Consul templates rendered the way Resin renders them: role.hcl.hbs at image
 // build time (the context cli/image/build.ts gives it), node.hcl.hbs per node through
@@ -287,8 +287,9 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
     });
     // The management token a server bootstraps ACLs with: `master` before 1.11, `initial_management` from 1.11.
     const management = compareVersions(version, "1.11") >= 0 ? "initial_management" : "master";
-    // The agent token is this node's own, derived from the cluster's key: never the key itself.
-    expect(hcl.blocks.acl?.blocks.tokens?.attrs).toEqual({ [management]: MANAGEMENT, agent: consulAgentToken(SECRETS, "demo-2") });
+    // The agent token is this node's own, derived from the cluster's key: never the key itself;
+    // the default token is the cluster's DNS token, the same on every node.
+    expect(hcl.blocks.acl?.blocks.tokens?.attrs).toEqual({ [management]: MANAGEMENT, agent: consulAgentToken(SECRETS, "demo-2"), default: consulDnsToken(SECRETS) });
     expect(JSON.stringify(tree)).not.toContain(AGENT);
   });
 
@@ -296,7 +297,7 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
     for (const [version, key] of [["1.10.12", "master"], ["1.11.0", "initial_management"]] as const) {
       const tree = await nodeMetadata(nodeContext(plan, 0, serverRole, 3, version));
       const hcl = await parseHcl(nodeHcl(tree).content, `10-node.hcl (${version})`);
-      expect(Object.keys(hcl.blocks.acl!.blocks.tokens!.attrs).sort(), version).toEqual(["agent", key].sort());
+      expect(Object.keys(hcl.blocks.acl!.blocks.tokens!.attrs).sort(), version).toEqual(["agent", "default", key].sort());
     }
   });
 
@@ -310,7 +311,7 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
     expect(hcl.attrs.retry_join).toEqual(serverAddresses);
     expect(hcl.attrs.bootstrap_expect).toBeUndefined();
     // A client agent holds its own token, never the management token.
-    expect(hcl.blocks.acl?.blocks.tokens?.attrs).toEqual({ agent: consulAgentToken(SECRETS, "demo-4") });
+    expect(hcl.blocks.acl?.blocks.tokens?.attrs).toEqual({ agent: consulAgentToken(SECRETS, "demo-4"), default: consulDnsToken(SECRETS) });
     expect(consulAgentToken(SECRETS, "demo-4")).not.toBe(consulAgentToken(SECRETS, "demo-1"));
     expect(file.content).not.toContain(MANAGEMENT);
   });
@@ -322,7 +323,7 @@ describe("services/consul/node.hcl.hbs through nodeMetadata", () => {
       cluster: { name: "demo", datacenter: "dc1", serverAddresses, serverCount: 3, servers: { consul: serverAddresses }, autoJoin: "" },
       // Of the bundle, only what a Consul server's templates may render: no CA or host key,
       // no other node's certificate, no Nomad or Vault secret.
-      secrets: { gossipKey: SECRETS.gossipKey, consul: { agentToken: consulAgentToken(SECRETS, "demo-1"), managementToken: SECRETS.consul.managementToken } },
+      secrets: { gossipKey: SECRETS.gossipKey, consul: { agentToken: consulAgentToken(SECRETS, "demo-1"), dnsToken: consulDnsToken(SECRETS), managementToken: SECRETS.consul.managementToken } },
       service: { name: "consul", version: "1.8.7" },
       options: { server: true, ui: true, log_level: "INFO", raft_multiplier: 1, server_stabilization_seconds: 10 },
     });
