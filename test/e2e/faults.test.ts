@@ -113,7 +113,7 @@ describe("fault tolerance of a three-node Consul cluster", () => {
       expect(n.vm.pid).toBeGreaterThan(0);
       expect(n.services?.find((x) => x.name === "consul")?.state).toBe("up");
       expect(n.consul?.peers).toHaveLength(3);
-      expect(Object.keys(n.ports).sort()).toEqual(["base.status", "consul.https"]);
+      expect(Object.keys(n.ports).sort()).toEqual(["base.status", "consul.dns", "consul.https"]);
       // The boot timeline: every step, in the order boot takes them, at rising uptimes.
       const steps = ["kernel", "initramfs-modules", "root", "stage1", "modules", "metadata", "network", "persist", "stage2", "consul", "agent", "leader"];
       const timeline = n.timeline ?? [];

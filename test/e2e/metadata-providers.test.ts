@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { consulClient, consulView, rawStatus } from "../../cli/cluster/consul.js";
-import { consulAgentToken } from "../../cli/bootstrap/node-secrets.js";
+import { consulAgentToken, consulDnsToken } from "../../cli/bootstrap/node-secrets.js";
 import type { Secrets } from "../../cli/bootstrap/secrets.js";
 import { nodeFiles, readClusterState, writeClusterState, type ClusterState } from "../../cli/state/state.js";
 import { chooseAccel, type Accel } from "../../cli/provider/qemu/accel.js";
@@ -191,23 +191,25 @@ describe("in-image metadata providers, each booting a real node in QEMU", () => 
     expect(vm.reason).toContain("no metadata provider answered");
   });
 
-  it("resin bootstrap finishes a cluster that resin up did not boot: the agent and nomad tokens start to exist", async () => {
+  it("resin bootstrap finishes a cluster that resin up did not boot: the agent, DNS and nomad tokens start to exist", async () => {
     const secrets = JSON.parse(readFileSync(join(stateHome, "clusters", name, "secrets.json"), "utf8")) as Secrets;
     const agentToken = consulAgentToken(secrets, `${name}-1`);
     await bootToLeader({}, async () => {
       const ep = consulAt(stateHome, name, `${name}-1`);
       // The node's agent token is in its config, but Consul does not know it yet.
       expect(await rawStatus(ep, "/v1/acl/token/self", agentToken)).toBe(403);
+      expect(await rawStatus(ep, "/v1/acl/token/self", consulDnsToken(secrets))).toBe(403);
       // Through an address, checking the certificate by the name every server carries.
       const r = await resinAsync(["bootstrap", "--name", name, "--consul", `127.0.0.1:${ep.port}`], env);
       expect(r.status, r.stderr).toBe(0);
-      expect(r.stderr).toContain(`Consul ACL: agent tokens created for ${name}-1; nomad token created`);
+      expect(r.stderr).toContain(`Consul ACL: agent tokens created for ${name}-1; DNS token created; nomad token created`);
       expect(await rawStatus(ep, "/v1/acl/token/self", agentToken)).toBe(200);
+      expect(await rawStatus(ep, "/v1/acl/token/self", consulDnsToken(secrets))).toBe(200);
       expect(await rawStatus(ep, "/v1/acl/token/self", secrets.consul.nomadToken)).toBe(200);
       // Idempotent, as `resin up` of an existing cluster is.
       const again = await resinAsync(["bootstrap", "--name", name, "--consul", `127.0.0.1:${ep.port}`], env);
       expect(again.status, again.stderr).toBe(0);
-      expect(again.stderr).toContain("Consul ACL: agent tokens already there; nomad token already there");
+      expect(again.stderr).toContain("Consul ACL: agent tokens already there; DNS token already there; nomad token already there");
     });
   });
 });
