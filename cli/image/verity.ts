@@ -92,14 +92,18 @@ export function verityTree(level0: Buffer, dataBlocks: number, salt: Buffer): { 
   return { levels: levels.reverse(), rootHash: hash(below).toString("hex") };
 }
 
+/** Pure: salt and superblock UUID for data whose sha256 is `contentSha256` (hex). */
+export function verityIdentity(contentSha256: string): { salt: string; uuid: string } {
+  return { salt: veritySalt(contentSha256), uuid: verityUuid(contentSha256) };
+}
+
 /**
- * Write the hash device for the file at `dataPath` (whose sha256 is `contentSha256`) to
- * `hashPath`, and return its parameters. The data must be whole 4096-byte blocks
+ * The hash device for the file at `dataPath` with the given salt and UUID: its bytes (in
+ * pieces, superblock first) and its parameters. The data must be whole 4096-byte blocks
  * (mksquashfs pads to 4 KiB): a partial last block would lie outside the tree.
  */
-export async function writeVerity(dataPath: string, contentSha256: string, hashPath: string): Promise<VerityParams> {
-  const salt = veritySalt(contentSha256);
-  const saltBytes = Buffer.from(salt, "hex");
+export async function verityHashDevice(dataPath: string, identity: { salt: string; uuid: string }): Promise<{ params: VerityParams; bytes: Buffer[] }> {
+  const saltBytes = Buffer.from(identity.salt, "hex");
   const data = await open(dataPath, "r");
   let level0: Buffer;
   let dataBlocks: number;
@@ -113,31 +117,26 @@ export async function writeVerity(dataPath: string, contentSha256: string, hashP
     const salted = createHash("sha256").update(saltBytes);
     const buffer = Buffer.allocUnsafe(256 * VERITY_BLOCK);
     let block = 0;
-    for (let n; (n = (await data.read(buffer, 0, buffer.length, block * VERITY_BLOCK)).bytesRead) > 0; ) {
-      for (let at = 0; at + VERITY_BLOCK <= n; at += VERITY_BLOCK, block++) salted.copy().update(buffer.subarray(at, at + VERITY_BLOCK)).digest().copy(level0, block * DIGEST);
-      if (block * VERITY_BLOCK >= size) break;
+    for (let n; block < dataBlocks && (n = (await data.read(buffer, 0, buffer.length, block * VERITY_BLOCK)).bytesRead) > 0; ) {
+      for (let at = 0; at + VERITY_BLOCK <= n && block < dataBlocks; at += VERITY_BLOCK, block++) salted.copy().update(buffer.subarray(at, at + VERITY_BLOCK)).digest().copy(level0, block * DIGEST);
     }
-    if (block !== dataBlocks) throw new ResinError(`${dataPath} changed while its hash tree was written`, "build again");
+    if (block !== dataBlocks) throw new ResinError(`${dataPath} changed while its hash tree was computed`, "build again");
   } finally {
     await data.close();
   }
   const { levels, rootHash } = verityTree(level0, dataBlocks, saltBytes);
-  const params: VerityParams = {
-    hashType: 1,
-    hashAlgorithm: "sha256",
-    dataBlockSize: VERITY_BLOCK,
-    hashBlockSize: VERITY_BLOCK,
-    dataBlocks,
-    hashOffset: 0,
-    salt,
-    uuid: verityUuid(contentSha256),
-    rootHash,
-  };
+  const params: VerityParams = { hashType: 1, hashAlgorithm: "sha256", dataBlockSize: VERITY_BLOCK, hashBlockSize: VERITY_BLOCK, dataBlocks, hashOffset: 0, ...identity, rootHash };
   const header = Buffer.alloc(VERITY_BLOCK);
   veritySuperblock(params).copy(header);
+  return { params, bytes: [header, ...levels] };
+}
+
+/** Write the hash device for the file at `dataPath` (whose sha256 is `contentSha256`) to `hashPath`, salted from that content. */
+export async function writeVerity(dataPath: string, contentSha256: string, hashPath: string): Promise<VerityParams> {
+  const { params, bytes } = await verityHashDevice(dataPath, verityIdentity(contentSha256));
   const out = await open(hashPath, "w");
   try {
-    for (const part of [header, ...levels]) await out.write(part);
+    for (const part of bytes) await out.write(part);
   } finally {
     await out.close();
   }
