@@ -48,17 +48,22 @@ export async function verityMismatches(dir: string, manifest: ImageManifest): Pr
   const v = manifest.verity;
   if (!v) return [{ file: "rootfs.verity", what: "the verity hash tree", expected: "one (rootfs.verity)", actual: "none in the manifest (built before Resin wrote one)" }];
   const found: Mismatch[] = [];
-  const derived = veritySalt(manifest.rootfs.sha256);
-  if (v.salt !== derived) found.push({ file: v.file, what: "verity salt (derived from rootfs.squashfs's sha256)", expected: derived, actual: v.salt });
   const data = join(dir, manifest.rootfs.file);
-  if (!(await regularFile(data))) return found;
-  const device = await verityHashDevice(data, { salt: v.salt, uuid: v.uuid }).catch((e: Error) => e);
-  if (device instanceof Error) return [...found, { file: manifest.rootfs.file, what: "size in verity blocks", expected: "a whole number of 4096-byte blocks", actual: device.message }];
-  const { params, bytes } = device;
-  if (params.dataBlocks !== v.dataBlocks) found.push({ file: manifest.rootfs.file, what: "verity data blocks", expected: String(v.dataBlocks), actual: String(params.dataBlocks) });
-  if (params.rootHash !== v.rootHash) found.push({ file: manifest.rootfs.file, what: "verity root hash", expected: v.rootHash, actual: params.rootHash });
-  const tree = bytes.reduce((h, b) => h.update(b), createHash("sha256")).digest("hex");
-  if (tree !== v.sha256) found.push({ file: v.file, what: "sha256 of the hash tree recomputed from rootfs.squashfs", expected: v.sha256, actual: tree });
+  if (await regularFile(data)) {
+    const device = await verityHashDevice(data, { salt: v.salt, uuid: v.uuid }).catch((e: Error) => e);
+    if (device instanceof Error) {
+      found.push({ file: manifest.rootfs.file, what: "size in verity blocks", expected: "a whole number of 4096-byte blocks", actual: device.message });
+    } else {
+      const { params, bytes } = device;
+      if (params.rootHash !== v.rootHash) found.push({ file: manifest.rootfs.file, what: "verity root hash", expected: v.rootHash, actual: params.rootHash });
+      if (params.dataBlocks !== v.dataBlocks) found.push({ file: manifest.rootfs.file, what: "verity data blocks", expected: String(v.dataBlocks), actual: String(params.dataBlocks) });
+      const tree = bytes.reduce((h, b) => h.update(b), createHash("sha256")).digest("hex");
+      if (tree !== v.sha256) found.push({ file: v.file, what: "sha256 of the hash tree recomputed from rootfs.squashfs", expected: v.sha256, actual: tree });
+    }
+  }
+  // Resin's builds salt from the squashfs's sha256 (as the manifest records it); any other salt was not written by one.
+  const derived = veritySalt(manifest.rootfs.sha256);
+  if (v.salt !== derived) found.push({ file: v.file, what: "verity salt derived from rootfs.squashfs's sha256 in the manifest", expected: v.salt, actual: derived });
   return found;
 }
 

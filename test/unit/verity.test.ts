@@ -204,6 +204,9 @@ describe("resin inspect --verify", () => {
     expect(lines).toContain(`image ${dir}: rootfs.squashfs: sha256 is ${sha256(data)}, the manifest says ${manifest.rootfs.sha256}`);
     expect(lines.find((l) => l.includes("verity root hash"))).toMatch(new RegExp(`^image ${dir}: rootfs.squashfs: verity root hash is [0-9a-f]{64}, the manifest says ${manifest.verity!.rootHash}$`));
     expect(lines.every((l) => !l.startsWith(`image ${dir}: vmlinuz`))).toBe(true);
+    // And the tree rebuilt from it differs from rootfs.verity; nothing else does.
+    expect(lines[2]).toMatch(new RegExp(`^image ${dir}: rootfs.verity: sha256 of the hash tree recomputed from rootfs.squashfs is [0-9a-f]{64}, the manifest says ${manifest.verity!.sha256}$`));
+    expect(lines).toHaveLength(3);
   });
 
   it("names a hash tree changed on disk, and a manifest without one", async () => {
@@ -216,6 +219,21 @@ describe("resin inspect --verify", () => {
     const old = { ...manifest, verity: undefined };
     const none = await verifyCommand(dir, old).catch((x: unknown) => x as Error);
     expect((none as Error).message).toContain("rootfs.verity: the verity hash tree is none in the manifest (built before Resin wrote one)");
+  });
+});
+
+describe("a salt not derived from the content", () => {
+  it("is named, even when the tree and root hash agree with it", async () => {
+    const { dir, manifest } = await realImage("salted");
+    // A tree and manifest made with a random-looking salt, every hash consistent.
+    const salt = sha256("not from the content");
+    const { verityHashDevice } = await import("../../cli/image/verity.js");
+    const { params, bytes } = await verityHashDevice(join(dir, "rootfs.squashfs"), { salt, uuid: manifest.verity!.uuid });
+    writeFileSync(join(dir, "rootfs.verity"), Buffer.concat(bytes));
+    const verity = { ...manifest.verity!, ...params, sha256: sha256(Buffer.concat(bytes)) };
+    const m = { ...manifest, verity, digest: imageDigest(digestParts({ ...manifest, verity })) };
+    const e = await verifyCommand(dir, m).catch((x: unknown) => x as Error);
+    expect((e as Error).message).toBe(`image ${dir}: rootfs.verity: verity salt derived from rootfs.squashfs's sha256 in the manifest is ${manifest.verity!.salt}, the manifest says ${salt}`);
   });
 });
 
