@@ -22,7 +22,7 @@ import { writeFileAtomic } from "./util/files.js";
 import { resolve } from "node:path";
 import { requireTools } from "./util/tools.js";
 import { formatValidity, validateRoles } from "./commands/validate.js";
-import { findImage, formatManifest } from "./commands/inspect.js";
+import { findImage, formatManifest, verifyCommand } from "./commands/inspect.js";
 import { ResinError } from "./util/errors.js";
 import { projectRoot } from "./util/paths.js";
 import { stderrLog } from "./util/log.js";
@@ -313,8 +313,13 @@ program
   .argument("<image>", "a role name (its latest build) or an image directory")
   .addOption(channelOption())
   .option("--json", "print the manifest as JSON")
-  .action(async (image: string, opts: { channel: Channel; json?: boolean }) => {
+  .option("--verify", "instead, recompute the image's file hashes, digest and dm-verity root hash; name every part that differs and exit 1")
+  .action(async (image: string, opts: { channel: Channel; json?: boolean; verify?: boolean }) => {
     const { dir, manifest } = await findImage(projectRoot(), image, opts.channel);
+    if (opts.verify) {
+      process.stdout.write(`${await verifyCommand(dir, manifest)}\n`);
+      return;
+    }
     process.stdout.write(opts.json ? `${JSON.stringify(manifest, null, 2)}\n` : `${formatManifest(dir, manifest)}\n`);
   });
 

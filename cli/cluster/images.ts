@@ -5,8 +5,9 @@ import { runBuildChecks } from "../bootstrap/build-checks.js";
 import { existsSync } from "node:fs";
 import { copyFile, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { imageDigest, parseManifest, readManifest, type ImageFile } from "../image/manifest.js";
+import { digestParts, imageDigest, parseManifest, readManifest, type ImageFile } from "../image/manifest.js";
 import { buildRoles } from "../image/roles.js";
+import { formatMismatch, verityMismatches } from "../image/verify.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { sha256File } from "../util/hash.js";
@@ -21,14 +22,16 @@ export function missingDiskImages(cluster: string, digest: string): string[] {
 
 /**
  * Copy a built image into the cluster, by digest. What a local VM boots: kernel,
- * initramfs, squashfs root, manifest. The disk images (disk.raw, disk.qcow2, disk.iso)
- * are for other hypervisors and clouds: copied only when asked (`resin plan`), never
- * replaced. Nothing is trusted on the word of its manifest: the manifest must pass its
- * schema, every copied file must have the size and sha256 it lists, and the digest must
- * be the one its files give; otherwise nothing is installed. The manifest installed is
- * the bytes that were checked (read once, never copied again). The digest covers the
- * kernel, initrd and root filesystem only: once the cluster holds a digest, its
- * installed manifest is what disk images from any later image set must match.
+ * initramfs, squashfs root, its dm-verity hash tree (rootfs.verity), manifest. The disk
+ * images (disk.raw, disk.qcow2, disk.iso) are for other hypervisors and clouds: copied
+ * only when asked (`resin plan`), never replaced. Nothing is trusted on the word of its
+ * manifest: the manifest must pass its schema, every copied file must have the size and
+ * sha256 it lists, the digest must be the one its files give, and the copied root
+ * filesystem must give the verity root hash it records; otherwise nothing is installed.
+ * The manifest installed is the bytes that were checked (read once, never copied again).
+ * The digest covers the kernel, initrd, root filesystem and its verity tree only: once
+ * the cluster holds a digest, its installed manifest is what disk images from any later
+ * image set must match.
  */
 export async function installImage(cluster: string, builtDir: string, digest: string, opts: { disks?: boolean } = {}): Promise<void> {
   const manifestPath = join(builtDir, "manifest.json");
@@ -37,7 +40,7 @@ export async function installImage(cluster: string, builtDir: string, digest: st
     throw e;
   });
   const manifest = parseManifest(manifestText, manifestPath);
-  const parts = [manifest.kernel, manifest.initrd, manifest.rootfs];
+  const parts = digestParts(manifest);
   const recomputed = imageDigest(parts);
   if (recomputed !== manifest.digest || manifest.digest !== digest) {
     throw new ResinError(
@@ -54,6 +57,16 @@ export async function installImage(cluster: string, builtDir: string, digest: st
     await mkdir(tmp);
     try {
       for (const part of parts) await copyChecked(builtDir, tmp, part);
+      // The copied root filesystem must give the root hash its manifest records.
+      if (manifest.verity) {
+        const wrong = await verityMismatches(tmp, manifest);
+        if (wrong.length) {
+          throw new ResinError(
+            `image ${builtDir}: its root filesystem does not match its dm-verity hash tree: ${wrong.map(formatMismatch).join("; ")}`,
+            "the image set was changed after it was built: rebuild it, or take it from a source you trust (resin inspect --verify DIR says what differs)",
+          );
+        }
+      }
       await writeFile(join(tmp, "manifest.json"), manifestText, { flag: "wx" });
     } catch (e) {
       await rm(tmp, { recursive: true, force: true });
@@ -75,7 +88,7 @@ export async function installImage(cluster: string, builtDir: string, digest: st
     if (ours.sha256 !== theirs.sha256 || ours.size !== theirs.size) {
       throw new ResinError(
         `image ${builtDir}: its manifest lists a ${file} (sha256 ${theirs.sha256}) that is not the one cluster '${cluster}' installed with image ${digest} (sha256 ${ours.sha256})`,
-        "the digest covers kernel, initrd and root filesystem only, and the disk images stay those of the first install: take the disk images from that image set, or rebuild the image",
+        "the digest covers kernel, initrd, root filesystem and its verity tree only, and the disk images stay those of the first install: take the disk images from that image set, or rebuild the image",
       );
     }
   }

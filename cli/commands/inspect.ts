@@ -1,9 +1,11 @@
-// `resin inspect`: an image's manifest — what it is made of, file by file.
+// `resin inspect`: an image's manifest — what it is made of, file by file; with
+// --verify, whether the image's files are still what the manifest says.
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { imagesDir, readManifest, type ImageManifest } from "../image/manifest.js";
 import type { Channel } from "../spec/schema.js";
 import { ResinError } from "../util/errors.js";
+import { formatMismatch, verifyImage } from "../image/verify.js";
 
 /** An image directory, given as a path or as a role name built on `channel`. */
 export async function findImage(project: string, image: string, channel: Channel): Promise<{ dir: string; manifest: ImageManifest }> {
@@ -25,6 +27,12 @@ export function formatManifest(dir: string, m: ImageManifest): string {
     `kernel    ${m.kernel.file} ${m.kernel.version} ${mb(m.kernel.size)} sha256:${m.kernel.sha256}`,
     `initrd    ${m.initrd.file} ${mb(m.initrd.size)} sha256:${m.initrd.sha256}`,
     `rootfs    ${m.rootfs.file} ${mb(m.rootfs.size)} sha256:${m.rootfs.sha256}`,
+    ...(m.verity
+      ? [
+          `verity    ${m.verity.file} ${mb(m.verity.size)} sha256:${m.verity.sha256} (dm-verity, not yet checked at boot)`,
+          `          root hash ${m.verity.rootHash}, salt ${m.verity.salt}, ${m.verity.hashAlgorithm}, ${m.verity.dataBlocks} data blocks of ${m.verity.dataBlockSize} bytes`,
+        ]
+      : []),
     ...(m.disk
       ? [
           `disk      ${m.disk.raw.file} ${mb(m.disk.raw.size)} sha256:${m.disk.raw.sha256} (UEFI, GPT: ${m.disk.partitions.map((p) => p.name).join(" + ")})`,
@@ -53,4 +61,25 @@ export function formatManifest(dir: string, m: ImageManifest): string {
   const widths = [1, 4, Math.max(...rows.map((r) => r[2]!.length)), Math.max(...rows.map((r) => r[3]!.length)), 12];
   for (const r of rows) lines.push(`  ${r.slice(0, 5).map((c, i) => c.padEnd(widths[i]!)).join("  ")}  ${r[5]}`.trimEnd());
   return lines.join("\n");
+}
+
+/**
+ * `resin inspect --verify`: recompute the image's file hashes, digest and verity root
+ * hash. Returns what was checked; throws naming every part that differs, one per line.
+ */
+export async function verifyCommand(dir: string, m: ImageManifest): Promise<string> {
+  const { mismatches, skipped } = await verifyImage(dir, m);
+  if (mismatches.length) {
+    throw new ResinError(
+      mismatches.map((x) => `image ${dir}: ${formatMismatch(x)}`).join("\nresin: "),
+      "the image was changed after it was built: rebuild it (resin build), or take it from a source you trust",
+    );
+  }
+  const files = [m.kernel, m.initrd, m.rootfs, m.verity!, m.disk.raw, m.disk.qcow2, m.disk.iso].map((f) => f.file).filter((f) => !skipped.includes(f));
+  return [
+    `verified  ${m.role} (${m.channel}) ${m.digest} in ${dir}`,
+    `          sha256 and size of ${files.join(", ")}`,
+    `          verity root hash ${m.verity!.rootHash}, recomputed from ${m.rootfs.file}`,
+    ...(skipped.length ? [`          not present, not checked: ${skipped.join(", ")}`] : []),
+  ].join("\n");
 }

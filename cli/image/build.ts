@@ -24,10 +24,11 @@ import { writeCpio } from "./cpio.js";
 import { EFI_STUB_PATH, writeDisks } from "./disk.js";
 import { builderCode, imageToolVersions } from "./fingerprint.js";
 import { CONSUL_SERVICES_FILE, consulServiceDefinitions, consulServiceNames, SYSCTL_FILE, sysctlLines } from "./registrations.js";
-import { imageDigest, imagesDir, readManifest, type BuildCheckResult, type ImageBuilder, type ImageFile, type ImageManifest, type ServiceVersion } from "./manifest.js";
+import { writeVerity } from "./verity.js";
+import { digestParts, imageDigest, imagesDir, readManifest, type BuildCheckResult, type ImageBuilder, type ImageFile, type ImageManifest, type ServiceVersion } from "./manifest.js";
 
 /** Bump when the image layout changes in a way the inputs below do not capture. */
-const IMAGE_FORMAT = 3;
+const IMAGE_FORMAT = 4;
 
 export interface BuiltImage {
   dir: string;
@@ -154,7 +155,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const previous = await readManifest(dir).catch(() => undefined);
   if (
     previous?.inputDigest === digestOfInputs &&
-    [previous.kernel, previous.initrd, previous.rootfs, previous.disk?.raw, previous.disk?.qcow2, previous.disk?.iso].every((f) => f && existsSync(join(dir, f.file)))
+    [previous.kernel, previous.initrd, previous.rootfs, previous.verity, previous.disk?.raw, previous.disk?.qcow2, previous.disk?.iso].every((f) => f && existsSync(join(dir, f.file)))
   ) {
     return { dir, manifest: previous, cached: true };
   }
@@ -309,8 +310,11 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   await writeFile(at("initrd.img"), initrd);
   await writeSquashfs(rootfs.list(), at("rootfs.squashfs"));
   const described = async (file: string): Promise<ImageFile> => ({ file, sha256: await sha256File(at(file)), size: (await stat(at(file))).size });
-  const parts = [await described("vmlinuz"), await described("initrd.img"), await described("rootfs.squashfs")];
-  const digest = imageDigest(parts);
+  const [vmlinuz, initrdFile, squashfs] = [await described("vmlinuz"), await described("initrd.img"), await described("rootfs.squashfs")];
+  // The dm-verity hash tree over the root filesystem, salted from its content (verity.ts).
+  const verityParams = await writeVerity(at("rootfs.squashfs"), squashfs.sha256, at("rootfs.verity"));
+  const verity = { ...(await described("rootfs.verity")), ...verityParams };
+  const digest = imageDigest(digestParts({ kernel: vmlinuz, initrd: initrdFile, rootfs: squashfs, verity }));
   const disk = await writeDisks({ dir: scratch, digest, role: name, channel: role.channel, kernel: at("vmlinuz"), initrd: at("initrd.img"), rootfs: at("rootfs.squashfs"), stub });
   const services = role.services.map((s) => ({ name: s.name, version: serviceVersion(s, debs), ports: s.ports, ...(s.consul ? { registers: consulServiceNames([s]) } : {}) }));
   // A failing check leaves the previous image in place: the new one is never installed.
@@ -324,9 +328,10 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
     inputDigest: digestOfInputs,
     builder,
     digest,
-    kernel: { ...parts[0]!, version: kernel.version, modules: kernel.modules },
-    initrd: parts[1]!,
-    rootfs: parts[2]!,
+    kernel: { ...vmlinuz, version: kernel.version, modules: kernel.modules },
+    initrd: initrdFile,
+    rootfs: squashfs,
+    verity,
     disk,
     services,
     packages: [...new Map([...debs.values(), ...usedDebs.values()].map((d) => [d.package, d])).values()].sort((a, b) => a.package.localeCompare(b.package)),

@@ -14,6 +14,7 @@ import { fromOutside, parseOutsideJson } from "../util/text.js";
 import { DIGEST_PATTERN, sha256 } from "../util/hash.js";
 import type { DiskManifest } from "./disk.js";
 import type { ManifestFile } from "./rootfs.js";
+import { VERITY_BLOCK, type VerityParams } from "./verity.js";
 
 export interface ImageFile {
   file: string;
@@ -51,6 +52,12 @@ export interface ImageManifest {
   /** The whole root filesystem, read-only squashfs, attached as a disk. */
   rootfs: ImageFile;
   /**
+   * The dm-verity hash device over rootfs (rootfs.verity, veritysetup's default layout with
+   * its superblock), and what opening it needs: root hash, salt, block sizes. Part of
+   * `digest`. Absent in manifests written before Resin wrote one. Not yet checked at boot.
+   */
+  verity?: ImageFile & VerityParams;
+  /**
    * The same image as one UEFI-bootable GPT disk (raw and qcow2) for other hypervisors
    * and clouds. Not part of `digest`, which names what Resin's own VMs boot.
    */
@@ -79,7 +86,12 @@ export function imagesDir(project: string, channel: Channel): string {
   return join(project, "out", "images", channel);
 }
 
-/** The image's identity, from what Resin's VMs boot: its kernel, initramfs and root filesystem. */
+/** What the digest covers, in order: kernel, initramfs, root filesystem and (when it has one) its verity hash tree. */
+export function digestParts(m: { kernel: ImageFile; initrd: ImageFile; rootfs: ImageFile; verity?: ImageFile }): ImageFile[] {
+  return [m.kernel, m.initrd, m.rootfs, ...(m.verity ? [m.verity] : [])];
+}
+
+/** The image's identity, from what Resin's VMs boot: its kernel, initramfs and root filesystem (and its verity hash tree). */
 export function imageDigest(parts: ImageFile[]): string {
   return `sha256:${sha256(parts.map((p) => `${p.sha256} ${p.file}\n`).join(""))}`;
 }
@@ -113,6 +125,19 @@ export const ImageManifestSchema = z
     kernel: imageFile("vmlinuz").extend({ version: z.string(), modules: z.array(z.string()) }),
     initrd: imageFile("initrd.img"),
     rootfs: imageFile("rootfs.squashfs"),
+    verity: imageFile("rootfs.verity")
+      .extend({
+        hashType: z.literal(1),
+        hashAlgorithm: z.literal("sha256"),
+        dataBlockSize: z.literal(VERITY_BLOCK),
+        hashBlockSize: z.literal(VERITY_BLOCK),
+        dataBlocks: z.number().int().positive(),
+        hashOffset: z.literal(0),
+        salt: hex64,
+        uuid: z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, "must be a lower-case UUID"),
+        rootHash: hex64,
+      })
+      .optional(),
     disk: z
       .object({ raw: imageFile("disk.raw"), qcow2: imageFile("disk.qcow2"), iso: imageFile("disk.iso") })
       .passthrough(),

@@ -39,7 +39,10 @@ export const PlanManifestSchema = z.object({
       image: z.object({
         digest: z.string(),
         dir: z.string().startsWith("/"),
-        files: z.object({ kernel: FileRefSchema, initrd: FileRefSchema, rootfs: FileRefSchema, disk_raw: FileRefSchema, disk_qcow2: FileRefSchema, disk_iso: FileRefSchema }),
+        /** verity: rootfs's dm-verity hash device (absent for images built before Resin wrote one). */
+        files: z.object({ kernel: FileRefSchema, initrd: FileRefSchema, rootfs: FileRefSchema, verity: FileRefSchema.optional(), disk_raw: FileRefSchema, disk_qcow2: FileRefSchema, disk_iso: FileRefSchema }),
+        /** What `veritysetup open ROOTFS NAME VERITY ROOT_HASH` needs: the root hash; salt, block sizes and the rest are in the hash device's superblock. */
+        verity: z.object({ rootHash: z.string().regex(/^[0-9a-f]{64}$/), salt: z.string().regex(/^[0-9a-f]{64}$/), hashAlgorithm: z.string(), dataBlockSize: z.number().int(), hashBlockSize: z.number().int(), dataBlocks: z.number().int() }).optional(),
         /** The kernel command line the disk images boot with. */
         cmdline: z.string(),
       }),
@@ -93,11 +96,15 @@ export function planManifest(inputs: ManifestInputs): PlanManifest {
           kernel: ref("vmlinuz", m.kernel.sha256, m.kernel.size),
           initrd: ref("initrd.img", m.initrd.sha256, m.initrd.size),
           rootfs: ref("rootfs.squashfs", m.rootfs.sha256, m.rootfs.size),
+          ...(m.verity ? { verity: ref("rootfs.verity", m.verity.sha256, m.verity.size) } : {}),
           disk_raw: ref("disk.raw", m.disk.raw.sha256, m.disk.raw.size),
           disk_qcow2: ref("disk.qcow2", m.disk.qcow2.sha256, m.disk.qcow2.size),
           disk_iso: ref("disk.iso", m.disk.iso.sha256, m.disk.iso.size),
         },
         cmdline: m.disk.cmdline,
+        ...(m.verity
+          ? { verity: { rootHash: m.verity.rootHash, salt: m.verity.salt, hashAlgorithm: m.verity.hashAlgorithm, dataBlockSize: m.verity.dataBlockSize, hashBlockSize: m.verity.hashBlockSize, dataBlocks: m.verity.dataBlocks } }
+          : {}),
       },
       vm: inputs.vm.get(node.role)!,
       ports: servicePorts(m),

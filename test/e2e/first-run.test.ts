@@ -15,6 +15,8 @@ import { statusToken } from "../../cli/bootstrap/node-secrets.js";
 import { accelArgs, chooseAccel, probeAccel } from "../../cli/provider/qemu/accel.js";
 import { clusterJson, keepLogsOnFailure, killLeftovers, processesUnder, repoRoot, resin, resinAsync, resinStatus } from "./helpers.js";
 import { snapshot } from "../tools/snapshot.js";
+import { digestParts, imageDigest } from "../../cli/image/manifest.js";
+import { sha256 } from "../../cli/util/hash.js";
 
 const imageDir = join(repoRoot, "out", "images", "debian", "consul-server");
 const image = { kernel: join(imageDir, "vmlinuz"), initrd: join(imageDir, "initrd.img") };
@@ -176,18 +178,30 @@ describe("an image set that lies", () => {
       const e = { RESIN_STATE_HOME: home };
       const planned = await resinAsync(["plan", "--name", "p", "--nodes", "1", "--role", "consul-server", "--channel", "debian"], e);
       expect(planned.status, planned.stderr).toBe(0);
-      const cases: [string, (m: any) => void, RegExp][] = [
+      const cases: [string, (m: any, dir: string) => void, RegExp][] = [
         ["a port that injects QEMU options", (m) => (m.services[1].ports.https = "8501,guestfwd=tcp:10.0.2.100:1-cmd:touch /tmp/pwned"), /services\.1\.ports\.https/],
         ["a digest that is a path", (m) => (m.digest = "sha256:../../../.."), /digest: must be sha256:/],
         ["a traversal file name", (m) => (m.rootfs.file = "../../../../etc/shadow"), /rootfs\.file: must be a plain file name/],
         ["a digest its files do not give", (m) => (m.digest = `sha256:${"0".repeat(64)}`), /is not the digest of the files it lists/],
+        [
+          "a root filesystem with a flipped byte, its sha256 and digest made to agree but not its dm-verity root",
+          (m, dir) => {
+            const rootfs = join(dir, "rootfs.squashfs");
+            const data = readFileSync(rootfs);
+            data[4096 * 3 + 5]! ^= 0x01;
+            writeFileSync(rootfs, data);
+            m.rootfs.sha256 = sha256(data);
+            m.digest = imageDigest(digestParts(m));
+          },
+          /its root filesystem does not match its dm-verity hash tree: rootfs\.squashfs: verity root hash is [0-9a-f]{64}, the manifest says [0-9a-f]{64}/,
+        ],
       ];
       const before = snapshot(join(home, "clusters"));
       for (const [what, spoil, pattern] of cases) {
         rmSync(join(set, "consul-server"), { recursive: true, force: true });
         cpSync(imageDir, join(set, "consul-server"), { recursive: true, filter: (s) => !/disk\.(raw|qcow2|iso)$/.test(s) });
         const manifest = JSON.parse(readFileSync(join(set, "consul-server", "manifest.json"), "utf8"));
-        spoil(manifest);
+        spoil(manifest, join(set, "consul-server"));
         writeFileSync(join(set, "consul-server", "manifest.json"), JSON.stringify(manifest));
         const r = await resinAsync(["plan", "--name", "p", "--upgrade", "--image-set", set], e);
         expectOneLineError(r, pattern);

@@ -19,7 +19,7 @@ async function buildInFreshProject(): Promise<Record<string, string | undefined>
   expect(r.stderr).toContain("built: consul-server");
   const out = join(dir, "out", "images", "debian", "consul-server");
   outs.push(out);
-  return Object.fromEntries(["vmlinuz", "initrd.img", "rootfs.squashfs", "disk.raw", "disk.qcow2", "disk.iso", "manifest.json"].map((f) => [f, fileBytes(join(out, f))]));
+  return Object.fromEntries(["vmlinuz", "initrd.img", "rootfs.squashfs", "rootfs.verity", "disk.raw", "disk.qcow2", "disk.iso", "manifest.json"].map((f) => [f, fileBytes(join(out, f))]));
 }
 
 describe("reproducible images", () => {
@@ -27,6 +27,8 @@ describe("reproducible images", () => {
     const first = await buildInFreshProject();
     const second = await buildInFreshProject();
     expect(first["initrd.img"]).toMatch(/^[0-9a-f]{64}$/);
+    // The dm-verity tree too: its salt comes from the squashfs, never from randomness.
+    expect(first["rootfs.verity"]).toMatch(/^[0-9a-f]{64}$/);
     expect(first["disk.raw"]).toMatch(/^[0-9a-f]{64}$/);
     expect(first["disk.qcow2"]).toMatch(/^[0-9a-f]{64}$/);
     expect(first["disk.iso"]).toMatch(/^[0-9a-f]{64}$/);

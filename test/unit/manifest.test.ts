@@ -85,6 +85,26 @@ describe("planManifest", () => {
     const relative = { ...m, cluster: { ...m.cluster, caCertificate: "tls/ca.pem" } };
     expect(PlanManifestSchema.safeParse(relative).success).toBe(false);
   });
+
+  it("carries each image's dm-verity hash tree and root hash, and leaves them out for an image built before it had one", () => {
+    const state = stateFor({ mode: "static" });
+    const verity = { ...file("9", 70), file: "rootfs.verity", hashType: 1, hashAlgorithm: "sha256", dataBlockSize: 4096, hashBlockSize: 4096, dataBlocks: 5067, hashOffset: 0, salt: hex("5"), uuid: "0911ffca-162c-8067-bbdb-aba785b88c06", rootHash: hex("7") };
+    const withTree = { ...image("consul-server", "sha256:abc"), verity } as ImageManifest;
+    const inputs = (m: ImageManifest) => ({
+      state,
+      images: new Map([["sha256:abc", { dir: "/state/images/abc", manifest: m }]]),
+      vm: new Map([["consul-server", { memory_mib: 1024, cpus: 1, persist_disk_gib: 2 }]]),
+      caCertificate: "/c.pem",
+      caCertificates: { consul: "/c.pem", nomad: "/n.pem", vault: "/v.pem" },
+      metadata: new Map(state.nodes.map((n) => [n.name, { path: `/m/${n.name}`, sha256: hex("0"), bytes: 1 }])),
+    });
+    const role = PlanManifestSchema.parse(planManifest(inputs(withTree))).roles["consul-server"]!;
+    expect(role.image.files.verity).toEqual({ path: "/state/images/abc/rootfs.verity", sha256: hex("9"), bytes: 70 });
+    expect(role.image.verity).toEqual({ rootHash: hex("7"), salt: hex("5"), hashAlgorithm: "sha256", dataBlockSize: 4096, hashBlockSize: 4096, dataBlocks: 5067 });
+    const old = PlanManifestSchema.parse(planManifest(inputs(image("consul-server", "sha256:abc")))).roles["consul-server"]!;
+    expect(old.image.files.verity).toBeUndefined();
+    expect(old.image.verity).toBeUndefined();
+  });
 });
 
 describe("--roles", () => {
