@@ -79,9 +79,11 @@ async function imageRegistrations(state: ClusterState, image: string): Promise<{
  * start rather than at the next `resin up`. Through a Consul server; nothing to do where
  * Consul has no ACLs. Returns whether the policy changed.
  */
-export async function grantImageServices(server: ConsulEndpoint, state: ClusterState, node: string, image: string): Promise<"updated" | "unchanged"> {
+export async function grantImageServices(server: ConsulEndpoint, state: ClusterState, node: string, image: string, timeoutMs = 120_000): Promise<"updated" | "unchanged"> {
   if (!server.access) return "unchanged";
-  return ensurePolicy(server, `resin-agent-${node}`, consulAgentPolicy(node, (await imageRegistrations(state, image)).map((r) => r.name)));
+  const rules = consulAgentPolicy(node, (await imageRegistrations(state, image)).map((r) => r.name));
+  const failed = { what: `could not give ${node}'s Consul agent policy the services of image ${image.slice(7, 19)}`, hint: "nothing was replaced yet; `resin upgrade --resume` retries" };
+  return untilSettled(failed, timeoutMs, () => ensurePolicy(server, `resin-agent-${node}`, rules));
 }
 
 /**
@@ -92,24 +94,33 @@ export async function grantImageServices(server: ConsulEndpoint, state: ClusterS
  */
 export async function bootstrapConsulAcl(ep: ConsulEndpoint, secrets: Secrets, nodes: { name: string; registrations: { name: string }[] }[], log: Log, timeoutMs = 120_000): Promise<void> {
   if (!ep.access) return; // an agent without TLS and ACLs has nothing to bootstrap
+  const failed = { what: "could not create the Consul ACL tokens", hint: "the cluster runs; `resin up` (or `resin bootstrap`) again retries this step" };
+  await untilSettled(failed, timeoutMs, async () => {
+    const made: string[] = [];
+    for (const node of nodes) {
+      if ((await ensureToken(ep, `resin-agent-${node.name}`, consulAgentPolicy(node.name, node.registrations.map((r) => r.name)), consulAgentToken(secrets, node.name))) === "created") made.push(node.name);
+    }
+    const dns = await ensureToken(ep, "resin-dns", CONSUL_DNS_POLICY, consulDnsToken(secrets));
+    const nomad = await ensureToken(ep, "resin-nomad", CONSUL_NOMAD_POLICY, secrets.consul.nomadToken);
+    const ui = secrets.consul.uiToken ? await ensureToken(ep, "resin-ui-read", CONSUL_UI_POLICY, secrets.consul.uiToken) : undefined;
+    const uiSaid = ui ? `; read-only UI token ${ui === "created" ? "created" : "already there"}` : "";
+    log(`  Consul ACL: ${made.length ? `agent tokens created for ${made.join(", ")}` : "agent tokens already there"}; DNS token ${dns === "created" ? "created" : "already there"}; nomad token ${nomad === "created" ? "created" : "already there"}${uiSaid}`);
+  });
+}
+
+/**
+ * Run an ACL step, again each second while Consul says it is not ready for it (no leader
+ * yet, or a server that has just started and is still in legacy ACL mode), until
+ * `timeoutMs`; then, or on any other error, a ResinError with `failed`'s words.
+ */
+async function untilSettled<T>(failed: { what: string; hint: string }, timeoutMs: number, step: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      const made: string[] = [];
-      for (const node of nodes) {
-        if ((await ensureToken(ep, `resin-agent-${node.name}`, consulAgentPolicy(node.name, node.registrations.map((r) => r.name)), consulAgentToken(secrets, node.name))) === "created") made.push(node.name);
-      }
-      const dns = await ensureToken(ep, "resin-dns", CONSUL_DNS_POLICY, consulDnsToken(secrets));
-      const nomad = await ensureToken(ep, "resin-nomad", CONSUL_NOMAD_POLICY, secrets.consul.nomadToken);
-      const ui = secrets.consul.uiToken ? await ensureToken(ep, "resin-ui-read", CONSUL_UI_POLICY, secrets.consul.uiToken) : undefined;
-      const uiSaid = ui ? `; read-only UI token ${ui === "created" ? "created" : "already there"}` : "";
-      log(`  Consul ACL: ${made.length ? `agent tokens created for ${made.join(", ")}` : "agent tokens already there"}; DNS token ${dns === "created" ? "created" : "already there"}; nomad token ${nomad === "created" ? "created" : "already there"}${uiSaid}`);
-      return;
+      return await step();
     } catch (e) {
       const message = (e as Error).message;
-      if (!TRANSIENT.test(message) || Date.now() > deadline) {
-        throw new ResinError(`could not create the Consul ACL tokens: ${message}`, "the cluster runs; `resin up` (or `resin bootstrap`) again retries this step");
-      }
+      if (!TRANSIENT.test(message) || Date.now() > deadline) throw new ResinError(`${failed.what}: ${message}`, failed.hint);
       await sleep(1000);
     }
   }
