@@ -59,6 +59,13 @@ async function bootToLeader(boot: BootOptions, then?: () => Promise<void>): Prom
       await new Promise((r) => setTimeout(r, 1000));
     }
     const seconds = (Date.now() - started) / 1000;
+    // A new leader puts the management token from its config into the ACL system just after
+    // it leads: until then that token is not found (403). Wait for it, as resin up's ACL
+    // bootstrap does, so a test's first call does not race it on a loaded host.
+    while ((await rawStatus(ep, "/v1/acl/token/self", ep.access!.token).catch(() => 0)) !== 200) {
+      if (Date.now() > deadline) throw new Error(`the management token did not start to work within 240 s:\n${consoleLog().slice(-1500)}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
     await then?.();
     return { seconds, console: consoleLog() };
   } finally {
