@@ -36,13 +36,15 @@ export const EFI_STUB_PATH = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 export const ROOT_PARTITION_LABEL = "resin-root";
 export const ESP_PARTITION_LABEL = "resin-esp";
 /** Fixed: the same for every role, so a disk boots the same way everywhere. */
-export const DISK_CMDLINE = `console=ttyS0 panic=-1 loglevel=4 resin.root=PARTLABEL=${ROOT_PARTITION_LABEL}`;
+// resin.verity=off: the disk and the ISO do not carry the root's hash tree yet, so their
+// /init boots the root unverified, and says so on the console (README, Security).
+export const DISK_CMDLINE = `console=ttyS0 panic=-1 loglevel=4 resin.root=PARTLABEL=${ROOT_PARTITION_LABEL} resin.verity=off`;
 
 /** The ISO's volume label: per image, so /init finds this ISO and not another one. */
 export function isoVolumeId(digest: string): string {
   return `RESIN-${digest.replace(/^sha256:/, "").slice(0, 12)}`;
 }
-export const isoCmdline = (volumeId: string) => `console=ttyS0 panic=-1 loglevel=4 resin.root=LABEL=${volumeId}`;
+export const isoCmdline = (volumeId: string) => `console=ttyS0 panic=-1 loglevel=4 resin.root=LABEL=${volumeId} resin.verity=off`;
 const ESP_BOOT_PATH = "EFI/BOOT/BOOTX64.EFI";
 
 export interface DiskFile {

@@ -60,6 +60,8 @@ describe("disk image", async () => {
     const cmdline = peSections(uki).find((s) => s.name === ".cmdline")!;
     expect(uki.toString("utf8", cmdline.rawOffset, cmdline.rawOffset + cmdline.virtualSize)).toBe(DISK_CMDLINE);
     expect(DISK_CMDLINE).toContain("resin.root=PARTLABEL=resin-root");
+    // The disk carries no hash tree yet: its /init is told so (README, Security), never left to guess.
+    expect(DISK_CMDLINE.split(" ")).toContain("resin.verity=off");
   });
 
   it("takes every GUID from the digest: the same image gives the same disk, another image other GUIDs", async () => {

@@ -80,6 +80,13 @@ describe("qemuArgs", () => {
     expect(values(args, "-display")).toEqual(["none"]);
   });
 
+  it("attaches the root's dm-verity hash tree as a second read-only disk with serial verity, and nothing without one", () => {
+    const verity = qemuArgs(spec({ hashDisk: "/images/abc/rootfs,verity" }));
+    expect(values(verity, "-drive")).toContain("if=none,id=verity,file=/images/abc/rootfs,,verity,format=raw,readonly=on");
+    expect(values(verity, "-device")).toContain("virtio-blk-pci,drive=verity,serial=verity");
+    expect(values(args, "-drive").filter((d) => d.includes("id=verity"))).toEqual([]);
+  });
+
   it("uses KVM arguments when asked", () => {
     const kvm = qemuArgs(spec({ accel: "kvm" }));
     expect(values(kvm, "-accel")).toEqual(["kvm"]);

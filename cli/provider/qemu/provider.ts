@@ -6,6 +6,7 @@ import { mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { clusterPaths, ensureClusterDir, imageDirFor, nodeFiles, type ClusterState, type NodeState } from "../../state/state.js";
 import { readManifest, servicePorts } from "../../image/manifest.js";
+import { verityCmdline } from "../../image/verity.js";
 import { ResinError } from "../../util/errors.js";
 import type { Log } from "../../util/log.js";
 import { chooseAccel, forgetAccel, type Accel } from "./accel.js";
@@ -55,6 +56,10 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
   await mkdir(files.dir, { recursive: true, mode: 0o700 });
   const image = imageDirFor(state.name, node.image);
   const guest = await guestPorts(state, node);
+  // The root hash reaches /init on the command line, the hash tree as its own disk: the
+  // node opens its root only through dm-verity (an image built before verity has neither).
+  const verity = (await readManifest(image))?.verity;
+  const append = [KERNEL_APPEND, ...(verity ? [verityCmdline(verity)] : []), ...(boot.append ? [boot.append] : [])].join(" ");
   await assignClusterPorts(state, [node], log);
   await rm(files.stoppedMarker, { force: true });
   const spec = (): VmSpec => ({
@@ -63,7 +68,8 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
     kernel: join(image, "vmlinuz"),
     initrd: join(image, "initrd.img"),
     rootDisk: join(image, "rootfs.squashfs"),
-    append: boot.append ? `${KERNEL_APPEND} ${boot.append}` : KERNEL_APPEND,
+    ...(verity ? { hashDisk: join(image, verity.file) } : {}),
+    append,
     memoryMib: node.memoryMib,
     cpus: node.cpus,
     accel,

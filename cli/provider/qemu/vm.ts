@@ -18,6 +18,8 @@ export interface VmSpec {
   initrd: string;
   /** The image's read-only root filesystem, shared by every node that boots the image. */
   rootDisk: string;
+  /** Its dm-verity hash tree (rootfs.verity), a second read-only disk; absent for an image built before it had one. */
+  hashDisk?: string;
   append: string;
   memoryMib: number;
   cpus: number;
@@ -86,6 +88,9 @@ export function qemuArgs(spec: VmSpec): string[] {
     // Disks are told apart in the guest by their serial, not by probe order.
     "-drive", `if=none,id=root,file=${q(spec.rootDisk)},format=raw,readonly=on`,
     "-device", "virtio-blk-pci,drive=root,serial=root",
+    ...(spec.hashDisk
+      ? ["-drive", `if=none,id=verity,file=${q(spec.hashDisk)},format=raw,readonly=on`, "-device", "virtio-blk-pci,drive=verity,serial=verity"]
+      : []),
     ...(spec.configDrive
       ? ["-drive", `if=none,id=cidata,file=${q(spec.configDrive)},format=raw,readonly=on`, "-device", "virtio-blk-pci,drive=cidata,serial=cidata"]
       : []),
