@@ -321,7 +321,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const verityParams = await writeVerity(at("rootfs.squashfs"), squashfs.sha256, at("rootfs.verity"));
   const verity = { ...(await described("rootfs.verity")), ...verityParams };
   const digest = imageDigest(digestParts({ kernel: vmlinuz, initrd: initrdFile, rootfs: squashfs, verity }));
-  const disk = await writeDisks({ dir: scratch, digest, role: name, channel: role.channel, kernel: at("vmlinuz"), initrd: at("initrd.img"), rootfs: at("rootfs.squashfs"), stub });
+  const disk = await writeDisks({ dir: scratch, digest, role: name, channel: role.channel, kernel: at("vmlinuz"), initrd: at("initrd.img"), rootfs: at("rootfs.squashfs"), verity: at("rootfs.verity"), verityParams, stub });
   const services = role.services.map((s) => ({ name: s.name, version: serviceVersion(s, debs), ports: s.ports, ...(s.consul ? { registers: consulServiceNames([s]) } : {}) }));
   // A failing check leaves the previous image in place: the new one is never installed.
   const checks = await check(role, { rootfs: at("rootfs.squashfs"), services }, log).catch(async (e: unknown) => {
