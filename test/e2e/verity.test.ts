@@ -67,6 +67,15 @@ describe("a node whose root filesystem was changed on its disk", () => {
     rmSync(stateHome, { recursive: true, force: true });
   });
 
+  it("the image's initramfs holds dmsetup, its libraries and dm-verity; its root filesystem holds no dmsetup", () => {
+    const image = readState().nodes[0]!.image.replace(/^sha256:/, "");
+    const manifest = JSON.parse(readFileSync(join(clusterDir, "images", image, "manifest.json"), "utf8"));
+    const inInitramfs = manifest.initramfsFiles.map((f: { path: string }) => f.path);
+    expect(inInitramfs).toEqual(expect.arrayContaining(["sbin/dmsetup", "lib/x86_64-linux-gnu/libdevmapper.so.1.02.1", "lib64/ld-linux-x86-64.so.2"]));
+    expect(inInitramfs.some((p: string) => p.endsWith("/dm-verity.ko"))).toBe(true);
+    expect(manifest.files.map((f: { path: string }) => f.path).filter((p: string) => /dmsetup|libdevmapper/.test(p))).toEqual([]);
+  });
+
   it("refuses to boot, says so on its console and in resin status, and the other two keep quorum", async () => {
     const before = resinStatus(stateHome, name);
     expect(before.healthy).toBe(true);

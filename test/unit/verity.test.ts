@@ -15,6 +15,7 @@ import { digestParts, imageDigest, parseManifest, type ImageManifest } from "../
 import { writeSquashfs } from "../../cli/image/squashfs.js";
 import { verityCmdline, veritySalt, verityTable, verityUuid, writeVerity } from "../../cli/image/verity.js";
 import { imageDirFor } from "../../cli/state/state.js";
+import { PackageSchema } from "../../cli/spec/schema.js";
 import { ResinError } from "../../cli/util/errors.js";
 import { canonicalJson, sha256, sha256File } from "../../cli/util/hash.js";
 
@@ -300,5 +301,17 @@ describe("what a local boot hands the initramfs", () => {
     const r = spawnSync("veritysetup", ["verify", "--no-superblock", `--hash-offset=${Number(hashStart) * 4096}`, `--hash=${algorithm}`, `--data-blocks=${table[8]}`, `--salt=${salt}`, data, join(work, "table.verity"), rootHash!], { encoding: "utf8" });
     expect(r.status, r.stderr).toBe(0);
     expect(Number(table[1])).toBe(statSync(data).size / 512);
+  });
+});
+
+describe("a package file for the initramfs only (dmsetup)", () => {
+  it("is marked initramfs: true, and cannot also be build_only, install_to or applets", () => {
+    expect(PackageSchema.parse({ name: "dmsetup", paths: ["sbin/dmsetup"], initramfs: true }).initramfs).toBe(true);
+    expect(PackageSchema.parse({ name: "dmsetup", paths: ["sbin/dmsetup"] }).initramfs).toBe(false);
+    for (const extra of [{ build_only: true }, { install_to: "usr/bin" }, { applets: true }]) {
+      const r = PackageSchema.safeParse({ name: "dmsetup", paths: ["sbin/dmsetup"], initramfs: true, ...extra });
+      expect(r.success).toBe(false);
+      expect(r.error!.issues[0]!.message).toMatch(/initramfs: true cannot be combined/);
+    }
   });
 });
