@@ -6,13 +6,12 @@ import { mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { clusterPaths, ensureClusterDir, imageDirFor, nodeFiles, type ClusterState, type NodeState } from "../../state/state.js";
 import { readManifest, servicePorts } from "../../image/manifest.js";
-import { verityCmdline } from "../../image/verity.js";
 import { ResinError } from "../../util/errors.js";
 import type { Log } from "../../util/log.js";
 import { chooseAccel, forgetAccel, type Accel } from "./accel.js";
 import { assignPorts } from "./ports.js";
 import { startSwitch, stopSwitch, switchPaths, switchRunning } from "./vde.js";
-import { consoleTail, KERNEL_APPEND, startVm, stopVm, vmPaths, vmPid, type MetadataService, type VmSpec } from "./vm.js";
+import { consoleTail, kernelAppend, startVm, stopVm, vmPaths, vmPid, type MetadataService, type VmSpec } from "./vm.js";
 
 export type VmState = "running" | "stopped" | "crashed";
 
@@ -59,7 +58,7 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
   // The root hash reaches /init on the command line, the hash tree as its own disk: the
   // node opens its root only through dm-verity (an image built before verity has neither).
   const verity = (await readManifest(image))?.verity;
-  const append = [KERNEL_APPEND, ...(verity ? [verityCmdline(verity)] : []), ...(boot.append ? [boot.append] : [])].join(" ");
+  const append = kernelAppend(verity, boot.append);
   await assignClusterPorts(state, [node], log);
   await rm(files.stoppedMarker, { force: true });
   const spec = (): VmSpec => ({

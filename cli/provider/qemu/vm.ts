@@ -10,6 +10,7 @@ import { MAC_PATTERN } from "../../state/state.js";
 import { accelArgs, QEMU, type Accel } from "./accel.js";
 import { isOurs, readPid, stopProcess, waitForExit } from "./process.js";
 import { ctrlAltDelete } from "./qmp.js";
+import { verityCmdline, type VerityParams } from "../../image/verity.js";
 
 export interface VmSpec {
   name: string;
@@ -115,6 +116,15 @@ function metadataNicArgs(service: MetadataService): string[] {
 }
 
 export const KERNEL_APPEND = "console=ttyS0 panic=-1 loglevel=4";
+
+/**
+ * The command line of a local boot: the fixed words, the image's root hash, salt and
+ * block count for /init's dm-verity (none for an image built before it had a tree),
+ * then `extra`.
+ */
+export function kernelAppend(verity?: Pick<VerityParams, "rootHash" | "salt" | "dataBlocks">, extra?: string): string {
+  return [KERNEL_APPEND, ...(verity ? [verityCmdline(verity)] : []), ...(extra ? [extra] : [])].join(" ");
+}
 
 export async function createPersistDisk(path: string, gib: number): Promise<boolean> {
   if (existsSync(path)) return false; // never replace a node's data
