@@ -204,11 +204,17 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const appletBinaries: { path: string; root: string }[] = [];
   // Files the builder itself uses (the UEFI stub), kept out of the root filesystem.
   const buildOnly = new Map<string, { data: Buffer; from: string }>();
+  // Package files only the initramfs holds (dmsetup), with the search for their libraries.
+  const initramfsPaths: InitramfsPath[] = [];
   for (const service of role.services) {
     const search = searches.get(service.name)!;
     for (const pkg of service.packages) {
       const root = unpacked.get(pkg.name)!;
       for (const path of pkg.paths) {
+        if (pkg.initramfs) {
+          initramfsPaths.push({ where: shownPath(service.file), pkg: rootOf(pkg.name), path, search });
+          continue;
+        }
         if (!pkg.build_only && !pkg.install_to) {
           await takePath(rootfs, { where: shownPath(service.file), pkg: rootOf(pkg.name), path, search, owners, used });
           continue;
@@ -297,7 +303,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
     }
   }
 
-  const initramfs = await assembleInitramfs(base, kernelRoot, kernelLabel, appletBinaries[0]!);
+  const initramfs = await assembleInitramfs(base, kernelRoot, kernelLabel, appletBinaries[0]!, initramfsPaths, used);
 
   // Pack. gzip from zlib writes no timestamp or name, so equal trees give equal bytes.
   const initrd = gzipSync(writeCpio(initramfs.list()), { level: 9 });
@@ -315,7 +321,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const verityParams = await writeVerity(at("rootfs.squashfs"), squashfs.sha256, at("rootfs.verity"));
   const verity = { ...(await described("rootfs.verity")), ...verityParams };
   const digest = imageDigest(digestParts({ kernel: vmlinuz, initrd: initrdFile, rootfs: squashfs, verity }));
-  const disk = await writeDisks({ dir: scratch, digest, role: name, channel: role.channel, kernel: at("vmlinuz"), initrd: at("initrd.img"), rootfs: at("rootfs.squashfs"), stub });
+  const disk = await writeDisks({ dir: scratch, digest, role: name, channel: role.channel, kernel: at("vmlinuz"), initrd: at("initrd.img"), rootfs: at("rootfs.squashfs"), verity: at("rootfs.verity"), verityParams, stub });
   const services = role.services.map((s) => ({ name: s.name, version: serviceVersion(s, debs), ports: s.ports, ...(s.consul ? { registers: consulServiceNames([s]) } : {}) }));
   // A failing check leaves the previous image in place: the new one is never installed.
   const checks = await check(role, { rootfs: at("rootfs.squashfs"), services }, log).catch(async (e: unknown) => {
@@ -348,12 +354,22 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   return { dir, manifest, cached: false };
 }
 
-/** busybox, the modules that reach the root disk (with their own modules.dep), and /init. */
+/** A package file for the initramfs only, and where its shared libraries are looked for. */
+interface InitramfsPath {
+  where: string;
+  pkg: PackageRoot;
+  path: string;
+  search: PackageSearch;
+}
+
+/** busybox, the modules that reach the root disk (with their own modules.dep), the package files marked initramfs (with their libraries), and /init. */
 async function assembleInitramfs(
   base: Service,
   kernelRoot: string,
   kernelLabel: Provenance,
   busybox: { path: string; root: string },
+  packaged: InitramfsPath[],
+  used: (from: PackageRoot) => void,
 ): Promise<Rootfs> {
   const tree = new Rootfs();
   for (const d of ["dev", "proc", "sys", "run", "mnt"]) tree.dir(d);
@@ -367,6 +383,9 @@ async function assembleInitramfs(
   tree.file(busybox.path, data!, 0o755, { kind: "deb", source: `busybox (${base.name})` });
   const { stdout } = await execa(join(busybox.root, busybox.path), ["--list-full"]);
   for (const applet of stdout.split("\n").filter(Boolean).sort()) tree.symlink(applet.replace(/^\/+/, ""), `/${busybox.path}`, { kind: "deb", source: `applet of ${busybox.path}` }, true);
+  const owners = new Map<string, PackageSearch>();
+  for (const p of packaged) await takePath(tree, { ...p, owners, used });
+  if (packaged.length) await addLibraryClosure(tree, owners, packaged[0]!.search, used);
   for (const f of base.initramfs!.files) {
     tree.file(f.dst, await readFile(join(base.dir, f.src)), parseInt(f.mode, 8), { kind: "service", source: `${base.name}/${f.src}` });
   }

@@ -3,20 +3,23 @@
 //   partition 1  "resin-esp"   EFI System Partition (FAT16): /EFI/BOOT/BOOTX64.EFI, a
 //                              unified kernel image (stub + kernel + initramfs + command line)
 //   partition 2  "resin-root"  the image's squashfs root filesystem, as it is
+//   partition 3  "resin-verity" its dm-verity hash tree (rootfs.verity), as it is
 //
 // written raw (disk.raw) and as qcow2 (disk.qcow2). The firmware boots the removable-media
-// path BOOTX64.EFI with no boot entry to set up; the command line names the root by its
-// partition label, which the initramfs /init resolves. Everything is derived from the
+// path BOOTX64.EFI with no boot entry to set up; the command line names the root and its
+// hash tree by their partition labels, which the initramfs /init resolves, and carries
+// the root hash, so the UKI (and a signature over it) covers it. Everything is derived from the
 // image's own bytes and digest, so equal images give equal disks.
 //
 // And a bootable ISO (disk.iso): ISO 9660 with an El Torito boot catalog whose one UEFI
 // entry is a FAT image (efi.img) holding the same kind of UKI, and the squashfs root as
-// the file rootfs.squashfs. Its command line names the ISO by its volume label; /init
-// mounts it and the root file from it. The system area carries a GPT whose ESP is
+// the files rootfs.squashfs and rootfs.verity. Its command line names the ISO by its
+// volume label and carries the root hash; /init opens the root file from it through
+// dm-verity with the tree file beside it. The system area carries a GPT whose ESP is
 // efi.img, so the same file also boots written to a USB stick or attached as a disk.
 //
 // Both are layouts (layout.ts): only GPT headers, FAT tables, ISO structures and the
-// UKI's headers are built in memory; the kernel, the initramfs and the squashfs root are
+// UKI's headers are built in memory; the kernel, the initramfs, the squashfs root and its tree are
 // copied from their files into each output at their offsets, 1 MiB at a time.
 import { createHash } from "node:crypto";
 import { rm, stat } from "node:fs/promises";
@@ -30,19 +33,26 @@ import { ALIGN_SECTORS, GPT_ATTR, GPT_TYPE, SECTOR, alignUp, derivedGuid, writeG
 import { buildUki } from "./uki.js";
 import { ISO_SECTOR, layoutIso9660 } from "./iso9660.js";
 import { fileBytes, layout, sha256Of, sizeOf, writeLayout, type FileBytes, type Layout } from "./layout.js";
+import { verityCmdline, type VerityParams } from "./verity.js";
 
 /** The file of systemd-boot-efi the UKI is made from (a build-only file: it never enters the root filesystem). */
 export const EFI_STUB_PATH = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 export const ROOT_PARTITION_LABEL = "resin-root";
 export const ESP_PARTITION_LABEL = "resin-esp";
-/** Fixed: the same for every role, so a disk boots the same way everywhere. */
-export const DISK_CMDLINE = `console=ttyS0 panic=-1 loglevel=4 resin.root=PARTLABEL=${ROOT_PARTITION_LABEL}`;
+export const VERITY_PARTITION_LABEL = "resin-verity";
+/** The same for every role but for the root hash, so a disk boots the same way everywhere. */
+export const diskCmdline = (verity: VerityRoot) =>
+  `console=ttyS0 panic=-1 loglevel=4 resin.root=PARTLABEL=${ROOT_PARTITION_LABEL} ${verityCmdline(verity, `PARTLABEL=${VERITY_PARTITION_LABEL}`)}`;
+/** What the command lines carry of the image's dm-verity parameters. */
+export type VerityRoot = Pick<VerityParams, "rootHash" | "salt" | "dataBlocks">;
 
 /** The ISO's volume label: per image, so /init finds this ISO and not another one. */
 export function isoVolumeId(digest: string): string {
   return `RESIN-${digest.replace(/^sha256:/, "").slice(0, 12)}`;
 }
-export const isoCmdline = (volumeId: string) => `console=ttyS0 panic=-1 loglevel=4 resin.root=LABEL=${volumeId}`;
+/** The ISO's: /init mounts it at /iso, and the tree is the file beside the root there. */
+export const isoCmdline = (volumeId: string, verity: VerityRoot) =>
+  `console=ttyS0 panic=-1 loglevel=4 resin.root=LABEL=${volumeId} ${verityCmdline(verity, "/iso/rootfs.verity")}`;
 const ESP_BOOT_PATH = "EFI/BOOT/BOOTX64.EFI";
 
 export interface DiskFile {
@@ -75,6 +85,9 @@ export interface DiskInputs {
   kernel: string;
   initrd: string;
   rootfs: string;
+  /** Its dm-verity hash tree, and the parameters the command lines carry. */
+  verity: string;
+  verityParams: VerityRoot;
   /** The UEFI stub (small: the one payload held in memory). */
   stub: { data: Buffer; from: string };
 }
@@ -92,10 +105,10 @@ export function osRelease(role: string, channel: string, digest: string): string
 }
 
 /** The image's files, each with its size as it is now: what the layouts below are made from. */
-export type ImageParts = Pick<DiskInputs, "digest" | "role" | "channel" | "stub"> & { kernel: FileBytes; initrd: FileBytes; rootfs: FileBytes };
+export type ImageParts = Pick<DiskInputs, "digest" | "role" | "channel" | "stub" | "verityParams"> & { kernel: FileBytes; initrd: FileBytes; rootfs: FileBytes; verity: FileBytes };
 
 export async function imageParts(inputs: Omit<DiskInputs, "dir">): Promise<ImageParts> {
-  return { ...inputs, kernel: await fileBytes(inputs.kernel), initrd: await fileBytes(inputs.initrd), rootfs: await fileBytes(inputs.rootfs) };
+  return { ...inputs, kernel: await fileBytes(inputs.kernel), initrd: await fileBytes(inputs.initrd), rootfs: await fileBytes(inputs.rootfs), verity: await fileBytes(inputs.verity) };
 }
 
 /**
@@ -109,18 +122,21 @@ async function efiVolume(inputs: ImageParts, cmdline: string, fat: { label: stri
   return { uki, fat: layoutFat16({ files: [{ path: ESP_BOOT_PATH, data: uki }], label: fat.label, volumeId, hiddenSectors: fat.hiddenSectors }) };
 }
 
-/** Lay out the disk: GPT, the ESP, the root partition; `image` is what disk.raw holds. */
+/** Lay out the disk: GPT, the ESP, the root partition, its hash tree's; `image` is what disk.raw holds. */
 export async function diskLayout(inputs: ImageParts) {
   const espStart = ALIGN_SECTORS;
-  const { uki, fat: esp } = await efiVolume(inputs, DISK_CMDLINE, { label: "RESIN-ESP", purpose: "esp-volume-id", hiddenSectors: espStart });
+  const { uki, fat: esp } = await efiVolume(inputs, diskCmdline(inputs.verityParams), { label: "RESIN-ESP", purpose: "esp-volume-id", hiddenSectors: espStart });
   const espSectors = esp.size / SECTOR;
   const rootStart = espStart + espSectors;
   const rootSectors = alignUp(inputs.rootfs.size, ALIGN_SECTORS * SECTOR) / SECTOR;
+  const verityStart = rootStart + rootSectors;
+  const veritySectors = alignUp(inputs.verity.size, ALIGN_SECTORS * SECTOR) / SECTOR;
   // The last MiB holds the backup GPT.
-  const sectors = rootStart + rootSectors + ALIGN_SECTORS;
+  const sectors = verityStart + veritySectors + ALIGN_SECTORS;
   const partitions = [
     { name: ESP_PARTITION_LABEL, type: GPT_TYPE.esp, guid: derivedGuid(inputs.digest, "esp"), firstLba: espStart, lastLba: espStart + espSectors - 1 },
     { name: ROOT_PARTITION_LABEL, type: GPT_TYPE.rootX86_64, guid: derivedGuid(inputs.digest, "root"), firstLba: rootStart, lastLba: rootStart + rootSectors - 1, attributes: GPT_ATTR.readOnly },
+    { name: VERITY_PARTITION_LABEL, type: GPT_TYPE.rootVerityX86_64, guid: derivedGuid(inputs.digest, "root-verity"), firstLba: verityStart, lastLba: verityStart + veritySectors - 1, attributes: GPT_ATTR.readOnly },
   ];
   const diskGuid = derivedGuid(inputs.digest, "disk");
   const gpt = writeGpt({ diskGuid, sectors, partitions });
@@ -132,15 +148,16 @@ export async function diskLayout(inputs: ImageParts) {
       { offset: 0, data: gpt.head },
       { offset: espStart * SECTOR, data: esp },
       { offset: rootStart * SECTOR, data: inputs.rootfs },
+      { offset: verityStart * SECTOR, data: inputs.verity },
       { offset: gpt.tailLba * SECTOR, data: gpt.tail },
     ]),
   };
 }
 
-/** The bootable ISO: El Torito UEFI catalog, efi.img, rootfs.squashfs, and a hybrid GPT. */
+/** The bootable ISO: El Torito UEFI catalog, efi.img, rootfs.squashfs, rootfs.verity, and a hybrid GPT. */
 export async function isoLayout(inputs: ImageParts): Promise<{ image: Layout; volumeId: string; uki: Layout }> {
   const volumeId = isoVolumeId(inputs.digest);
-  const { uki, fat: efi } = await efiVolume(inputs, isoCmdline(volumeId), { label: "RESIN-EFI", purpose: "iso-esp-volume-id" });
+  const { uki, fat: efi } = await efiVolume(inputs, isoCmdline(volumeId, inputs.verityParams), { label: "RESIN-EFI", purpose: "iso-esp-volume-id" });
   // The GPT: its header and entries fit the ISO's 32 KiB system area, its backup goes
   // after the ISO volume, where ISO readers do not look.
   const tailSectors = 33;
@@ -151,6 +168,7 @@ export async function isoLayout(inputs: ImageParts): Promise<{ image: Layout; vo
     files: [
       { name: "efi.img", data: efi },
       { name: "rootfs.squashfs", data: inputs.rootfs },
+      { name: "rootfs.verity", data: inputs.verity },
     ],
     boot: { efiImage: "efi.img", catalog: "boot.cat" },
     systemArea: ({ extents, sectors: isoSectors }) => {
@@ -193,12 +211,12 @@ export async function writeDisks(inputs: DiskInputs): Promise<DiskManifest> {
   await writeLayout(join(inputs.dir, "disk.iso"), iso.image);
   const described = async (path: string, file: string): Promise<DiskFile> => ({ file, sha256: await sha256File(path), size: (await stat(path)).size });
   return {
-    cmdline: DISK_CMDLINE,
+    cmdline: diskCmdline(inputs.verityParams),
     uki: { path: ESP_BOOT_PATH, sha256: await sha256Of(disk.uki), size: sizeOf(disk.uki), stub: inputs.stub.from },
     diskGuid: disk.diskGuid,
     partitions: disk.partitions.map(({ name, type, guid, firstLba, lastLba }) => ({ name, type, guid, firstLba, lastLba })),
     raw: await described(rawPath, "disk.raw"),
     qcow2: await described(qcowPath, "disk.qcow2"),
-    iso: { ...(await described(join(inputs.dir, "disk.iso"), "disk.iso")), volumeId: iso.volumeId, cmdline: isoCmdline(iso.volumeId) },
+    iso: { ...(await described(join(inputs.dir, "disk.iso"), "disk.iso")), volumeId: iso.volumeId, cmdline: isoCmdline(iso.volumeId, inputs.verityParams) },
   };
 }

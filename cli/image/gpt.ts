@@ -20,6 +20,8 @@ export const GPT_TYPE = {
   esp: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
   /** Root partition for x86-64 (UAPI Discoverable Partitions Specification). */
   rootX86_64: "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",
+  /** Its dm-verity hash tree (the same specification's root verity partition for x86-64). */
+  rootVerityX86_64: "2C7357ED-EBD2-46D9-AEC1-23D437EC2BF5",
 } as const;
 
 /** Attribute bits of a partition entry. */

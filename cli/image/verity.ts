@@ -142,3 +142,28 @@ export async function writeVerity(dataPath: string, contentSha256: string, hashP
   }
   return params;
 }
+
+/**
+ * Pure: the kernel command line words that hand an image's root hash, salt and size to
+ * the initramfs /init (services/base/verity.sh reads them back). The hash tree itself
+ * is the disk with serial "verity" unless `hashDisk` names another (resin.verity.hash=).
+ */
+export function verityCmdline(p: Pick<VerityParams, "rootHash" | "salt" | "dataBlocks">, hashDisk?: string): string {
+  if (!/^[0-9a-f]{64}$/.test(p.rootHash)) throw new ResinError(`verity root hash ${JSON.stringify(p.rootHash)} is not 64 lower-case hex digits`, "rebuild the image (resin build)");
+  if (!/^([0-9a-f]{2}){1,256}$/.test(p.salt)) throw new ResinError(`verity salt ${JSON.stringify(p.salt)} is not 1 to 256 bytes of lower-case hex`, "rebuild the image (resin build)");
+  if (!Number.isSafeInteger(p.dataBlocks) || p.dataBlocks < 1) throw new ResinError(`verity data block count ${String(p.dataBlocks)} is not a positive integer`, "rebuild the image (resin build)");
+  if (hashDisk !== undefined && !/^[A-Za-z0-9=_./-]+$/.test(hashDisk)) throw new ResinError(`verity hash disk ${JSON.stringify(hashDisk)} would not be one command line word`);
+  return [`resin.verity.roothash=${p.rootHash}`, `resin.verity.salt=${p.salt}`, `resin.verity.blocks=${p.dataBlocks}`, ...(hashDisk ? [`resin.verity.hash=${hashDisk}`] : [])].join(" ");
+}
+
+/** The virtio serial of the hash tree disk Resin's own VMs get (the root is "root"). */
+export const VERITY_DISK_SERIAL = "verity";
+
+/**
+ * Pure: the device-mapper table services/base/verity.sh gives dmsetup, for tests to hold
+ * the shell to: data and hash block 4096, the tree from hash block 1 (block 0 is the
+ * superblock), and the optional error mode.
+ */
+export function verityTable(p: Pick<VerityParams, "rootHash" | "salt" | "dataBlocks">, dataDevice: string, hashDevice: string, mode?: "panic_on_corruption" | "restart_on_corruption"): string {
+  return `0 ${p.dataBlocks * (VERITY_BLOCK / 512)} verity 1 ${dataDevice} ${hashDevice} ${VERITY_BLOCK} ${VERITY_BLOCK} ${p.dataBlocks} 1 sha256 ${p.rootHash} ${p.salt}${mode ? ` 1 ${mode}` : ""}`;
+}

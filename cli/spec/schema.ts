@@ -31,8 +31,15 @@ export const PackageSchema = z
      * a disk image's unified kernel image is made from). Listed in the manifest's packages.
      */
     build_only: z.boolean().default(false),
+    /**
+     * Files the initramfs needs and the root filesystem does not (dmsetup, which opens the
+     * root through dm-verity): they go into the initramfs with the shared libraries they
+     * load, found in the service's libraries, and not into the root filesystem.
+     */
+    initramfs: z.boolean().default(false),
   })
-  .strict();
+  .strict()
+  .refine((p) => !(p.initramfs && (p.build_only || p.install_to || p.applets)), "initramfs: true cannot be combined with build_only, install_to or applets");
 
 export const FileSchema = z.object({ src: relativePath, dst: relativePath, mode: mode.default("0644") }).strict();
 

@@ -13,7 +13,8 @@ import { issueNodeCertificates, type Secrets } from "../../cli/bootstrap/secrets
 import { writeIso9660 } from "../../cli/image/iso9660.js";
 import { loadRole } from "../../cli/spec/load.js";
 import { chooseAccel } from "../../cli/provider/qemu/accel.js";
-import { createPersistDisk, KERNEL_APPEND, startVm, stopVm } from "../../cli/provider/qemu/vm.js";
+import { createPersistDisk, kernelAppend, startVm, stopVm } from "../../cli/provider/qemu/vm.js";
+import type { VerityParams } from "../../cli/image/verity.js";
 import { consulAt, fileBytes, keepLogsOnFailure, killLeftovers, processesUnder, repoRoot, resinAsync, resinStatus } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-state-"));
@@ -80,7 +81,7 @@ describe("three-node Consul cluster in QEMU", () => {
     const certified: Secrets = { ...secrets, nodes: { ...secrets.nodes, [intruder.name]: await issueNodeCertificates(secrets.cas, plan, intruder, { consul: "server" }) } };
     const wrong: Secrets = { ...certified, gossipKey: randomBytes(32).toString("base64") };
     const imageDir = join(clusterDir, "images", stateFile.nodes[0]!.image.replace("sha256:", ""));
-    const manifest = JSON.parse(readFileSync(join(imageDir, "manifest.json"), "utf8")) as { services: { name: string; version?: string }[] };
+    const manifest = JSON.parse(readFileSync(join(imageDir, "manifest.json"), "utf8")) as { services: { name: string; version?: string }[]; verity: VerityParams };
     const role = await loadRole(repoRoot, "consul-server", "debian");
     const consoleText = (dir: string) => (existsSync(join(dir, "console.log")) ? readFileSync(join(dir, "console.log"), "utf8") : "");
     const boot = async (withSecrets: Secrets): Promise<string> => {
@@ -101,7 +102,9 @@ describe("three-node Consul cluster in QEMU", () => {
         kernel: join(imageDir, "vmlinuz"),
         initrd: join(imageDir, "initrd.img"),
         rootDisk: join(imageDir, "rootfs.squashfs"),
-        append: KERNEL_APPEND,
+        // Opened through dm-verity, as every node's root is.
+        hashDisk: join(imageDir, "rootfs.verity"),
+        append: kernelAppend(manifest.verity),
         memoryMib: 1024,
         cpus: 1,
         accel: await chooseAccel(),

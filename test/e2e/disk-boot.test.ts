@@ -4,7 +4,7 @@
 // the unified kernel image boots, and the initramfs finds the root partition by its label.
 // The ISO boots the same way from a SATA CD drive (El Torito) and attached as a disk
 // (its hybrid GPT), and the initramfs mounts the root file from it.
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -104,8 +104,12 @@ async function configDrive(path: string, nodeName: string): Promise<void> {
   writeFileSync(path, writeIso9660({ volumeId: "cidata", files: [{ name: "user-data", data: serialiseMetadata(tree) }] }), { mode: 0o600 });
 }
 
-async function bootFromDisk(format: Media): Promise<string> {
-  const dir = join(work, format);
+/**
+ * Boot `format` (or the file `opts.disk` as that format) to runit stage 2 and give its
+ * console; with `opts.refused`, until /init's FATAL line instead, and the VM's own end.
+ */
+async function bootFromDisk(format: Media, opts: { disk?: string; refused?: boolean } = {}): Promise<string> {
+  const dir = join(work, opts.refused ? `${format}-refused` : format);
   mkdirSync(dir, { recursive: true });
   const sw = switchPaths(dir);
   await startSwitch(sw);
@@ -136,7 +140,7 @@ async function bootFromDisk(format: Media): Promise<string> {
       configDrive: configDrivePath,
       persistDisk,
     };
-    const disk = join(imageDir, format.startsWith("iso") ? manifest.disk.iso.file : manifest.disk[format as "raw" | "qcow2"].file);
+    const disk = opts.disk ?? join(imageDir, format.startsWith("iso") ? manifest.disk.iso.file : manifest.disk[format as "raw" | "qcow2"].file);
     const result = await execa(QEMU, uefiDiskArgs(spec, disk, format, vars), { reject: false, stdin: "ignore" });
     const pid = await readPid(vmPaths(dir).pidFile);
     if (result.exitCode !== 0 || !pid) throw new Error(`QEMU did not start: ${result.stderr || result.stdout}`);
@@ -144,6 +148,12 @@ async function bootFromDisk(format: Media): Promise<string> {
     const consoleLog = vmPaths(dir).console;
     const read = () => (existsSync(consoleLog) ? readFileSync(consoleLog, "latin1") : "");
     const deadline = Date.now() + 300_000;
+    if (opts.refused) {
+      // /init powers the node off after its FATAL line: QEMU (-no-reboot) ends by itself.
+      while ((await vmPid(dir)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1000));
+      if (await vmPid(dir)) throw new Error(`the node booted from a changed ${format} was still running after 300s; console:\n${read().slice(-3000)}`);
+      return read();
+    }
     while (!read().includes(STAGE_2)) {
       if (/resin: FATAL|Kernel panic/.test(read()) || !(await vmPid(dir)) || Date.now() > deadline) {
         throw new Error(`the node booted from ${format} did not reach runit stage 2; console:\n${read().slice(-3000)}`);
@@ -184,12 +194,31 @@ describe("disk images boot under UEFI with nothing but the disk, the config driv
     it(`boots disk.${format} to runit stage 2, root found by partition label, and stops leaving no process`, async () => {
       const log = await bootFromDisk(format);
       expect(log).toMatch(/resin: root filesystem \/dev\/vd[a-z]2 \(PARTLABEL=resin-root\)/);
+      // Through dm-verity, with the root hash the UKI's command line carries.
+      expect(log).toContain(`resin: root filesystem verified by dm-verity (root hash ${manifest.verity!.rootHash})`);
       expect(log).toContain("resin: metadata from");
       expect(log).toMatch(/resin: persist disk \/dev\/vd[a-z] on \/var\/lib/);
       expect(log).toContain(STAGE_2);
       expect(processesUnder(work)).toEqual([]);
     });
   }
+
+  it("disk.raw with one byte of its root partition flipped stops in /init, before stage 1, naming verification", async () => {
+    const changed = join(work, "changed.raw");
+    copyFileSync(join(imageDir, manifest.disk.raw.file), changed);
+    const root = manifest.disk.partitions.find((p) => p.name === "resin-root")!;
+    const offset = root.firstLba * 512 + Math.floor(manifest.rootfs.size / 2) + 123;
+    const fd = openSync(changed, "r+");
+    const byte = Buffer.alloc(1);
+    readSync(fd, byte, 0, 1, offset);
+    byte[0] = byte[0]! ^ 0x01;
+    writeSync(fd, byte, 0, 1, offset);
+    closeSync(fd);
+    const log = await bootFromDisk("raw", { disk: changed, refused: true });
+    expect(log).toMatch(new RegExp(`^resin: FATAL: root filesystem failed verification: /dev/vd[a-z]2 does not match root hash ${manifest.verity!.rootHash} \\(.*corrupted.*\\)`, "m"));
+    expect(log).not.toContain("resin: boot ");
+    expect(processesUnder(work)).toEqual([]);
+  });
 
   it("the ISO is listed with its label and the command line that finds it", () => {
     expect(manifest.disk.iso.file).toBe("disk.iso");
@@ -202,6 +231,7 @@ describe("disk images boot under UEFI with nothing but the disk, the config driv
       const log = await bootFromDisk(media);
       const device = media === "iso-cdrom" ? "\\/dev\\/sr0" : "\\/dev\\/vd[a-z]";
       expect(log).toMatch(new RegExp(`resin: root filesystem ${device} \\(LABEL=${manifest.disk.iso.volumeId}\\)`));
+      expect(log).toContain(`resin: root filesystem verified by dm-verity (root hash ${manifest.verity!.rootHash})`);
       expect(log).toContain("resin: metadata from cdrom");
       expect(log).toMatch(/resin: persist disk \/dev\/vd[a-z] on \/var\/lib/);
       // No virtio serial on the persist disk: blank on the first boot, labelled persist on the next.

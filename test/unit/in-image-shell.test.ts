@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { busybox } from "../tools/busybox.js";
+import { verityCmdline, verityTable } from "../../cli/image/verity.js";
 
 // The shell that runs inside an image (services/*/: run scripts, the boot script, the
 // initramfs /init, the metadata providers and the files they source). The image has
@@ -288,6 +289,87 @@ describe("the in-image shell", () => {
       const r = spawnSync(sh[0]!, [...sh.slice(1), "-c", script], { encoding: "utf8" });
       expect(r.stdout, `${sh.join(" ")}: ${r.stderr}`).toBe("none\nnone\nb t u\n");
     }
+  });
+
+  it("verity.sh reads the root hash from the command line the host writes, and refuses a missing or malformed one", () => {
+    const text = readFileSync(join(SERVICES, "base/verity.sh"), "utf8");
+    const functions = [...text.matchAll(/^([a-z_]+)\(\) (.)$/gm)];
+    expect(functions.map((m) => m[1])).toEqual(["verity_params", "verity_table", "verity_open", "loop_attach"]);
+    for (const m of functions) expect(m[2], `${m[1]} runs in a subshell`).toBe("(");
+    const p = { rootHash: "0f".repeat(32), salt: "a1".repeat(32), dataBlocks: 5101 };
+    const cases: [string, string, number][] = [
+      [`console=ttyS0 ${verityCmdline(p)} resin.root=x`, `${p.rootHash} ${p.salt} 5101\n`, 0],
+      ["console=ttyS0 panic=-1", "the kernel command line names no root hash (resin.verity.roothash=, resin.verity.salt=, resin.verity.blocks=)\n", 1],
+      [verityCmdline(p).replace(p.rootHash, p.rootHash.slice(1)), "resin.verity.roothash= is not 64 lower-case hex digits\n", 1],
+      [verityCmdline(p).replace(p.rootHash, p.rootHash.toUpperCase()), "resin.verity.roothash= is not 64 lower-case hex digits\n", 1],
+      [verityCmdline(p).replace(p.salt, `${p.salt}0`), "resin.verity.salt= is not an even number of lower-case hex digits (at most 256 bytes)\n", 1],
+      [verityCmdline(p).replace(/ resin\.verity\.salt=\S+/, ""), "resin.verity.salt= is not an even number of lower-case hex digits (at most 256 bytes)\n", 1],
+      [verityCmdline(p).replace("5101", "05101"), "resin.verity.blocks= is not a positive block count\n", 1],
+      [verityCmdline(p).replace("5101", "*"), "resin.verity.blocks= is not a positive block count\n", 1],
+    ];
+    for (const sh of [["sh"], [busybox, "sh"]]) {
+      for (const [cmdline, out, status] of cases) {
+        const r = spawnSync(sh[0]!, [...sh.slice(1), "-c", `. ${join(SERVICES, "base/verity.sh")}; hash=h; verity_params "$1"; s=$?; echo "$hash"; exit $s`, "sh", cmdline], { encoding: "utf8", cwd: tmpdir() });
+        expect(r.stdout, `${sh.join(" ")} ${cmdline}: ${r.stderr}`).toBe(`${out}h\n`);
+        expect(r.status).toBe(status);
+      }
+      // The table the shell gives dmsetup is the one cli/image/verity.ts describes.
+      const t = spawnSync(sh[0]!, [...sh.slice(1), "-c", `. ${join(SERVICES, "base/verity.sh")}; verity_table /dev/vda /dev/vdb ${p.rootHash} ${p.salt} 5101; verity_table /dev/vda /dev/vdb ${p.rootHash} ${p.salt} 5101 panic_on_corruption`], { encoding: "utf8" });
+      expect(t.stdout).toBe(`${verityTable(p, "/dev/vda", "/dev/vdb")}\n${verityTable(p, "/dev/vda", "/dev/vdb", "panic_on_corruption")}\n`);
+    }
+  });
+
+  it("verity.sh opens the root, reads all of it through dm-verity, and only then arms panic_on_corruption; a block that fails stops it, named", () => {
+    const dir = mkdtempSync(join(tmpdir(), "resin-verity-open-"));
+    try {
+      const at = (path: string) => join(dir, path);
+      mkdirSync(at("bin"));
+      // dmsetup, dd and dmesg as the kernel answers them: dmsetup records its calls and the
+      // environment it ran with; dd reads the whole device or fails as dm-verity's EIO does.
+      writeFileSync(at("bin/dmsetup"), `#!/bin/sh\nprintf '%s|%s\\n' "DM_DISABLE_UDEV=$DM_DISABLE_UDEV" "$*" >> '${at("calls")}'\n`, { mode: 0o755 });
+      writeFileSync(at("bin/dd"), `#!/bin/sh\nprintf 'dd %s\\n' "$*" >> '${at("calls")}'\n[ -e '${at("corrupt")}' ] || exit 0\necho "dd: error reading '/dev/mapper/root': Input/output error" >&2\nexit 1\n`, { mode: 0o755 });
+      writeFileSync(at("bin/dmesg"), `#!/bin/sh\necho '[    9.1] virtio_blk virtio1: [vda] 40808 512-byte logical blocks'\necho '[    9.8] device-mapper: verity: 253:0: data block 2550 is corrupted'\n`, { mode: 0o755 });
+      const env = { ...process.env, LC_ALL: "C", PATH: `${at("bin")}:${process.env.PATH ?? "/usr/bin:/bin"}` };
+      const p = { rootHash: "0f".repeat(32), salt: "a1".repeat(32), dataBlocks: 5101 };
+      const open = (sh: string[]) => spawnSync(sh[0]!, [...sh.slice(1), "-c", `. ${join(SERVICES, "base/verity.sh")}; verity_open /dev/vda /dev/vdb root ${p.rootHash} ${p.salt} 5101`], { encoding: "utf8", env });
+      for (const sh of [["sh"], [busybox, "sh"]]) {
+        rmSync(at("calls"), { force: true });
+        rmSync(at("corrupt"), { force: true });
+        const ok = open(sh);
+        expect(ok.stdout, ok.stderr).toBe("/dev/mapper/root\n");
+        expect(ok.status).toBe(0);
+        expect(readFileSync(at("calls"), "utf8").split("\n").filter(Boolean)).toEqual([
+          `DM_DISABLE_UDEV=1|create --readonly root --table ${verityTable(p, "/dev/vda", "/dev/vdb")}`,
+          "dd if=/dev/mapper/root of=/dev/null bs=1048576",
+          `DM_DISABLE_UDEV=1|reload --readonly root --table ${verityTable(p, "/dev/vda", "/dev/vdb", "panic_on_corruption")}`,
+          "DM_DISABLE_UDEV=1|resume root",
+        ]);
+
+        rmSync(at("calls"), { force: true });
+        writeFileSync(at("corrupt"), "");
+        const bad = open(sh);
+        expect(bad.status).toBe(1);
+        expect(bad.stdout).toBe(`/dev/vda does not match root hash ${p.rootHash} (device-mapper: verity: 253:0: data block 2550 is corrupted)\n`);
+        // Never armed, and taken down again: nothing mounts it.
+        const calls = readFileSync(at("calls"), "utf8");
+        expect(calls).not.toContain("reload");
+        expect(calls).toContain("DM_DISABLE_UDEV=1|remove root");
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("/init opens the root only through verity.sh: its one squashfs mount takes the device verity_open gave, and nothing skips it", () => {
+    const init = readFileSync(join(SERVICES, "base/init"), "utf8");
+    const mounts = init.split("\n").filter((l) => /mount -t squashfs/.test(l));
+    expect(mounts).toEqual(['mount -t squashfs -o ro "$root" /lower || fail "cannot mount the root filesystem from $root"']);
+    const openAt = init.indexOf('root=$(verity_open "$root"');
+    expect(openAt).toBeGreaterThan(0);
+    expect(init.indexOf(mounts[0]!)).toBeGreaterThan(openAt);
+    // No branch around it: the open and the mount are at the top level of the script.
+    for (const line of [init.split("\n").find((l) => l.includes('root=$(verity_open "$root"'))!, mounts[0]!]) expect(line.startsWith("root=") || line.startsWith("mount ")).toBe(true);
+    expect(init).toMatch(/params=\$\(verity_params "\$\(cat \/proc\/cmdline\)"\) \|\| fail "root filesystem failed verification: \$params"/);
   });
 
   it("pci-modules names the drivers the machine's PCI devices match, and nothing without a match", () => {

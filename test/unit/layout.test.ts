@@ -85,6 +85,8 @@ describe("writing the disk images", () => {
         kernel,
         initrd,
         rootfs,
+        verity: file("rootfs.verity", distinctBytes(8 * 4096)),
+        verityParams: { rootHash: "12".repeat(32), salt: "34".repeat(32), dataBlocks: 256 },
         stub: { data: tinyStub(), from: "test" },
       });
     } finally {

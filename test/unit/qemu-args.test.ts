@@ -1,7 +1,7 @@
 import { describe, it, expect } from "vitest";
 import { join } from "node:path";
 import { accelArgs } from "../../cli/provider/qemu/accel.js";
-import { KERNEL_APPEND, qemuArgs, vmPaths, type VmSpec } from "../../cli/provider/qemu/vm.js";
+import { KERNEL_APPEND, kernelAppend, qemuArgs, vmPaths, type VmSpec } from "../../cli/provider/qemu/vm.js";
 import { kvmStartError } from "../../cli/provider/qemu/provider.js";
 
 // The QEMU command line is built by a pure function; these tests read it the way
@@ -78,6 +78,20 @@ describe("qemuArgs", () => {
     expect(args).toContain("-nodefaults");
     expect(args).toContain("-no-reboot");
     expect(values(args, "-display")).toEqual(["none"]);
+  });
+
+  it("attaches the root's dm-verity hash tree as a second read-only disk with serial verity, and nothing without one", () => {
+    const verity = qemuArgs(spec({ hashDisk: "/images/abc/rootfs,verity" }));
+    expect(values(verity, "-drive")).toContain("if=none,id=verity,file=/images/abc/rootfs,,verity,format=raw,readonly=on");
+    expect(values(verity, "-device")).toContain("virtio-blk-pci,drive=verity,serial=verity");
+    expect(values(args, "-drive").filter((d) => d.includes("id=verity"))).toEqual([]);
+  });
+
+  it("puts the image's root hash, salt and block count on a local boot's command line, before any extra words", () => {
+    const verity = { rootHash: "0f".repeat(32), salt: "a1".repeat(32), dataBlocks: 7 };
+    expect(kernelAppend(verity, "resin.metadata=x")).toBe(`${KERNEL_APPEND} resin.verity.roothash=${"0f".repeat(32)} resin.verity.salt=${"a1".repeat(32)} resin.verity.blocks=7 resin.metadata=x`);
+    // An image from before the hash tree: its /init knows nothing of it.
+    expect(kernelAppend(undefined)).toBe(KERNEL_APPEND);
   });
 
   it("uses KVM arguments when asked", () => {

@@ -13,8 +13,9 @@ import { verifyCommand } from "../../cli/commands/inspect.js";
 import { installImage } from "../../cli/cluster/images.js";
 import { digestParts, imageDigest, parseManifest, type ImageManifest } from "../../cli/image/manifest.js";
 import { writeSquashfs } from "../../cli/image/squashfs.js";
-import { veritySalt, verityUuid, writeVerity } from "../../cli/image/verity.js";
+import { verityCmdline, veritySalt, verityTable, verityUuid, writeVerity } from "../../cli/image/verity.js";
 import { imageDirFor } from "../../cli/state/state.js";
+import { PackageSchema } from "../../cli/spec/schema.js";
 import { ResinError } from "../../cli/util/errors.js";
 import { canonicalJson, sha256, sha256File } from "../../cli/util/hash.js";
 
@@ -262,5 +263,55 @@ describe("installing an image into a cluster", () => {
     expect((e as Error).message).toMatch(new RegExp(`^image ${bad.dir}: its root filesystem does not match its dm-verity hash tree: .*rootfs.squashfs: verity root hash is [0-9a-f]{64}, the manifest says ${good.manifest.verity!.rootHash}`));
     expect(existsSync(imageDirFor("verity", lie.digest))).toBe(false);
     expect(existsSync(`${imageDirFor("verity", lie.digest)}.tmp`)).toBe(false);
+  });
+});
+
+describe("what a local boot hands the initramfs", () => {
+  const p = { rootHash: "ab".repeat(32), salt: "cd".repeat(32), dataBlocks: 5101 };
+
+  it("the command line names the root hash, salt and block count, and the hash disk only when it is not the default", () => {
+    expect(verityCmdline(p)).toBe(`resin.verity.roothash=${"ab".repeat(32)} resin.verity.salt=${"cd".repeat(32)} resin.verity.blocks=5101`);
+    expect(verityCmdline(p, "PARTLABEL=resin-verity").split(" ").at(-1)).toBe("resin.verity.hash=PARTLABEL=resin-verity");
+  });
+
+  it("the command line refuses values that would not be one word of the right form", () => {
+    expect(() => verityCmdline({ ...p, rootHash: "AB".repeat(32) })).toThrow(/root hash/);
+    expect(() => verityCmdline({ ...p, rootHash: "ab".repeat(31) })).toThrow(/root hash/);
+    expect(() => verityCmdline({ ...p, salt: "abc" })).toThrow(/salt/);
+    expect(() => verityCmdline({ ...p, salt: "ab cd" })).toThrow(/salt/);
+    expect(() => verityCmdline({ ...p, dataBlocks: 0 })).toThrow(/block count/);
+    expect(() => verityCmdline({ ...p, dataBlocks: 1.5 })).toThrow(/block count/);
+    expect(() => verityCmdline(p, "a b")).toThrow(/one command line word/);
+  });
+
+  it("the table covers every data block in 512-byte sectors, starts the tree after the superblock, and adds the error mode when asked", () => {
+    expect(verityTable(p, "/dev/vda", "/dev/vdb")).toBe(`0 40808 verity 1 /dev/vda /dev/vdb 4096 4096 5101 1 sha256 ${"ab".repeat(32)} ${"cd".repeat(32)}`);
+    expect(verityTable(p, "/dev/vda", "/dev/vdb", "panic_on_corruption")).toMatch(/ 1 panic_on_corruption$/);
+  });
+
+  // The real tool reads the same table: veritysetup open --debug would need device-mapper
+  // here; what it can do without is check the offsets the table names against the tree
+  // Resin writes, which veritysetup verify does with --hash-offset (block 1 = 4096 bytes).
+  it("the tree starts where the table says: veritysetup verify without the superblock, at hash offset 4096, accepts it", async () => {
+    const data = join(work, "table.img");
+    writeFileSync(data, distinctBytes(300 * 4096, "table"));
+    const params = await writeVerity(data, await sha256File(data), join(work, "table.verity"));
+    const table = verityTable(params, "DATA", "HASH").split(" ");
+    const [hashStart, algorithm, rootHash, salt] = table.slice(9, 13);
+    const r = spawnSync("veritysetup", ["verify", "--no-superblock", `--hash-offset=${Number(hashStart) * 4096}`, `--hash=${algorithm}`, `--data-blocks=${table[8]}`, `--salt=${salt}`, data, join(work, "table.verity"), rootHash!], { encoding: "utf8" });
+    expect(r.status, r.stderr).toBe(0);
+    expect(Number(table[1])).toBe(statSync(data).size / 512);
+  });
+});
+
+describe("a package file for the initramfs only (dmsetup)", () => {
+  it("is marked initramfs: true, and cannot also be build_only, install_to or applets", () => {
+    expect(PackageSchema.parse({ name: "dmsetup", paths: ["sbin/dmsetup"], initramfs: true }).initramfs).toBe(true);
+    expect(PackageSchema.parse({ name: "dmsetup", paths: ["sbin/dmsetup"] }).initramfs).toBe(false);
+    for (const extra of [{ build_only: true }, { install_to: "usr/bin" }, { applets: true }]) {
+      const r = PackageSchema.safeParse({ name: "dmsetup", paths: ["sbin/dmsetup"], initramfs: true, ...extra });
+      expect(r.success).toBe(false);
+      expect(r.error!.issues[0]!.message).toMatch(/initramfs: true cannot be combined/);
+    }
   });
 });

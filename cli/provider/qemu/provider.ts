@@ -11,7 +11,7 @@ import type { Log } from "../../util/log.js";
 import { chooseAccel, forgetAccel, type Accel } from "./accel.js";
 import { assignPorts } from "./ports.js";
 import { startSwitch, stopSwitch, switchPaths, switchRunning } from "./vde.js";
-import { consoleTail, KERNEL_APPEND, startVm, stopVm, vmPaths, vmPid, type MetadataService, type VmSpec } from "./vm.js";
+import { consoleTail, kernelAppend, startVm, stopVm, vmPaths, vmPid, type MetadataService, type VmSpec } from "./vm.js";
 
 export type VmState = "running" | "stopped" | "crashed";
 
@@ -55,6 +55,10 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
   await mkdir(files.dir, { recursive: true, mode: 0o700 });
   const image = imageDirFor(state.name, node.image);
   const guest = await guestPorts(state, node);
+  // The root hash reaches /init on the command line, the hash tree as its own disk: the
+  // node opens its root only through dm-verity (an image built before verity has neither).
+  const verity = (await readManifest(image))?.verity;
+  const append = kernelAppend(verity, boot.append);
   await assignClusterPorts(state, [node], log);
   await rm(files.stoppedMarker, { force: true });
   const spec = (): VmSpec => ({
@@ -63,7 +67,8 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
     kernel: join(image, "vmlinuz"),
     initrd: join(image, "initrd.img"),
     rootDisk: join(image, "rootfs.squashfs"),
-    append: boot.append ? `${KERNEL_APPEND} ${boot.append}` : KERNEL_APPEND,
+    ...(verity ? { hashDisk: join(image, verity.file) } : {}),
+    append,
     memoryMib: node.memoryMib,
     cpus: node.cpus,
     accel,

@@ -10,6 +10,7 @@ import { MAC_PATTERN } from "../../state/state.js";
 import { accelArgs, QEMU, type Accel } from "./accel.js";
 import { isOurs, readPid, stopProcess, waitForExit } from "./process.js";
 import { ctrlAltDelete } from "./qmp.js";
+import { verityCmdline, type VerityParams } from "../../image/verity.js";
 
 export interface VmSpec {
   name: string;
@@ -18,6 +19,8 @@ export interface VmSpec {
   initrd: string;
   /** The image's read-only root filesystem, shared by every node that boots the image. */
   rootDisk: string;
+  /** Its dm-verity hash tree (rootfs.verity), a second read-only disk; absent for an image built before it had one. */
+  hashDisk?: string;
   append: string;
   memoryMib: number;
   cpus: number;
@@ -86,6 +89,9 @@ export function qemuArgs(spec: VmSpec): string[] {
     // Disks are told apart in the guest by their serial, not by probe order.
     "-drive", `if=none,id=root,file=${q(spec.rootDisk)},format=raw,readonly=on`,
     "-device", "virtio-blk-pci,drive=root,serial=root",
+    ...(spec.hashDisk
+      ? ["-drive", `if=none,id=verity,file=${q(spec.hashDisk)},format=raw,readonly=on`, "-device", "virtio-blk-pci,drive=verity,serial=verity"]
+      : []),
     ...(spec.configDrive
       ? ["-drive", `if=none,id=cidata,file=${q(spec.configDrive)},format=raw,readonly=on`, "-device", "virtio-blk-pci,drive=cidata,serial=cidata"]
       : []),
@@ -110,6 +116,15 @@ function metadataNicArgs(service: MetadataService): string[] {
 }
 
 export const KERNEL_APPEND = "console=ttyS0 panic=-1 loglevel=4";
+
+/**
+ * The command line of a local boot: the fixed words, the image's root hash, salt and
+ * block count for /init's dm-verity (none for an image built before it had a tree),
+ * then `extra`.
+ */
+export function kernelAppend(verity?: Pick<VerityParams, "rootHash" | "salt" | "dataBlocks">, extra?: string): string {
+  return [KERNEL_APPEND, ...(verity ? [verityCmdline(verity)] : []), ...(extra ? [extra] : [])].join(" ");
+}
 
 export async function createPersistDisk(path: string, gib: number): Promise<boolean> {
   if (existsSync(path)) return false; // never replace a node's data

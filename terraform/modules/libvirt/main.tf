@@ -2,7 +2,7 @@
 # `resin plan --json` writes (a static plan: the plan gives every node its address).
 #
 # Per image: a volume holding the role's disk.qcow2 (GPT, EFI system partition with a
-# unified kernel image, squashfs root). Per node: a copy-on-write root volume over
+# unified kernel image, squashfs root and its dm-verity hash tree). Per node: a copy-on-write root volume over
 # it, a persist volume for service data, a config drive labelled cidata carrying the
 # node's metadata as user-data (volumes.tf), and a UEFI domain whose NICs have the
 # node's MACs (domains.tf), on the cluster's libvirt networks (network.tf).
