@@ -29,7 +29,7 @@ export function formatManifest(dir: string, m: ImageManifest): string {
     `rootfs    ${m.rootfs.file} ${mb(m.rootfs.size)} sha256:${m.rootfs.sha256}`,
     ...(m.verity
       ? [
-          `verity    ${m.verity.file} ${mb(m.verity.size)} sha256:${m.verity.sha256} (dm-verity, not yet checked at boot)`,
+          `verity    ${m.verity.file} ${mb(m.verity.size)} sha256:${m.verity.sha256} (dm-verity: every boot opens the root only through it)`,
           `          root hash ${m.verity.rootHash}, salt ${m.verity.salt}, ${m.verity.hashAlgorithm}, ${m.verity.dataBlocks} data blocks of ${m.verity.dataBlockSize} bytes`,
         ]
       : []),
