@@ -115,7 +115,7 @@ describe("fault tolerance of a three-node Consul cluster", () => {
       expect(n.consul?.peers).toHaveLength(3);
       expect(Object.keys(n.ports).sort()).toEqual(["base.status", "consul.dns", "consul.https"]);
       // The boot timeline: every step, in the order boot takes them, at rising uptimes.
-      const steps = ["kernel", "initramfs-modules", "root", "stage1", "modules", "metadata", "network", "persist", "stage2", "consul", "agent", "leader"];
+      const steps = ["kernel", "initramfs-modules", "verity", "root", "stage1", "modules", "metadata", "network", "persist", "stage2", "consul", "agent", "leader"];
       const timeline = n.timeline ?? [];
       expect(timeline.map((t) => t.step), `${n.name}: ${JSON.stringify(timeline)}`).toEqual(steps);
       const uptimes = timeline.map((t) => t.uptimeSeconds);
