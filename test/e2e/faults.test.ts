@@ -1,16 +1,16 @@
 // Fault tolerance with real Consul 1.8.7 on three QEMU nodes: the leader's VM is
 // SIGKILLed, a follower is lost while writes go on, the cluster is stopped and started,
 // and a Consul process is killed inside a node. Each step prints what it measured.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { writeIso9660 } from "../../cli/image/iso9660.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { kvGet, kvKeys, kvPut, type ConsulEndpoint } from "../../cli/cluster/consul.js";
 import { guestSv } from "../../cli/cluster/guest.js";
 import { statusToken } from "../../cli/bootstrap/node-secrets.js";
 import type { ClusterStatus } from "../../cli/commands/status.js";
-import { clusterJson, consulAt, keepLogsOnFailure, killLeftovers, processesUnder, resin, resinAsync, resinStatus } from "./helpers.js";
+import { clusterJson, consulAt, consulServerClusterForSuite, keepLogsOnFailure, processesUnder, resin, resinAsync, resinStatus } from "./helpers.js";
 import { failoverUnderWrites, lostWrites } from "../../bench/consul-load.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-faults-"));
@@ -88,16 +88,7 @@ function report(line: string): void {
 }
 
 describe("fault tolerance of a three-node Consul cluster", () => {
-  beforeAll(async () => {
-    const r = await resinAsync(["up", "--name", name, "--role", "consul-server", "--channel", "debian", "--timeout", "420"], env);
-    if (r.status !== 0) throw new Error(`resin up failed:\n${r.stderr}`);
-  });
-
-  afterAll(async () => {
-    await resinAsync(["destroy", name, "--yes"], env);
-    killLeftovers(stateHome);
-    rmSync(stateHome, { recursive: true, force: true });
-  });
+  consulServerClusterForSuite(name, stateHome, env);
 
   it("status --json follows the documented schema", async () => {
     await healthy();

@@ -2,8 +2,8 @@
 // outlives a test.
 import { execFileSync, spawnSync } from "node:child_process";
 import { execa } from "execa";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
-import { afterEach, expect } from "vitest";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { afterAll, afterEach, beforeAll, expect } from "vitest";
 import { join, resolve } from "node:path";
 import { agentAccess, consulKeys, type ConsulEndpoint } from "../../cli/cluster/consul.js";
 import type { Secrets } from "../../cli/bootstrap/secrets.js";
@@ -140,5 +140,21 @@ export function keepLogsOnFailure(stateHome: string, suite: string): void {
       }
     }
     if (kept) process.stderr.write(`e2e: ${suite}: "${ctx.task.name}" failed; its console logs are kept in ${dest}\n`);
+  });
+}
+
+/**
+ * The suite's three-node consul-server cluster (debian channel): `resin up` before its
+ * tests, and after them destroyed, anything left killed and its state directory removed.
+ */
+export function consulServerClusterForSuite(name: string, stateHome: string, env: Record<string, string | undefined>): void {
+  beforeAll(async () => {
+    const r = await resinAsync(["up", "--name", name, "--role", "consul-server", "--channel", "debian", "--timeout", "420"], env);
+    if (r.status !== 0) throw new Error(`resin up failed:\n${r.stderr}`);
+  });
+  afterAll(async () => {
+    await resinAsync(["destroy", name, "--yes"], env);
+    killLeftovers(stateHome);
+    rmSync(stateHome, { recursive: true, force: true });
   });
 }

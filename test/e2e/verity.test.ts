@@ -10,13 +10,13 @@
 // directory, one byte flipped there, and the node's entry in cluster.json pointed at it.
 // The manifest (and so the root hash on the kernel command line) stays the built one:
 // what changed is the root filesystem's bytes only.
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, openSync, readSync, writeSync, closeSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, openSync, readSync, writeSync, closeSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { kvGet, kvPut } from "../../cli/cluster/consul.js";
-import { consulAt, keepLogsOnFailure, killLeftovers, resinAsync, resinStatus } from "./helpers.js";
+import { consulAt, consulServerClusterForSuite, keepLogsOnFailure, resinAsync, resinStatus } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-verity-"));
 keepLogsOnFailure(stateHome, "verity");
@@ -56,16 +56,7 @@ function setNodeImage(node: string, digest: string): void {
 }
 
 describe("a node whose root filesystem was changed on its disk", () => {
-  beforeAll(async () => {
-    const r = await resinAsync(["up", "--name", name, "--role", "consul-server", "--channel", "debian", "--timeout", "420"], env);
-    if (r.status !== 0) throw new Error(`resin up failed:\n${r.stderr}`);
-  });
-
-  afterAll(async () => {
-    await resinAsync(["destroy", name, "--yes"], env);
-    killLeftovers(stateHome);
-    rmSync(stateHome, { recursive: true, force: true });
-  });
+  consulServerClusterForSuite(name, stateHome, env);
 
   it("the image's initramfs holds dmsetup, its libraries and dm-verity; its root filesystem holds no dmsetup", () => {
     const image = readState().nodes[0]!.image.replace(/^sha256:/, "");
