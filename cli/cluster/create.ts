@@ -4,9 +4,9 @@
 import { runBuildChecks } from "../bootstrap/build-checks.js";
 import { loadRole, type Role } from "../spec/load.js";
 import type { Channel } from "../spec/schema.js";
-import { clusterPaths, validateClusterName, writeClusterState, type ClusterState, type Network } from "../state/state.js";
+import { clusterPaths, validateClusterName, writeClusterState, type ClusterState, type Network, type NodeState } from "../state/state.js";
 import { buildRoles } from "../image/roles.js";
-import { planCluster } from "../bootstrap/plan.js";
+import { planCluster, type NodePlan } from "../bootstrap/plan.js";
 import { createSecrets } from "../bootstrap/secrets.js";
 import { serviceRolesOf } from "../bootstrap/node-secrets.js";
 import { ResinError } from "../util/errors.js";
@@ -74,23 +74,16 @@ export async function createCluster(opts: CreateOptions): Promise<ClusterState> 
     datacenter: plan.datacenter,
     subnet: plan.subnet,
     network,
-    nodes: plan.nodes.map((n) => ({
-      name: n.name,
-      role: n.role,
-      index: n.index,
-      address: n.address,
-      prefix: n.prefix,
-      clusterMac: n.clusterMac,
-      hostMac: n.hostMac,
-      hostAddress: n.hostAddress,
-      image: imageOf.get(n.role)!.manifest.digest,
-      memoryMib: roles.get(n.role)!.spec.vm.memory_mib,
-      cpus: roles.get(n.role)!.spec.vm.cpus,
-      ports: {},
-    })),
+    nodes: plan.nodes.map((n) => nodeState(n, imageOf.get(n.role)!.manifest.digest, roles.get(n.role)!.spec.vm)),
   };
   await createSecrets(paths.secrets, plan, (node) => serviceRolesOf(roles.get(node.role)!));
   await writeClusterState(state);
   opts.log(`cluster ${opts.name}: created (${describeRoles(opts.roles)}, ${network.mode} addresses, state in ${paths.dir})`);
   return state;
+}
+
+/** A planned node as the cluster's state records it: on `image`, with its role's VM size, no ports yet. Pure. */
+export function nodeState(n: NodePlan, image: string, vm: { memory_mib: number; cpus: number }): NodeState {
+  const { name, role, index, address, prefix, clusterMac, hostMac, hostAddress } = n;
+  return { name, role, index, address, prefix, clusterMac, hostMac, hostAddress, image, memoryMib: vm.memory_mib, cpus: vm.cpus, ports: {} };
 }

@@ -1,3 +1,4 @@
+import { nodeState } from "../../cli/cluster/create.js";
 import { describe, it, expect, beforeAll, afterAll, afterEach } from "vitest";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -80,22 +81,7 @@ async function clusterWith(ports: number[]): Promise<ClusterState> {
     datacenter: DC,
     subnet: "10.88.0.0/24",
     network: { mode: "static" },
-    nodes: nodes.map(
-      (n, i): NodeState => ({
-        name: n.name,
-        role: n.role,
-        index: n.index,
-        address: n.address,
-        prefix: n.prefix,
-        clusterMac: n.clusterMac,
-        hostMac: n.hostMac,
-        hostAddress: n.hostAddress,
-        image: `sha256:${"ab".repeat(32)}`,
-        memoryMib: 512,
-        cpus: 1,
-        ports: { "consul.https": ports[i]! },
-      }),
-    ),
+    nodes: nodes.map((n, i): NodeState => ({ ...nodeState(n, `sha256:${"ab".repeat(32)}`, { memory_mib: 512, cpus: 1 }), ports: { "consul.https": ports[i]! } })),
   };
   await writeClusterState(state);
   return state;
