@@ -1,0 +1,80 @@
+// The one field that picks the architecture (gokrazy's GOARCH): every stage looks up what
+// differs between amd64 and arm64 here and nowhere else, so build, image and provider code
+// take an `Arch` and never branch on it. Debian's names are the key (amd64, arm64): they
+// are what package names, apt indexes and the lock use.
+import { z } from "zod";
+
+export const ARCHES = ["amd64", "arm64"] as const;
+export type Arch = (typeof ARCHES)[number];
+export const ArchSchema = z.enum(ARCHES);
+export const DEFAULT_ARCH: Arch = "amd64";
+
+export interface ArchFacts {
+  arch: Arch;
+  /** Debian's multiarch directory name: usr/lib/<triplet>. */
+  triplet: string;
+  /** The Linux machine name (uname -m) and the dynamic loader's file name. */
+  uname: string;
+  loader: string;
+  /** Go's GOARCH. */
+  goarch: string;
+  /** HashiCorp's release platform: <product>_<version>_<platform>.zip. */
+  hashicorpPlatform: string;
+  /** ELF e_machine of its binaries and kernel modules. */
+  elfMachine: number;
+  /** PE machine of its EFI applications. */
+  peMachine: number;
+  /** The UEFI suffix: the removable-media path EFI/BOOT/BOOT<EFI>.EFI and systemd's linux<efi>.efi.stub. */
+  efi: string;
+  /** UAPI Discoverable Partitions Specification type GUIDs: the root and its dm-verity tree. */
+  gptRoot: string;
+  gptRootVerity: string;
+  /** QEMU: the emulator, its machine type, the serial console the guest writes to. */
+  qemu: string;
+  qemuMachine: string;
+  console: string;
+  /** Node.js's process.arch for a host of this architecture (KVM only where they agree). */
+  nodeArch: string;
+}
+
+export const ARCH: Record<Arch, ArchFacts> = {
+  amd64: {
+    arch: "amd64",
+    triplet: "x86_64-linux-gnu",
+    uname: "x86_64",
+    loader: "ld-linux-x86-64.so.2",
+    goarch: "amd64",
+    hashicorpPlatform: "linux_amd64",
+    elfMachine: 62, // EM_X86_64
+    peMachine: 0x8664, // IMAGE_FILE_MACHINE_AMD64
+    efi: "x64",
+    gptRoot: "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",
+    gptRootVerity: "2C7357ED-EBD2-46D9-AEC1-23D437EC2BF5",
+    qemu: "qemu-system-x86_64",
+    qemuMachine: "q35",
+    console: "ttyS0",
+    nodeArch: "x64",
+  },
+  arm64: {
+    arch: "arm64",
+    triplet: "aarch64-linux-gnu",
+    uname: "aarch64",
+    loader: "ld-linux-aarch64.so.1",
+    goarch: "arm64",
+    hashicorpPlatform: "linux_arm64",
+    elfMachine: 183, // EM_AARCH64
+    peMachine: 0xaa64, // IMAGE_FILE_MACHINE_ARM64
+    efi: "aa64",
+    gptRoot: "B921B045-1DF0-41C3-AF44-4C6F280D3FAE",
+    gptRootVerity: "DF3300CE-D69F-4C92-978C-9BFB0F38D820",
+    qemu: "qemu-system-aarch64",
+    qemuMachine: "virt",
+    console: "ttyAMA0",
+    nodeArch: "arm64",
+  },
+};
+
+/** The architecture of the machine Resin runs on, if it is one Resin builds for. */
+export function hostArch(): Arch | undefined {
+  return ARCHES.find((a) => ARCH[a].nodeArch === process.arch);
+}
