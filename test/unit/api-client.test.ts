@@ -6,6 +6,7 @@ import type { TLSSocket } from "node:tls";
 import { createCa, issueCertificate, cliCertSpec, type CertifiedKey, type LeafSpec } from "../../cli/bootstrap/pki.js";
 import { Again, ApiClient, ApiUnreachable, noLeader, patience, retry, type ApiTls } from "../../cli/cluster/api.js";
 import { ResinError } from "../../cli/util/errors.js";
+import { freeLoopbackPort } from "../../cli/provider/qemu/ports.js";
 
 // The one cluster API client (cli/cluster/api.ts) against real HTTPS servers on
 // 127.0.0.1 that require a client certificate signed by the cluster CA, as agents with
@@ -88,12 +89,6 @@ async function serve(answer: (req: Seen) => Answer, opts: { port?: number; cert?
   return running;
 }
 
-/** A loopback port nothing listens on (bound once, then released). */
-async function freePort(): Promise<number> {
-  const probe = await serve(() => ({ status: 200, body: "{}" }));
-  await probe.close();
-  return probe.port;
-}
 
 async function rejection(p: Promise<unknown>): Promise<Error> {
   const err = await p.then(
@@ -216,7 +211,7 @@ describe("timeouts", () => {
 
 describe("retry", () => {
   it("waits while nothing listens (connection refused), then succeeds once the agent is up", async () => {
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const client = new ApiClient({ address: `https://127.0.0.1:${port}`, tls });
     const waits: string[] = [];
     let attempts = 0;
@@ -236,7 +231,7 @@ describe("retry", () => {
   });
 
   it("gives up at the deadline with the last reason for waiting", async () => {
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const client = new ApiClient({ address: `https://127.0.0.1:${port}`, tls, name: "Nomad" });
     const started = Date.now();
     const err = await rejection(
