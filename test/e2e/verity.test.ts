@@ -10,17 +10,31 @@
 // directory, one byte flipped there, and the node's entry in cluster.json pointed at it.
 // The manifest (and so the root hash on the kernel command line) stays the built one:
 // what changed is the root filesystem's bytes only.
+//
+// A block that changes while a node runs: the node boots on its own copy of the image
+// with a virtio memory balloon, the file data of that copy's squashfs is changed under
+// it (one byte in every 4096-byte block between the superblock and the inode table),
+// and the host then inflates the balloon over QMP until the guest must drop the clean
+// page cache it runs from (Consul's binary, busybox, ...). Squashfs reads a page it no
+// longer holds with a bio to the dm-verity device, so the next page the node needs
+// comes from the changed disk: dm-verity must refuse it and, in panic_on_corruption
+// mode, stop the kernel before anything runs on it. No hook in the image does this:
+// the balloon is a host device, its driver the one libvirt's domains use.
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, openSync, readSync, writeSync, closeSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { kvGet, kvPut } from "../../cli/cluster/consul.js";
+import { nodeFiles, readClusterState, writeClusterState } from "../../cli/state/state.js";
+import { startNode } from "../../cli/provider/qemu/provider.js";
+import { qmpCommand } from "../../cli/provider/qemu/qmp.js";
 import { consulAt, consulServerClusterForSuite, keepLogsOnFailure, resinAsync, resinStatus } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-verity-"));
 keepLogsOnFailure(stateHome, "verity");
 const env = { RESIN_STATE_HOME: stateHome };
+process.env.RESIN_STATE_HOME = stateHome; // startNode below reads it too
 const name = "verity";
 const clusterDir = join(stateHome, "clusters", name);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -46,6 +60,15 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
 
 function readState(): { nodes: { name: string; image: string; address: string }[] } {
   return JSON.parse(readFileSync(join(clusterDir, "cluster.json"), "utf8"));
+}
+
+/** A copy of image `original` under its own digest (made from `why`), for one node: the files the provider boots from and the manifest. */
+function imageCopy(original: string, why: string): { digest: string; dir: string } {
+  const digest = `sha256:${createHash("sha256").update(why).digest("hex")}`;
+  const dir = join(clusterDir, "images", digest.replace(/^sha256:/, ""));
+  mkdirSync(dir);
+  for (const f of ["vmlinuz", "initrd.img", "rootfs.squashfs", "rootfs.verity", "manifest.json"]) copyFileSync(join(clusterDir, "images", original.replace(/^sha256:/, ""), f), join(dir, f));
+  return { digest, dir };
 }
 
 /** Point `node` at the image with digest `digest` in cluster.json (nothing else changes). */
@@ -82,10 +105,7 @@ describe("a node whose root filesystem was changed on its disk", () => {
     const manifest = JSON.parse(readFileSync(join(originalDir, "manifest.json"), "utf8"));
 
     // The node's own copy of the image, one byte flipped in the middle of its squashfs.
-    const tamperedDigest = `sha256:${createHash("sha256").update(`tampered copy of ${original} for ${victim}`).digest("hex")}`;
-    const tamperedDir = join(clusterDir, "images", tamperedDigest.replace(/^sha256:/, ""));
-    mkdirSync(tamperedDir);
-    for (const f of ["vmlinuz", "initrd.img", "rootfs.squashfs", "rootfs.verity", "manifest.json"]) copyFileSync(join(originalDir, f), join(tamperedDir, f));
+    const { digest: tamperedDigest, dir: tamperedDir } = imageCopy(original, `tampered copy of ${original} for ${victim}`);
     const offset = Math.floor(manifest.rootfs.size / 2) + 123;
     const fd = openSync(join(tamperedDir, "rootfs.squashfs"), "r+");
     const byte = Buffer.alloc(1);
@@ -132,5 +152,89 @@ describe("a node whose root filesystem was changed on its disk", () => {
       return s.healthy && s.failureTolerance === 1 ? true : undefined;
     });
     expect(readFileSync(join(clusterDir, "nodes", victim, "console.log"), "latin1")).toContain(`resin: root filesystem verified by dm-verity (root hash ${manifest.verity.rootHash})`);
+  });
+
+  it("a block changed under a running node is never served: the node panics when it reads it, and the other two keep quorum", async () => {
+    const before = resinStatus(stateHome, name);
+    expect(before.healthy).toBe(true);
+    const victim = before.nodes.find((n) => !before.leader!.startsWith(`${n.address}:`))!.name;
+    const others = before.nodes.map((n) => n.name).filter((n) => n !== victim);
+    const original = readState().nodes.find((n) => n.name === victim)!.image;
+    const manifest = JSON.parse(readFileSync(join(clusterDir, "images", original.replace(/^sha256:/, ""), "manifest.json"), "utf8"));
+
+    // The node boots, untouched, on its own copy of the image, with a balloon.
+    const copy = imageCopy(original, `run-time copy of ${original} for ${victim}`);
+    expect((await resinAsync(["stop", victim, "--name", name], env)).status).toBe(0);
+    setNodeImage(victim, copy.digest);
+    const state = (await readClusterState(name))!;
+    await startNode(state, state.nodes.find((n) => n.name === victim)!, "tcg", () => {}, { balloon: true });
+    await writeClusterState(state);
+    await until(`${victim} to rejoin on its own copy of the image`, 240_000, () => {
+      const s = resinStatus(stateHome, name);
+      return s.healthy && s.failureTolerance === 1 ? true : undefined;
+    });
+    const consolePath = join(clusterDir, "nodes", victim, "console.log");
+    expect(readFileSync(consolePath, "latin1")).toContain(`resin: root filesystem verified by dm-verity (root hash ${manifest.verity.rootHash})`);
+
+    // Its disk changes under it: one byte in each 4096-byte block (dm-verity's data
+    // block) of the squashfs's file data, which runs from the superblock to the inode
+    // table. The superblock, inodes and directories stay as they were.
+    const fd = openSync(join(copy.dir, "rootfs.squashfs"), "r+");
+    const superblock = Buffer.alloc(96);
+    readSync(fd, superblock, 0, 96, 0);
+    expect(superblock.readUInt32LE(0)).toBe(0x73717368); // "hsqs"
+    const inodeTable = Number(superblock.readBigUInt64LE(64));
+    let changed = 0;
+    const byte = Buffer.alloc(1);
+    for (let block = 1; (block + 1) * 4096 <= inodeTable; block++) {
+      readSync(fd, byte, 0, 1, block * 4096 + 2048);
+      byte[0] = byte[0]! ^ 0xff;
+      writeSync(fd, byte, 0, 1, block * 4096 + 2048);
+      changed++;
+    }
+    closeSync(fd);
+    const changedAt = Date.now();
+    report(`${victim}: changed one byte in each of ${changed} blocks (4096 bytes) of its running root's file data (blocks 1 to ${changed}; the inode table starts at byte ${inodeTable})`);
+    // Nothing it holds in memory is affected: it runs on until it reads from the disk.
+    expect(resinStatus(stateHome, name).nodes.find((n) => n.name === victim)!.vm.state).toBe("running");
+
+    // The host takes memory from it, step by step, until it must read its root again.
+    const qmp = join(nodeFiles(name, victim).dir, "qmp.sock");
+    let actual = "";
+    const crashedNode = () => {
+      const n = resinStatus(stateHome, name).nodes.find((x) => x.name === victim)!;
+      return n.vm.state === "crashed" ? n : undefined;
+    };
+    let crashed = crashedNode();
+    for (const mib of [512, 384, 256, 192, 160, 128, 112, 96, 80, 64]) {
+      if (crashed) break;
+      try {
+        await qmpCommand(qmp, { execute: "balloon", arguments: { value: mib * 1048576 } });
+      } catch {
+        // QEMU is gone: the node stopped as the balloon grew.
+      }
+      const deadline = Date.now() + 20_000;
+      while (!(crashed = crashedNode()) && Date.now() < deadline) {
+        actual = await qmpCommand(qmp, { execute: "query-balloon" }).then((r) => `${Math.round((r as { actual: number }).actual / 1048576)} MiB`, () => actual);
+        await sleep(1000);
+      }
+      report(`${victim}: balloon target ${mib} MiB, guest at ${actual || "?"}${crashed ? ": stopped" : ""}`);
+    }
+    if (!crashed) throw new Error(`${victim} still runs with its guest down to ${actual}: it read nothing from its changed root, or served it`);
+    report(`${victim} stopped ${((Date.now() - changedAt) / 1000).toFixed(1)}s after its root changed: ${crashed.vm.reason}`);
+    const console = readFileSync(consolePath, "latin1");
+    const said = console.split("\n").filter((l) => /device-mapper: verity|Kernel panic - not syncing/.test(l)).slice(-4);
+    report(`${victim}'s console:\n  ${said.join("\n  ")}`);
+    // dm-verity found a changed data block and panicked the kernel: nothing ran on it.
+    expect(console).toMatch(/device-mapper: verity: \d+:\d+: data block \d+ is corrupted/);
+    expect(console).toMatch(/Kernel panic - not syncing: dm-verity device corrupted/);
+    expect(crashed.vm.reason).toMatch(/^kernel panic: .*dm-verity device corrupted/);
+
+    // The other two keep quorum: a leader, and a write and a read through each.
+    expect(resinStatus(stateHome, name).leader).not.toBeNull();
+    for (const n of others) {
+      await kvPut(consulAt(stateHome, name, n), `verity/run/${n}`, `written after ${victim} panicked`);
+      expect(await kvGet(consulAt(stateHome, name, n), `verity/run/${n}`)).toBe(`written after ${victim} panicked`);
+    }
   });
 });

@@ -33,6 +33,8 @@ export interface BootOptions {
   metadataService?: MetadataService;
   /** More kernel command line, e.g. resin.metadata=URL. */
   append?: string;
+  /** A virtio memory balloon (see VmSpec): the e2e suite squeezes a running node's page cache with it. */
+  balloon?: boolean;
 }
 
 /**
@@ -79,6 +81,7 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
     configDrive: boot.metadataService ? undefined : files.configDrive,
     metadataService: boot.metadataService,
     persistDisk: files.persistDisk,
+    balloon: boot.balloon,
   });
   let pid: number;
   try {

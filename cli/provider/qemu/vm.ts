@@ -35,6 +35,8 @@ export interface VmSpec {
   /** A cloud-like metadata network: guest addresses the host serves on loopback. */
   metadataService?: MetadataService;
   persistDisk: string;
+  /** A virtio memory balloon the host inflates over QMP (`balloon`): the e2e suite's way to take memory from a running node. */
+  balloon?: boolean;
 }
 
 /**
@@ -104,6 +106,8 @@ export function qemuArgs(spec: VmSpec): string[] {
     "-netdev", `user,id=host,restrict=on${forwards}`,
     "-device", `virtio-net-pci,netdev=host,mac=${spec.hostMac}`,
     ...(spec.metadataService ? metadataNicArgs(spec.metadataService) : []),
+    // deflate-on-oom: a guest out of memory takes pages back from the balloon before it kills a process.
+    ...(spec.balloon ? ["-device", "virtio-balloon-pci,deflate-on-oom=on"] : []),
     "-qmp", `unix:${q(paths.qmp)},server=on,wait=off`,
     "-pidfile", paths.pidFile,
     "-daemonize",
