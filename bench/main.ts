@@ -22,6 +22,7 @@ import { bootGenericCluster, GENERIC_APPEND, type GenericBoot } from "./generic/
 import { buildGenericImage } from "./generic/image.js";
 import { bootResinCluster, measureBuilds, SECOND_ROLE, type BuildRun, type ResinBoot } from "./resin-side.js";
 import { measureResilience, upgradeImageSet, type ResilienceRun } from "./resilience.js";
+import { buildUnverifiedImage, verityRounds, veritySizes } from "./verity.js";
 import { log, ratio, repoRoot, resin, runCleanups, sample, stopChildren, tempDirCleanup, waitForChildren, type Sample, type VmMemory } from "./util.js";
 
 const SCHEMA = 3;
@@ -193,6 +194,67 @@ async function floorOnly(runs: number, timeoutS: number, keep: boolean): Promise
   log("results in out/bench/floor-latest.json (out/bench/latest.json is left as it was)");
 }
 
+/** Issue #24's targets for dm-verity: launch → quorum at most 5 % slower, the image at most 2 % larger. */
+const VERITY_TARGETS = { launchToQuorumSlowdown: 0.05, imageGrowth: 0.02 };
+
+/**
+ * BENCH_ONLY=verity: Resin's consul-server image against the same image without dm-verity
+ * (bench/verity.ts), BENCH_RUNS rounds alternating which boots first; prints both and
+ * writes out/bench/verity-latest.json.
+ */
+async function verityOnly(runs: number, timeoutS: number, keep: boolean): Promise<void> {
+  const started = new Date();
+  log(`BENCH_ONLY=verity: ${runs} round(s) of a cluster with dm-verity and one without, alternating which goes first`);
+  const { repoImage, manifest } = await buildResinImage();
+  const accel = await chooseAccel(repoImage, log);
+  const unverified = await buildUnverifiedImage(keep);
+  const rounds = await verityRounds(runs, timeoutS, keep, unverified.project);
+  await unverified.release();
+  const side = (which: "verity" | "unverified") => ({
+    launchToQuorumSeconds: sample(rounds.map((r) => r[which].quorumSeconds)),
+    launchToHealthySeconds: sample(rounds.map((r) => r[which].healthySeconds)),
+    timelineUptimeSeconds: timelineSamples(rounds.flatMap((r) => r[which].timelines)),
+  });
+  const boot = { verity: side("verity"), unverified: side("unverified") };
+  // Per round, with ÷ without: the two clusters of a round ran back to back on the same machine.
+  const perRound = rounds.map((r) => r.verity.quorumSeconds / r.unverified.quorumSeconds);
+  const sizes = veritySizes(manifest, unverified.manifest);
+  const results = {
+    schema: SCHEMA,
+    only: "verity",
+    date: started.toISOString(),
+    finished: new Date().toISOString(),
+    machine: machine(accel),
+    runs,
+    images: { verity: manifest.digest, unverified: unverified.manifest.digest },
+    order: rounds.map((r) => r.first),
+    boot,
+    slowdown: {
+      launchToQuorumOfMedians: boot.verity.launchToQuorumSeconds.median / boot.unverified.launchToQuorumSeconds.median - 1,
+      launchToQuorumPerRound: sample(perRound.map((x) => x - 1)),
+    },
+    sizes,
+    targets: VERITY_TARGETS,
+  };
+  const pct = (x: number) => `${x >= 0 ? "+" : ""}${(x * 100).toFixed(1)} %`;
+  const mb = (x: number) => `${(x / 1e6).toFixed(3)} MB`;
+  const steps = (t: Record<string, Sample>) => ["initramfs-modules", "verity", "root", "stage1"].filter((s) => t[s]).map((s) => `${s} ${t[s]!.median.toFixed(2)}`).join(", ");
+  const lines = [
+    `dm-verity against the same image without it (BENCH_ONLY=verity), ${results.date}, accelerator ${accel}, ${runs} round(s), order ${results.order.join(", ")}`,
+    `  launch → 3-peer quorum      with ${boot.verity.launchToQuorumSeconds.median.toFixed(1)} s (all: ${boot.verity.launchToQuorumSeconds.all.map((x) => x.toFixed(1)).join(", ")}), without ${boot.unverified.launchToQuorumSeconds.median.toFixed(1)} s (all: ${boot.unverified.launchToQuorumSeconds.all.map((x) => x.toFixed(1)).join(", ")})`,
+    `  slower by                   ${pct(results.slowdown.launchToQuorumOfMedians)} (medians); per round ${perRound.map((x) => pct(x - 1)).join(", ")}; target ≤ ${pct(VERITY_TARGETS.launchToQuorumSlowdown)}`,
+    `  launch → autopilot healthy  with ${boot.verity.launchToHealthySeconds.median.toFixed(1)} s, without ${boot.unverified.launchToHealthySeconds.median.toFixed(1)} s`,
+    `  guest uptime at steps (s)   with: ${steps(boot.verity.timelineUptimeSeconds)}; without: ${steps(boot.unverified.timelineUptimeSeconds)}`,
+    ...(["vmlinuz", "initrd.img", "rootfs.squashfs", "rootfs.verity", "bootFiles", "disk.raw"] as const).map(
+      (f) => `  ${(f === "bootFiles" ? "boot files (sum)" : f).padEnd(28)}with ${mb(sizes.withVerity[f])}, without ${mb(sizes.without[f])}${f === "bootFiles" || f === "disk.raw" ? ` (${pct(sizes.growth[f])}; target ≤ ${pct(VERITY_TARGETS.imageGrowth)})` : ""}`,
+    ),
+  ];
+  process.stdout.write(lines.join("\n") + "\n");
+  mkdirSync(join(repoRoot, "out", "bench"), { recursive: true });
+  writeFileSync(join(repoRoot, "out", "bench", "verity-latest.json"), JSON.stringify(results, null, 2) + "\n");
+  log("results in out/bench/verity-latest.json (out/bench/latest.json is left as it was)");
+}
+
 /** Issue #15's targets, shown beside the figures (the bench never fails on a number). */
 const TARGETS = { resinOverFloorLaunchToQuorum: 1.25, leaderFailoverSeconds: 5, upgradeTotalSeconds: 90, upgradeLongestLeaderlessSeconds: 2, upgradeLostWrites: 0 };
 
@@ -267,7 +329,8 @@ async function main(): Promise<void> {
   const only = process.env.BENCH_ONLY ?? "";
   if (only === "floor") return floorOnly(runs, timeoutS, keep);
   if (only === "resilience") return resilienceOnly(runs, timeoutS, keep);
-  if (only !== "") throw new Error(`BENCH_ONLY=${only}: the choices are 'floor' and 'resilience' (or unset for the whole bench)`);
+  if (only === "verity") return verityOnly(runs, timeoutS, keep);
+  if (only !== "") throw new Error(`BENCH_ONLY=${only}: the choices are 'floor', 'resilience' and 'verity' (or unset for the whole bench)`);
   const accel = await chooseAccel();
   const started = new Date();
   log(`${runs} runs, accelerator ${accel}; Resin's consul-server image first (fetches what the cache lacks)`);

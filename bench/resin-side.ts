@@ -46,8 +46,16 @@ export function scratchCluster(name: string, prefix: string, keepOnFailure: bool
   return { stateHome, env, release, failed: () => (failed = true) };
 }
 
-export async function bootResinCluster(opts: { name: string; timeoutS: number; keepOnFailure: boolean }): Promise<{ boot: ResinBoot; stateHome: string; release: () => Promise<void> }> {
-  const { stateHome, env, release, failed } = scratchCluster(opts.name, "resin-bench-state-", opts.keepOnFailure);
+export async function bootResinCluster(opts: {
+  name: string;
+  timeoutS: number;
+  keepOnFailure: boolean;
+  /** A project (RESIN_PROJECT) whose specs `resin up` builds and boots instead of the repository's. */
+  project?: string;
+}): Promise<{ boot: ResinBoot; stateHome: string; release: () => Promise<void> }> {
+  const scratch = scratchCluster(opts.name, "resin-bench-state-", opts.keepOnFailure);
+  const { stateHome, release, failed } = scratch;
+  const env: Record<string, string> = { ...scratch.env, ...(opts.project ? { RESIN_PROJECT: opts.project } : {}) };
   const nodesDir = join(stateHome, "clusters", opts.name, "nodes");
   try {
     const up = await resin(["up", "--name", opts.name, "--nodes", "3", "--role", "consul-server", "--channel", "debian", "--timeout", String(opts.timeoutS)], env, { echo: true });

@@ -65,6 +65,11 @@ describe("qemuArgs", () => {
     }
   });
 
+  it("gives a node a memory balloon only when asked (the e2e suite's run-time dm-verity test)", () => {
+    expect(values(args, "-device").filter((d) => d.startsWith("virtio-balloon"))).toEqual([]);
+    expect(values(qemuArgs(spec({ balloon: true })), "-device").filter((d) => d.startsWith("virtio-balloon"))).toEqual(["virtio-balloon-pci,deflate-on-oom=on"]);
+  });
+
   it("passes the machine, accelerator, memory, CPUs, kernel and command line", () => {
     expect(values(args, "-name")).toEqual(["demo-1"]);
     expect(values(args, "-accel")).toEqual(["tcg,thread=multi"]);
