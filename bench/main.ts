@@ -6,7 +6,8 @@
 // a number; a step that fails exits non-zero. Every VM and temporary directory is
 // cleaned up, on failure and on SIGINT/SIGTERM too. Each boot run also boots the floor
 // (bench/floor: the same kernel, an initramfs of busybox + Consul, nothing else), the
-// limit Resin's boot is measured against; BENCH_ONLY=floor boots the floor alone.
+// limit Resin's boot is measured against; BENCH_ONLY=floor boots the floor alone, and
+// BENCH_ONLY=verity weighs dm-verity against the same image without it (bench/verity.ts).
 // See bench/README.md.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
