@@ -2,16 +2,17 @@
 // switch and one VM per node. Nodes start and stop together or one at a time, and a
 // VM that ended without resin stopping it is reported as crashed, with the reason.
 import { existsSync } from "node:fs";
-import { mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { clusterPaths, ensureClusterDir, imageDirFor, nodeFiles, type ClusterState, type NodeState } from "../../state/state.js";
-import { readManifest, servicePorts } from "../../image/manifest.js";
+import { readManifest, servicePorts, type ImageManifest } from "../../image/manifest.js";
+import { certFingerprint } from "../../image/sign.js";
 import { ResinError } from "../../util/errors.js";
 import type { Log } from "../../util/log.js";
 import { chooseAccel, forgetAccel, type Accel } from "./accel.js";
 import { assignPorts } from "./ports.js";
 import { startSwitch, stopSwitch, switchPaths, switchRunning } from "./vde.js";
-import { consoleTail, kernelAppend, startVm, stopVm, vmPaths, vmPid, type MetadataService, type VmSpec } from "./vm.js";
+import { consoleTail, kernelAppend, OVMF_SECURE_BOOT, startVm, stopVm, vmPaths, vmPid, type MetadataService, type UefiBoot, type VmSpec } from "./vm.js";
 
 export type VmState = "running" | "stopped" | "crashed";
 
@@ -57,8 +58,10 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
   const guest = await guestPorts(state, node);
   // The root hash reaches /init on the command line, the hash tree as its own disk: the
   // node opens its root only through dm-verity (an image built before verity has neither).
-  const verity = (await readManifest(image))?.verity;
+  const manifest = await readManifest(image);
+  const verity = manifest?.verity;
   const append = kernelAppend(verity, boot.append);
+  const uefi = state.secureBoot ? await secureBootFor(state, node, image, manifest, files.dir) : undefined;
   await assignClusterPorts(state, [node], log);
   await rm(files.stoppedMarker, { force: true });
   const spec = (): VmSpec => ({
@@ -79,6 +82,7 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
     configDrive: boot.metadataService ? undefined : files.configDrive,
     metadataService: boot.metadataService,
     persistDisk: files.persistDisk,
+    ...(uefi ? { uefi } : {}),
   });
   let pid: number;
   try {
@@ -97,6 +101,32 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
   await writeFile(files.startedMarker, `${pid}\n`);
   log(`  started ${node.name} (${node.address}, pid ${pid}, ${Object.entries(node.ports).map(([k, p]) => `${k} → 127.0.0.1:${p}`).join(", ")})`);
   return pid;
+}
+
+/**
+ * A Secure Boot node's firmware and disk: the image's signed disk.qcow2, and the node's
+ * own variable store, made once from Debian's with the test certificate enrolled and
+ * kept across boots, as a machine keeps its NVRAM. The image must be signed for the
+ * certificate the cluster was created with, which must be the enrolled one.
+ */
+async function secureBootFor(state: ClusterState, node: NodeState, image: string, manifest: ImageManifest | undefined, dir: string): Promise<UefiBoot> {
+  const signature = manifest?.disk.signature;
+  if (!signature) {
+    throw new ResinError(
+      `node ${node.name}: its image ${node.image} is not signed, and cluster '${state.name}' boots only under Secure Boot`,
+      "build its images with resin build --sign KEY,CERT (the cluster's certificate) and upgrade with --image-set, or use a cluster without --secure-boot",
+    );
+  }
+  const enrolled = certFingerprint(await readFile(OVMF_SECURE_BOOT.cert, "utf8"));
+  if (signature.certSha256 !== state.secureBoot!.certSha256 || signature.certSha256 !== enrolled) {
+    throw new ResinError(
+      `node ${node.name}: its image ${node.image} is signed for the certificate ${signature.certSha256}; the firmware's variable store has ${enrolled} (Debian's test certificate) enrolled`,
+      "resin up --secure-boot enrols only Debian's test certificate (ovmf's PkKek-1-snakeoil); see the README's Security section for enrolling your own on a real machine",
+    );
+  }
+  const vars = join(dir, "OVMF_VARS.fd");
+  if (!existsSync(vars)) await copyFile(OVMF_SECURE_BOOT.vars, vars);
+  return { code: OVMF_SECURE_BOOT.code, vars, disk: join(image, manifest.disk.qcow2.file), secureBoot: true };
 }
 
 /**
