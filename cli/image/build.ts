@@ -149,10 +149,10 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const dir = join(imagesDir(project, role.channel), name);
   const debs = await lockedFor(role, lock);
   const releases = await releasesFor(role);
-  const builder: ImageBuilder = { code: await builderCode(), tools: await imageToolVersions() };
   // A signed build differs from an unsigned one, and from one for another certificate:
   // sbsign's version and the certificate's fingerprint are inputs too.
-  if (sign) builder.tools.sbsign = (await execa("sbsign", ["--version"], { reject: false })).stdout.trim() || "unknown";
+  const sbsign: Record<string, string> = sign ? { sbsign: (await execa("sbsign", ["--version"], { reject: false })).stdout.trim() || "unknown" } : {};
+  const builder: ImageBuilder = { code: await builderCode(), tools: { ...(await imageToolVersions()), ...sbsign } };
   const closures = await closuresFor(role, debs);
   const signedFor = (digest: string) => (sign ? sha256(`${digest}\0signed-for:${sign.certSha256}`) : digest);
   let digestOfInputs = signedFor(await inputDigest(role, debs, releases, builder, closureEntries(closures, lock)));

@@ -9,7 +9,8 @@
 // path BOOTX64.EFI with no boot entry to set up; the command line names the root and its
 // hash tree by their partition labels, which the initramfs /init resolves, and carries
 // the root hash, so the UKI (and a signature over it) covers it. Everything is derived from the
-// image's own bytes and digest, so equal images give equal disks.
+// image's own bytes and digest, so equal images give equal disks. With `resin build --sign`
+// each UKI is signed (sign.ts) before it goes into its FAT volume, reproducibly too.
 //
 // And a bootable ISO (disk.iso): ISO 9660 with an El Torito boot catalog whose one UEFI
 // entry is a FAT image (efi.img) holding the same kind of UKI, and the squashfs root as
