@@ -197,6 +197,30 @@ describe("Secure Boot: a signed UKI boots under enforcing firmware, a changed or
     expect(processesUnder(work)).toEqual([]);
   });
 
+  it("a cluster node whose image disk was changed that way is ended and shown crashed, naming the firmware's refusal", async () => {
+    expect(existsSync(join(work, "changed.qcow2")), "the changed disk above").toBe(true);
+    // The cluster's own copy of the image (as someone with write access to the host's state directory would change it).
+    const installed = join(stateHome, "clusters", "sb", "images", signed.digest.replace(/^sha256:/, ""), "disk.qcow2");
+    expect(existsSync(installed), installed).toBe(true);
+    copyFileSync(join(work, "changed.qcow2"), installed);
+    const start = await resinAsync(["start", "sb-1", "--name", "sb"], env);
+    try {
+      // QEMU starts; the firmware then refuses the UKI, and status sees it.
+      expect(start.status, start.stderr).toBe(0);
+      const deadline = Date.now() + 120_000;
+      let vm = resinStatus(stateHome, "sb").nodes[0]!.vm;
+      while (vm.state === "running" && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 1000));
+        vm = resinStatus(stateHome, "sb").nodes[0]!.vm;
+      }
+      expect(vm.state).toBe("crashed");
+      expect(vm.reason).toMatch(/^the firmware refused the disk's unified kernel image under Secure Boot \(Access Denied/);
+    } finally {
+      await resinAsync(["down", "--name", "sb"], env);
+    }
+    expect(processesUnder(stateHome)).toEqual([]);
+  });
+
   it("the suite's unsigned disk.qcow2 is refused by the firmware too (Access Denied)", async () => {
     const { console, seconds } = await firmwareRefuses("unsigned", join(unsignedDir, "disk.qcow2"));
     report(`unsigned disk: firmware refused after ${seconds.toFixed(1)}s`);

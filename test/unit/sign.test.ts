@@ -14,6 +14,7 @@ import { parseManifest } from "../../cli/image/manifest.js";
 import { certFingerprint, certPem, debianTestKey, loadSigningKey, parseSignOption, sbsignCommand, SIGNING_TIME, signUki, verifySignature, type SigningKey } from "../../cli/image/sign.js";
 import { OVMF_SECURE_BOOT, qemuArgs, uefiArgs, type VmSpec } from "../../cli/provider/qemu/vm.js";
 import { ResinError } from "../../cli/util/errors.js";
+import { firmwareRefusal } from "../../cli/provider/qemu/provider.js";
 import { tinyStub } from "./tiny-pe.js";
 
 const work = mkdtempSync(join(tmpdir(), "resin-sign-"));
@@ -197,6 +198,16 @@ describe("a Secure Boot node's QEMU arguments", () => {
     expect(args.join(" ")).toContain("serial=cidata");
     expect(args.join(" ")).toContain("serial=persist");
     expect(args.join(" ")).toContain("hostfwd=tcp:127.0.0.1:41001-:8501");
+  });
+
+  it("a firmware console that refused the disk's entry is a crash reason; one that started it is not", () => {
+    const refused = [
+      'BdsDxe: loading Boot0001 "UEFI Misc Device" from PciRoot(0x0)/Pci(0x1,0x0)',
+      'BdsDxe: failed to load Boot0001 "UEFI Misc Device" from PciRoot(0x0)/Pci(0x1,0x0): Access Denied',
+      "BdsDxe: No bootable option or device was found.",
+    ].join("\n");
+    expect(firmwareRefusal(refused)).toBe("the firmware refused the disk's unified kernel image under Secure Boot (Access Denied: not signed for an enrolled certificate, or changed since it was signed)");
+    expect(firmwareRefusal('BdsDxe: loading Boot0001 "UEFI Misc Device" from PciRoot(0x0)/Pci(0x1,0x0)\nBdsDxe: starting Boot0001 "UEFI Misc Device" from PciRoot(0x0)/Pci(0x1,0x0)\nresin: root filesystem verified')).toBeUndefined();
   });
 
   it("plain UEFI (no Secure Boot) has neither SMM nor the secure flash", () => {

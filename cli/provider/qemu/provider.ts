@@ -103,6 +103,9 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
   return pid;
 }
 
+/** A Secure Boot node's own variable store, in its directory. */
+const SECURE_BOOT_VARS = "OVMF_VARS.fd";
+
 /**
  * A Secure Boot node's firmware and disk: the image's signed disk.qcow2, and the node's
  * own variable store, made once from Debian's with the test certificate enrolled and
@@ -124,7 +127,7 @@ async function secureBootFor(state: ClusterState, node: NodeState, image: string
       "resin up --secure-boot enrols only Debian's test certificate (ovmf's PkKek-1-snakeoil); see the README's Security section for enrolling your own on a real machine",
     );
   }
-  const vars = join(dir, "OVMF_VARS.fd");
+  const vars = join(dir, SECURE_BOOT_VARS);
   if (!existsSync(vars)) await copyFile(OVMF_SECURE_BOOT.vars, vars);
   return { code: OVMF_SECURE_BOOT.code, vars, disk: join(image, manifest.disk.qcow2.file), secureBoot: true };
 }
@@ -195,9 +198,21 @@ export async function stopLeftovers(cluster: string): Promise<void> {
   await stopSwitch(switchPaths(dir));
 }
 
+/**
+ * Pure: the firmware's refusal of the disk's boot entry under Secure Boot, from its
+ * console (OVMF: `BdsDxe: failed to load Boot0001 "…" from …: Access Denied`), as a reason.
+ */
+export function firmwareRefusal(console: string): string | undefined {
+  const line = console.split("\n").find((l) => /BdsDxe: failed to load Boot\d+ .*: (Access Denied|Security Violation)/.test(l));
+  if (!line) return undefined;
+  return `the firmware refused the disk's unified kernel image under Secure Boot (${line.slice(line.lastIndexOf(": ") + 2).trim()}: not signed for an enrolled certificate, or changed since it was signed)`;
+}
+
 /** Why a VM that nobody stopped has ended, from the last lines its console shows. */
 async function crashReason(dir: string): Promise<string> {
   const tail = await consoleTail(dir, 40);
+  const refused = firmwareRefusal(tail);
+  if (refused) return refused;
   const fatal = tail.split("\n").reverse().find((l) => l.includes("resin: FATAL:"));
   if (fatal) return fatal.slice(fatal.indexOf("FATAL:") + 7).trim();
   if (/reboot: Power down|reboot: System halted/.test(tail)) return "the guest powered itself off";
@@ -207,7 +222,13 @@ async function crashReason(dir: string): Promise<string> {
 
 export async function vmState(cluster: string, node: NodeState): Promise<{ state: VmState; pid?: number; startedAt?: number; reason?: string }> {
   const files = nodeFiles(cluster, node.name);
-  const pid = await vmPid(files.dir);
+  let pid = await vmPid(files.dir);
+  // A Secure Boot node whose firmware refused its UKI waits at the firmware's prompt
+  // forever, and nothing of the node ever ran: it is ended here and reported as crashed.
+  if (pid && existsSync(join(files.dir, SECURE_BOOT_VARS)) && firmwareRefusal(await consoleTail(files.dir, 40))) {
+    await stopVm(files.dir, { graceMs: 0 });
+    pid = await vmPid(files.dir);
+  }
   // QEMU writes its pid file as it starts, before it sets up the machine.
   if (pid) return { state: "running", pid, startedAt: await stat(vmPaths(files.dir).pidFile).then((s) => s.mtimeMs, () => undefined) };
   if (existsSync(files.stoppedMarker) || !existsSync(files.startedMarker)) return { state: "stopped" };
