@@ -8,7 +8,7 @@
 // The same disk with one byte of the kernel changed inside the UKI's .linux section on
 // the ESP, and the suite's unsigned disk.qcow2, are refused by the firmware itself: its
 // console says "Access Denied" for the boot entry and no kernel ever prints.
-import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync } from "node:fs";
+import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -118,6 +118,24 @@ describe("Secure Boot: a signed UKI boots under enforcing firmware, a changed or
     killLeftovers(work);
     process.stderr.write(`secure-boot timings:\n  ${timings.join("\n  ")}\n`);
     rmSync(work, { recursive: true, force: true });
+  });
+
+  it("resin build --sign with a key that is missing or not the certificate's: one line naming the file, exit 1, nothing written", async () => {
+    const dir = project("bad-key");
+    const stranger = join(work, "stranger");
+    await execa("openssl", ["req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "30", "-subj", "/CN=stranger/", "-keyout", `${stranger}.key`, "-out", `${stranger}.pem`]);
+    const cases: [string, RegExp][] = [
+      [`${join(work, "missing.key")},${cert}`, new RegExp(`^resin: cannot read the signing key ${join(work, "missing.key")}: ENOENT\n  give an existing`)],
+      [`${stranger}.key,${cert}`, new RegExp(`^resin: the signing key ${stranger}.key does not belong to the certificate ${cert}\n  give the key`)],
+    ];
+    for (const [sign, error] of cases) {
+      const r = await resinAsync(["build", "consul-server", "--channel", "debian", "--sign", sign], env, 60_000, dir);
+      expect(r.status, sign).toBe(1);
+      expect(r.stderr).toMatch(error);
+      expect(r.stderr.split("\n").filter((l) => l.startsWith("resin:"))).toHaveLength(1);
+    }
+    // Checked before anything: no lock file, no image directory.
+    expect(readdirSync(dir)).toEqual(["machines"]);
   });
 
   it("resin build --sign twice from scratch gives the same signed disks, and records the certificate", async () => {
