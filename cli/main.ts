@@ -30,6 +30,10 @@ import { defaultTestRoles, testCommand } from "./commands/test.js";
 import { portCommand } from "./commands/port.js";
 import { initCommand } from "./commands/init.js";
 import { runBuildChecks } from "./bootstrap/build-checks.js";
+import { debianTestKey, loadSigningKey, parseSignOption } from "./image/sign.js";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 // RESIN_CLUSTER names the cluster when --name is not given (resin test sets it for its scripts).
 const DEFAULT_CLUSTER = process.env.RESIN_CLUSTER || "resin";
@@ -74,8 +78,12 @@ program
   .addOption(channelOption())
   .addOption(offlineOption())
   .option("--update-lock", "re-resolve every Debian package to the newest version and rewrite resin.lock.json")
-  .action(async (roles: string[], opts: { updateLock?: boolean; channel: Channel; offline?: boolean }) => {
-    await buildRoles({ project: projectRoot(), roles, channel: opts.channel, offline: opts.offline || offlineByDefault(), updateLock: opts.updateLock, log: stderrLog, check: runBuildChecks });
+  .option("--sign <key,cert>", "sign each unified kernel image (disk.raw, disk.qcow2, disk.iso) for UEFI Secure Boot with this RSA key (PEM, unencrypted) and its certificate (PEM); the manifest records the certificate's SHA-256 fingerprint")
+  .action(async (roles: string[], opts: { updateLock?: boolean; channel: Channel; offline?: boolean; sign?: string }) => {
+    // The key pair is checked before anything is built or written.
+    const sign = opts.sign !== undefined ? loadSigningKey(parseSignOption(opts.sign)) : undefined;
+    if (sign) requireTools(["sbsign", "faketime"]);
+    await buildRoles({ project: projectRoot(), roles, channel: opts.channel, offline: opts.offline || offlineByDefault(), updateLock: opts.updateLock, log: stderrLog, check: runBuildChecks, sign });
   });
 
 program
@@ -88,11 +96,15 @@ program
   .addOption(channelOption())
   .addOption(offlineOption())
   .option("--timeout <seconds>", "give up waiting for quorum after this long", integer, 300)
-  .action(async (opts: { name: string; nodes?: number; role?: string; roles?: string; timeout: number; channel: Channel; offline?: boolean }) => {
+  .option("--secure-boot", "a new cluster whose nodes boot their image's signed disk (UKI) under OVMF with Secure Boot enforced; the images are signed with Debian's test key pair, which the firmware's variable store has enrolled (amd64)")
+  .action(async (opts: { name: string; nodes?: number; role?: string; roles?: string; timeout: number; channel: Channel; offline?: boolean; secureBoot?: boolean }) => {
     // Checked before the lock is taken, so that bad input writes nothing at all.
     validateClusterName(opts.name);
-    requireTools(["qemu-system-x86_64", "qemu-img", "vde_switch"]);
+    requireTools(["qemu-system-x86_64", "qemu-img", "vde_switch", ...(opts.secureBoot ? (["sbsign", "faketime"] as const) : [])]);
     const nodes = nodeRoles(opts);
+    // Debian's test key, decrypted for sbsign into a private directory that goes when up ends.
+    const keyDir = opts.secureBoot ? await mkdtemp(join(tmpdir(), "resin-secure-boot-")) : undefined;
+    const secureBoot = keyDir ? await debianTestKey(keyDir) : undefined;
     await withClusterLock(opts.name, "up", () => up({
       project: projectRoot(),
       name: opts.name,
@@ -102,8 +114,9 @@ program
       nodesGiven: nodes.given,
       rolesGiven: nodes.rolesGiven,
       timeoutMs: opts.timeout * 1000,
+      secureBoot,
       log: stderrLog,
-    }));
+    })).finally(() => (keyDir ? rm(keyDir, { recursive: true, force: true }) : undefined));
   });
 
 program
@@ -313,7 +326,7 @@ program
   .argument("<image>", "a role name (its latest build) or an image directory")
   .addOption(channelOption())
   .option("--json", "print the manifest as JSON")
-  .option("--verify", "instead, recompute the image's file hashes, digest and dm-verity root hash; name every part that differs and exit 1")
+  .option("--verify", "instead, recompute the image's file hashes, digest and dm-verity root hash, and check a signed image's UKI signatures against its certificate (sbverify); name every part that differs and exit 1")
   .action(async (image: string, opts: { channel: Channel; json?: boolean; verify?: boolean }) => {
     const { dir, manifest } = await findImage(projectRoot(), image, opts.channel);
     if (opts.verify) {

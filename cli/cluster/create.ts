@@ -12,6 +12,7 @@ import { serviceRolesOf } from "../bootstrap/node-secrets.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { installImage } from "./images.js";
+import type { SigningKey } from "../image/sign.js";
 
 export interface CreateOptions {
   project: string;
@@ -23,6 +24,8 @@ export interface CreateOptions {
   offline?: boolean;
   /** Also copy the roles' disk images (disk.raw, disk.qcow2, disk.iso) into the cluster: provisioners boot those. */
   disks?: boolean;
+  /** resin up --secure-boot: images signed with this key pair, their disks copied in, every node booted from its disk under Secure Boot. */
+  secureBoot?: SigningKey;
   log: Log;
 }
 
@@ -60,13 +63,13 @@ export async function createCluster(opts: CreateOptions): Promise<ClusterState> 
   const paths = clusterPaths(opts.name);
   const roleNames = [...new Set(opts.roles)];
   opts.log(`cluster ${opts.name}: building image${roleNames.length > 1 ? "s" : ""} for ${roleNames.join(", ")}`);
-  const images = await buildRoles({ project: opts.project, roles: roleNames, channel: opts.channel, offline: opts.offline, log: opts.log, check: runBuildChecks });
+  const images = await buildRoles({ project: opts.project, roles: roleNames, channel: opts.channel, offline: opts.offline, log: opts.log, check: runBuildChecks, sign: opts.secureBoot });
   const imageOf = new Map(images.map((i) => [i.manifest.role, i]));
   const roles = new Map<string, Role>();
   for (const name of roleNames) roles.set(name, await loadRole(opts.project, name, opts.channel));
   const network = opts.network ?? { mode: "static" };
   const plan = planCluster(opts.name, opts.roles, undefined, network);
-  for (const image of images) await installImage(opts.name, image.dir, image.manifest.digest, { disks: opts.disks });
+  for (const image of images) await installImage(opts.name, image.dir, image.manifest.digest, { disks: opts.disks || !!opts.secureBoot });
   const state: ClusterState = {
     version: 1,
     name: opts.name,
@@ -75,6 +78,7 @@ export async function createCluster(opts: CreateOptions): Promise<ClusterState> 
     subnet: plan.subnet,
     network,
     nodes: plan.nodes.map((n) => nodeState(n, imageOf.get(n.role)!.manifest.digest, roles.get(n.role)!.spec.vm)),
+    ...(opts.secureBoot ? { secureBoot: { certSha256: opts.secureBoot.certSha256 } } : {}),
   };
   await createSecrets(paths.secrets, plan, (node) => serviceRolesOf(roles.get(node.role)!));
   await writeClusterState(state);

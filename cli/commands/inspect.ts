@@ -80,6 +80,9 @@ export async function verifyCommand(dir: string, m: ImageManifest): Promise<stri
     `verified  ${m.role} (${m.channel}) ${m.digest} in ${dir}`,
     `          sha256 and size of ${files.join(", ")}`,
     `          verity root hash ${m.verity!.rootHash}, recomputed from ${m.rootfs.file}`,
+    ...(m.disk.signature
+      ? [`          Secure Boot signature of the unified kernel image in ${m.disk.signature.signed.map((s) => s.file).filter((f) => !skipped.includes(f)).join(", ") || "(no disk present)"}, for the certificate ${m.disk.signature.certSha256} (sbverify)`]
+      : ["          not signed (resin build --sign KEY,CERT signs the unified kernel images)"]),
     ...(skipped.length ? [`          not present, not checked: ${skipped.join(", ")}`] : []),
   ].join("\n");
 }

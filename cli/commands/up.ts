@@ -13,6 +13,7 @@ import { ResinError } from "../util/errors.js";
 import { requireTools } from "../util/tools.js";
 import type { Log } from "../util/log.js";
 import { createCluster, describeRoles } from "../cluster/create.js";
+import type { SigningKey } from "../image/sign.js";
 
 export interface UpOptions {
   project: string;
@@ -26,6 +27,8 @@ export interface UpOptions {
   /** Whether --role or --roles was given (an existing cluster of other roles is refused). */
   rolesGiven?: boolean;
   timeoutMs: number;
+  /** --secure-boot: a new cluster's images signed with this pair and booted under Secure Boot; an existing cluster must be one. */
+  secureBoot?: SigningKey;
   log: Log;
 }
 
@@ -39,6 +42,12 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     throw new ResinError(`cluster '${opts.name}' has ${existing.nodes.length} nodes, not ${opts.roles.length}`, "omit --nodes (and --roles) to start it as it is, or use another --name");
   }
   if (existing && opts.rolesGiven) checkSameRoles(existing, opts.roles, opts.nodesGiven);
+  if (existing && opts.secureBoot && existing.secureBoot?.certSha256 !== opts.secureBoot.certSha256) {
+    throw new ResinError(
+      existing.secureBoot ? `cluster '${opts.name}' boots under Secure Boot with the certificate ${existing.secureBoot.certSha256}, not ${opts.secureBoot.certSha256}` : `cluster '${opts.name}' was created without --secure-boot: its nodes boot their kernel directly`,
+      "omit --secure-boot and --sign to start it as it is, or give a Secure Boot cluster its own name: resin up --name <new> --secure-boot",
+    );
+  }
 
   let state: ClusterState;
   if (existing) {

@@ -25,6 +25,7 @@ import { EFI_STUB_PATH, writeDisks } from "./disk.js";
 import { builderCode, imageToolVersions } from "./fingerprint.js";
 import { CONSUL_SERVICES_FILE, consulServiceDefinitions, consulServiceNames, SYSCTL_FILE, sysctlLines } from "./registrations.js";
 import { writeVerity } from "./verity.js";
+import type { SigningKey } from "./sign.js";
 import { digestParts, imageDigest, imagesDir, readManifest, type BuildCheckResult, type ImageBuilder, type ImageFile, type ImageManifest, type ServiceVersion } from "./manifest.js";
 
 /** Bump when the image layout changes in a way the inputs below do not capture. */
@@ -143,14 +144,18 @@ export type BuildCheck = (role: Role, image: { rootfs: string; services: Service
  * Build one role's image. `open` unpacks a package of a service's Depends closure,
  * locking and fetching it first when the lock has none (the lock is changed in place).
  */
-export async function buildImage(project: string, role: Role, lock: Lock, log: Log, check: BuildCheck, open?: Opener): Promise<BuiltImage> {
+export async function buildImage(project: string, role: Role, lock: Lock, log: Log, check: BuildCheck, open?: Opener, sign?: SigningKey): Promise<BuiltImage> {
   const name = role.spec.role;
   const dir = join(imagesDir(project, role.channel), name);
   const debs = await lockedFor(role, lock);
   const releases = await releasesFor(role);
-  const builder: ImageBuilder = { code: await builderCode(), tools: await imageToolVersions() };
+  // A signed build differs from an unsigned one, and from one for another certificate:
+  // sbsign's version and the certificate's fingerprint are inputs too.
+  const sbsign: Record<string, string> = sign ? { sbsign: (await execa("sbsign", ["--version"], { reject: false })).stdout.trim() || "unknown" } : {};
+  const builder: ImageBuilder = { code: await builderCode(), tools: { ...(await imageToolVersions()), ...sbsign } };
   const closures = await closuresFor(role, debs);
-  let digestOfInputs = await inputDigest(role, debs, releases, builder, closureEntries(closures, lock));
+  const signedFor = (digest: string) => (sign ? sha256(`${digest}\0signed-for:${sign.certSha256}`) : digest);
+  let digestOfInputs = signedFor(await inputDigest(role, debs, releases, builder, closureEntries(closures, lock)));
   // A previous manifest that does not pass its schema is simply rebuilt over.
   const previous = await readManifest(dir).catch(() => undefined);
   if (
@@ -256,7 +261,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   await addLibraryClosure(rootfs, owners, pooled, used);
   // Packages the closure opened for the first time are in the lock now: the next build's
   // inputs include them, so this one's digest must too, or it would never be up to date.
-  if (canonicalJson(closureEntries(closures, lock)) !== lockBefore) digestOfInputs = await inputDigest(role, debs, releases, builder, closureEntries(closures, lock));
+  if (canonicalJson(closureEntries(closures, lock)) !== lockBefore) digestOfInputs = signedFor(await inputDigest(role, debs, releases, builder, closureEntries(closures, lock)));
 
   // Users, service files and image-time templates.
   const users = role.services.flatMap((s) => (s.user ? [s.user] : []));
@@ -321,7 +326,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const verityParams = await writeVerity(at("rootfs.squashfs"), squashfs.sha256, at("rootfs.verity"));
   const verity = { ...(await described("rootfs.verity")), ...verityParams };
   const digest = imageDigest(digestParts({ kernel: vmlinuz, initrd: initrdFile, rootfs: squashfs, verity }));
-  const disk = await writeDisks({ dir: scratch, digest, role: name, channel: role.channel, kernel: at("vmlinuz"), initrd: at("initrd.img"), rootfs: at("rootfs.squashfs"), verity: at("rootfs.verity"), verityParams, stub });
+  const disk = await writeDisks({ dir: scratch, digest, role: name, channel: role.channel, kernel: at("vmlinuz"), initrd: at("initrd.img"), rootfs: at("rootfs.squashfs"), verity: at("rootfs.verity"), verityParams, stub, sign });
   const services = role.services.map((s) => ({ name: s.name, version: serviceVersion(s, debs), ports: s.ports, ...(s.consul ? { registers: consulServiceNames([s]) } : {}) }));
   // A failing check leaves the previous image in place: the new one is never installed.
   const checks = await check(role, { rootfs: at("rootfs.squashfs"), services }, log).catch(async (e: unknown) => {

@@ -9,7 +9,8 @@
 // path BOOTX64.EFI with no boot entry to set up; the command line names the root and its
 // hash tree by their partition labels, which the initramfs /init resolves, and carries
 // the root hash, so the UKI (and a signature over it) covers it. Everything is derived from the
-// image's own bytes and digest, so equal images give equal disks.
+// image's own bytes and digest, so equal images give equal disks. With `resin build --sign`
+// each UKI is signed (sign.ts) before it goes into its FAT volume, reproducibly too.
 //
 // And a bootable ISO (disk.iso): ISO 9660 with an El Torito boot catalog whose one UEFI
 // entry is a FAT image (efi.img) holding the same kind of UKI, and the squashfs root as
@@ -22,7 +23,7 @@
 // UKI's headers are built in memory; the kernel, the initramfs, the squashfs root and its tree are
 // copied from their files into each output at their offsets, 1 MiB at a time.
 import { createHash } from "node:crypto";
-import { rm, stat } from "node:fs/promises";
+import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { ResinError } from "../util/errors.js";
@@ -32,7 +33,8 @@ import { layoutFat16 } from "./fat.js";
 import { ALIGN_SECTORS, GPT_ATTR, GPT_TYPE, SECTOR, alignUp, derivedGuid, writeGpt } from "./gpt.js";
 import { buildUki } from "./uki.js";
 import { ISO_SECTOR, layoutIso9660 } from "./iso9660.js";
-import { fileBytes, layout, sha256Of, sizeOf, writeLayout, type FileBytes, type Layout } from "./layout.js";
+import { fileBytes, isLayout, layout, sha256Of, sizeOf, writeLayout, type Bytes, type FileBytes, type Layout } from "./layout.js";
+import { signUki, type SigningKey } from "./sign.js";
 import { verityCmdline, type VerityParams } from "./verity.js";
 
 /** The file of systemd-boot-efi the UKI is made from (a build-only file: it never enters the root filesystem). */
@@ -72,6 +74,19 @@ export interface DiskManifest {
   qcow2: DiskFile;
   /** The bootable ISO: its volume label and the command line its UKI boots with. */
   iso: DiskFile & { volumeId: string; cmdline: string };
+  /** With `resin build --sign`: the certificate the UKIs are signed for, and where each signed UKI lies. */
+  signature?: DiskSignature;
+}
+
+/**
+ * The signing certificate (its DER in base64: public) and its SHA-256 fingerprint, and each signed UKI
+ * as the bytes at `offset` in `file`, so `resin inspect --verify` can check it with
+ * sbverify without reading FAT. disk.qcow2 holds disk.raw's bytes.
+ */
+export interface DiskSignature {
+  certSha256: string;
+  cert: string;
+  signed: { file: "disk.raw" | "disk.iso"; offset: number; size: number; sha256: string }[];
 }
 
 export interface DiskInputs {
@@ -90,6 +105,8 @@ export interface DiskInputs {
   verityParams: VerityRoot;
   /** The UEFI stub (small: the one payload held in memory). */
   stub: { data: Buffer; from: string };
+  /** Sign each UKI with this key pair (resin build --sign). */
+  sign?: SigningKey;
 }
 
 export function osRelease(role: string, channel: string, digest: string): string {
@@ -105,10 +122,29 @@ export function osRelease(role: string, channel: string, digest: string): string
 }
 
 /** The image's files, each with its size as it is now: what the layouts below are made from. */
-export type ImageParts = Pick<DiskInputs, "digest" | "role" | "channel" | "stub" | "verityParams"> & { kernel: FileBytes; initrd: FileBytes; rootfs: FileBytes; verity: FileBytes };
+export type ImageParts = Pick<DiskInputs, "digest" | "role" | "channel" | "stub" | "verityParams"> & {
+  kernel: FileBytes;
+  initrd: FileBytes;
+  rootfs: FileBytes;
+  verity: FileBytes;
+  /** The key pair, and a scratch directory for the signed UKIs while the outputs are written. */
+  sign?: { key: SigningKey; scratch: string };
+};
 
-export async function imageParts(inputs: Omit<DiskInputs, "dir">): Promise<ImageParts> {
-  return { ...inputs, kernel: await fileBytes(inputs.kernel), initrd: await fileBytes(inputs.initrd), rootfs: await fileBytes(inputs.rootfs), verity: await fileBytes(inputs.verity) };
+export async function imageParts(inputs: Omit<DiskInputs, "dir" | "sign">, sign?: ImageParts["sign"]): Promise<ImageParts> {
+  return { ...inputs, kernel: await fileBytes(inputs.kernel), initrd: await fileBytes(inputs.initrd), rootfs: await fileBytes(inputs.rootfs), verity: await fileBytes(inputs.verity), ...(sign ? { sign } : {}) };
+}
+
+/** Pure: where `target` (a piece, by identity) starts in `image`, nested layouts included. */
+export function offsetIn(image: Layout, target: Bytes): number | undefined {
+  for (const piece of image.pieces) {
+    if (piece.data === target) return piece.offset;
+    if (isLayout(piece.data)) {
+      const inner = offsetIn(piece.data, target);
+      if (inner !== undefined) return piece.offset + inner;
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -116,8 +152,10 @@ export async function imageParts(inputs: Omit<DiskInputs, "dir">): Promise<Image
  * `cmdline`. Its volume id comes from the digest and `purpose`, so it is reproducible
  * and differs between the disk's ESP and the ISO's boot image.
  */
-async function efiVolume(inputs: ImageParts, cmdline: string, fat: { label: string; purpose: string; hiddenSectors?: number }): Promise<{ uki: Layout; fat: Layout }> {
-  const uki = await buildUki({ stub: inputs.stub.data, kernel: inputs.kernel, initrd: inputs.initrd, cmdline, osRelease: osRelease(inputs.role, inputs.channel, inputs.digest) });
+async function efiVolume(inputs: ImageParts, cmdline: string, fat: { label: string; purpose: string; hiddenSectors?: number }): Promise<{ uki: Bytes; fat: Layout }> {
+  const unsigned = await buildUki({ stub: inputs.stub.data, kernel: inputs.kernel, initrd: inputs.initrd, cmdline, osRelease: osRelease(inputs.role, inputs.channel, inputs.digest) });
+  // Signed, the UKI is sbsign's output file: the same sections with the signature appended.
+  const uki = inputs.sign ? await signUki(unsigned, inputs.sign.key, inputs.sign.scratch, fat.purpose) : unsigned;
   const volumeId = createHash("sha256").update(`${inputs.digest}\0${fat.purpose}`).digest().readUInt32LE(0);
   return { uki, fat: layoutFat16({ files: [{ path: ESP_BOOT_PATH, data: uki }], label: fat.label, volumeId, hiddenSectors: fat.hiddenSectors }) };
 }
@@ -155,7 +193,7 @@ export async function diskLayout(inputs: ImageParts) {
 }
 
 /** The bootable ISO: El Torito UEFI catalog, efi.img, rootfs.squashfs, rootfs.verity, and a hybrid GPT. */
-export async function isoLayout(inputs: ImageParts): Promise<{ image: Layout; volumeId: string; uki: Layout }> {
+export async function isoLayout(inputs: ImageParts): Promise<{ image: Layout; volumeId: string; uki: Bytes }> {
   const volumeId = isoVolumeId(inputs.digest);
   const { uki, fat: efi } = await efiVolume(inputs, isoCmdline(volumeId, inputs.verityParams), { label: "RESIN-EFI", purpose: "iso-esp-volume-id" });
   // The GPT: its header and entries fit the ISO's 32 KiB system area, its backup goes
@@ -198,7 +236,10 @@ export async function isoLayout(inputs: ImageParts): Promise<{ image: Layout; vo
 /** Write disk.raw (sparse where it is zero), disk.qcow2 and disk.iso into `inputs.dir`. */
 export async function writeDisks(inputs: DiskInputs): Promise<DiskManifest> {
   requireTools(["qemu-img"]);
-  const parts = await imageParts(inputs);
+  // Signed UKIs are files while the outputs are written; the directory goes afterwards.
+  const scratch = join(inputs.dir, ".signing");
+  if (inputs.sign) await mkdir(scratch, { recursive: true });
+  const parts = await imageParts(inputs, inputs.sign ? { key: inputs.sign, scratch } : undefined);
   const disk = await diskLayout(parts);
   const rawPath = join(inputs.dir, "disk.raw");
   const qcowPath = join(inputs.dir, "disk.qcow2");
@@ -209,14 +250,21 @@ export async function writeDisks(inputs: DiskInputs): Promise<DiskManifest> {
   if (convert.exitCode !== 0) throw new ResinError(`qemu-img convert failed: ${convert.stderr || convert.stdout}`, "install qemu-utils (apt-get install qemu-utils)");
   const iso = await isoLayout(parts);
   await writeLayout(join(inputs.dir, "disk.iso"), iso.image);
+  const signed = async (file: "disk.raw" | "disk.iso", image: Layout, uki: Bytes) => ({ file, offset: offsetIn(image, uki)!, size: sizeOf(uki), sha256: await sha256Of(uki) });
+  const signature: DiskSignature | undefined = inputs.sign
+    ? { certSha256: inputs.sign.certSha256, cert: inputs.sign.certBase64, signed: [await signed("disk.raw", disk.image, disk.uki), await signed("disk.iso", iso.image, iso.uki)] }
+    : undefined;
   const described = async (path: string, file: string): Promise<DiskFile> => ({ file, sha256: await sha256File(path), size: (await stat(path)).size });
+  const uki = { path: ESP_BOOT_PATH, sha256: await sha256Of(disk.uki), size: sizeOf(disk.uki), stub: inputs.stub.from };
+  await rm(scratch, { recursive: true, force: true });
   return {
     cmdline: diskCmdline(inputs.verityParams),
-    uki: { path: ESP_BOOT_PATH, sha256: await sha256Of(disk.uki), size: sizeOf(disk.uki), stub: inputs.stub.from },
+    uki,
     diskGuid: disk.diskGuid,
     partitions: disk.partitions.map(({ name, type, guid, firstLba, lastLba }) => ({ name, type, guid, firstLba, lastLba })),
     raw: await described(rawPath, "disk.raw"),
     qcow2: await described(qcowPath, "disk.qcow2"),
     iso: { ...(await described(join(inputs.dir, "disk.iso"), "disk.iso")), volumeId: iso.volumeId, cmdline: isoCmdline(iso.volumeId, inputs.verityParams) },
+    ...(signature ? { signature } : {}),
   };
 }

@@ -15,6 +15,7 @@ import { DIGEST_PATTERN, sha256 } from "../util/hash.js";
 import type { DiskManifest } from "./disk.js";
 import type { ManifestFile } from "./rootfs.js";
 import { VERITY_BLOCK, type VerityParams } from "./verity.js";
+import { certFingerprint } from "./sign.js";
 
 export interface ImageFile {
   file: string;
@@ -113,6 +114,14 @@ const fileName = (expected: string) =>
     .refine((n) => n.length > 0 && !n.includes("/") && !n.includes("..") && !n.includes("\0"), "must be a plain file name, without '/' or '..'")
     .refine((n) => n === expected, `must be ${expected}`);
 const imageFile = (name: string) => z.object({ file: fileName(name), sha256: hex64, size: z.number().int().nonnegative() }).passthrough();
+/** A certificate's fingerprint, or "" when it is none. */
+const fingerprintOr = (base64: string) => {
+  try {
+    return certFingerprint(base64);
+  } catch {
+    return "";
+  }
+};
 const name = z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, "must be lower-case letters, digits and '-'");
 
 export const ImageManifestSchema = z
@@ -139,7 +148,21 @@ export const ImageManifestSchema = z
       })
       .optional(),
     disk: z
-      .object({ raw: imageFile("disk.raw"), qcow2: imageFile("disk.qcow2"), iso: imageFile("disk.iso") })
+      .object({
+        raw: imageFile("disk.raw"),
+        qcow2: imageFile("disk.qcow2"),
+        iso: imageFile("disk.iso"),
+        // resin build --sign: the certificate (its fingerprint must be its DER's sha256) and each signed UKI's place.
+        signature: z
+          .object({
+            certSha256: hex64,
+            cert: z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/, "must be a certificate's DER in base64"),
+            signed: z.array(z.object({ file: z.enum(["disk.raw", "disk.iso"]), offset: z.number().int().nonnegative(), size: z.number().int().positive(), sha256: hex64 }).strict()).min(1),
+          })
+          .strict()
+          .refine((s) => fingerprintOr(s.cert) === s.certSha256, { message: "certSha256 must be the fingerprint (sha256 of the DER) of cert", path: ["certSha256"] })
+          .optional(),
+      })
       .passthrough(),
     services: z.array(z.object({ name, version: z.string().optional(), ports: z.record(name, PortSchema), registers: z.array(name).optional() }).passthrough()),
     packages: z.array(z.object({ package: z.string() }).passthrough()),

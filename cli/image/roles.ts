@@ -14,6 +14,7 @@ import { ResinError } from "../util/errors.js";
 import { requireTools } from "../util/tools.js";
 import type { Log } from "../util/log.js";
 import { installRoot } from "../util/paths.js";
+import type { SigningKey } from "./sign.js";
 
 export interface BuildOptions {
   project: string;
@@ -25,6 +26,8 @@ export interface BuildOptions {
   log: Log;
   /** Runs the roles' build checks (cli/bootstrap/build-checks.ts: runBuildChecks). */
   check: BuildCheck;
+  /** Sign each image's unified kernel images with this key pair (resin build --sign), checked before anything is built. */
+  sign?: SigningKey;
 }
 
 export function offlineByDefault(): boolean {
@@ -132,7 +135,7 @@ export async function buildRoles(opts: BuildOptions): Promise<BuiltImage[]> {
   const images: BuiltImage[] = [];
   for (const role of roles) {
     try {
-      const image = await buildImage(opts.project, role, lock, opts.log, opts.check, open);
+      const image = await buildImage(opts.project, role, lock, opts.log, opts.check, open, opts.sign);
       opts.log(`${image.cached ? "up to date" : "built"}: ${role.spec.role} (${opts.channel}) ${image.manifest.digest.slice(0, 19)} in ${image.dir}`);
       images.push(image);
     } finally {

@@ -9,6 +9,9 @@ import { join } from "node:path";
 import { sha256File } from "../util/hash.js";
 import { digestParts, imageDigest, type ImageFile, type ImageManifest } from "./manifest.js";
 import { verityHashDevice, veritySalt } from "./verity.js";
+import { certFingerprint, certPem, verifySignature } from "./sign.js";
+import { mkdtemp, open, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 
 /** One part of an image that is not what its manifest says. */
 export interface Mismatch {
@@ -82,5 +85,43 @@ export async function verifyImage(dir: string, manifest: ImageManifest): Promise
     if (await regularFile(join(dir, part.file))) mismatches.push(...(await checkFile(dir, part)));
     else skipped.push(part.file);
   }
+  mismatches.push(...(await signatureMismatches(dir, manifest, skipped)));
   return { mismatches, skipped };
+}
+
+/**
+ * A signed image's UKIs, read from where the manifest says each lies in disk.raw and
+ * disk.iso, against the certificate it records (sbverify --cert: the Authenticode hash
+ * of the PE and the PKCS#7 signature over it). The file hashes above already say
+ * whether a disk changed; this names the signature, as the firmware would judge it.
+ */
+async function signatureMismatches(dir: string, manifest: ImageManifest, skipped: string[]): Promise<Mismatch[]> {
+  const signature = manifest.disk.signature;
+  if (!signature) return [];
+  const found: Mismatch[] = [];
+  const pem = certPem(signature.cert);
+  if (certFingerprint(pem) !== signature.certSha256) return [{ file: "manifest.json", what: "signing certificate's SHA-256 fingerprint", expected: signature.certSha256, actual: certFingerprint(pem) }];
+  const scratch = await mkdtemp(join(tmpdir(), "resin-verify-"));
+  try {
+    for (const uki of signature.signed) {
+      if (skipped.includes(uki.file)) continue;
+      const bytes = Buffer.alloc(uki.size);
+      const handle = await open(join(dir, uki.file), "r");
+      try {
+        await handle.read(bytes, 0, uki.size, uki.offset);
+      } finally {
+        await handle.close();
+      }
+      const efi = join(scratch, "uki.efi");
+      await writeFile(efi, bytes);
+      const { ok, said } = await verifySignature(efi, pem);
+      const where = `${uki.file} (its unified kernel image at byte ${uki.offset})`;
+      if (!ok) found.push({ file: where, what: "Secure Boot signature", expected: `valid for the certificate ${signature.certSha256}`, actual: `not valid (sbverify: ${said || "no reason given"})` });
+      const hash = createHash("sha256").update(bytes).digest("hex");
+      if (hash !== uki.sha256) found.push({ file: where, what: "sha256 of the signed unified kernel image", expected: uki.sha256, actual: hash });
+    }
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+  return found;
 }

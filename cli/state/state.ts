@@ -73,6 +73,11 @@ export const ClusterStateSchema = z.object({
   subnet: z.string(),
   network: NetworkSchema.default({ mode: "static" }),
   nodes: z.array(NodeStateSchema),
+  /**
+   * resin up --secure-boot: every node boots its image's signed disk.qcow2 under Secure
+   * Boot firmware, with the certificate of this fingerprint enrolled in its variable store.
+   */
+  secureBoot: z.object({ certSha256: z.string().regex(/^[0-9a-f]{64}$/) }).strict().optional(),
   /** A rolling upgrade under way: what each role moves to, and what each node ran before. */
   upgrade: z
     .object({

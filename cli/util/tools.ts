@@ -12,6 +12,10 @@ export const HOST_TOOLS = {
   mksquashfs: "squashfs-tools",
   "dpkg-deb": "dpkg",
   "apt-get": "apt",
+  // resin build --sign, resin inspect --verify of a signed image
+  sbsign: "sbsigntool",
+  sbverify: "sbsigntool",
+  faketime: "faketime",
 } as const;
 
 export type HostTool = keyof typeof HOST_TOOLS;

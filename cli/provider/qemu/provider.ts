@@ -2,16 +2,17 @@
 // switch and one VM per node. Nodes start and stop together or one at a time, and a
 // VM that ended without resin stopping it is reported as crashed, with the reason.
 import { existsSync } from "node:fs";
-import { mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { clusterPaths, ensureClusterDir, imageDirFor, nodeFiles, type ClusterState, type NodeState } from "../../state/state.js";
-import { readManifest, servicePorts } from "../../image/manifest.js";
+import { readManifest, servicePorts, type ImageManifest } from "../../image/manifest.js";
+import { certFingerprint } from "../../image/sign.js";
 import { ResinError } from "../../util/errors.js";
 import type { Log } from "../../util/log.js";
 import { chooseAccel, forgetAccel, type Accel } from "./accel.js";
 import { assignPorts } from "./ports.js";
 import { startSwitch, stopSwitch, switchPaths, switchRunning } from "./vde.js";
-import { consoleTail, kernelAppend, startVm, stopVm, vmPaths, vmPid, type MetadataService, type VmSpec } from "./vm.js";
+import { consoleTail, kernelAppend, OVMF_SECURE_BOOT, startVm, stopVm, vmPaths, vmPid, type MetadataService, type UefiBoot, type VmSpec } from "./vm.js";
 
 export type VmState = "running" | "stopped" | "crashed";
 
@@ -59,8 +60,10 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
   const guest = await guestPorts(state, node);
   // The root hash reaches /init on the command line, the hash tree as its own disk: the
   // node opens its root only through dm-verity (an image built before verity has neither).
-  const verity = (await readManifest(image))?.verity;
+  const manifest = await readManifest(image);
+  const verity = manifest?.verity;
   const append = kernelAppend(verity, boot.append);
+  const uefi = state.secureBoot ? await secureBootFor(state, node, image, manifest, files.dir) : undefined;
   await assignClusterPorts(state, [node], log);
   await rm(files.stoppedMarker, { force: true });
   const spec = (): VmSpec => ({
@@ -82,6 +85,7 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
     metadataService: boot.metadataService,
     persistDisk: files.persistDisk,
     balloon: boot.balloon,
+    ...(uefi ? { uefi } : {}),
   });
   let pid: number;
   try {
@@ -100,6 +104,35 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
   await writeFile(files.startedMarker, `${pid}\n`);
   log(`  started ${node.name} (${node.address}, pid ${pid}, ${Object.entries(node.ports).map(([k, p]) => `${k} → 127.0.0.1:${p}`).join(", ")})`);
   return pid;
+}
+
+/** A Secure Boot node's own variable store, in its directory. */
+const SECURE_BOOT_VARS = "OVMF_VARS.fd";
+
+/**
+ * A Secure Boot node's firmware and disk: the image's signed disk.qcow2, and the node's
+ * own variable store, made once from Debian's with the test certificate enrolled and
+ * kept across boots, as a machine keeps its NVRAM. The image must be signed for the
+ * certificate the cluster was created with, which must be the enrolled one.
+ */
+async function secureBootFor(state: ClusterState, node: NodeState, image: string, manifest: ImageManifest | undefined, dir: string): Promise<UefiBoot> {
+  const signature = manifest?.disk.signature;
+  if (!signature) {
+    throw new ResinError(
+      `node ${node.name}: its image ${node.image} is not signed, and cluster '${state.name}' boots only under Secure Boot`,
+      "build its images with resin build --sign KEY,CERT (the cluster's certificate) and upgrade with --image-set, or use a cluster without --secure-boot",
+    );
+  }
+  const enrolled = certFingerprint(await readFile(OVMF_SECURE_BOOT.cert, "utf8"));
+  if (signature.certSha256 !== state.secureBoot!.certSha256 || signature.certSha256 !== enrolled) {
+    throw new ResinError(
+      `node ${node.name}: its image ${node.image} is signed for the certificate ${signature.certSha256}; the firmware's variable store has ${enrolled} (Debian's test certificate) enrolled`,
+      "resin up --secure-boot enrols only Debian's test certificate (ovmf's PkKek-1-snakeoil); see the README's Security section for enrolling your own on a real machine",
+    );
+  }
+  const vars = join(dir, SECURE_BOOT_VARS);
+  if (!existsSync(vars)) await copyFile(OVMF_SECURE_BOOT.vars, vars);
+  return { code: OVMF_SECURE_BOOT.code, vars, disk: join(image, manifest.disk.qcow2.file), secureBoot: true };
 }
 
 /**
@@ -168,9 +201,21 @@ export async function stopLeftovers(cluster: string): Promise<void> {
   await stopSwitch(switchPaths(dir));
 }
 
+/**
+ * Pure: the firmware's refusal of the disk's boot entry under Secure Boot, from its
+ * console (OVMF: `BdsDxe: failed to load Boot0001 "…" from …: Access Denied`), as a reason.
+ */
+export function firmwareRefusal(console: string): string | undefined {
+  const line = console.split("\n").find((l) => /BdsDxe: failed to load Boot\d+ .*: (Access Denied|Security Violation)/.test(l));
+  if (!line) return undefined;
+  return `the firmware refused the disk's unified kernel image under Secure Boot (${line.slice(line.lastIndexOf(": ") + 2).trim()}: not signed for an enrolled certificate, or changed since it was signed)`;
+}
+
 /** Why a VM that nobody stopped has ended, from the last lines its console shows. */
 async function crashReason(dir: string): Promise<string> {
   const tail = await consoleTail(dir, 40);
+  const refused = firmwareRefusal(tail);
+  if (refused) return refused;
   const fatal = tail.split("\n").reverse().find((l) => l.includes("resin: FATAL:"));
   if (fatal) return fatal.slice(fatal.indexOf("FATAL:") + 7).trim();
   if (/reboot: Power down|reboot: System halted/.test(tail)) return "the guest powered itself off";
@@ -180,7 +225,13 @@ async function crashReason(dir: string): Promise<string> {
 
 export async function vmState(cluster: string, node: NodeState): Promise<{ state: VmState; pid?: number; startedAt?: number; reason?: string }> {
   const files = nodeFiles(cluster, node.name);
-  const pid = await vmPid(files.dir);
+  let pid = await vmPid(files.dir);
+  // A Secure Boot node whose firmware refused its UKI waits at the firmware's prompt
+  // forever, and nothing of the node ever ran: it is ended here and reported as crashed.
+  if (pid && existsSync(join(files.dir, SECURE_BOOT_VARS)) && firmwareRefusal(await consoleTail(files.dir, 40))) {
+    await stopVm(files.dir, { graceMs: 0 });
+    pid = await vmPid(files.dir);
+  }
   // QEMU writes its pid file as it starts, before it sets up the machine.
   if (pid) return { state: "running", pid, startedAt: await stat(vmPaths(files.dir).pidFile).then((s) => s.mtimeMs, () => undefined) };
   if (existsSync(files.stoppedMarker) || !existsSync(files.startedMarker)) return { state: "stopped" };

@@ -37,7 +37,31 @@ export interface VmSpec {
   persistDisk: string;
   /** A virtio memory balloon the host inflates over QMP (`balloon`): the e2e suite's way to take memory from a running node. */
   balloon?: boolean;
+  /** Boot the image's signed disk under UEFI firmware instead of -kernel/-initrd (resin up --secure-boot). */
+  uefi?: UefiBoot;
 }
+
+/**
+ * A node booted by UEFI firmware from the image's disk (disk.qcow2: ESP with the UKI,
+ * root and hash-tree partitions), read-only and shared like the squashfs disk. With
+ * `secureBoot` the firmware is a Secure Boot build (SMM, its variables writable only
+ * from SMM) and its variable store, the node's own copy, has the signing certificate
+ * enrolled: it runs only a UKI signed for it.
+ */
+export interface UefiBoot {
+  code: string;
+  /** The node's own copy of the variable store. */
+  vars: string;
+  disk: string;
+  secureBoot: boolean;
+}
+
+/** Debian's ovmf: Secure Boot firmware for q35, and a variable store with its test key pair (PkKek-1-snakeoil) enrolled as PK, KEK and db. */
+export const OVMF_SECURE_BOOT = {
+  code: "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
+  vars: "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd",
+  cert: "/usr/share/ovmf/PkKek-1-snakeoil.pem",
+} as const;
 
 /**
  * A user-mode NIC on 169.254.0.0/16, the link-local network clouds serve metadata on:
@@ -79,21 +103,13 @@ export function qemuArgs(spec: VmSpec): string[] {
   return [
     "-name", spec.name,
     ...accelArgs(spec.accel),
-    "-machine", "q35",
+    "-machine", spec.uefi?.secureBoot ? "q35,smm=on" : "q35",
     "-m", String(spec.memoryMib),
     "-smp", String(spec.cpus),
     "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-    "-kernel", spec.kernel,
-    "-initrd", spec.initrd,
-    "-append", spec.append,
+    ...(spec.uefi ? uefiArgs(spec.uefi) : directBootArgs(spec)),
     "-serial", `file:${q(paths.console)}`,
     "-device", "virtio-rng-pci",
-    // Disks are told apart in the guest by their serial, not by probe order.
-    "-drive", `if=none,id=root,file=${q(spec.rootDisk)},format=raw,readonly=on`,
-    "-device", "virtio-blk-pci,drive=root,serial=root",
-    ...(spec.hashDisk
-      ? ["-drive", `if=none,id=verity,file=${q(spec.hashDisk)},format=raw,readonly=on`, "-device", "virtio-blk-pci,drive=verity,serial=verity"]
-      : []),
     ...(spec.configDrive
       ? ["-drive", `if=none,id=cidata,file=${q(spec.configDrive)},format=raw,readonly=on`, "-device", "virtio-blk-pci,drive=cidata,serial=cidata"]
       : []),
@@ -111,6 +127,33 @@ export function qemuArgs(spec: VmSpec): string[] {
     "-qmp", `unix:${q(paths.qmp)},server=on,wait=off`,
     "-pidfile", paths.pidFile,
     "-daemonize",
+  ];
+}
+
+/** The kernel, initramfs and command line from the image directory, and the root and its hash tree as their own disks. */
+function directBootArgs(spec: VmSpec): string[] {
+  return [
+    "-kernel", spec.kernel,
+    "-initrd", spec.initrd,
+    "-append", spec.append,
+    // Disks are told apart in the guest by their serial, not by probe order.
+    "-drive", `if=none,id=root,file=${q(spec.rootDisk)},format=raw,readonly=on`,
+    "-device", "virtio-blk-pci,drive=root,serial=root",
+    ...(spec.hashDisk
+      ? ["-drive", `if=none,id=verity,file=${q(spec.hashDisk)},format=raw,readonly=on`, "-device", "virtio-blk-pci,drive=verity,serial=verity"]
+      : []),
+  ];
+}
+
+/** Firmware (code read-only, the node's variable store) and the disk it boots; the UKI on it carries the command line. */
+export function uefiArgs(uefi: UefiBoot): string[] {
+  return [
+    // Secure Boot firmware keeps its variables writable only from SMM: without this, the OS could rewrite db.
+    ...(uefi.secureBoot ? ["-global", "driver=cfi.pflash01,property=secure,value=on"] : []),
+    "-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${q(uefi.code)}`,
+    "-drive", `if=pflash,format=raw,unit=1,file=${q(uefi.vars)}`,
+    "-drive", `if=none,id=disk,file=${q(uefi.disk)},format=qcow2,readonly=on`,
+    "-device", "virtio-blk-pci,drive=disk,bootindex=0",
   ];
 }
 
