@@ -30,6 +30,7 @@ import { defaultTestRoles, testCommand } from "./commands/test.js";
 import { portCommand } from "./commands/port.js";
 import { initCommand } from "./commands/init.js";
 import { runBuildChecks } from "./bootstrap/build-checks.js";
+import { ARCHES, DEFAULT_ARCH, type Arch } from "./spec/arch.js";
 
 // RESIN_CLUSTER names the cluster when --name is not given (resin test sets it for its scripts).
 const DEFAULT_CLUSTER = process.env.RESIN_CLUSTER || "resin";
@@ -46,6 +47,7 @@ const roleOption = () => new Option("--role <role>", "role of every node of a ne
 const rolesOption = () =>
   new Option("--roles <spec>", "a new cluster of several roles, ROLE=COUNT,…, e.g. consul-server=3,nomad-client=2 (instead of --role and --nodes)");
 const offlineOption = () => new Option("--offline", "never download; use only cached artifacts (also RESIN_OFFLINE=1)");
+const buildArchOption = () => new Option("--arch <arch>", "the architecture the images are for (arm64 images are written to out/images/<channel>-arm64)").choices(ARCHES).default(DEFAULT_ARCH);
 
 /** Each node's role for a new cluster, from --roles, or --role and --nodes (three control-plane nodes by default). */
 function nodeRoles(opts: { role?: string; nodes?: number; roles?: string }): { roles: string[]; given: boolean; rolesGiven: boolean } {
@@ -73,9 +75,10 @@ program
   .argument("[roles...]", "role names from machines/*.yml")
   .addOption(channelOption())
   .addOption(offlineOption())
+  .addOption(buildArchOption())
   .option("--update-lock", "re-resolve every Debian package to the newest version and rewrite resin.lock.json")
-  .action(async (roles: string[], opts: { updateLock?: boolean; channel: Channel; offline?: boolean }) => {
-    await buildRoles({ project: projectRoot(), roles, channel: opts.channel, offline: opts.offline || offlineByDefault(), updateLock: opts.updateLock, log: stderrLog, check: runBuildChecks });
+  .action(async (roles: string[], opts: { updateLock?: boolean; channel: Channel; arch: Arch; offline?: boolean }) => {
+    await buildRoles({ project: projectRoot(), roles, channel: opts.channel, arch: opts.arch, offline: opts.offline || offlineByDefault(), updateLock: opts.updateLock, log: stderrLog, check: runBuildChecks });
   });
 
 program
@@ -312,10 +315,11 @@ program
   .description("print an image's manifest: digests, packages, releases and every file with its origin")
   .argument("<image>", "a role name (its latest build) or an image directory")
   .addOption(channelOption())
+  .addOption(buildArchOption())
   .option("--json", "print the manifest as JSON")
   .option("--verify", "instead, recompute the image's file hashes, digest and dm-verity root hash; name every part that differs and exit 1")
-  .action(async (image: string, opts: { channel: Channel; json?: boolean; verify?: boolean }) => {
-    const { dir, manifest } = await findImage(projectRoot(), image, opts.channel);
+  .action(async (image: string, opts: { channel: Channel; arch: Arch; json?: boolean; verify?: boolean }) => {
+    const { dir, manifest } = await findImage(projectRoot(), image, opts.channel, opts.arch);
     if (opts.verify) {
       process.stdout.write(`${await verifyCommand(dir, manifest)}\n`);
       return;
