@@ -46,6 +46,13 @@ export const emptyLock = (): Lock => ({ lockfileVersion: 1, debian: {} });
  */
 export const lockKey = (suite: string, name: string, arch: Arch = DEFAULT_ARCH) => `${suite}/${name}${arch === DEFAULT_ARCH ? "" : `:${arch}`}`;
 
+/** The lock's entries for one architecture, keyed by "<suite>/<package>" as lockKey(suite, name, arch) would key them. */
+export function lockEntries(lock: Lock, arch: Arch): Map<string, LockedDeb> {
+  const suffix = lockKey("", "", arch).slice(1);
+  const mine = (key: string) => (suffix ? key.endsWith(suffix) : !key.includes(":"));
+  return new Map(Object.entries(lock.debian).filter(([key]) => mine(key)).map(([key, deb]) => [suffix ? key.slice(0, -suffix.length) : key, deb]));
+}
+
 export async function readLock(path: string): Promise<Lock> {
   if (!existsSync(path)) return emptyLock();
   let data: unknown;

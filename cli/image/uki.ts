@@ -175,7 +175,7 @@ export async function addPeSections(stub: Buffer, sections: UkiSection[]): Promi
 }
 
 /** The UKI: the stub with os-release, command line, initramfs and kernel (last, as ukify orders them). */
-export function buildUki(parts: UkiParts): Promise<Layout> {
+export async function buildUki(parts: UkiParts): Promise<Layout> {
   const h = parse(parts.stub);
   const machine = parts.stub.readUInt16LE(h.coff);
   if (parts.machine !== undefined && machine !== parts.machine) {
