@@ -144,7 +144,7 @@ export async function addLibraryClosure(
     // Every ELF file of an image is its architecture's: another's would not run (or load).
     if (deps.machine !== ARCH[arch].elfMachine) {
       const is = Object.values(ARCH).find((a) => a.elfMachine === deps.machine)?.arch ?? `ELF machine ${deps.machine}`;
-      throw new ResinError(`${entry.path} is built for ${is}, not ${arch}, the architecture of this image`, `take it from the package for ${arch}: paths and package names may say $ARCH and $MULTIARCH (see the README's Architectures)`);
+      throw new ResinError(`${entry.path} is built for ${is}, not ${arch}, the architecture of this image`, `take it from the package for ${arch}: paths and package names may say $ARCH and $MULTIARCH (README: Architectures)`);
     }
     const search = owners.get(entry.path) ?? pooled;
     const wanted = [...(deps.interpreter ? [[deps.interpreter.replace(/^\/+/, "")]] : []), ...deps.needed.map((soname) => dirs.map((d) => `${d}/${soname}`))];

@@ -11,10 +11,10 @@ import { cachedRelease, fetchRelease, missingReleaseError } from "../artifacts/o
 import type { ReleaseRef } from "../artifacts/releases.js";
 import { buildImage, type BuildCheck, type BuiltImage } from "./build.js";
 import { ResinError } from "../util/errors.js";
-import { requireTools } from "../util/tools.js";
+import { requireTools, type HostTool } from "../util/tools.js";
 import type { Log } from "../util/log.js";
 import { installRoot } from "../util/paths.js";
-import { DEFAULT_ARCH, type Arch } from "../spec/arch.js";
+import { DEFAULT_ARCH, targetRunner, type Arch } from "../spec/arch.js";
 
 export interface BuildOptions {
   project: string;
@@ -103,7 +103,15 @@ export async function buildRoles(opts: BuildOptions): Promise<BuiltImage[]> {
       }
     }
   }
-  requireTools(["depmod", "mksquashfs", "dpkg-deb", "apt-get"]);
+  requireTools(["depmod", "mksquashfs", "dpkg-deb", "apt-get", ...(targetRunner(arch) as HostTool[])]);
+  // Official releases are fetched and verified for linux_amd64 only so far.
+  const releasing = roles.filter((r) => r.services.some((s) => s.release));
+  if (arch !== DEFAULT_ARCH && releasing.length) {
+    throw new ResinError(
+      `${releasing.map((r) => r.spec.role).join(", ")} on the official channel: Resin fetches and verifies HashiCorp's releases for linux_amd64 only, not ${arch}`,
+      `build ${arch} images from Debian's packages (--channel debian), or build these roles for amd64`,
+    );
+  }
 
   // Official releases first: they are what a machine without internet access lacks, and
   // saying so should not wait for Debian downloads. Either stops before any image is made.
