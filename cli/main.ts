@@ -34,6 +34,7 @@ import { debianTestKey, loadSigningKey, parseSignOption } from "./image/sign.js"
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ARCHES, DEFAULT_ARCH, type Arch } from "./spec/arch.js";
 
 // RESIN_CLUSTER names the cluster when --name is not given (resin test sets it for its scripts).
 const DEFAULT_CLUSTER = process.env.RESIN_CLUSTER || "resin";
@@ -50,6 +51,7 @@ const roleOption = () => new Option("--role <role>", "role of every node of a ne
 const rolesOption = () =>
   new Option("--roles <spec>", "a new cluster of several roles, ROLE=COUNT,…, e.g. consul-server=3,nomad-client=2 (instead of --role and --nodes)");
 const offlineOption = () => new Option("--offline", "never download; use only cached artifacts (also RESIN_OFFLINE=1)");
+const buildArchOption = () => new Option("--arch <arch>", "the architecture the images are for (arm64 images are written to out/images/<channel>-arm64)").choices(ARCHES).default(DEFAULT_ARCH);
 
 /** Each node's role for a new cluster, from --roles, or --role and --nodes (three control-plane nodes by default). */
 function nodeRoles(opts: { role?: string; nodes?: number; roles?: string }): { roles: string[]; given: boolean; rolesGiven: boolean } {
@@ -77,13 +79,14 @@ program
   .argument("[roles...]", "role names from machines/*.yml")
   .addOption(channelOption())
   .addOption(offlineOption())
+  .addOption(buildArchOption())
   .option("--update-lock", "re-resolve every Debian package to the newest version and rewrite resin.lock.json")
   .option("--sign <key,cert>", "sign each unified kernel image (disk.raw, disk.qcow2, disk.iso) for UEFI Secure Boot with this RSA key (PEM, unencrypted) and its certificate (PEM); the manifest records the certificate's SHA-256 fingerprint")
-  .action(async (roles: string[], opts: { updateLock?: boolean; channel: Channel; offline?: boolean; sign?: string }) => {
+  .action(async (roles: string[], opts: { updateLock?: boolean; channel: Channel; arch: Arch; offline?: boolean; sign?: string }) => {
     // The key pair is checked before anything is built or written.
     const sign = opts.sign !== undefined ? loadSigningKey(parseSignOption(opts.sign)) : undefined;
     if (sign) requireTools(["sbsign", "faketime"]);
-    await buildRoles({ project: projectRoot(), roles, channel: opts.channel, offline: opts.offline || offlineByDefault(), updateLock: opts.updateLock, log: stderrLog, check: runBuildChecks, sign });
+    await buildRoles({ project: projectRoot(), roles, channel: opts.channel, arch: opts.arch, offline: opts.offline || offlineByDefault(), updateLock: opts.updateLock, log: stderrLog, check: runBuildChecks, sign });
   });
 
 program
@@ -325,10 +328,11 @@ program
   .description("print an image's manifest: digests, packages, releases and every file with its origin")
   .argument("<image>", "a role name (its latest build) or an image directory")
   .addOption(channelOption())
+  .addOption(buildArchOption())
   .option("--json", "print the manifest as JSON")
   .option("--verify", "instead, recompute the image's file hashes, digest and dm-verity root hash, and check a signed image's UKI signatures against its certificate (sbverify); name every part that differs and exit 1")
-  .action(async (image: string, opts: { channel: Channel; json?: boolean; verify?: boolean }) => {
-    const { dir, manifest } = await findImage(projectRoot(), image, opts.channel);
+  .action(async (image: string, opts: { channel: Channel; arch: Arch; json?: boolean; verify?: boolean }) => {
+    const { dir, manifest } = await findImage(projectRoot(), image, opts.channel, opts.arch);
     if (opts.verify) {
       process.stdout.write(`${await verifyCommand(dir, manifest)}\n`);
       return;

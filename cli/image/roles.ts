@@ -11,15 +11,18 @@ import { cachedRelease, fetchRelease, missingReleaseError } from "../artifacts/o
 import type { ReleaseRef } from "../artifacts/releases.js";
 import { buildImage, type BuildCheck, type BuiltImage } from "./build.js";
 import { ResinError } from "../util/errors.js";
-import { requireTools } from "../util/tools.js";
+import { requireTools, type HostTool } from "../util/tools.js";
 import type { Log } from "../util/log.js";
 import { installRoot } from "../util/paths.js";
 import type { SigningKey } from "./sign.js";
+import { DEFAULT_ARCH, targetRunner, type Arch } from "../spec/arch.js";
 
 export interface BuildOptions {
   project: string;
   roles?: string[];
   channel: Channel;
+  /** The architecture the images are for (amd64 when absent). */
+  arch?: Arch;
   /** Never download: use only what the cache holds (RESIN_OFFLINE=1 sets this too). */
   offline?: boolean;
   updateLock?: boolean;
@@ -87,22 +90,31 @@ async function buildableNow(project: string): Promise<string> {
 }
 
 export async function buildRoles(opts: BuildOptions): Promise<BuiltImage[]> {
+  const arch = opts.arch ?? DEFAULT_ARCH;
   // Load every spec first: a mistake in any of them stops the build before any download.
   const roles: Role[] = [];
   if (opts.roles?.length) {
-    for (const name of opts.roles) roles.push(await loadRole(opts.project, name, opts.channel));
+    for (const name of opts.roles) roles.push(await loadRole(opts.project, name, opts.channel, installRoot(), arch));
   } else {
     // All roles: those that include a service without this channel are skipped, not errors.
     for (const name of await listRoles(opts.project)) {
       try {
-        roles.push(await loadRole(opts.project, name, opts.channel));
+        roles.push(await loadRole(opts.project, name, opts.channel, installRoot(), arch));
       } catch (e) {
         if (!(e instanceof ResinError) || !/has no '\w+' channel/.test(e.message)) throw e;
         opts.log(`skip ${name}: ${e.message}`);
       }
     }
   }
-  requireTools(["depmod", "mksquashfs", "dpkg-deb", "apt-get"]);
+  requireTools(["depmod", "mksquashfs", "dpkg-deb", "apt-get", ...(targetRunner(arch) as HostTool[])]);
+  // Official releases are fetched and verified for linux_amd64 only so far.
+  const releasing = roles.filter((r) => r.services.some((s) => s.release));
+  if (arch !== DEFAULT_ARCH && releasing.length) {
+    throw new ResinError(
+      `${releasing.map((r) => r.spec.role).join(", ")} on the official channel: Resin fetches and verifies HashiCorp's releases for linux_amd64 only, not ${arch}`,
+      `build ${arch} images from Debian's packages (--channel debian), or build these roles for amd64`,
+    );
+  }
 
   // Official releases first: they are what a machine without internet access lacks, and
   // saying so should not wait for Debian downloads. Either stops before any image is made.
@@ -113,8 +125,8 @@ export async function buildRoles(opts: BuildOptions): Promise<BuiltImage[]> {
   const stockLock = join(installRoot(), "resin.lock.json");
   const lock = await readLock(lockPath);
   const seed = resolve(stockLock) !== resolve(lockPath) && existsSync(stockLock) ? await readLock(stockLock) : undefined;
-  const requests = await debRequests(roles.flatMap((r) => r.services));
-  const debs = new Debs(lock, opts.log, { updateLock: opts.updateLock, offline: opts.offline, seed, suites: requests.map((r) => r.suite) });
+  const requests = await debRequests(roles.flatMap((r) => r.services), arch);
+  const debs = new Debs(lock, opts.log, { updateLock: opts.updateLock, offline: opts.offline, seed, suites: requests.map((r) => r.suite), arch });
   const saveLock = async () => {
     if (!debs.changed) return;
     await writeLock(lockPath, lock);
@@ -136,7 +148,7 @@ export async function buildRoles(opts: BuildOptions): Promise<BuiltImage[]> {
   for (const role of roles) {
     try {
       const image = await buildImage(opts.project, role, lock, opts.log, opts.check, open, opts.sign);
-      opts.log(`${image.cached ? "up to date" : "built"}: ${role.spec.role} (${opts.channel}) ${image.manifest.digest.slice(0, 19)} in ${image.dir}`);
+      opts.log(`${image.cached ? "up to date" : "built"}: ${role.spec.role} (${opts.channel}, ${arch}) ${image.manifest.digest.slice(0, 19)} in ${image.dir}`);
       images.push(image);
     } finally {
       await saveLock();

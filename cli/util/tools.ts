@@ -7,6 +7,9 @@ import { ResinError } from "./errors.js";
 export const HOST_TOOLS = {
   "qemu-system-x86_64": "qemu-system-x86",
   "qemu-img": "qemu-utils",
+  // Runs a build step's program of another architecture (busybox --list-full).
+  "qemu-aarch64-static": "qemu-user-static",
+  "qemu-x86_64-static": "qemu-user-static",
   vde_switch: "vde2",
   depmod: "kmod",
   mksquashfs: "squashfs-tools",

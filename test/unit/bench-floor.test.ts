@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { readLock } from "../../cli/artifacts/lock.js";
+import { lockEntries, readLock } from "../../cli/artifacts/lock.js";
 import { KERNEL_APPEND, qemuArgs, type VmSpec } from "../../cli/provider/qemu/vm.js";
 import { sha256 } from "../../cli/util/hash.js";
 import { floorAppend, floorPlan, floorQemuArgs, parseTimeline } from "../../bench/floor/cluster.js";
@@ -151,7 +151,7 @@ function nodeJson(dir: string, name: string, ip: string, join_: string): string 
 // The initramfs itself, from the .debs resin.lock.json names (the unit suite's global
 // setup, test/unit/global-setup.ts, puts them in Resin's artifact cache).
 const lock = await readLock(join(REPO, "resin.lock.json"));
-const debs = floorDebs(Object.values(lock.debian));
+const debs = floorDebs([...lockEntries(lock, "amd64").values()]);
 
 describe("the floor's initramfs (from the cached .debs)", () => {
   it("is the same bytes from the same inputs, and holds exactly busybox, consul, its libraries, the NIC modules, the config and /init", { timeout: 60_000 }, async () => {

@@ -1,6 +1,6 @@
-import { describe, it, expect, afterAll, beforeEach, type TestContext } from "vitest";
+import { describe, it, expect, afterAll, beforeEach, inject, type TestContext } from "vitest";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readElfDeps } from "../../cli/image/elf.js";
@@ -14,15 +14,15 @@ import { PT_DYNAMIC, synthElf } from "./synth-elf.js";
 describe("readElfDeps on hand-made ELF files", () => {
   it("reads the interpreter and the needed sonames in order, mapping DT_STRTAB through PT_LOAD", () => {
     const elf = synthElf({ interpreter: "/lib64/ld-linux-x86-64.so.2", needed: ["libfoo.so.1", "libc.so.6"] });
-    expect(readElfDeps(elf)).toEqual({ interpreter: "/lib64/ld-linux-x86-64.so.2", needed: ["libfoo.so.1", "libc.so.6"] });
+    expect(readElfDeps(elf)).toEqual({ machine: 62, interpreter: "/lib64/ld-linux-x86-64.so.2", needed: ["libfoo.so.1", "libc.so.6"] });
   });
 
   it("gives no needed libraries and no interpreter for a static binary", () => {
-    expect(readElfDeps(synthElf({ static: true }))).toEqual({ interpreter: undefined, needed: [] });
+    expect(readElfDeps(synthElf({ static: true }))).toEqual({ machine: 62, interpreter: undefined, needed: [] });
   });
 
   it("reads a shared library (dynamic, no interpreter)", () => {
-    expect(readElfDeps(synthElf({ needed: ["libc.so.6"] }))).toEqual({ interpreter: undefined, needed: ["libc.so.6"] });
+    expect(readElfDeps(synthElf({ needed: ["libc.so.6"] }))).toEqual({ machine: 62, interpreter: undefined, needed: ["libc.so.6"] });
   });
 
   it("stops at DT_NULL", () => {
@@ -94,7 +94,7 @@ describe("readElfDeps on /bin/ls", () => {
     needLs(ctx);
     needReadelf(ctx);
     const want = readelf(LS)!;
-    expect(readElfDeps(readFileSync(LS))).toEqual({ interpreter: want.interpreter, needed: want.needed });
+    expect(readElfDeps(readFileSync(LS))).toEqual({ machine: 62, interpreter: want.interpreter, needed: want.needed });
   });
 });
 
@@ -102,7 +102,7 @@ describe("readElfDeps on shared libraries", () => {
   const needLoader = (ctx: TestContext) => ctx.skip(!onX86_64 || !existsSync(LOADER), onX86_64 ? `${LOADER} is missing` : NOT_X86_64);
   it("finds nothing needed by the loader itself", (ctx) => {
     needLoader(ctx);
-    expect(readElfDeps(readFileSync(LOADER))).toEqual({ interpreter: undefined, needed: [] });
+    expect(readElfDeps(readFileSync(LOADER))).toEqual({ machine: 62, interpreter: undefined, needed: [] });
   });
 
   it("agrees with readelf on libc", (ctx) => {
@@ -110,7 +110,7 @@ describe("readElfDeps on shared libraries", () => {
     ctx.skip(!LIBC, "no libc.so.6 in /lib/x86_64-linux-gnu, /usr/lib/x86_64-linux-gnu or /lib64");
     needReadelf(ctx);
     const want = readelf(LIBC!)!;
-    expect(readElfDeps(readFileSync(LIBC!))).toEqual({ interpreter: want.interpreter, needed: want.needed });
+    expect(readElfDeps(readFileSync(LIBC!))).toEqual({ machine: 62, interpreter: want.interpreter, needed: want.needed });
     expect(want.needed).toContain("ld-linux-x86-64.so.2");
   });
 });
@@ -124,7 +124,7 @@ describe("readElfDeps on /bin/busybox", () => {
     ctx.skip(!existsSync("/bin/busybox"), "/bin/busybox is missing (Debian's busybox package)");
     needReadelf(ctx);
     const want = readelf("/bin/busybox")!;
-    expect(readElfDeps(readFileSync("/bin/busybox"))).toEqual({ interpreter: want.interpreter, needed: want.needed });
+    expect(readElfDeps(readFileSync("/bin/busybox"))).toEqual({ machine: 62, interpreter: want.interpreter, needed: want.needed });
   });
 });
 
@@ -161,7 +161,7 @@ const staticBinary = findStaticBinary();
 describe("readElfDeps on a real static binary", () => {
   it(`finds no interpreter and no libraries (${staticBinary ?? "none found"})`, (ctx) => {
     ctx.skip(!staticBinary, "no static x86-64 binary here, and none could be built (needs readelf, and gcc with a static libc)");
-    expect(readElfDeps(readFileSync(staticBinary!))).toEqual({ interpreter: undefined, needed: [] });
+    expect(readElfDeps(readFileSync(staticBinary!))).toEqual({ machine: 62, interpreter: undefined, needed: [] });
   });
 });
 
@@ -206,5 +206,39 @@ describe("readElfDeps on a truncated /bin/ls", () => {
 
   it("says the file is truncated, not just that an offset is out of range", () => {
     expect(() => readElfDeps(ls.subarray(0, 100))).toThrow(/truncated|too short|outside the file/i);
+  });
+});
+
+// ---- aarch64 -------------------------------------------------------------------------
+
+// Real aarch64 files from Debian's arm64 packages (unpacked by the unit suite's global
+// setup, as resin.lock.json pins them): the reader must take them as readelf does, and
+// say they are AArch64 (e_machine 183), whatever the host is.
+describe("readElfDeps on Debian's arm64 packages", () => {
+  const roots = inject("arm64Packages");
+  const machineOf = (path: string) => spawnSync("readelf", ["-hW", path], { encoding: "utf8" }).stdout.match(/Machine:\s+(.+)/)?.[1]?.trim();
+
+  it("reads the static busybox as AArch64, with no interpreter and no libraries, as readelf does", (ctx) => {
+    needReadelf(ctx);
+    const path = join(roots.busybox, "bin", "busybox");
+    const want = readelf(path)!;
+    expect(machineOf(path)).toBe("AArch64");
+    expect(readElfDeps(readFileSync(path))).toEqual({ machine: 183, interpreter: want.interpreter, needed: want.needed });
+  });
+
+  it("reads Consul's arm64 binary as readelf does", (ctx) => {
+    needReadelf(ctx);
+    const path = join(roots.consul, "usr", "bin", "consul");
+    const want = readelf(path)!;
+    expect(machineOf(path)).toBe("AArch64");
+    expect(readElfDeps(readFileSync(path))).toEqual({ machine: 183, interpreter: want.interpreter, needed: want.needed });
+  });
+
+  it("reads an arm64 kernel module (relocatable, no program headers) as AArch64 with nothing needed", (ctx) => {
+    needReadelf(ctx);
+    const [version] = readdirSync(join(roots.kernel, "lib", "modules"));
+    const path = join(roots.kernel, "lib", "modules", version!, "kernel", "drivers", "md", "dm-verity.ko");
+    expect(machineOf(path)).toBe("AArch64");
+    expect(readElfDeps(readFileSync(path))).toEqual({ machine: 183, interpreter: undefined, needed: [] });
   });
 });

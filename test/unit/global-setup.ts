@@ -14,7 +14,7 @@ import { join, resolve } from "node:path";
 import type { TestProject } from "vitest/node";
 import { ensureDebs, type DebRequest } from "../../cli/artifacts/debian.js";
 import { unpackedDeb } from "../../cli/artifacts/cache.js";
-import { readLock } from "../../cli/artifacts/lock.js";
+import { lockEntries, readLock } from "../../cli/artifacts/lock.js";
 import { stderrLog } from "../../cli/util/log.js";
 import { floorDebs } from "../../bench/floor/image.js";
 
@@ -22,6 +22,8 @@ declare module "vitest" {
   export interface ProvidedContext {
     /** Absolute path of Consul 1.8.7's binary, unpacked from Debian bullseye's package. */
     consul187: string;
+    /** Debian's arm64 packages the unit suite reads aarch64 ELF files from, unpacked: busybox-static, consul and the kernel. */
+    arm64Packages: { busybox: string; consul: string; kernel: string };
   }
 }
 
@@ -33,17 +35,31 @@ export default async function setup(project: TestProject): Promise<void> {
   process.env.PATH = path;
   if (toolchain) process.env.GOTOOLCHAIN = toolchain;
   const lock = await readLock(join(root, "resin.lock.json"));
-  const wanted = new Set(Object.values(floorDebs(Object.values(lock.debian))).map((d) => d.sha256));
+  // The unit suite runs amd64 programs (Consul 1.8.7) and builds the amd64 floor.
+  const amd64 = lockEntries(lock, "amd64");
+  const wanted = new Set(Object.values(floorDebs([...amd64.values()])).map((d) => d.sha256));
   // Locked entries only: ensureDebs then consults apt for nothing but a missing blob.
-  const requests: DebRequest[] = Object.entries(lock.debian)
+  const requests: DebRequest[] = [...amd64]
     .filter(([, d]) => wanted.has(d.sha256))
-    .map(([key]) => ({ suite: key.slice(0, key.indexOf("/")), name: key.slice(key.indexOf("/") + 1), kernel: false }));
+    .map(([key]) => ({ suite: key.slice(0, key.indexOf("/")), name: key.slice(key.indexOf("/") + 1), arch: "amd64", kernel: false }));
   await ensureDebs(requests, lock, stderrLog);
-  for (const d of Object.values(lock.debian).filter((d) => wanted.has(d.sha256))) await unpackedDeb(d.sha256, `${d.package} ${d.version}`);
+  for (const d of [...amd64.values()].filter((d) => wanted.has(d.sha256))) await unpackedDeb(d.sha256, `${d.package} ${d.version}`);
   const consul = lock.debian["bullseye/consul"];
   if (!consul) throw new Error("resin.lock.json has no bullseye/consul: the unit suite runs Consul 1.8.7 from Debian bullseye");
   const bin = join(await unpackedDeb(consul.sha256, `consul ${consul.version}`), "usr", "bin", "consul");
   const version = spawnSync(bin, ["version"], { encoding: "utf8" });
   if (!/^Consul v1\.8\.7\b/.test(version.stdout ?? "")) throw new Error(`${bin} is not Consul 1.8.7: ${version.stdout}${version.stderr}${version.error?.message ?? ""}`);
   project.provide("consul187", bin);
+  // aarch64 ELF files for the ELF reader's tests: arm64 packages as the lock pins them
+  // (the arm64 e2e builds from the same ones; the cache is shared).
+  const arm64 = lockEntries(lock, "arm64");
+  const arm64Roots: Record<string, string> = {};
+  for (const [what, key] of [["busybox", "bookworm/busybox-static"], ["consul", "bullseye/consul"], ["kernel", "bookworm/linux-image-arm64"]] as const) {
+    const deb = arm64.get(key);
+    if (!deb) throw new Error(`resin.lock.json has no ${key}:arm64: build an arm64 image once (resin build consul-server --channel debian --arch arm64) to pin it`);
+    const slash = key.indexOf("/");
+    await ensureDebs([{ suite: key.slice(0, slash), name: key.slice(slash + 1), arch: "arm64", kernel: what === "kernel" }], lock, stderrLog);
+    arm64Roots[what] = await unpackedDeb(deb.sha256, `${deb.package} ${deb.version}`);
+  }
+  project.provide("arm64Packages", arm64Roots as { busybox: string; consul: string; kernel: string });
 }

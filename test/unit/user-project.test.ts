@@ -169,7 +169,7 @@ describe("services without channels", () => {
 
   it("only a service without `libraries:` asks for its packages' Depends to be locked", async () => {
     const role = await loadRole(project(), "cache", "debian");
-    const requests = await debRequests(role.services);
+    const requests = await debRequests(role.services, "amd64");
     expect(requests.find((r) => r.name === "redis-server")).toMatchObject({ suite: "bookworm", closure: true });
     expect(requests.find((r) => r.name === "consul")?.closure).toBeUndefined();
     expect(requests.find((r) => r.name === "runit")?.closure).toBeUndefined();
@@ -241,7 +241,7 @@ describe("the project's own resin.lock.json", () => {
     writeFileSync(join(cache, "blobs", "sha256", sha), "x");
     process.env.RESIN_CACHE_HOME = cache;
     const lines: string[] = [];
-    return { debs: new Debs(lock, (l) => lines.push(l), { offline: true, seed, suites: ["bullseye"] }), lines };
+    return { debs: new Debs(lock, (l) => lines.push(l), { offline: true, seed, suites: ["bullseye"], arch: "amd64" }), lines };
   }
   afterEach(() => {
     delete process.env.RESIN_CACHE_HOME;
@@ -250,7 +250,7 @@ describe("the project's own resin.lock.json", () => {
   it("pins a package it has no entry for as Resin's own lock pins it, without asking the mirror", async () => {
     const lock: Lock = { lockfileVersion: 1, debian: {} };
     const { debs, lines } = offlineDebs(lock, { lockfileVersion: 1, debian: { "bullseye/consul": stockEntry } });
-    expect(await debs.ensure({ name: "consul", suite: "bullseye", kernel: false })).toEqual(stockEntry);
+    expect(await debs.ensure({ name: "consul", suite: "bullseye", arch: "amd64", kernel: false })).toEqual(stockEntry);
     expect(lock.debian["bullseye/consul"]).toEqual(stockEntry);
     expect(debs.changed).toBe(true);
     expect(lines.join("\n")).toContain("as Resin's own resin.lock.json pins it");
@@ -260,15 +260,15 @@ describe("the project's own resin.lock.json", () => {
     const own = { ...stockEntry, version: "mine" };
     const lock: Lock = { lockfileVersion: 1, debian: { "bullseye/consul": own } };
     const { debs } = offlineDebs(lock, { lockfileVersion: 1, debian: { "bullseye/consul": stockEntry } });
-    expect(await debs.ensure({ name: "consul", suite: "bullseye", kernel: false })).toEqual(own);
+    expect(await debs.ensure({ name: "consul", suite: "bullseye", arch: "amd64", kernel: false })).toEqual(own);
     expect(debs.changed).toBe(false);
   });
 
   it("needs the mirror's Packages index once to record what a package depends on, and says so offline", async () => {
     const lock: Lock = { lockfileVersion: 1, debian: { "bullseye/consul": stockEntry } };
     const { debs } = offlineDebs(lock);
-    await expect(debs.ensure({ name: "consul", suite: "bullseye", kernel: false, closure: true })).rejects.toThrow("offline, but resin.lock.json does not say what bullseye/consul depends on");
+    await expect(debs.ensure({ name: "consul", suite: "bullseye", arch: "amd64", kernel: false, closure: true })).rejects.toThrow("offline, but resin.lock.json does not say what bullseye/consul depends on");
     lock.debian["bullseye/consul"] = { ...stockEntry, depends: ["libc6"] };
-    expect((await debs.ensure({ name: "consul", suite: "bullseye", kernel: false, closure: true })).depends).toEqual(["libc6"]);
+    expect((await debs.ensure({ name: "consul", suite: "bullseye", arch: "amd64", kernel: false, closure: true })).depends).toEqual(["libc6"]);
   });
 });
