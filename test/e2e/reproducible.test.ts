@@ -11,14 +11,14 @@ afterAll(() => projects.forEach((p) => rmSync(p, { recursive: true, force: true 
 // Asynchronously: two builds with disk images take long enough under load that a
 // synchronous spawn blocks the test worker past vitest's RPC timeout.
 const outs: string[] = [];
-async function buildInFreshProject(): Promise<Record<string, string | undefined>> {
+async function buildInFreshProject(arch: "amd64" | "arm64" = "amd64"): Promise<Record<string, string | undefined>> {
   const dir = userProject("resin-repro-");
   projects.push(dir);
-  const r = await execa(process.execPath, [cliPath, "build", "consul-server", "--channel", "debian"], { cwd: repoRoot, env: { RESIN_PROJECT: dir }, reject: false, timeout: 10 * 60_000 });
+  const r = await execa(process.execPath, [cliPath, "build", "consul-server", "--channel", "debian", "--arch", arch], { cwd: repoRoot, env: { RESIN_PROJECT: dir }, reject: false, timeout: 10 * 60_000 });
   if (r.exitCode !== 0) throw new Error(`build failed:\n${r.stderr}`);
-  expect(r.stderr).toContain("built: consul-server");
-  const out = join(dir, "out", "images", "debian", "consul-server");
-  outs.push(out);
+  expect(r.stderr).toContain(`built: consul-server (debian, ${arch})`);
+  const out = join(dir, "out", "images", arch === "amd64" ? "debian" : `debian-${arch}`, "consul-server");
+  if (arch === "amd64") outs.push(out);
   return Object.fromEntries(["vmlinuz", "initrd.img", "rootfs.squashfs", "rootfs.verity", "disk.raw", "disk.qcow2", "disk.iso", "manifest.json"].map((f) => [f, fileBytes(join(out, f))]));
 }
 
@@ -32,6 +32,13 @@ describe("reproducible images", () => {
     expect(first["disk.raw"]).toMatch(/^[0-9a-f]{64}$/);
     expect(first["disk.qcow2"]).toMatch(/^[0-9a-f]{64}$/);
     expect(first["disk.iso"]).toMatch(/^[0-9a-f]{64}$/);
+    expect(second).toEqual(first);
+  });
+
+  it("two independent arm64 builds of consul-server (cross-built on this host) have the same sha256 for every file", async () => {
+    const first = await buildInFreshProject("arm64");
+    const second = await buildInFreshProject("arm64");
+    for (const f of ["vmlinuz", "initrd.img", "rootfs.squashfs", "rootfs.verity", "disk.raw", "disk.qcow2", "disk.iso"]) expect(first[f], f).toMatch(/^[0-9a-f]{64}$/);
     expect(second).toEqual(first);
   });
 
