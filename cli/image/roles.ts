@@ -104,14 +104,6 @@ export async function buildRoles(opts: BuildOptions): Promise<BuiltImage[]> {
     }
   }
   requireTools(["depmod", "mksquashfs", "dpkg-deb", "apt-get", ...(targetRunner(arch) as HostTool[])]);
-  // Official releases are fetched and verified for linux_amd64 only so far.
-  const releasing = roles.filter((r) => r.services.some((s) => s.release));
-  if (arch !== DEFAULT_ARCH && releasing.length) {
-    throw new ResinError(
-      `${releasing.map((r) => r.spec.role).join(", ")} on the official channel: Resin fetches and verifies HashiCorp's releases for linux_amd64 only, not ${arch}`,
-      `build ${arch} images from Debian's packages (--channel debian), or build these roles for amd64`,
-    );
-  }
 
   // Official releases first: they are what a machine without internet access lacks, and
   // saying so should not wait for Debian downloads. Either stops before any image is made.
