@@ -31,6 +31,7 @@ import { writeFileAtomic } from "../util/files.js";
 import type { Log } from "../util/log.js";
 import { cacheHome } from "../util/paths.js";
 import { putBlob, verifiedBlob } from "./cache.js";
+import { ARCH, ARCHES, DEFAULT_ARCH, hostArch, type Arch } from "../spec/arch.js";
 
 /**
  * The last release of each HashiCorp product published under MPL-2.0; every later one
@@ -51,7 +52,8 @@ export const GoRecipeSchema = z
     /** `go env GOVERSION`: the toolchain is part of what the bytes depend on. */
     go: z.string(),
     goos: z.literal("linux"),
-    goarch: z.literal("amd64"),
+    /** GOARCH, from cli/spec/arch.ts (amd64, arm64): the same recipe for another architecture is another build. */
+    goarch: z.enum(ARCHES.map((a) => ARCH[a].goarch) as [string, ...string[]]),
     goMod: z.string().regex(/^[0-9a-f]{64}$/),
     goSum: z.string().regex(/^[0-9a-f]{64}$/),
     cgo: z.boolean(),
@@ -151,14 +153,14 @@ export function pinnedToolchain(requested: string | undefined): string {
  * no go.work replaces the wrapper's modules. GOENV=off: the go env file (`go env -w`)
  * cannot bring any of them back, as an empty variable would let it.
  */
-export function pinnedGoEnv(inherited: NodeJS.ProcessEnv, cgo: boolean, proxies: string[]): NodeJS.ProcessEnv {
+export function pinnedGoEnv(inherited: NodeJS.ProcessEnv, cgo: boolean, proxies: string[], arch: Arch = DEFAULT_ARCH): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     ...inherited,
     GOENV: "off",
     GOTOOLCHAIN: pinnedToolchain(inherited.GOTOOLCHAIN),
     GOFLAGS: "-mod=readonly",
     GOOS: "linux",
-    GOARCH: "amd64",
+    GOARCH: ARCH[arch].goarch,
     CGO_ENABLED: cgo ? "1" : "0",
     GOPROXY: proxies.join(","),
     GONOPROXY: "",
@@ -174,7 +176,7 @@ export function pinnedGoEnv(inherited: NodeJS.ProcessEnv, cgo: boolean, proxies:
 }
 
 /** The go command's environment (pinnedGoEnv), with the module proxies this machine's go is set to use. */
-export async function goEnv(cgo: boolean): Promise<NodeJS.ProcessEnv> {
+export async function goEnv(cgo: boolean, arch: Arch = DEFAULT_ARCH): Promise<NodeJS.ProcessEnv> {
   const { stdout } = await execa("go", ["env", "GOPROXY"], { env: { ...process.env, GOTOOLCHAIN: pinnedToolchain(process.env.GOTOOLCHAIN), GOFLAGS: "-mod=readonly" } }).catch(() => {
     throw new ResinError("the go command is not installed", "install Go (1.21 or newer) and put it on PATH, with GOTOOLCHAIN=go1.X.Y where it is older than a wrapper's go.mod needs (in a clone of Resin: sh scripts/ensure-deps.sh, then . scripts/go-env.sh)");
   });
@@ -183,12 +185,12 @@ export async function goEnv(cgo: boolean): Promise<NodeJS.ProcessEnv> {
   if (proxies.length === 0) {
     throw new ResinError(`GOPROXY names no module proxy (${stdout.trim() || "empty"})`, "set GOPROXY to your Go module proxy; Resin takes modules only from a proxy, never directly from version control");
   }
-  return pinnedGoEnv(process.env, cgo, proxies);
+  return pinnedGoEnv(process.env, cgo, proxies, arch);
 }
 
-/** The recipe for a service's Go module on this machine. */
-export async function goRecipe(spec: GoModuleSpec, wrapperDir: string): Promise<GoRecipe> {
-  const env = await goEnv(spec.cgo);
+/** The recipe for a service's Go module on this machine, for an architecture (amd64 when absent). */
+export async function goRecipe(spec: GoModuleSpec, wrapperDir: string, arch: Arch = DEFAULT_ARCH): Promise<GoRecipe> {
+  const env = await goEnv(spec.cgo, arch);
   const go = (await execa("go", ["env", "GOVERSION"], { env })).stdout.trim();
   const cc = spec.cgo ? (await execa("gcc", ["--version"], { env })).stdout.split("\n")[0]!.trim() : undefined;
   const recipe: GoRecipe = {
@@ -198,7 +200,7 @@ export async function goRecipe(spec: GoModuleSpec, wrapperDir: string): Promise<
     ...(spec.package && spec.package !== spec.module ? { package: spec.package } : {}),
     go,
     goos: "linux",
-    goarch: "amd64",
+    goarch: ARCH[arch].goarch,
     goMod: sha256(await readFile(join(wrapperDir, "go.mod"))),
     goSum: sha256(await readFile(join(wrapperDir, "go.sum"))),
     cgo: spec.cgo,
@@ -234,6 +236,8 @@ export interface GoBuildOptions {
   locked?: { key: string; sha256: string };
   /** Seconds between progress lines while compiling. */
   progressSeconds?: number;
+  /** The architecture to build for (GOARCH from cli/spec/arch.ts); amd64 when absent. */
+  arch?: Arch;
 }
 
 /**
@@ -248,12 +252,17 @@ export async function ensureGoBuild(spec: GoModuleSpec, wrapperDir: string, opts
   if (pkg !== spec.module && !pkg.startsWith(`${spec.module}/`)) {
     throw new ResinError(`${where}: the package ${pkg} is not in the module ${spec.module}`, `name a package under ${spec.module}/, such as ${spec.module}/cmd/NAME`);
   }
-  const recipe = await goRecipe(spec, wrapperDir);
+  const arch = opts.arch ?? DEFAULT_ARCH;
+  // Go cross-compiles pure Go by itself; cgo would need the other architecture's C compiler.
+  if (spec.cgo && arch !== hostArch()) {
+    throw new ResinError(`${where}: ${spec.product} ${spec.version} is built with cgo, which cannot be built for ${arch} on this ${hostArch() ?? process.arch} machine`, `build it on an ${arch} machine, or set cgo: false in its go_module if it builds without C`);
+  }
+  const recipe = await goRecipe(spec, wrapperDir, arch);
   const key = recipeKey(recipe);
   const cached = await cachedGoBuild(recipe);
   if (cached && (!opts.locked || opts.locked.key !== key || opts.locked.sha256 === cached.sha256)) return cached;
 
-  const env = await goEnv(spec.cgo);
+  const env = await goEnv(spec.cgo, arch);
   const name = `${spec.product} ${spec.version}`;
   const go = (args: string[]) => execa("go", args, { cwd: wrapperDir, env, reject: false, all: true });
   opts.log(`  go: downloading the modules of ${name} (${recipe.go}, through the module proxy)`);

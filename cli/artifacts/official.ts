@@ -1,7 +1,7 @@
-// The official-release channel: HashiCorp's own linux_amd64 zips, trusted only after
+// The official-release channel: HashiCorp's own linux_amd64 (or linux_arm64) zips, trusted only after
 // their SHA256SUMS verifies against HashiCorp's release key and the zip matches its line
 // in those sums. A verified zip goes into the content-addressed cache, and an index file
-// per release, <cache>/releases/<product>/<version>/linux_amd64.json, records which blob
+// per release, <cache>/releases/<product>/<version>/<platform>.json (linux_amd64.json, linux_arm64.json), records which blob
 // it is and who signed it, so that later builds need no network. The SHA256SUMS and its
 // signature are cached beside it (as blobs too), and every read of the index verifies
 // them again against the keys trusted now: a release cached while RESIN_RELEASE_KEY_FILE
@@ -23,9 +23,9 @@ import { writeFileAtomic } from "../util/files.js";
 import type { Log } from "../util/log.js";
 import { cacheHome } from "../util/paths.js";
 import { hasBlob, putBlob, verifiedBlob } from "./cache.js";
+import { ARCHES, DEFAULT_ARCH, type Arch } from "../spec/arch.js";
 import { HASHICORP_KEY_FINGERPRINT, HASHICORP_PUBLIC_KEY } from "./hashicorp-key.js";
 import {
-  PLATFORM,
   PRODUCTS,
   checkRef,
   formatRef,
@@ -35,6 +35,7 @@ import {
   releaseDirUrl,
   RELEASE_KEY_ID,
   releaseFiles,
+  releasePlatform,
   releaseUrls,
   type Product,
   type ReleaseFiles,
@@ -80,7 +81,7 @@ function releasesRoot(): string {
 }
 
 function indexPath(ref: ReleaseRef): string {
-  return join(releasesRoot(), ref.product, ref.version, `${PLATFORM}.json`);
+  return join(releasesRoot(), ref.product, ref.version, `${releasePlatform(ref)}.json`);
 }
 
 function fail(ref: ReleaseRef, file: string, what: string, hint?: string): ResinError {
@@ -233,7 +234,7 @@ export async function cachedRelease(ref: ReleaseRef, trustedKeys?: string): Prom
   }
 }
 
-/** Every release in the cache, sorted by product then version. */
+/** Every release in the cache, sorted by product, version, then architecture. */
 export async function listCachedReleases(): Promise<ReleaseIndex[]> {
   const found: ReleaseIndex[] = [];
   for (const product of PRODUCTS) {
@@ -241,8 +242,10 @@ export async function listCachedReleases(): Promise<ReleaseIndex[]> {
     if (!existsSync(dir)) continue;
     for (const version of (await readdir(dir)).sort()) {
       if (!isValidVersion(version)) continue;
-      const entry = await cachedRelease({ product, version });
-      if (entry) found.push(entry);
+      for (const arch of ARCHES) {
+        const entry = await cachedRelease({ product, version, ...(arch === DEFAULT_ARCH ? {} : { arch }) });
+        if (entry) found.push(entry);
+      }
     }
   }
   return found;
@@ -277,6 +280,13 @@ function isUnsafeEntryName(name: string): boolean {
   return name === "" || name.startsWith("/") || name.includes("\\") || /^[A-Za-z]:/.test(name) || name.split("/").includes("..");
 }
 
+/** `resin artifacts fetch` for the refs, one command per architecture (--arch for all but amd64). */
+function fetchCommands(refs: ReleaseRef[]): string[] {
+  const byArch = new Map<Arch, ReleaseRef[]>();
+  for (const r of refs) byArch.set(r.arch ?? DEFAULT_ARCH, [...(byArch.get(r.arch ?? DEFAULT_ARCH) ?? []), r]);
+  return [...byArch].map(([arch, rs]) => `  resin artifacts fetch${arch === DEFAULT_ARCH ? "" : ` --arch ${arch}`} ${rs.map(formatRef).join(" ")}`);
+}
+
 /** The error for releases a build needs but the cache lacks, with the commands that fix it. */
 export function missingReleaseError(refs: ReleaseRef[]): ResinError {
   const base = releaseBaseUrl();
@@ -289,7 +299,7 @@ export function missingReleaseError(refs: ReleaseRef[]): ResinError {
     `official release${refs.length === 1 ? "" : "s"} not in the cache: ${list}`,
     [
       "with network access, download and verify them:",
-      `  resin artifacts fetch ${refs.map(formatRef).join(" ")}`,
+      ...fetchCommands(refs),
       "without, copy each release's zip, SHA256SUMS and SHA256SUMS.sig into one directory <dir> and run:",
       ...offline,
       "(a release cached while another release key was trusted counts as missing: its sums do not verify against the key trusted now)",
@@ -322,7 +332,7 @@ async function verifiedSums(ref: ReleaseRef, sumsText: Buffer, signature: Buffer
   }
   const expected = sums.get(files.zip);
   if (!expected) {
-    throw fail(ref, files.zip, `not listed in ${files.sums}`, "the release may not exist for linux_amd64, or the sums file is not this release's");
+    throw fail(ref, files.zip, `not listed in ${files.sums}`, `the release may not exist for ${releasePlatform(ref)}, or the sums file is not this release's`);
   }
   return { expected, signer };
 }
@@ -425,7 +435,7 @@ export async function importRelease(zipPath: string, opts: ReleaseOptions & { su
   if (!ref) {
     throw new ResinError(
       `${zipPath}: not an official release archive name`,
-      "import the file under its original name, <product>_<version>_linux_amd64.zip (product: consul, nomad or vault)",
+      "import the file under its original name, <product>_<version>_<platform>.zip (product: consul, nomad or vault; platform: linux_amd64 or linux_arm64)",
     );
   }
   const files = releaseFiles(ref);

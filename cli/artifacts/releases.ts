@@ -1,9 +1,11 @@
 // Names of HashiCorp's official release files, and the parsing of their SHA256SUMS.
 // Pure: no I/O, so every rule about what a release is can be tested directly.
 // A release lives at <base>/<product>/<version>/ as
-//   <product>_<version>_linux_amd64.zip, <product>_<version>_SHA256SUMS and
+//   <product>_<version>_<platform>.zip (linux_amd64, linux_arm64: the architecture's
+//   hashicorpPlatform in cli/spec/arch.ts), <product>_<version>_SHA256SUMS and
 //   <product>_<version>_SHA256SUMS.sig (a detached binary OpenPGP signature of the sums).
 import { ResinError } from "../util/errors.js";
+import { ARCH, ARCHES, DEFAULT_ARCH, type Arch } from "../spec/arch.js";
 
 export type Product = "consul" | "nomad" | "vault";
 export const PRODUCTS: readonly Product[] = ["consul", "nomad", "vault"];
@@ -11,10 +13,14 @@ export const PRODUCTS: readonly Product[] = ["consul", "nomad", "vault"];
 export interface ReleaseRef {
   product: Product;
   version: string;
+  /** The architecture whose archive is meant; absent: amd64 (refs from before arm64). */
+  arch?: Arch;
 }
 
-/** The only platform Resin's images run on. */
-export const PLATFORM = "linux_amd64";
+/** The release platform of a ref's architecture: linux_amd64 when it names none. */
+export function releasePlatform(ref: ReleaseRef): string {
+  return ARCH[ref.arch ?? DEFAULT_ARCH].hashicorpPlatform;
+}
 
 // Versions end up in URLs and cache paths, so they are held to a narrow shape:
 // 1.9.3, 1.10.0-beta.1, 1.15.2+ent.
@@ -51,6 +57,11 @@ export function parseReleaseRef(text: string): ReleaseRef {
   return checkRef({ product: text.slice(0, at) as Product, version: text.slice(at + 1) });
 }
 
+/** The ref of a service's release for one architecture (amd64 left implicit, as refs from before arm64). */
+export function releaseRef(release: { product: Product; version: string }, arch: Arch): ReleaseRef {
+  return { product: release.product, version: release.version, ...(arch === DEFAULT_ARCH ? {} : { arch }) };
+}
+
 export function formatRef(ref: ReleaseRef): string {
   return `${ref.product}@${ref.version}`;
 }
@@ -72,7 +83,7 @@ export const RELEASE_KEY_ID = "72D7468F";
 export function releaseFiles(ref: ReleaseRef): ReleaseFiles {
   const stem = `${ref.product}_${ref.version}`;
   const sums = `${stem}_SHA256SUMS`;
-  return { zip: `${stem}_${PLATFORM}.zip`, sums, sig: `${sums}.sig`, keySig: `${sums}.${RELEASE_KEY_ID}.sig` };
+  return { zip: `${stem}_${releasePlatform(ref)}.zip`, sums, sig: `${sums}.sig`, keySig: `${sums}.${RELEASE_KEY_ID}.sig` };
 }
 
 /** The release's directory URL, with a trailing slash; a base URL's own trailing slashes are ignored. */
@@ -87,11 +98,15 @@ export function releaseUrls(ref: ReleaseRef, baseUrl: string): ReleaseFiles {
   return { zip: dir + files.zip, sums: dir + files.sums, sig: dir + files.sig, keySig: dir + files.keySig };
 }
 
-/** The ref a release archive's file name stands for, e.g. for `resin artifacts import`; undefined if it is not one. */
+/**
+ * The ref a release archive's file name stands for, e.g. for `resin artifacts import`,
+ * with the architecture its platform names (amd64 left implicit); undefined if it is not one.
+ */
 export function parseReleaseFileName(name: string): ReleaseRef | undefined {
-  const m = /^([a-z]+)_(.+)_linux_amd64\.zip$/.exec(name);
-  if (!m || !isProduct(m[1]!) || !isValidVersion(m[2]!)) return undefined;
-  return { product: m[1], version: m[2]! };
+  const m = /^([a-z]+)_(.+)_(linux_[a-z0-9]+)\.zip$/.exec(name);
+  const arch = m && ARCHES.find((a) => ARCH[a].hashicorpPlatform === m[3]);
+  if (!m || !arch || !isProduct(m[1]!) || !isValidVersion(m[2]!)) return undefined;
+  return { product: m[1], version: m[2]!, ...(arch === DEFAULT_ARCH ? {} : { arch }) };
 }
 
 // `sha256sum` text-mode output as HashiCorp publishes it: 64 lower-case hex digits,

@@ -12,6 +12,7 @@ import { lockKey, upstreamVersion, type Lock, type LockedDeb } from "../artifact
 import { unpackedDeb } from "../artifacts/cache.js";
 import { hostCodename } from "../artifacts/apt.js";
 import { cachedRelease, missingReleaseError, releaseEntries, type ReleaseIndex } from "../artifacts/official.js";
+import { releaseRef } from "../artifacts/releases.js";
 import { canonicalJson, sha256, sha256File } from "../util/hash.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
@@ -91,8 +92,9 @@ async function releasesFor(role: Role): Promise<Map<string, ReleaseIndex>> {
   const map = new Map<string, ReleaseIndex>();
   for (const s of role.services) {
     if (!s.release) continue;
-    const entry = await cachedRelease(s.release);
-    if (!entry) throw missingReleaseError([s.release]);
+    const ref = releaseRef(s.release, role.arch);
+    const entry = await cachedRelease(ref);
+    if (!entry) throw missingReleaseError([ref]);
     map.set(s.name, entry);
   }
   return map;
@@ -253,7 +255,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   for (const service of role.services) {
     const release = service.release;
     if (!release) continue;
-    const entries = await releaseEntries(release, (name) => name in release.files);
+    const entries = await releaseEntries(releaseRef(release, role.arch), (name) => name in release.files);
     for (const [inZip, path] of Object.entries(release.files)) {
       const data = entries.get(inZip);
       if (!data) throw new ResinError(`${shownPath(service.file)}: the ${release.product} ${release.version} release has no file '${inZip}'`, `its files are: ${[...entries.keys()].join(", ") || "(none matched)"}`);

@@ -8,7 +8,7 @@ import { resolve } from "node:path";
 import { Debs, debRequests } from "../artifacts/debian.js";
 import { readLock, writeLock } from "../artifacts/lock.js";
 import { cachedRelease, fetchRelease, missingReleaseError } from "../artifacts/official.js";
-import type { ReleaseRef } from "../artifacts/releases.js";
+import { releaseRef, type ReleaseRef } from "../artifacts/releases.js";
 import { buildImage, type BuildCheck, type BuiltImage } from "./build.js";
 import { ResinError } from "../util/errors.js";
 import { requireTools, type HostTool } from "../util/tools.js";
@@ -47,8 +47,8 @@ async function ensureReleases(roles: Role[], opts: BuildOptions): Promise<void> 
   for (const role of roles) {
     for (const s of role.services) {
       if (!s.release) continue;
-      const key = `${s.release.product}@${s.release.version}`;
-      const entry = needed.get(key) ?? { ref: { product: s.release.product, version: s.release.version }, roles: [] };
+      const key = `${s.release.product}@${s.release.version}/${role.arch}`;
+      const entry = needed.get(key) ?? { ref: releaseRef(s.release, role.arch), roles: [] };
       entry.roles.push(role.spec.role);
       needed.set(key, entry);
     }
@@ -69,21 +69,21 @@ async function ensureReleases(roles: Role[], opts: BuildOptions): Promise<void> 
   if (missing.length === 0) return;
   const base = missingReleaseError(missing.map((m) => m.ref));
   const reasons = missing.map((m) => `  ${m.ref.product} ${m.ref.version} (needed by ${m.roles.join(", ")}): ${m.why}`).join("\n");
-  throw new ResinError(`${base.message}\n${reasons}`, `${base.hint}\n${await buildableNow(opts.project)}`);
+  throw new ResinError(`${base.message}\n${reasons}`, `${base.hint}\n${await buildableNow(opts.project, opts.arch ?? DEFAULT_ARCH)}`);
 }
 
 /** Which roles could be built right now, without the missing releases: the way forward. */
-async function buildableNow(project: string): Promise<string> {
+async function buildableNow(project: string, arch: Arch): Promise<string> {
   const ready: Record<Channel, string[]> = { official: [], debian: [] };
   for (const name of await listRoles(project)) {
     for (const channel of CHANNELS) {
-      const role = await loadRole(project, name, channel).catch(() => undefined);
+      const role = await loadRole(project, name, channel, installRoot(), arch).catch(() => undefined);
       if (!role) continue;
-      const cached = await Promise.all(role.services.filter((s) => s.release).map((s) => cachedRelease(s.release!)));
+      const cached = await Promise.all(role.services.filter((s) => s.release).map((s) => cachedRelease(releaseRef(s.release!, arch))));
       if (cached.every(Boolean)) ready[channel].push(name);
     }
   }
-  const options = CHANNELS.filter((c) => ready[c].length).map((c) => `resin build ${ready[c].join(" ")} --channel ${c}`);
+  const options = CHANNELS.filter((c) => ready[c].length).map((c) => `resin build ${ready[c].join(" ")} --channel ${c}${arch === DEFAULT_ARCH ? "" : ` --arch ${arch}`}`);
   return options.length
     ? `or build only roles whose artifacts are here: ${options.join("  |  ")}`
     : "no role can be built without them";
@@ -107,14 +107,6 @@ export async function buildRoles(opts: BuildOptions): Promise<BuiltImage[]> {
     }
   }
   requireTools(["depmod", "mksquashfs", "dpkg-deb", "apt-get", ...(targetRunner(arch) as HostTool[])]);
-  // Official releases are fetched and verified for linux_amd64 only so far.
-  const releasing = roles.filter((r) => r.services.some((s) => s.release));
-  if (arch !== DEFAULT_ARCH && releasing.length) {
-    throw new ResinError(
-      `${releasing.map((r) => r.spec.role).join(", ")} on the official channel: Resin fetches and verifies HashiCorp's releases for linux_amd64 only, not ${arch}`,
-      `build ${arch} images from Debian's packages (--channel debian), or build these roles for amd64`,
-    );
-  }
 
   // Official releases first: they are what a machine without internet access lacks, and
   // saying so should not wait for Debian downloads. Either stops before any image is made.

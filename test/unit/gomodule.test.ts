@@ -6,6 +6,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ARCH, hostArch } from "../../cli/spec/arch.js";
 import { checkLicensedVersion, checkWrapper, ensureGoBuild, goBuildBinary, parseModuleList, pinnedGoEnv, pinnedToolchain, recipeKey, goRecipe, LAST_MPL } from "../../cli/artifacts/gomodule.js";
 import type { GoModuleSpec } from "../../cli/spec/schema.js";
 
@@ -64,6 +65,9 @@ describe("the go command's environment", () => {
     // A checksum database named by the operator still checks every sum: it stays.
     expect(pinnedGoEnv({ GOSUMDB: "sumdb.example+abcdef01+AAAA" }, true, ["p"]).GOSUMDB).toBe("sumdb.example+abcdef01+AAAA");
     expect(pinnedGoEnv(hostile, true, ["a", "b"])).toMatchObject({ GOPROXY: "a,b", CGO_ENABLED: "1" });
+    // GOARCH is the architecture's (cli/spec/arch.ts), amd64 when none is given.
+    expect(pinnedGoEnv(hostile, false, ["p"]).GOARCH).toBe("amd64");
+    expect(pinnedGoEnv(hostile, false, ["p"], "arm64").GOARCH).toBe("arm64");
     // The inherited environment is not changed.
     expect(hostile.GOSUMDB).toBe("off");
   });
@@ -161,6 +165,24 @@ describe("a real go build through the cache", () => {
     const second = await ensureGoBuild(spec, wrapper, { log });
     expect(second).toEqual(first);
     expect(lines, "a warm build must not compile again").toEqual([]);
+  });
+
+  it("builds for arm64 as another recipe: an AArch64 executable, its own cache key, the amd64 one untouched", async () => {
+    const amd = await ensureGoBuild(spec, wrapper, { log });
+    const arm = await ensureGoBuild(spec, wrapper, { log, arch: "arm64" });
+    expect(arm.recipe.goarch).toBe("arm64");
+    expect(amd.recipe.goarch).toBe("amd64");
+    expect(arm.key).not.toBe(amd.key);
+    expect(arm.key).toBe(recipeKey(await goRecipe(spec, wrapper, "arm64")));
+    const machine = (bin: Buffer) => bin.readUInt16LE(18); // ELF e_machine
+    expect(machine(await goBuildBinary(arm))).toBe(ARCH.arm64.elfMachine);
+    expect(machine(await goBuildBinary(amd))).toBe(ARCH.amd64.elfMachine);
+    expect(await ensureGoBuild(spec, wrapper, { log })).toEqual(amd);
+  });
+
+  it("refuses a cgo build for another architecture than this machine's, naming the fix", async () => {
+    const other = hostArch() === "arm64" ? "amd64" : "arm64";
+    await expect(ensureGoBuild({ ...spec, cgo: true }, wrapper, { log, arch: other })).rejects.toThrow(new RegExp(`built with cgo, which cannot be built for ${other}`));
   });
 
   it("a second build of the same recipe gives the same bytes (reproducible)", async () => {

@@ -352,6 +352,55 @@ describe("fetchRelease", () => {
   });
 });
 
+describe("fetchRelease for arm64 (the loopback double of the release site)", () => {
+  const ARM: ReleaseRef = { ...REF, arch: "arm64" };
+  const ARM_FILES = releaseFiles(ARM);
+  const ARM_BINARY = "#!/bin/sh\n# Resin test fixture standing in for the arm64 nomad binary; it is not Nomad.\n";
+
+  /** One release as HashiCorp publishes it: both Linux archives under one signed SHA256SUMS. */
+  async function bothPlatforms(listArm = true): Promise<{ amd: Buffer; arm: Buffer }> {
+    const amd = zipOf({ nomad: FIXTURE_BINARY });
+    const arm = zipOf({ nomad: ARM_BINARY });
+    const sums = sumsOf({ [FILES.zip]: amd, ...(listArm ? { [ARM_FILES.zip]: arm } : {}) });
+    routes.set(DIR + FILES.zip, { body: amd });
+    routes.set(DIR + ARM_FILES.zip, { body: arm });
+    routes.set(DIR + FILES.sums, { body: sums });
+    routes.set(DIR + FILES.sig, { body: await sign(sums, testKey) });
+    return { amd, arm };
+  }
+
+  it("downloads the linux_arm64 archive, checks it against the same signed sums, and caches it beside the amd64 one", async () => {
+    const { amd, arm } = await bothPlatforms();
+    const entry = await fetchRelease(ARM, fetchOpts());
+    expect(entry).toMatchObject({ product: "nomad", version: "1.9.3", file: "nomad_1.9.3_linux_arm64.zip", sha256: sha256(arm) });
+    expect(requests).toContain(DIR + "nomad_1.9.3_linux_arm64.zip");
+    expect(requests).not.toContain(DIR + FILES.zip);
+    expect(JSON.parse(readFileSync(join(cache, "releases", "nomad", "1.9.3", "linux_arm64.json"), "utf8"))).toEqual(entry);
+    // The amd64 release is another cache entry: not there until fetched.
+    expect(await cachedRelease(REF)).toBeUndefined();
+    expect((await releaseEntries(ARM)).get("nomad")?.toString()).toBe(ARM_BINARY);
+    const amdEntry = await fetchRelease(REF, fetchOpts());
+    expect(amdEntry.sha256).toBe(sha256(amd));
+    expect(await listCachedReleases()).toEqual([amdEntry, entry]);
+    expect((await releaseEntries(REF)).get("nomad")?.toString()).toBe(FIXTURE_BINARY);
+  });
+
+  it("refuses sums that list no linux_arm64 archive, naming the platform", async () => {
+    await bothPlatforms(false);
+    await expect(fetchRelease(ARM, fetchOpts())).rejects.toThrow(/nomad_1\.9\.3_linux_arm64\.zip: not listed in nomad_1\.9\.3_SHA256SUMS/);
+    await expect(fetchRelease(ARM, fetchOpts())).rejects.toMatchObject({ hint: expect.stringContaining("linux_arm64") });
+    expect(existsSync(join(cache, "releases", "nomad", "1.9.3", "linux_arm64.json"))).toBe(false);
+  });
+
+  it("a missing arm64 release is fetched with --arch arm64, and imported under its linux_arm64 name", () => {
+    const e = missingReleaseError([ARM, { product: "consul", version: "1.20.1" }]);
+    expect(e.message).toBe("official releases not in the cache: nomad 1.9.3 (nomad_1.9.3_linux_arm64.zip), consul 1.20.1 (consul_1.20.1_linux_amd64.zip)");
+    expect(e.hint).toContain("resin artifacts fetch --arch arm64 nomad@1.9.3\n");
+    expect(e.hint).toContain("resin artifacts fetch consul@1.20.1\n");
+    expect(e.hint).toContain("resin artifacts import <dir>/nomad_1.9.3_linux_arm64.zip");
+  });
+});
+
 describe("the cached index, verified again on every read", () => {
   it("keeps the sums and signature beside the archive, as blobs", async () => {
     const entry = await cacheGood();

@@ -7,6 +7,7 @@ import {
   parseReleaseRef,
   parseSha256Sums,
   releaseFiles,
+  releaseRef,
   releaseUrls,
   type Product,
 } from "../../cli/artifacts/releases.js";
@@ -27,6 +28,19 @@ describe("release names", () => {
       sig: "nomad_1.9.3_SHA256SUMS.sig",
       keySig: "nomad_1.9.3_SHA256SUMS.72D7468F.sig",
     });
+  });
+
+  it("names the linux_arm64 archive for an arm64 ref (the platform from spec/arch.ts); the sums are the release's, whatever the architecture", () => {
+    expect(releaseFiles({ product: "consul", version: "1.18.2", arch: "arm64" })).toEqual({
+      zip: "consul_1.18.2_linux_arm64.zip",
+      sums: "consul_1.18.2_SHA256SUMS",
+      sig: "consul_1.18.2_SHA256SUMS.sig",
+      keySig: "consul_1.18.2_SHA256SUMS.72D7468F.sig",
+    });
+    expect(releaseFiles({ product: "consul", version: "1.18.2", arch: "amd64" }).zip).toBe("consul_1.18.2_linux_amd64.zip");
+    // A service's release for an architecture: amd64 stays implicit, so amd64 refs are those from before arm64.
+    expect(releaseRef({ product: "nomad", version: "1.6.5" }, "amd64")).toEqual({ product: "nomad", version: "1.6.5" });
+    expect(releaseRef({ product: "nomad", version: "1.6.5" }, "arm64")).toEqual({ product: "nomad", version: "1.6.5", arch: "arm64" });
   });
 
   it("builds URLs under <base>/<product>/<version>/, ignoring a trailing slash on the base", () => {
@@ -60,7 +74,9 @@ describe("release names", () => {
   it("reads product and version back from an archive's file name", () => {
     expect(parseReleaseFileName("nomad_1.9.3_linux_amd64.zip")).toEqual({ product: "nomad", version: "1.9.3" });
     expect(parseReleaseFileName("vault_1.15.2+ent_linux_amd64.zip")).toEqual({ product: "vault", version: "1.15.2+ent" });
-    expect(parseReleaseFileName("nomad_1.9.3_linux_arm64.zip")).toBeUndefined();
+    expect(parseReleaseFileName("nomad_1.9.3_linux_arm64.zip")).toEqual({ product: "nomad", version: "1.9.3", arch: "arm64" });
+    expect(parseReleaseFileName("nomad_1.9.3_linux_386.zip")).toBeUndefined();
+    expect(parseReleaseFileName("nomad_1.9.3_darwin_arm64.zip")).toBeUndefined();
     expect(parseReleaseFileName("terraform_1.6.0_linux_amd64.zip")).toBeUndefined();
     expect(parseReleaseFileName("nomad_latest_linux_amd64.zip")).toBeUndefined();
   });
