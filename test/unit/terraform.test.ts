@@ -217,7 +217,7 @@ describe("terraform/: every .tf parsed by the HCL2 parser", () => {
       expect(Object.keys(m.resources), type).toContain(type);
     }
     const ami = m.resources.aws_ami!.role!;
-    expect(ami).toMatchObject({ boot_mode: "uefi", ena_support: true, architecture: "x86_64", imds_support: "v2.0" });
+    expect(ami).toMatchObject({ boot_mode: "uefi", ena_support: true, architecture: "${local.ami_architecture[each.key]}", imds_support: "v2.0" });
     expect(ami.ebs_block_device[0].snapshot_id).toContain("aws_ebs_snapshot_import.disk");
     expect(m.resources.aws_ebs_snapshot_import!.disk!.disk_container[0].format).toBe("RAW");
     expect(m.resources.aws_s3_object!.disk!.source).toContain("files.disk_raw.path");
@@ -275,7 +275,9 @@ describe("terraform/: every .tf parsed by the HCL2 parser", () => {
     expect(m.resources.libvirt_cloudinit_disk!.metadata!.user_data).toContain("file(each.value.metadata.path)");
     expect(m.variables.ovmf_code!.default).toBe("/usr/share/OVMF/OVMF_CODE.fd");
     const domain = m.resources.libvirt_domain!.node!;
-    expect(domain.firmware).toBe("${var.ovmf_code}");
+    expect(domain.firmware).toBe("${local.node_platform[each.key].firmware.code}");
+    expect(domain.machine).toBe("${local.node_platform[each.key].machine}");
+    expect(domain.arch).toBe("${local.node_platform[each.key].arch}");
     expect(domain.cloudinit).toBe("${libvirt_cloudinit_disk.metadata[each.key].id}");
     expect(domain.disk.map((d: Body) => d.volume_id)).toEqual(["${libvirt_volume.root[each.key].id}", "${libvirt_volume.persist[each.key].id}"]);
     expect(domain.network_interface[0]).toMatchObject({ network_id: "${libvirt_network.cluster.id}", mac: "${each.value.macs.cluster}", addresses: ["${each.value.address}"] });
@@ -417,7 +419,7 @@ describe("examples/local with real Terraform (no provider needed)", () => {
 
 interface Fixture {
   dir: string;
-  plans: Record<"dhcp" | "static" | "badFormat" | "noAwsJoin", string>;
+  plans: Record<"dhcp" | "static" | "badFormat" | "noAwsJoin" | "arm64Dhcp" | "arm64Static", string>;
   metadata: Record<string, Buffer>;
 }
 
@@ -469,6 +471,13 @@ function planFixture(): Fixture {
   staticPlan.nodes.forEach((n, i) => Object.assign(n, { address: `10.88.0.${11 + i}`, prefix: 24 }));
   const noAwsJoin = structuredClone(base);
   noAwsJoin.cluster.network = { mode: "dhcp", join: "provider=mdns service=consul" };
+  // The same cluster with arm64 consul-servers, as resin plan --arch arm64 writes it (the
+  // plans above have no arch: a plan from before Resin recorded it, amd64).
+  const arm64 = (plan: typeof base) => {
+    const p = structuredClone(plan);
+    Object.assign(p.roles["consul-server"], { arch: "arm64", platform: { aws: { architecture: "arm64", instance_type: "t4g.small" }, libvirt: { arch: "aarch64", machine: "virt" } } });
+    return p;
+  };
   return {
     dir,
     metadata,
@@ -477,6 +486,8 @@ function planFixture(): Fixture {
       static: write("static.json", staticPlan),
       badFormat: write("bad-format.json", { ...base, format: "resin-plan/0" }),
       noAwsJoin: write("no-aws-join.json", noAwsJoin),
+      arm64Dhcp: write("arm64-dhcp.json", arm64(base)),
+      arm64Static: write("arm64-static.json", arm64(staticPlan)),
     },
   };
 }
@@ -505,7 +516,22 @@ describe("modules/aws: plan-derived values and validations, by real Terraform wi
   const common = ["bucket=resin-images", 'subnet_ids=["subnet-0a1","subnet-0b2"]', 'api_cidrs=["10.0.0.0/16","192.168.7.0/24"]', 'tags={"resin-cluster"="not-this","team"="infra"}'];
   beforeAll(async () => {
     fx = planFixture();
-    probe = await localsProbe("modules/aws", ["join_args", "node_tags", "node_subnets", "api_rules", "user_data", "image_ids"]);
+    probe = await localsProbe("modules/aws", ["join_args", "node_tags", "node_subnets", "api_rules", "user_data", "image_ids", "ami_architecture", "role_instance_type"]);
+  });
+
+  it("architectures: a plan without them is x86_64 on t3.small; an arm64 role's AMI is arm64 on Graviton; instance_types and default_instance_type still win", async () => {
+    const old = await evaluate(probe, [`plan_file=${fx.plans.dhcp}`, ...common]);
+    expect(old.run.code, old.run.flat).toBe(0);
+    expect(old.values.ami_architecture).toEqual({ "consul-server": "x86_64" });
+    expect(old.values.role_instance_type).toEqual({ "consul-server": "t3.small" });
+    const arm = await evaluate(probe, [`plan_file=${fx.plans.arm64Dhcp}`, ...common]);
+    expect(arm.run.code, arm.run.flat).toBe(0);
+    expect(arm.values.ami_architecture).toEqual({ "consul-server": "arm64" });
+    expect(arm.values.role_instance_type).toEqual({ "consul-server": "t4g.small" });
+    const named = await evaluate(probe, [`plan_file=${fx.plans.arm64Dhcp}`, ...common, 'instance_types={"consul-server"="m7g.large"}']);
+    expect(named.values.role_instance_type).toEqual({ "consul-server": "m7g.large" });
+    const all = await evaluate(probe, [`plan_file=${fx.plans.arm64Dhcp}`, ...common, "default_instance_type=c7g.medium"]);
+    expect(all.values.role_instance_type).toEqual({ "consul-server": "c7g.medium" });
   });
 
   it("a dhcp plan: join tag on every node, nodes spread over subnets, API rules per port and network, gzipped metadata as user data", async () => {
@@ -558,7 +584,21 @@ describe("modules/libvirt: plan-derived values and validations, by real Terrafor
   let probe = "";
   beforeAll(async () => {
     fx = planFixture();
-    probe = await localsProbe("modules/libvirt", ["cidr", "images", "node_image", "node_in_network"]);
+    probe = await localsProbe("modules/libvirt", ["cidr", "images", "node_image", "node_in_network", "node_platform"]);
+  });
+
+  it("architectures: a plan without them is x86_64/q35 on OVMF; arm64 nodes are aarch64/virt on AAVMF (the firmware variables still apply)", async () => {
+    const old = await evaluate(probe, [`plan_file=${fx.plans.static}`]);
+    expect(old.run.code, old.run.flat).toBe(0);
+    expect(old.values.node_platform["prod-1"]).toEqual({ arch: "x86_64", machine: "q35", firmware: { code: "/usr/share/OVMF/OVMF_CODE.fd", vars: "/usr/share/OVMF/OVMF_VARS.fd" } });
+    const arm = await evaluate(probe, [`plan_file=${fx.plans.arm64Static}`, "aavmf_code=/opt/fw/AAVMF_CODE.fd"]);
+    expect(arm.run.code, arm.run.flat).toBe(0);
+    for (const n of ["prod-1", "prod-2", "prod-3"]) {
+      expect(arm.values.node_platform[n]).toEqual({ arch: "aarch64", machine: "virt", firmware: { code: "/opt/fw/AAVMF_CODE.fd", vars: "/usr/share/AAVMF/AAVMF_VARS.fd" } });
+    }
+    const bad = await evaluate(probe, [`plan_file=${fx.plans.arm64Static}`, "aavmf_vars_template=AAVMF_VARS.fd"]);
+    expect(bad.run.code).toBe(1);
+    expect(bad.run.flat).toContain("The aavmf_vars_template must be an absolute path on the KVM host.");
   });
 
   it("a static plan: the plan's subnet, one image volume, every node's address in the network", async () => {
