@@ -23,8 +23,8 @@ export const NodeStatusSchema = z.object({
   address: z.string(),
   /** Digest of the image the node boots. */
   image: z.string(),
-  /** That image's architecture (amd64 for a node recorded before it was). */
-  arch: ArchSchema.default(DEFAULT_ARCH),
+  /** That image's architecture (always written; a reader of older status JSON without it: amd64). */
+  arch: ArchSchema.optional(),
   vm: z.object({
     state: z.enum(["running", "stopped", "crashed"]),
     pid: z.number().int().nullable(),

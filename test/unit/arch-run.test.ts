@@ -55,7 +55,7 @@ describe("qemuArgs per architecture", () => {
     const amd = qemuArgs(spec());
     const arm = qemuArgs(spec({ arch: "arm64" }));
     expect(value(arm, "-machine")).toBe("virt");
-    expect(value(arm, "-cpu")).toBe("max,pauth-impdef=on");
+    expect(value(arm, "-cpu")).toBe("cortex-a57");
     // Everything but the machine and the CPU is the same command line.
     const strip = (a: string[]) => a.filter((_, i) => !["-machine", "-cpu"].includes(a[i - 1] ?? "") && !["-machine", "-cpu"].includes(a[i]!));
     expect(strip(arm)).toEqual(strip(amd));
@@ -64,7 +64,7 @@ describe("qemuArgs per architecture", () => {
 
   it("KVM takes the host CPU whatever the architecture", () => {
     expect(accelArgs("kvm", "arm64")).toEqual(["-accel", "kvm", "-cpu", "host"]);
-    expect(accelArgs("tcg", "arm64")).toEqual(["-accel", "tcg,thread=multi", "-cpu", "max,pauth-impdef=on"]);
+    expect(accelArgs("tcg", "arm64")).toEqual(["-accel", "tcg,thread=multi", "-cpu", "cortex-a57"]);
   });
 
   it("QEMU itself accepts the arm64 machine and CPU (qemu-system-aarch64 -machine virt -cpu …, started paused and asked to quit)", () => {
@@ -233,7 +233,7 @@ describe("resin status shows the architecture", () => {
     expect(formatStatus(status("arm64")).split("\n")[0]).toMatch(/^NODE\s+ROLE\s+ARCH\s+ADDRESS/);
     expect(formatStatus(status("arm64")).split("\n")[1]).toMatch(/^demo-1\s+consul-server\s+arm64\s+10\.88\.0\.11/);
     expect(formatStatus(status("amd64"))).not.toContain("ARCH");
-    expect(status(undefined).nodes[0]!.arch).toBe("amd64");
+    expect(formatStatus(status(undefined))).not.toContain("ARCH");
   });
 });
 
