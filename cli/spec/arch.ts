@@ -34,6 +34,13 @@ export interface ArchFacts {
   qemu: string;
   qemuMachine: string;
   console: string;
+  /**
+   * Devices the machine lacks that a node needs, beyond the common virtio-pci ones. q35
+   * has a PS/2 keyboard; virt has none, so a virtio keyboard carries the host's
+   * ctrl-alt-del (QMP send-key: the clean shutdown) to the guest, whose kernel needs
+   * virtio_input loaded for it.
+   */
+  qemuDevices: string[];
   /** Node.js's process.arch for a host of this architecture (KVM only where they agree). */
   nodeArch: string;
   /**
@@ -67,6 +74,7 @@ export const ARCH: Record<Arch, ArchFacts> = {
     qemu: "qemu-system-x86_64",
     qemuMachine: "q35",
     console: "ttyS0",
+    qemuDevices: [],
     nodeArch: "x64",
     tcgCpu: "max",
     firmware: { code: "/usr/share/OVMF/OVMF_CODE_4M.fd", vars: "/usr/share/OVMF/OVMF_VARS_4M.fd", package: "ovmf" },
@@ -89,6 +97,7 @@ export const ARCH: Record<Arch, ArchFacts> = {
     qemu: "qemu-system-aarch64",
     qemuMachine: "virt",
     console: "ttyAMA0",
+    qemuDevices: ["virtio-keyboard-pci"],
     nodeArch: "arm64",
     tcgCpu: "cortex-a57",
     firmware: { code: "/usr/share/AAVMF/AAVMF_CODE.fd", vars: "/usr/share/AAVMF/AAVMF_VARS.fd", package: "qemu-efi-aarch64" },

@@ -92,6 +92,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     "-append", spec.append,
     "-serial", `file:${q(paths.console)}`,
     "-device", "virtio-rng-pci",
+    ...ARCH[arch].qemuDevices.flatMap((d) => ["-device", d]),
     // Disks are told apart in the guest by their serial, not by probe order.
     "-drive", `if=none,id=root,file=${q(spec.rootDisk)},format=raw,readonly=on`,
     "-device", "virtio-blk-pci,drive=root,serial=root",
