@@ -3,7 +3,7 @@
 // of every role's arm64 image the debian channel builds. Figures, no target: emulation
 // says how fast QEMU translates, not how fast an arm64 machine is.
 import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { ImageManifest } from "../cli/image/manifest.js";
 import { archOf } from "../cli/spec/arch.js";
 import { bootResinCluster, type ResinBoot } from "./resin-side.js";
@@ -51,6 +51,15 @@ function manifestsUnder(dir: string): { path: string; mtime: number }[] {
   };
   walk(dir, 0);
   return out.sort((a, b) => b.mtime - a.mtime);
+}
+
+/** The directory of the newest `arch` image of `role` under the build output (out/images/<channel>), if any. */
+export function newestImageDir(role: string, arch: "amd64" | "arm64", channel = "debian"): string | undefined {
+  for (const { path } of manifestsUnder(join(repoRoot, "out", "images", channel))) {
+    const m = JSON.parse(readFileSync(path, "utf8")) as ImageManifest;
+    if (m.role === role && archOf(m) === arch) return dirname(path);
+  }
+  return undefined;
 }
 
 /** Build every debian role for arm64 and give each one's sizes (the newest arm64 manifest per role). */
