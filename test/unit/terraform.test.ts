@@ -301,6 +301,7 @@ describe("terraform/: every .tf parsed by the HCL2 parser", () => {
       name: "tf-local",
       nodes: 3,
       role: "consul-server",
+      arch: "amd64",
       channel: "debian",
       resin: null,
       keep_data: true,
@@ -309,7 +310,7 @@ describe("terraform/: every .tf parsed by the HCL2 parser", () => {
     const cluster = m.resources.terraform_data!.cluster!;
     const provisioners = cluster.provisioner["local-exec"] as Body[];
     expect(provisioners.map((p) => p.when ?? "create")).toEqual(["create", "create", "${destroy}"]);
-    expect(provisioners[0]!.command).toContain('up --name "$NAME" --nodes "$NODES" --role "$ROLE" --channel "$CHANNEL"');
+    expect(provisioners[0]!.command).toContain('up --name "$NAME" --nodes "$NODES" --role "$ROLE" --arch "$ARCH" --channel "$CHANNEL"');
     expect(provisioners[1]!.command).toContain('status --name "$NAME"');
     // A destroy-time provisioner may refer to nothing but self.
     const destroy = JSON.stringify(provisioners[2]);
@@ -363,6 +364,12 @@ describe("examples/local with real Terraform (no provider needed)", () => {
     expect(r.flat).toContain('The channel must be "debian" or "official".');
   });
 
+  it("plan with an unknown architecture fails with its validation message", async () => {
+    const r = await terraform(dir, ["plan", "-input=false", "-no-color", "-var", "arch=x86_64"]);
+    expect(r.code).toBe(1);
+    expect(r.flat).toContain('The arch must be "amd64" or "arm64".');
+  });
+
   it("apply runs resin up then resin status; destroy runs resin down, or resin destroy --yes when keep_data = false", async () => {
     const work = copyFiles("examples/local", ["versions.tf", "variables.tf", "main.tf", "outputs.tf"]);
     const log = join(work, "resin-calls.log");
@@ -377,7 +384,7 @@ describe("examples/local with real Terraform (no provider needed)", () => {
     expect((await terraform(work, ["init", "-input=false", "-no-color"], { env })).code).toBe(0);
     const apply = await terraform(work, ["apply", "-auto-approve", "-input=false", "-no-color", ...vars], { env });
     expect(apply.code, apply.stdout + apply.stderr).toBe(0);
-    expect(calls()).toEqual(["up --name tf-fake --nodes 5 --role control-plane --channel official --timeout 300", "status --name tf-fake"]);
+    expect(calls()).toEqual(["up --name tf-fake --nodes 5 --role control-plane --arch amd64 --channel official --timeout 300", "status --name tf-fake"]);
     const out = await terraform(work, ["output", "-json"], { env });
     expect(JSON.parse(out.stdout)).toMatchObject({ name: { value: "tf-fake" }, status_command: { value: `${fake} status --name tf-fake` } });
 
@@ -395,11 +402,18 @@ describe("examples/local with real Terraform (no provider needed)", () => {
     expect(destroy.code, destroy.stdout + destroy.stderr).toBe(0);
     expect(calls().slice(2)).toEqual(["destroy tf-fake --yes"]);
 
+    // arm64: passed to resin up, and a different cluster (replaced); amd64 is not a trigger, so a cluster made before the variable is kept.
+    rmSync(log);
+    const arm = await terraform(work, ["apply", "-auto-approve", "-input=false", "-no-color", ...vars, "-var", "arch=arm64"], { env });
+    expect(arm.code, arm.stdout + arm.stderr).toBe(0);
+    expect(calls()).toEqual(["up --name tf-fake --nodes 5 --role control-plane --arch arm64 --channel official --timeout 300", "status --name tf-fake"]);
+    expect((await terraform(work, ["destroy", "-auto-approve", "-input=false", "-no-color", ...vars, "-var", "arch=arm64"], { env })).code).toBe(0);
+
     // Default keep_data: destroy stops the cluster and keeps its data.
     rmSync(log);
     expect((await terraform(work, ["apply", "-auto-approve", "-input=false", "-no-color", ...vars], { env })).code).toBe(0);
     expect((await terraform(work, ["destroy", "-auto-approve", "-input=false", "-no-color", ...vars], { env })).code).toBe(0);
-    expect(calls()).toEqual(["up --name tf-fake --nodes 5 --role control-plane --channel official --timeout 300", "status --name tf-fake", "down --name tf-fake"]);
+    expect(calls()).toEqual(["up --name tf-fake --nodes 5 --role control-plane --arch amd64 --channel official --timeout 300", "status --name tf-fake", "down --name tf-fake"]);
   });
 
   it("apply fails when resin status says the cluster is not healthy", async () => {
