@@ -252,3 +252,38 @@ describe("the plan manifest per architecture", () => {
     }
   });
 });
+
+describe("an upgrade across architectures", () => {
+  it("reads the new image's architecture from its manifest in the cluster (absent: amd64), which the node then records", async () => {
+    const { installedImageArch } = await import("../../cli/cluster/images.js");
+    const { imageDirFor } = await import("../../cli/state/state.js");
+    const { mkdirSync, writeFileSync } = await import("node:fs");
+    const saved = process.env.RESIN_STATE_HOME;
+    process.env.RESIN_STATE_HOME = mkdtempSync(join(tmpdir(), "resin-arch-state-"));
+    try {
+      const digest = (c: string) => `sha256:${c.repeat(64)}`;
+      const put = (d: string, extra: object) => {
+        mkdirSync(imageDirFor("demo", d), { recursive: true });
+        const f = (file: string) => ({ file, sha256: "e".repeat(64), size: 1 });
+        const manifest = {
+          role: "consul-server", channel: "debian", inputDigest: "x", digest: d,
+          kernel: { ...f("vmlinuz"), version: "6.1", modules: [] }, initrd: f("initrd.img"), rootfs: f("rootfs.squashfs"),
+          disk: { raw: f("disk.raw"), qcow2: f("disk.qcow2"), iso: f("disk.iso") },
+          services: [], packages: [], releases: [], files: [], initramfsFiles: [],
+          ...extra,
+        };
+        writeFileSync(join(imageDirFor("demo", d), "manifest.json"), JSON.stringify(manifest));
+      };
+      put(digest("a"), { arch: "arm64" });
+      put(digest("b"), {});
+      put(digest("c"), { arch: "sparc" });
+      expect(await installedImageArch("demo", digest("a"))).toBe("arm64");
+      expect(await installedImageArch("demo", digest("b"))).toBe("amd64");
+      await expect(installedImageArch("demo", digest("c"))).rejects.toThrow('architecture "sparc" is not one Resin knows');
+    } finally {
+      rmSync(process.env.RESIN_STATE_HOME!, { recursive: true, force: true });
+      if (saved === undefined) delete process.env.RESIN_STATE_HOME;
+      else process.env.RESIN_STATE_HOME = saved;
+    }
+  });
+});
