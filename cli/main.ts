@@ -30,6 +30,7 @@ import { defaultTestRoles, testCommand } from "./commands/test.js";
 import { portCommand } from "./commands/port.js";
 import { initCommand } from "./commands/init.js";
 import { runBuildChecks } from "./bootstrap/build-checks.js";
+import { ARCHES, DEFAULT_ARCH, type Arch } from "./spec/arch.js";
 
 // RESIN_CLUSTER names the cluster when --name is not given (resin test sets it for its scripts).
 const DEFAULT_CLUSTER = process.env.RESIN_CLUSTER || "resin";
@@ -49,6 +50,7 @@ const offlineOption = () => new Option("--offline", "never download; use only ca
 // A new cluster's architectures: one for every node, or per role (a mixed cluster).
 const clusterArchOption = () =>
   new Option("--arch <spec>", "architecture of a new cluster's nodes: amd64 (default) or arm64 for all, or per role, ROLE=ARCH,…, e.g. consul-server=arm64,nomad-client=amd64 (roles not named: amd64)");
+const buildArchOption = () => new Option("--arch <arch>", "the architecture the images are for (arm64 images are written to out/images/<channel>-arm64)").choices(ARCHES).default(DEFAULT_ARCH);
 
 /** Each node's role for a new cluster, from --roles, or --role and --nodes (three control-plane nodes by default). */
 function nodeRoles(opts: { role?: string; nodes?: number; roles?: string }): { roles: string[]; given: boolean; rolesGiven: boolean } {
@@ -76,9 +78,10 @@ program
   .argument("[roles...]", "role names from machines/*.yml")
   .addOption(channelOption())
   .addOption(offlineOption())
+  .addOption(buildArchOption())
   .option("--update-lock", "re-resolve every Debian package to the newest version and rewrite resin.lock.json")
-  .action(async (roles: string[], opts: { updateLock?: boolean; channel: Channel; offline?: boolean }) => {
-    await buildRoles({ project: projectRoot(), roles, channel: opts.channel, offline: opts.offline || offlineByDefault(), updateLock: opts.updateLock, log: stderrLog, check: runBuildChecks });
+  .action(async (roles: string[], opts: { updateLock?: boolean; channel: Channel; arch: Arch; offline?: boolean }) => {
+    await buildRoles({ project: projectRoot(), roles, channel: opts.channel, arch: opts.arch, offline: opts.offline || offlineByDefault(), updateLock: opts.updateLock, log: stderrLog, check: runBuildChecks });
   });
 
 program
@@ -324,10 +327,11 @@ program
   .description("print an image's manifest: digests, packages, releases and every file with its origin")
   .argument("<image>", "a role name (its latest build) or an image directory")
   .addOption(channelOption())
+  .addOption(buildArchOption())
   .option("--json", "print the manifest as JSON")
   .option("--verify", "instead, recompute the image's file hashes, digest and dm-verity root hash; name every part that differs and exit 1")
-  .action(async (image: string, opts: { channel: Channel; json?: boolean; verify?: boolean }) => {
-    const { dir, manifest } = await findImage(projectRoot(), image, opts.channel);
+  .action(async (image: string, opts: { channel: Channel; arch: Arch; json?: boolean; verify?: boolean }) => {
+    const { dir, manifest } = await findImage(projectRoot(), image, opts.channel, opts.arch);
     if (opts.verify) {
       process.stdout.write(`${await verifyCommand(dir, manifest)}\n`);
       return;

@@ -9,6 +9,7 @@ import { ResinError } from "../util/errors.js";
 import { cacheHome } from "../util/paths.js";
 import { indexPackages, parsePackages, type PackagesIndex } from "./depends.js";
 import { findDebianMirror, osCodename, renderSourcesList, type AptSourceFile } from "./apt-sources.js";
+import type { Arch } from "../spec/arch.js";
 
 export async function hostCodename(): Promise<string> {
   const text = await readFile("/etc/os-release", "utf8").catch(() => "");
@@ -35,10 +36,14 @@ export class Apt {
   private constructor(
     private readonly options: string[],
     private readonly lists: string,
+    private readonly arch: Arch,
   ) {}
 
-  /** Prepare the private apt root for these suites (the lists are fetched lazily). */
-  static async open(suites: string[], root = join(cacheHome(), "apt")): Promise<Apt> {
+  /**
+   * Prepare the private apt root for these suites and one architecture's packages (the
+   * lists are fetched lazily). Each architecture has its own root: its own lists.
+   */
+  static async open(suites: string[], arch: Arch, root = join(cacheHome(), "apt", arch)): Promise<Apt> {
     const codename = await hostCodename();
     const mirror = findDebianMirror(await readHostSources(), codename);
     if (!mirror) {
@@ -62,18 +67,19 @@ export class Apt {
       `Dir::Etc::PreferencesParts=${join(root, "etc", "prefs")}`,
       `Dir::State::Lists=${join(root, "lists")}`,
       `Dir::Cache=${join(root, "cache")}`,
-      "APT::Architecture=amd64",
+      `APT::Architecture=${arch}`,
+      `APT::Architectures=${arch}`,
       "APT::Sandbox::User=root",
     ].flatMap((o) => ["-o", o]);
-    return new Apt(options, join(root, "lists"));
+    return new Apt(options, join(root, "lists"), arch);
   }
 
-  /** A suite's Packages index (main, amd64), from the private lists apt-get update fetched. */
+  /** A suite's Packages index (main, this architecture), from the private lists apt-get update fetched. */
   async index(suite: string): Promise<PackagesIndex> {
     await this.update();
     const cached = this.indexes.get(suite);
     if (cached) return cached;
-    const files = (await readdir(this.lists)).filter((f) => f.includes(`_dists_${suite}_main_binary-amd64_Packages`)).sort();
+    const files = (await readdir(this.lists)).filter((f) => f.includes(`_dists_${suite}_main_binary-${this.arch}_Packages`)).sort();
     if (!files.length) throw new ResinError(`Resin's private package lists have no Packages index for '${suite}'`, "check the suite name; run the build again with network access");
     // apt keeps its lists compressed (lz4, gz, …); apt-helper reads any of them.
     const texts = await Promise.all(files.map(async (f) => (await execa("/usr/lib/apt/apt-helper", ["cat-file", join(this.lists, f)], { maxBuffer: 1 << 30 })).stdout));

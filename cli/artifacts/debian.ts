@@ -11,10 +11,12 @@ import { Apt, hostCodename } from "./apt.js";
 import { hasBlob, putBlob, unpackedDeb } from "./cache.js";
 import { dependencyClosure } from "./depends.js";
 import { lockKey, type Lock, type LockedDeb } from "./lock.js";
+import { DEFAULT_ARCH, type Arch } from "../spec/arch.js";
 
 export interface DebRequest {
   name: string;
   suite: string;
+  arch: Arch;
   /** A metapackage (linux-image-amd64) stands for the versioned package it depends on. */
   kernel: boolean;
   /** Lock what it Depends on too: its service has no `libraries:` list. */
@@ -22,20 +24,20 @@ export interface DebRequest {
 }
 
 /** Every package a set of services takes files from, with the default suite filled in. */
-export async function debRequests(services: Service[]): Promise<DebRequest[]> {
+export async function debRequests(services: Service[], arch: Arch): Promise<DebRequest[]> {
   const host = await hostCodename();
   const requests = new Map<string, DebRequest>();
   const add = (name: string, suite: string | undefined, kernel = false, closure = false) => {
     const s = suite ?? host;
-    const key = lockKey(s, name);
-    requests.set(key, { name, suite: s, kernel, closure: closure || requests.get(key)?.closure || undefined });
+    const key = lockKey(s, name, arch);
+    requests.set(key, { name, suite: s, arch, kernel, closure: closure || requests.get(key)?.closure || undefined });
   };
   for (const service of services) {
     if (service.kernel) add(service.kernel.package, undefined, true);
     for (const p of service.packages) add(p.name, p.suite, false, !service.libraries);
     for (const lib of service.libraries ?? []) add(lib, undefined);
   }
-  return [...requests.values()].sort((a, b) => lockKey(a.suite, a.name).localeCompare(lockKey(b.suite, b.name)));
+  return [...requests.values()].sort((a, b) => lockKey(a.suite, a.name, a.arch).localeCompare(lockKey(b.suite, b.name, b.arch)));
 }
 
 export interface DebOptions {
@@ -45,6 +47,8 @@ export interface DebOptions {
   seed?: Lock;
   /** Every suite the build may need (the private sources.list names each). */
   suites: string[];
+  /** The architecture whose packages it locks and fetches. */
+  arch: Arch;
 }
 
 /**
@@ -64,12 +68,12 @@ export class Debs {
 
   private async openApt(why: string): Promise<Apt> {
     if (this.opts.offline) throw new ResinError(`offline, but ${why}`, "run the build once without --offline (and without RESIN_OFFLINE=1) to fetch it");
-    return (this.apt ??= await Apt.open(this.opts.suites));
+    return (this.apt ??= await Apt.open(this.opts.suites, this.opts.arch));
   }
 
   /** The lock entry for a request, resolved and fetched when needed. */
   async ensure(request: DebRequest): Promise<LockedDeb> {
-    const key = lockKey(request.suite, request.name);
+    const key = lockKey(request.suite, request.name, request.arch);
     let locked = this.lock.debian[key];
     const recheck = this.opts.updateLock && !this.checked.has(key);
     this.checked.add(key);
@@ -134,14 +138,14 @@ export class Debs {
 
   /** A package unpacked in the cache (locked and fetched first when needed). */
   async open(name: string, suite: string): Promise<{ root: string; deb: LockedDeb }> {
-    const deb = await this.ensure({ name, suite, kernel: false });
+    const deb = await this.ensure({ name, suite, arch: this.opts.arch, kernel: false });
     return { root: await unpackedDeb(deb.sha256, `${deb.package} ${deb.version}`), deb };
   }
 }
 
 /** Lock and fetch every request (see Debs). */
-export async function ensureDebs(requests: DebRequest[], lock: Lock, log: Log, opts: Omit<DebOptions, "suites"> = {}): Promise<{ changed: boolean; debs: Debs }> {
-  const debs = new Debs(lock, log, { ...opts, suites: requests.map((r) => r.suite) });
+export async function ensureDebs(requests: DebRequest[], lock: Lock, log: Log, opts: Omit<DebOptions, "suites" | "arch"> = {}): Promise<{ changed: boolean; debs: Debs }> {
+  const debs = new Debs(lock, log, { ...opts, suites: requests.map((r) => r.suite), arch: requests[0]?.arch ?? DEFAULT_ARCH });
   for (const request of requests) await debs.ensure(request);
   return { changed: debs.changed, debs };
 }

@@ -6,6 +6,7 @@ import { z } from "zod";
 import { writeFileAtomic } from "../util/files.js";
 import { canonicalJson } from "../util/hash.js";
 import { ResinError } from "../util/errors.js";
+import { DEFAULT_ARCH, type Arch } from "../spec/arch.js";
 
 export const LockedDebSchema = z
   .object({
@@ -27,7 +28,7 @@ export const LockedDebSchema = z
 export const LockSchema = z
   .object({
     lockfileVersion: z.literal(1),
-    /** Keyed by "<suite>/<requested package>". */
+    /** Keyed by "<suite>/<requested package>", with ":<arch>" for an architecture other than amd64 (lockKey). */
     debian: z.record(z.string(), LockedDebSchema),
   })
   .strict();
@@ -37,7 +38,13 @@ export type Lock = z.infer<typeof LockSchema>;
 
 export const emptyLock = (): Lock => ({ lockfileVersion: 1, debian: {} });
 
-export const lockKey = (suite: string, name: string) => `${suite}/${name}`;
+/**
+ * A package's key in the lock: "<suite>/<package>" for amd64, the key every lock had
+ * before Resin built for another architecture (so existing locks stay valid), and
+ * "<suite>/<package>:<arch>", Debian's notation for a package of a foreign architecture,
+ * for the others. One lock pins every architecture a project builds for.
+ */
+export const lockKey = (suite: string, name: string, arch: Arch = DEFAULT_ARCH) => `${suite}/${name}${arch === DEFAULT_ARCH ? "" : `:${arch}`}`;
 
 export async function readLock(path: string): Promise<Lock> {
   if (!existsSync(path)) return emptyLock();

@@ -18,6 +18,8 @@ import { planCluster } from "./plan.js";
 import { generateSecrets } from "./secrets.js";
 import { nodeMetadata, serialiseMetadata, serversByService } from "./metadata.js";
 import { serviceRolesOf } from "./node-secrets.js";
+import { readFileSync } from "node:fs";
+import { ARCH, hostArch, type Arch } from "../spec/arch.js";
 
 /** The user data a one-node cluster of the role would boot with: fresh sample secrets, never a real cluster's. */
 export async function sampleUserData(role: Role, versions: Record<string, string>): Promise<Buffer> {
@@ -47,9 +49,34 @@ export async function inImage(root: string, script: string, timeoutMs = 60_000) 
 
 const tail = (s: string, bytes = 4096) => (s.length > bytes ? `…${s.slice(-bytes)}` : s);
 
+/**
+ * Why the image's programs cannot run on this host, if they cannot: another architecture
+ * whose emulator the kernel does not run by itself (binfmt_misc, with the F flag so that
+ * it works inside the check's chroot). Then the checks are skipped, and the manifest says why.
+ */
+export function foreignArchReason(arch: Arch, binfmt: (name: string) => string | undefined = readBinfmt): string | undefined {
+  if (hostArch() === arch) return undefined;
+  const entry = binfmt(`qemu-${ARCH[arch].uname}`);
+  if (entry && /^enabled$/m.test(entry) && /^flags:.*F/m.test(entry)) return undefined;
+  return `the image is ${arch} and this host is ${hostArch() ?? process.arch}, with no qemu-${ARCH[arch].uname} registered in binfmt_misc (flag F) to run its programs; build on an ${arch} machine, or register qemu-user-static's, to run them`;
+}
+
+function readBinfmt(name: string): string | undefined {
+  try {
+    return readFileSync(join("/proc/sys/fs/binfmt_misc", name), "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
 export const runBuildChecks: BuildCheck = async (role, image, log) => {
   const wanted = role.services.flatMap((s) => s.checks.build.map((command) => ({ service: s.name, command })));
   if (wanted.length === 0) return [];
+  const foreign = foreignArchReason(role.arch);
+  if (foreign) {
+    log(`  checks skipped: ${foreign}`);
+    return wanted.map(({ service, command }) => ({ service, command, exitCode: -1, output: "", skipped: foreign }));
+  }
   const dir = await mkdtemp(join(tmpdir(), "resin-build-check-"));
   try {
     const root = join(dir, "root");

@@ -5,7 +5,7 @@ import { runBuildChecks } from "../bootstrap/build-checks.js";
 import { existsSync } from "node:fs";
 import { copyFile, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { digestParts, imageDigest, parseManifest, readManifest, type ImageFile } from "../image/manifest.js";
+import { digestParts, manifestDigest, parseManifest, readManifest, type ImageFile } from "../image/manifest.js";
 import { buildRoles, type BuildOptions } from "../image/roles.js";
 import { ARCHES, archOf, type Arch } from "../spec/arch.js";
 import { formatMismatch, verityMismatches } from "../image/verify.js";
@@ -42,7 +42,7 @@ export async function installImage(cluster: string, builtDir: string, digest: st
   });
   const manifest = parseManifest(manifestText, manifestPath);
   const parts = digestParts(manifest);
-  const recomputed = imageDigest(parts);
+  const recomputed = manifestDigest(manifest);
   if (recomputed !== manifest.digest || manifest.digest !== digest) {
     throw new ResinError(
       `image ${builtDir}: its manifest's digest ${manifest.digest} is not the digest of the files it lists (${recomputed})`,

@@ -6,23 +6,24 @@ import { imagesDir, readManifest, type ImageManifest } from "../image/manifest.j
 import type { Channel } from "../spec/schema.js";
 import { ResinError } from "../util/errors.js";
 import { formatMismatch, verifyImage } from "../image/verify.js";
+import { DEFAULT_ARCH, type Arch } from "../spec/arch.js";
 
 /** An image directory, given as a path or as a role name built on `channel`. */
-export async function findImage(project: string, image: string, channel: Channel): Promise<{ dir: string; manifest: ImageManifest }> {
-  const candidates = [resolve(image), join(imagesDir(project, channel), image)];
+export async function findImage(project: string, image: string, channel: Channel, arch: Arch = DEFAULT_ARCH): Promise<{ dir: string; manifest: ImageManifest }> {
+  const candidates = [resolve(image), join(imagesDir(project, channel, arch), image)];
   for (const dir of candidates) {
     if (!existsSync(join(dir, "manifest.json"))) continue;
     const manifest = await readManifest(dir);
     if (manifest) return { dir, manifest };
   }
-  throw new ResinError(`no image '${image}' (looked in ${candidates.join(" and ")})`, `build it with: resin build ${image} --channel ${channel}`);
+  throw new ResinError(`no image '${image}' (looked in ${candidates.join(" and ")})`, `build it with: resin build ${image} --channel ${channel}${arch === DEFAULT_ARCH ? "" : ` --arch ${arch}`}`);
 }
 
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
 export function formatManifest(dir: string, m: ImageManifest): string {
   const lines = [
-    `image     ${m.role} (${m.channel}) ${m.digest}`,
+    `image     ${m.role} (${m.channel}, ${m.arch ?? DEFAULT_ARCH}) ${m.digest}`,
     `directory ${dir}`,
     `kernel    ${m.kernel.file} ${m.kernel.version} ${mb(m.kernel.size)} sha256:${m.kernel.sha256}`,
     `initrd    ${m.initrd.file} ${mb(m.initrd.size)} sha256:${m.initrd.sha256}`,
@@ -47,7 +48,7 @@ export function formatManifest(dir: string, m: ImageManifest): string {
     ...m.packages.map((p) => `  deb     ${p.package} ${p.version} (${p.suite}) sha256:${p.sha256}`),
     ...m.releases.map((r) => `  release ${r.product} ${r.version} ${r.file} sha256:${r.sha256} signed by ${r.signer}`),
     "",
-    ...(m.checks?.length ? ["build checks (passed when it was built):", ...m.checks.map((c) => `  ${c.service}: ${c.command} (exit ${c.exitCode})`), ""] : []),
+    ...(m.checks?.length ? ["build checks (passed when it was built, or why they did not run):", ...m.checks.map((c) => `  ${c.service}: ${c.command} (${c.skipped ? `skipped: ${c.skipped}` : `exit ${c.exitCode}`})`), ""] : []),
     "root filesystem:",
   ];
   const rows = m.files.map((f) => [

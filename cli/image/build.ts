@@ -21,7 +21,8 @@ import { kernelFiles, pciModuleAliases } from "./kernel.js";
 import { modeInside, readInside } from "./package-files.js";
 import { addLibraryClosure, PackageSearch, takePath, type Opener, type PackageRoot } from "./libraries.js";
 import { writeCpio } from "./cpio.js";
-import { EFI_STUB_PATH, writeDisks } from "./disk.js";
+import { efiStubPath, writeDisks } from "./disk.js";
+import { targetRunner, type Arch } from "../spec/arch.js";
 import { builderCode, imageToolVersions } from "./fingerprint.js";
 import { CONSUL_SERVICES_FILE, consulServiceDefinitions, consulServiceNames, SYSCTL_FILE, sysctlLines } from "./registrations.js";
 import { writeVerity } from "./verity.js";
@@ -42,8 +43,9 @@ async function lockedFor(role: Role, lock: Lock): Promise<Map<string, LockedDeb>
   const host = await hostCodename();
   const map = new Map<string, LockedDeb>();
   const take = (name: string, suite?: string) => {
-    const entry = lock.debian[lockKey(suite ?? host, name)];
-    if (!entry) throw new ResinError(`resin.lock.json has no entry for ${lockKey(suite ?? host, name)}`, "run `resin build` once with network access to resolve it");
+    const key = lockKey(suite ?? host, name, role.arch);
+    const entry = lock.debian[key];
+    if (!entry) throw new ResinError(`resin.lock.json has no entry for ${key}`, "run `resin build` once with network access to resolve it");
     map.set(name, entry);
   };
   for (const s of role.services) {
@@ -71,8 +73,8 @@ async function closuresFor(role: Role, debs: Map<string, LockedDeb>): Promise<Ma
 }
 
 /** The lock entries of the closure packages the lock has: they decide which files a build takes. */
-function closureEntries(closures: Map<string, { name: string; suite: string }[]>, lock: Lock): [string, LockedDeb][] {
-  const keys = new Set([...closures.values()].flat().map((c) => lockKey(c.suite, c.name)));
+function closureEntries(closures: Map<string, { name: string; suite: string }[]>, lock: Lock, arch: Arch): [string, LockedDeb][] {
+  const keys = new Set([...closures.values()].flat().map((c) => lockKey(c.suite, c.name, arch)));
   return [...keys].sort().flatMap((k) => (lock.debian[k] ? [[k, lock.debian[k]] as [string, LockedDeb]] : []));
 }
 
@@ -118,6 +120,7 @@ export async function inputDigest(role: Role, debs: Map<string, LockedDeb>, rele
   return sha256(
     canonicalJson({
       format: IMAGE_FORMAT,
+      arch: role.arch,
       // The builder's own code and the host programs it runs make the bytes too.
       builder,
       role: role.spec,
@@ -145,12 +148,12 @@ export type BuildCheck = (role: Role, image: { rootfs: string; services: Service
  */
 export async function buildImage(project: string, role: Role, lock: Lock, log: Log, check: BuildCheck, open?: Opener): Promise<BuiltImage> {
   const name = role.spec.role;
-  const dir = join(imagesDir(project, role.channel), name);
+  const dir = join(imagesDir(project, role.channel, role.arch), name);
   const debs = await lockedFor(role, lock);
   const releases = await releasesFor(role);
   const builder: ImageBuilder = { code: await builderCode(), tools: await imageToolVersions() };
   const closures = await closuresFor(role, debs);
-  let digestOfInputs = await inputDigest(role, debs, releases, builder, closureEntries(closures, lock));
+  let digestOfInputs = await inputDigest(role, debs, releases, builder, closureEntries(closures, lock, role.arch));
   // A previous manifest that does not pass its schema is simply rebuilt over.
   const previous = await readManifest(dir).catch(() => undefined);
   if (
@@ -233,11 +236,12 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
     }
   }
   // The disk image's UKI is made from this stub; without it there is no disk image.
-  const stub = buildOnly.get(EFI_STUB_PATH);
+  const stubPath = efiStubPath(role.arch);
+  const stub = buildOnly.get(stubPath);
   if (!stub) {
     throw new ResinError(
-      `${shownPath(base.file)}: no package provides the UEFI stub '${EFI_STUB_PATH}' the disk image boots with`,
-      `add to its packages: { name: systemd-boot-efi, paths: [${EFI_STUB_PATH}], build_only: true }`,
+      `${shownPath(base.file)}: no package provides the UEFI stub '${stubPath}' the disk image boots with`,
+      `add to its packages: { name: systemd-boot-efi, paths: [usr/lib/systemd/boot/efi/linux$EFI_ARCH.efi.stub], build_only: true }`,
     );
   }
   // Programs from official releases (verified when they entered the cache, re-hashed here).
@@ -252,11 +256,11 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
       owners.set(path, searches.get(service.name)!);
     }
   }
-  const lockBefore = canonicalJson(closureEntries(closures, lock));
-  await addLibraryClosure(rootfs, owners, pooled, used);
+  const lockBefore = canonicalJson(closureEntries(closures, lock, role.arch));
+  await addLibraryClosure(rootfs, owners, pooled, used, role.arch);
   // Packages the closure opened for the first time are in the lock now: the next build's
   // inputs include them, so this one's digest must too, or it would never be up to date.
-  if (canonicalJson(closureEntries(closures, lock)) !== lockBefore) digestOfInputs = await inputDigest(role, debs, releases, builder, closureEntries(closures, lock));
+  if (canonicalJson(closureEntries(closures, lock, role.arch)) !== lockBefore) digestOfInputs = await inputDigest(role, debs, releases, builder, closureEntries(closures, lock, role.arch));
 
   // Users, service files and image-time templates.
   const users = role.services.flatMap((s) => (s.user ? [s.user] : []));
@@ -296,14 +300,14 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   // An applet never shadows a real program of the same name elsewhere on PATH (mke2fs).
   const programs = new Set(rootfs.list().filter((e) => e.type === "file" && /^(usr\/)?s?bin\//.test(e.path)).map((e) => e.path.split("/").pop()));
   for (const { path, root } of appletBinaries) {
-    const { stdout } = await execa(join(root, path), ["--list-full"]);
+    const stdout = await appletList(join(root, path), role.arch);
     for (const applet of stdout.split("\n").filter(Boolean).sort()) {
       if (programs.has(applet.split("/").pop())) continue;
       rootfs.symlink(applet.replace(/^\/+/, ""), `/${path}`, { kind: "deb", source: `applet of ${path}` }, true);
     }
   }
 
-  const initramfs = await assembleInitramfs(base, kernelRoot, kernelLabel, appletBinaries[0]!, initramfsPaths, used);
+  const initramfs = await assembleInitramfs(base, kernelRoot, kernelLabel, appletBinaries[0]!, initramfsPaths, used, role.arch);
 
   // Pack. gzip from zlib writes no timestamp or name, so equal trees give equal bytes.
   const initrd = gzipSync(writeCpio(initramfs.list()), { level: 9 });
@@ -320,8 +324,8 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   // The dm-verity hash tree over the root filesystem, salted from its content (verity.ts).
   const verityParams = await writeVerity(at("rootfs.squashfs"), squashfs.sha256, at("rootfs.verity"));
   const verity = { ...(await described("rootfs.verity")), ...verityParams };
-  const digest = imageDigest(digestParts({ kernel: vmlinuz, initrd: initrdFile, rootfs: squashfs, verity }));
-  const disk = await writeDisks({ dir: scratch, digest, role: name, channel: role.channel, kernel: at("vmlinuz"), initrd: at("initrd.img"), rootfs: at("rootfs.squashfs"), verity: at("rootfs.verity"), verityParams, stub });
+  const digest = imageDigest(digestParts({ kernel: vmlinuz, initrd: initrdFile, rootfs: squashfs, verity }), role.arch);
+  const disk = await writeDisks({ dir: scratch, digest, role: name, channel: role.channel, arch: role.arch, kernel: at("vmlinuz"), initrd: at("initrd.img"), rootfs: at("rootfs.squashfs"), verity: at("rootfs.verity"), verityParams, stub });
   const services = role.services.map((s) => ({ name: s.name, version: serviceVersion(s, debs), ports: s.ports, ...(s.consul ? { registers: consulServiceNames([s]) } : {}) }));
   // A failing check leaves the previous image in place: the new one is never installed.
   const checks = await check(role, { rootfs: at("rootfs.squashfs"), services }, log).catch(async (e: unknown) => {
@@ -331,6 +335,7 @@ export async function buildImage(project: string, role: Role, lock: Lock, log: L
   const manifest: ImageManifest = {
     role: name,
     channel: role.channel,
+    arch: role.arch,
     inputDigest: digestOfInputs,
     builder,
     digest,
@@ -370,6 +375,7 @@ async function assembleInitramfs(
   busybox: { path: string; root: string },
   packaged: InitramfsPath[],
   used: (from: PackageRoot) => void,
+  arch: Arch,
 ): Promise<Rootfs> {
   const tree = new Rootfs();
   for (const d of ["dev", "proc", "sys", "run", "mnt"]) tree.dir(d);
@@ -381,13 +387,31 @@ async function assembleInitramfs(
   tree.file("etc/modules.other-roots", moduleList(otherRoots), 0o644, { kind: "service", source: `${base.name}/service.yml` });
   const data = await readInside(busybox.root, busybox.path);
   tree.file(busybox.path, data!, 0o755, { kind: "deb", source: `busybox (${base.name})` });
-  const { stdout } = await execa(join(busybox.root, busybox.path), ["--list-full"]);
+  const stdout = await appletList(join(busybox.root, busybox.path), arch);
   for (const applet of stdout.split("\n").filter(Boolean).sort()) tree.symlink(applet.replace(/^\/+/, ""), `/${busybox.path}`, { kind: "deb", source: `applet of ${busybox.path}` }, true);
   const owners = new Map<string, PackageSearch>();
   for (const p of packaged) await takePath(tree, { ...p, owners, used });
-  if (packaged.length) await addLibraryClosure(tree, owners, packaged[0]!.search, used);
+  if (packaged.length) await addLibraryClosure(tree, owners, packaged[0]!.search, used, arch);
   for (const f of base.initramfs!.files) {
     tree.file(f.dst, await readFile(join(base.dir, f.src)), parseInt(f.mode, 8), { kind: "service", source: `${base.name}/${f.src}` });
   }
   return tree;
+}
+
+/**
+ * What busybox's --list-full prints: the one build step that runs a program of the image.
+ * For another architecture than the host's it runs under qemu-user (Debian's
+ * qemu-user-static), which needs no binfmt registration: the emulator is named.
+ */
+async function appletList(busybox: string, arch: Arch): Promise<string> {
+  const [runner, ...args] = [...targetRunner(arch), busybox, "--list-full"];
+  const result = await execa(runner!, args, { reject: false });
+  if (result.exitCode !== 0) {
+    const missing = (result as { code?: string }).code === "ENOENT";
+    throw new ResinError(
+      `${busybox} --list-full failed${targetRunner(arch).length ? ` under ${runner}` : ""}: ${(result.stderr || result.stdout || `exit ${result.exitCode}`).toString().trim()}`,
+      missing ? "install qemu-user-static (apt-get install qemu-user-static) to build images for another architecture" : "the busybox package may be damaged: delete it from the cache and build again",
+    );
+  }
+  return result.stdout;
 }

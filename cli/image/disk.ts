@@ -1,6 +1,6 @@
 // Disk images for other hypervisors and clouds: one UEFI-bootable GPT disk holding
 //
-//   partition 1  "resin-esp"   EFI System Partition (FAT16): /EFI/BOOT/BOOTX64.EFI, a
+//   partition 1  "resin-esp"   EFI System Partition (FAT16): /EFI/BOOT/BOOTX64.EFI (BOOTAA64.EFI on arm64), a
 //                              unified kernel image (stub + kernel + initramfs + command line)
 //   partition 2  "resin-root"  the image's squashfs root filesystem, as it is
 //   partition 3  "resin-verity" its dm-verity hash tree (rootfs.verity), as it is
@@ -34,15 +34,18 @@ import { buildUki } from "./uki.js";
 import { ISO_SECTOR, layoutIso9660 } from "./iso9660.js";
 import { fileBytes, layout, sha256Of, sizeOf, writeLayout, type FileBytes, type Layout } from "./layout.js";
 import { verityCmdline, type VerityParams } from "./verity.js";
+import { ARCH, DEFAULT_ARCH, type Arch } from "../spec/arch.js";
 
 /** The file of systemd-boot-efi the UKI is made from (a build-only file: it never enters the root filesystem). */
-export const EFI_STUB_PATH = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+export const efiStubPath = (arch: Arch) => `usr/lib/systemd/boot/efi/linux${ARCH[arch].efi}.efi.stub`;
+/** Where the firmware looks on removable media: EFI/BOOT/BOOTX64.EFI, EFI/BOOT/BOOTAA64.EFI. */
+export const espBootPath = (arch: Arch) => `EFI/BOOT/BOOT${ARCH[arch].efi.toUpperCase()}.EFI`;
 export const ROOT_PARTITION_LABEL = "resin-root";
 export const ESP_PARTITION_LABEL = "resin-esp";
 export const VERITY_PARTITION_LABEL = "resin-verity";
 /** The same for every role but for the root hash, so a disk boots the same way everywhere. */
-export const diskCmdline = (verity: VerityRoot) =>
-  `console=ttyS0 panic=-1 loglevel=4 resin.root=PARTLABEL=${ROOT_PARTITION_LABEL} ${verityCmdline(verity, `PARTLABEL=${VERITY_PARTITION_LABEL}`)}`;
+export const diskCmdline = (verity: VerityRoot, arch: Arch = DEFAULT_ARCH) =>
+  `console=${ARCH[arch].console} panic=-1 loglevel=4 resin.root=PARTLABEL=${ROOT_PARTITION_LABEL} ${verityCmdline(verity, `PARTLABEL=${VERITY_PARTITION_LABEL}`)}`;
 /** What the command lines carry of the image's dm-verity parameters. */
 export type VerityRoot = Pick<VerityParams, "rootHash" | "salt" | "dataBlocks">;
 
@@ -51,9 +54,8 @@ export function isoVolumeId(digest: string): string {
   return `RESIN-${digest.replace(/^sha256:/, "").slice(0, 12)}`;
 }
 /** The ISO's: /init mounts it at /iso, and the tree is the file beside the root there. */
-export const isoCmdline = (volumeId: string, verity: VerityRoot) =>
-  `console=ttyS0 panic=-1 loglevel=4 resin.root=LABEL=${volumeId} ${verityCmdline(verity, "/iso/rootfs.verity")}`;
-const ESP_BOOT_PATH = "EFI/BOOT/BOOTX64.EFI";
+export const isoCmdline = (volumeId: string, verity: VerityRoot, arch: Arch = DEFAULT_ARCH) =>
+  `console=${ARCH[arch].console} panic=-1 loglevel=4 resin.root=LABEL=${volumeId} ${verityCmdline(verity, "/iso/rootfs.verity")}`;
 
 export interface DiskFile {
   file: string;
@@ -81,6 +83,8 @@ export interface DiskInputs {
   digest: string;
   role: string;
   channel: string;
+  /** The architecture: the removable-media boot path, the root partition types, the console (amd64 when absent). */
+  arch?: Arch;
   /** Paths of the image's kernel, initramfs and squashfs root: read only while an output is written or hashed. */
   kernel: string;
   initrd: string;
@@ -105,7 +109,7 @@ export function osRelease(role: string, channel: string, digest: string): string
 }
 
 /** The image's files, each with its size as it is now: what the layouts below are made from. */
-export type ImageParts = Pick<DiskInputs, "digest" | "role" | "channel" | "stub" | "verityParams"> & { kernel: FileBytes; initrd: FileBytes; rootfs: FileBytes; verity: FileBytes };
+export type ImageParts = Pick<DiskInputs, "digest" | "role" | "channel" | "stub" | "verityParams" | "arch"> & { kernel: FileBytes; initrd: FileBytes; rootfs: FileBytes; verity: FileBytes };
 
 export async function imageParts(inputs: Omit<DiskInputs, "dir">): Promise<ImageParts> {
   return { ...inputs, kernel: await fileBytes(inputs.kernel), initrd: await fileBytes(inputs.initrd), rootfs: await fileBytes(inputs.rootfs), verity: await fileBytes(inputs.verity) };
@@ -117,15 +121,16 @@ export async function imageParts(inputs: Omit<DiskInputs, "dir">): Promise<Image
  * and differs between the disk's ESP and the ISO's boot image.
  */
 async function efiVolume(inputs: ImageParts, cmdline: string, fat: { label: string; purpose: string; hiddenSectors?: number }): Promise<{ uki: Layout; fat: Layout }> {
-  const uki = await buildUki({ stub: inputs.stub.data, kernel: inputs.kernel, initrd: inputs.initrd, cmdline, osRelease: osRelease(inputs.role, inputs.channel, inputs.digest) });
+  const uki = await buildUki({ stub: inputs.stub.data, machine: ARCH[inputs.arch ?? DEFAULT_ARCH].peMachine, kernel: inputs.kernel, initrd: inputs.initrd, cmdline, osRelease: osRelease(inputs.role, inputs.channel, inputs.digest) });
   const volumeId = createHash("sha256").update(`${inputs.digest}\0${fat.purpose}`).digest().readUInt32LE(0);
-  return { uki, fat: layoutFat16({ files: [{ path: ESP_BOOT_PATH, data: uki }], label: fat.label, volumeId, hiddenSectors: fat.hiddenSectors }) };
+  return { uki, fat: layoutFat16({ files: [{ path: espBootPath(inputs.arch ?? DEFAULT_ARCH), data: uki }], label: fat.label, volumeId, hiddenSectors: fat.hiddenSectors }) };
 }
 
 /** Lay out the disk: GPT, the ESP, the root partition, its hash tree's; `image` is what disk.raw holds. */
 export async function diskLayout(inputs: ImageParts) {
   const espStart = ALIGN_SECTORS;
-  const { uki, fat: esp } = await efiVolume(inputs, diskCmdline(inputs.verityParams), { label: "RESIN-ESP", purpose: "esp-volume-id", hiddenSectors: espStart });
+  const arch = inputs.arch ?? DEFAULT_ARCH;
+  const { uki, fat: esp } = await efiVolume(inputs, diskCmdline(inputs.verityParams, arch), { label: "RESIN-ESP", purpose: "esp-volume-id", hiddenSectors: espStart });
   const espSectors = esp.size / SECTOR;
   const rootStart = espStart + espSectors;
   const rootSectors = alignUp(inputs.rootfs.size, ALIGN_SECTORS * SECTOR) / SECTOR;
@@ -135,8 +140,8 @@ export async function diskLayout(inputs: ImageParts) {
   const sectors = verityStart + veritySectors + ALIGN_SECTORS;
   const partitions = [
     { name: ESP_PARTITION_LABEL, type: GPT_TYPE.esp, guid: derivedGuid(inputs.digest, "esp"), firstLba: espStart, lastLba: espStart + espSectors - 1 },
-    { name: ROOT_PARTITION_LABEL, type: GPT_TYPE.rootX86_64, guid: derivedGuid(inputs.digest, "root"), firstLba: rootStart, lastLba: rootStart + rootSectors - 1, attributes: GPT_ATTR.readOnly },
-    { name: VERITY_PARTITION_LABEL, type: GPT_TYPE.rootVerityX86_64, guid: derivedGuid(inputs.digest, "root-verity"), firstLba: verityStart, lastLba: verityStart + veritySectors - 1, attributes: GPT_ATTR.readOnly },
+    { name: ROOT_PARTITION_LABEL, type: ARCH[arch].gptRoot, guid: derivedGuid(inputs.digest, "root"), firstLba: rootStart, lastLba: rootStart + rootSectors - 1, attributes: GPT_ATTR.readOnly },
+    { name: VERITY_PARTITION_LABEL, type: ARCH[arch].gptRootVerity, guid: derivedGuid(inputs.digest, "root-verity"), firstLba: verityStart, lastLba: verityStart + veritySectors - 1, attributes: GPT_ATTR.readOnly },
   ];
   const diskGuid = derivedGuid(inputs.digest, "disk");
   const gpt = writeGpt({ diskGuid, sectors, partitions });
@@ -157,7 +162,7 @@ export async function diskLayout(inputs: ImageParts) {
 /** The bootable ISO: El Torito UEFI catalog, efi.img, rootfs.squashfs, rootfs.verity, and a hybrid GPT. */
 export async function isoLayout(inputs: ImageParts): Promise<{ image: Layout; volumeId: string; uki: Layout }> {
   const volumeId = isoVolumeId(inputs.digest);
-  const { uki, fat: efi } = await efiVolume(inputs, isoCmdline(volumeId, inputs.verityParams), { label: "RESIN-EFI", purpose: "iso-esp-volume-id" });
+  const { uki, fat: efi } = await efiVolume(inputs, isoCmdline(volumeId, inputs.verityParams, inputs.arch), { label: "RESIN-EFI", purpose: "iso-esp-volume-id" });
   // The GPT: its header and entries fit the ISO's 32 KiB system area, its backup goes
   // after the ISO volume, where ISO readers do not look.
   const tailSectors = 33;
@@ -211,12 +216,12 @@ export async function writeDisks(inputs: DiskInputs): Promise<DiskManifest> {
   await writeLayout(join(inputs.dir, "disk.iso"), iso.image);
   const described = async (path: string, file: string): Promise<DiskFile> => ({ file, sha256: await sha256File(path), size: (await stat(path)).size });
   return {
-    cmdline: diskCmdline(inputs.verityParams),
-    uki: { path: ESP_BOOT_PATH, sha256: await sha256Of(disk.uki), size: sizeOf(disk.uki), stub: inputs.stub.from },
+    cmdline: diskCmdline(inputs.verityParams, inputs.arch),
+    uki: { path: espBootPath(inputs.arch ?? DEFAULT_ARCH), sha256: await sha256Of(disk.uki), size: sizeOf(disk.uki), stub: inputs.stub.from },
     diskGuid: disk.diskGuid,
     partitions: disk.partitions.map(({ name, type, guid, firstLba, lastLba }) => ({ name, type, guid, firstLba, lastLba })),
     raw: await described(rawPath, "disk.raw"),
     qcow2: await described(qcowPath, "disk.qcow2"),
-    iso: { ...(await described(join(inputs.dir, "disk.iso"), "disk.iso")), volumeId: iso.volumeId, cmdline: isoCmdline(iso.volumeId, inputs.verityParams) },
+    iso: { ...(await described(join(inputs.dir, "disk.iso"), "disk.iso")), volumeId: iso.volumeId, cmdline: isoCmdline(iso.volumeId, inputs.verityParams, inputs.arch) },
   };
 }

@@ -9,6 +9,8 @@ const DT_NEEDED = 1n;
 const DT_STRTAB = 5n;
 
 export interface ElfDeps {
+  /** e_machine: the architecture it was built for (62 x86-64, 183 AArch64). */
+  machine: number;
   interpreter?: string;
   needed: string[];
 }
@@ -28,6 +30,7 @@ export function readElfDeps(data: Buffer): ElfDeps | undefined {
 function parse(data: Buffer): ElfDeps {
   if (data.length < 64) throw new RangeError("ELF header cut short");
   if (data[4] !== 2 || data[5] !== 1) throw new Error("only 64-bit little-endian ELF files are supported");
+  const machine = data.readUInt16LE(0x12);
   const phoff = Number(data.readBigUInt64LE(0x20));
   const phentsize = data.readUInt16LE(0x36);
   const phnum = data.readUInt16LE(0x38);
@@ -45,7 +48,7 @@ function parse(data: Buffer): ElfDeps {
     if (type === PT_DYNAMIC) dynamic = { offset: Number(offset), size: Number(filesz) };
     if (type === PT_INTERP) interpreter = cString(data, Number(offset));
   }
-  if (!dynamic) return { interpreter, needed: [] }; // statically linked
+  if (!dynamic) return { machine, interpreter, needed: [] }; // statically linked (or a kernel module)
 
   // DT_STRTAB holds a virtual address; map it to a file offset through the PT_LOAD segments.
   const toOffset = (vaddr: bigint): number => {
@@ -63,9 +66,9 @@ function parse(data: Buffer): ElfDeps {
     if (tag === DT_NEEDED) neededOffsets.push(value);
     if (tag === DT_STRTAB) strtab = value;
   }
-  if (strtab === undefined) return { interpreter, needed: [] };
+  if (strtab === undefined) return { machine, interpreter, needed: [] };
   const base = toOffset(strtab);
-  return { interpreter, needed: neededOffsets.map((o) => cString(data, base + Number(o))) };
+  return { machine, interpreter, needed: neededOffsets.map((o) => cString(data, base + Number(o))) };
 }
 
 function cString(data: Buffer, offset: number): string {

@@ -11,9 +11,10 @@ import type { TreeEntry } from "./tree.js";
 import { readElfDeps } from "./elf.js";
 import { posix } from "node:path";
 import { existsInside, linkInside, modeInside, readInside } from "./package-files.js";
+import { ARCH, DEFAULT_ARCH, type Arch } from "../spec/arch.js";
 
-/** Where a dynamic linker finds libraries without an ld.so.cache (Debian's system search path). */
-export const LIBRARY_DIRS = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "lib", "usr/lib"];
+/** Where a dynamic linker finds libraries without an ld.so.cache (Debian's system search path for the architecture). */
+export const libraryDirs = (arch: Arch) => [`lib/${ARCH[arch].triplet}`, `usr/lib/${ARCH[arch].triplet}`, "lib64", "lib", "usr/lib"];
 
 /** An unpacked package to search. */
 export interface PackageRoot {
@@ -123,7 +124,9 @@ export async function addLibraryClosure(
   owners: Map<string, PackageSearch>,
   pooled: PackageSearch,
   used: (from: PackageRoot) => void,
+  arch: Arch = DEFAULT_ARCH,
 ): Promise<void> {
+  const dirs = libraryDirs(arch);
   const queue: TreeEntry[] = rootfs.list().filter((e) => e.type === "file");
   const seen = new Set<string>();
   const missing = new Map<PackageSearch, Missing[]>();
@@ -138,8 +141,13 @@ export async function addLibraryClosure(
       throw new ResinError(`${entry.path}: ${(e as Error).message}`, "the package file is damaged; delete it from the cache and build again");
     }
     if (!deps) continue;
+    // Every ELF file of an image is its architecture's: another's would not run (or load).
+    if (deps.machine !== ARCH[arch].elfMachine) {
+      const is = Object.values(ARCH).find((a) => a.elfMachine === deps.machine)?.arch ?? `ELF machine ${deps.machine}`;
+      throw new ResinError(`${entry.path} is built for ${is}, not ${arch}, the architecture of this image`, `take it from the package for ${arch}: paths and package names may say $ARCH and $MULTIARCH (see the README's Architectures)`);
+    }
     const search = owners.get(entry.path) ?? pooled;
-    const wanted = [...(deps.interpreter ? [[deps.interpreter.replace(/^\/+/, "")]] : []), ...deps.needed.map((soname) => LIBRARY_DIRS.map((d) => `${d}/${soname}`))];
+    const wanted = [...(deps.interpreter ? [[deps.interpreter.replace(/^\/+/, "")]] : []), ...deps.needed.map((soname) => dirs.map((d) => `${d}/${soname}`))];
     for (const candidates of wanted) {
       if (candidates.some((c) => rootfs.has(c))) continue;
       const soname = candidates[0]!.split("/").pop()!;

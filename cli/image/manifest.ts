@@ -15,6 +15,7 @@ import { DIGEST_PATTERN, sha256 } from "../util/hash.js";
 import type { DiskManifest } from "./disk.js";
 import type { ManifestFile } from "./rootfs.js";
 import { VERITY_BLOCK, type VerityParams } from "./verity.js";
+import { ArchSchema, DEFAULT_ARCH, type Arch } from "../spec/arch.js";
 
 export interface ImageFile {
   file: string;
@@ -41,6 +42,8 @@ export interface ImageBuilder {
 export interface ImageManifest {
   role: string;
   channel: Channel;
+  /** The architecture it runs on; absent in manifests from before arm64 (amd64). */
+  arch?: Arch;
   inputDigest: string;
   /** Absent in manifests written before it was recorded. */
   builder?: ImageBuilder;
@@ -79,11 +82,16 @@ export interface BuildCheckResult {
   exitCode: number;
   /** What it printed (stdout and stderr, the last 4 KiB), made printable. */
   output: string;
+  /** Why it did not run (an image of another architecture than the build host's); exitCode is then -1. */
+  skipped?: string;
 }
 
-/** Where `resin build` writes a channel's images. */
-export function imagesDir(project: string, channel: Channel): string {
-  return join(project, "out", "images", channel);
+/**
+ * Where `resin build` writes a channel's images: out/images/<channel> for amd64 (where
+ * they always were), out/images/<channel>-<arch> for another architecture.
+ */
+export function imagesDir(project: string, channel: Channel, arch: Arch = DEFAULT_ARCH): string {
+  return join(project, "out", "images", arch === DEFAULT_ARCH ? channel : `${channel}-${arch}`);
 }
 
 /** What the digest covers, in order: kernel, initramfs, root filesystem and (when it has one) its verity hash tree. */
@@ -91,9 +99,18 @@ export function digestParts(m: { kernel: ImageFile; initrd: ImageFile; rootfs: I
   return [m.kernel, m.initrd, m.rootfs, ...(m.verity ? [m.verity] : [])];
 }
 
-/** The image's identity, from what Resin's VMs boot: its kernel, initramfs and root filesystem (and its verity hash tree). */
-export function imageDigest(parts: ImageFile[]): string {
-  return `sha256:${sha256(parts.map((p) => `${p.sha256} ${p.file}\n`).join(""))}`;
+/**
+ * The image's identity, from what Resin's VMs boot: its kernel, initramfs and root
+ * filesystem (and its verity hash tree), and the architecture they are for (absent in
+ * manifests from before Resin built for more than one: their digests stay as they were).
+ */
+export function imageDigest(parts: ImageFile[], arch?: Arch): string {
+  return `sha256:${sha256(parts.map((p) => `${p.sha256} ${p.file}\n`).join("") + (arch ? `arch ${arch}\n` : ""))}`;
+}
+
+/** The digest a manifest's own files and architecture give: what its `digest` must be. */
+export function manifestDigest(m: Pick<ImageManifest, "kernel" | "initrd" | "rootfs" | "verity" | "arch">): string {
+  return imageDigest(digestParts(m), m.arch);
 }
 
 /** Every Consul service the image's agent registers, with the image's service that declares it. */
@@ -119,6 +136,8 @@ export const ImageManifestSchema = z
   .object({
     role: name,
     channel: z.enum(CHANNELS),
+    /** Absent in manifests from before arm64: amd64. */
+    arch: ArchSchema.optional(),
     inputDigest: z.string(),
     builder: z.object({ code: z.string(), tools: z.record(z.string(), z.string()) }).passthrough().optional(),
     digest: z.string().regex(DIGEST_PATTERN, "must be sha256: and 64 lower-case hex digits"),
@@ -146,7 +165,7 @@ export const ImageManifestSchema = z
     releases: z.array(z.object({}).passthrough()),
     files: z.array(z.object({ path: z.string() }).passthrough()),
     initramfsFiles: z.array(z.object({ path: z.string() }).passthrough()),
-    checks: z.array(z.object({ service: name, command: z.string(), exitCode: z.number().int(), output: z.string() }).strict()).optional(),
+    checks: z.array(z.object({ service: name, command: z.string(), exitCode: z.number().int(), output: z.string(), skipped: z.string().optional() }).strict()).optional(),
   })
   .passthrough();
 

@@ -14,11 +14,14 @@ import { ResinError } from "../util/errors.js";
 import { requireTools } from "../util/tools.js";
 import type { Log } from "../util/log.js";
 import { installRoot } from "../util/paths.js";
+import { DEFAULT_ARCH, type Arch } from "../spec/arch.js";
 
 export interface BuildOptions {
   project: string;
   roles?: string[];
   channel: Channel;
+  /** The architecture the images are for (amd64 when absent). */
+  arch?: Arch;
   /** Never download: use only what the cache holds (RESIN_OFFLINE=1 sets this too). */
   offline?: boolean;
   updateLock?: boolean;
@@ -84,15 +87,16 @@ async function buildableNow(project: string): Promise<string> {
 }
 
 export async function buildRoles(opts: BuildOptions): Promise<BuiltImage[]> {
+  const arch = opts.arch ?? DEFAULT_ARCH;
   // Load every spec first: a mistake in any of them stops the build before any download.
   const roles: Role[] = [];
   if (opts.roles?.length) {
-    for (const name of opts.roles) roles.push(await loadRole(opts.project, name, opts.channel));
+    for (const name of opts.roles) roles.push(await loadRole(opts.project, name, opts.channel, installRoot(), arch));
   } else {
     // All roles: those that include a service without this channel are skipped, not errors.
     for (const name of await listRoles(opts.project)) {
       try {
-        roles.push(await loadRole(opts.project, name, opts.channel));
+        roles.push(await loadRole(opts.project, name, opts.channel, installRoot(), arch));
       } catch (e) {
         if (!(e instanceof ResinError) || !/has no '\w+' channel/.test(e.message)) throw e;
         opts.log(`skip ${name}: ${e.message}`);
@@ -110,8 +114,8 @@ export async function buildRoles(opts: BuildOptions): Promise<BuiltImage[]> {
   const stockLock = join(installRoot(), "resin.lock.json");
   const lock = await readLock(lockPath);
   const seed = resolve(stockLock) !== resolve(lockPath) && existsSync(stockLock) ? await readLock(stockLock) : undefined;
-  const requests = await debRequests(roles.flatMap((r) => r.services));
-  const debs = new Debs(lock, opts.log, { updateLock: opts.updateLock, offline: opts.offline, seed, suites: requests.map((r) => r.suite) });
+  const requests = await debRequests(roles.flatMap((r) => r.services), arch);
+  const debs = new Debs(lock, opts.log, { updateLock: opts.updateLock, offline: opts.offline, seed, suites: requests.map((r) => r.suite), arch });
   const saveLock = async () => {
     if (!debs.changed) return;
     await writeLock(lockPath, lock);
@@ -133,7 +137,7 @@ export async function buildRoles(opts: BuildOptions): Promise<BuiltImage[]> {
   for (const role of roles) {
     try {
       const image = await buildImage(opts.project, role, lock, opts.log, opts.check, open);
-      opts.log(`${image.cached ? "up to date" : "built"}: ${role.spec.role} (${opts.channel}) ${image.manifest.digest.slice(0, 19)} in ${image.dir}`);
+      opts.log(`${image.cached ? "up to date" : "built"}: ${role.spec.role} (${opts.channel}, ${arch}) ${image.manifest.digest.slice(0, 19)} in ${image.dir}`);
       images.push(image);
     } finally {
       await saveLock();

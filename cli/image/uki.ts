@@ -18,6 +18,8 @@ export interface UkiSection {
 
 export interface UkiParts {
   stub: Buffer;
+  /** The PE machine the stub must be built for (cli/spec/arch.ts peMachine): an amd64 stub cannot boot an arm64 kernel. */
+  machine?: number;
   kernel: Bytes;
   initrd: Bytes;
   cmdline: string;
@@ -50,7 +52,7 @@ function parse(pe: Buffer): PeHeaders {
   if (pe.toString("latin1", peOffset, peOffset + 4) !== "PE\0\0") throw new Error("uki: the stub has no PE signature");
   const coff = peOffset + 4;
   const optional = coff + 20;
-  if (pe.readUInt16LE(optional) !== PE32_PLUS) throw new Error("uki: the stub is not PE32+ (x86-64)");
+  if (pe.readUInt16LE(optional) !== PE32_PLUS) throw new Error("uki: the stub is not PE32+ (a 64-bit EFI application)");
   return {
     coff,
     optional,
@@ -174,6 +176,11 @@ export async function addPeSections(stub: Buffer, sections: UkiSection[]): Promi
 
 /** The UKI: the stub with os-release, command line, initramfs and kernel (last, as ukify orders them). */
 export function buildUki(parts: UkiParts): Promise<Layout> {
+  const h = parse(parts.stub);
+  const machine = parts.stub.readUInt16LE(h.coff);
+  if (parts.machine !== undefined && machine !== parts.machine) {
+    throw new Error(`uki: the stub is for PE machine 0x${machine.toString(16)}, not 0x${parts.machine.toString(16)}: take systemd-boot-efi of the image's architecture`);
+  }
   return addPeSections(parts.stub, [
     { name: ".osrel", data: Buffer.from(parts.osRelease, "utf8") },
     { name: ".cmdline", data: Buffer.from(parts.cmdline, "utf8") },

@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { lstat } from "node:fs/promises";
 import { join } from "node:path";
 import { sha256File } from "../util/hash.js";
-import { digestParts, imageDigest, type ImageFile, type ImageManifest } from "./manifest.js";
+import { digestParts, manifestDigest, type ImageFile, type ImageManifest } from "./manifest.js";
 import { verityHashDevice, veritySalt } from "./verity.js";
 
 /** One part of an image that is not what its manifest says. */
@@ -74,7 +74,7 @@ export async function verityMismatches(dir: string, manifest: ImageManifest): Pr
 export async function verifyImage(dir: string, manifest: ImageManifest): Promise<{ mismatches: Mismatch[]; skipped: string[] }> {
   const mismatches: Mismatch[] = [];
   for (const part of digestParts(manifest)) mismatches.push(...(await checkFile(dir, part)));
-  const recomputed = imageDigest(digestParts(manifest));
+  const recomputed = manifestDigest(manifest);
   if (recomputed !== manifest.digest) mismatches.push({ file: "manifest.json", what: "digest of the files it lists", expected: manifest.digest, actual: recomputed });
   mismatches.push(...(await verityMismatches(dir, manifest)));
   const skipped: string[] = [];

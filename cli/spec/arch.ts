@@ -125,3 +125,37 @@ export function archOf(thing: object | undefined): Arch {
 export function emulatorsFor(arches: Arch[]): string[] {
   return [...new Set(arches)].sort().map((a) => ARCH[a].qemu);
 }
+
+/**
+ * The variables a service spec may use in package names and paths, so that it says once
+ * what differs per architecture: linux-image-$ARCH, usr/lib/$MULTIARCH/…, linux$EFI_ARCH.efi.stub.
+ */
+export function archVariables(arch: Arch): Record<string, string> {
+  const facts = ARCH[arch];
+  return { ARCH: facts.arch, MULTIARCH: facts.triplet, EFI_ARCH: facts.efi };
+}
+
+/** `text` with its architecture variables resolved; an unknown one throws, naming it (`where` says whose text it is). */
+export function resolveArch(text: string, arch: Arch, where: string): string {
+  const vars = archVariables(arch);
+  return text.replace(/\$([A-Z][A-Z_]*)/g, (_, name: string) => {
+    const value = vars[name];
+    if (value === undefined) throw new UnknownArchVariable(where, name, Object.keys(vars));
+    return value;
+  });
+}
+
+export class UnknownArchVariable extends Error {
+  constructor(
+    readonly where: string,
+    readonly variable: string,
+    readonly known: string[],
+  ) {
+    super(`${where}: unknown variable $${variable}; the architecture variables are ${known.map((k) => `$${k}`).join(", ")}`);
+  }
+}
+
+/** The command that runs a program of `arch` on this host: nothing for the host's own, qemu-user for another. */
+export function targetRunner(arch: Arch): string[] {
+  return hostArch() === arch ? [] : [`qemu-${ARCH[arch].uname}-static`];
+}

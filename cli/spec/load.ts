@@ -7,6 +7,7 @@ import { LineCounter, parseDocument, isMap, isNode, isScalar } from "yaml";
 import { ZodArray, ZodDefault, ZodObject, ZodOptional, ZodRecord, ZodUnion, type z, type ZodIssue } from "zod";
 import { ResinError, SpecError } from "../util/errors.js";
 import { installRoot } from "../util/paths.js";
+import { DEFAULT_ARCH, resolveArch, UnknownArchVariable, type Arch } from "./arch.js";
 import { MachineSchema, ServiceSchema, type Channel, type MachineSpec, type OptionValue, type ReleaseSpec, type ServiceSpec } from "./schema.js";
 
 export interface Service extends ServiceSpec {
@@ -25,6 +26,8 @@ export interface Role {
   /** The project's own role, or Resin's stock one. */
   origin: Origin;
   channel: Channel;
+  /** The architecture it is built for: its services' package names and paths are resolved for it. */
+  arch: Arch;
   /** Services in the order the role lists them. */
   services: Service[];
   /** Option values per service, defaults filled in. */
@@ -272,8 +275,36 @@ export function onChannel(service: Service, channel: Channel): Service {
   };
 }
 
+/**
+ * A service as built for one architecture: $ARCH, $MULTIARCH and $EFI_ARCH in its package
+ * names and paths (kernel, packages, libraries, release files) resolved (cli/spec/arch.ts).
+ * Apply after onChannel, which brings in the channel's packages.
+ */
+export function forArch(service: Service, arch: Arch): Service {
+  const at = (field: string) => (text: string) => {
+    try {
+      return resolveArch(text, arch, field);
+    } catch (e) {
+      if (!(e instanceof UnknownArchVariable)) throw e;
+      throw new SpecError(shownPath(service.file), [{ field, message: `unknown variable $${e.variable} in '${text}'; use ${e.known.map((k) => `$${k}`).join(", ")}` }]);
+    }
+  };
+  return {
+    ...service,
+    ...(service.kernel ? { kernel: { ...service.kernel, package: at("kernel.package")(service.kernel.package) } } : {}),
+    packages: service.packages.map((p, i) => ({
+      ...p,
+      name: at(`packages[${i}].name`)(p.name),
+      paths: p.paths.map(at(`packages[${i}].paths`)),
+      ...(p.install_to ? { install_to: at(`packages[${i}].install_to`)(p.install_to) } : {}),
+    })),
+    ...(service.libraries ? { libraries: service.libraries.map(at("libraries")) } : {}),
+    ...(service.release ? { release: { ...service.release, files: Object.fromEntries(Object.entries(service.release.files).map(([k, v]) => [k, at(`release.files.${k}`)(v)])) } } : {}),
+  };
+}
+
 /** Load machines/<role>.yml with the services it includes, and check how they fit together. */
-export async function loadRole(project: string, role: string, channel: Channel = "official", stock = installRoot()): Promise<Role> {
+export async function loadRole(project: string, role: string, channel: Channel = "official", stock = installRoot(), arch: Arch = DEFAULT_ARCH): Promise<Role> {
   const found = findSpec("role", project, stock, role);
   if (!found) {
     const roles = await availableRoles(project, stock);
@@ -301,7 +332,7 @@ export async function loadRole(project: string, role: string, channel: Channel =
     throw new SpecError(shown, [{ field: `services[${repeat}]`, line: lineAt(["services", repeat]), message: `lists '${spec.services[repeat]}' twice: remove the repeat` }]);
   }
 
-  const services = (await Promise.all(spec.services.map((s) => loadService(project, s, stock)))).map((s) => onChannel(s, channel));
+  const services = (await Promise.all(spec.services.map((s) => loadService(project, s, stock)))).map((s) => forArch(onChannel(s, channel), arch));
   const kernels = services.filter((s) => s.kernel);
   if (kernels.length !== 1) {
     throw new SpecError(shown, [
@@ -365,7 +396,7 @@ export async function loadRole(project: string, role: string, channel: Channel =
     }
   }
   if (problems.length) throw new SpecError(shown, problems);
-  return { spec, file, origin, channel, services, options };
+  return { spec, file, origin, channel, arch, services, options };
 }
 
 function matchesType(value: unknown, type: "boolean" | "string" | "integer"): boolean {

@@ -6,13 +6,23 @@ const name = z
   .string()
   .regex(/^[a-z][a-z0-9-]{0,38}$/, "must be lowercase letters, digits and '-', starting with a letter (at most 39 characters)");
 
+// Package names and paths may name the architecture by variable ($ARCH, $MULTIARCH,
+// $EFI_ARCH: cli/spec/arch.ts), so that a spec says once what differs per architecture.
+const ARCH_VAR = String.raw`\$[A-Z][A-Z_]*`;
+
 const debianPackage = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9+.-]+$/, "must be a Debian package name such as 'busybox-static'");
+  .regex(new RegExp(`^[a-z0-9](?:[a-z0-9+.-]|${ARCH_VAR})+$`), "must be a Debian package name such as 'busybox-static' (or 'linux-image-$ARCH')");
 
 const relativePath = z
   .string()
   .regex(/^[A-Za-z0-9_.+-][A-Za-z0-9_.+\/-]*$/, "must be a relative path without a leading '/'")
+  .refine((p) => !p.split("/").includes(".."), "must not contain '..'");
+
+/** A path inside a package (or a release zip's file in the image): may name the architecture. */
+const packagePath = z
+  .string()
+  .regex(new RegExp(`^(?:[A-Za-z0-9_.+-]|${ARCH_VAR})(?:[A-Za-z0-9_.+/-]|${ARCH_VAR})*$`), "must be a relative path without a leading '/' (such as usr/lib/$MULTIARCH/libfoo.so.1)")
   .refine((p) => !p.split("/").includes(".."), "must not contain '..'");
 
 const mode = z.string().regex(/^0[0-7]{3}$/, "must be an octal mode string such as \"0755\"");
@@ -21,11 +31,11 @@ export const PackageSchema = z
   .object({
     name: debianPackage,
     suite: z.string().regex(/^[a-z]+$/, "must be a Debian suite name such as 'bullseye'").optional(),
-    paths: z.array(relativePath).min(1, "list the files to take from the package"),
+    paths: z.array(packagePath).min(1, "list the files to take from the package"),
     /** For busybox: link every applet it lists to the first path, where no package provides that file. */
     applets: z.boolean().default(false),
     /** Put the listed files in this directory (by their base name) instead of their path in the package. */
-    install_to: relativePath.optional(),
+    install_to: packagePath.optional(),
     /**
      * Files the image builder uses but the root filesystem must not hold (the UEFI stub
      * a disk image's unified kernel image is made from). Listed in the manifest's packages.
@@ -65,7 +75,7 @@ export const ReleaseSchema = z
     product: z.enum(["consul", "nomad", "vault"]),
     version: z.string().regex(/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/, "must be a release version such as 1.11.0"),
     /** Files of the release zip → where they go in the image. */
-    files: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "a file name inside the release zip"), relativePath),
+    files: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "a file name inside the release zip"), packagePath),
   })
   .strict();
 

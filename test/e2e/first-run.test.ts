@@ -15,7 +15,7 @@ import { statusToken } from "../../cli/bootstrap/node-secrets.js";
 import { accelArgs, chooseAccel, probeAccel } from "../../cli/provider/qemu/accel.js";
 import { clusterJson, keepLogsOnFailure, killLeftovers, processesUnder, repoRoot, resin, resinAsync, resinStatus } from "./helpers.js";
 import { snapshot } from "../tools/snapshot.js";
-import { digestParts, imageDigest } from "../../cli/image/manifest.js";
+import { manifestDigest } from "../../cli/image/manifest.js";
 import { sha256 } from "../../cli/util/hash.js";
 
 const imageDir = join(repoRoot, "out", "images", "debian", "consul-server");
@@ -191,7 +191,7 @@ describe("an image set that lies", () => {
             data[4096 * 3 + 5]! ^= 0x01;
             writeFileSync(rootfs, data);
             m.rootfs.sha256 = sha256(data);
-            m.digest = imageDigest(digestParts(m));
+            m.digest = manifestDigest(m);
           },
           /its root filesystem does not match its dm-verity hash tree: rootfs\.squashfs: verity root hash is [0-9a-f]{64}, the manifest says [0-9a-f]{64}/,
         ],
