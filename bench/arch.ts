@@ -2,10 +2,11 @@
 // nodes, emulated by TCG on this host, in the same run as the amd64 boots; and the size
 // of every role's arm64 image the debian channel builds. Figures, no target: emulation
 // says how fast QEMU translates, not how fast an arm64 machine is.
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { ImageManifest } from "../cli/image/manifest.js";
-import { archOf } from "../cli/spec/arch.js";
+import { imagesDir, type ImageManifest } from "../cli/image/manifest.js";
+import { archOf, type Arch } from "../cli/spec/arch.js";
+import type { Channel } from "../cli/spec/schema.js";
 import { bootResinCluster, type ResinBoot } from "./resin-side.js";
 import { log, repoRoot, resin, sample, type Sample } from "./util.js";
 
@@ -53,9 +54,11 @@ function manifestsUnder(dir: string): { path: string; mtime: number }[] {
   return out.sort((a, b) => b.mtime - a.mtime);
 }
 
-/** The directory of the newest `arch` image of `role` under the build output (out/images/<channel>), if any. */
-export function newestImageDir(role: string, arch: "amd64" | "arm64", channel = "debian"): string | undefined {
-  for (const { path } of manifestsUnder(join(repoRoot, "out", "images", channel))) {
+/** The directory of the newest `arch` image of `role` in the build output (imagesDir: out/images/<channel>[-<arch>]), if any. */
+export function newestImageDir(role: string, arch: Arch, channel: Channel = "debian"): string | undefined {
+  const dir = imagesDir(repoRoot, channel, arch);
+  if (!existsSync(dir)) return undefined;
+  for (const { path } of manifestsUnder(dir)) {
     const m = JSON.parse(readFileSync(path, "utf8")) as ImageManifest;
     if (m.role === role && archOf(m) === arch) return dirname(path);
   }
@@ -66,7 +69,7 @@ export function newestImageDir(role: string, arch: "amd64" | "arm64", channel = 
 export async function arm64ImageSizes(): Promise<Record<string, ArchSizes>> {
   await resin(["build", "--arch", "arm64", "--channel", "debian"], {}, { echo: true });
   const sizes: Record<string, ArchSizes> = {};
-  for (const { path } of manifestsUnder(join(repoRoot, "out", "images", "debian"))) {
+  for (const { path } of manifestsUnder(imagesDir(repoRoot, "debian", "arm64"))) {
     const m = JSON.parse(readFileSync(path, "utf8")) as ImageManifest;
     if (archOf(m) !== "arm64" || sizes[m.role]) continue;
     sizes[m.role] = { kernelBytes: m.kernel.size, initrdBytes: m.initrd.size, rootfsBytes: m.rootfs.size, totalBytes: m.kernel.size + m.initrd.size + m.rootfs.size };
