@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadRole, type Role } from "../../cli/spec/load.js";
-import { readManifest, type ImageManifest } from "../../cli/image/manifest.js";
+import { imagesDir, readManifest, type ImageManifest } from "../../cli/image/manifest.js";
 import { writeIso9660 } from "../../cli/image/iso9660.js";
 import { planCluster } from "../../cli/bootstrap/plan.js";
 import { generateSecrets } from "../../cli/bootstrap/secrets.js";
@@ -20,7 +20,6 @@ import { chooseAccel } from "../../cli/provider/qemu/accel.js";
 import { ARCH, type Arch } from "../../cli/spec/arch.js";
 import { guestStatus } from "../../cli/cluster/guest.js";
 import { freeLoopbackPort } from "../../cli/provider/qemu/ports.js";
-import { newestImageDir } from "../../bench/arch.js";
 import { readPid } from "../../cli/provider/qemu/process.js";
 import { startSwitch, stopSwitch, switchPaths } from "../../cli/provider/qemu/vde.js";
 import { createPersistDisk, qemuArgs, stopVm, vmPaths, vmPid, type VmSpec } from "../../cli/provider/qemu/vm.js";
@@ -268,8 +267,8 @@ describe("arm64: disk.qcow2 under AAVMF (qemu-system-aarch64 -machine virt, TCG)
     }
     const built = await resinAsync(["build", "consul-server", "--arch", "arm64", "--channel", "debian"]);
     if (built.status !== 0) throw new Error(`resin build --arch arm64 failed:\n${built.stderr}`);
-    const dir = newestImageDir("consul-server", "arm64");
-    if (!dir) throw new Error("resin build --arch arm64 wrote no arm64 consul-server manifest under out/images/debian");
+    const dir = join(imagesDir(repoRoot, "debian", "arm64"), "consul-server");
+    if (!existsSync(join(dir, "manifest.json"))) throw new Error(`resin build --arch arm64 wrote no manifest in ${dir}`);
     arm = { dir, manifest: (await readManifest(dir))! };
     role ??= await loadRole(repoRoot, "consul-server", "debian");
   });
