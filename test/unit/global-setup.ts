@@ -33,13 +33,15 @@ export default async function setup(project: TestProject): Promise<void> {
   process.env.PATH = path;
   if (toolchain) process.env.GOTOOLCHAIN = toolchain;
   const lock = await readLock(join(root, "resin.lock.json"));
-  const wanted = new Set(Object.values(floorDebs(Object.values(lock.debian))).map((d) => d.sha256));
+  // The amd64 entries (the lock pins arm64 ones as "suite/name:arm64"): the floor is this host's.
+  const amd64 = Object.fromEntries(Object.entries(lock.debian).filter(([key]) => !key.includes(":")));
+  const wanted = new Set(Object.values(floorDebs(Object.values(amd64))).map((d) => d.sha256));
   // Locked entries only: ensureDebs then consults apt for nothing but a missing blob.
-  const requests: DebRequest[] = Object.entries(lock.debian)
+  const requests: DebRequest[] = Object.entries(amd64)
     .filter(([, d]) => wanted.has(d.sha256))
-    .map(([key]) => ({ suite: key.slice(0, key.indexOf("/")), name: key.slice(key.indexOf("/") + 1), kernel: false }));
+    .map(([key]) => ({ suite: key.slice(0, key.indexOf("/")), name: key.slice(key.indexOf("/") + 1), kernel: false, arch: "amd64" }));
   await ensureDebs(requests, lock, stderrLog);
-  for (const d of Object.values(lock.debian).filter((d) => wanted.has(d.sha256))) await unpackedDeb(d.sha256, `${d.package} ${d.version}`);
+  for (const d of Object.values(amd64).filter((d) => wanted.has(d.sha256))) await unpackedDeb(d.sha256, `${d.package} ${d.version}`);
   const consul = lock.debian["bullseye/consul"];
   if (!consul) throw new Error("resin.lock.json has no bullseye/consul: the unit suite runs Consul 1.8.7 from Debian bullseye");
   const bin = join(await unpackedDeb(consul.sha256, `consul ${consul.version}`), "usr", "bin", "consul");
