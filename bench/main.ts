@@ -7,7 +7,10 @@
 // cleaned up, on failure and on SIGINT/SIGTERM too. Each boot run also boots the floor
 // (bench/floor: the same kernel, an initramfs of busybox + Consul, nothing else), the
 // limit Resin's boot is measured against; BENCH_ONLY=floor boots the floor alone, and
-// BENCH_ONLY=verity weighs dm-verity against the same image without it (bench/verity.ts).
+// BENCH_ONLY=verity weighs dm-verity against the same image without it (bench/verity.ts). The
+// same cluster booted as arm64 nodes (TCG) is measured beside it, BENCH_ARM64_RUNS times
+// (default 1: emulation is slow), with every debian role's arm64 image size;
+// BENCH_ONLY=arm64 boots one amd64 and BENCH_ARM64_RUNS arm64 clusters alone.
 // See bench/README.md.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -21,6 +24,7 @@ import { bootFloorCluster, floorAppend, floorPlan, type FloorBoot } from "./floo
 import { buildFloorImage, FLOOR_APPLETS, FLOOR_MODULES, type FloorImage, type FloorRaft } from "./floor/image.js";
 import { bootGenericCluster, GENERIC_APPEND, type GenericBoot } from "./generic/cluster.js";
 import { buildGenericImage } from "./generic/image.js";
+import { arm64Boots, arm64ImageSizes, arm64Results, arm64Table, type Arm64Results } from "./arch.js";
 import { bootResinCluster, measureBuilds, SECOND_ROLE, type BuildRun, type ResinBoot } from "./resin-side.js";
 import { measureResilience, upgradeImageSet, type ResilienceRun } from "./resilience.js";
 import { buildUnverifiedImage, verityRounds, veritySizes } from "./verity.js";
@@ -323,6 +327,16 @@ async function resilienceOnly(runs: number, timeoutS: number, keep: boolean): Pr
   log("results in out/bench/resilience-latest.json (out/bench/latest.json is left as it was)");
 }
 
+/** BENCH_ONLY=arm64: one amd64 cluster and `runs` arm64 clusters, in that order, and the arm64 image sizes. */
+async function arm64Only(runs: number, timeoutS: number, keep: boolean): Promise<void> {
+  log(`arm64 beside amd64: one amd64 cluster, then ${runs} arm64 (TCG); accelerator for amd64 ${await chooseAccel()}`);
+  const amd = await bootResinCluster({ name: CLUSTER, timeoutS, keepOnFailure: keep });
+  await amd.release();
+  log(`amd64: launch → quorum ${amd.boot.quorumSeconds.toFixed(1)}s, → autopilot healthy ${amd.boot.healthySeconds.toFixed(1)}s`);
+  const a = arm64Results(await arm64Boots(runs, CLUSTER, timeoutS * 3, keep), await arm64ImageSizes());
+  process.stdout.write(`${arm64Table(a, { launchToQuorum: amd.boot.quorumSeconds, launchToHealthy: amd.boot.healthySeconds, upToQuorum: amd.boot.upToQuorumSeconds }).join("\n")}\n`);
+}
+
 async function main(): Promise<void> {
   const runs = positiveInt("BENCH_RUNS", 3);
   const timeoutS = positiveInt("BENCH_TIMEOUT", 600);
@@ -331,7 +345,9 @@ async function main(): Promise<void> {
   if (only === "floor") return floorOnly(runs, timeoutS, keep);
   if (only === "resilience") return resilienceOnly(runs, timeoutS, keep);
   if (only === "verity") return verityOnly(runs, timeoutS, keep);
-  if (only !== "") throw new Error(`BENCH_ONLY=${only}: the choices are 'floor', 'resilience' and 'verity' (or unset for the whole bench)`);
+  const arm64Runs = positiveInt("BENCH_ARM64_RUNS", 1);
+  if (only === "arm64") return arm64Only(arm64Runs, timeoutS, keep);
+  if (only !== "") throw new Error(`BENCH_ONLY=${only}: the choices are 'floor', 'resilience', 'verity' and 'arm64' (or unset for the whole bench)`);
   const accel = await chooseAccel();
   const started = new Date();
   log(`${runs} runs, accelerator ${accel}; Resin's consul-server image first (fetches what the cache lacks)`);
@@ -413,6 +429,9 @@ async function main(): Promise<void> {
   // Faults and upgrade on fresh Resin clusters (the floor and generic sides have no upgrade).
   const resilience = resilienceSamples(await resilienceRuns(runs, timeoutS, keep));
 
+  // The same cluster as arm64 nodes under TCG, and every debian role's arm64 image.
+  const arm64 = arm64Results(await arm64Boots(arm64Runs, CLUSTER, timeoutS * 3, keep), await arm64ImageSizes());
+
   // ---- results
   // Specs edited while the bench ran make `resin up` rebuild: say so, the sizes are step 1's.
   const changedDuringRun = [...bootedDigests].some((d) => d !== manifest.digest);
@@ -477,6 +496,7 @@ async function main(): Promise<void> {
     },
     floorImage: { description: floorDescription, kernelAppend: floorAppend(floorPlan(), floorPlan().nodes[0]!), sameKernel: floor.kernelSha256 === manifest.kernel.sha256 },
     boot,
+    arm64,
     ...resilience,
     targets: TARGETS,
     memory,
@@ -538,6 +558,7 @@ type Results = {
   upgrade: ReturnType<typeof resilienceSamples>["upgrade"];
   genericImage: { sameKernel: boolean };
   floorImage: { sameKernel: boolean };
+  arm64?: Arm64Results;
   resinImage: { digest: string; bootedDigests: string[]; changedDuringRun: boolean };
 };
 
@@ -611,6 +632,17 @@ function table(r: Results, previous?: Results): string {
         .join(", ") || "none reported"),
     `before it, VM launch → kernel clock (host-measured; firmware, loading and unpacking the kernel, the same kernel and QEMU arguments as the floor): ${sec(r.boot.resin.launchToKernelSeconds?.median)} s`,
     "",
+    ...(r.arm64
+      ? [
+          ...arm64Table(r.arm64, {
+            launchToQuorum: r.boot.resin.launchToQuorumSeconds.median,
+            launchToHealthy: r.boot.resin.launchToHealthySeconds.median,
+            upToQuorum: r.boot.resin.upToQuorumSeconds.median,
+            totalBytes: r.image.resin.totalAsShippedBytes,
+          }),
+          "",
+        ]
+      : []),
     ...resilienceTable({ faults: r.faults, upgrade: r.upgrade }, r.runs),
     "",
     `floor /init, guest uptime in seconds (median of ${r.runs * 3} nodes): ` +

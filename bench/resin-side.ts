@@ -5,6 +5,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ImageManifest } from "../cli/image/manifest.js";
+import type { Arch } from "../cli/spec/arch.js";
 import { consoleTail } from "../cli/provider/qemu/vm.js";
 import { readPid } from "../cli/provider/qemu/process.js";
 import { killLeftovers, log, onCleanup, resin, rmDirNow, vmMemory, type VmMemory } from "./util.js";
@@ -46,19 +47,22 @@ export function scratchCluster(name: string, prefix: string, keepOnFailure: bool
   return { stateHome, env, release, failed: () => (failed = true) };
 }
 
+/** `arch`: the nodes' architecture (`resin up --arch`); amd64 when absent. */
 export async function bootResinCluster(opts: {
   name: string;
   timeoutS: number;
   keepOnFailure: boolean;
   /** A project (RESIN_PROJECT) whose specs `resin up` builds and boots instead of the repository's. */
   project?: string;
+  arch?: Arch;
 }): Promise<{ boot: ResinBoot; stateHome: string; release: () => Promise<void> }> {
   const scratch = scratchCluster(opts.name, "resin-bench-state-", opts.keepOnFailure);
   const { stateHome, release, failed } = scratch;
   const env: Record<string, string> = { ...scratch.env, ...(opts.project ? { RESIN_PROJECT: opts.project } : {}) };
   const nodesDir = join(stateHome, "clusters", opts.name, "nodes");
   try {
-    const up = await resin(["up", "--name", opts.name, "--nodes", "3", "--role", "consul-server", "--channel", "debian", "--timeout", String(opts.timeoutS)], env, { echo: true });
+    const arch = opts.arch ? ["--arch", opts.arch] : [];
+    const up = await resin(["up", "--name", opts.name, "--nodes", "3", "--role", "consul-server", "--channel", "debian", ...arch, "--timeout", String(opts.timeoutS)], env, { echo: true });
     const m = up.stderr.match(/quorum in ([\d.]+)s, ready \(autopilot healthy\) in ([\d.]+)s/);
     if (!m) throw new Error(`resin up did not report its timings:\n${up.stderr}`);
     const [quorumSeconds, healthySeconds] = [Number(m[1]), Number(m[2])];

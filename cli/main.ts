@@ -16,7 +16,7 @@ import { uiCommand } from "./commands/ui.js";
 import { defaultJoin } from "./bootstrap/plan.js";
 import { clusterForNode, validateClusterName, type Network } from "./state/state.js";
 import { planCommand } from "./commands/plan.js";
-import { parseRoleCounts } from "./cluster/create.js";
+import { checkSecureBootArches, parseArchSpec, parseRoleCounts } from "./cluster/create.js";
 import { bootstrapCommand } from "./commands/bootstrap.js";
 import { writeFileAtomic } from "./util/files.js";
 import { resolve } from "node:path";
@@ -51,6 +51,9 @@ const roleOption = () => new Option("--role <role>", "role of every node of a ne
 const rolesOption = () =>
   new Option("--roles <spec>", "a new cluster of several roles, ROLE=COUNT,…, e.g. consul-server=3,nomad-client=2 (instead of --role and --nodes)");
 const offlineOption = () => new Option("--offline", "never download; use only cached artifacts (also RESIN_OFFLINE=1)");
+// A new cluster's architectures: one for every node, or per role (a mixed cluster).
+const clusterArchOption = () =>
+  new Option("--arch <spec>", "architecture of a new cluster's nodes: amd64 (default) or arm64 for all, or per role, ROLE=ARCH,…, e.g. consul-server=arm64,nomad-client=amd64 (roles not named: amd64)");
 const buildArchOption = () => new Option("--arch <arch>", "the architecture the images are for (arm64 images are written to out/images/<channel>-arm64)").choices(ARCHES).default(DEFAULT_ARCH);
 
 /** Each node's role for a new cluster, from --roles, or --role and --nodes (three control-plane nodes by default). */
@@ -96,15 +99,19 @@ program
   .addOption(nodesOption())
   .addOption(roleOption())
   .addOption(rolesOption())
+  .addOption(clusterArchOption())
   .addOption(channelOption())
   .addOption(offlineOption())
   .option("--timeout <seconds>", "give up waiting for quorum after this long", integer, 300)
-  .option("--secure-boot", "a new cluster whose nodes boot their image's signed disk (UKI) under OVMF with Secure Boot enforced; the images are signed with Debian's test key pair, which the firmware's variable store has enrolled (amd64)")
-  .action(async (opts: { name: string; nodes?: number; role?: string; roles?: string; timeout: number; channel: Channel; offline?: boolean; secureBoot?: boolean }) => {
+  .option("--secure-boot", "a new cluster whose nodes boot their image's signed disk (UKI) under OVMF with Secure Boot enforced; the images are signed with Debian's test key pair, which the firmware's variable store has enrolled (amd64 nodes only)")
+  .action(async (opts: { name: string; nodes?: number; role?: string; roles?: string; arch?: string; timeout: number; channel: Channel; offline?: boolean; secureBoot?: boolean }) => {
     // Checked before the lock is taken, so that bad input writes nothing at all.
     validateClusterName(opts.name);
-    requireTools(["qemu-system-x86_64", "qemu-img", "vde_switch", ...(opts.secureBoot ? (["sbsign", "faketime"] as const) : [])]);
     const nodes = nodeRoles(opts);
+    const arches = parseArchSpec(opts.arch, nodes.roles);
+    if (opts.secureBoot) checkSecureBootArches(arches);
+    // The emulators are checked in up(): an existing cluster's come from its state.
+    requireTools(["qemu-img", "vde_switch", ...(opts.secureBoot ? (["sbsign", "faketime"] as const) : [])]);
     // Debian's test key, decrypted for sbsign into a private directory that goes when up ends.
     const keyDir = opts.secureBoot ? await mkdtemp(join(tmpdir(), "resin-secure-boot-")) : undefined;
     const secureBoot = keyDir ? await debianTestKey(keyDir) : undefined;
@@ -112,6 +119,8 @@ program
       project: projectRoot(),
       name: opts.name,
       roles: nodes.roles,
+      arches,
+      archGiven: opts.arch !== undefined,
       channel: opts.channel,
       offline: opts.offline || offlineByDefault(),
       nodesGiven: nodes.given,
@@ -129,6 +138,7 @@ program
   .addOption(nodesOption())
   .addOption(roleOption())
   .addOption(rolesOption())
+  .addOption(clusterArchOption())
   .addOption(channelOption())
   .addOption(offlineOption())
   .addOption(new Option("--network <mode>", "static: addresses from the plan (libvirt, metal); dhcp: the network assigns them and agents find each other by cloud auto-join (clouds)").choices(["static", "dhcp"]))
@@ -137,16 +147,19 @@ program
   .option("--image-set <dir>", "with --upgrade: take the images from DIR/<role>/ instead of building")
   .option("--json", "print the manifest on stdout")
   .option("--out <file>", "also write the manifest to this file")
-  .action(async (opts: { name: string; nodes?: number; role?: string; roles?: string; channel: Channel; offline?: boolean; network?: "static" | "dhcp"; join?: string; upgrade?: boolean; imageSet?: string; json?: boolean; out?: string }) => {
+  .action(async (opts: { name: string; nodes?: number; role?: string; roles?: string; arch?: string; channel: Channel; offline?: boolean; network?: "static" | "dhcp"; join?: string; upgrade?: boolean; imageSet?: string; json?: boolean; out?: string }) => {
     if (opts.imageSet && !opts.upgrade) throw new ResinError("--image-set is for --upgrade", "add --upgrade, or drop --image-set");
     validateClusterName(opts.name);
     if (opts.join && opts.network !== "dhcp") throw new ResinError("--join is for --network dhcp", "add --network dhcp, or drop --join: a static cluster joins by the plan's addresses");
     const network: Network = opts.network === "dhcp" ? { mode: "dhcp", join: opts.join ?? defaultJoin(opts.name) } : { mode: "static" };
     const nodes = nodeRoles(opts);
+    const arches = parseArchSpec(opts.arch, nodes.roles);
     const manifest = await withClusterLock(opts.name, "plan", () => planCommand({
       project: projectRoot(),
       name: opts.name,
       roles: nodes.roles,
+      arches,
+      archGiven: opts.arch !== undefined,
       channel: opts.channel,
       offline: opts.offline || offlineByDefault(),
       nodesGiven: nodes.given,

@@ -6,7 +6,8 @@ import { existsSync } from "node:fs";
 import { copyFile, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { digestParts, manifestDigest, parseManifest, readManifest, type ImageFile } from "../image/manifest.js";
-import { buildRoles } from "../image/roles.js";
+import { buildRoles, type BuildOptions } from "../image/roles.js";
+import { ARCHES, archOf, type Arch } from "../spec/arch.js";
 import { formatMismatch, verityMismatches } from "../image/verify.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
@@ -141,6 +142,8 @@ export async function newImages(
   opts: { project: string; imageSet?: string; offline?: boolean; log: Log; disks?: boolean },
 ): Promise<Record<string, string>> {
   const roles = [...new Set(state.nodes.map((n) => n.role))];
+  // A build makes each role's image for the architecture its nodes have (an image set
+  // brings its own: moving a cluster to another architecture is an upgrade like any other).
   const target: Record<string, string> = {};
   if (opts.imageSet) {
     for (const role of roles) {
@@ -152,10 +155,20 @@ export async function newImages(
       target[role] = manifest.digest;
     }
   } else {
-    for (const image of await buildRoles({ project: opts.project, roles, channel: state.channel, offline: opts.offline, log: opts.log, check: runBuildChecks })) {
-      await installImage(state.name, image.dir, image.manifest.digest, { disks: opts.disks });
-      target[image.manifest.role] = image.manifest.digest;
+    for (const arch of ARCHES) {
+      const these = roles.filter((r) => archOf(state.nodes.find((n) => n.role === r)) === arch);
+      if (!these.length) continue;
+      const build: BuildOptions & { arch: Arch } = { project: opts.project, roles: these, arch, channel: state.channel, offline: opts.offline, log: opts.log, check: runBuildChecks };
+      for (const image of await buildRoles(build)) {
+        await installImage(state.name, image.dir, image.manifest.digest, { disks: opts.disks });
+        target[image.manifest.role] = image.manifest.digest;
+      }
     }
   }
   return target;
+}
+
+/** The architecture of an image the cluster holds (its manifest's; absent: amd64). */
+export async function installedImageArch(cluster: string, digest: string): Promise<Arch> {
+  return archOf(await readManifest(imageDirFor(cluster, digest)));
 }

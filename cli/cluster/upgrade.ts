@@ -12,7 +12,7 @@ import type { Secrets } from "../bootstrap/secrets.js";
 import { hostTls } from "./api.js";
 import { VAULT_TLS_SERVER_NAME } from "../bootstrap/pki.js";
 import { ensureVaultReady, vaultAutopilot, vaultHealth, type VaultClientOptions } from "./vault.js";
-import { pruneImages } from "./images.js";
+import { installedImageArch, pruneImages } from "./images.js";
 import { grantImageServices } from "./bootstrap.js";
 
 export interface UpgradeStep {
@@ -254,6 +254,8 @@ async function replace(state: ClusterState, node: NodeState, image: string, opts
   await machines.stop(state, node);
   phases.end("stop");
   node.image = image;
+  // The new image may be of another architecture: the provider boots it as what it is.
+  node.arch = await installedImageArch(state.name, image);
   await writeClusterState(state);
   await opts.writeConfig(node);
   await machines.start(state, node, opts.log);

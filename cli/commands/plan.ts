@@ -8,8 +8,8 @@ import { DHCP_ADDRESS } from "../bootstrap/plan.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { writeHostTls } from "../bootstrap/host-tls.js";
 import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
-import { installImage, missingDiskImages, newImages } from "../cluster/images.js";
-import { createCluster, type CreateOptions } from "../cluster/create.js";
+import { installedImageArch, installImage, missingDiskImages, newImages } from "../cluster/images.js";
+import { checkSameArches, createCluster, type CreateOptions } from "../cluster/create.js";
 import { clusterPaths, imageDirFor, nodeFiles, readClusterState, validateClusterName, writeClusterState, type ClusterState } from "../state/state.js";
 import { imagesDir, readManifest, type ImageManifest } from "../image/manifest.js";
 import { planManifest, PlanManifestSchema, type PlanManifest } from "../provider/manifest.js";
@@ -25,6 +25,8 @@ export interface PlanOptions extends Omit<CreateOptions, "disks"> {
   /** Whether --nodes / --network were given: an existing cluster must then match. */
   nodesGiven: boolean;
   networkGiven: boolean;
+  /** Whether --arch was given: an existing cluster must then have those architectures. */
+  archGiven?: boolean;
   /** Move an existing cluster's nodes to their roles' new images (a fresh build, or imageSet). */
   upgrade?: boolean;
   imageSet?: string;
@@ -38,6 +40,7 @@ export async function planCommand(opts: PlanOptions): Promise<PlanManifest> {
     if (opts.nodesGiven && state.nodes.length !== opts.roles.length) {
       throw new ResinError(`cluster '${opts.name}' has ${state.nodes.length} nodes, not ${opts.roles.length}`, "omit --nodes (and --roles) to plan it as it is, or use another --name");
     }
+    if (opts.archGiven && opts.arches) checkSameArches(state, opts.arches, "plan");
     if (opts.networkGiven && JSON.stringify(state.network) !== JSON.stringify(opts.network)) {
       throw new ResinError(`cluster '${opts.name}' was planned with ${state.network.mode} addresses`, "omit --network and --join to plan it as it is, or use another --name");
     }
@@ -64,7 +67,10 @@ async function planUpgradeOf(state: ClusterState, opts: PlanOptions): Promise<vo
   }
   const target = await newImages(state, { ...opts, disks: true });
   const moving = state.nodes.filter((n) => target[n.role] && target[n.role] !== n.image);
-  for (const node of moving) node.image = target[node.role]!;
+  for (const node of moving) {
+    node.image = target[node.role]!;
+    node.arch = await installedImageArch(state.name, node.image);
+  }
   await writeClusterState(state);
   opts.log(
     moving.length === 0

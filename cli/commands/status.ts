@@ -14,6 +14,7 @@ import { clusterPaths, requireCluster } from "../state/state.js";
 import { localMachines } from "../provider/local.js";
 import type { Machines } from "../provider/machine.js";
 import { formatTable } from "../util/table.js";
+import { ArchSchema, archOf, DEFAULT_ARCH } from "../spec/arch.js";
 import { printable } from "../util/text.js";
 
 export const NodeStatusSchema = z.object({
@@ -22,6 +23,8 @@ export const NodeStatusSchema = z.object({
   address: z.string(),
   /** Digest of the image the node boots. */
   image: z.string(),
+  /** That image's architecture (always written; a reader of older status JSON without it: amd64). */
+  arch: ArchSchema.optional(),
   vm: z.object({
     state: z.enum(["running", "stopped", "crashed"]),
     pid: z.number().int().nullable(),
@@ -101,6 +104,7 @@ export async function clusterStatus(name: string, machines: Pick<Machines, "stat
         role: node.role,
         address: node.address,
         image: node.image,
+        arch: archOf(node),
         vm: { state: vm.state, pid: vm.pid ?? null, reason: vm.reason ?? null },
         ports: running ? node.ports : {},
         boot: guest && "boot" in guest ? guest.boot : null,
@@ -182,12 +186,14 @@ function servicesColumn(n: NodeStatus): string {
 export function formatStatus(status: ClusterStatus): string {
   const withVault = status.nodes.some((n) => n.vault);
   const withRegistered = status.nodes.some((n) => n.registered?.length);
-  const rows = [["NODE", "ROLE", "ADDRESS", "VM", "SERVICES", "CONSUL", ...(withRegistered ? ["IN CONSUL"] : []), ...(withVault ? ["VAULT"] : [])]];
+  // The architecture is shown once a node is not amd64 (every cluster was amd64 before).
+  const withArch = status.nodes.some((n) => (n.arch ?? DEFAULT_ARCH) !== DEFAULT_ARCH);
+  const rows = [["NODE", "ROLE", ...(withArch ? ["ARCH"] : []), "ADDRESS", "VM", "SERVICES", "CONSUL", ...(withRegistered ? ["IN CONSUL"] : []), ...(withVault ? ["VAULT"] : [])]];
   for (const n of status.nodes) {
     const consul = n.consul ? describeView({ leader: n.consul.leader ?? undefined, peers: n.consul.peers ?? undefined, error: n.consul.error ?? undefined }) : "-";
     const vault = n.vault ? (n.vault.state ?? `not answering (${n.vault.error})`) : "-";
     const registered = n.registered?.length ? n.registered.map((r) => `${r.service} ${r.status}`).join(", ") : "-";
-    rows.push([n.name, n.role, n.address, n.vm.state, servicesColumn(n), consul, ...(withRegistered ? [registered] : []), ...(withVault ? [vault] : [])]);
+    rows.push([n.name, n.role, ...(withArch ? [n.arch ?? DEFAULT_ARCH] : []), n.address, n.vm.state, servicesColumn(n), consul, ...(withRegistered ? [registered] : []), ...(withVault ? [vault] : [])]);
   }
   const table = formatTable(rows);
   const tolerance = status.failureTolerance !== null ? `, failure tolerance ${status.failureTolerance}` : "";

@@ -10,9 +10,10 @@ import { clusterPaths, readClusterState, validateClusterName, writeClusterState,
 import { silentAfterMs, waitForQuorum } from "../cluster/health.js";
 import { localMachines } from "../provider/local.js";
 import { ResinError } from "../util/errors.js";
-import { requireTools } from "../util/tools.js";
+import { requireTools, type HostTool } from "../util/tools.js";
+import { archOf, DEFAULT_ARCH, emulatorsFor, type Arch } from "../spec/arch.js";
 import type { Log } from "../util/log.js";
-import { createCluster, describeRoles } from "../cluster/create.js";
+import { checkSameArches, createCluster, describeRoles } from "../cluster/create.js";
 import type { SigningKey } from "../image/sign.js";
 
 export interface UpOptions {
@@ -26,6 +27,10 @@ export interface UpOptions {
   nodesGiven: boolean;
   /** Whether --role or --roles was given (an existing cluster of other roles is refused). */
   rolesGiven?: boolean;
+  /** Each role's architecture for a new cluster (parseArchSpec); absent: amd64. */
+  arches?: Map<string, Arch>;
+  /** Whether --arch was given (an existing cluster of other architectures is refused). */
+  archGiven?: boolean;
   timeoutMs: number;
   /** --secure-boot: a new cluster's images signed with this pair and booted under Secure Boot; an existing cluster must be one. */
   secureBoot?: SigningKey;
@@ -34,10 +39,12 @@ export interface UpOptions {
 
 export async function up(opts: UpOptions): Promise<ClusterState> {
   validateClusterName(opts.name);
-  requireTools(["qemu-system-x86_64", "qemu-img", "vde_switch"]);
   const paths = clusterPaths(opts.name);
   const machines = localMachines();
   const existing = await readClusterState(opts.name);
+  // Only the emulators its nodes need: an existing cluster's from its state, a new one's from --arch.
+  const arches = existing ? existing.nodes.map((n) => archOf(n)) : opts.roles.map((r) => opts.arches?.get(r) ?? DEFAULT_ARCH);
+  requireTools([...(emulatorsFor(arches) as HostTool[]), "qemu-img", "vde_switch"]);
   if (existing && opts.nodesGiven && existing.nodes.length !== opts.roles.length) {
     throw new ResinError(`cluster '${opts.name}' has ${existing.nodes.length} nodes, not ${opts.roles.length}`, "omit --nodes (and --roles) to start it as it is, or use another --name");
   }
@@ -48,6 +55,7 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
       "omit --secure-boot and --sign to start it as it is, or give a Secure Boot cluster its own name: resin up --name <new> --secure-boot",
     );
   }
+  if (existing && opts.archGiven && opts.arches) checkSameArches(existing, opts.arches, "up");
 
   let state: ClusterState;
   if (existing) {

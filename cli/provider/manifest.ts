@@ -8,6 +8,7 @@ import { z } from "zod";
 import { CHANNELS } from "../spec/schema.js";
 import type { ClusterState } from "../state/state.js";
 import { servicePorts, type ImageManifest } from "../image/manifest.js";
+import { ARCH, ArchSchema, archOf, type Arch } from "../spec/arch.js";
 
 export const MANIFEST_FORMAT = "resin-plan/1";
 
@@ -47,6 +48,12 @@ export const PlanManifestSchema = z.object({
         cmdline: z.string(),
       }),
       vm: z.object({ memory_mib: z.number().int(), cpus: z.number().int(), persist_disk_gib: z.number().int() }),
+      /** The image's architecture, and what a provisioner needs of it (from cli/spec/arch.ts): provisioners look these up, never branch. */
+      arch: ArchSchema,
+      platform: z.object({
+        aws: z.object({ architecture: z.string(), instance_type: z.string() }),
+        libvirt: z.object({ arch: z.string(), machine: z.string() }),
+      }),
       /** Guest ports by "<service>.<name>", e.g. "consul.https": 8501. */
       ports: z.record(z.string(), z.number().int()),
     }),
@@ -107,6 +114,8 @@ export function planManifest(inputs: ManifestInputs): PlanManifest {
           : {}),
       },
       vm: inputs.vm.get(node.role)!,
+      arch: archOf(m),
+      platform: platformOf(archOf(m)),
       ports: servicePorts(m),
     };
   }
@@ -132,4 +141,10 @@ export function planManifest(inputs: ManifestInputs): PlanManifest {
       metadata: inputs.metadata.get(node.name)!,
     })),
   };
+}
+
+/** What a provisioner needs to know of an architecture: AWS's AMI architecture and default instance type, libvirt's arch and machine. Pure. */
+export function platformOf(arch: Arch) {
+  const a = ARCH[arch];
+  return { aws: { architecture: a.awsArchitecture, instance_type: a.awsInstanceType }, libvirt: { arch: a.libvirtArch, machine: a.qemuMachine } };
 }

@@ -3,6 +3,7 @@
 // take an `Arch` and never branch on it. Debian's names are the key (amd64, arm64): they
 // are what package names, apt indexes and the lock use.
 import { z } from "zod";
+import { ResinError } from "../util/errors.js";
 
 export const ARCHES = ["amd64", "arm64"] as const;
 export type Arch = (typeof ARCHES)[number];
@@ -33,8 +34,28 @@ export interface ArchFacts {
   qemu: string;
   qemuMachine: string;
   console: string;
+  /**
+   * Devices the machine lacks that a node needs, beyond the common virtio-pci ones. q35
+   * has a PS/2 keyboard; virt has none, so a virtio keyboard carries the host's
+   * ctrl-alt-del (QMP send-key: the clean shutdown) to the guest, whose kernel needs
+   * virtio_input loaded for it.
+   */
+  qemuDevices: string[];
   /** Node.js's process.arch for a host of this architecture (KVM only where they agree). */
   nodeArch: string;
+  /**
+   * The CPU QEMU emulates under TCG (KVM always takes the host's). arm64: a concrete
+   * model. `max` turns on pointer authentication with the QARMA cipher, slow to emulate;
+   * measured here (QEMU 7.2, Debian's 6.1 arm64 kernel to userspace, the probe's
+   * initramfs): max 8.1 s, max,pauth-impdef=on 2.8–3.3 s, cortex-a57 1.7–2.8 s.
+   */
+  tcgCpu: string;
+  /** UEFI firmware: the code (read-only) and the template of the variable store a machine copies, with their Debian package. */
+  firmware: { code: string; vars: string; package: string };
+  /** Beyond one machine: the AMI architecture, the default EC2 instance type, libvirt's arch and machine. */
+  awsArchitecture: string;
+  awsInstanceType: string;
+  libvirtArch: string;
 }
 
 export const ARCH: Record<Arch, ArchFacts> = {
@@ -53,7 +74,13 @@ export const ARCH: Record<Arch, ArchFacts> = {
     qemu: "qemu-system-x86_64",
     qemuMachine: "q35",
     console: "ttyS0",
+    qemuDevices: [],
     nodeArch: "x64",
+    tcgCpu: "max",
+    firmware: { code: "/usr/share/OVMF/OVMF_CODE_4M.fd", vars: "/usr/share/OVMF/OVMF_VARS_4M.fd", package: "ovmf" },
+    awsArchitecture: "x86_64",
+    awsInstanceType: "t3.small",
+    libvirtArch: "x86_64",
   },
   arm64: {
     arch: "arm64",
@@ -70,13 +97,33 @@ export const ARCH: Record<Arch, ArchFacts> = {
     qemu: "qemu-system-aarch64",
     qemuMachine: "virt",
     console: "ttyAMA0",
+    qemuDevices: ["virtio-keyboard-pci"],
     nodeArch: "arm64",
+    tcgCpu: "cortex-a57",
+    firmware: { code: "/usr/share/AAVMF/AAVMF_CODE.fd", vars: "/usr/share/AAVMF/AAVMF_VARS.fd", package: "qemu-efi-aarch64" },
+    awsArchitecture: "arm64",
+    awsInstanceType: "t4g.small",
+    libvirtArch: "aarch64",
   },
 };
 
 /** The architecture of the machine Resin runs on, if it is one Resin builds for. */
 export function hostArch(): Arch | undefined {
   return ARCHES.find((a) => ARCH[a].nodeArch === process.arch);
+}
+
+/** The architecture recorded for something that may predate the field (a manifest, a node): absent means amd64; anything else is an error. */
+export function archOf(thing: object | undefined): Arch {
+  const recorded = (thing as { arch?: unknown } | undefined)?.arch;
+  if (recorded === undefined) return DEFAULT_ARCH;
+  const parsed = ArchSchema.safeParse(recorded);
+  if (!parsed.success) throw new ResinError(`architecture ${JSON.stringify(recorded)} is not one Resin knows`, `Resin builds and boots ${ARCHES.join(" and ")}; rebuild the image (resin build --arch …)`);
+  return parsed.data;
+}
+
+/** The emulators a set of nodes needs, one per architecture among them. */
+export function emulatorsFor(arches: Arch[]): string[] {
+  return [...new Set(arches)].sort().map((a) => ARCH[a].qemu);
 }
 
 /**

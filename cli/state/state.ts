@@ -11,6 +11,7 @@ import { ResinError } from "../util/errors.js";
 import { CHANNELS } from "../spec/schema.js";
 import { canonicalJson, DIGEST_PATTERN } from "../util/hash.js";
 import { PortSchema } from "../spec/schema.js";
+import { ArchSchema } from "../spec/arch.js";
 
 /**
  * How nodes get their addresses. `static`: from the plan (local QEMU clusters, libvirt,
@@ -54,6 +55,8 @@ export const NodeStateSchema = z.object({
   prefix: z.number().int().min(0).max(32),
   /** Digest of the image the node boots; its files are under images/<hex>/. */
   image: digest,
+  /** The architecture of that image (amd64, arm64); absent in a cluster.json written before it was recorded: amd64. */
+  arch: ArchSchema.optional(),
   memoryMib: z.number().int(),
   cpus: z.number().int(),
   /**

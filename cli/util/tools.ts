@@ -6,6 +6,8 @@ import { ResinError } from "./errors.js";
 
 export const HOST_TOOLS = {
   "qemu-system-x86_64": "qemu-system-x86",
+  // arm64 nodes (resin up --arch arm64), emulated by TCG on an amd64 host.
+  "qemu-system-aarch64": "qemu-system-arm",
   "qemu-img": "qemu-utils",
   // Runs a build step's program of another architecture (busybox --list-full).
   "qemu-aarch64-static": "qemu-user-static",

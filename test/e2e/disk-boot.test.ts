@@ -10,21 +10,23 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadRole, type Role } from "../../cli/spec/load.js";
-import { readManifest, type ImageManifest } from "../../cli/image/manifest.js";
+import { imagesDir, readManifest, type ImageManifest } from "../../cli/image/manifest.js";
 import { writeIso9660 } from "../../cli/image/iso9660.js";
 import { planCluster } from "../../cli/bootstrap/plan.js";
 import { generateSecrets } from "../../cli/bootstrap/secrets.js";
 import { serviceRolesOf } from "../../cli/bootstrap/node-secrets.js";
 import { nodeMetadata, serialiseMetadata, serversByService } from "../../cli/bootstrap/metadata.js";
-import { chooseAccel, QEMU } from "../../cli/provider/qemu/accel.js";
+import { chooseAccel } from "../../cli/provider/qemu/accel.js";
+import { ARCH, type Arch } from "../../cli/spec/arch.js";
+import { guestStatus } from "../../cli/cluster/guest.js";
+import { freeLoopbackPort } from "../../cli/provider/qemu/ports.js";
 import { readPid } from "../../cli/provider/qemu/process.js";
 import { startSwitch, stopSwitch, switchPaths } from "../../cli/provider/qemu/vde.js";
 import { createPersistDisk, qemuArgs, stopVm, vmPaths, vmPid, type VmSpec } from "../../cli/provider/qemu/vm.js";
-import { killLeftovers, processesUnder, repoRoot } from "./helpers.js";
+import { killLeftovers, processesUnder, repoRoot, resinAsync } from "./helpers.js";
 
-/** Debian's ovmf package: UEFI firmware for q35 without secure boot, and its variable store template. */
-const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/** Debian's ovmf package: UEFI firmware for q35 without secure boot, and its variable store template (AAVMF for arm64: spec/arch.ts). */
+const OVMF_CODE = ARCH.amd64.firmware.code;
 const STAGE_2 = "runit: enter stage: /etc/runit/2";
 
 const work = mkdtempSync(join(tmpdir(), "resin-e2e-disk-"));
@@ -54,7 +56,7 @@ function bootDrive(media: Media, file: string): string[] {
 const ISO_MEDIA: Media[] = ["iso-disk", "iso-cdrom"];
 let isoPersistDisk = "";
 
-function uefiDiskArgs(spec: VmSpec, disk: string, media: Media, vars: string): string[] {
+function uefiDiskArgs(spec: VmSpec, disk: string, media: Media, vars: string, firmware: string): string[] {
   const withoutHostNic = media === "iso-disk";
   const withoutPersistSerial = ISO_MEDIA.includes(media);
   const args = qemuArgs(spec);
@@ -84,13 +86,13 @@ function uefiDiskArgs(spec: VmSpec, disk: string, media: Media, vars: string): s
   expect(dropped.sort()).toEqual(["-append", "-device", "-drive", "-initrd", "-kernel"]);
   return [
     ...out,
-    "-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
+    "-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${firmware}`,
     "-drive", `if=pflash,format=raw,unit=1,file=${vars}`,
     ...bootDrive(media, disk),
   ];
 }
 
-async function configDrive(path: string, nodeName: string): Promise<void> {
+async function configDrive(path: string, nodeName: string, manifest: ImageManifest): Promise<void> {
   const plan = planCluster(nodeName, ["consul-server"]);
   const secrets = await generateSecrets(plan, () => serviceRolesOf(role));
   const tree = await nodeMetadata({
@@ -108,16 +110,19 @@ async function configDrive(path: string, nodeName: string): Promise<void> {
  * Boot `format` (or the file `opts.disk` as that format) to runit stage 2 and give its
  * console; with `opts.refused`, until /init's FATAL line instead, and the VM's own end.
  */
-async function bootFromDisk(format: Media, opts: { disk?: string; refused?: boolean } = {}): Promise<string> {
-  const dir = join(work, opts.refused ? `${format}-refused` : format);
+async function bootFromDisk(format: Media, opts: { disk?: string; refused?: boolean; arch?: Arch; image?: { dir: string; manifest: ImageManifest }; ready?: (statusPort: number, read: () => string) => Promise<void> } = {}): Promise<string> {
+  const arch = opts.arch ?? "amd64";
+  const image = opts.image ?? { dir: imageDir, manifest };
+  const dir = join(work, `${arch === "amd64" ? "" : `${arch}-`}${opts.refused ? `${format}-refused` : format}`);
   mkdirSync(dir, { recursive: true });
   const sw = switchPaths(dir);
   await startSwitch(sw);
   try {
-    const vars = join(dir, "OVMF_VARS.fd");
-    copyFileSync(OVMF_VARS, vars);
+    const vars = join(dir, "VARS.fd");
+    copyFileSync(ARCH[arch].firmware.vars, vars);
     const configDrivePath = join(dir, "cidata.iso");
-    await configDrive(configDrivePath, `disk-${format}`);
+    await configDrive(configDrivePath, `disk-${format}`, image.manifest);
+    const statusPort = opts.ready ? await freeLoopbackPort() : 0;
     // The ISO boots share one persist disk: the second one finds what the first formatted.
     const persistDisk = ISO_MEDIA.includes(format) ? (isoPersistDisk ||= join(work, "iso-persist.qcow2")) : join(dir, "persist.qcow2");
     await createPersistDisk(persistDisk, 1);
@@ -132,22 +137,24 @@ async function bootFromDisk(format: Media, opts: { disk?: string; refused?: bool
       append: "unused",
       memoryMib: 1024,
       cpus: 1,
-      accel: await chooseAccel(),
+      arch,
+      accel: await chooseAccel(undefined, undefined, undefined, arch),
       switchSocket: sw.socket,
       clusterMac: plan.clusterMac,
       hostMac: plan.hostMac,
-      forwards: [],
+      forwards: opts.ready ? [{ hostPort: statusPort, guestPort: 9100 }] : [],
       configDrive: configDrivePath,
       persistDisk,
     };
-    const disk = opts.disk ?? join(imageDir, format.startsWith("iso") ? manifest.disk.iso.file : manifest.disk[format as "raw" | "qcow2"].file);
-    const result = await execa(QEMU, uefiDiskArgs(spec, disk, format, vars), { reject: false, stdin: "ignore" });
+    const disk = opts.disk ?? join(image.dir, format.startsWith("iso") ? image.manifest.disk.iso.file : image.manifest.disk[format as "raw" | "qcow2"].file);
+    const result = await execa(ARCH[arch].qemu, uefiDiskArgs(spec, disk, format, vars, ARCH[arch].firmware.code), { reject: false, stdin: "ignore" });
     const pid = await readPid(vmPaths(dir).pidFile);
     if (result.exitCode !== 0 || !pid) throw new Error(`QEMU did not start: ${result.stderr || result.stdout}`);
 
     const consoleLog = vmPaths(dir).console;
     const read = () => (existsSync(consoleLog) ? readFileSync(consoleLog, "latin1") : "");
-    const deadline = Date.now() + 300_000;
+    // Emulated arm64 (UEFI firmware and kernel under TCG) is several times slower: a hang guard, not a speed claim.
+    const deadline = Date.now() + (arch === "amd64" ? 300_000 : 900_000);
     if (opts.refused) {
       // /init powers the node off after its FATAL line: QEMU (-no-reboot) ends by itself.
       while ((await vmPid(dir)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1000));
@@ -160,6 +167,7 @@ async function bootFromDisk(format: Media, opts: { disk?: string; refused?: bool
       }
       await new Promise((r) => setTimeout(r, 1000));
     }
+    if (opts.ready) await opts.ready(statusPort, read);
     return read();
   } finally {
     // By pid: ctrl-alt-del for runit's stage 3, then signals if it does not end in time.
@@ -248,4 +256,52 @@ describe("disk images boot under UEFI with nothing but the disk, the config driv
       expect(processesUnder(work)).toEqual([]);
     });
   }
+});
+
+describe("arm64: disk.qcow2 under AAVMF (qemu-system-aarch64 -machine virt, TCG) to a ready Consul", () => {
+  let arm: { dir: string; manifest: ImageManifest };
+
+  beforeAll(async () => {
+    for (const f of [ARCH.arm64.firmware.code, ARCH.arm64.firmware.vars]) {
+      if (!existsSync(f)) throw new Error(`no arm64 UEFI firmware at ${f}: install the ${ARCH.arm64.firmware.package} package (apt-get install ${ARCH.arm64.firmware.package})`);
+    }
+    const built = await resinAsync(["build", "consul-server", "--arch", "arm64", "--channel", "debian"]);
+    if (built.status !== 0) throw new Error(`resin build --arch arm64 failed:\n${built.stderr}`);
+    const dir = join(imagesDir(repoRoot, "debian", "arm64"), "consul-server");
+    if (!existsSync(join(dir, "manifest.json"))) throw new Error(`resin build --arch arm64 wrote no manifest in ${dir}`);
+    arm = { dir, manifest: (await readManifest(dir))! };
+    role ??= await loadRole(repoRoot, "consul-server", "debian");
+  });
+
+  afterAll(() => {
+    killLeftovers(work);
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it("the image is arm64, its UKI on the ESP's arm64 path", () => {
+    expect((arm.manifest as unknown as { arch?: string }).arch).toBe("arm64");
+    expect(arm.manifest.disk.cmdline).toContain(`console=${ARCH.arm64.console}`);
+  });
+
+  it("boots disk.qcow2 through AAVMF to runit stage 2 and a running Consul agent, its root through dm-verity, and stops leaving no process", async () => {
+    const started = Date.now();
+    const log = await bootFromDisk("qcow2", {
+      arch: "arm64",
+      image: arm,
+      ready: async (statusPort, read) => {
+        const deadline = Date.now() + 600_000;
+        for (;;) {
+          const s = await guestStatus(statusPort, 10_000);
+          if ("timeline" in s && s.timeline.some((t) => t.step === "agent") && s.services.some((x) => x.name === "consul" && x.state === "up")) return;
+          if (Date.now() > deadline || /resin: FATAL|Kernel panic/.test(read())) throw new Error(`Consul did not start on the arm64 disk boot; status ${JSON.stringify(s)}; console:\n${read().slice(-3000)}`);
+          await new Promise((r) => setTimeout(r, 2000));
+        }
+      },
+    });
+    process.stderr.write(`e2e disk-boot arm64: disk.qcow2 under AAVMF (TCG) → Consul agent running in ${((Date.now() - started) / 1000).toFixed(0)}s\n`);
+    expect(log).toMatch(/resin: root filesystem \/dev\/vd[a-z]2 \(PARTLABEL=resin-root\)/);
+    expect(log).toContain(`resin: root filesystem verified by dm-verity (root hash ${arm.manifest.verity!.rootHash})`);
+    expect(log).toContain(STAGE_2);
+    expect(processesUnder(work)).toEqual([]);
+  });
 });

@@ -144,12 +144,15 @@ export function keepLogsOnFailure(stateHome: string, suite: string): void {
 }
 
 /**
- * The suite's three-node consul-server cluster (debian channel): `resin up` before its
- * tests, and after them destroyed, anything left killed and its state directory removed.
+ * The suite's three-node consul-server cluster (debian channel): `resin up` (with `opts.args`,
+ * e.g. --arch arm64) before its tests, and after them destroyed, anything left killed and
+ * its state directory removed. The returned object holds `resin up`'s result once it ran.
  */
-export function consulServerClusterForSuite(name: string, stateHome: string, env: Record<string, string | undefined>): void {
+export function consulServerClusterForSuite(name: string, stateHome: string, env: Record<string, string | undefined>, opts: { args?: string[]; timeoutSeconds?: number } = {}): { up?: CliResult } {
+  const run: { up?: CliResult } = {};
   beforeAll(async () => {
-    const r = await resinAsync(["up", "--name", name, "--role", "consul-server", "--channel", "debian", "--timeout", "420"], env);
+    const r = await resinAsync(["up", "--name", name, "--role", "consul-server", "--channel", "debian", "--timeout", String(opts.timeoutSeconds ?? 420), ...(opts.args ?? [])], env);
+    run.up = r;
     if (r.status !== 0) throw new Error(`resin up failed:\n${r.stderr}`);
   });
   afterAll(async () => {
@@ -157,4 +160,5 @@ export function consulServerClusterForSuite(name: string, stateHome: string, env
     killLeftovers(stateHome);
     rmSync(stateHome, { recursive: true, force: true });
   });
+  return run;
 }

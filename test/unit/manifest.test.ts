@@ -105,6 +105,25 @@ describe("planManifest", () => {
     expect(old.image.files.verity).toBeUndefined();
     expect(old.image.verity).toBeUndefined();
   });
+
+  it("gives each role its image's architecture and the platform facts provisioners look up (an image without arch: amd64)", () => {
+    const amd = PlanManifestSchema.parse(manifestFor(stateFor({ mode: "static" }))).roles["consul-server"]!;
+    expect(amd.arch).toBe("amd64");
+    expect(amd.platform).toEqual({ aws: { architecture: "x86_64", instance_type: "t3.small" }, libvirt: { arch: "x86_64", machine: "q35" } });
+    const state = stateFor({ mode: "static" });
+    const arm = PlanManifestSchema.parse(
+      planManifest({
+        state,
+        images: new Map([["sha256:abc", { dir: "/state/images/abc", manifest: { ...image("consul-server", "sha256:abc"), arch: "arm64" } as ImageManifest }]]),
+        vm: new Map([["consul-server", { memory_mib: 1024, cpus: 1, persist_disk_gib: 2 }]]),
+        caCertificate: "/c.pem",
+        caCertificates: { consul: "/c.pem", nomad: "/n.pem", vault: "/v.pem" },
+        metadata: new Map(state.nodes.map((n) => [n.name, { path: `/m/${n.name}`, sha256: hex("0"), bytes: 1 }])),
+      }),
+    ).roles["consul-server"]!;
+    expect(arm.arch).toBe("arm64");
+    expect(arm.platform).toEqual({ aws: { architecture: "arm64", instance_type: "t4g.small" }, libvirt: { arch: "aarch64", machine: "virt" } });
+  });
 });
 
 describe("--roles", () => {

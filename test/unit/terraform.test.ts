@@ -217,7 +217,7 @@ describe("terraform/: every .tf parsed by the HCL2 parser", () => {
       expect(Object.keys(m.resources), type).toContain(type);
     }
     const ami = m.resources.aws_ami!.role!;
-    expect(ami).toMatchObject({ boot_mode: "uefi", ena_support: true, architecture: "x86_64", imds_support: "v2.0" });
+    expect(ami).toMatchObject({ boot_mode: "uefi", ena_support: true, architecture: "${local.ami_architecture[each.key]}", imds_support: "v2.0" });
     expect(ami.ebs_block_device[0].snapshot_id).toContain("aws_ebs_snapshot_import.disk");
     expect(m.resources.aws_ebs_snapshot_import!.disk!.disk_container[0].format).toBe("RAW");
     expect(m.resources.aws_s3_object!.disk!.source).toContain("files.disk_raw.path");
@@ -275,7 +275,9 @@ describe("terraform/: every .tf parsed by the HCL2 parser", () => {
     expect(m.resources.libvirt_cloudinit_disk!.metadata!.user_data).toContain("file(each.value.metadata.path)");
     expect(m.variables.ovmf_code!.default).toBe("/usr/share/OVMF/OVMF_CODE.fd");
     const domain = m.resources.libvirt_domain!.node!;
-    expect(domain.firmware).toBe("${var.ovmf_code}");
+    expect(domain.firmware).toBe("${local.node_platform[each.key].firmware.code}");
+    expect(domain.machine).toBe("${local.node_platform[each.key].machine}");
+    expect(domain.arch).toBe("${local.node_platform[each.key].arch}");
     expect(domain.cloudinit).toBe("${libvirt_cloudinit_disk.metadata[each.key].id}");
     expect(domain.disk.map((d: Body) => d.volume_id)).toEqual(["${libvirt_volume.root[each.key].id}", "${libvirt_volume.persist[each.key].id}"]);
     expect(domain.network_interface[0]).toMatchObject({ network_id: "${libvirt_network.cluster.id}", mac: "${each.value.macs.cluster}", addresses: ["${each.value.address}"] });
@@ -299,6 +301,7 @@ describe("terraform/: every .tf parsed by the HCL2 parser", () => {
       name: "tf-local",
       nodes: 3,
       role: "consul-server",
+      arch: "amd64",
       channel: "debian",
       resin: null,
       keep_data: true,
@@ -307,7 +310,7 @@ describe("terraform/: every .tf parsed by the HCL2 parser", () => {
     const cluster = m.resources.terraform_data!.cluster!;
     const provisioners = cluster.provisioner["local-exec"] as Body[];
     expect(provisioners.map((p) => p.when ?? "create")).toEqual(["create", "create", "${destroy}"]);
-    expect(provisioners[0]!.command).toContain('up --name "$NAME" --nodes "$NODES" --role "$ROLE" --channel "$CHANNEL"');
+    expect(provisioners[0]!.command).toContain('up --name "$NAME" --nodes "$NODES" --role "$ROLE" --arch "$ARCH" --channel "$CHANNEL"');
     expect(provisioners[1]!.command).toContain('status --name "$NAME"');
     // A destroy-time provisioner may refer to nothing but self.
     const destroy = JSON.stringify(provisioners[2]);
@@ -361,6 +364,12 @@ describe("examples/local with real Terraform (no provider needed)", () => {
     expect(r.flat).toContain('The channel must be "debian" or "official".');
   });
 
+  it("plan with an unknown architecture fails with its validation message", async () => {
+    const r = await terraform(dir, ["plan", "-input=false", "-no-color", "-var", "arch=x86_64"]);
+    expect(r.code).toBe(1);
+    expect(r.flat).toContain('The arch must be "amd64" or "arm64".');
+  });
+
   it("apply runs resin up then resin status; destroy runs resin down, or resin destroy --yes when keep_data = false", async () => {
     const work = copyFiles("examples/local", ["versions.tf", "variables.tf", "main.tf", "outputs.tf"]);
     const log = join(work, "resin-calls.log");
@@ -375,7 +384,7 @@ describe("examples/local with real Terraform (no provider needed)", () => {
     expect((await terraform(work, ["init", "-input=false", "-no-color"], { env })).code).toBe(0);
     const apply = await terraform(work, ["apply", "-auto-approve", "-input=false", "-no-color", ...vars], { env });
     expect(apply.code, apply.stdout + apply.stderr).toBe(0);
-    expect(calls()).toEqual(["up --name tf-fake --nodes 5 --role control-plane --channel official --timeout 300", "status --name tf-fake"]);
+    expect(calls()).toEqual(["up --name tf-fake --nodes 5 --role control-plane --arch amd64 --channel official --timeout 300", "status --name tf-fake"]);
     const out = await terraform(work, ["output", "-json"], { env });
     expect(JSON.parse(out.stdout)).toMatchObject({ name: { value: "tf-fake" }, status_command: { value: `${fake} status --name tf-fake` } });
 
@@ -393,11 +402,18 @@ describe("examples/local with real Terraform (no provider needed)", () => {
     expect(destroy.code, destroy.stdout + destroy.stderr).toBe(0);
     expect(calls().slice(2)).toEqual(["destroy tf-fake --yes"]);
 
+    // arm64: passed to resin up, and a different cluster (replaced); amd64 is not a trigger, so a cluster made before the variable is kept.
+    rmSync(log);
+    const arm = await terraform(work, ["apply", "-auto-approve", "-input=false", "-no-color", ...vars, "-var", "arch=arm64"], { env });
+    expect(arm.code, arm.stdout + arm.stderr).toBe(0);
+    expect(calls()).toEqual(["up --name tf-fake --nodes 5 --role control-plane --arch arm64 --channel official --timeout 300", "status --name tf-fake"]);
+    expect((await terraform(work, ["destroy", "-auto-approve", "-input=false", "-no-color", ...vars, "-var", "arch=arm64"], { env })).code).toBe(0);
+
     // Default keep_data: destroy stops the cluster and keeps its data.
     rmSync(log);
     expect((await terraform(work, ["apply", "-auto-approve", "-input=false", "-no-color", ...vars], { env })).code).toBe(0);
     expect((await terraform(work, ["destroy", "-auto-approve", "-input=false", "-no-color", ...vars], { env })).code).toBe(0);
-    expect(calls()).toEqual(["up --name tf-fake --nodes 5 --role control-plane --channel official --timeout 300", "status --name tf-fake", "down --name tf-fake"]);
+    expect(calls()).toEqual(["up --name tf-fake --nodes 5 --role control-plane --arch amd64 --channel official --timeout 300", "status --name tf-fake", "down --name tf-fake"]);
   });
 
   it("apply fails when resin status says the cluster is not healthy", async () => {
@@ -417,7 +433,7 @@ describe("examples/local with real Terraform (no provider needed)", () => {
 
 interface Fixture {
   dir: string;
-  plans: Record<"dhcp" | "static" | "badFormat" | "noAwsJoin", string>;
+  plans: Record<"dhcp" | "static" | "badFormat" | "noAwsJoin" | "arm64Dhcp" | "arm64Static", string>;
   metadata: Record<string, Buffer>;
 }
 
@@ -469,6 +485,13 @@ function planFixture(): Fixture {
   staticPlan.nodes.forEach((n, i) => Object.assign(n, { address: `10.88.0.${11 + i}`, prefix: 24 }));
   const noAwsJoin = structuredClone(base);
   noAwsJoin.cluster.network = { mode: "dhcp", join: "provider=mdns service=consul" };
+  // The same cluster with arm64 consul-servers, as resin plan --arch arm64 writes it (the
+  // plans above have no arch: a plan from before Resin recorded it, amd64).
+  const arm64 = (plan: typeof base) => {
+    const p = structuredClone(plan);
+    Object.assign(p.roles["consul-server"], { arch: "arm64", platform: { aws: { architecture: "arm64", instance_type: "t4g.small" }, libvirt: { arch: "aarch64", machine: "virt" } } });
+    return p;
+  };
   return {
     dir,
     metadata,
@@ -477,6 +500,8 @@ function planFixture(): Fixture {
       static: write("static.json", staticPlan),
       badFormat: write("bad-format.json", { ...base, format: "resin-plan/0" }),
       noAwsJoin: write("no-aws-join.json", noAwsJoin),
+      arm64Dhcp: write("arm64-dhcp.json", arm64(base)),
+      arm64Static: write("arm64-static.json", arm64(staticPlan)),
     },
   };
 }
@@ -505,7 +530,22 @@ describe("modules/aws: plan-derived values and validations, by real Terraform wi
   const common = ["bucket=resin-images", 'subnet_ids=["subnet-0a1","subnet-0b2"]', 'api_cidrs=["10.0.0.0/16","192.168.7.0/24"]', 'tags={"resin-cluster"="not-this","team"="infra"}'];
   beforeAll(async () => {
     fx = planFixture();
-    probe = await localsProbe("modules/aws", ["join_args", "node_tags", "node_subnets", "api_rules", "user_data", "image_ids"]);
+    probe = await localsProbe("modules/aws", ["join_args", "node_tags", "node_subnets", "api_rules", "user_data", "image_ids", "ami_architecture", "role_instance_type"]);
+  });
+
+  it("architectures: a plan without them is x86_64 on t3.small; an arm64 role's AMI is arm64 on Graviton; instance_types and default_instance_type still win", async () => {
+    const old = await evaluate(probe, [`plan_file=${fx.plans.dhcp}`, ...common]);
+    expect(old.run.code, old.run.flat).toBe(0);
+    expect(old.values.ami_architecture).toEqual({ "consul-server": "x86_64" });
+    expect(old.values.role_instance_type).toEqual({ "consul-server": "t3.small" });
+    const arm = await evaluate(probe, [`plan_file=${fx.plans.arm64Dhcp}`, ...common]);
+    expect(arm.run.code, arm.run.flat).toBe(0);
+    expect(arm.values.ami_architecture).toEqual({ "consul-server": "arm64" });
+    expect(arm.values.role_instance_type).toEqual({ "consul-server": "t4g.small" });
+    const named = await evaluate(probe, [`plan_file=${fx.plans.arm64Dhcp}`, ...common, 'instance_types={"consul-server"="m7g.large"}']);
+    expect(named.values.role_instance_type).toEqual({ "consul-server": "m7g.large" });
+    const all = await evaluate(probe, [`plan_file=${fx.plans.arm64Dhcp}`, ...common, "default_instance_type=c7g.medium"]);
+    expect(all.values.role_instance_type).toEqual({ "consul-server": "c7g.medium" });
   });
 
   it("a dhcp plan: join tag on every node, nodes spread over subnets, API rules per port and network, gzipped metadata as user data", async () => {
@@ -558,7 +598,21 @@ describe("modules/libvirt: plan-derived values and validations, by real Terrafor
   let probe = "";
   beforeAll(async () => {
     fx = planFixture();
-    probe = await localsProbe("modules/libvirt", ["cidr", "images", "node_image", "node_in_network"]);
+    probe = await localsProbe("modules/libvirt", ["cidr", "images", "node_image", "node_in_network", "node_platform"]);
+  });
+
+  it("architectures: a plan without them is x86_64/q35 on OVMF; arm64 nodes are aarch64/virt on AAVMF (the firmware variables still apply)", async () => {
+    const old = await evaluate(probe, [`plan_file=${fx.plans.static}`]);
+    expect(old.run.code, old.run.flat).toBe(0);
+    expect(old.values.node_platform["prod-1"]).toEqual({ arch: "x86_64", machine: "q35", firmware: { code: "/usr/share/OVMF/OVMF_CODE.fd", vars: "/usr/share/OVMF/OVMF_VARS.fd" } });
+    const arm = await evaluate(probe, [`plan_file=${fx.plans.arm64Static}`, "aavmf_code=/opt/fw/AAVMF_CODE.fd"]);
+    expect(arm.run.code, arm.run.flat).toBe(0);
+    for (const n of ["prod-1", "prod-2", "prod-3"]) {
+      expect(arm.values.node_platform[n]).toEqual({ arch: "aarch64", machine: "virt", firmware: { code: "/opt/fw/AAVMF_CODE.fd", vars: "/usr/share/AAVMF/AAVMF_VARS.fd" } });
+    }
+    const bad = await evaluate(probe, [`plan_file=${fx.plans.arm64Static}`, "aavmf_vars_template=AAVMF_VARS.fd"]);
+    expect(bad.run.code).toBe(1);
+    expect(bad.run.flat).toContain("The aavmf_vars_template must be an absolute path on the KVM host.");
   });
 
   it("a static plan: the plan's subnet, one image volume, every node's address in the network", async () => {

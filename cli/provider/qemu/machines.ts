@@ -2,12 +2,12 @@
 import { imageDirFor, nodeFiles } from "../../state/state.js";
 import type { ClusterMachines } from "../machine.js";
 import { chooseAccel, forgetAccel } from "./accel.js";
-import { anythingRunning, assignClusterPorts, startCluster, startNode, stopCluster, stopLeftovers, stopNode, vmState } from "./provider.js";
+import { anythingRunning, assignClusterPorts, nodeImageArch, startCluster, startNode, stopCluster, stopLeftovers, stopNode, vmState } from "./provider.js";
 import { consoleBytes, consoleTail, createPersistDisk, vmPaths } from "./vm.js";
 
 export const qemuMachines: ClusterMachines = {
   async start(state, node, log) {
-    return startNode(state, node, await chooseAccel(imageDirFor(state.name, node.image), log), log);
+    return startNode(state, node, await chooseAccel(imageDirFor(state.name, node.image), log, undefined, await nodeImageArch(state, node)), log);
   },
   stop: (state, node, opts) => stopNode(state, node, opts),
   status: (cluster, node) => vmState(cluster, node),

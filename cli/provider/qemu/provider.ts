@@ -10,6 +10,7 @@ import { certFingerprint } from "../../image/sign.js";
 import { ResinError } from "../../util/errors.js";
 import type { Log } from "../../util/log.js";
 import { chooseAccel, forgetAccel, type Accel } from "./accel.js";
+import { archOf, type Arch } from "../../spec/arch.js";
 import { assignPorts } from "./ports.js";
 import { startSwitch, stopSwitch, switchPaths, switchRunning } from "./vde.js";
 import { consoleTail, kernelAppend, OVMF_SECURE_BOOT, startVm, stopVm, vmPaths, vmPid, type MetadataService, type UefiBoot, type VmSpec } from "./vm.js";
@@ -21,6 +22,15 @@ async function guestPorts(state: ClusterState, node: NodeState): Promise<Record<
   const manifest = await readManifest(imageDirFor(state.name, node.image));
   if (!manifest) throw new ResinError(`node ${node.name}: its image ${node.image} is missing from the cluster's state directory`);
   return servicePorts(manifest);
+}
+
+/**
+ * The architecture a node boots as: its image's, from the manifest (absent: amd64). The
+ * image decides, not cluster.json, so that an upgrade to an image set of another
+ * architecture boots it as what it is.
+ */
+export async function nodeImageArch(state: ClusterState, node: NodeState): Promise<Arch> {
+  return archOf(await readManifest(imageDirFor(state.name, node.image)));
 }
 
 async function ensureSwitch(state: ClusterState): Promise<void> {
@@ -62,7 +72,8 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
   // node opens its root only through dm-verity (an image built before verity has neither).
   const manifest = await readManifest(image);
   const verity = manifest?.verity;
-  const append = kernelAppend(verity, boot.append);
+  const arch = archOf(manifest);
+  const append = kernelAppend(verity, boot.append, arch);
   const uefi = state.secureBoot ? await secureBootFor(state, node, image, manifest, files.dir) : undefined;
   await assignClusterPorts(state, [node], log);
   await rm(files.stoppedMarker, { force: true });
@@ -76,6 +87,7 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
     append,
     memoryMib: node.memoryMib,
     cpus: node.cpus,
+    arch,
     accel,
     switchSocket: switchPaths(clusterPaths(state.name).dir).socket,
     clusterMac: node.clusterMac,
@@ -102,7 +114,7 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
     pid = await startVm(spec());
   }
   await writeFile(files.startedMarker, `${pid}\n`);
-  log(`  started ${node.name} (${node.address}, pid ${pid}, ${Object.entries(node.ports).map(([k, p]) => `${k} → 127.0.0.1:${p}`).join(", ")})`);
+  log(`  started ${node.name} (${node.address}${arch === "amd64" ? "" : `, ${arch}`}, pid ${pid}, ${Object.entries(node.ports).map(([k, p]) => `${k} → 127.0.0.1:${p}`).join(", ")})`);
   return pid;
 }
 
@@ -166,16 +178,25 @@ export async function stopNode(state: ClusterState, node: NodeState, opts: { gra
 /**
  * Start the cluster's nodes that are not running (all of them by default) and leave
  * running ones alone; on a failure, stop the ones this call started. Returns the
- * accelerator used and the nodes started.
+ * accelerator used (tcg when any node is emulated: the slower one sets the patience)
+ * and the nodes started. The accelerator is chosen once per architecture among them.
  */
 export async function startCluster(state: ClusterState, log: Log, nodes: NodeState[] = state.nodes): Promise<{ accel: Accel; started: NodeState[] }> {
-  const accel = await chooseAccel(imageDirFor(state.name, (nodes[0] ?? state.nodes[0]!).image), log);
-  log(`  accelerator: ${accel}${process.env.RESIN_ACCEL ? " (RESIN_ACCEL)" : ""}`);
+  const archOfNode = new Map<NodeState, Arch>();
+  for (const node of nodes.length ? nodes : [state.nodes[0]!]) archOfNode.set(node, await nodeImageArch(state, node));
+  const accelOf = new Map<Arch, Accel>();
+  for (const [node, arch] of archOfNode) {
+    if (accelOf.has(arch)) continue;
+    accelOf.set(arch, await chooseAccel(imageDirFor(state.name, node.image), log, undefined, arch));
+  }
+  const several = accelOf.size > 1;
+  log(`  accelerator: ${[...accelOf].map(([arch, a]) => (several ? `${a} (${arch})` : a)).join(", ")}${process.env.RESIN_ACCEL ? " (RESIN_ACCEL)" : ""}`);
+  const accel: Accel = [...accelOf.values()].includes("tcg") ? "tcg" : "kvm";
   const started: NodeState[] = [];
   try {
     for (const node of nodes) {
       if ((await vmState(state.name, node)).state === "running") continue;
-      await startNode(state, node, accel, log);
+      await startNode(state, node, accelOf.get(archOfNode.get(node)!)!, log);
       started.push(node);
     }
   } catch (e) {

@@ -6,8 +6,10 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { ResinError } from "../../util/errors.js";
 import { printable } from "../../util/text.js";
+import { requireTools, type HostTool } from "../../util/tools.js";
 import { MAC_PATTERN } from "../../state/state.js";
-import { accelArgs, QEMU, type Accel } from "./accel.js";
+import { accelArgs, type Accel } from "./accel.js";
+import { ARCH, DEFAULT_ARCH, type Arch } from "../../spec/arch.js";
 import { isOurs, readPid, stopProcess, waitForExit } from "./process.js";
 import { ctrlAltDelete } from "./qmp.js";
 import { verityCmdline, type VerityParams } from "../../image/verity.js";
@@ -24,6 +26,8 @@ export interface VmSpec {
   append: string;
   memoryMib: number;
   cpus: number;
+  /** The image's architecture: the emulator, machine type and CPU (amd64 when absent). */
+  arch?: Arch;
   accel: Accel;
   switchSocket: string;
   clusterMac: string;
@@ -100,16 +104,19 @@ export function qemuArgs(spec: VmSpec): string[] {
     if (!MAC_PATTERN.test(mac)) throw new ResinError(`node ${spec.name}: ${JSON.stringify(mac)} is not a MAC address`, "a MAC is six pairs of lower-case hex digits joined by ':'; correct it in the cluster's cluster.json");
   }
   const forwards = spec.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`).join("");
+  const arch = spec.arch ?? DEFAULT_ARCH;
   return [
     "-name", spec.name,
-    ...accelArgs(spec.accel),
-    "-machine", spec.uefi?.secureBoot ? "q35,smm=on" : "q35",
+    ...accelArgs(spec.accel, arch),
+    // q35 on amd64 (with SMM for Secure Boot firmware), virt on arm64: both have PCIe, so the devices below are the same.
+    "-machine", spec.uefi?.secureBoot ? `${ARCH[arch].qemuMachine},smm=on` : ARCH[arch].qemuMachine,
     "-m", String(spec.memoryMib),
     "-smp", String(spec.cpus),
     "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
     ...(spec.uefi ? uefiArgs(spec.uefi) : directBootArgs(spec)),
     "-serial", `file:${q(paths.console)}`,
     "-device", "virtio-rng-pci",
+    ...ARCH[arch].qemuDevices.flatMap((d) => ["-device", d]),
     ...(spec.configDrive
       ? ["-drive", `if=none,id=cidata,file=${q(spec.configDrive)},format=raw,readonly=on`, "-device", "virtio-blk-pci,drive=cidata,serial=cidata"]
       : []),
@@ -162,15 +169,20 @@ function metadataNicArgs(service: MetadataService): string[] {
   return ["-netdev", `user,id=metadata,restrict=on,net=${METADATA_NETWORK}${forwards}`, "-device", "virtio-net-pci,netdev=metadata"];
 }
 
-export const KERNEL_APPEND = "console=ttyS0 panic=-1 loglevel=4";
+/** The fixed words of a local boot's command line: the serial console is the architecture's (ttyS0, ttyAMA0). */
+export function kernelBase(arch: Arch = DEFAULT_ARCH): string {
+  return `console=${ARCH[arch].console} panic=-1 loglevel=4`;
+}
+
+export const KERNEL_APPEND = kernelBase("amd64");
 
 /**
  * The command line of a local boot: the fixed words, the image's root hash, salt and
  * block count for /init's dm-verity (none for an image built before it had a tree),
  * then `extra`.
  */
-export function kernelAppend(verity?: Pick<VerityParams, "rootHash" | "salt" | "dataBlocks">, extra?: string): string {
-  return [KERNEL_APPEND, ...(verity ? [verityCmdline(verity)] : []), ...(extra ? [extra] : [])].join(" ");
+export function kernelAppend(verity?: Pick<VerityParams, "rootHash" | "salt" | "dataBlocks">, extra?: string, arch: Arch = DEFAULT_ARCH): string {
+  return [kernelBase(arch), ...(verity ? [verityCmdline(verity)] : []), ...(extra ? [extra] : [])].join(" ");
 }
 
 export async function createPersistDisk(path: string, gib: number): Promise<boolean> {
@@ -184,7 +196,9 @@ export async function startVm(spec: VmSpec): Promise<number> {
   const paths = vmPaths(spec.dir);
   await rm(paths.pidFile, { force: true });
   await rm(paths.console, { force: true });
-  const result = await execa(QEMU, qemuArgs(spec), { reject: false, stdin: "ignore" });
+  const qemu = ARCH[spec.arch ?? DEFAULT_ARCH].qemu;
+  requireTools([qemu as HostTool]); // an upgrade may bring a node of an architecture the cluster did not have
+  const result = await execa(qemu, qemuArgs(spec), { reject: false, stdin: "ignore" });
   const pid = await readPid(paths.pidFile);
   if (result.exitCode !== 0 || !pid) {
     const message = (result.stderr || result.stdout || "").trim() || `exit ${result.exitCode}`;

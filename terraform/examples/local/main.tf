@@ -1,7 +1,7 @@
 # A local Resin cluster in QEMU, driven by Terraform with nothing but what is built
 # into Terraform: a terraform_data resource whose provisioners run the resin CLI.
 #
-# apply:   resin up --name N --nodes … --role … --channel …, then resin status
+# apply:   resin up --name N --nodes … --role … --arch … --channel …, then resin status
 #          (which exits non-zero, failing the apply, unless the cluster is healthy)
 # destroy: resin down --name N (keep_data = true) or resin destroy N --yes
 #
@@ -13,13 +13,15 @@ locals {
 }
 
 resource "terraform_data" "cluster" {
-  # A different name, size, role or channel is a different cluster: replace it.
-  triggers_replace = {
+  # A different name, size, role, architecture or channel is a different cluster: replace
+  # it. (The architecture is a trigger only when it is not amd64, so that a cluster made
+  # before the variable existed is not replaced.)
+  triggers_replace = merge({
     name    = var.name
     nodes   = var.nodes
     role    = var.role
     channel = var.channel
-  }
+  }, var.arch == "amd64" ? {} : { arch = var.arch })
 
   # Destroy-time provisioners may refer only to self, so everything they need is here.
   input = {
@@ -29,12 +31,13 @@ resource "terraform_data" "cluster" {
   }
 
   provisioner "local-exec" {
-    command = "exec \"$RESIN\" up --name \"$NAME\" --nodes \"$NODES\" --role \"$ROLE\" --channel \"$CHANNEL\" --timeout \"$TIMEOUT\""
+    command = "exec \"$RESIN\" up --name \"$NAME\" --nodes \"$NODES\" --role \"$ROLE\" --arch \"$ARCH\" --channel \"$CHANNEL\" --timeout \"$TIMEOUT\""
     environment = {
       RESIN   = local.resin
       NAME    = var.name
       NODES   = var.nodes
       ROLE    = var.role
+      ARCH    = var.arch
       CHANNEL = var.channel
       TIMEOUT = var.up_timeout
     }

@@ -31,6 +31,17 @@ variable "role" {
   }
 }
 
+variable "arch" {
+  type        = string
+  description = "Architecture of every node (resin up --arch): amd64, or arm64 (emulated by TCG on an amd64 host: several times slower to boot; raise up_timeout)."
+  default     = "amd64"
+
+  validation {
+    condition     = contains(["amd64", "arm64"], var.arch)
+    error_message = "The arch must be \"amd64\" or \"arm64\"."
+  }
+}
+
 variable "channel" {
   type        = string
   description = "Where Consul, Nomad and Vault come from (resin up --channel): debian (Consul 1.8.7 from Debian; the only channel a machine without internet has) or official (HashiCorp's releases, fetched or imported first)."

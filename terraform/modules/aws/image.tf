@@ -59,7 +59,7 @@ resource "aws_ami" "role" {
 
   # The disk is GPT with an EFI system partition only: no BIOS boot code.
   boot_mode           = "uefi"
-  architecture        = "x86_64"
+  architecture        = local.ami_architecture[each.key]
   virtualization_type = "hvm"
   ena_support         = true
   # Instances from this AMI answer only IMDSv2 (session tokens).

@@ -29,6 +29,15 @@ locals {
   # Hex part of each role's image digest, for names and S3 keys.
   image_ids = { for role, r in local.roles : role => trimprefix(r.image.digest, "sha256:") }
 
+  # Each role's architecture as AWS names it, and its instance type: instance_types names
+  # it, else default_instance_type, else the plan's default for the image's architecture
+  # (t3.small for amd64, Graviton t4g.small for arm64). A plan from before Resin recorded
+  # architectures is amd64.
+  ami_architecture = { for role, r in local.roles : role => try(r.platform.aws.architecture, "x86_64") }
+  role_instance_type = {
+    for role, r in local.roles : role => lookup(var.instance_types, role, coalesce(var.default_instance_type, try(r.platform.aws.instance_type, "t3.small")))
+  }
+
   # Security group rules between members of the group (security.tf).
   cluster_ports = {
     "consul-rpc-serf-tcp" = { from = 8300, to = 8302, protocol = "tcp", description = "Consul server RPC (8300), Serf LAN (8301) and WAN (8302)" }

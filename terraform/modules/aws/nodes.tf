@@ -20,7 +20,7 @@ resource "aws_launch_template" "node" {
   description = "Resin node ${each.key} (${each.value.role})"
 
   image_id      = aws_ami.role[each.value.role].id
-  instance_type = lookup(var.instance_types, each.value.role, var.default_instance_type)
+  instance_type = local.role_instance_type[each.value.role]
   # The metadata holds the node's private key and tokens: keep it out of plan output.
   user_data = sensitive(local.user_data[each.key])
 

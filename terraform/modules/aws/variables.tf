@@ -101,7 +101,7 @@ variable "associate_public_ip" {
 
 variable "instance_types" {
   type        = map(string)
-  description = "EC2 instance type per role, e.g. { \"consul-server\" = \"t3.small\" }. Roles not named use default_instance_type. Must be Nitro types that boot UEFI (see the README's limitations)."
+  description = "EC2 instance type per role, e.g. { \"consul-server\" = \"t3.small\" }. Roles not named use default_instance_type. Must be Nitro types that boot UEFI (see the README's limitations), of the role's architecture (arm64 roles: Graviton, e.g. t4g, m7g)."
   default     = {}
 
   validation {
@@ -112,11 +112,11 @@ variable "instance_types" {
 
 variable "default_instance_type" {
   type        = string
-  description = "EC2 instance type for roles not named in instance_types. A Nitro type (UEFI boot, NVMe disks, ENA network)."
-  default     = "t3.small"
+  description = "EC2 instance type for roles not named in instance_types. A Nitro type (UEFI boot, NVMe disks, ENA network). Null (the default): the plan's for each role's architecture, t3.small for amd64 and t4g.small for arm64; set it only when every such role has one architecture."
+  default     = null
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.default_instance_type))
+    condition     = var.default_instance_type == null || can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.default_instance_type))
     error_message = "The default_instance_type must look like family.size, e.g. t3.small."
   }
 }

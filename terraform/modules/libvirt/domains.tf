@@ -5,15 +5,16 @@ resource "libvirt_domain" "node" {
   description = "Resin node ${each.key} (${each.value.role}) of cluster ${local.cluster.name}"
   memory      = local.roles[each.value.role].vm.memory_mib
   vcpu        = local.roles[each.value.role].vm.cpus
-  machine     = "q35"
+  arch        = local.node_platform[each.key].arch
+  machine     = local.node_platform[each.key].machine
   autostart   = var.autostart
   running     = true
 
   # UEFI: the disk has no BIOS boot code.
-  firmware = var.ovmf_code
+  firmware = local.node_platform[each.key].firmware.code
   nvram {
     file     = "${var.nvram_dir}/${each.key}_VARS.fd"
-    template = var.ovmf_vars_template
+    template = local.node_platform[each.key].firmware.vars
   }
 
   cpu {

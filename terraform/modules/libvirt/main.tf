@@ -25,6 +25,20 @@ locals {
   images     = { for role, r in local.roles : trimprefix(r.image.digest, "sha256:") => r.image... }
   node_image = { for name, node in local.nodes : name => trimprefix(local.roles[node.role].image.digest, "sha256:") }
 
+  # Each node's architecture, machine type and UEFI firmware, from its role's image (a plan
+  # from before Resin recorded architectures is amd64): x86_64/q35/OVMF or aarch64/virt/AAVMF.
+  firmware = {
+    amd64 = { code = var.ovmf_code, vars = var.ovmf_vars_template }
+    arm64 = { code = var.aavmf_code, vars = var.aavmf_vars_template }
+  }
+  node_platform = {
+    for name, node in local.nodes : name => {
+      arch     = try(local.roles[node.role].platform.libvirt.arch, "x86_64")
+      machine  = try(local.roles[node.role].platform.libvirt.machine, "q35")
+      firmware = local.firmware[try(local.roles[node.role].arch, "amd64")]
+    }
+  }
+
   # Whether each node's planned address lies in the cluster network.
   node_in_network = {
     for name, node in local.nodes : name => try(

@@ -71,6 +71,28 @@ variable "ovmf_vars_template" {
   }
 }
 
+variable "aavmf_code" {
+  type        = string
+  description = "UEFI firmware for arm64 nodes (AAVMF code, Debian's qemu-efi-aarch64) on the KVM host."
+  default     = "/usr/share/AAVMF/AAVMF_CODE.fd"
+
+  validation {
+    condition     = startswith(var.aavmf_code, "/")
+    error_message = "The aavmf_code must be an absolute path on the KVM host."
+  }
+}
+
+variable "aavmf_vars_template" {
+  type        = string
+  description = "UEFI variable store template for arm64 nodes on the KVM host that each arm64 domain's NVRAM is copied from."
+  default     = "/usr/share/AAVMF/AAVMF_VARS.fd"
+
+  validation {
+    condition     = startswith(var.aavmf_vars_template, "/")
+    error_message = "The aavmf_vars_template must be an absolute path on the KVM host."
+  }
+}
+
 variable "nvram_dir" {
   type        = string
   description = "Directory on the KVM host for each domain's UEFI variable store (<node>_VARS.fd)."
