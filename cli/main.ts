@@ -4,7 +4,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { CHANNELS, type Channel } from "./spec/schema.js";
 import { buildRoles, offlineByDefault } from "./image/roles.js";
-import { up } from "./commands/up.js";
+import { requireUpTools, up } from "./commands/up.js";
 import { clusterStatus, formatStatus, formatTimeline } from "./commands/status.js";
 import { down } from "./commands/down.js";
 import { registerArtifactsCommand } from "./commands/artifacts.js";
@@ -110,8 +110,7 @@ program
     const nodes = nodeRoles(opts);
     const arches = parseArchSpec(opts.arch, nodes.roles);
     if (opts.secureBoot) checkSecureBootArches(arches);
-    // The emulators are checked in up(): an existing cluster's come from its state.
-    requireTools(["qemu-img", "vde_switch", ...(opts.secureBoot ? (["sbsign", "faketime"] as const) : [])]);
+    await requireUpTools({ name: opts.name, roles: nodes.roles, arches }, opts.secureBoot);
     // Debian's test key, decrypted for sbsign into a private directory that goes when up ends.
     const keyDir = opts.secureBoot ? await mkdtemp(join(tmpdir(), "resin-secure-boot-")) : undefined;
     const secureBoot = keyDir ? await debianTestKey(keyDir) : undefined;

@@ -37,14 +37,24 @@ export interface UpOptions {
   log: Log;
 }
 
+/**
+ * The host programs `up` needs, all named in one error when any is missing: only the
+ * emulators its nodes need (an existing cluster's from its state, a new one's from
+ * --arch), and sbsign and faketime for --secure-boot. Read-only: `resin up` calls it
+ * before it takes the cluster's lock, so that a missing program writes nothing.
+ */
+export async function requireUpTools(opts: Pick<UpOptions, "name" | "roles" | "arches">, secureBoot = false): Promise<void> {
+  const existing = await readClusterState(opts.name);
+  const arches = existing ? existing.nodes.map((n) => archOf(n)) : opts.roles.map((r) => opts.arches?.get(r) ?? DEFAULT_ARCH);
+  requireTools([...(emulatorsFor(arches) as HostTool[]), "qemu-img", "vde_switch", ...(secureBoot ? (["sbsign", "faketime"] as const) : [])]);
+}
+
 export async function up(opts: UpOptions): Promise<ClusterState> {
   validateClusterName(opts.name);
   const paths = clusterPaths(opts.name);
   const machines = localMachines();
+  await requireUpTools(opts, !!opts.secureBoot);
   const existing = await readClusterState(opts.name);
-  // Only the emulators its nodes need: an existing cluster's from its state, a new one's from --arch.
-  const arches = existing ? existing.nodes.map((n) => archOf(n)) : opts.roles.map((r) => opts.arches?.get(r) ?? DEFAULT_ARCH);
-  requireTools([...(emulatorsFor(arches) as HostTool[]), "qemu-img", "vde_switch"]);
   if (existing && opts.nodesGiven && existing.nodes.length !== opts.roles.length) {
     throw new ResinError(`cluster '${opts.name}' has ${existing.nodes.length} nodes, not ${opts.roles.length}`, "omit --nodes (and --roles) to start it as it is, or use another --name");
   }
