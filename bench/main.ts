@@ -47,6 +47,11 @@ function positiveInt(name: string, fallback: number): number {
   return n;
 }
 
+/** What every results file starts with: the schema, which part of the bench ran (all when absent), when, where and how many runs. */
+function resultsHeader(only: string | undefined, started: Date, accel: string, runs: number) {
+  return { schema: SCHEMA, ...(only ? { only } : {}), date: started.toISOString(), finished: new Date().toISOString(), machine: machine(accel), runs };
+}
+
 function machine(accel: string) {
   const thp = readFileSync("/sys/kernel/mm/transparent_hugepage/enabled", "utf8").match(/\[(\w+)\]/)?.[1];
   let qemu = "";
@@ -171,12 +176,7 @@ async function floorOnly(runs: number, timeoutS: number, keep: boolean): Promise
   }
   const boot = floorBootSamples(boots);
   const results = {
-    schema: SCHEMA,
-    only: "floor",
-    date: started.toISOString(),
-    finished: new Date().toISOString(),
-    machine: machine(accel),
-    runs,
+    ...resultsHeader("floor", started, accel, runs),
     resinImage: { digest: manifest.digest, kernelSha256: manifest.kernel.sha256 },
     floorImage: { description: floorDescription, kernelAppend: floorAppend(floorPlan(), floorPlan().nodes[0]!), sameKernel: floor.kernelSha256 === manifest.kernel.sha256 },
     boot: { floor: boot },
@@ -225,12 +225,7 @@ async function verityOnly(runs: number, timeoutS: number, keep: boolean): Promis
   const perRound = rounds.map((r) => r.verity.quorumSeconds / r.unverified.quorumSeconds);
   const sizes = veritySizes(manifest, unverified.manifest);
   const results = {
-    schema: SCHEMA,
-    only: "verity",
-    date: started.toISOString(),
-    finished: new Date().toISOString(),
-    machine: machine(accel),
-    runs,
+    ...resultsHeader("verity", started, accel, runs),
     images: { verity: manifest.digest, unverified: unverified.manifest.digest },
     order: rounds.map((r) => r.first),
     boot,
@@ -320,7 +315,7 @@ async function resilienceOnly(runs: number, timeoutS: number, keep: boolean): Pr
   const started = new Date();
   const { manifest } = await buildResinImage();
   const samples = resilienceSamples(await resilienceRuns(runs, timeoutS, keep));
-  const results = { schema: SCHEMA, only: "resilience", date: started.toISOString(), finished: new Date().toISOString(), machine: machine(await chooseAccel()), runs, resinImage: { digest: manifest.digest }, targets: TARGETS, ...samples };
+  const results = { ...resultsHeader("resilience", started, await chooseAccel(), runs), resinImage: { digest: manifest.digest }, targets: TARGETS, ...samples };
   process.stdout.write(resilienceTable(samples, runs).join("\n") + "\n");
   mkdirSync(join(repoRoot, "out", "bench"), { recursive: true });
   writeFileSync(join(repoRoot, "out", "bench", "resilience-latest.json"), JSON.stringify(results, null, 2) + "\n");
@@ -481,11 +476,7 @@ async function main(): Promise<void> {
     generic: { coldSeconds: sample([generic.buildSeconds]), cachedDebs: generic.cachedDebs },
   };
   const results = {
-    schema: SCHEMA,
-    date: started.toISOString(),
-    finished: new Date().toISOString(),
-    machine: machine(accel),
-    runs,
+    ...resultsHeader(undefined, started, accel, runs),
     role: "consul-server",
     channel: "debian",
     resinImage: { digest: manifest.digest, bootedDigests: [...bootedDigests], changedDuringRun, kernelSha256: manifest.kernel.sha256 },

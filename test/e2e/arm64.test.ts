@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { kvGet, kvPut, type ConsulEndpoint } from "../../cli/cluster/consul.js";
 import { failoverUnderWrites, lostWrites } from "../../bench/consul-load.js";
-import { consulAt, consulServerClusterForSuite, keepLogsOnFailure, resinStatus } from "./helpers.js";
+import { consulAt, consulServerClusterForSuite, keepLogsOnFailure, resinStatus, until } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-arm64-"));
 keepLogsOnFailure(stateHome, "arm64");
@@ -25,19 +25,6 @@ const nodeDir = (node: string) => join(stateHome, "clusters", name, "nodes", nod
 const qemuPid = (node: string) => Number(readFileSync(join(nodeDir(node), "qemu.pid"), "utf8"));
 const report = (line: string) => process.stderr.write(`e2e arm64: ${line}\n`);
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 1000));
-  }
-}
 
 describe("a three-node arm64 consul-server cluster under TCG", () => {
   it("boots every node as arm64 (qemu-system-aarch64, virt, ttyAMA0), records it, and reaches quorum", async () => {

@@ -10,14 +10,13 @@ import { kvGet, kvKeys, kvPut, type ConsulEndpoint } from "../../cli/cluster/con
 import { guestSv } from "../../cli/cluster/guest.js";
 import { statusToken } from "../../cli/bootstrap/node-secrets.js";
 import type { ClusterStatus } from "../../cli/commands/status.js";
-import { clusterJson, consulAt, consulServerClusterForSuite, keepLogsOnFailure, processesUnder, resin, resinAsync, resinStatus } from "./helpers.js";
+import { clusterJson, consulAt, consulServerClusterForSuite, keepLogsOnFailure, processesUnder, resin, resinAsync, resinStatus, until } from "./helpers.js";
 import { failoverUnderWrites, lostWrites } from "../../bench/consul-load.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-faults-"));
 keepLogsOnFailure(stateHome, "faults");
 const env = { RESIN_STATE_HOME: stateHome };
 const name = "faults";
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Keys whose write Consul acknowledged; every one must survive every fault. */
 const acked = new Map<string, string>();
@@ -69,19 +68,6 @@ async function lostKeys(node: string): Promise<string[]> {
   return lost;
 }
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}`);
-    await sleep(250);
-  }
-}
 
 function report(line: string): void {
   process.stderr.write(`faults: ${line}\n`);

@@ -162,3 +162,22 @@ export function consulServerClusterForSuite(name: string, stateHome: string, env
   });
   return run;
 }
+
+/**
+ * Poll `probe` every `everyMs` until it gives a value (a throw counts as "not yet");
+ * past `timeoutMs`, fail naming `what` and the probe's last error.
+ */
+export async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined, everyMs = 500): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}${last ? ` (last error: ${String(last)})` : ""}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}

@@ -29,7 +29,7 @@ import { kvGet, kvPut } from "../../cli/cluster/consul.js";
 import { nodeFiles, readClusterState, writeClusterState } from "../../cli/state/state.js";
 import { startNode } from "../../cli/provider/qemu/provider.js";
 import { qmpCommand } from "../../cli/provider/qemu/qmp.js";
-import { consulAt, consulServerClusterForSuite, keepLogsOnFailure, resinAsync, resinStatus } from "./helpers.js";
+import { consulAt, consulServerClusterForSuite, keepLogsOnFailure, resinAsync, resinStatus, until } from "./helpers.js";
 
 const stateHome = mkdtempSync(join(tmpdir(), "resin-e2e-verity-"));
 keepLogsOnFailure(stateHome, "verity");
@@ -43,20 +43,6 @@ function report(line: string): void {
   process.stderr.write(`verity: ${line}\n`);
 }
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}${last ? ` (last error: ${String(last)})` : ""}`);
-    await sleep(500);
-  }
-}
 
 function readState(): { nodes: { name: string; image: string; address: string }[] } {
   return JSON.parse(readFileSync(join(clusterDir, "cluster.json"), "utf8"));

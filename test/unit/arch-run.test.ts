@@ -5,40 +5,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { accelArgs, chooseAccel, kvmCanRun, probeInitramfs, PROBE_MARKER } from "../../cli/provider/qemu/accel.js";
-import { KERNEL_APPEND, kernelAppend, kernelBase, qemuArgs, startVm, type VmSpec } from "../../cli/provider/qemu/vm.js";
+import { KERNEL_APPEND, kernelAppend, kernelBase, qemuArgs, startVm } from "../../cli/provider/qemu/vm.js";
 import { ARCH, archOf, emulatorsFor, hostArch } from "../../cli/spec/arch.js";
 import { checkImageArch, checkSameArches, nodeState, parseArchSpec } from "../../cli/cluster/create.js";
 import { NodeStateSchema, type ClusterState } from "../../cli/state/state.js";
 import { platformOf, PlanManifestSchema } from "../../cli/provider/manifest.js";
 import { formatStatus, StatusSchema } from "../../cli/commands/status.js";
 import { ResinError } from "../../cli/util/errors.js";
+import { spec } from "./vm-spec.js";
 
 // The run side of arm64 (#23): what a node boots as comes from its image's architecture,
 // looked up in cli/spec/arch.ts. The command line, the probe, the accelerator choice,
 // the --arch flag, the cluster state and the status table, each read back.
-
-const DIR = "/state/resin/clusters/demo/nodes/demo-1";
-
-function spec(over: Partial<VmSpec> = {}): VmSpec {
-  return {
-    name: "demo-1",
-    dir: DIR,
-    kernel: "/images/abc/vmlinuz",
-    initrd: "/images/abc/initrd.img",
-    rootDisk: "/images/abc/rootfs.squashfs",
-    append: KERNEL_APPEND,
-    memoryMib: 1024,
-    cpus: 2,
-    accel: "tcg",
-    switchSocket: "/state/switch.ctl",
-    clusterMac: "52:54:2a:97:01:01",
-    hostMac: "52:54:2a:97:02:01",
-    forwards: [{ hostPort: 41001, guestPort: 8501 }],
-    configDrive: join(DIR, "cidata.iso"),
-    persistDisk: join(DIR, "persist.qcow2"),
-    ...over,
-  };
-}
 
 const value = (args: string[], flag: string) => args[args.indexOf(flag) + 1];
 

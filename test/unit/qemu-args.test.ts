@@ -1,38 +1,13 @@
 import { describe, it, expect } from "vitest";
 import { join } from "node:path";
 import { accelArgs } from "../../cli/provider/qemu/accel.js";
-import { KERNEL_APPEND, kernelAppend, qemuArgs, vmPaths, type VmSpec } from "../../cli/provider/qemu/vm.js";
+import { DIR, spec } from "./vm-spec.js";
+import { KERNEL_APPEND, kernelAppend, qemuArgs, vmPaths } from "../../cli/provider/qemu/vm.js";
 import { kvmStartError } from "../../cli/provider/qemu/provider.js";
 
 // The QEMU command line is built by a pure function; these tests read it the way
 // QEMU would and check the isolation promises: the cluster NIC is a private VDE
 // switch, the host NIC has no route out and forwards only on loopback.
-
-const DIR = "/state/resin/clusters/demo/nodes/demo-1";
-
-function spec(over: Partial<VmSpec> = {}): VmSpec {
-  return {
-    name: "demo-1",
-    dir: DIR,
-    kernel: "/images/abc/vmlinuz",
-    initrd: "/images/abc/initrd.img",
-    rootDisk: "/images/abc/root.img",
-    append: KERNEL_APPEND,
-    memoryMib: 1024,
-    cpus: 2,
-    accel: "tcg",
-    switchSocket: "/state/resin/clusters/demo/switch.ctl",
-    clusterMac: "52:54:2a:97:01:01",
-    hostMac: "52:54:2a:97:02:01",
-    forwards: [
-      { hostPort: 41001, guestPort: 8500 },
-      { hostPort: 41002, guestPort: 22 },
-    ],
-    configDrive: join(DIR, "cidata.iso"),
-    persistDisk: join(DIR, "persist.qcow2"),
-    ...over,
-  };
-}
 
 /** Every value following `flag` (QEMU options may repeat). */
 function values(args: string[], flag: string): string[] {
