@@ -5,7 +5,7 @@ import { runBuildChecks } from "../bootstrap/build-checks.js";
 import { loadRole, type Role } from "../spec/load.js";
 import type { Channel } from "../spec/schema.js";
 import { clusterPaths, validateClusterName, writeClusterState, type ClusterState, type Network, type NodeState } from "../state/state.js";
-import { buildRoles, type BuildOptions } from "../image/roles.js";
+import { buildRoles } from "../image/roles.js";
 import type { BuiltImage } from "../image/build.js";
 import { planCluster, type NodePlan } from "../bootstrap/plan.js";
 import { createSecrets } from "../bootstrap/secrets.js";
@@ -73,10 +73,8 @@ export async function createCluster(opts: CreateOptions): Promise<ClusterState> 
   for (const arch of ARCHES) {
     const these = roleNames.filter((r) => roleArch(r) === arch);
     if (!these.length) continue;
-    const build: BuildOptions & { arch: Arch } = { project: opts.project, roles: these, arch, channel: opts.channel, offline: opts.offline, log: opts.log, check: runBuildChecks, sign: opts.secureBoot };
-    images.push(...(await buildRoles(build)));
+    images.push(...(await buildRoles({ project: opts.project, roles: these, arch, channel: opts.channel, offline: opts.offline, log: opts.log, check: runBuildChecks, sign: opts.secureBoot })));
   }
-  for (const image of images) checkImageArch(image.manifest, roleArch(image.manifest.role));
   const imageOf = new Map(images.map((i) => [i.manifest.role, i]));
   const roles = new Map<string, Role>();
   for (const name of roleNames) roles.set(name, await loadRole(opts.project, name, opts.channel));
@@ -134,21 +132,12 @@ export function parseArchSpec(spec: string | undefined, roles: string[]): Map<st
   return out;
 }
 
-/** "3 × consul-server (arm64)": the architectures said only when one is not amd64. */
+/** "consul-server arm64, cache arm64": the roles that are not amd64 (nothing when every one is). */
 export function describeArches(arches: Map<string, Arch>): string {
   const other = [...arches].filter(([, a]) => a !== DEFAULT_ARCH);
   return other.length ? other.map(([r, a]) => `${r} ${a}`).join(", ") : "";
 }
 
-/** An image asked for as `want` must be of that architecture (its manifest's `arch`; absent: amd64). Pure. */
-export function checkImageArch(manifest: { role: string }, want: Arch): void {
-  const got = archOf(manifest);
-  if (got === want) return;
-  throw new ResinError(
-    `the image built for role ${manifest.role} is ${got}, not ${want}`,
-    `this Resin's build does not make ${want} images of ${manifest.role} (resin build --arch ${want} ${manifest.role}); start the cluster without --arch ${want} for that role`,
-  );
-}
 
 /**
  * `--arch` on an existing cluster must mean the architectures it has: it is never
