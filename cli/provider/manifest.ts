@@ -46,6 +46,8 @@ export const PlanManifestSchema = z.object({
         verity: z.object({ rootHash: z.string().regex(/^[0-9a-f]{64}$/), salt: z.string().regex(/^[0-9a-f]{64}$/), hashAlgorithm: z.string(), dataBlockSize: z.number().int(), hashBlockSize: z.number().int(), dataBlocks: z.number().int() }).optional(),
         /** The kernel command line the disk images boot with. */
         cmdline: z.string(),
+        /** resin build --sign: the fingerprint (sha256 of the DER) of the certificate its disk images' UKIs are signed for; absent: unsigned. */
+        signature: z.object({ certSha256: z.string().regex(/^[0-9a-f]{64}$/) }).optional(),
       }),
       vm: z.object({ memory_mib: z.number().int(), cpus: z.number().int(), persist_disk_gib: z.number().int() }),
       /** The image's architecture, and what a provisioner needs of it (from cli/spec/arch.ts): provisioners look these up, never branch. */
@@ -112,6 +114,7 @@ export function planManifest(inputs: ManifestInputs): PlanManifest {
         ...(m.verity
           ? { verity: { rootHash: m.verity.rootHash, salt: m.verity.salt, hashAlgorithm: m.verity.hashAlgorithm, dataBlockSize: m.verity.dataBlockSize, hashBlockSize: m.verity.hashBlockSize, dataBlocks: m.verity.dataBlocks } }
           : {}),
+        ...(m.disk.signature ? { signature: { certSha256: m.disk.signature.certSha256 } } : {}),
       },
       vm: inputs.vm.get(node.role)!,
       arch: archOf(m),

@@ -106,6 +106,27 @@ describe("planManifest", () => {
     expect(old.image.verity).toBeUndefined();
   });
 
+  it("names the certificate a signed image's disk images are signed for (resin build --sign), and nothing for an unsigned one", () => {
+    const state = stateFor({ mode: "static" });
+    const base = image("consul-server", "sha256:abc");
+    const signature = { certSha256: hex("4"), cert: "AAAA", signed: [{ file: "disk.raw", offset: 1048576, size: 4096, sha256: hex("3") }] };
+    const signed = { ...base, disk: { ...base.disk, signature } } as ImageManifest;
+    const roleOf = (m: ImageManifest) =>
+      PlanManifestSchema.parse(
+        planManifest({
+          state,
+          images: new Map([["sha256:abc", { dir: "/state/images/abc", manifest: m }]]),
+          vm: new Map([["consul-server", { memory_mib: 1024, cpus: 1, persist_disk_gib: 2 }]]),
+          caCertificate: "/c.pem",
+          caCertificates: { consul: "/c.pem", nomad: "/n.pem", vault: "/v.pem" },
+          metadata: new Map(state.nodes.map((n) => [n.name, { path: `/m/${n.name}`, sha256: hex("0"), bytes: 1 }])),
+        }),
+      ).roles["consul-server"]!;
+    // Only the fingerprint: the plan is read by provisioners, which match it against what their firmware trusts.
+    expect(roleOf(signed).image.signature).toEqual({ certSha256: hex("4") });
+    expect(roleOf(base).image.signature).toBeUndefined();
+  });
+
   it("gives each role its image's architecture and the platform facts provisioners look up (an image without arch: amd64)", () => {
     const amd = PlanManifestSchema.parse(manifestFor(stateFor({ mode: "static" }))).roles["consul-server"]!;
     expect(amd.arch).toBe("amd64");

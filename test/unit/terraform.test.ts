@@ -217,7 +217,7 @@ describe("terraform/: every .tf parsed by the HCL2 parser", () => {
       expect(Object.keys(m.resources), type).toContain(type);
     }
     const ami = m.resources.aws_ami!.role!;
-    expect(ami).toMatchObject({ boot_mode: "uefi", ena_support: true, architecture: "${local.ami_architecture[each.key]}", imds_support: "v2.0" });
+    expect(ami).toMatchObject({ boot_mode: "uefi", ena_support: true, architecture: "${local.ami_architecture[each.key]}", imds_support: "v2.0", uefi_data: "${var.uefi_data}" });
     expect(ami.ebs_block_device[0].snapshot_id).toContain("aws_ebs_snapshot_import.disk");
     expect(m.resources.aws_ebs_snapshot_import!.disk!.disk_container[0].format).toBe("RAW");
     expect(m.resources.aws_s3_object!.disk!.source).toContain("files.disk_raw.path");
@@ -433,7 +433,7 @@ describe("examples/local with real Terraform (no provider needed)", () => {
 
 interface Fixture {
   dir: string;
-  plans: Record<"dhcp" | "static" | "badFormat" | "noAwsJoin" | "arm64Dhcp" | "arm64Static", string>;
+  plans: Record<"dhcp" | "static" | "badFormat" | "noAwsJoin" | "arm64Dhcp" | "arm64Static" | "signedDhcp", string>;
   metadata: Record<string, Buffer>;
 }
 
@@ -492,6 +492,8 @@ function planFixture(): Fixture {
     Object.assign(p.roles["consul-server"], { arch: "arm64", platform: { aws: { architecture: "arm64", instance_type: "t4g.small" }, libvirt: { arch: "aarch64", machine: "virt" } } });
     return p;
   };
+  const signed = structuredClone(base);
+  Object.assign(signed.roles["consul-server"].image, { signature: { certSha256: "5e".repeat(32) } });
   return {
     dir,
     metadata,
@@ -502,6 +504,8 @@ function planFixture(): Fixture {
       noAwsJoin: write("no-aws-join.json", noAwsJoin),
       arm64Dhcp: write("arm64-dhcp.json", arm64(base)),
       arm64Static: write("arm64-static.json", arm64(staticPlan)),
+      // As resin plan writes it for an image built with resin build --sign.
+      signedDhcp: write("signed-dhcp.json", signed),
     },
   };
 }
@@ -582,6 +586,23 @@ describe("modules/aws: plan-derived values and validations, by real Terraform wi
     const join_ = await evaluate(probe, [`plan_file=${fx.plans.noAwsJoin}`, ...common]);
     expect(errorCount(join_.run)).toBe(1);
     expect(join_.run.flat).toContain("The plan's join string must name AWS cloud auto-join with a tag");
+  });
+
+  it("uefi_data (Secure Boot with the user's keys) takes a base64 variable store, and only with a plan whose images are all signed", async () => {
+    // A stand-in for the blob: base64 text of the shape uefivars.py -o aws writes (its content is AWS's to read).
+    const blob = Buffer.from("AMZNUEFI example variable store").toString("base64");
+    const ok = await evaluate(probe, [`plan_file=${fx.plans.signedDhcp}`, ...common, `uefi_data=${blob}`]);
+    expect(ok.run.code, ok.run.flat).toBe(0);
+    const unsigned = await evaluate(probe, [`plan_file=${fx.plans.dhcp}`, ...common, `uefi_data=${blob}`]);
+    expect(unsigned.run.code).toBe(1);
+    expect(errorCount(unsigned.run), unsigned.run.flat).toBe(1);
+    expect(unsigned.run.flat).toContain("uefi_data turns Secure Boot on, and the plan has a role whose image is not signed");
+    expect(unsigned.run.flat).toContain("resin build --sign KEY,CERT");
+    const notBase64 = await evaluate(probe, [`plan_file=${fx.plans.signedDhcp}`, ...common, "uefi_data=not base64!"]);
+    expect(errorCount(notBase64.run), notBase64.run.flat).toBe(1);
+    expect(notBase64.run.flat).toContain("The uefi_data must be a UEFI variable store in AWS's format, as base64 text");
+    // Without it, unsigned images are fine: Secure Boot stays off.
+    expect((await evaluate(probe, [`plan_file=${fx.plans.dhcp}`, ...common])).run.code).toBe(0);
   });
 
   it("bad variables are refused with their messages", async () => {

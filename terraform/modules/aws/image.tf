@@ -58,7 +58,9 @@ resource "aws_ami" "role" {
   description = "Resin ${each.key} image ${each.value.image.digest}"
 
   # The disk is GPT with an EFI system partition only: no BIOS boot code.
-  boot_mode           = "uefi"
+  boot_mode = "uefi"
+  # With var.uefi_data, Secure Boot with the user's own keys (the plan's images are signed).
+  uefi_data           = var.uefi_data
   architecture        = local.ami_architecture[each.key]
   virtualization_type = "hvm"
   ena_support         = true

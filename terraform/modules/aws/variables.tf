@@ -137,3 +137,22 @@ variable "tags" {
   description = "Extra tags for everything the module creates. The module's own tags (resin-cluster, resin-role, resin-node and the join tag) win over these."
   default     = {}
 }
+
+variable "uefi_data" {
+  type        = string
+  description = "UEFI Secure Boot with your own keys: a UEFI variable store in AWS's format (base64, as `python-uefivars -o aws` or `virt-fw-vars --output-aws` write it) in which your PK, KEK and db are enrolled. Every AMI is registered with it, so instances enforce Secure Boot with those keys and boot only a UKI signed for a certificate in that db: every role's image must be built with `resin build --sign KEY,CERT`. Null (the default): AWS's default store, Secure Boot off."
+  default     = null
+
+  validation {
+    condition     = var.uefi_data == null || try(length(var.uefi_data) % 4 == 0 && can(regex("^[A-Za-z0-9+/]+={0,2}$", var.uefi_data)), false)
+    error_message = "The uefi_data must be a UEFI variable store in AWS's format, as base64 text (the contents of the file `uefivars.py -o aws -O FILE` or `virt-fw-vars --output-aws FILE` writes)."
+  }
+
+  validation {
+    # Unsigned disk images would be refused by the firmware at every boot: refuse them here.
+    condition = var.uefi_data == null || !can(jsondecode(file(var.plan_file)).roles) || alltrue([
+      for role in values(jsondecode(file(var.plan_file)).roles) : can(regex("^[0-9a-f]{64}$", role.image.signature.certSha256))
+    ])
+    error_message = "uefi_data turns Secure Boot on, and the plan has a role whose image is not signed: its instances would not boot. Build every role with `resin build --sign KEY,CERT` (CERT enrolled in the uefi_data's db), then `resin upgrade --image-set` or `resin up` and `resin plan` again."
+  }
+}
