@@ -14,7 +14,7 @@ import { rollbackCommand, upgradeCommand } from "./commands/upgrade.js";
 import { envCommand } from "./commands/env.js";
 import { uiCommand } from "./commands/ui.js";
 import { defaultJoin } from "./bootstrap/plan.js";
-import { clusterForNode, validateClusterName, type Network } from "./state/state.js";
+import { clusterForNode, clusterHandle, type Network } from "./state/state.js";
 import { planCommand } from "./commands/plan.js";
 import { checkSecureBootArches, parseArchSpec, parseRoleCounts } from "./cluster/create.js";
 import { bootstrapCommand } from "./commands/bootstrap.js";
@@ -106,17 +106,17 @@ program
   .option("--secure-boot", "a new cluster whose nodes boot their image's signed disk (UKI) under OVMF with Secure Boot enforced; the images are signed with Debian's test key pair, which the firmware's variable store has enrolled (amd64 nodes only)")
   .action(async (opts: { name: string; nodes?: number; role?: string; roles?: string; arch?: string; timeout: number; channel: Channel; offline?: boolean; secureBoot?: boolean }) => {
     // Checked before the lock is taken, so that bad input writes nothing at all.
-    validateClusterName(opts.name);
+    const cluster = clusterHandle(opts.name);
     const nodes = nodeRoles(opts);
     const arches = parseArchSpec(opts.arch, nodes.roles);
     if (opts.secureBoot) checkSecureBootArches(arches);
-    await requireUpTools({ name: opts.name, roles: nodes.roles, arches }, opts.secureBoot);
+    await requireUpTools({ cluster, roles: nodes.roles, arches }, opts.secureBoot);
     // Debian's test key, decrypted for sbsign into a private directory that goes when up ends.
     const keyDir = opts.secureBoot ? await mkdtemp(join(tmpdir(), "resin-secure-boot-")) : undefined;
     const secureBoot = keyDir ? await debianTestKey(keyDir) : undefined;
-    await withClusterLock(opts.name, "up", () => up({
+    await withClusterLock(cluster, "up", () => up({
       project: projectRoot(),
-      name: opts.name,
+      cluster,
       roles: nodes.roles,
       arches,
       archGiven: opts.arch !== undefined,
@@ -148,14 +148,14 @@ program
   .option("--out <file>", "also write the manifest to this file")
   .action(async (opts: { name: string; nodes?: number; role?: string; roles?: string; arch?: string; channel: Channel; offline?: boolean; network?: "static" | "dhcp"; join?: string; upgrade?: boolean; imageSet?: string; json?: boolean; out?: string }) => {
     if (opts.imageSet && !opts.upgrade) throw new ResinError("--image-set is for --upgrade", "add --upgrade, or drop --image-set");
-    validateClusterName(opts.name);
+    const cluster = clusterHandle(opts.name);
     if (opts.join && opts.network !== "dhcp") throw new ResinError("--join is for --network dhcp", "add --network dhcp, or drop --join: a static cluster joins by the plan's addresses");
     const network: Network = opts.network === "dhcp" ? { mode: "dhcp", join: opts.join ?? defaultJoin(opts.name) } : { mode: "static" };
     const nodes = nodeRoles(opts);
     const arches = parseArchSpec(opts.arch, nodes.roles);
-    const manifest = await withClusterLock(opts.name, "plan", () => planCommand({
+    const manifest = await withClusterLock(cluster, "plan", () => planCommand({
       project: projectRoot(),
-      name: opts.name,
+      cluster,
       roles: nodes.roles,
       arches,
       archGiven: opts.arch !== undefined,
@@ -181,8 +181,8 @@ program
   .option("--nomad <address>", "a Nomad server, host[:port] (default port 4646)")
   .option("--vault <address>", "a Vault server, host[:port] (default port 8200); repeat for each", (v: string, all: string[]) => [...all, v], [] as string[])
   .action(async (opts: { name: string; consul?: string; nomad?: string; vault: string[] }) => {
-    validateClusterName(opts.name);
-    await withClusterLock(opts.name, "bootstrap", () => bootstrapCommand({ ...opts, log: stderrLog }));
+    const cluster = clusterHandle(opts.name);
+    await withClusterLock(cluster, "bootstrap", () => bootstrapCommand({ cluster, consul: opts.consul, nomad: opts.nomad, vault: opts.vault, log: stderrLog }));
   });
 
 program
@@ -192,7 +192,7 @@ program
   .option("--json", "print machine-readable JSON on stdout (it includes each node's boot timeline)")
   .option("--timeline", "also show where each node's boot spent its time: the guest's uptime at each step")
   .action(async (opts: { name: string; json?: boolean; timeline?: boolean }) => {
-    const status = await clusterStatus(opts.name);
+    const status = await clusterStatus(clusterHandle(opts.name));
     const text = opts.timeline ? `${formatStatus(status)}\n\n${formatTimeline(status)}` : formatStatus(status);
     process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : `${text}\n`);
     if (!status.healthy) process.exitCode = 3;
@@ -203,7 +203,8 @@ program
   .description("stop every VM and the network switch of a cluster; its disks, secrets and logs are kept")
   .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
   .action(async (opts: { name: string }) => {
-    await withClusterLock(opts.name, "down", () => down({ name: opts.name, log: stderrLog }));
+    const cluster = clusterHandle(opts.name);
+    await withClusterLock(cluster, "down", () => down({ cluster, log: stderrLog }));
   });
 
 program
@@ -212,8 +213,8 @@ program
   .argument("<node>", "node name, e.g. resin-2")
   .addOption(nodeClusterOption())
   .action(async (node: string, opts: { name?: string }) => {
-    const name = await clusterForNode(node, opts.name);
-    await withClusterLock(name, `stop ${node}`, () => stopNodeCommand(name, node, stderrLog));
+    const cluster = await clusterForNode(node, opts.name);
+    await withClusterLock(cluster, `stop ${node}`, () => stopNodeCommand(cluster, node, stderrLog));
   });
 
 program
@@ -222,8 +223,8 @@ program
   .argument("<node>", "node name")
   .addOption(nodeClusterOption())
   .action(async (node: string, opts: { name?: string }) => {
-    const name = await clusterForNode(node, opts.name);
-    await withClusterLock(name, `start ${node}`, () => startNodeCommand(name, node, stderrLog));
+    const cluster = await clusterForNode(node, opts.name);
+    await withClusterLock(cluster, `start ${node}`, () => startNodeCommand(cluster, node, stderrLog));
   });
 
 program
@@ -233,8 +234,8 @@ program
   .addOption(nodeClusterOption())
   .option("--service <service>", "restart only this service (runit restarts it inside the running node)")
   .action(async (node: string, opts: { name?: string; service?: string }) => {
-    const name = await clusterForNode(node, opts.name);
-    await withClusterLock(name, `restart ${node}`, () => restartCommand(name, node, opts.service, stderrLog));
+    const cluster = await clusterForNode(node, opts.name);
+    await withClusterLock(cluster, `restart ${node}`, () => restartCommand(cluster, node, opts.service, stderrLog));
   });
 
 program
@@ -255,7 +256,7 @@ program
   .option("--name <name>", "cluster name", DEFAULT_CLUSTER)
   .option("--ui", "print only Consul's read-only token, to log in to the web UI with (resin ui)")
   .action(async (opts: { name: string; ui?: boolean }) => {
-    process.stdout.write(await envCommand(opts.name, { ui: opts.ui }));
+    process.stdout.write(await envCommand(clusterHandle(opts.name), { ui: opts.ui }));
   });
 
 program
@@ -268,8 +269,8 @@ program
   .option("--no-open", "do not open a browser; only print the URL")
   .option("--print-token", "also print the management token (full access; the read-only one is `resin env --ui`)")
   .action(async (opts: { name: string; service: string; node?: string; port?: number; open: boolean; printToken?: boolean }) => {
-    validateClusterName(opts.name);
-    await uiCommand({ ...opts, port: opts.port ?? 0, log: stderrLog });
+    const cluster = clusterHandle(opts.name);
+    await uiCommand({ cluster, service: opts.service, node: opts.node, port: opts.port ?? 0, open: opts.open, printToken: opts.printToken, log: stderrLog });
   });
 
 program
@@ -285,7 +286,8 @@ program
   .argument("<name>", "cluster name")
   .option("--yes", "do not ask")
   .action(async (name: string, opts: { yes?: boolean }) => {
-    await withClusterLock(name, "destroy", () => destroyCommand(name, !!opts.yes, stderrLog));
+    const cluster = clusterHandle(name);
+    await withClusterLock(cluster, "destroy", () => destroyCommand(cluster, !!opts.yes, stderrLog));
   });
 
 program
@@ -298,10 +300,11 @@ program
   .option("--gate-timeout <seconds>", "how long one node may take to become healthy", integer, 300)
   .addOption(offlineOption())
   .action(async (opts: { name: string; imageSet?: string; dryRun?: boolean; resume?: boolean; gateTimeout: number; offline?: boolean }) => {
+    const cluster = clusterHandle(opts.name);
     const run = () =>
       upgradeCommand({
         project: projectRoot(),
-        name: opts.name,
+        cluster,
         imageSet: opts.imageSet,
         dryRun: opts.dryRun,
         resume: opts.resume,
@@ -309,7 +312,7 @@ program
         offline: opts.offline || offlineByDefault(),
         log: stderrLog,
       });
-    await withClusterLock(opts.name, "upgrade", run);
+    await withClusterLock(cluster, "upgrade", run);
   });
 
 program
@@ -319,9 +322,9 @@ program
   .addOption(nodeClusterOption())
   .option("--gate-timeout <seconds>", "how long the node may take to become healthy", integer, 300)
   .action(async (node: string, opts: { name?: string; gateTimeout: number }) => {
-    const name = await clusterForNode(node, opts.name);
-    await withClusterLock(name, `rollback ${node}`, () =>
-      rollbackCommand({ project: projectRoot(), name, node, gateTimeoutMs: opts.gateTimeout * 1000, log: stderrLog }),
+    const cluster = await clusterForNode(node, opts.name);
+    await withClusterLock(cluster, `rollback ${node}`, () =>
+      rollbackCommand({ project: projectRoot(), cluster, node, gateTimeoutMs: opts.gateTimeout * 1000, log: stderrLog }),
     );
   });
 

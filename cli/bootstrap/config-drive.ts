@@ -4,7 +4,7 @@ import { mkdir } from "node:fs/promises";
 import { loadRole, type Role } from "../spec/load.js";
 import { readManifest } from "../image/manifest.js";
 import { writeIso9660 } from "../image/iso9660.js";
-import { clusterPaths, imageDirFor, nodeFiles, type ClusterState, type NodeState } from "../state/state.js";
+import type { ClusterHandle, ClusterState, NodeState } from "../state/state.js";
 import { writeFileAtomic } from "../util/files.js";
 import { ResinError } from "../util/errors.js";
 import { nodeMetadata, serialiseMetadata, serversByService } from "./metadata.js";
@@ -16,20 +16,20 @@ export async function loadClusterRoles(project: string, state: ClusterState): Pr
   return roles;
 }
 
-export async function writeConfigDrives(project: string, state: ClusterState, only?: NodeState[]): Promise<void> {
-  const secrets = await readSecrets(clusterPaths(state.name).secrets);
+export async function writeConfigDrives(project: string, cluster: ClusterHandle, state: ClusterState, only?: NodeState[]): Promise<void> {
+  const secrets = await readSecrets(cluster.secrets);
   const roles = await loadClusterRoles(project, state);
   const servers = serversByService(state.nodes, (n) => roles.get(n.role)!);
   const plan = { name: state.name, datacenter: state.datacenter, subnet: state.subnet, network: state.network, nodes: state.nodes };
   for (const node of only ?? state.nodes) {
-    const imageDir = imageDirFor(state.name, node.image);
+    const imageDir = cluster.imageDir(node.image);
     const manifest = await readManifest(imageDir);
     if (!manifest) {
       throw new ResinError(`node ${node.name} boots image ${node.image}, which is missing from ${imageDir}`, "the cluster's state directory was changed by hand; restore it or recreate the cluster");
     }
     const versions = Object.fromEntries(manifest.services.map((s) => [s.name, { version: s.version ?? "" }]));
     const metadata = await nodeMetadata({ plan, node, secrets, role: roles.get(node.role)!, versions, servers });
-    const files = nodeFiles(state.name, node.name);
+    const files = cluster.node(node.name);
     await mkdir(files.dir, { recursive: true, mode: 0o700 });
     // The config drive carries secrets: readable by its owner only.
     const userData = serialiseMetadata(metadata);

@@ -9,7 +9,6 @@ import { localMachines } from "../provider/local.js";
 import { consulAgentToken, consulDnsToken } from "../bootstrap/node-secrets.js";
 import { bootstrapNomadAcl } from "./nomad.js";
 import { ensureVaultReady, type VaultNode } from "./vault.js";
-import { clusterPaths, imageDirFor } from "../state/state.js";
 import { readManifest, registrations } from "../image/manifest.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
@@ -17,7 +16,7 @@ import { sleep } from "../util/time.js";
 import { hostTls } from "./api.js";
 import { consulEndpoint, consulKeys, ensurePolicy, ensureToken, isConsulServer, type ConsulEndpoint, type ConsulKeys } from "./consul.js";
 import { NOMAD_REGION, VAULT_TLS_SERVER_NAME } from "../bootstrap/pki.js";
-import type { ClusterState } from "../state/state.js";
+import { clusterHandle, type ClusterHandle, type ClusterState } from "../state/state.js";
 
 // Right after an election Consul 1.8 still runs its ACL system in legacy mode, and a
 // new leader may not be ready yet: both pass within seconds.
@@ -57,20 +56,24 @@ export function nomadServerName(): string {
   return `server.${NOMAD_REGION}.nomad`;
 }
 
-/** Everything after quorum, in order: Consul's tokens, Nomad's ACL bootstrap, Vault's init and unseal. */
-export async function finishCluster(state: ClusterState, secrets: Secrets, targets: ApiTargets, log: Log): Promise<void> {
-  if (targets.consul) await bootstrapConsulAcl(targets.consul, secrets, await nodesRegistering(state), log);
+/**
+ * Everything after quorum, in order: Consul's tokens, Nomad's ACL bootstrap, Vault's init
+ * and unseal. Resin's commands pass the cluster's handle; bench/ makes its clusters'
+ * state itself and passes none.
+ */
+export async function finishCluster(state: ClusterState, secrets: Secrets, targets: ApiTargets, log: Log, cluster: ClusterHandle = clusterHandle(state.name)): Promise<void> {
+  if (targets.consul) await bootstrapConsulAcl(targets.consul, secrets, await nodesRegistering(cluster, state), log);
   if (targets.nomad) await bootstrapNomad(targets.nomad, secrets, log);
-  if (targets.vault.nodes.length > 0) await bringUpVault(state, targets.vault, secrets, log);
+  if (targets.vault.nodes.length > 0) await bringUpVault(cluster, targets.vault, secrets, log);
 }
 
 /** Each node with the Consul services its image registers (the image's manifest says, and which of its services declares each). */
-export async function nodesRegistering(state: ClusterState): Promise<{ name: string; registrations: { name: string; service: string }[] }[]> {
-  return Promise.all(state.nodes.map(async (n) => ({ name: n.name, registrations: await imageRegistrations(state, n.image) })));
+export async function nodesRegistering(cluster: ClusterHandle, state: ClusterState): Promise<{ name: string; registrations: { name: string; service: string }[] }[]> {
+  return Promise.all(state.nodes.map(async (n) => ({ name: n.name, registrations: await imageRegistrations(cluster, n.image) })));
 }
 
-async function imageRegistrations(state: ClusterState, image: string): Promise<{ name: string; service: string }[]> {
-  return registrations((await readManifest(imageDirFor(state.name, image))) ?? { services: [] });
+async function imageRegistrations(cluster: ClusterHandle, image: string): Promise<{ name: string; service: string }[]> {
+  return registrations((await readManifest(cluster.imageDir(image))) ?? { services: [] });
 }
 
 /**
@@ -79,9 +82,9 @@ async function imageRegistrations(state: ClusterState, image: string): Promise<{
  * start rather than at the next `resin up`. Through a Consul server; nothing to do where
  * Consul has no ACLs. Returns whether the policy changed.
  */
-export async function grantImageServices(server: ConsulEndpoint, state: ClusterState, node: string, image: string, timeoutMs = 120_000): Promise<"updated" | "unchanged"> {
+export async function grantImageServices(server: ConsulEndpoint, cluster: ClusterHandle, node: string, image: string, timeoutMs = 120_000): Promise<"updated" | "unchanged"> {
   if (!server.access) return "unchanged";
-  const rules = consulAgentPolicy(node, (await imageRegistrations(state, image)).map((r) => r.name));
+  const rules = consulAgentPolicy(node, (await imageRegistrations(cluster, image)).map((r) => r.name));
   const failed = { what: `could not give ${node}'s Consul agent policy the services of image ${image.slice(7, 19)}`, hint: "nothing was replaced yet; `resin upgrade --resume` retries" };
   return untilSettled(failed, timeoutMs, () => ensurePolicy(server, `resin-agent-${node}`, rules));
 }
@@ -137,11 +140,11 @@ export async function bootstrapNomad(target: { url: string; serverName?: string 
  * node): Vault comes back sealed, so unseal every running Vault node with the keys the
  * host keeps. Nothing to do for a cluster whose Vault was never initialised.
  */
-export async function unsealAgain(state: ClusterState, log: Log, timeoutMs = 300_000, machines: Machines = localMachines()): Promise<void> {
-  const secrets = await readSecrets(clusterPaths(state.name).secrets);
+export async function unsealAgain(cluster: ClusterHandle, state: ClusterState, log: Log, timeoutMs = 300_000, machines: Machines = localMachines()): Promise<void> {
+  const secrets = await readSecrets(cluster.secrets);
   if (!secrets.vault) return;
   const running = new Set<string>();
-  for (const node of state.nodes) if ((await machines.status(state.name, node)).state === "running") running.add(node.name);
+  for (const node of state.nodes) if ((await machines.status(cluster, node)).state === "running") running.add(node.name);
   const vault = localTargets(state, consulKeys(secrets, state.datacenter)).vault;
   const nodes = vault.nodes.filter((n) => running.has(n.name));
   if (nodes.length === 0) return;
@@ -150,7 +153,7 @@ export async function unsealAgain(state: ClusterState, log: Log, timeoutMs = 300
 }
 
 /** Vault: initialise once (keys and root token kept in the bundle, 0600), unseal every node. */
-export async function bringUpVault(state: ClusterState, target: ApiTargets["vault"], secrets: Secrets, log: Log, timeoutMs = 300_000): Promise<void> {
-  await ensureVaultReady(target.nodes, secrets, (init) => recordVaultInit(clusterPaths(state.name).secrets, init), { timeoutMs, log, serverName: target.serverName });
+export async function bringUpVault(cluster: ClusterHandle, target: ApiTargets["vault"], secrets: Secrets, log: Log, timeoutMs = 300_000): Promise<void> {
+  await ensureVaultReady(target.nodes, secrets, (init) => recordVaultInit(cluster.secrets, init), { timeoutMs, log, serverName: target.serverName });
   log(`  Vault: initialised and unsealed on ${target.nodes.length} node(s)`);
 }

@@ -4,7 +4,7 @@
 import { runBuildChecks } from "../bootstrap/build-checks.js";
 import { loadRole, type Role } from "../spec/load.js";
 import type { Channel } from "../spec/schema.js";
-import { clusterPaths, validateClusterName, writeClusterState, type ClusterState, type Network, type NodeState } from "../state/state.js";
+import type { ClusterHandle, ClusterState, Network, NodeState } from "../state/state.js";
 import { buildRoles } from "../image/roles.js";
 import type { BuiltImage } from "../image/build.js";
 import { planCluster, type NodePlan } from "../bootstrap/plan.js";
@@ -18,7 +18,7 @@ import { ARCHES, ArchSchema, archOf, DEFAULT_ARCH, type Arch } from "../spec/arc
 
 export interface CreateOptions {
   project: string;
-  name: string;
+  cluster: ClusterHandle;
   /** Each node's role, in node order (resin-1, resin-2, …). */
   roles: string[];
   channel: Channel;
@@ -63,10 +63,9 @@ export function formatRoleCounts(roles: string[]): string {
 
 /** A new cluster: build its roles' images, plan the nodes, make the secrets bundle, record it all. */
 export async function createCluster(opts: CreateOptions): Promise<ClusterState> {
-  validateClusterName(opts.name);
-  const paths = clusterPaths(opts.name);
+  const { cluster } = opts;
   const roleNames = [...new Set(opts.roles)];
-  opts.log(`cluster ${opts.name}: building image${roleNames.length > 1 ? "s" : ""} for ${roleNames.join(", ")}`);
+  opts.log(`cluster ${cluster.name}: building image${roleNames.length > 1 ? "s" : ""} for ${roleNames.join(", ")}`);
   const roleArch = (role: string): Arch => opts.arches?.get(role) ?? DEFAULT_ARCH;
   // One build per architecture the cluster has: a build is of one architecture.
   const images: BuiltImage[] = [];
@@ -79,11 +78,11 @@ export async function createCluster(opts: CreateOptions): Promise<ClusterState> 
   const roles = new Map<string, Role>();
   for (const name of roleNames) roles.set(name, await loadRole(opts.project, name, opts.channel));
   const network = opts.network ?? { mode: "static" };
-  const plan = planCluster(opts.name, opts.roles, undefined, network);
-  for (const image of images) await installImage(opts.name, image.dir, image.manifest.digest, { disks: opts.disks || !!opts.secureBoot });
+  const plan = planCluster(cluster.name, opts.roles, undefined, network);
+  for (const image of images) await installImage(cluster, image.dir, image.manifest.digest, { disks: opts.disks || !!opts.secureBoot });
   const state: ClusterState = {
     version: 1,
-    name: opts.name,
+    name: cluster.name,
     channel: opts.channel,
     datacenter: plan.datacenter,
     subnet: plan.subnet,
@@ -91,10 +90,10 @@ export async function createCluster(opts: CreateOptions): Promise<ClusterState> 
     nodes: plan.nodes.map((n) => nodeState(n, imageOf.get(n.role)!.manifest.digest, roles.get(n.role)!.spec.vm, roleArch(n.role))),
     ...(opts.secureBoot ? { secureBoot: { certSha256: opts.secureBoot.certSha256 } } : {}),
   };
-  await createSecrets(paths.secrets, plan, (node) => serviceRolesOf(roles.get(node.role)!));
-  await writeClusterState(state);
+  await createSecrets(cluster.secrets, plan, (node) => serviceRolesOf(roles.get(node.role)!));
+  await cluster.write(state);
   const arches = describeArches(new Map(roleNames.map((r) => [r, roleArch(r)])));
-  opts.log(`cluster ${opts.name}: created (${describeRoles(opts.roles)}${arches ? `, ${arches}` : ""}, ${network.mode} addresses, state in ${paths.dir})`);
+  opts.log(`cluster ${cluster.name}: created (${describeRoles(opts.roles)}${arches ? `, ${arches}` : ""}, ${network.mode} addresses, state in ${cluster.dir})`);
   return state;
 }
 

@@ -6,7 +6,7 @@ import { sleep } from "../util/time.js";
 import type { Accel, Machines } from "../provider/machine.js";
 import { localMachines } from "../provider/local.js";
 import { autopilotHealth, consulEndpoint, consulView, hasQuorum, isConsulServer, type ConsulKeys, type ConsulView } from "./consul.js";
-import type { ClusterState } from "../state/state.js";
+import { clusterHandle, type ClusterHandle, type ClusterState } from "../state/state.js";
 
 export function describeView(v: ConsulView): string {
   if (v.error) return v.error;
@@ -29,17 +29,17 @@ export const silentAfterMs = (accel: Accel): number => (accel === "kvm" ? 20_000
  * accelerator (seen: Linux hangs before its first line on a host whose KVM runs a boot
  * sector). Say so by name now instead of waiting out the whole timeout.
  */
-async function checkSilent(state: ClusterState, watch: SilentWatch, elapsedMs: number, machines: Machines): Promise<void> {
+async function checkSilent(cluster: ClusterHandle, watch: SilentWatch, elapsedMs: number, machines: Machines): Promise<void> {
   if (elapsedMs < watch.afterMs) return;
   for (const name of watch.nodes) {
-    if ((await machines.consoleBytes(state.name, name)) > 0) continue;
+    if ((await machines.consoleBytes(cluster, name)) > 0) continue;
     const forced = process.env.RESIN_ACCEL !== undefined;
     if (watch.accel === "kvm" && !forced) await machines.forgetAccel(); // the next run probes again
     throw new ResinError(
       `node ${name} has printed nothing on its console in ${Math.round(elapsedMs / 1000)}s: its guest is not running (accelerator ${watch.accel}${forced ? ", forced by RESIN_ACCEL" : ""})`,
       watch.accel === "kvm"
-        ? `the likely cause is KVM on this host; use TCG:   RESIN_ACCEL=tcg resin up --name ${state.name}`
-        : `QEMU may be stuck or the host overloaded; see ${machines.logFiles(state.name, name).stderr} and ${machines.logFiles(state.name, name).console}`,
+        ? `the likely cause is KVM on this host; use TCG:   RESIN_ACCEL=tcg resin up --name ${cluster.name}`
+        : `QEMU may be stuck or the host overloaded; see ${machines.logFiles(cluster, name).stderr} and ${machines.logFiles(cluster, name).console}`,
     );
   }
 }
@@ -50,9 +50,11 @@ async function checkSilent(state: ClusterState, watch: SilentWatch, elapsedMs: n
  */
 export async function waitForQuorum(
   state: ClusterState,
-  opts: { timeoutMs: number; log: Log; keys?: ConsulKeys; consulServers?: number; silent?: SilentWatch; machines?: Machines },
+  opts: { timeoutMs: number; log: Log; keys?: ConsulKeys; consulServers?: number; silent?: SilentWatch; machines?: Machines; cluster?: ClusterHandle },
 ): Promise<{ seconds: number; quorumSeconds: number; leader: string }> {
   const machines = opts.machines ?? localMachines();
+  // Resin's commands pass the handle they made; bench/ makes its clusters' state itself and passes none.
+  const cluster = opts.cluster ?? clusterHandle(state.name);
   const started = Date.now();
   let quorumSeconds: number | undefined;
   const servers = state.nodes.filter((n) => consulEndpoint(n)); // every node with a Consul agent
@@ -60,14 +62,14 @@ export async function waitForQuorum(
   let lastReportAt = 0;
   for (;;) {
     for (const node of state.nodes) {
-      if ((await machines.status(state.name, node)).state !== "running") {
+      if ((await machines.status(cluster, node)).state !== "running") {
         throw new ResinError(
-          `node ${node.name} stopped while the cluster was starting. Last console lines:\n${await machines.consoleTail(state.name, node.name)}`,
-          `full console log: ${machines.logFiles(state.name, node.name).console}`,
+          `node ${node.name} stopped while the cluster was starting. Last console lines:\n${await machines.consoleTail(cluster, node.name)}`,
+          `full console log: ${machines.logFiles(cluster, node.name).console}`,
         );
       }
     }
-    if (opts.silent) await checkSilent(state, opts.silent, Date.now() - started, machines);
+    if (opts.silent) await checkSilent(cluster, opts.silent, Date.now() - started, machines);
     // Each agent with what it may have: a server the management token, a client agent its own.
     const endpoints = servers.map((n) => consulEndpoint(n, opts.keys)!);
     const views = await Promise.all(endpoints.map((ep) => consulView(ep)));
@@ -88,7 +90,7 @@ export async function waitForQuorum(
       lastReportAt = Date.now();
     }
     if (Date.now() - started > opts.timeoutMs) {
-      const logs = state.nodes.map((n) => `  ${machines.logFiles(state.name, n.name).console}`).join("\n");
+      const logs = state.nodes.map((n) => `  ${machines.logFiles(cluster, n.name).console}`).join("\n");
       throw new ResinError(`no Consul quorum after ${opts.timeoutMs / 1000}s (${report})`, `console logs:\n${logs}`);
     }
     // Twice a second: quorum is seen within half a second of coming (the bench times it).

@@ -12,13 +12,13 @@ import { formatMismatch, verityMismatches } from "../image/verify.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 import { sha256File } from "../util/hash.js";
-import { clusterPaths, ensureClusterDir, imageDirFor, type ClusterState } from "../state/state.js";
+import type { ClusterHandle, ClusterState } from "../state/state.js";
 
 const DISK_FILES = ["disk.raw", "disk.qcow2", "disk.iso"];
 
 /** Disk image files (disk.raw, disk.qcow2, disk.iso) the cluster's copy of an image lacks. */
-export function missingDiskImages(cluster: string, digest: string): string[] {
-  return DISK_FILES.filter((f) => !existsSync(join(imageDirFor(cluster, digest), f)));
+export function missingDiskImages(cluster: ClusterHandle, digest: string): string[] {
+  return DISK_FILES.filter((f) => !existsSync(join(cluster.imageDir(digest), f)));
 }
 
 /**
@@ -34,7 +34,7 @@ export function missingDiskImages(cluster: string, digest: string): string[] {
  * the cluster holds a digest, its installed manifest is what disk images from any later
  * image set must match.
  */
-export async function installImage(cluster: string, builtDir: string, digest: string, opts: { disks?: boolean } = {}): Promise<void> {
+export async function installImage(cluster: ClusterHandle, builtDir: string, digest: string, opts: { disks?: boolean } = {}): Promise<void> {
   const manifestPath = join(builtDir, "manifest.json");
   const manifestText = await readFile(manifestPath, "utf8").catch((e: NodeJS.ErrnoException) => {
     if (e.code === "ENOENT") throw new ResinError(`${builtDir} has no image: no ${manifestPath}`, "build it with `resin build`, or point at an image set's role directory");
@@ -49,10 +49,10 @@ export async function installImage(cluster: string, builtDir: string, digest: st
       "the image set was changed after it was built: rebuild it, or take it from a source you trust",
     );
   }
-  const dir = imageDirFor(cluster, digest);
+  const dir = cluster.imageDir(digest);
   if (!existsSync(dir)) {
-    await ensureClusterDir(cluster);
-    await mkdir(clusterPaths(cluster).images, { recursive: true, mode: 0o700 });
+    await cluster.ensureDir();
+    await mkdir(cluster.images, { recursive: true, mode: 0o700 });
     const tmp = `${dir}.tmp`;
     await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp);
@@ -79,7 +79,7 @@ export async function installImage(cluster: string, builtDir: string, digest: st
   // What the cluster installed for this digest, not what this image set says.
   const installed = await readManifest(dir);
   if (!installed || installed.digest !== digest) {
-    throw new ResinError(`cluster '${cluster}': image ${digest} in ${dir} has no manifest of its own`, "the cluster's state directory was changed by hand; restore it or recreate the cluster");
+    throw new ResinError(`cluster '${cluster.name}': image ${digest} in ${dir} has no manifest of its own`, "the cluster's state directory was changed by hand; restore it or recreate the cluster");
   }
   const disks = { "disk.raw": installed.disk.raw, "disk.qcow2": installed.disk.qcow2, "disk.iso": installed.disk.iso };
   const missing = missingDiskImages(cluster, digest);
@@ -88,7 +88,7 @@ export async function installImage(cluster: string, builtDir: string, digest: st
     const [ours, theirs] = [disks[file as keyof typeof disks], claimed[file as keyof typeof claimed]];
     if (ours.sha256 !== theirs.sha256 || ours.size !== theirs.size) {
       throw new ResinError(
-        `image ${builtDir}: its manifest lists a ${file} (sha256 ${theirs.sha256}) that is not the one cluster '${cluster}' installed with image ${digest} (sha256 ${ours.sha256})`,
+        `image ${builtDir}: its manifest lists a ${file} (sha256 ${theirs.sha256}) that is not the one cluster '${cluster.name}' installed with image ${digest} (sha256 ${ours.sha256})`,
         "the digest covers kernel, initrd, root filesystem and its verity tree only, and the disk images stay those of the first install: take the disk images from that image set, or rebuild the image",
       );
     }
@@ -121,11 +121,11 @@ async function copyChecked(from: string, to: string, part: ImageFile, as = part.
 }
 
 /** Delete images no node boots and no unfinished upgrade may roll back to. */
-export async function pruneImages(state: ClusterState): Promise<string[]> {
+export async function pruneImages(cluster: ClusterHandle, state: ClusterState): Promise<string[]> {
   const keep = new Set(
     [...state.nodes.map((n) => n.image), ...Object.values(state.upgrade?.previous ?? {}), ...(state.upgrade?.replacing ? [state.upgrade.replacing.image] : [])].map((d) => d.replace(/^sha256:/, "")),
   );
-  const dir = clusterPaths(state.name).images;
+  const dir = cluster.images;
   if (!existsSync(dir)) return [];
   const removed: string[] = [];
   for (const name of await readdir(dir)) {
@@ -138,6 +138,7 @@ export async function pruneImages(state: ClusterState): Promise<string[]> {
 
 /** Each role's new image, copied into the cluster (with its disk images when `disks`, for provisioners). */
 export async function newImages(
+  cluster: ClusterHandle,
   state: ClusterState,
   opts: { project: string; imageSet?: string; offline?: boolean; log: Log; disks?: boolean },
 ): Promise<Record<string, string>> {
@@ -151,7 +152,7 @@ export async function newImages(
       const manifest = await readManifest(dir);
       if (!manifest) throw new ResinError(`image set ${opts.imageSet} has no image for role ${role} (no ${join(dir, "manifest.json")})`);
       if (manifest.channel !== state.channel) throw new ResinError(`image ${dir} is for the ${manifest.channel} channel; cluster '${state.name}' runs ${state.channel}`);
-      await installImage(state.name, dir, manifest.digest, { disks: opts.disks });
+      await installImage(cluster, dir, manifest.digest, { disks: opts.disks });
       target[role] = manifest.digest;
     }
   } else {
@@ -160,7 +161,7 @@ export async function newImages(
       if (!these.length) continue;
       const build: BuildOptions & { arch: Arch } = { project: opts.project, roles: these, arch, channel: state.channel, offline: opts.offline, log: opts.log, check: runBuildChecks };
       for (const image of await buildRoles(build)) {
-        await installImage(state.name, image.dir, image.manifest.digest, { disks: opts.disks });
+        await installImage(cluster, image.dir, image.manifest.digest, { disks: opts.disks });
         target[image.manifest.role] = image.manifest.digest;
       }
     }
@@ -169,6 +170,6 @@ export async function newImages(
 }
 
 /** The architecture of an image the cluster holds (its manifest's; absent: amd64). */
-export async function installedImageArch(cluster: string, digest: string): Promise<Arch> {
-  return archOf(await readManifest(imageDirFor(cluster, digest)));
+export async function installedImageArch(cluster: ClusterHandle, digest: string): Promise<Arch> {
+  return archOf(await readManifest(cluster.imageDir(digest)));
 }

@@ -7,7 +7,7 @@ import { sleep } from "../util/time.js";
 import type { Machines } from "../provider/machine.js";
 import { localMachines } from "../provider/local.js";
 import { agentLeave, autopilotConfig, autopilotHealth, consulEndpoint, consulView, isConsulServer, setDeadServerCleanup, type AutopilotHealth, type ConsulEndpoint, type ConsulKeys } from "./consul.js";
-import { requireNode, writeClusterState, type ClusterState, type NodeState } from "../state/state.js";
+import { requireNode, type ClusterHandle, type ClusterState, type NodeState } from "../state/state.js";
 import type { Secrets } from "../bootstrap/secrets.js";
 import { hostTls } from "./api.js";
 import { VAULT_TLS_SERVER_NAME } from "../bootstrap/pki.js";
@@ -40,12 +40,12 @@ export interface ClusterHealth {
 }
 
 /** Running VMs, the leader and autopilot's view, asked through the first server that knows a leader. */
-export async function clusterHealth(state: ClusterState, access?: ConsulKeys, machines: Machines = localMachines()): Promise<ClusterHealth> {
+export async function clusterHealth(cluster: ClusterHandle, state: ClusterState, access?: ConsulKeys, machines: Machines = localMachines()): Promise<ClusterHealth> {
   let leader: string | undefined;
   let autopilot: AutopilotHealth | undefined;
   let running = 0;
   for (const node of state.nodes) {
-    if ((await machines.status(state.name, node)).state !== "running") continue;
+    if ((await machines.status(cluster, node)).state !== "running") continue;
     running++;
     const ep = consulEndpoint(node, access);
     // Autopilot answers to the management token, which only servers get.
@@ -64,7 +64,7 @@ async function gateBefore(state: ClusterState, node: NodeState, opts: UpgradeOpt
   const deadline = Date.now() + opts.gateTimeoutMs;
   let last: ClusterHealth = { running: 0 };
   for (;;) {
-    last = await clusterHealth(state, opts.access, machinesOf(opts));
+    last = await clusterHealth(opts.cluster, state, opts.access, machinesOf(opts));
     // Servers, not nodes: a cluster of one Consul server and client nodes has no tolerance to keep.
     const ok = last.running === state.nodes.length && last.autopilot?.healthy && (last.autopilot.failureTolerance >= 1 || opts.consulServers === 1);
     const vault = ok ? await vaultGate(state, opts) : undefined;
@@ -85,19 +85,19 @@ async function gateBefore(state: ClusterState, node: NodeState, opts: UpgradeOpt
 }
 
 /** The node whose Vault is active, if any: it is replaced last. */
-export async function activeVaultNode(state: ClusterState, secrets?: Secrets, machines: Machines = localMachines()): Promise<string | undefined> {
+export async function activeVaultNode(cluster: ClusterHandle, state: ClusterState, secrets?: Secrets, machines: Machines = localMachines()): Promise<string | undefined> {
   if (!secrets?.vault) return undefined;
   const tls: VaultClientOptions = { ...hostTls(secrets, "vault", VAULT_TLS_SERVER_NAME), timeoutMs: 5000 };
-  for (const n of await vaultNodes(state, machines)) if ((await vaultHealth(n.url, tls).catch(() => undefined))?.state === "active") return n.name;
+  for (const n of await vaultNodes(cluster, state, machines)) if ((await vaultHealth(n.url, tls).catch(() => undefined))?.state === "active") return n.name;
   return undefined;
 }
 
 /** The running Vault nodes, as the host reaches them. */
-async function vaultNodes(state: ClusterState, machines: Machines): Promise<{ name: string; url: string }[]> {
+async function vaultNodes(cluster: ClusterHandle, state: ClusterState, machines: Machines): Promise<{ name: string; url: string }[]> {
   const nodes = [];
   for (const n of state.nodes) {
     const port = n.ports["vault.https"];
-    if (port && (await machines.status(state.name, n)).state === "running") nodes.push({ name: n.name, url: `https://127.0.0.1:${port}` });
+    if (port && (await machines.status(cluster, n)).state === "running") nodes.push({ name: n.name, url: `https://127.0.0.1:${port}` });
   }
   return nodes;
 }
@@ -112,7 +112,7 @@ export async function vaultGate(state: ClusterState, opts: UpgradeOptions, befor
   const servers = state.nodes.filter((n) => n.ports["vault.https"]).length;
   if (!token || servers === 0) return undefined;
   const tls: VaultClientOptions = { ...hostTls(opts.secrets!, "vault", VAULT_TLS_SERVER_NAME), timeoutMs: 5000 };
-  const nodes = await vaultNodes(state, machinesOf(opts));
+  const nodes = await vaultNodes(opts.cluster, state, machinesOf(opts));
   for (const n of nodes) {
     const h = await vaultHealth(n.url, tls).catch(() => undefined);
     if (h?.state !== "active" && h?.state !== "standby") return { ok: false, why: `Vault on ${n.name} is ${h?.state ?? "not answering"}` };
@@ -132,7 +132,7 @@ async function gateAfter(state: ClusterState, node: NodeState, opts: UpgradeOpti
   const deadline = Date.now() + timeoutMs;
   let why = "it did not answer";
   for (;;) {
-    const vm = await machinesOf(opts).status(state.name, node);
+    const vm = await machinesOf(opts).status(opts.cluster, node);
     if (vm.state !== "running") throw new GateError(`node ${node.name} did not stay up on its new image: ${vm.reason ?? vm.state}`);
     const ep = consulEndpoint(node, opts.access)!;
     const view = await consulView(ep);
@@ -153,7 +153,7 @@ async function gateAfter(state: ClusterState, node: NodeState, opts: UpgradeOpti
         phases.end("→ voter, one leader");
         // A node that runs Vault comes back sealed: unseal it, then wait for Vault's raft.
         if (!node.ports["vault.https"] || !opts.secrets?.vault) return;
-        await ensureVaultReady(await vaultNodes(state, machinesOf(opts)), opts.secrets, () => Promise.reject(new Error("Vault is initialised already")), { timeoutMs: Math.max(1000, deadline - Date.now()), log: opts.log, serverName: VAULT_TLS_SERVER_NAME });
+        await ensureVaultReady(await vaultNodes(opts.cluster, state, machinesOf(opts)), opts.secrets, () => Promise.reject(new Error("Vault is initialised already")), { timeoutMs: Math.max(1000, deadline - Date.now()), log: opts.log, serverName: VAULT_TLS_SERVER_NAME });
         const vault = await vaultGate(state, opts, false);
         if (!vault || vault.ok) return;
         why = vault.why;
@@ -179,6 +179,8 @@ async function oneLeader(state: ClusterState, opts: UpgradeOptions): Promise<boo
 }
 
 export interface UpgradeOptions {
+  /** The cluster being upgraded: where its images, nodes and state are. */
+  cluster: ClusterHandle;
   /** Re-renders the node's config drive for the image it is about to boot. */
   writeConfig: (node: NodeState) => Promise<void>;
   gateTimeoutMs: number;
@@ -229,15 +231,15 @@ async function awaitFollowers(ep: ConsulEndpoint, node: NodeState, opts: Upgrade
  */
 async function replace(state: ClusterState, node: NodeState, image: string, opts: UpgradeOptions, phases = new Phases()): Promise<Phases> {
   state.upgrade!.replacing = { node: node.name, image };
-  await writeClusterState(state);
+  await opts.cluster.write(state);
   const ep = consulEndpoint(node, opts.access);
   const machines = machinesOf(opts);
   // The new image may register other Consul services than the old: its token's policy says so first.
   const server = opts.access ? await anyConsul(state, opts) : undefined;
-  if (server && (await grantImageServices(server, state, node.name, image)) === "updated") {
+  if (server && (await grantImageServices(server, opts.cluster, node.name, image)) === "updated") {
     opts.log(`  ${node.name}: its Consul agent policy now names the services of ${image.slice(7, 19)}`);
   }
-  if (ep && (await machines.status(state.name, node)).state === "running") {
+  if (ep && (await machines.status(opts.cluster, node)).state === "running") {
     // A Consul server keeps its raft seat while it reboots (autopilot's dead-server
     // cleanup is off for the upgrade): it comes back a voter, with no leave to propagate
     // and no promotion to wait for. The leader goes only once its followers have its
@@ -251,17 +253,17 @@ async function replace(state: ClusterState, node: NodeState, image: string, opts
       phases.end("leave");
     }
   }
-  await machines.stop(state, node);
+  await machines.stop(opts.cluster, node);
   phases.end("stop");
   node.image = image;
   // The new image may be of another architecture: the provider boots it as what it is.
-  node.arch = await installedImageArch(state.name, image);
-  await writeClusterState(state);
+  node.arch = await installedImageArch(opts.cluster, image);
+  await opts.cluster.write(state);
   await opts.writeConfig(node);
-  await machines.start(state, node, opts.log);
+  await machines.start(opts.cluster, state, node, opts.log);
   phases.end("launch");
   state.upgrade!.replacing = undefined;
-  await writeClusterState(state);
+  await opts.cluster.write(state);
   return phases;
 }
 
@@ -294,11 +296,11 @@ export async function resumeInterrupted(state: ClusterState, opts: UpgradeOption
     }
   }
   for (const node of state.nodes) {
-    if ((await machinesOf(opts).status(state.name, node)).state === "running") continue;
+    if ((await machinesOf(opts).status(opts.cluster, node)).state === "running") continue;
     opts.log(`  ${node.name}: not running; starting it on ${node.image.slice(7, 19)}`);
     await opts.writeConfig(node);
-    await machinesOf(opts).start(state, node, opts.log);
-    await writeClusterState(state);
+    await machinesOf(opts).start(opts.cluster, state, node, opts.log);
+    await opts.cluster.write(state);
   }
 }
 
@@ -306,7 +308,7 @@ export async function resumeInterrupted(state: ClusterState, opts: UpgradeOption
 async function anyConsul(state: ClusterState, opts: UpgradeOptions): Promise<ConsulEndpoint | undefined> {
   for (const n of state.nodes) {
     const ep = consulEndpoint(n, opts.access);
-    if (ep && isConsulServer(ep) && (await machinesOf(opts).status(state.name, n)).state === "running" && (await consulView(ep)).leader) return ep;
+    if (ep && isConsulServer(ep) && (await machinesOf(opts).status(opts.cluster, n)).state === "running" && (await consulView(ep)).leader) return ep;
   }
   return undefined;
 }
@@ -322,7 +324,7 @@ async function holdDeadServerCleanup(state: ClusterState, opts: UpgradeOptions):
   if (!ep) return; // the gate before the first node says why
   const on = (await autopilotConfig(ep)).CleanupDeadServers === true;
   state.upgrade!.restoreDeadServerCleanup = on;
-  await writeClusterState(state);
+  await opts.cluster.write(state);
   if (on) {
     await setDeadServerCleanup(ep, false);
     opts.log("  autopilot's dead-server cleanup is off until the upgrade ends (servers keep their raft seats while they reboot)");
@@ -338,7 +340,7 @@ export async function endUpgrade(state: ClusterState, opts: UpgradeOptions): Pro
     opts.log("  autopilot's dead-server cleanup is on again");
   }
   state.upgrade = undefined;
-  await writeClusterState(state);
+  await opts.cluster.write(state);
 }
 
 export async function runUpgrade(state: ClusterState, opts: UpgradeOptions): Promise<{ steps: UpgradeStep[] }> {
@@ -346,8 +348,8 @@ export async function runUpgrade(state: ClusterState, opts: UpgradeOptions): Pro
   const done: UpgradeStep[] = [];
   await holdDeadServerCleanup(state, opts);
   for (;;) {
-    const before = await clusterHealth(state, opts.access, machinesOf(opts));
-    const [step] = planUpgrade(state, target, before.leader, await activeVaultNode(state, opts.secrets, machinesOf(opts)));
+    const before = await clusterHealth(opts.cluster, state, opts.access, machinesOf(opts));
+    const [step] = planUpgrade(state, target, before.leader, await activeVaultNode(opts.cluster, state, opts.secrets, machinesOf(opts)));
     if (!step) break;
     const node = state.nodes.find((n) => n.name === step.node)!;
     const started = Date.now();
@@ -361,7 +363,7 @@ export async function runUpgrade(state: ClusterState, opts: UpgradeOptions): Pro
     done.push(step);
   }
   await endUpgrade(state, opts);
-  const removed = await pruneImages(state);
+  const removed = await pruneImages(opts.cluster, state);
   if (removed.length) opts.log(`  removed ${removed.length} image(s) no node boots any more`);
   return { steps: done };
 }
@@ -371,7 +373,7 @@ export async function rollbackNode(state: ClusterState, nodeName: string, opts: 
   const node = requireNode(state, nodeName);
   const previous = state.upgrade?.previous[nodeName];
   // A node whose replacement was cut short may still be on its previous image, stopped.
-  const interrupted = state.upgrade?.replacing?.node === nodeName && (await machinesOf(opts).status(state.name, node)).state !== "running";
+  const interrupted = state.upgrade?.replacing?.node === nodeName && (await machinesOf(opts).status(opts.cluster, node)).state !== "running";
   if (!previous || (previous === node.image && !interrupted)) {
     throw new ResinError(`node ${nodeName} has no earlier image to go back to`, "rollback works on a node an unfinished upgrade has replaced");
   }

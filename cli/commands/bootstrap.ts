@@ -8,12 +8,12 @@ import { NOMAD_REGION, VAULT_TLS_SERVER_NAME } from "../bootstrap/pki.js";
 import { withUiToken } from "../bootstrap/secrets.js";
 import { finishCluster, type ApiTargets } from "../cluster/bootstrap.js";
 import { consulAccess } from "../cluster/consul.js";
-import { clusterPaths, requireCluster } from "../state/state.js";
+import type { ClusterHandle } from "../state/state.js";
 import { ResinError } from "../util/errors.js";
 import type { Log } from "../util/log.js";
 
 export interface BootstrapOptions {
-  name: string;
+  cluster: ClusterHandle;
   /** host or host:port of a Consul server (port 8501), a Nomad server (4646), each Vault server (8200). */
   consul?: string;
   nomad?: string;
@@ -33,8 +33,9 @@ export async function bootstrapCommand(opts: BootstrapOptions): Promise<void> {
   if (!opts.consul && !opts.nomad && opts.vault.length === 0) {
     throw new ResinError("nothing to bootstrap", "name at least one server: --consul ADDRESS, --nomad ADDRESS or --vault ADDRESS (repeat --vault for each Vault server)");
   }
-  const state = await requireCluster(opts.name);
-  const secrets = await withUiToken(clusterPaths(opts.name).secrets);
+  const { cluster } = opts;
+  const state = await cluster.require();
+  const secrets = await withUiToken(cluster.secrets);
   const targets: ApiTargets = { vault: { nodes: [], serverName: VAULT_TLS_SERVER_NAME } };
   if (opts.consul) {
     const { host, port } = parseAddress(opts.consul, 8501, "--consul");
@@ -48,7 +49,7 @@ export async function bootstrapCommand(opts: BootstrapOptions): Promise<void> {
     const { host, port } = parseAddress(v, 8200, "--vault");
     return { name: host, url: `https://${host}:${port}` };
   });
-  opts.log(`cluster ${opts.name}: bootstrapping through ${[opts.consul && `Consul ${opts.consul}`, opts.nomad && `Nomad ${opts.nomad}`, ...opts.vault.map((v) => `Vault ${v}`)].filter(Boolean).join(", ")}`);
-  await finishCluster(state, secrets, targets, opts.log);
-  opts.log(`cluster ${opts.name}: bootstrapped`);
+  opts.log(`cluster ${cluster.name}: bootstrapping through ${[opts.consul && `Consul ${opts.consul}`, opts.nomad && `Nomad ${opts.nomad}`, ...opts.vault.map((v) => `Vault ${v}`)].filter(Boolean).join(", ")}`);
+  await finishCluster(state, secrets, targets, opts.log, cluster);
+  opts.log(`cluster ${cluster.name}: bootstrapped`);
 }

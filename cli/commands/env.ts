@@ -8,7 +8,7 @@
 // (`resin ui`).
 import { writeHostTls } from "../bootstrap/host-tls.js";
 import { readSecrets } from "../bootstrap/secrets.js";
-import { clusterPaths, requireCluster, type NodeState } from "../state/state.js";
+import type { ClusterHandle, NodeState } from "../state/state.js";
 import { localMachines } from "../provider/local.js";
 import type { Machines } from "../provider/machine.js";
 import { ResinError } from "../util/errors.js";
@@ -18,11 +18,11 @@ import { VAULT_TLS_SERVER_NAME } from "../bootstrap/pki.js";
 
 const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
 
-export async function envCommand(cluster: string, opts: { ui?: boolean } = {}, machines: Pick<Machines, "status"> = localMachines()): Promise<string> {
-  const state = await requireCluster(cluster);
-  const secrets = await readSecrets(clusterPaths(cluster).secrets);
+export async function envCommand(cluster: ClusterHandle, opts: { ui?: boolean } = {}, machines: Pick<Machines, "status"> = localMachines()): Promise<string> {
+  const state = await cluster.require();
+  const secrets = await readSecrets(cluster.secrets);
   if (opts.ui) {
-    if (!secrets.consul.uiToken) throw new ResinError(`cluster '${cluster}' has no read-only UI token yet`, `\`resin up --name ${cluster}\` creates it (the cluster's other secrets stay as they are)`);
+    if (!secrets.consul.uiToken) throw new ResinError(`cluster '${cluster.name}' has no read-only UI token yet`, `\`resin up --name ${cluster.name}\` creates it (the cluster's other secrets stay as they are)`);
     return `${secrets.consul.uiToken}\n`;
   }
   const tls = await writeHostTls(cluster, secrets);
@@ -34,7 +34,7 @@ export async function envCommand(cluster: string, opts: { ui?: boolean } = {}, m
   const consul = port("consul.https", (n) => secrets.nodes[n.name]?.consul?.role === "server");
   const nomad = port("nomad.https", (n) => secrets.nodes[n.name]?.nomad?.role === "server");
   const vault = port("vault.https", (n) => !!secrets.nodes[n.name]?.vault);
-  if (!consul && !nomad && !vault) throw new ResinError(`cluster '${cluster}' has no running server`, `start it with: resin up --name ${cluster}`);
+  if (!consul && !nomad && !vault) throw new ResinError(`cluster '${cluster.name}' has no running server`, `start it with: resin up --name ${cluster.name}`);
 
   const lines: [string, string][] = [];
   if (consul) {

@@ -1,10 +1,10 @@
 // `resin port NODE SERVICE.PORT`: where on this host a node's forwarded port is, as
 // 127.0.0.1:PORT, for scripts (a project's tests/) that talk to a service in a node.
-import { requireCluster, requireNode } from "../state/state.js";
+import { requireNode, type ClusterHandle } from "../state/state.js";
 import { ResinError } from "../util/errors.js";
 
-export async function portCommand(cluster: string, nodeName: string, key: string): Promise<string> {
-  const state = await requireCluster(cluster);
+export async function portCommand(cluster: ClusterHandle, nodeName: string, key: string): Promise<string> {
+  const state = await cluster.require();
   const node = requireNode(state, nodeName);
   const port = node.ports[key];
   const known = Object.keys(node.ports).sort().join(", ");

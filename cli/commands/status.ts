@@ -10,7 +10,7 @@ import { hostTls } from "../cluster/api.js";
 import { unsealed, vaultRaftPeers, vaultView, VAULT_STATES } from "../cluster/vault.js";
 import { describeView } from "../cluster/health.js";
 import { guestStatus, GuestServiceSchema } from "../cluster/guest.js";
-import { clusterPaths, requireCluster } from "../state/state.js";
+import type { ClusterHandle } from "../state/state.js";
 import { localMachines } from "../provider/local.js";
 import type { Machines } from "../provider/machine.js";
 import { formatTable } from "../util/table.js";
@@ -80,16 +80,16 @@ export const StatusSchema = z.object({
 export type NodeStatus = z.infer<typeof NodeStatusSchema>;
 export type ClusterStatus = z.infer<typeof StatusSchema>;
 
-export async function clusterStatus(name: string, machines: Pick<Machines, "status"> = localMachines()): Promise<ClusterStatus> {
-  const state = await requireCluster(name);
-  const secrets = await readSecrets(clusterPaths(name).secrets);
+export async function clusterStatus(cluster: ClusterHandle, machines: Pick<Machines, "status"> = localMachines()): Promise<ClusterStatus> {
+  const state = await cluster.require();
+  const secrets = await readSecrets(cluster.secrets);
   // Per node what it may have: a Consul server the management token, a client agent its own.
   const keys = consulKeys(secrets, state.datacenter);
   const tls = hostTls(secrets, "vault", VAULT_TLS_SERVER_NAME);
   const vaultUrl = (port: number) => `https://127.0.0.1:${port}`;
   const nodes = await Promise.all(
     state.nodes.map(async (node): Promise<NodeStatus> => {
-      const vm = await machines.status(state.name, node);
+      const vm = await machines.status(cluster, node);
       const running = vm.state === "running";
       const endpoint = consulEndpoint(node, keys);
       const statusPort = node.ports["base.status"];

@@ -18,7 +18,7 @@ import { readSecrets } from "../bootstrap/secrets.js";
 import { consulChecks, consulEndpoint, consulKeys, isConsulServer, consulServiceNodes, type ConsulCheck, type ConsulEndpoint } from "../cluster/consul.js";
 import { describeRoles, formatRoleCounts } from "../cluster/create.js";
 import { nodesRegistering } from "../cluster/bootstrap.js";
-import { clusterPaths, requireCluster } from "../state/state.js";
+import { clusterHandle, type ClusterHandle } from "../state/state.js";
 import { localMachines } from "../provider/local.js";
 import { ResinError } from "../util/errors.js";
 import { installRoot } from "../util/paths.js";
@@ -156,6 +156,7 @@ export async function testCommand(opts: TestOptions): Promise<boolean> {
   const home = await mkdtemp(join(tmpdir(), "resin-test-"));
   // This process and every resin it runs see only the scratch cluster's state.
   process.env.RESIN_STATE_HOME = home;
+  const cluster = clusterHandle(name);
   const env = { ...process.env, RESIN_STATE_HOME: home, RESIN_PROJECT: opts.project, RESIN_CLUSTER: name };
   const abort = new AbortController();
   const cli = (args: string[]) => resin(args, env, abort.signal);
@@ -178,9 +179,9 @@ export async function testCommand(opts: TestOptions): Promise<boolean> {
     const dir = join(failures, caseSlug(c.name));
     await mkdir(dir, { recursive: true });
     if (c.output) await writeFile(join(dir, "output.txt"), c.output.endsWith("\n") ? c.output : `${c.output}\n`);
-    const state = await requireCluster(name).catch(() => undefined);
+    const state = await cluster.require().catch(() => undefined);
     for (const node of state?.nodes ?? []) {
-      const { console } = localMachines().logFiles(name, node.name);
+      const { console } = localMachines().logFiles(cluster, node.name);
       if (existsSync(console)) await copyFile(console, join(dir, `${node.name}.console.log`));
     }
     for (const s of services) {
@@ -211,7 +212,7 @@ export async function testCommand(opts: TestOptions): Promise<boolean> {
     cases.push(upCase);
 
     // 2. Every check of every service Consul knows, until all pass or the bound.
-    const checks = await waitForChecks(name, opts.checksTimeoutSeconds, abort.signal);
+    const checks = await waitForChecks(cluster, opts.checksTimeoutSeconds, abort.signal);
     for (const c of checkCases(checks.last, checks.expected, checks.passedAfter, opts.checksTimeoutSeconds)) {
       if (c.outcome === "failed" && c.service) {
         // The log of the image's service that declares it, on each node where it is missing or a check fails.
@@ -247,21 +248,21 @@ export async function testCommand(opts: TestOptions): Promise<boolean> {
     process.stdout.write(`${formatSummary(cases)}\n`);
     if (cases.some((c) => c.outcome === "failed")) process.stdout.write(`logs of the failed cases: ${failures}\n`);
     if (opts.junit) process.stdout.write(`JUnit XML: ${opts.junit}\n`);
-    await teardown(name, home, opts.keep && !interrupted, opts.log, env);
+    await teardown(cluster, home, opts.keep && !interrupted, opts.log, env);
     if (interrupted) process.exit(interrupted === "SIGINT" ? 130 : 143);
   }
 }
 
-async function waitForChecks(name: string, timeoutSeconds: number, signal: AbortSignal) {
-  const state = await requireCluster(name);
-  const keys = consulKeys(await readSecrets(clusterPaths(name).secrets), state.datacenter);
+async function waitForChecks(cluster: ClusterHandle, timeoutSeconds: number, signal: AbortSignal) {
+  const state = await cluster.require();
+  const keys = consulKeys(await readSecrets(cluster.secrets), state.datacenter);
   // The servers answer with the whole catalog; a client agent's own token sees less.
   const endpoints = state.nodes.map((n) => consulEndpoint(n, keys)).filter((e): e is ConsulEndpoint => e !== undefined && isConsulServer(e));
   // What each node's image registers: Consul must have every one of them, on that node;
   // and which of the image's services declares it (whose log to keep when it fails).
   const expected = new Map<string, string[]>();
   const owners = new Map<string, string>();
-  for (const node of await nodesRegistering(state)) {
+  for (const node of await nodesRegistering(cluster, state)) {
     for (const r of node.registrations) {
       expected.set(r.name, [...(expected.get(r.name) ?? []), node.name]);
       owners.set(`${node.name}/${r.name}`, r.service);
@@ -296,14 +297,15 @@ async function consulSnapshot(ep: ConsulEndpoint, services: string[]): Promise<C
   return { checks, registered };
 }
 
-async function teardown(name: string, home: string, keep: boolean, log: Log, env: NodeJS.ProcessEnv): Promise<void> {
+async function teardown(cluster: ClusterHandle, home: string, keep: boolean, log: Log, env: NodeJS.ProcessEnv): Promise<void> {
+  const { name } = cluster;
   if (keep) {
     log(`resin test: kept cluster ${name}: RESIN_STATE_HOME=${home} resin status --name ${name}`);
     log(`  remove it with: RESIN_STATE_HOME=${home} resin destroy ${name} --yes && rm -r ${home}`);
     return;
   }
   const r = await resin(["destroy", name, "--yes"], env);
-  if (r.exitCode !== 0 && existsSync(join(home, "clusters", name))) {
+  if (r.exitCode !== 0 && existsSync(cluster.dir)) {
     log(`resin test: could not destroy cluster ${name}: ${printable(r.all ?? "")}`);
     return; // its state stays, so its VMs can still be found and stopped
   }

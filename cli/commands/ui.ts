@@ -6,7 +6,7 @@ import { readSecrets, type Secrets } from "../bootstrap/secrets.js";
 import { dispatcherFor, hostTls } from "../cluster/api.js";
 import { probe, startUiProxy, UI_SERVICES, type UiService, type Upstream } from "../cluster/ui-proxy.js";
 import { localMachines } from "../provider/local.js";
-import { clusterPaths, requireCluster, requireNode } from "../state/state.js";
+import { requireNode, type ClusterHandle } from "../state/state.js";
 import { ResinError } from "../util/errors.js";
 import { consulServerName } from "../cluster/consul.js";
 import { nomadServerName } from "../cluster/bootstrap.js";
@@ -15,7 +15,7 @@ import type { Log } from "../util/log.js";
 import { onPath } from "../util/tools.js";
 
 export interface UiOptions {
-  name: string;
+  cluster: ClusterHandle;
   service: string;
   node?: string;
   port: number;
@@ -54,8 +54,8 @@ function serverName(service: UiService, datacenter: string): string {
 }
 
 /** The running servers of the cluster for the service, in the cluster's order (read afresh each time). */
-async function runningUpstreams(cluster: string, service: UiService, secrets: Secrets): Promise<Upstream[]> {
-  const state = await requireCluster(cluster);
+async function runningUpstreams(cluster: ClusterHandle, service: UiService, secrets: Secrets): Promise<Upstream[]> {
+  const state = await cluster.require();
   const machines = localMachines();
   const out: Upstream[] = [];
   for (const node of state.nodes) {
@@ -71,25 +71,26 @@ export async function uiCommand(opts: UiOptions): Promise<void> {
   }
   const service = opts.service as UiService;
   if (opts.port < 0 || opts.port > 65535) throw new ResinError(`--port ${opts.port} is not a TCP port`, "give 1-65535, or leave --port out to take a free one");
-  const state = await requireCluster(opts.name);
-  const secrets = await readSecrets(clusterPaths(opts.name).secrets);
+  const { cluster } = opts;
+  const state = await cluster.require();
+  const secrets = await readSecrets(cluster.secrets);
   const running = state.nodes.filter((n) => n.ports[`${service}.https`]).map((n) => n.name);
   const serving = running.filter((n) => servesAsServer(service, secrets, n));
   if (opts.node !== undefined) {
     requireNode(state, opts.node);
     if (!serving.includes(opts.node)) {
       const why = running.includes(opts.node) ? `node ${opts.node} is a ${PRODUCT[service]} client, not a server` : `node ${opts.node} does not run ${service}`;
-      throw new ResinError(why, serving.length ? `the UI goes through servers: ${serving.join(", ")}` : `no node of cluster '${opts.name}' runs ${service} as a server`);
+      throw new ResinError(why, serving.length ? `the UI goes through servers: ${serving.join(", ")}` : `no node of cluster '${cluster.name}' runs ${service} as a server`);
     }
   }
-  if (serving.length === 0) throw new ResinError(`no node of cluster '${opts.name}' runs ${service} as a server`, `its nodes' roles: ${[...new Set(state.nodes.map((n) => n.role))].join(", ")}`);
+  if (serving.length === 0) throw new ResinError(`no node of cluster '${cluster.name}' runs ${service} as a server`, `its nodes' roles: ${[...new Set(state.nodes.map((n) => n.role))].join(", ")}`);
 
   // Each product's UI is checked against that product's CA and the name only its servers
   // carry, with the host's certificate for it.
   const tls = hostTls(secrets, service, serverName(service, state.datacenter));
-  const candidates = await runningUpstreams(opts.name, service, secrets);
+  const candidates = await runningUpstreams(cluster, service, secrets);
   if (opts.node !== undefined && !candidates.some((u) => u.node === opts.node)) {
-    throw new ResinError(`node ${opts.node} is not running`, `start it with: resin start ${opts.node} --name ${opts.name}, or leave --node out`);
+    throw new ResinError(`node ${opts.node} is not running`, `start it with: resin start ${opts.node} --name ${cluster.name}, or leave --node out`);
   }
   // The node asked for, else the first running one that answers.
   const dispatcher = dispatcherFor(tls);
@@ -106,16 +107,16 @@ export async function uiCommand(opts: UiOptions): Promise<void> {
   }
   if (!first) {
     throw new ResinError(
-      candidates.length ? `${PRODUCT[service]} does not answer on ${order.map((u) => u.node).join(", ")} (${failures.join("; ")})` : `no node of cluster '${opts.name}' that runs ${service} is running`,
-      `check the cluster with: resin status --name ${opts.name}; start it with: resin up --name ${opts.name}`,
+      candidates.length ? `${PRODUCT[service]} does not answer on ${order.map((u) => u.node).join(", ")} (${failures.join("; ")})` : `no node of cluster '${cluster.name}' that runs ${service} is running`,
+      `check the cluster with: resin status --name ${cluster.name}; start it with: resin up --name ${cluster.name}`,
     );
   }
 
-  const proxy = await startUiProxy({ service, port: opts.port, tls, first, candidates: () => runningUpstreams(opts.name, service, secrets), log: opts.log });
+  const proxy = await startUiProxy({ service, port: opts.port, tls, first, candidates: () => runningUpstreams(cluster, service, secrets), log: opts.log });
   try {
     process.stdout.write(`${proxy.url}\n`);
-    opts.log(`resin ui: ${PRODUCT[service]}'s UI of cluster '${opts.name}' through ${first.node}, on 127.0.0.1:${proxy.port} only; the link works once, in one browser; Ctrl-C stops it`);
-    if (service === "consul") opts.log(`  log in with the read-only token: resin env --ui --name ${opts.name}${opts.printToken ? "" : " (full access: --print-token)"}`);
+    opts.log(`resin ui: ${PRODUCT[service]}'s UI of cluster '${cluster.name}' through ${first.node}, on 127.0.0.1:${proxy.port} only; the link works once, in one browser; Ctrl-C stops it`);
+    if (service === "consul") opts.log(`  log in with the read-only token: resin env --ui --name ${cluster.name}${opts.printToken ? "" : " (full access: --print-token)"}`);
     else opts.log(`  log in with a ${PRODUCT[service]} token${opts.printToken ? "" : " (the management one: --print-token)"}`);
     if (opts.printToken) {
       const token = managementToken(service, secrets);

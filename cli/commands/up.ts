@@ -6,7 +6,7 @@ import { serviceRolesOf } from "../bootstrap/node-secrets.js";
 import { consulKeys, consulServerCount } from "../cluster/consul.js";
 import { finishCluster, localTargets } from "../cluster/bootstrap.js";
 import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.js";
-import { clusterPaths, readClusterState, validateClusterName, writeClusterState, type ClusterState } from "../state/state.js";
+import type { ClusterHandle, ClusterState } from "../state/state.js";
 import { silentAfterMs, waitForQuorum } from "../cluster/health.js";
 import { localMachines } from "../provider/local.js";
 import { ResinError } from "../util/errors.js";
@@ -18,7 +18,7 @@ import type { SigningKey } from "../image/sign.js";
 
 export interface UpOptions {
   project: string;
-  name: string;
+  cluster: ClusterHandle;
   /** Each node's role, for a new cluster. */
   roles: string[];
   channel: Channel;
@@ -43,25 +43,24 @@ export interface UpOptions {
  * --arch), and sbsign and faketime for --secure-boot. Read-only: `resin up` calls it
  * before it takes the cluster's lock, so that a missing program writes nothing.
  */
-export async function requireUpTools(opts: Pick<UpOptions, "name" | "roles" | "arches">, secureBoot = false): Promise<void> {
-  const existing = await readClusterState(opts.name);
+export async function requireUpTools(opts: Pick<UpOptions, "cluster" | "roles" | "arches">, secureBoot = false): Promise<void> {
+  const existing = await opts.cluster.read();
   const arches = existing ? existing.nodes.map((n) => archOf(n)) : opts.roles.map((r) => opts.arches?.get(r) ?? DEFAULT_ARCH);
   requireTools([...(emulatorsFor(arches) as HostTool[]), "qemu-img", "vde_switch", ...(secureBoot ? (["sbsign", "faketime"] as const) : [])]);
 }
 
 export async function up(opts: UpOptions): Promise<ClusterState> {
-  validateClusterName(opts.name);
-  const paths = clusterPaths(opts.name);
+  const { cluster } = opts;
   const machines = localMachines();
   await requireUpTools(opts, !!opts.secureBoot);
-  const existing = await readClusterState(opts.name);
+  const existing = await cluster.read();
   if (existing && opts.nodesGiven && existing.nodes.length !== opts.roles.length) {
-    throw new ResinError(`cluster '${opts.name}' has ${existing.nodes.length} nodes, not ${opts.roles.length}`, "omit --nodes (and --roles) to start it as it is, or use another --name");
+    throw new ResinError(`cluster '${cluster.name}' has ${existing.nodes.length} nodes, not ${opts.roles.length}`, "omit --nodes (and --roles) to start it as it is, or use another --name");
   }
   if (existing && opts.rolesGiven) checkSameRoles(existing, opts.roles, opts.nodesGiven);
   if (existing && opts.secureBoot && existing.secureBoot?.certSha256 !== opts.secureBoot.certSha256) {
     throw new ResinError(
-      existing.secureBoot ? `cluster '${opts.name}' boots under Secure Boot with the certificate ${existing.secureBoot.certSha256}, not ${opts.secureBoot.certSha256}` : `cluster '${opts.name}' was created without --secure-boot: its nodes boot their kernel directly`,
+      existing.secureBoot ? `cluster '${cluster.name}' boots under Secure Boot with the certificate ${existing.secureBoot.certSha256}, not ${opts.secureBoot.certSha256}` : `cluster '${cluster.name}' was created without --secure-boot: its nodes boot their kernel directly`,
       "omit --secure-boot and --sign to start it as it is, or give a Secure Boot cluster its own name: resin up --name <new> --secure-boot",
     );
   }
@@ -76,54 +75,54 @@ export async function up(opts: UpOptions): Promise<ClusterState> {
     state = await createCluster(opts);
   }
   if (state.network.mode !== "static") {
-    throw new ResinError(`cluster '${opts.name}' takes its addresses from DHCP, which local clusters do not have`, "deploy it with its manifest (resin plan --name … --json, then Terraform), or plan a local cluster without --network dhcp");
+    throw new ResinError(`cluster '${cluster.name}' takes its addresses from DHCP, which local clusters do not have`, "deploy it with its manifest (resin plan --name … --json, then Terraform), or plan a local cluster without --network dhcp");
   }
 
   // Converge: start every node that is not running (stopped or crashed); leave running ones alone.
-  const vms = await Promise.all(state.nodes.map((n) => machines.status(state.name, n)));
+  const vms = await Promise.all(state.nodes.map((n) => machines.status(cluster, n)));
   const toStart = state.nodes.filter((_, i) => vms[i]!.state !== "running");
   const running = state.nodes.length - toStart.length;
   if (existing) {
-    opts.log(`cluster ${opts.name}: ${running ? `${running} of ${state.nodes.length} nodes running, starting ${toStart.map((n) => n.name).join(", ") || "none"}` : `starting again (${state.nodes.length} nodes)`} (state in ${paths.dir})`);
+    opts.log(`cluster ${cluster.name}: ${running ? `${running} of ${state.nodes.length} nodes running, starting ${toStart.map((n) => n.name).join(", ") || "none"}` : `starting again (${state.nodes.length} nodes)`} (state in ${cluster.dir})`);
   }
 
   const roles = await loadClusterRoles(opts.project, state);
   // A bundle of an older Resin (one CA for every product) gets a CA per product and new
   // certificates, but only while no node runs: every node must boot with them at once.
-  await readOrReissueSecrets(paths.secrets, {
+  await readOrReissueSecrets(cluster.secrets, {
     reissue: running === 0,
     cluster: state.name,
     plan: { name: state.name, datacenter: state.datacenter, subnet: state.subnet, network: state.network, nodes: state.nodes },
     serviceRoles: (node) => serviceRolesOf(roles.get(node.role)!),
     log: opts.log,
   });
-  if (toStart.length) await writeConfigDrives(opts.project, state, toStart);
+  if (toStart.length) await writeConfigDrives(opts.project, cluster, state, toStart);
   for (const node of toStart) {
-    if (await machines.createPersistDisk(state.name, node.name, roles.get(node.role)!.spec.vm.persist_disk_gib)) opts.log(`  new persist disk for ${node.name}`);
+    if (await machines.createPersistDisk(cluster, node.name, roles.get(node.role)!.spec.vm.persist_disk_gib)) opts.log(`  new persist disk for ${node.name}`);
   }
 
   // Host ports are chosen once and recorded before any VM starts.
-  await machines.assignPorts(state, toStart, opts.log);
-  await writeClusterState(state);
-  const { accel, started } = toStart.length ? await machines.startCluster(state, opts.log, toStart) : { accel: "tcg" as const, started: [] };
-  await writeClusterState(state);
+  await machines.assignPorts(cluster, state, toStart, opts.log);
+  await cluster.write(state);
+  const { accel, started } = toStart.length ? await machines.startCluster(cluster, state, opts.log, toStart) : { accel: "tcg" as const, started: [] };
+  await cluster.write(state);
   try {
-    opts.log(`cluster ${opts.name}: waiting for Consul quorum (timeout ${opts.timeoutMs / 1000}s)`);
+    opts.log(`cluster ${cluster.name}: waiting for Consul quorum (timeout ${opts.timeoutMs / 1000}s)`);
     // A bundle from before the web UI had a read-only token gets one now (kept with the rest).
-    const secrets = await withUiToken(paths.secrets);
+    const secrets = await withUiToken(cluster.secrets);
     const keys = consulKeys(secrets, state.datacenter);
     const consulServers = consulServerCount(state.nodes, roles);
     const silent = { nodes: started.map((n) => n.name), accel, afterMs: silentAfterMs(accel) };
-    const { seconds, quorumSeconds, leader } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: opts.log, keys, consulServers, silent });
-    await finishCluster(state, secrets, localTargets(state, keys), opts.log);
-    opts.log(`cluster ${opts.name}: quorum in ${quorumSeconds.toFixed(1)}s, ready (autopilot healthy) in ${seconds.toFixed(1)}s, leader ${leader}`);
+    const { seconds, quorumSeconds, leader } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: opts.log, keys, consulServers, silent, cluster });
+    await finishCluster(state, secrets, localTargets(state, keys), opts.log, cluster);
+    opts.log(`cluster ${cluster.name}: quorum in ${quorumSeconds.toFixed(1)}s, ready (autopilot healthy) in ${seconds.toFixed(1)}s, leader ${leader}`);
   } catch (e) {
     if (running === 0) {
-      opts.log(`cluster ${opts.name}: did not come up; stopping its VMs (state and logs are kept in ${paths.dir})`);
-      await machines.stopCluster(state, { graceMs: 0 });
+      opts.log(`cluster ${cluster.name}: did not come up; stopping its VMs (state and logs are kept in ${cluster.dir})`);
+      await machines.stopCluster(cluster, state, { graceMs: 0 });
     } else {
-      opts.log(`cluster ${opts.name}: did not come up; stopping the nodes this run started (${started.map((n) => n.name).join(", ") || "none"}); state and logs are kept in ${paths.dir}`);
-      await Promise.all(started.map((n) => machines.stop(state, n, { graceMs: 0 })));
+      opts.log(`cluster ${cluster.name}: did not come up; stopping the nodes this run started (${started.map((n) => n.name).join(", ") || "none"}); state and logs are kept in ${cluster.dir}`);
+      await Promise.all(started.map((n) => machines.stop(cluster, n, { graceMs: 0 })));
     }
     throw e;
   }

@@ -5,7 +5,7 @@ import { loadClusterRoles, writeConfigDrives } from "../bootstrap/config-drive.j
 import { consulKeys, consulServerCount } from "../cluster/consul.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { newImages } from "../cluster/images.js";
-import { clusterPaths, requireCluster, writeClusterState, type ClusterState } from "../state/state.js";
+import type { ClusterHandle, ClusterState } from "../state/state.js";
 import { activeVaultNode, clusterHealth, endUpgrade, GateError, planUpgrade, resumeInterrupted, rollbackNode, runUpgrade, type UpgradeOptions } from "../cluster/upgrade.js";
 import { localMachines } from "../provider/local.js";
 import { ResinError } from "../util/errors.js";
@@ -13,7 +13,7 @@ import type { Log } from "../util/log.js";
 
 export interface UpgradeCommandOptions {
   project: string;
-  name: string;
+  cluster: ClusterHandle;
   imageSet?: string;
   dryRun?: boolean;
   resume?: boolean;
@@ -22,13 +22,15 @@ export interface UpgradeCommandOptions {
   log: Log;
 }
 
-async function upgradeOptions(opts: { project: string; gateTimeoutMs: number; log: Log }, state: ClusterState): Promise<UpgradeOptions> {
+async function upgradeOptions(opts: { project: string; cluster: ClusterHandle; gateTimeoutMs: number; log: Log }, state: ClusterState): Promise<UpgradeOptions> {
+  const { cluster } = opts;
   const roles = await loadClusterRoles(opts.project, state);
-  const secrets = await readSecrets(clusterPaths(state.name).secrets);
+  const secrets = await readSecrets(cluster.secrets);
   return {
+    cluster,
     access: consulKeys(secrets, state.datacenter),
     secrets,
-    writeConfig: (node) => writeConfigDrives(opts.project, state, [node]),
+    writeConfig: (node) => writeConfigDrives(opts.project, cluster, state, [node]),
     gateTimeoutMs: opts.gateTimeoutMs,
     consulServers: consulServerCount(state.nodes, roles),
     log: opts.log,
@@ -47,18 +49,19 @@ function gateFailure(e: GateError, state: ClusterState): ResinError {
 }
 
 export async function upgradeCommand(opts: UpgradeCommandOptions): Promise<void> {
-  const state = await requireCluster(opts.name);
-  if (opts.resume && !state.upgrade) throw new ResinError(`cluster '${opts.name}' has no unfinished upgrade to resume`);
-  if (!opts.resume && !(await localMachines().anythingRunning(state))) throw new ResinError(`cluster '${opts.name}' is not running`, `start it first: resin up --name ${opts.name}`);
+  const { cluster } = opts;
+  const state = await cluster.require();
+  if (opts.resume && !state.upgrade) throw new ResinError(`cluster '${cluster.name}' has no unfinished upgrade to resume`);
+  if (!opts.resume && !(await localMachines().anythingRunning(cluster, state))) throw new ResinError(`cluster '${cluster.name}' is not running`, `start it first: resin up --name ${cluster.name}`);
   if (opts.resume && !opts.dryRun) {
     // Finish what an interruption cut short and start the nodes that are not running.
     await resumeInterrupted(state, await upgradeOptions(opts, state));
   }
 
-  const target = opts.resume ? state.upgrade!.target : await newImages(state, opts);
-  const secrets = await readSecrets(clusterPaths(state.name).secrets);
-  const steps = planUpgrade(state, target, (await clusterHealth(state, consulKeys(secrets, state.datacenter))).leader, await activeVaultNode(state, secrets));
-  opts.log(`upgrade plan for ${opts.name} (followers first, Consul leader and active Vault last):`);
+  const target = opts.resume ? state.upgrade!.target : await newImages(cluster, state, opts);
+  const secrets = await readSecrets(cluster.secrets);
+  const steps = planUpgrade(state, target, (await clusterHealth(cluster, state, consulKeys(secrets, state.datacenter))).leader, await activeVaultNode(cluster, state, secrets));
+  opts.log(`upgrade plan for ${cluster.name} (followers first, Consul leader and active Vault last):`);
   for (const s of steps) opts.log(`  ${s.node}: ${s.from.slice(0, 19)} → ${s.to.slice(0, 19)}`);
   if (steps.length === 0) {
     opts.log("  nothing to do: every node runs its role's image");
@@ -70,7 +73,7 @@ export async function upgradeCommand(opts: UpgradeCommandOptions): Promise<void>
   // The images nodes run now stay in the cluster until the upgrade completes (rollback).
   const previous = Object.fromEntries(state.nodes.map((n) => [n.name, state.upgrade?.previous[n.name] ?? n.image]));
   state.upgrade = { target, previous, replacing: state.upgrade?.replacing, restoreDeadServerCleanup: state.upgrade?.restoreDeadServerCleanup };
-  await writeClusterState(state);
+  await cluster.write(state);
   const started = Date.now();
   try {
     await runUpgrade(state, await upgradeOptions(opts, state));
@@ -78,15 +81,16 @@ export async function upgradeCommand(opts: UpgradeCommandOptions): Promise<void>
     if (e instanceof GateError) throw gateFailure(e, state);
     throw e;
   }
-  opts.log(`upgrade of ${opts.name} complete: ${steps.length} node(s) replaced in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+  opts.log(`upgrade of ${cluster.name} complete: ${steps.length} node(s) replaced in ${((Date.now() - started) / 1000).toFixed(1)}s`);
 }
 
-export async function rollbackCommand(opts: { project: string; name: string; node: string; gateTimeoutMs: number; log: Log }): Promise<void> {
-  const state = await requireCluster(opts.name);
+export async function rollbackCommand(opts: { project: string; cluster: ClusterHandle; node: string; gateTimeoutMs: number; log: Log }): Promise<void> {
+  const { cluster } = opts;
+  const state = await cluster.require();
   try {
     await rollbackNode(state, opts.node, await upgradeOptions(opts, state));
   } catch (e) {
-    if (e instanceof GateError) throw new ResinError(e.message, `see its console: resin logs ${opts.node} --name ${opts.name}`);
+    if (e instanceof GateError) throw new ResinError(e.message, `see its console: resin logs ${opts.node} --name ${cluster.name}`);
     throw e;
   }
 }

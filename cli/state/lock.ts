@@ -11,14 +11,9 @@
 // Then every taker publishes its own lock as usual, and the link admits one owner.
 import { randomBytes } from "node:crypto";
 import { link, mkdir, open, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname } from "node:path";
 import { ResinError } from "../util/errors.js";
-import { clusterPaths, clustersDir } from "./state.js";
-
-export function lockPath(name: string): string {
-  clusterPaths(name); // checks the name
-  return join(clustersDir(), `${name}.lock`);
-}
+import type { ClusterHandle } from "./state.js";
 
 function alive(pid: number): boolean {
   try {
@@ -67,9 +62,9 @@ const busy = (name: string, path: string, who: Holder | undefined, doing = "is c
   );
 
 /** Take the lock or throw; returns the identity of the lock we published. */
-async function acquire(name: string, action: string, hooks: LockHooks): Promise<string> {
-  const path = lockPath(name);
-  await mkdir(clustersDir(), { recursive: true, mode: 0o700 });
+async function acquire(cluster: ClusterHandle, action: string, hooks: LockHooks): Promise<string> {
+  const { name, lock: path } = cluster;
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 }); // the clusters directory
   const nonce = randomBytes(6).toString("hex");
   const content = `${process.pid} ${action}\n`;
   /** Put `content` at `at` whole (a private temp file, hard-linked into place): false if something is there. */
@@ -117,9 +112,9 @@ async function acquire(name: string, action: string, hooks: LockHooks): Promise<
   throw new ResinError(`cluster '${name}': could not take its lock ${path}`, "other resin commands keep taking it; try again");
 }
 
-export async function withClusterLock<T>(name: string, action: string, fn: () => Promise<T>, hooks: LockHooks = {}): Promise<T> {
-  const id = await acquire(name, action, hooks);
-  const path = lockPath(name);
+export async function withClusterLock<T>(cluster: ClusterHandle, action: string, fn: () => Promise<T>, hooks: LockHooks = {}): Promise<T> {
+  const id = await acquire(cluster, action, hooks);
+  const path = cluster.lock;
   try {
     return await fn();
   } finally {

@@ -104,53 +104,110 @@ export function clustersDir(): string {
   return join(stateHome(), "clusters");
 }
 
+/** A node's files in the cluster's state directory. */
+export interface NodeFiles {
+  dir: string;
+  configDrive: string;
+  /** The same metadata as plain JSON, for provisioners that pass it as user data (0600). */
+  userData: string;
+  persistDisk: string;
+  /** Present while the node is stopped on purpose (by resin); absent while it should run. */
+  stoppedMarker: string;
+  /** Written at each start: QEMU removes its own pid file when it exits, so this is what remembers a VM was meant to run. */
+  startedMarker: string;
+}
+
+/**
+ * One cluster as the layers below a command see it: its name, every path of its state
+ * directory, and reading and writing its state. A command makes it once (clusterHandle,
+ * clusterForNode, listClusters) and passes it down, so the name is checked once and no
+ * layer derives a path from a name again.
+ */
+export interface ClusterHandle {
+  readonly name: string;
+  readonly dir: string;
+  readonly stateFile: string;
+  readonly secrets: string;
+  /** The images its nodes boot, one directory per digest (imageDir). */
+  readonly images: string;
+  /** One directory per node (node). */
+  readonly nodes: string;
+  /** The lock file, beside the cluster's directory: clusters/<name>.lock (state/lock.ts). */
+  readonly lock: string;
+  node(name: string): NodeFiles;
+  /** An image's directory; anything but an image digest is refused. */
+  imageDir(digest: string): string;
+  /** The cluster's directory, readable by its owner only (it holds secrets and disks). */
+  ensureDir(): Promise<string>;
+  /** Its state, checked; undefined when it has none. */
+  read(): Promise<ClusterState | undefined>;
+  /** Its state, or an error that names the clusters there are. */
+  require(): Promise<ClusterState>;
+  write(state: ClusterState): Promise<void>;
+}
+
 /**
  * Where a cluster lives. Every command reaches a cluster's files through here, so its
- * name is checked here, once: no empty name, no '.', '..', '/' or leading '-'.
+ * name is checked here, once: no empty name, no '.', '..', '/' or leading '-'. The
+ * paths are fixed now, under RESIN_STATE_HOME as it is now.
  */
-export function clusterPaths(name: string) {
+export function clusterHandle(name: string): ClusterHandle {
   validateClusterName(name);
   const dir = join(clustersDir(), name);
-  return {
+  const nodes = join(dir, "nodes");
+  const images = join(dir, "images");
+  const handle: ClusterHandle = {
+    name,
     dir,
     stateFile: join(dir, "cluster.json"),
     secrets: join(dir, "secrets.json"),
-    images: join(dir, "images"),
-    node: (node: string) => join(dir, "nodes", node),
+    images,
+    nodes,
+    lock: join(clustersDir(), `${name}.lock`),
+    node(node) {
+      const at = join(nodes, node);
+      return {
+        dir: at,
+        configDrive: join(at, "cidata.iso"),
+        userData: join(at, "user-data.json"),
+        persistDisk: join(at, "persist.qcow2"),
+        stoppedMarker: join(at, "stopped"),
+        startedMarker: join(at, "started"),
+      };
+    },
+    imageDir(digest) {
+      if (!DIGEST_PATTERN.test(digest)) throw new ResinError(`'${digest}' is not an image digest`, "an image digest is sha256: and 64 lower-case hex digits");
+      return join(images, digest.replace(/^sha256:/, ""));
+    },
+    async ensureDir() {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await chmod(dir, 0o700);
+      return dir;
+    },
+    read: () => readClusterState(handle),
+    async require() {
+      const state = await readClusterState(handle);
+      if (!state) {
+        const known = (await listClusters()).map((c) => c.name);
+        throw new ResinError(`no cluster named '${name}'`, known.length ? `clusters: ${known.join(", ")}` : "start one with `resin up`");
+      }
+      return state;
+    },
+    async write(state) {
+      if (state.name !== name) throw new Error(`cluster '${state.name}' written through the handle of '${name}'`);
+      // Keys sorted: the same state gives the same bytes, however it was built or read.
+      await writeFileAtomic(handle.stateFile, `${canonicalJson(state)}\n`);
+    },
   };
+  return handle;
 }
 
-/** A node's files in the cluster's state directory. */
-export function nodeFiles(cluster: string, node: string) {
-  const dir = clusterPaths(cluster).node(node);
-  return {
-    dir,
-    configDrive: join(dir, "cidata.iso"),
-    /** The same metadata as plain JSON, for provisioners that pass it as user data (0600). */
-    userData: join(dir, "user-data.json"),
-    persistDisk: join(dir, "persist.qcow2"),
-    /** Present while the node is stopped on purpose (by resin); absent while it should run. */
-    stoppedMarker: join(dir, "stopped"),
-    /** Written at each start: QEMU removes its own pid file when it exits, so this is what remembers a VM was meant to run. */
-    startedMarker: join(dir, "started"),
-  };
-}
+/** bench/ (floor, generic) still reaches its clusters' directories by name: the handle's paths. To go once it makes handles. */
+export const clusterPaths = (name: string): ClusterHandle => clusterHandle(name);
+export const nodeFiles = (cluster: string, node: string): NodeFiles => clusterHandle(cluster).node(node);
 
-export function imageDirFor(name: string, digest: string): string {
-  if (!DIGEST_PATTERN.test(digest)) throw new ResinError(`'${digest}' is not an image digest`, "an image digest is sha256: and 64 lower-case hex digits");
-  return join(clusterPaths(name).images, digest.replace(/^sha256:/, ""));
-}
-
-/** The cluster's directory, readable by its owner only (it holds secrets and disks). */
-export async function ensureClusterDir(name: string): Promise<string> {
-  const { dir } = clusterPaths(name);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  await chmod(dir, 0o700);
-  return dir;
-}
-
-export async function readClusterState(name: string): Promise<ClusterState | undefined> {
-  const { stateFile } = clusterPaths(name);
+async function readClusterState(cluster: ClusterHandle): Promise<ClusterState | undefined> {
+  const { name, stateFile } = cluster;
   if (!existsSync(stateFile)) return undefined;
   let data: unknown;
   try {
@@ -171,11 +228,6 @@ export async function readClusterState(name: string): Promise<ClusterState | und
   return parsed.data;
 }
 
-export async function writeClusterState(state: ClusterState): Promise<void> {
-  // Keys sorted: the same state gives the same bytes, however it was built or read.
-  await writeFileAtomic(clusterPaths(state.name).stateFile, `${canonicalJson(state)}\n`);
-}
-
 function isClusterName(name: string): boolean {
   try {
     validateClusterName(name);
@@ -185,18 +237,11 @@ function isClusterName(name: string): boolean {
   }
 }
 
-export async function listClusters(): Promise<string[]> {
+/** A handle for each cluster that has a state file, sorted by name. */
+export async function listClusters(): Promise<ClusterHandle[]> {
   if (!existsSync(clustersDir())) return [];
-  return (await readdir(clustersDir())).filter((n) => isClusterName(n) && existsSync(clusterPaths(n).stateFile)).sort();
-}
-
-export async function requireCluster(name: string): Promise<ClusterState> {
-  const state = await readClusterState(name);
-  if (!state) {
-    const known = await listClusters();
-    throw new ResinError(`no cluster named '${name}'`, known.length ? `clusters: ${known.join(", ")}` : "start one with `resin up`");
-  }
-  return state;
+  const names = (await readdir(clustersDir())).filter(isClusterName).sort();
+  return names.map(clusterHandle).filter((c) => existsSync(c.stateFile));
 }
 
 /**
@@ -213,16 +258,18 @@ export function clusterOfNode(node: string, clusters: { name: string; nodes: str
   throw new ResinError(`no cluster has a node named '${node}'`, known.length ? `the clusters and their nodes: ${known.join("; ")}` : "start one with `resin up`");
 }
 
-/** `name` when given, else the cluster that has `node` (see clusterOfNode). */
-export async function clusterForNode(node: string, name: string | undefined): Promise<string> {
-  if (name !== undefined) return name;
+/** The cluster `name` when given, else the cluster that has `node` (see clusterOfNode). */
+export async function clusterForNode(node: string, name: string | undefined): Promise<ClusterHandle> {
+  if (name !== undefined) return clusterHandle(name);
   const clusters: { name: string; nodes: string[] }[] = [];
-  for (const c of await listClusters()) {
+  const handles = await listClusters();
+  for (const c of handles) {
     // A cluster whose state cannot be read has no nodes to offer here.
-    const state = await readClusterState(c).catch(() => undefined);
-    if (state) clusters.push({ name: c, nodes: state.nodes.map((n) => n.name) });
+    const state = await c.read().catch(() => undefined);
+    if (state) clusters.push({ name: c.name, nodes: state.nodes.map((n) => n.name) });
   }
-  return clusterOfNode(node, clusters);
+  const holder = clusterOfNode(node, clusters);
+  return handles.find((c) => c.name === holder)!;
 }
 
 /** The cluster's node of that name; anything else is an error that lists its nodes. */

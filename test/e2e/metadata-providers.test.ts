@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { consulClient, consulView, rawStatus } from "../../cli/cluster/consul.js";
 import { consulAgentToken, consulDnsToken } from "../../cli/bootstrap/node-secrets.js";
 import type { Secrets } from "../../cli/bootstrap/secrets.js";
-import { nodeFiles, readClusterState, writeClusterState, type ClusterState } from "../../cli/state/state.js";
+import { clusterHandle, type ClusterState } from "../../cli/state/state.js";
 import { chooseAccel, type Accel } from "../../cli/provider/qemu/accel.js";
 import { startNode, stopCluster, vmState, type BootOptions } from "../../cli/provider/qemu/provider.js";
 import { createPersistDisk, vmPid } from "../../cli/provider/qemu/vm.js";
@@ -26,6 +26,7 @@ keepLogsOnFailure(stateHome, "metadata-providers");
 process.env.RESIN_STATE_HOME = stateHome; // the provider functions below read it too
 const env = { RESIN_STATE_HOME: stateHome };
 const name = "meta";
+const cluster = clusterHandle(name);
 const IMDS = "169.254.169.254";
 const METAL = "169.254.42.1";
 
@@ -40,21 +41,21 @@ async function double(d: Promise<MetadataDouble>): Promise<MetadataDouble> {
   return running;
 }
 
-const consoleLog = () => readFileSync(join(nodeFiles(name, `${name}-1`).dir, "console.log"), "utf8");
+const consoleLog = () => readFileSync(join(cluster.node(`${name}-1`).dir, "console.log"), "utf8");
 
 /** Boot the node, wait for it to lead its one-node Consul cluster, then (unless `then` keeps it) stop it. */
 async function bootToLeader(boot: BootOptions, then?: () => Promise<void>): Promise<{ seconds: number; console: string }> {
   const node = state.nodes[0]!;
   const started = Date.now();
-  await startNode(state, node, accel, () => {}, boot);
-  await writeClusterState(state);
+  await startNode(cluster, state, node, accel, () => {}, boot);
+  await cluster.write(state);
   try {
     const ep = consulAt(stateHome, name, node.name);
     const deadline = Date.now() + 240_000;
     for (;;) {
       const view = await consulView(ep, 3000);
       if (view.leader === `${node.address}:8300`) break;
-      if (!(await vmPid(nodeFiles(name, node.name).dir))) throw new Error(`the node stopped:\n${consoleLog().slice(-1500)}`);
+      if (!(await vmPid(cluster.node(node.name).dir))) throw new Error(`the node stopped:\n${consoleLog().slice(-1500)}`);
       if (Date.now() > deadline) throw new Error(`no Consul leader after 240 s (${view.error ?? view.leader}):\n${consoleLog().slice(-1500)}`);
       await new Promise((r) => setTimeout(r, 1000));
     }
@@ -69,7 +70,7 @@ async function bootToLeader(boot: BootOptions, then?: () => Promise<void>): Prom
     await then?.();
     return { seconds, console: consoleLog() };
   } finally {
-    await stopCluster(state);
+    await stopCluster(cluster, state);
   }
 }
 
@@ -79,13 +80,13 @@ describe("in-image metadata providers, each booting a real node in QEMU", () => 
     if (planned.status !== 0) throw new Error(`resin plan failed (exit ${planned.status}):\n${planned.stderr}`);
     const manifest = JSON.parse(planned.stdout) as { nodes: { metadata: { path: string } }[] };
     userData = readFileSync(manifest.nodes[0]!.metadata.path);
-    state = (await readClusterState(name))!;
-    await createPersistDisk(nodeFiles(name, state.nodes[0]!.name).persistDisk, 1);
+    state = (await cluster.read())!;
+    await createPersistDisk(cluster.node(state.nodes[0]!.name).persistDisk, 1);
     accel = await chooseAccel();
   });
 
   afterAll(async () => {
-    if (state) await stopCluster(state, { graceMs: 0 });
+    if (state) await stopCluster(cluster, state, { graceMs: 0 });
     for (const d of doubles) await d.close();
     killLeftovers(stateHome);
     rmSync(stateHome, { recursive: true, force: true });
@@ -164,7 +165,7 @@ describe("in-image metadata providers, each booting a real node in QEMU", () => 
 
   it("cdrom: a FAT config drive labelled CIDATA (as cloud-localds -f vfat writes one); FAT is loaded only for it", async () => {
     // The node's config drive file, made FAT by mkfs.vfat and mtools for this boot only.
-    const drive = nodeFiles(name, state.nodes[0]!.name).configDrive;
+    const drive = cluster.node(state.nodes[0]!.name).configDrive;
     const iso = `${drive}.iso-kept`;
     copyFileSync(drive, iso);
     try {
@@ -184,16 +185,16 @@ describe("in-image metadata providers, each booting a real node in QEMU", () => 
 
   it("none: a node nothing answers for says which providers it tried, powers off and shows as crashed", async () => {
     const node = state.nodes[0]!;
-    await startNode(state, node, accel, () => {}, { metadataService: { forwards: [] } });
-    await writeClusterState(state);
+    await startNode(cluster, state, node, accel, () => {}, { metadataService: { forwards: [] } });
+    await cluster.write(state);
     const deadline = Date.now() + 180_000;
-    while (await vmPid(nodeFiles(name, node.name).dir)) {
+    while (await vmPid(cluster.node(node.name).dir)) {
       if (Date.now() > deadline) throw new Error(`the node did not power off:\n${consoleLog().slice(-1500)}`);
       await new Promise((r) => setTimeout(r, 1000));
     }
     const log = consoleLog();
     expect(log).toMatch(/resin: FATAL: no metadata for this node: no metadata provider answered \(cmdline: no resin\.metadata= on the kernel command line; cdrom: no volume labelled cidata; aws: no IMDSv2 token from 169\.254\.169\.254; generic: nothing at http:\/\/169\.254\.169\.254\/latest\/user-data\)/);
-    const vm = await vmState(name, node);
+    const vm = await vmState(cluster, node);
     expect(vm.state).toBe("crashed");
     expect(vm.reason).toContain("no metadata provider answered");
   });

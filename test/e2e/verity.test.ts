@@ -26,7 +26,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { kvGet, kvPut } from "../../cli/cluster/consul.js";
-import { nodeFiles, readClusterState, writeClusterState } from "../../cli/state/state.js";
+import { clusterHandle } from "../../cli/state/state.js";
 import { startNode } from "../../cli/provider/qemu/provider.js";
 import { qmpCommand } from "../../cli/provider/qemu/qmp.js";
 import { consulAt, consulServerClusterForSuite, keepLogsOnFailure, resinAsync, resinStatus, until } from "./helpers.js";
@@ -36,6 +36,7 @@ keepLogsOnFailure(stateHome, "verity");
 const env = { RESIN_STATE_HOME: stateHome };
 process.env.RESIN_STATE_HOME = stateHome; // startNode below reads it too
 const name = "verity";
+const cluster = clusterHandle(name);
 const clusterDir = join(stateHome, "clusters", name);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -152,9 +153,9 @@ describe("a node whose root filesystem was changed on its disk", () => {
     const copy = imageCopy(original, `run-time copy of ${original} for ${victim}`);
     expect((await resinAsync(["stop", victim, "--name", name], env)).status).toBe(0);
     setNodeImage(victim, copy.digest);
-    const state = (await readClusterState(name))!;
-    await startNode(state, state.nodes.find((n) => n.name === victim)!, "tcg", () => {}, { balloon: true });
-    await writeClusterState(state);
+    const state = (await cluster.read())!;
+    await startNode(cluster, state, state.nodes.find((n) => n.name === victim)!, "tcg", () => {}, { balloon: true });
+    await cluster.write(state);
     await until(`${victim} to rejoin on its own copy of the image`, 240_000, () => {
       const s = resinStatus(stateHome, name);
       return s.healthy && s.failureTolerance === 1 ? true : undefined;
@@ -185,7 +186,7 @@ describe("a node whose root filesystem was changed on its disk", () => {
     expect(resinStatus(stateHome, name).nodes.find((n) => n.name === victim)!.vm.state).toBe("running");
 
     // The host takes memory from it, step by step, until it must read its root again.
-    const qmp = join(nodeFiles(name, victim).dir, "qmp.sock");
+    const qmp = join(cluster.node(victim).dir, "qmp.sock");
     let actual = "";
     const crashedNode = () => {
       const n = resinStatus(stateHome, name).nodes.find((x) => x.name === victim)!;

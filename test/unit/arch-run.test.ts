@@ -230,14 +230,15 @@ describe("the plan manifest per architecture", () => {
 describe("an upgrade across architectures", () => {
   it("reads the new image's architecture from its manifest in the cluster (absent: amd64), which the node then records", async () => {
     const { installedImageArch } = await import("../../cli/cluster/images.js");
-    const { imageDirFor } = await import("../../cli/state/state.js");
+    const { clusterHandle } = await import("../../cli/state/state.js");
     const { mkdirSync, writeFileSync } = await import("node:fs");
     const saved = process.env.RESIN_STATE_HOME;
     process.env.RESIN_STATE_HOME = mkdtempSync(join(tmpdir(), "resin-arch-state-"));
     try {
+      const demo = clusterHandle("demo");
       const digest = (c: string) => `sha256:${c.repeat(64)}`;
       const put = (d: string, extra: object) => {
-        mkdirSync(imageDirFor("demo", d), { recursive: true });
+        mkdirSync(demo.imageDir(d), { recursive: true });
         const f = (file: string) => ({ file, sha256: "e".repeat(64), size: 1 });
         const manifest = {
           role: "consul-server", channel: "debian", inputDigest: "x", digest: d,
@@ -246,14 +247,14 @@ describe("an upgrade across architectures", () => {
           services: [], packages: [], releases: [], files: [], initramfsFiles: [],
           ...extra,
         };
-        writeFileSync(join(imageDirFor("demo", d), "manifest.json"), JSON.stringify(manifest));
+        writeFileSync(join(demo.imageDir(d), "manifest.json"), JSON.stringify(manifest));
       };
       put(digest("a"), { arch: "arm64" });
       put(digest("b"), {});
       put(digest("c"), { arch: "sparc" });
-      expect(await installedImageArch("demo", digest("a"))).toBe("arm64");
-      expect(await installedImageArch("demo", digest("b"))).toBe("amd64");
-      await expect(installedImageArch("demo", digest("c"))).rejects.toThrow("arch: Invalid enum value");
+      expect(await installedImageArch(demo, digest("a"))).toBe("arm64");
+      expect(await installedImageArch(demo, digest("b"))).toBe("amd64");
+      await expect(installedImageArch(demo, digest("c"))).rejects.toThrow("arch: Invalid enum value");
     } finally {
       rmSync(process.env.RESIN_STATE_HOME!, { recursive: true, force: true });
       if (saved === undefined) delete process.env.RESIN_STATE_HOME;

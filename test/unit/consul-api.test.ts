@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll, afterAll, afterEach, inject } from "vi
 import { fileURLToPath } from "node:url";
 import { createCa, issueCertificate, cliCertSpec, consulCertSpec, type CertifiedKey } from "../../cli/bootstrap/pki.js";
 import { consulClient, consulServerCount, consulView, ensureToken, kvGet, kvKeys, kvPut, rawStatus, type ConsulAccess, type ConsulEndpoint } from "../../cli/cluster/consul.js";
-import { imageDirFor, type ClusterState, type NodeState } from "../../cli/state/state.js";
+import { clusterHandle, type NodeState } from "../../cli/state/state.js";
 import { grantImageServices } from "../../cli/cluster/bootstrap.js";
 import { consulAgentPolicy } from "../../cli/bootstrap/secrets.js";
 import { imageDigest } from "../../cli/image/manifest.js";
@@ -126,16 +126,16 @@ describe("real Consul 1.8.7 over the API client", () => {
       services: [{ name: "consul", version: "1.8.7", ports: { https: 8501 } }, { name: "redis", ports: { redis: 6379 }, registers: ["redis"] }],
       packages: [], releases: [], files: [], initramfsFiles: [],
     };
-    mkdirSync(imageDirFor("grant", image), { recursive: true });
-    writeFileSync(join(imageDirFor("grant", image), "manifest.json"), JSON.stringify(manifest));
-    const state = { name: "grant" } as ClusterState;
+    const grant = clusterHandle("grant");
+    mkdirSync(grant.imageDir(image), { recursive: true });
+    writeFileSync(join(grant.imageDir(image), "manifest.json"), JSON.stringify(manifest));
     const register = (t: string) => consulClient(ep).put("/v1/agent/service/register", { body: { Name: "redis", ID: "redis-grant", Port: 6379 }, token: t });
 
     expect((await register(token)).status).toBe(403);
-    expect(await grantImageServices(ep, state, "cache-1", image)).toBe("updated");
+    expect(await grantImageServices(ep, grant, "cache-1", image)).toBe("updated");
     const after = await register(token);
     expect(after.status, after.text).toBe(200);
-    expect(await grantImageServices(ep, state, "cache-1", image)).toBe("unchanged");
+    expect(await grantImageServices(ep, grant, "cache-1", image)).toBe("unchanged");
     expect((await consulClient(ep).put("/v1/agent/service/deregister/redis-grant", { token })).status).toBe(200);
   });
 });

@@ -12,7 +12,7 @@ import { waitForQuorum } from "../../cli/cluster/health.js";
 import { clusterStatus } from "../../cli/commands/status.js";
 import { envCommand } from "../../cli/commands/env.js";
 import { bootstrapCommand } from "../../cli/commands/bootstrap.js";
-import { writeClusterState, type ClusterState, type NodeState } from "../../cli/state/state.js";
+import { clusterHandle, type ClusterHandle, type ClusterState, type NodeState } from "../../cli/state/state.js";
 import type { Machines } from "../../cli/provider/machine.js";
 import { serveHttps, type RecordedRequest, type RunningDouble } from "../doubles/https.js";
 
@@ -40,7 +40,7 @@ beforeAll(async () => {
   process.env.RESIN_STATE_HOME = home;
   const plan = planCluster("demo", ["consul-server", "nomad-client"]);
   nodes = plan.nodes;
-  secrets = await createSecrets(join(home, "clusters", "demo", "secrets.json"), plan, (n) => ROLES[n.role]!);
+  secrets = await createSecrets(demo().secrets, plan, (n) => ROLES[n.role]!);
 });
 afterEach(async () => {
   for (const l of listeners.splice(0)) await l.close();
@@ -72,6 +72,9 @@ async function listener(pair: { cert: string; key: string }): Promise<RunningDou
 const portOf = (l: RunningDouble) => Number(new URL(l.url).port);
 const tokens = (l: RunningDouble) => l.requests.map((r: RecordedRequest) => r.headers[MANAGEMENT]);
 
+/** The cluster's handle, under this file's RESIN_STATE_HOME (set in beforeAll). */
+const demo = () => clusterHandle("demo");
+
 /** The cluster's state with each node's Consul port forwarded to a listener. */
 async function clusterWith(ports: number[]): Promise<ClusterState> {
   const state: ClusterState = {
@@ -83,14 +86,14 @@ async function clusterWith(ports: number[]): Promise<ClusterState> {
     network: { mode: "static" },
     nodes: nodes.map((n, i): NodeState => ({ ...nodeState(n, `sha256:${"ab".repeat(32)}`, { memory_mib: 512, cpus: 1 }), ports: { "consul.https": ports[i]! } })),
   };
-  await writeClusterState(state);
+  await demo().write(state);
   return state;
 }
 
 /** Every node runs (the machines are not what is tested here). */
 const running = (which: (node: string) => boolean = () => true) =>
   ({
-    status: async (_cluster: string, node: NodeState) => ({ state: which(node.name) ? "running" : "stopped" }),
+    status: async (_cluster: ClusterHandle, node: NodeState) => ({ state: which(node.name) ? "running" : "stopped" }),
     consoleBytes: async () => 1,
     consoleTail: async () => "",
     logFiles: () => ({ console: "console.log", stderr: "stderr.log" }),
@@ -106,8 +109,8 @@ describe("the management token goes only to a listener that proves it is a Consu
     const state = await clusterWith([portOf(server), portOf(client)]);
     const keys = consulKeys(secrets, DC);
 
-    await waitForQuorum(state, { timeoutMs: 10_000, log: quiet, keys, consulServers: 1, machines: running() });
-    const status = await clusterStatus("demo", running());
+    await waitForQuorum(state, { timeoutMs: 10_000, log: quiet, keys, consulServers: 1, machines: running(), cluster: demo() });
+    const status = await clusterStatus(demo(), running());
     expect(status.nodes.map((n) => n.consul?.leader)).toEqual([`${nodes[0]!.address}:8300`, `${nodes[0]!.address}:8300`]);
     expect(status.healthy).toBe(true);
     const targets = localTargets(state, keys);
@@ -133,11 +136,11 @@ describe("the management token goes only to a listener that proves it is a Consu
     const state = await clusterWith([portOf(impostor), portOf(client)]);
     const keys = consulKeys(secrets, DC);
 
-    await expect(waitForQuorum(state, { timeoutMs: 1500, log: quiet, keys, consulServers: 1, machines: running() })).rejects.toThrow(/no Consul quorum/);
-    const status = await clusterStatus("demo", running());
+    await expect(waitForQuorum(state, { timeoutMs: 1500, log: quiet, keys, consulServers: 1, machines: running(), cluster: demo() })).rejects.toThrow(/no Consul quorum/);
+    const status = await clusterStatus(demo(), running());
     expect(status.nodes[0]!.consul?.error).toMatch(/TLS failed|certificate/i);
     await expect(bootstrapConsulAcl({ port: portOf(impostor), access: consulAccess(secrets, DC), server: true }, secrets, [], quiet, 1000)).rejects.toThrow(/could not create the Consul ACL tokens/);
-    await expect(bootstrapCommand({ name: "demo", consul: `127.0.0.1:${portOf(impostor)}`, vault: [], log: quiet })).rejects.toThrow(/could not create the Consul ACL tokens/);
+    await expect(bootstrapCommand({ cluster: demo(), consul: `127.0.0.1:${portOf(impostor)}`, vault: [], log: quiet })).rejects.toThrow(/could not create the Consul ACL tokens/);
     // The TLS handshake failed on the name before a single header was sent.
     expect(impostor.requests).toEqual([]);
   });
@@ -163,13 +166,13 @@ describe("resin env", () => {
     const client = await listener(secrets.nodes["demo-2"]!.consul!);
     await clusterWith([portOf(server), portOf(client)]);
     const lines = (text: string) => Object.fromEntries(text.trim().split("\n").map((l) => l.replace(/^export /, "").split("=").map((v) => v.replace(/^'|'$/g, ""))));
-    const env = lines(await envCommand("demo", {}, running()));
+    const env = lines(await envCommand(demo(), {}, running()));
     expect(env.CONSUL_HTTP_ADDR).toBe(`https://127.0.0.1:${portOf(server)}`);
     expect(env.CONSUL_TLS_SERVER_NAME).toBe("server.dc1.consul");
     expect(env.CONSUL_HTTP_TOKEN).toBe(secrets.consul.managementToken);
     expect(readFileSync(env.CONSUL_CACERT!, "utf8")).toBe(secrets.cas.consul.cert);
     expect(readFileSync(env.CONSUL_CLIENT_CERT!, "utf8")).toBe(secrets.cli.consul.cert);
     // With only the client agent running, no Consul line (and no management token) at all.
-    await expect(envCommand("demo", {}, running((n) => n === "demo-2"))).rejects.toThrow(/has no running server/);
+    await expect(envCommand(demo(), {}, running((n) => n === "demo-2"))).rejects.toThrow(/has no running server/);
   });
 });

@@ -10,7 +10,7 @@ import { gunzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import { installImage } from "../../cli/cluster/images.js";
 import { withClusterLock } from "../../cli/state/lock.js";
-import { clusterPaths, imageDirFor, readClusterState } from "../../cli/state/state.js";
+import { clusterHandle } from "../../cli/state/state.js";
 import { imageDigest, readManifest } from "../../cli/image/manifest.js";
 import { probeInitramfs, PROBE_MARKER } from "../../cli/provider/qemu/accel.js";
 import { assignPorts } from "../../cli/provider/qemu/ports.js";
@@ -113,7 +113,7 @@ describe("image manifests from an image set are checked, not trusted", () => {
     spoil(manifest);
     writeFileSync(join(dir, "manifest.json"), JSON.stringify(manifest));
     const before = snapshot(process.env.RESIN_STATE_HOME);
-    const e = await rejection(installImage("victim", dir, D));
+    const e = await rejection(installImage(clusterHandle("victim"), dir, D));
     expect(e.message, e.message).toContain(join(dir, "manifest.json"));
     expect(e.message, e.message).toContain(field);
     expect(e.message.split("\n")).toHaveLength(1);
@@ -124,9 +124,9 @@ describe("image manifests from an image set are checked, not trusted", () => {
     process.env.RESIN_STATE_HOME = tempDir();
     const { dir, manifest } = fakeImage(join(tempDir(), "consul-server"));
     writeFileSync(join(dir, "rootfs.squashfs"), "another root filesystem");
-    const e = await rejection(installImage("victim", dir, manifest.digest));
+    const e = await rejection(installImage(clusterHandle("victim"), dir, manifest.digest));
     expect(e.message, e.message).toMatch(/rootfs\.squashfs does not match its manifest/);
-    expect(existsSync(clusterPaths("victim").images) ? readdirSync(clusterPaths("victim").images) : []).toEqual([]);
+    expect(existsSync(clusterHandle("victim").images) ? readdirSync(clusterHandle("victim").images) : []).toEqual([]);
   });
 
   it("refuses a manifest whose digest is not the digest of its files", async () => {
@@ -134,9 +134,9 @@ describe("image manifests from an image set are checked, not trusted", () => {
     const { dir, manifest } = fakeImage(join(tempDir(), "consul-server"));
     manifest.digest = D;
     writeFileSync(join(dir, "manifest.json"), JSON.stringify(manifest));
-    const e = await rejection(installImage("victim", dir, D));
+    const e = await rejection(installImage(clusterHandle("victim"), dir, D));
     expect(e.message, e.message).toContain("is not the digest of the files it lists");
-    expect(existsSync(imageDirFor("victim", D))).toBe(false);
+    expect(existsSync(clusterHandle("victim").imageDir(D))).toBe(false);
   });
 
   it("refuses a listed file that is a symlink to something else", async () => {
@@ -144,7 +144,7 @@ describe("image manifests from an image set are checked, not trusted", () => {
     const { dir, manifest } = fakeImage(join(tempDir(), "consul-server"));
     rmSync(join(dir, "vmlinuz"));
     execFileSync("ln", ["-s", "/etc/hostname", join(dir, "vmlinuz")]);
-    const e = await rejection(installImage("victim", dir, manifest.digest));
+    const e = await rejection(installImage(clusterHandle("victim"), dir, manifest.digest));
     expect(e.message, e.message).toContain("vmlinuz is missing or not a regular file");
   });
 
@@ -152,8 +152,8 @@ describe("image manifests from an image set are checked, not trusted", () => {
     process.env.RESIN_STATE_HOME = tempDir();
     // The cluster installs an image without its disk images (what `resin up` does).
     const first = fakeImage(join(tempDir(), "consul-server"));
-    await installImage("victim", first.dir, first.manifest.digest);
-    const installed = imageDirFor("victim", first.manifest.digest);
+    await installImage(clusterHandle("victim"), first.dir, first.manifest.digest);
+    const installed = clusterHandle("victim").imageDir(first.manifest.digest);
     const installedManifest = readFileSync(join(installed, "manifest.json"), "utf8");
     expect(existsSync(join(installed, "disk.raw"))).toBe(false);
     // A crafted set: the same kernel, initrd and root filesystem (so the same digest), another disk.raw.
@@ -165,30 +165,30 @@ describe("image manifests from an image set are checked, not trusted", () => {
     crafted.manifest.disk.raw = { file: "disk.raw", sha256: sha256(evil), size: Buffer.byteLength(evil) };
     writeFileSync(join(crafted.dir, "manifest.json"), JSON.stringify(crafted.manifest));
     const before = snapshot(process.env.RESIN_STATE_HOME);
-    const e = await rejection(installImage("victim", crafted.dir, crafted.manifest.digest, { disks: true }));
+    const e = await rejection(installImage(clusterHandle("victim"), crafted.dir, crafted.manifest.digest, { disks: true }));
     expect(e.message, e.message).toContain(`its manifest lists a disk.raw (sha256 ${sha256(evil)}) that is not the one cluster 'victim' installed`);
     expect(snapshot(process.env.RESIN_STATE_HOME)).toEqual(before);
     // …or lying, the installed one's hash over other bytes.
     crafted.manifest.disk.raw = first.manifest.disk.raw;
     writeFileSync(join(crafted.dir, "manifest.json"), JSON.stringify(crafted.manifest));
-    const lie = await rejection(installImage("victim", crafted.dir, crafted.manifest.digest, { disks: true }));
+    const lie = await rejection(installImage(clusterHandle("victim"), crafted.dir, crafted.manifest.digest, { disks: true }));
     expect(lie.message, lie.message).toMatch(/disk\.raw does not match its manifest/);
     expect(snapshot(process.env.RESIN_STATE_HOME)).toEqual(before);
     expect(readFileSync(join(installed, "manifest.json"), "utf8")).toBe(installedManifest);
     // The honest set's disk images are taken.
-    await installImage("victim", first.dir, first.manifest.digest, { disks: true });
+    await installImage(clusterHandle("victim"), first.dir, first.manifest.digest, { disks: true });
     expect(readFileSync(join(installed, "disk.raw"), "utf8")).toBe("raw");
   });
 
   it("installs an honest image with the same bytes, in a 0700 cluster directory", async () => {
     process.env.RESIN_STATE_HOME = tempDir();
     const { dir, manifest } = fakeImage(join(tempDir(), "consul-server"));
-    await installImage("honest", dir, manifest.digest, { disks: true });
-    const installed = imageDirFor("honest", manifest.digest);
+    await installImage(clusterHandle("honest"), dir, manifest.digest, { disks: true });
+    const installed = clusterHandle("honest").imageDir(manifest.digest);
     for (const f of ["vmlinuz", "initrd.img", "rootfs.squashfs", "manifest.json", "disk.raw", "disk.qcow2", "disk.iso"]) {
       expect(readFileSync(join(installed, f))).toEqual(readFileSync(join(dir, f)));
     }
-    expect(statSync(clusterPaths("honest").dir).mode & 0o777).toBe(0o700);
+    expect(statSync(clusterHandle("honest").dir).mode & 0o777).toBe(0o700);
     expect((await readManifest(installed))!.digest).toBe(manifest.digest);
   });
 });
@@ -196,12 +196,12 @@ describe("image manifests from an image set are checked, not trusted", () => {
 describe("cluster names", () => {
   it.each(["", ".", "..", "../x", "a/b", "-rf", "--yes", "x".repeat(40), "Upper", "a b", "a\u001b[31m"])("refuses %j before touching anything", (name) => {
     process.env.RESIN_STATE_HOME = tempDir();
-    expect(() => clusterPaths(name)).toThrow(ResinError);
-    expect(() => clusterPaths(name)).toThrow(/invalid cluster name/);
+    expect(() => clusterHandle(name)).toThrow(ResinError);
+    expect(() => clusterHandle(name)).toThrow(/invalid cluster name/);
   });
 
   it("refuses an image digest that is not one", () => {
-    expect(() => imageDirFor("ok", "sha256:../../x")).toThrow(/not an image digest/);
+    expect(() => clusterHandle("ok").imageDir("sha256:../../x")).toThrow(/not an image digest/);
   });
 });
 
@@ -233,18 +233,18 @@ describe("cluster.json is checked on every read", () => {
   ])("refuses %s, naming the field, and leaves the file alone", async (_what, spoil, field) => {
     process.env.RESIN_STATE_HOME = tempDir();
     const state = valid();
-    mkdirSync(clusterPaths("victim").dir, { recursive: true });
-    writeFileSync(clusterPaths("victim").stateFile, JSON.stringify(state));
-    expect((await readClusterState("victim"))!.nodes[0]!.clusterMac).toBe("52:54:0a:1b:01:01");
+    mkdirSync(clusterHandle("victim").dir, { recursive: true });
+    writeFileSync(clusterHandle("victim").stateFile, JSON.stringify(state));
+    expect((await clusterHandle("victim").read())!.nodes[0]!.clusterMac).toBe("52:54:0a:1b:01:01");
     spoil(state);
     const text = JSON.stringify(state);
-    writeFileSync(clusterPaths("victim").stateFile, text);
-    const e = await rejection(readClusterState("victim"));
-    expect(e.message, e.message).toContain(clusterPaths("victim").stateFile);
+    writeFileSync(clusterHandle("victim").stateFile, text);
+    const e = await rejection(clusterHandle("victim").read());
+    expect(e.message, e.message).toContain(clusterHandle("victim").stateFile);
     expect(e.message, e.message).toContain(field);
     expect(e.message.split("\n")).toHaveLength(1);
     expect(e.hint).toMatch(/restore it from a backup/);
-    expect(readFileSync(clusterPaths("victim").stateFile, "utf8")).toBe(text);
+    expect(readFileSync(clusterHandle("victim").stateFile, "utf8")).toBe(text);
   });
 });
 
@@ -291,6 +291,7 @@ describe("host ports", () => {
 
 describe("the cluster lock", () => {
   const cli = resolve(import.meta.dirname, "..", "..", "dist", "cli", "state", "lock.js");
+  const stateJs = resolve(import.meta.dirname, "..", "..", "dist", "cli", "state", "state.js");
 
   /**
    * A separate node process that races for the lock through a barrier in `barrier`: it
@@ -302,6 +303,7 @@ describe("the cluster lock", () => {
   function contender(stateHome: string, barrier: string, id: string): Promise<string> {
     const script = `
       const { withClusterLock } = await import(${JSON.stringify(cli)});
+      const { clusterHandle } = await import(${JSON.stringify(stateJs)});
       const { existsSync, writeFileSync, readdirSync } = await import("node:fs");
       const { join } = await import("node:path");
       const barrier = ${JSON.stringify(barrier)};
@@ -312,7 +314,7 @@ describe("the cluster lock", () => {
       const otherAnswered = () => readdirSync(barrier).some((f) => f.startsWith("answered-") && f !== "answered-${id}");
       let result;
       try {
-        await withClusterLock("race", "test", () => until(otherAnswered));
+        await withClusterLock(clusterHandle("race"), "test", () => until(otherAnswered));
         result = "took it";
       } catch (e) { result = "refused: " + e.message; }
       writeFileSync(join(barrier, "answered-${id}"), "");
@@ -350,11 +352,12 @@ describe("the cluster lock", () => {
     const script = `
       import { createInterface } from "node:readline";
       const { withClusterLock } = await import(${JSON.stringify(cli)});
+      const { clusterHandle } = await import(${JSON.stringify(stateJs)});
       const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
       const next = async () => (await lines.next()).value;
       let held = false;
       try {
-        await withClusterLock("race3", "test", async () => { console.log("owner"); await next(); }, {
+        await withClusterLock(clusterHandle("race3"), "test", async () => { console.log("owner"); await next(); }, {
           onStale: async () => { if (held) return; held = true; console.log("stale"); await next(); },
         });
         console.log("took it");
@@ -403,10 +406,11 @@ describe("the cluster lock", () => {
 
   it("never reads a half-written lock: a live owner's lock always names it", async () => {
     process.env.RESIN_STATE_HOME = tempDir();
-    await withClusterLock("held", "up", async () => {
+    const held = clusterHandle("held");
+    await withClusterLock(held, "up", async () => {
       const text = readFileSync(join(process.env.RESIN_STATE_HOME!, "clusters", "held.lock"), "utf8");
       expect(text).toBe(`${process.pid} up\n`);
-      const e = await rejection(withClusterLock("held", "down", async () => undefined));
+      const e = await rejection(withClusterLock(held, "down", async () => undefined));
       expect(e.message).toBe(`cluster 'held' is busy: another resin command (pid ${process.pid}, up) is changing it`);
     });
     expect(existsSync(join(process.env.RESIN_STATE_HOME!, "clusters", "held.lock"))).toBe(false);
@@ -414,7 +418,8 @@ describe("the cluster lock", () => {
 
   it("refuses a bad cluster name before creating anything", async () => {
     process.env.RESIN_STATE_HOME = join(tempDir(), "state");
-    await rejection(withClusterLock("../x", "destroy", async () => undefined));
+    const e = await rejection((async () => withClusterLock(clusterHandle("../x"), "destroy", async () => undefined))());
+    expect(e.message).toBe("invalid cluster name '../x'");
     expect(existsSync(process.env.RESIN_STATE_HOME)).toBe(false);
   });
 });

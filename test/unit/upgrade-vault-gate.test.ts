@@ -14,7 +14,7 @@ import { hostTls } from "../../cli/cluster/api.js";
 import { vaultGate, type UpgradeOptions } from "../../cli/cluster/upgrade.js";
 import { ensureVaultReady, vaultAutopilot, vaultRaftPeers } from "../../cli/cluster/vault.js";
 import type { Machines } from "../../cli/provider/machine.js";
-import type { ClusterState, NodeState } from "../../cli/state/state.js";
+import { clusterHandle, type ClusterState, type NodeState } from "../../cli/state/state.js";
 import { startVaultDouble, type VaultDouble } from "../doubles/vault.js";
 
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -40,7 +40,7 @@ async function vaultCluster(nodes: number, opts: { nonVoters?: number[] } = {}):
     name: "gate",
     nodes: vault.nodes.map((n, i) => ({ name: `gate-${i + 1}`, role: "vault-server", ports: { "vault.https": Number(new URL(n.url).port) } }) as unknown as NodeState),
   } as unknown as ClusterState;
-  const upgrade: UpgradeOptions = { writeConfig: async () => {}, gateTimeoutMs: 1000, consulServers: 1, secrets, log: () => {}, machines: running };
+  const upgrade: UpgradeOptions = { cluster: clusterHandle("gate"), writeConfig: async () => {}, gateTimeoutMs: 1000, consulServers: 1, secrets, log: () => {}, machines: running };
   return { vault, state, secrets, upgrade };
 }
 

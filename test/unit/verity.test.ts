@@ -14,7 +14,7 @@ import { installImage } from "../../cli/cluster/images.js";
 import { digestParts, imageDigest, parseManifest, type ImageManifest } from "../../cli/image/manifest.js";
 import { writeSquashfs } from "../../cli/image/squashfs.js";
 import { verityCmdline, veritySalt, verityTable, verityUuid, writeVerity } from "../../cli/image/verity.js";
-import { imageDirFor } from "../../cli/state/state.js";
+import { clusterHandle } from "../../cli/state/state.js";
 import { PackageSchema } from "../../cli/spec/schema.js";
 import { ResinError } from "../../cli/util/errors.js";
 import { canonicalJson, sha256, sha256File } from "../../cli/util/hash.js";
@@ -247,9 +247,10 @@ describe("installing an image into a cluster", () => {
 
   it("copies rootfs.verity, and refuses a squashfs whose verity root is not the manifest's even when every sha256 and the digest agree", async () => {
     process.env.RESIN_STATE_HOME = join(work, "state");
+    const cluster = clusterHandle("verity");
     const good = await realImage("install-good");
-    await installImage("verity", good.dir, good.manifest.digest);
-    const installed = imageDirFor("verity", good.manifest.digest);
+    await installImage(cluster, good.dir, good.manifest.digest);
+    const installed = cluster.imageDir(good.manifest.digest);
     expect(readFileSync(join(installed, "rootfs.verity")).equals(readFileSync(join(good.dir, "rootfs.verity")))).toBe(true);
 
     // Another squashfs under the old tree and root hash, its sha256 and the digest made to agree.
@@ -258,11 +259,11 @@ describe("installing an image into a cluster", () => {
     const verity = { ...bad.manifest.verity!, ...good.manifest.verity!, salt: veritySalt(bad.manifest.rootfs.sha256) };
     const lie = { ...bad.manifest, verity, digest: imageDigest(digestParts({ ...bad.manifest, verity })) };
     writeFileSync(join(bad.dir, "manifest.json"), canonicalJson(lie));
-    const e = await installImage("verity", bad.dir, lie.digest).catch((x: unknown) => x);
+    const e = await installImage(cluster, bad.dir, lie.digest).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(ResinError);
     expect((e as Error).message).toMatch(new RegExp(`^image ${bad.dir}: its root filesystem does not match its dm-verity hash tree: .*rootfs.squashfs: verity root hash is [0-9a-f]{64}, the manifest says ${good.manifest.verity!.rootHash}`));
-    expect(existsSync(imageDirFor("verity", lie.digest))).toBe(false);
-    expect(existsSync(`${imageDirFor("verity", lie.digest)}.tmp`)).toBe(false);
+    expect(existsSync(cluster.imageDir(lie.digest))).toBe(false);
+    expect(existsSync(`${cluster.imageDir(lie.digest)}.tmp`)).toBe(false);
   });
 });
 

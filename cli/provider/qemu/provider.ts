@@ -4,7 +4,7 @@
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { clusterPaths, ensureClusterDir, imageDirFor, nodeFiles, type ClusterState, type NodeState } from "../../state/state.js";
+import type { ClusterHandle, ClusterState, NodeState } from "../../state/state.js";
 import { readManifest, servicePorts, type ImageManifest } from "../../image/manifest.js";
 import { certFingerprint } from "../../image/sign.js";
 import { ResinError } from "../../util/errors.js";
@@ -18,8 +18,8 @@ import { consoleTail, kernelAppend, OVMF_SECURE_BOOT, startVm, stopVm, vmPaths, 
 export type VmState = "running" | "stopped" | "crashed";
 
 /** Guest ports to forward, named "<service>.<port>", from the node's image manifest. */
-async function guestPorts(state: ClusterState, node: NodeState): Promise<Record<string, number>> {
-  const manifest = await readManifest(imageDirFor(state.name, node.image));
+async function guestPorts(cluster: ClusterHandle, node: NodeState): Promise<Record<string, number>> {
+  const manifest = await readManifest(cluster.imageDir(node.image));
   if (!manifest) throw new ResinError(`node ${node.name}: its image ${node.image} is missing from the cluster's state directory`);
   return servicePorts(manifest);
 }
@@ -29,13 +29,12 @@ async function guestPorts(state: ClusterState, node: NodeState): Promise<Record<
  * image decides, not cluster.json, so that an upgrade to an image set of another
  * architecture boots it as what it is.
  */
-export async function nodeImageArch(state: ClusterState, node: NodeState): Promise<Arch> {
-  return archOf(await readManifest(imageDirFor(state.name, node.image)));
+export async function nodeImageArch(cluster: ClusterHandle, node: NodeState): Promise<Arch> {
+  return archOf(await readManifest(cluster.imageDir(node.image)));
 }
 
-async function ensureSwitch(state: ClusterState): Promise<void> {
-  await ensureClusterDir(state.name);
-  const sw = switchPaths(clusterPaths(state.name).dir);
+async function ensureSwitch(cluster: ClusterHandle): Promise<void> {
+  const sw = switchPaths(await cluster.ensureDir());
   if (!(await switchRunning(sw))) await startSwitch(sw);
 }
 
@@ -52,22 +51,22 @@ export interface BootOptions {
  * Give every node that lacks one a host port for each forward, keep the ports nodes
  * have, and move a port another program holds now. The caller saves the state.
  */
-export async function assignClusterPorts(state: ClusterState, nodes: NodeState[] = state.nodes, log?: Log): Promise<void> {
+export async function assignClusterPorts(cluster: ClusterHandle, state: ClusterState, nodes: NodeState[] = state.nodes, log?: Log): Promise<void> {
   for (const node of nodes) {
     const reserved = new Set(state.nodes.filter((n) => n !== node).flatMap((n) => Object.values(n.ports)));
-    const { ports, moved } = await assignPorts(Object.keys(await guestPorts(state, node)), node.ports, reserved);
+    const { ports, moved } = await assignPorts(Object.keys(await guestPorts(cluster, node)), node.ports, reserved);
     for (const m of moved) log?.(`  ${node.name}: host port ${m.from} for ${m.key} is taken by another program; it is now ${m.to}`);
     node.ports = ports;
   }
 }
 
 /** Boot one node on the host ports recorded for it (chosen now when it has none; see assignClusterPorts). */
-export async function startNode(state: ClusterState, node: NodeState, accel: Accel, log: Log, boot: BootOptions = {}): Promise<number> {
-  await ensureSwitch(state);
-  const files = nodeFiles(state.name, node.name);
+export async function startNode(cluster: ClusterHandle, state: ClusterState, node: NodeState, accel: Accel, log: Log, boot: BootOptions = {}): Promise<number> {
+  await ensureSwitch(cluster);
+  const files = cluster.node(node.name);
   await mkdir(files.dir, { recursive: true, mode: 0o700 });
-  const image = imageDirFor(state.name, node.image);
-  const guest = await guestPorts(state, node);
+  const image = cluster.imageDir(node.image);
+  const guest = await guestPorts(cluster, node);
   // The root hash reaches /init on the command line, the hash tree as its own disk: the
   // node opens its root only through dm-verity (an image built before verity has neither).
   const manifest = await readManifest(image);
@@ -75,7 +74,7 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
   const arch = archOf(manifest);
   const append = kernelAppend(verity, boot.append, arch);
   const uefi = state.secureBoot ? await secureBootFor(state, node, image, manifest, files.dir) : undefined;
-  await assignClusterPorts(state, [node], log);
+  await assignClusterPorts(cluster, state, [node], log);
   await rm(files.stoppedMarker, { force: true });
   const spec = (): VmSpec => ({
     name: node.name,
@@ -89,7 +88,7 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
     cpus: node.cpus,
     arch,
     accel,
-    switchSocket: switchPaths(clusterPaths(state.name).dir).socket,
+    switchSocket: switchPaths(cluster.dir).socket,
     clusterMac: node.clusterMac,
     hostMac: node.hostMac,
     forwards: Object.entries(guest).map(([key, guestPort]) => ({ hostPort: node.ports[key]!, guestPort })),
@@ -109,7 +108,7 @@ export async function startNode(state: ClusterState, node: NodeState, accel: Acc
     const key = Object.keys(node.ports).find((k) => node.ports[k] === Number(taken[1]));
     if (!key) throw e;
     delete node.ports[key];
-    await assignClusterPorts(state, [node], log);
+    await assignClusterPorts(cluster, state, [node], log);
     log(`  ${node.name}: host port ${taken[1]} for ${key} was taken as QEMU started; it is now ${node.ports[key]}`);
     pid = await startVm(spec());
   }
@@ -169,8 +168,8 @@ export function kvmStartError(cluster: string, node: string, qemuSaid: string, f
 }
 
 /** Stop one node on purpose: cleanly when graceMs > 0, and remember that it was resin. */
-export async function stopNode(state: ClusterState, node: NodeState, opts: { graceMs?: number } = {}): Promise<void> {
-  const files = nodeFiles(state.name, node.name);
+export async function stopNode(cluster: ClusterHandle, node: NodeState, opts: { graceMs?: number } = {}): Promise<void> {
+  const files = cluster.node(node.name);
   if (existsSync(files.dir)) await writeFile(files.stoppedMarker, "stopped by resin\n");
   await stopVm(files.dir, opts);
 }
@@ -181,13 +180,13 @@ export async function stopNode(state: ClusterState, node: NodeState, opts: { gra
  * accelerator used (tcg when any node is emulated: the slower one sets the patience)
  * and the nodes started. The accelerator is chosen once per architecture among them.
  */
-export async function startCluster(state: ClusterState, log: Log, nodes: NodeState[] = state.nodes): Promise<{ accel: Accel; started: NodeState[] }> {
+export async function startCluster(cluster: ClusterHandle, state: ClusterState, log: Log, nodes: NodeState[] = state.nodes): Promise<{ accel: Accel; started: NodeState[] }> {
   const archOfNode = new Map<NodeState, Arch>();
-  for (const node of nodes.length ? nodes : [state.nodes[0]!]) archOfNode.set(node, await nodeImageArch(state, node));
+  for (const node of nodes.length ? nodes : [state.nodes[0]!]) archOfNode.set(node, await nodeImageArch(cluster, node));
   const accelOf = new Map<Arch, Accel>();
   for (const [node, arch] of archOfNode) {
     if (accelOf.has(arch)) continue;
-    accelOf.set(arch, await chooseAccel(imageDirFor(state.name, node.image), log, undefined, arch));
+    accelOf.set(arch, await chooseAccel(cluster.imageDir(node.image), log, undefined, arch));
   }
   const several = accelOf.size > 1;
   log(`  accelerator: ${[...accelOf].map(([arch, a]) => (several ? `${a} (${arch})` : a)).join(", ")}${process.env.RESIN_ACCEL ? " (RESIN_ACCEL)" : ""}`);
@@ -195,31 +194,29 @@ export async function startCluster(state: ClusterState, log: Log, nodes: NodeSta
   const started: NodeState[] = [];
   try {
     for (const node of nodes) {
-      if ((await vmState(state.name, node)).state === "running") continue;
-      await startNode(state, node, accelOf.get(archOfNode.get(node)!)!, log);
+      if ((await vmState(cluster, node)).state === "running") continue;
+      await startNode(cluster, state, node, accelOf.get(archOfNode.get(node)!)!, log);
       started.push(node);
     }
   } catch (e) {
-    await Promise.all(started.map((n) => stopNode(state, n, { graceMs: 0 })));
-    if (!(await anythingRunning(state, true))) await stopSwitch(switchPaths(clusterPaths(state.name).dir));
+    await Promise.all(started.map((n) => stopNode(cluster, n, { graceMs: 0 })));
+    if (!(await anythingRunning(cluster, state, true))) await stopSwitch(switchPaths(cluster.dir));
     throw e;
   }
   return { accel, started };
 }
 
 /** Stop every VM (cleanly when graceMs > 0) and then the switch. */
-export async function stopCluster(state: ClusterState, opts: { graceMs?: number } = {}): Promise<void> {
-  await Promise.all(state.nodes.map((n) => stopNode(state, n, opts)));
-  await stopSwitch(switchPaths(clusterPaths(state.name).dir));
+export async function stopCluster(cluster: ClusterHandle, state: ClusterState, opts: { graceMs?: number } = {}): Promise<void> {
+  await Promise.all(state.nodes.map((n) => stopNode(cluster, n, opts)));
+  await stopSwitch(switchPaths(cluster.dir));
 }
 
 /** Stop whatever still runs from a cluster directory whose state file cannot be read: each node's VM by its pid file, then the switch. */
-export async function stopLeftovers(cluster: string): Promise<void> {
-  const dir = clusterPaths(cluster).dir;
-  const nodesDir = join(dir, "nodes");
-  const nodes = existsSync(nodesDir) ? await readdir(nodesDir) : [];
-  await Promise.all(nodes.map((n) => stopVm(join(nodesDir, n), { graceMs: 0 })));
-  await stopSwitch(switchPaths(dir));
+export async function stopLeftovers(cluster: ClusterHandle): Promise<void> {
+  const nodes = existsSync(cluster.nodes) ? await readdir(cluster.nodes) : [];
+  await Promise.all(nodes.map((n) => stopVm(cluster.node(n).dir, { graceMs: 0 })));
+  await stopSwitch(switchPaths(cluster.dir));
 }
 
 /**
@@ -244,8 +241,8 @@ async function crashReason(dir: string): Promise<string> {
   return "the QEMU process ended without a guest shutdown (killed, or QEMU failed)";
 }
 
-export async function vmState(cluster: string, node: NodeState): Promise<{ state: VmState; pid?: number; startedAt?: number; reason?: string }> {
-  const files = nodeFiles(cluster, node.name);
+export async function vmState(cluster: ClusterHandle, node: NodeState): Promise<{ state: VmState; pid?: number; startedAt?: number; reason?: string }> {
+  const files = cluster.node(node.name);
   let pid = await vmPid(files.dir);
   // A Secure Boot node whose firmware refused its UKI waits at the firmware's prompt
   // forever, and nothing of the node ever ran: it is ended here and reported as crashed.
@@ -260,8 +257,8 @@ export async function vmState(cluster: string, node: NodeState): Promise<{ state
 }
 
 /** Whether a VM of the cluster runs (or, unless `vmsOnly`, its switch). */
-export async function anythingRunning(state: ClusterState, vmsOnly = false): Promise<boolean> {
-  if (!vmsOnly && (await switchRunning(switchPaths(clusterPaths(state.name).dir)))) return true;
-  for (const node of state.nodes) if ((await vmState(state.name, node)).state === "running") return true;
+export async function anythingRunning(cluster: ClusterHandle, state: ClusterState, vmsOnly = false): Promise<boolean> {
+  if (!vmsOnly && (await switchRunning(switchPaths(cluster.dir)))) return true;
+  for (const node of state.nodes) if ((await vmState(cluster, node)).state === "running") return true;
   return false;
 }
