@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { planCluster, type ClusterPlan, type NodePlan } from "../../cli/bootstrap/plan.js";
 import { waitForQuorum, silentAfterMs } from "../../cli/cluster/health.js";
-import { clusterPaths, nodeFiles, type ClusterState } from "../../cli/state/state.js";
+import { clusterHandle, type ClusterState } from "../../cli/state/state.js";
 import type { Accel } from "../../cli/provider/qemu/accel.js";
 import { freeLoopbackPort } from "../../cli/provider/qemu/ports.js";
 import { startSwitch, switchPaths } from "../../cli/provider/qemu/vde.js";
@@ -91,7 +91,7 @@ export async function bootFloorCluster(opts: {
   const removeHome = onCleanup(`remove ${home}`, () => {
     if (!opts.keepOnFailure || !failed) rmDirNow(home);
   });
-  // Resin's state-path helpers (nodeFiles, vmState in waitForQuorum) read RESIN_STATE_HOME when called.
+  // The cluster's handle takes its paths from RESIN_STATE_HOME when it is made, below.
   const previousHome = process.env.RESIN_STATE_HOME;
   process.env.RESIN_STATE_HOME = home;
   // A cluster state just complete enough for waitForQuorum: a plain-HTTP Consul port per node.
@@ -104,15 +104,16 @@ export async function bootFloorCluster(opts: {
     network: plan.network,
     nodes: plan.nodes.map((n) => ({ ...n, image: `sha256:${opts.image.initrdSha256}`, memoryMib: opts.memoryMib, cpus: opts.cpus, ports: {} })),
   };
-  const sw = switchPaths(clusterPaths(state.name).dir);
-  const dirs = state.nodes.map((n) => nodeFiles(state.name, n.name).dir);
+  const cluster = clusterHandle(state.name);
+  const sw = switchPaths(cluster.dir);
+  const dirs = state.nodes.map((n) => cluster.node(n.name).dir);
   const stopAll = benchVmsCleanup("floor cluster", home, dirs, sw);
   try {
     for (const d of dirs) await mkdir(d, { recursive: true, mode: 0o700 });
     await startSwitch(sw);
     const pids: number[] = [];
     for (const [i, node] of state.nodes.entries()) {
-      const files = nodeFiles(state.name, node.name);
+      const files = cluster.node(node.name);
       const hostPort = await freeLoopbackPort();
       node.ports["consul.http"] = hostPort;
       const args = floorQemuArgs({
@@ -138,7 +139,7 @@ export async function bootFloorCluster(opts: {
     const nodeLog = (m: string) => process.stderr.write(`    | ${m}\n`);
     nodeLog(`floor cluster: waiting for Consul quorum (timeout ${opts.timeoutMs / 1000}s)`);
     const silent = { nodes: state.nodes.map((n) => n.name), accel: opts.accel, afterMs: silentAfterMs(opts.accel) };
-    const { seconds, quorumSeconds } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: nodeLog, consulServers: state.nodes.length, silent });
+    const { seconds, quorumSeconds } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: nodeLog, consulServers: state.nodes.length, silent, cluster });
     nodeLog(`floor cluster: quorum in ${quorumSeconds.toFixed(1)}s, autopilot healthy in ${seconds.toFixed(1)}s`);
     const memory = state.nodes.map((n, i) => vmMemory(pids[i]!, n.memoryMib));
     const consoleTimeline = await Promise.all(

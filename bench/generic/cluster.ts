@@ -11,7 +11,7 @@ import { readSecrets } from "../../cli/bootstrap/secrets.js";
 import { finishCluster, localTargets } from "../../cli/cluster/bootstrap.js";
 import { consulKeys } from "../../cli/cluster/consul.js";
 import { waitForQuorum } from "../../cli/cluster/health.js";
-import { ClusterStateSchema, clusterPaths, nodeFiles, type ClusterState } from "../../cli/state/state.js";
+import { ClusterStateSchema, clusterHandle, type ClusterState } from "../../cli/state/state.js";
 import type { Accel } from "../../cli/provider/qemu/accel.js";
 import { freeLoopbackPort } from "../../cli/provider/qemu/ports.js";
 import { startSwitch, switchPaths } from "../../cli/provider/qemu/vde.js";
@@ -65,16 +65,17 @@ export async function bootGenericCluster(opts: {
   const removeHome = onCleanup(`remove ${home}`, () => {
     if (!opts.keepOnFailure || !failed) rmDirNow(home);
   });
-  // Resin's state-path helpers (vmState, nodeFiles) read RESIN_STATE_HOME when called.
+  // The cluster's handle takes its paths from RESIN_STATE_HOME when it is made, below.
   const previousHome = process.env.RESIN_STATE_HOME;
   process.env.RESIN_STATE_HOME = home;
   const state: ClusterState = { ...resinState, nodes: resinState.nodes.map((n) => ({ ...n, ports: {} })) };
-  const sw = switchPaths(clusterPaths(state.name).dir);
-  const dirs = state.nodes.map((n) => nodeFiles(state.name, n.name).dir);
+  const cluster = clusterHandle(state.name);
+  const sw = switchPaths(cluster.dir);
+  const dirs = state.nodes.map((n) => cluster.node(n.name).dir);
   const stopAll = benchVmsCleanup("generic cluster", home, dirs, sw);
   try {
     for (const node of state.nodes) {
-      const files = nodeFiles(state.name, node.name);
+      const files = cluster.node(node.name);
       await mkdir(files.dir, { recursive: true, mode: 0o700 });
       await copyFile(join(resinDir, "nodes", node.name, "cidata.iso"), files.configDrive);
       await createPersistDisk(files.persistDisk, opts.persistGib);
@@ -83,7 +84,7 @@ export async function bootGenericCluster(opts: {
     await startSwitch(sw);
     const pids: number[] = [];
     for (const node of state.nodes) {
-      const files = nodeFiles(state.name, node.name);
+      const files = cluster.node(node.name);
       const forwards = [];
       for (const [key, guestPort] of Object.entries(opts.guestPorts)) {
         const hostPort = await freeLoopbackPort();
@@ -113,8 +114,8 @@ export async function bootGenericCluster(opts: {
     // From here on it is what `resin up` does after starting its VMs.
     const nodeLog = (m: string) => process.stderr.write(`    | ${m}\n`);
     nodeLog(`generic cluster ${state.name}: waiting for Consul quorum (timeout ${opts.timeoutMs / 1000}s)`);
-    const { seconds, quorumSeconds } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: nodeLog, keys });
-    await finishCluster(state, secrets, localTargets(state, keys), nodeLog);
+    const { seconds, quorumSeconds } = await waitForQuorum(state, { timeoutMs: opts.timeoutMs, log: nodeLog, keys, cluster });
+    await finishCluster(state, secrets, localTargets(state, keys), nodeLog, cluster);
     nodeLog(`generic cluster ${state.name}: quorum in ${quorumSeconds.toFixed(1)}s, ready (autopilot healthy) in ${seconds.toFixed(1)}s`);
     const memory = state.nodes.map((n, i) => vmMemory(pids[i]!, n.memoryMib));
     await stopAll();

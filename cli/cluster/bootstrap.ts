@@ -16,7 +16,7 @@ import { sleep } from "../util/time.js";
 import { hostTls } from "./api.js";
 import { consulEndpoint, consulKeys, ensurePolicy, ensureToken, isConsulServer, type ConsulEndpoint, type ConsulKeys } from "./consul.js";
 import { NOMAD_REGION, VAULT_TLS_SERVER_NAME } from "../bootstrap/pki.js";
-import { clusterHandle, type ClusterHandle, type ClusterState } from "../state/state.js";
+import { type ClusterHandle, type ClusterState } from "../state/state.js";
 
 // Right after an election Consul 1.8 still runs its ACL system in legacy mode, and a
 // new leader may not be ready yet: both pass within seconds.
@@ -61,7 +61,7 @@ export function nomadServerName(): string {
  * and unseal. Resin's commands pass the cluster's handle; bench/ makes its clusters'
  * state itself and passes none.
  */
-export async function finishCluster(state: ClusterState, secrets: Secrets, targets: ApiTargets, log: Log, cluster: ClusterHandle = clusterHandle(state.name)): Promise<void> {
+export async function finishCluster(state: ClusterState, secrets: Secrets, targets: ApiTargets, log: Log, cluster: ClusterHandle): Promise<void> {
   if (targets.consul) await bootstrapConsulAcl(targets.consul, secrets, await nodesRegistering(cluster, state), log);
   if (targets.nomad) await bootstrapNomad(targets.nomad, secrets, log);
   if (targets.vault.nodes.length > 0) await bringUpVault(cluster, targets.vault, secrets, log);

@@ -6,7 +6,7 @@ import { sleep } from "../util/time.js";
 import type { Accel, Machines } from "../provider/machine.js";
 import { localMachines } from "../provider/local.js";
 import { autopilotHealth, consulEndpoint, consulView, hasQuorum, isConsulServer, type ConsulKeys, type ConsulView } from "./consul.js";
-import { clusterHandle, type ClusterHandle, type ClusterState } from "../state/state.js";
+import { type ClusterHandle, type ClusterState } from "../state/state.js";
 
 export function describeView(v: ConsulView): string {
   if (v.error) return v.error;
@@ -50,11 +50,10 @@ async function checkSilent(cluster: ClusterHandle, watch: SilentWatch, elapsedMs
  */
 export async function waitForQuorum(
   state: ClusterState,
-  opts: { timeoutMs: number; log: Log; keys?: ConsulKeys; consulServers?: number; silent?: SilentWatch; machines?: Machines; cluster?: ClusterHandle },
+  opts: { timeoutMs: number; log: Log; keys?: ConsulKeys; consulServers?: number; silent?: SilentWatch; machines?: Machines; cluster: ClusterHandle },
 ): Promise<{ seconds: number; quorumSeconds: number; leader: string }> {
   const machines = opts.machines ?? localMachines();
-  // Resin's commands pass the handle they made; bench/ makes its clusters' state itself and passes none.
-  const cluster = opts.cluster ?? clusterHandle(state.name);
+  const { cluster } = opts;
   const started = Date.now();
   let quorumSeconds: number | undefined;
   const servers = state.nodes.filter((n) => consulEndpoint(n)); // every node with a Consul agent

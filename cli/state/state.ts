@@ -202,9 +202,6 @@ export function clusterHandle(name: string): ClusterHandle {
   return handle;
 }
 
-/** bench/ (floor, generic) still reaches its clusters' directories by name: the handle's paths. To go once it makes handles. */
-export const clusterPaths = (name: string): ClusterHandle => clusterHandle(name);
-export const nodeFiles = (cluster: string, node: string): NodeFiles => clusterHandle(cluster).node(node);
 
 async function readClusterState(cluster: ClusterHandle): Promise<ClusterState | undefined> {
   const { name, stateFile } = cluster;
