@@ -369,6 +369,7 @@ program
   .command("test")
   .description("build the project's roles, boot a scratch cluster, and test it: healthy, every Consul check passing, every executable in tests/ exiting 0; then tear it down")
   .addOption(rolesOption())
+  .addOption(clusterArchOption())
   .addOption(channelOption())
   .addOption(offlineOption())
   .option("--junit <file>", "also write the results as JUnit XML")
@@ -376,12 +377,13 @@ program
   .option("--timeout <seconds>", "how long the cluster may take to come up", integer, 600)
   .option("--checks-timeout <seconds>", "how long every Consul check may take to pass", integer, 120)
   .option("--script-timeout <seconds>", "how long one tests/ script may run", integer, 300)
-  .action(async (opts: { roles?: string; channel: Channel; offline?: boolean; junit?: string; keep?: boolean; timeout: number; checksTimeout: number; scriptTimeout: number }) => {
+  .action(async (opts: { roles?: string; arch?: string; channel: Channel; offline?: boolean; junit?: string; keep?: boolean; timeout: number; checksTimeout: number; scriptTimeout: number }) => {
     const project = projectRoot();
     const roles = opts.roles !== undefined ? parseRoleCounts(opts.roles) : await defaultTestRoles(project);
     const passed = await testCommand({
       project,
       roles,
+      arch: opts.arch,
       channel: opts.channel,
       offline: opts.offline || offlineByDefault(),
       junit: opts.junit ? resolve(opts.junit) : undefined,

@@ -3,9 +3,11 @@
 // ran before an upgrade stays there until the upgrade is complete.
 import { runBuildChecks } from "../bootstrap/build-checks.js";
 import { existsSync } from "node:fs";
-import { copyFile, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { digestParts, manifestDigest, parseManifest, readManifest, type ImageFile } from "../image/manifest.js";
+import { digestParts, manifestDigest, parseManifest, readManifest, type ImageFile, type ImageManifest } from "../image/manifest.js";
+import { debianTestKey } from "../image/sign.js";
 import { buildRoles, type BuildOptions } from "../image/roles.js";
 import { ARCHES, archOf, type Arch } from "../spec/arch.js";
 import { formatMismatch, verityMismatches } from "../image/verify.js";
@@ -136,35 +138,75 @@ export async function pruneImages(cluster: ClusterHandle, state: ClusterState): 
   return removed;
 }
 
-/** Each role's new image, copied into the cluster (with its disk images when `disks`, for provisioners). */
+/**
+ * Why `manifest` cannot boot on `state`'s nodes under Secure Boot (resin up --secure-boot),
+ * or undefined when it can (or the cluster does not boot that way): its disk images must be
+ * signed for the certificate the nodes' firmware has enrolled. Pure.
+ */
+export function secureBootRefusal(state: ClusterState, manifest: ImageManifest, dir: string): ResinError | undefined {
+  const trusted = state.secureBoot?.certSha256;
+  if (!trusted) return undefined;
+  const signed = manifest.disk.signature?.certSha256;
+  if (signed === trusted) return undefined;
+  return new ResinError(
+    `image ${dir} ${signed ? `is signed for the certificate ${signed}` : "is not signed"}; cluster '${state.name}' boots under Secure Boot and its firmware trusts only ${trusted}`,
+    "build the image set signed for that certificate (resin build --sign KEY,CERT) and upgrade with --image-set; nothing was installed",
+  );
+}
+
+/**
+ * Each role's new image, copied into the cluster (with its disk images when `disks`, for
+ * provisioners, and always for a cluster that boots under Secure Boot, whose nodes boot
+ * disk.qcow2). Every image set is checked before any image is installed.
+ */
 export async function newImages(
   cluster: ClusterHandle,
   state: ClusterState,
   opts: { project: string; imageSet?: string; offline?: boolean; log: Log; disks?: boolean },
 ): Promise<Record<string, string>> {
   const roles = [...new Set(state.nodes.map((n) => n.role))];
+  const disks = opts.disks || !!state.secureBoot;
   // A build makes each role's image for the architecture its nodes have (an image set
   // brings its own: moving a cluster to another architecture is an upgrade like any other).
-  const target: Record<string, string> = {};
+  const found: { role: string; dir: string; manifest: ImageManifest }[] = [];
   if (opts.imageSet) {
     for (const role of roles) {
       const dir = join(opts.imageSet, role);
       const manifest = await readManifest(dir);
       if (!manifest) throw new ResinError(`image set ${opts.imageSet} has no image for role ${role} (no ${join(dir, "manifest.json")})`);
       if (manifest.channel !== state.channel) throw new ResinError(`image ${dir} is for the ${manifest.channel} channel; cluster '${state.name}' runs ${state.channel}`);
-      await installImage(cluster, dir, manifest.digest, { disks: opts.disks });
-      target[role] = manifest.digest;
+      found.push({ role, dir, manifest });
     }
   } else {
-    for (const arch of ARCHES) {
-      const these = roles.filter((r) => archOf(state.nodes.find((n) => n.role === r)) === arch);
-      if (!these.length) continue;
-      const build: BuildOptions & { arch: Arch } = { project: opts.project, roles: these, arch, channel: state.channel, offline: opts.offline, log: opts.log, check: runBuildChecks };
-      for (const image of await buildRoles(build)) {
-        await installImage(cluster, image.dir, image.manifest.digest, { disks: opts.disks });
-        target[image.manifest.role] = image.manifest.digest;
+    // A cluster under Secure Boot gets its new images signed with the key its firmware has
+    // enrolled: locally that is Debian's test pair (resin up --secure-boot).
+    const scratch = state.secureBoot ? await mkdtemp(join(tmpdir(), "resin-upgrade-sign-")) : undefined;
+    try {
+      const sign = scratch ? await debianTestKey(scratch) : undefined;
+      if (sign && sign.certSha256 !== state.secureBoot!.certSha256) {
+        throw new ResinError(
+          `cluster '${state.name}' boots under Secure Boot with the certificate ${state.secureBoot!.certSha256}, not Debian's test one: resin cannot sign a build for it`,
+          "build the image set yourself with resin build --sign KEY,CERT and upgrade with --image-set",
+        );
       }
+      for (const arch of ARCHES) {
+        const these = roles.filter((r) => archOf(state.nodes.find((n) => n.role === r)) === arch);
+        if (!these.length) continue;
+        const build: BuildOptions & { arch: Arch } = { project: opts.project, roles: these, arch, channel: state.channel, offline: opts.offline, log: opts.log, check: runBuildChecks, ...(sign ? { sign } : {}) };
+        for (const image of await buildRoles(build)) found.push({ role: image.manifest.role, dir: image.dir, manifest: image.manifest });
+      }
+    } finally {
+      if (scratch) await rm(scratch, { recursive: true, force: true });
     }
+  }
+  for (const f of found) {
+    const refused = secureBootRefusal(state, f.manifest, f.dir);
+    if (refused) throw refused;
+  }
+  const target: Record<string, string> = {};
+  for (const f of found) {
+    await installImage(cluster, f.dir, f.manifest.digest, { disks });
+    target[f.role] = f.manifest.digest;
   }
   return target;
 }

@@ -16,7 +16,7 @@ import type { Channel } from "../spec/schema.js";
 import { availableRoles, listRoles } from "../spec/load.js";
 import { readSecrets } from "../bootstrap/secrets.js";
 import { consulChecks, consulEndpoint, consulKeys, isConsulServer, consulServiceNodes, type ConsulCheck, type ConsulEndpoint } from "../cluster/consul.js";
-import { describeRoles, formatRoleCounts } from "../cluster/create.js";
+import { describeArches, describeRoles, formatRoleCounts, parseArchSpec } from "../cluster/create.js";
 import { nodesRegistering } from "../cluster/bootstrap.js";
 import { clusterHandle, type ClusterHandle } from "../state/state.js";
 import { localMachines } from "../provider/local.js";
@@ -32,6 +32,8 @@ export interface TestOptions {
   project: string;
   /** Each node's role, e.g. from --roles web=3. */
   roles: string[];
+  /** --arch as given: one architecture for every node or ROLE=ARCH,… (parseArchSpec); absent: amd64. */
+  arch?: string;
   channel: Channel;
   offline?: boolean;
   /** Where to write JUnit XML (absolute). */
@@ -61,11 +63,12 @@ export async function testScripts(project: string): Promise<string[]> {
 }
 
 /** Refuse what cannot work before anything is built or booted. Returns the scripts. */
-export async function checkTestInput(opts: Pick<TestOptions, "project" | "roles" | "junit">): Promise<string[]> {
+export async function checkTestInput(opts: Pick<TestOptions, "project" | "roles" | "junit" | "arch">): Promise<string[]> {
   const known = await availableRoles(opts.project);
   for (const role of new Set(opts.roles)) {
     if (!known.includes(role)) throw new ResinError(`--roles: no role '${role}' in ${opts.project}`, `its roles: ${known.join(", ") || "none (add machines/<role>.yml)"}`);
   }
+  parseArchSpec(opts.arch, opts.roles);
   if (opts.junit) {
     const dir = dirname(opts.junit);
     const info = await stat(dir).catch(() => undefined);
@@ -196,10 +199,11 @@ export async function testCommand(opts: TestOptions): Promise<boolean> {
   const scriptCase = (s: string) => `tests/${basename(s)}`;
 
   try {
-    opts.log(`resin test: cluster ${name} (${describeRoles(opts.roles)}, ${opts.channel} channel), state in ${home}`);
+    const arches = describeArches(parseArchSpec(opts.arch, opts.roles));
+    opts.log(`resin test: cluster ${name} (${describeRoles(opts.roles)}${arches ? `; ${arches}` : ""}, ${opts.channel} channel), state in ${home}`);
     // 1. Build what is needed, boot, and wait for quorum and autopilot's health.
     const upStarted = Date.now();
-    const up = await cli(["up", "--name", name, "--roles", formatRoleCounts(opts.roles), "--channel", opts.channel, "--timeout", String(opts.upTimeoutSeconds), ...(opts.offline ? ["--offline"] : [])]);
+    const up = await cli(["up", "--name", name, "--roles", formatRoleCounts(opts.roles), "--channel", opts.channel, ...(opts.arch ? ["--arch", opts.arch] : []), "--timeout", String(opts.upTimeoutSeconds), ...(opts.offline ? ["--offline"] : [])]);
     const upCase: TestCase = { name: "cluster comes up healthy", classname: "resin.cluster", seconds: (Date.now() - upStarted) / 1000, outcome: "passed", output: printable(up.all ?? "") };
     if (up.exitCode !== 0) {
       upCase.outcome = "failed";

@@ -46,6 +46,15 @@ function write(path: string, text: string, mode = 0o644): void {
   chmodSync(join(project, path), mode);
 }
 
+/** The cases of a green run of the project, as junitCases gives them, sorted. */
+const GREEN = [
+  "cluster comes up healthy: passed",
+  "consul: every node's health checks pass: passed",
+  "consul: service echo passes its checks: passed",
+  "consul: service hello passes its checks: passed",
+  "tests/hello-answers: passed",
+];
+
 /** Each <testcase> of a JUnit report as "name: passed|failure|skipped". */
 const junitCases = (xml: string) =>
   [...xml.matchAll(/<testcase name="([^"]+)"[^>]*?(?:\/>|>([\s\S]*?)<\/testcase>)/g)].map((m) => `${m[1]}: ${/^\s*<(failure|skipped)/.exec(m[2] ?? "")?.[1] ?? "passed"}`);
@@ -80,13 +89,7 @@ describe("resin test on a project made by resin init", () => {
     report(`green run in ${r.seconds.toFixed(1)}s:\n${r.stdout}`);
     expect(r.status, r.all).toBe(0);
     const xml = readFileSync(junit, "utf8");
-    expect(junitCases(xml).sort()).toEqual([
-      "cluster comes up healthy: passed",
-      "consul: every node's health checks pass: passed",
-      "consul: service echo passes its checks: passed",
-      "consul: service hello passes its checks: passed",
-      "tests/hello-answers: passed",
-    ]);
+    expect(junitCases(xml).sort()).toEqual(GREEN);
     const lint = spawnSync("xmllint", ["--noout", "--schema", join(repoRoot, "test", "fixtures", "junit", "junit.xsd"), junit], { encoding: "utf8" });
     expect(lint.status, lint.stderr).toBe(0);
     expect(r.stdout).toMatch(/^5 passed, 0 failed, 0 skipped$/m);
@@ -95,6 +98,35 @@ describe("resin test on a project made by resin init", () => {
     const manifest = JSON.parse(readFileSync(join(project, "out", "images", "debian", "web", "manifest.json"), "utf8")) as { checks: { service: string; exitCode: number; output: string }[] };
     expect(manifest.checks.map((c) => [c.service, c.exitCode])).toEqual([["consul", 0]]);
     expect(manifest.checks[0]!.output).toContain("Configuration is valid!");
+    expectNothingLeft();
+  });
+
+  it("--arch arm64: the same project built for arm64 and tested on an emulated arm64 node, green", async () => {
+    const junit = join(scratch, "reports", "junit-arm64.xml");
+    mkdirSync(join(scratch, "reports"), { recursive: true });
+    const r = await run(["test", "--roles", "web=1", "--arch", "arm64", "--channel", "debian", "--junit", junit]);
+    report(`arm64 run in ${r.seconds.toFixed(1)}s:\n${r.stdout}`);
+    expect(r.status, r.all).toBe(0);
+    expect(r.stderr).toMatch(/resin test: cluster test-[0-9a-f]{8} \(1 × web; web arm64, debian channel\)/);
+    const xml = readFileSync(junit, "utf8");
+    expect(junitCases(xml).sort()).toEqual(GREEN);
+    // resin up's own words in the first case: the node ran as arm64, emulated.
+    expect(xml).toContain("arm64 nodes on this amd64 host: emulated by TCG");
+    const manifest = JSON.parse(readFileSync(join(project, "out", "images", "debian-arm64", "web", "manifest.json"), "utf8")) as { arch: string };
+    expect(manifest.arch).toBe("arm64");
+    expectNothingLeft();
+  });
+
+  it("--arch with an architecture Resin does not build for, or a role the run does not have: one line, nothing built", async () => {
+    for (const [arch, error] of [
+      ["riscv64", "resin: --arch: 'riscv64' is not an architecture Resin builds for"],
+      ["db=arm64", "resin: --arch: role 'db' is not one of the cluster's (web)"],
+    ] as const) {
+      const r = await run(["test", "--roles", "web=1", "--arch", arch, "--channel", "debian"], 60_000);
+      expect(r.status, arch).toBe(1);
+      expect(r.stderr.split("\n").filter((l) => l.startsWith("resin:"))).toEqual([error]);
+      expect(r.stderr).not.toContain("resin test: cluster");
+    }
     expectNothingLeft();
   });
 

@@ -8,7 +8,7 @@
 // The same disk with one byte of the kernel changed inside the UKI's .linux section on
 // the ESP, and the suite's unsigned disk.qcow2, are refused by the firmware itself: its
 // console says "Access Denied" for the boot entry and no kernel ever prints.
-import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeSync } from "node:fs";
+import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -21,7 +21,7 @@ import { QEMU } from "../../cli/provider/qemu/accel.js";
 import { readPid } from "../../cli/provider/qemu/process.js";
 import { startSwitch, stopSwitch, switchPaths } from "../../cli/provider/qemu/vde.js";
 import { createPersistDisk, OVMF_SECURE_BOOT, qemuArgs, stopVm, vmPaths, vmPid, type VmSpec } from "../../cli/provider/qemu/vm.js";
-import { keepLogsOnFailure, killLeftovers, processesUnder, repoRoot, resinAsync, resinStatus } from "./helpers.js";
+import { keepLogsOnFailure, killLeftovers, overrideStock, processesUnder, repoRoot, resinAsync, resinStatus } from "./helpers.js";
 
 const work = mkdtempSync(join(tmpdir(), "resin-e2e-secureboot-"));
 const stateHome = join(work, "state");
@@ -244,5 +244,48 @@ describe("Secure Boot: a signed UKI boots under enforcing firmware, a changed or
     report(`unsigned disk: firmware refused after ${seconds.toFixed(1)}s`);
     expectRefusedForSignature(console);
     expect(processesUnder(work)).toEqual([]);
+  });
+
+  it("resin upgrade of a --secure-boot cluster refuses an unsigned image set with nothing installed, and a build it signs with the enrolled key boots under Secure Boot", async () => {
+    const dir = project("upgrade");
+    const up = await resinAsync(["up", "--name", "sbu", "--secure-boot", "--role", "consul-server", "--nodes", "1", "--channel", "debian", "--timeout", "400"], env, 15 * 60_000, dir);
+    try {
+      expect(up.status, up.stderr).toBe(0);
+      const stateFile = join(stateHome, "clusters", "sbu", "cluster.json");
+      const images = join(stateHome, "clusters", "sbu", "images");
+      const before = { state: readFileSync(stateFile, "utf8"), images: readdirSync(images).sort() };
+      const trusted = JSON.parse(before.state).secureBoot.certSha256 as string;
+
+      // The suite's unsigned image set (same digest: signing changes only the disks): refused before anything is copied.
+      const refused = await resinAsync(["upgrade", "--name", "sbu", "--image-set", join(repoRoot, "out", "images", "debian")], env, 5 * 60_000, dir);
+      expect(refused.status).toBe(1);
+      expect(refused.stderr).toContain(`resin: image ${unsignedDir} is not signed; cluster 'sbu' boots under Secure Boot and its firmware trusts only ${trusted}`);
+      expect(refused.stderr).toContain("nothing was installed");
+      expect(readFileSync(stateFile, "utf8")).toBe(before.state);
+      expect(readdirSync(images).sort()).toEqual(before.images);
+
+      // A changed role: resin upgrade builds it, signs it with the key the firmware has enrolled, and the node boots it.
+      overrideStock(dir, "machines/consul-server.yml");
+      const role = join(dir, "machines", "consul-server.yml");
+      writeFileSync(role, readFileSync(role, "utf8").replace("    ui: true\n", "    ui: true\n    log_level: DEBUG\n"));
+      const started = Date.now();
+      const upgrade = await resinAsync(["upgrade", "--name", "sbu"], env, 15 * 60_000, dir);
+      expect(upgrade.status, upgrade.stderr).toBe(0);
+      expect(upgrade.stderr).toContain("upgrade of sbu complete: 1 node(s) replaced");
+      report(`resin upgrade of a Secure Boot node (signed build, replacement, gate): ${((Date.now() - started) / 1000).toFixed(1)}s`);
+      const after = JSON.parse(readFileSync(stateFile, "utf8"));
+      expect(after.nodes[0].image).not.toBe(JSON.parse(before.state).nodes[0].image);
+      const installed = (await readManifest(join(images, after.nodes[0].image.replace(/^sha256:/, ""))))!;
+      expect(installed.disk.signature?.certSha256).toBe(trusted);
+      expect(resinStatus(stateHome, "sbu").healthy).toBe(true);
+      const qemuLine = readFileSync(`/proc/${readFileSync(join(stateHome, "clusters", "sbu", "nodes", "sbu-1", "qemu.pid"), "utf8").trim()}/cmdline`, "latin1").split("\0");
+      expect(qemuLine).toContain(`if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_SECURE_BOOT.code}`);
+      const console = readFileSync(join(stateHome, "clusters", "sbu", "nodes", "sbu-1", "console.log"), "latin1");
+      expect(console).toContain(`resin: root filesystem verified by dm-verity (root hash ${installed.verity!.rootHash})`);
+    } finally {
+      const down = await resinAsync(["down", "--name", "sbu"], env);
+      expect(down.status, down.stderr).toBe(0);
+    }
+    expect(processesUnder(stateHome)).toEqual([]);
   });
 });

@@ -10,7 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildUki } from "../../cli/image/uki.js";
 import { layout } from "../../cli/image/layout.js";
 import { offsetIn } from "../../cli/image/disk.js";
-import { parseManifest } from "../../cli/image/manifest.js";
+import { parseManifest, type ImageManifest } from "../../cli/image/manifest.js";
+import { secureBootRefusal } from "../../cli/cluster/images.js";
+import type { ClusterState } from "../../cli/state/state.js";
 import { certFingerprint, certPem, debianTestKey, loadSigningKey, parseSignOption, sbsignCommand, SIGNING_TIME, signUki, verifySignature, type SigningKey } from "../../cli/image/sign.js";
 import { OVMF_SECURE_BOOT, qemuArgs, uefiArgs, type VmSpec } from "../../cli/provider/qemu/vm.js";
 import { ResinError } from "../../cli/util/errors.js";
@@ -169,6 +171,29 @@ describe("the manifest's signature", () => {
       change(s);
       expect(() => parseManifest(manifest(s), "m.json"), what).toThrow(error);
     }
+  });
+});
+
+describe("an upgrade of a cluster that boots under Secure Boot", () => {
+  const file = (name: string) => ({ file: name, sha256: "a".repeat(64), size: 1 });
+  const image = (signature?: { certSha256: string }) =>
+    ({ role: "consul-server", channel: "debian", digest: `sha256:${"b".repeat(64)}`, disk: { raw: file("disk.raw"), qcow2: file("disk.qcow2"), iso: file("disk.iso"), ...(signature ? { signature } : {}) } }) as unknown as ImageManifest;
+  const cluster = (certSha256?: string) => ({ name: "sb", ...(certSha256 ? { secureBoot: { certSha256 } } : {}) }) as unknown as ClusterState;
+
+  it("takes only images signed for the certificate its firmware trusts, and says which it got, with nothing installed", () => {
+    expect(secureBootRefusal(cluster(db.certSha256), image({ certSha256: db.certSha256 }), "/set/consul-server")).toBeUndefined();
+    const unsigned = secureBootRefusal(cluster(db.certSha256), image(), "/set/consul-server");
+    expect(unsigned).toBeInstanceOf(ResinError);
+    expect(unsigned!.message).toBe(`image /set/consul-server is not signed; cluster 'sb' boots under Secure Boot and its firmware trusts only ${db.certSha256}`);
+    expect(unsigned!.hint).toContain("resin build --sign KEY,CERT");
+    expect(unsigned!.hint).toContain("nothing was installed");
+    const other = secureBootRefusal(cluster(db.certSha256), image({ certSha256: "e".repeat(64) }), "/set/consul-server");
+    expect(other!.message).toBe(`image /set/consul-server is signed for the certificate ${"e".repeat(64)}; cluster 'sb' boots under Secure Boot and its firmware trusts only ${db.certSha256}`);
+  });
+
+  it("a cluster without Secure Boot takes signed and unsigned images alike", () => {
+    expect(secureBootRefusal(cluster(), image(), "/set/r")).toBeUndefined();
+    expect(secureBootRefusal(cluster(), image({ certSha256: db.certSha256 }), "/set/r")).toBeUndefined();
   });
 });
 
