@@ -13,6 +13,9 @@ export interface SwitchPaths {
   pidFile: string;
 }
 
+/** How long a daemonised vde_switch may take to write its pid file. */
+const PID_FILE_WAIT_MS = 5000;
+
 export function switchPaths(clusterDir: string): SwitchPaths {
   const dir = join(clusterDir, "switch");
   return { dir, socket: join(dir, "ctl"), pidFile: join(dir, "vde.pid") };
@@ -22,9 +25,14 @@ export async function startSwitch(paths: SwitchPaths): Promise<number> {
   await mkdir(paths.dir, { recursive: true });
   await rm(paths.socket, { recursive: true, force: true });
   await rm(paths.pidFile, { force: true });
-  // -d daemonises only after the control socket exists, so VMs can attach right away.
+  // -d daemonises only after the control socket exists, so VMs can attach right away; the
+  // daemon writes its pid file after the fork, so that may come a moment after the exit.
   const result = await execa("vde_switch", ["-s", paths.socket, "-d", "-p", paths.pidFile], { reject: false });
-  const pid = await readPid(paths.pidFile);
+  let pid = await readPid(paths.pidFile);
+  for (let waited = 0; result.exitCode === 0 && !pid && waited < PID_FILE_WAIT_MS; waited += 20) {
+    await new Promise((r) => setTimeout(r, 20));
+    pid = await readPid(paths.pidFile);
+  }
   if (result.exitCode !== 0 || !pid || !existsSync(paths.socket)) {
     throw new ResinError(`vde_switch did not start: ${result.stderr || result.stdout || `exit ${result.exitCode}`}`, "is the vde2 package installed? (apt-get install vde2)");
   }
