@@ -39,6 +39,18 @@ function stateFor(network: ClusterState["network"]): ClusterState {
   };
 }
 
+/** What planManifest is given for one role whose nodes all boot `manifest`. */
+function inputsFor(state: ClusterState, manifest: ImageManifest) {
+  return {
+    state,
+    images: new Map([["sha256:abc", { dir: "/state/images/abc", manifest }]]),
+    vm: new Map([["consul-server", { memory_mib: 1024, cpus: 1, persist_disk_gib: 2 }]]),
+    caCertificate: "/c.pem",
+    caCertificates: { consul: "/c.pem", nomad: "/n.pem", vault: "/v.pem" },
+    metadata: new Map(state.nodes.map((n) => [n.name, { path: `/m/${n.name}`, sha256: hex("0"), bytes: 1 }])),
+  };
+}
+
 function manifestFor(state: ClusterState) {
   return planManifest({
     state,
@@ -90,14 +102,7 @@ describe("planManifest", () => {
     const state = stateFor({ mode: "static" });
     const verity = { ...file("9", 70), file: "rootfs.verity", hashType: 1, hashAlgorithm: "sha256", dataBlockSize: 4096, hashBlockSize: 4096, dataBlocks: 5067, hashOffset: 0, salt: hex("5"), uuid: "0911ffca-162c-8067-bbdb-aba785b88c06", rootHash: hex("7") };
     const withTree = { ...image("consul-server", "sha256:abc"), verity } as ImageManifest;
-    const inputs = (m: ImageManifest) => ({
-      state,
-      images: new Map([["sha256:abc", { dir: "/state/images/abc", manifest: m }]]),
-      vm: new Map([["consul-server", { memory_mib: 1024, cpus: 1, persist_disk_gib: 2 }]]),
-      caCertificate: "/c.pem",
-      caCertificates: { consul: "/c.pem", nomad: "/n.pem", vault: "/v.pem" },
-      metadata: new Map(state.nodes.map((n) => [n.name, { path: `/m/${n.name}`, sha256: hex("0"), bytes: 1 }])),
-    });
+    const inputs = (m: ImageManifest) => inputsFor(state, m);
     const role = PlanManifestSchema.parse(planManifest(inputs(withTree))).roles["consul-server"]!;
     expect(role.image.files.verity).toEqual({ path: "/state/images/abc/rootfs.verity", sha256: hex("9"), bytes: 70 });
     expect(role.image.verity).toEqual({ rootHash: hex("7"), salt: hex("5"), hashAlgorithm: "sha256", dataBlockSize: 4096, hashBlockSize: 4096, dataBlocks: 5067 });
@@ -111,17 +116,7 @@ describe("planManifest", () => {
     const base = image("consul-server", "sha256:abc");
     const signature = { certSha256: hex("4"), cert: "AAAA", signed: [{ file: "disk.raw", offset: 1048576, size: 4096, sha256: hex("3") }] };
     const signed = { ...base, disk: { ...base.disk, signature } } as ImageManifest;
-    const roleOf = (m: ImageManifest) =>
-      PlanManifestSchema.parse(
-        planManifest({
-          state,
-          images: new Map([["sha256:abc", { dir: "/state/images/abc", manifest: m }]]),
-          vm: new Map([["consul-server", { memory_mib: 1024, cpus: 1, persist_disk_gib: 2 }]]),
-          caCertificate: "/c.pem",
-          caCertificates: { consul: "/c.pem", nomad: "/n.pem", vault: "/v.pem" },
-          metadata: new Map(state.nodes.map((n) => [n.name, { path: `/m/${n.name}`, sha256: hex("0"), bytes: 1 }])),
-        }),
-      ).roles["consul-server"]!;
+    const roleOf = (m: ImageManifest) => PlanManifestSchema.parse(planManifest(inputsFor(state, m))).roles["consul-server"]!;
     // Only the fingerprint: the plan is read by provisioners, which match it against what their firmware trusts.
     expect(roleOf(signed).image.signature).toEqual({ certSha256: hex("4") });
     expect(roleOf(base).image.signature).toBeUndefined();
@@ -132,16 +127,7 @@ describe("planManifest", () => {
     expect(amd.arch).toBe("amd64");
     expect(amd.platform).toEqual({ aws: { architecture: "x86_64", instance_type: "t3.small" }, libvirt: { arch: "x86_64", machine: "q35" } });
     const state = stateFor({ mode: "static" });
-    const arm = PlanManifestSchema.parse(
-      planManifest({
-        state,
-        images: new Map([["sha256:abc", { dir: "/state/images/abc", manifest: { ...image("consul-server", "sha256:abc"), arch: "arm64" } as ImageManifest }]]),
-        vm: new Map([["consul-server", { memory_mib: 1024, cpus: 1, persist_disk_gib: 2 }]]),
-        caCertificate: "/c.pem",
-        caCertificates: { consul: "/c.pem", nomad: "/n.pem", vault: "/v.pem" },
-        metadata: new Map(state.nodes.map((n) => [n.name, { path: `/m/${n.name}`, sha256: hex("0"), bytes: 1 }])),
-      }),
-    ).roles["consul-server"]!;
+    const arm = PlanManifestSchema.parse(planManifest(inputsFor(state, { ...image("consul-server", "sha256:abc"), arch: "arm64" } as ImageManifest))).roles["consul-server"]!;
     expect(arm.arch).toBe("arm64");
     expect(arm.platform).toEqual({ aws: { architecture: "arm64", instance_type: "t4g.small" }, libvirt: { arch: "aarch64", machine: "virt" } });
   });
